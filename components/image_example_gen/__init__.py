@@ -1,0 +1,1 @@
+"""components/image_example_gen."""

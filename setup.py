@@ -1,0 +1,29 @@
+"""facegan: a TFX pipeline that ingests face photos, trains GANs, evaluates and serves them.
+
+Dependencies are pinned in requirements.lock (installed by `make install`); install_requires
+only names the direct dependencies so `pip install -e .` inside that environment adds nothing.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="facegan",
+    version="0.1.0",
+    description="Train, evaluate and serve face GANs as a TFX pipeline",
+    python_requires=">=3.10,<3.11",
+    packages=find_packages(
+        include=["facegan*", "pipeline*", "components*", "trainer*", "metrics*", "serving*"]),
+    package_data={"serving": ["configs/*", "k8s/*"], "pipeline": ["*.json"]},
+    install_requires=[
+        "tfx[kfp]==1.15.1",
+        "tensorflow==2.15.1",
+        "tensorflow-gan==2.1.0",
+        "tensorflow-probability==0.23.0",
+        "apache-beam[gcp]==2.56.0",
+        "kfp==1.8.22",
+        "tensorflow-serving-api==2.15.1",
+        "pillow",
+        "scipy",
+        "scikit-image",
+    ],
+    entry_points={"console_scripts": ["facegan=facegan.cli:main"]},
+)

@@ -1,0 +1,48 @@
+"""Shared fixtures. Unit tests (not marked e2e) must not import TFX: checked at session end.
+
+Real face photos are read in place from $FACEGAN_FACES_DIR (set by .ci/run), defaulting to
+../shared/data/faces next to the repository; they are never copied into the repository.
+"""
+import os
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def faces_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("FACEGAN_FACES_DIR", REPO.parent / "shared" / "data" / "faces"))
+
+
+@pytest.fixture(scope="session")
+def faces_root() -> pathlib.Path:
+    root = faces_dir()
+    if not root.is_dir():
+        pytest.skip(f"real face data not found at {root}; set FACEGAN_FACES_DIR")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ffhq_dir(faces_root) -> pathlib.Path:
+    return faces_root / "ffhq256" / "images"
+
+
+@pytest.fixture(scope="session")
+def celeba_dir(faces_root) -> pathlib.Path:
+    return faces_root / "celeba89x109" / "images"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    markexpr = session.config.getoption("-m") or ""
+    if markexpr.replace(" ", "") == "note2e" and "tfx" in sys.modules:
+        print("\nERROR: a unit test imported TFX (30 s per import); move it to an e2e test "
+              "or keep TFX imports out of the module it tests.", file=sys.stderr)
+        session.exitstatus = 1
