@@ -12,9 +12,8 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo test test-unit test-e2e lock bench clean
 
-# Python 3.10 on PATH, else any 3.10.x that pyenv has; else a clear message.
-PYTHON310 := $(shell command -v python3.10 2>/dev/null || \
-	(command -v pyenv >/dev/null 2>&1 && for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.10(\.|$$)'); do PYENV_VERSION=$$v pyenv which python3.10 2>/dev/null && break; done) | head -n1)
+# Python 3.10 on PATH, else any 3.10.x that pyenv has; else a clear message (see the uv rule).
+PYTHON310 := $(shell scripts/find_python310.sh)
 
 $(TOOLS)/bin/uv:
 	@if [ -z "$(PYTHON310)" ]; then \
