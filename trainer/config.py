@@ -1,0 +1,284 @@
+"""One typed training config: dataclasses, named presets, validation at parse time.
+
+The resolved config is written as `config.json` next to every run (stylegan3's
+`training_options.json`). `Config.from_dict` / `to_dict` round-trip exactly; unknown keys and
+bad values raise `ConfigError` naming the field. No TensorFlow import here.
+
+Ownership: `NetworkConfig`, `LossConfig`, `TricksConfig`, `LensConfig` and the presets describe
+the model zoo (networks/losses/regularizers); `OptimConfig` and `RunConfig` describe the loop.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the field (e.g. `loss.family`)."""
+
+
+@dataclass
+class NetworkConfig:
+    architecture: str = "dcgan"        # registry key: dcgan | hdcgan | facegan | progan
+    resolution: int = 64               # output side, power of two
+    z_dim: int = 100
+    filters: int = 64                  # base width (per-architecture meaning, see each module)
+    max_filters: int = 512
+    input_noise_std: float = 0.0       # HDCGAN: additive noise on G and D inputs
+    # progan only
+    start_resolution: int = 4
+    fade_images: int = 600_000         # images shown while a new block fades in
+    stable_images: int = 600_000       # images shown at a resolution after its fade-in
+    equalized_lr: bool = True
+    pixelnorm: bool = True
+    minibatch_stddev: bool = True
+    mbstd_group_size: int = 4
+    mbstd_extra_stats: bool = False    # also skewness and kurtosis (Columbia report)
+    residual_g: bool = False
+    residual_d: bool = False
+    batch_sizes: Dict[str, int] = field(default_factory=dict)  # {"4": 64, ..., "128": 16}
+
+
+@dataclass
+class LossConfig:
+    family: str = "ns"                 # registry key: minimax | ns | lsgan | wgan_gp | hinge | facegan
+    lsgan_a: float = 0.0               # LSGAN labels: fake a, real b, G's target c
+    lsgan_b: float = 1.0
+    lsgan_c: float = 1.0
+    gp_weight: float = 10.0            # WGAN-GP lambda
+    drift: float = 0.0                 # WGAN-GP epsilon drift (ProGAN: 0.001)
+
+
+@dataclass
+class LensConfig:
+    enabled: bool = False
+    blocks: int = 8
+    filters: int = 32
+    anneal_steps: int = 2000           # K in lambda = 1 - sin(t*pi/(2K))
+    learning_rate: float = 2e-4
+
+
+@dataclass
+class TricksConfig:
+    feature_matching: float = 0.0      # weight of ||E f(x) - E f(G(z))||^2 in G's loss
+    minibatch_discrimination: bool = False
+    mbd_kernels: int = 50              # Salimans et al.: B
+    mbd_kernel_dim: int = 5            # C
+    historical_averaging: float = 0.0  # weight
+    label_smoothing: float = 0.0       # one-sided: real targets 1 - s
+    instance_noise: float = 0.0        # initial std, annealed linearly to 0
+    instance_noise_steps: int = 0
+    repelling: float = 0.0             # weight of the pulling-away / repelling term
+    ema_decay: float = 0.999           # generator EMA; 0 disables
+    truncation: float = 1.0            # sampling-time latent truncation (1 = none)
+    d_steps: int = 1                   # D updates per G update
+    lens: LensConfig = field(default_factory=LensConfig)
+
+
+@dataclass
+class OptimConfig:
+    batch_size: int = 64               # global batch (all replicas)
+    g_learning_rate: float = 2e-4
+    d_learning_rate: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+
+
+@dataclass
+class RunConfig:
+    steps: int = 1000                  # generator steps (TFX: TrainArgs.num_steps overrides)
+    seed: int = 0
+    strategy: str = "mirrored"         # mirrored | multiworker | default
+    mixed_precision: str = "float32"   # float32 | mixed_float16 | mixed_bfloat16
+    xla: bool = False
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 50
+    image_every: int = 500
+    max_nan_recoveries: int = 3
+    nan_lr_factor: float = 0.5
+    shuffle_buffer: int = 2048
+
+
+@dataclass
+class Config:
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    tricks: TricksConfig = field(default_factory=TricksConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    preset: str = ""
+
+    # -- serialization -------------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "Config":
+        cfg = _from_dict(cls, d, "")
+        validate(cfg)
+        return cfg
+
+    def override(self, overrides: Dict[str, Any]) -> "Config":
+        """Apply dotted overrides, e.g. {"optim.batch_size": 32}; validates the result."""
+        d = self.to_dict()
+        for key, value in overrides.items():
+            node, parts = d, key.split(".")
+            for p in parts[:-1]:
+                if not isinstance(node.get(p), dict):
+                    raise ConfigError(f"unknown config field {key!r}")
+                node = node[p]
+            if parts[-1] not in node:
+                raise ConfigError(f"unknown config field {key!r}")
+            node[parts[-1]] = value
+        return Config.from_dict(d)
+
+
+def _from_dict(klass, d, prefix):
+    if not isinstance(d, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(klass)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {', '.join(prefix + u for u in unknown)}")
+    kwargs = {}
+    for name, value in d.items():
+        f = fields[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _from_dict(type(default), value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, default, prefix + name)
+    return klass(**kwargs)
+
+
+def _coerce(value, default, name):
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a mapping, got {value!r}")
+        return {str(k): v for k, v in value.items()}
+    return value
+
+
+# -- validation -------------------------------------------------------------------------------
+# Registries live with the code they name; validation imports their *names* lazily so this
+# module stays TensorFlow-free. Known names are listed here to validate before any TF import.
+ARCHITECTURE_NAMES = ("dcgan", "hdcgan", "facegan", "progan")
+LOSS_NAMES = ("minimax", "ns", "lsgan", "wgan_gp", "hinge", "facegan")
+STRATEGIES = ("mirrored", "multiworker", "default")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def validate(cfg: Config) -> Config:
+    n, lo, t, o, r = cfg.network, cfg.loss, cfg.tricks, cfg.optim, cfg.run
+    if n.architecture not in ARCHITECTURE_NAMES:
+        raise ConfigError(f"network.architecture {n.architecture!r} is not one of {ARCHITECTURE_NAMES}")
+    if lo.family not in LOSS_NAMES:
+        raise ConfigError(f"loss.family {lo.family!r} is not one of {LOSS_NAMES}")
+    res = n.resolution
+    if not isinstance(res, int) or res < 8 or res > 1024 or res & (res - 1):
+        raise ConfigError(f"network.resolution must be a power of two in [8, 1024], got {res!r}")
+    if n.z_dim < 1:
+        raise ConfigError(f"network.z_dim must be >= 1, got {n.z_dim}")
+    if r.strategy not in STRATEGIES:
+        raise ConfigError(f"run.strategy {r.strategy!r} is not one of {STRATEGIES}")
+    if r.mixed_precision not in PRECISIONS:
+        raise ConfigError(f"run.mixed_precision {r.mixed_precision!r} is not one of {PRECISIONS}")
+    if o.batch_size < 1:
+        raise ConfigError(f"optim.batch_size must be >= 1, got {o.batch_size}")
+    if r.steps < 0:
+        raise ConfigError(f"run.steps must be >= 0, got {r.steps}")
+    if not 0.0 <= t.label_smoothing < 0.5:
+        raise ConfigError(f"tricks.label_smoothing must be in [0, 0.5), got {t.label_smoothing}")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise ConfigError(f"tricks.ema_decay must be in [0, 1), got {t.ema_decay}")
+    if not 0.0 < t.truncation <= 1.0:
+        raise ConfigError(f"tricks.truncation must be in (0, 1], got {t.truncation}")
+    if t.d_steps < 1:
+        raise ConfigError(f"tricks.d_steps must be >= 1, got {t.d_steps}")
+    # Incompatible combinations, refused with the reason.
+    if n.architecture == "hdcgan" and res < 32:
+        raise ConfigError("network.resolution: hdcgan works from 32x32 up to 512x512 (the paper's range)")
+    if n.architecture == "hdcgan" and res > 512:
+        raise ConfigError("network.resolution: hdcgan works from 32x32 up to 512x512 (the paper's range)")
+    if n.architecture == "progan":
+        s = n.start_resolution
+        if s < 4 or s & (s - 1) or s > res:
+            raise ConfigError(f"network.start_resolution must be a power of two in [4, resolution], got {s}")
+        if n.mbstd_group_size < 1:
+            raise ConfigError(f"network.mbstd_group_size must be >= 1, got {n.mbstd_group_size}")
+        for k, v in n.batch_sizes.items():
+            if not str(k).isdigit() or int(k) & (int(k) - 1) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"network.batch_sizes[{k!r}] must map a power-of-two resolution to a positive int")
+    if lo.family == "wgan_gp" and t.label_smoothing:
+        raise ConfigError("tricks.label_smoothing has no meaning for wgan_gp (the critic has no labels)")
+    return cfg
+
+
+# -- presets ----------------------------------------------------------------------------------
+def _preset(**sections) -> Dict[str, Any]:
+    return sections
+
+
+PRESETS: Dict[str, Dict[str, Any]] = {
+    # Radford et al. 2016: Adam 2e-4, beta1 0.5, batch 128, z 100.
+    "dcgan": _preset(network=dict(architecture="dcgan", resolution=64, z_dim=100, filters=64),
+                     loss=dict(family="ns"),
+                     optim=dict(batch_size=128, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
+    # Curto et al. (HDCGAN): SELU+BN, 4x4 stride 2, Adam 2e-4 fixed, batch 32, 64 filters, noise on inputs.
+    "hdcgan": _preset(network=dict(architecture="hdcgan", resolution=128, z_dim=100, filters=64,
+                                   input_noise_std=0.1),
+                      loss=dict(family="ns"),
+                      optim=dict(batch_size=32, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
+    # Li et al. (FaceGANs): two FC + four deconvs / four convs + two FC, BN + LeakyReLU.
+    "facegan": _preset(network=dict(architecture="facegan", resolution=64, z_dim=100, filters=64),
+                       loss=dict(family="facegan"),
+                       optim=dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
+    # Karras et al. 2018 as the Columbia report re-implements it: WGAN-GP + drift 0.001,
+    # Adam 1e-3 beta1 0, beta2 0.99, eps 1e-8, per-resolution batch sizes.
+    "progan": _preset(network=dict(architecture="progan", resolution=128, z_dim=512, filters=512,
+                                   max_filters=512, start_resolution=4,
+                                   batch_sizes={"4": 64, "8": 64, "16": 64, "32": 32, "64": 16, "128": 16}),
+                      loss=dict(family="wgan_gp", gp_weight=10.0, drift=0.001),
+                      tricks=dict(ema_decay=0.999),
+                      optim=dict(batch_size=16, g_learning_rate=1e-3, d_learning_rate=1e-3, beta1=0.0, beta2=0.99)),
+    # Tiny and fast: CI and `make demo`.
+    "smoke": _preset(network=dict(architecture="dcgan", resolution=32, z_dim=32, filters=16),
+                     loss=dict(family="ns"),
+                     optim=dict(batch_size=16),
+                     run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
+}
+
+
+def get_preset(name: str, overrides: Optional[Dict[str, Any]] = None) -> Config:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+    cfg = Config.from_dict(dict(copy.deepcopy(PRESETS[name]), preset=name))
+    return cfg.override(overrides) if overrides else cfg
+
+
+def preset_names() -> List[str]:
+    return sorted(PRESETS)
