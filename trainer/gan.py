@@ -1,0 +1,382 @@
+"""The GAN as one `tf.keras.Model` with a custom `train_step` (keras-io gan_ada.py style).
+
+One `train_step(batch)` = `tricks.d_steps` discriminator updates, then one generator update (and
+one lens update when the lens is on), then the generator-EMA update. Everything configurable is
+read from the typed `Config`; networks, losses and regularizers come from their registries
+(trainer/networks, trainer/losses.py, trainer/regularizers.py).
+
+Distribution rules (so a run gives the same result on 1 or N replicas for the same global batch):
+- every per-example loss is averaged with `tf.nn.compute_average_loss(global_batch_size=...)`, so
+  per-replica losses sum to the global mean;
+- gradients are all-reduced explicitly (SUM) before `apply_gradients(skip_gradients_aggregation=
+  True)`, so gradient norms and the NaN check see the *global* gradient;
+- randomness (latents, instance noise, gradient-penalty interpolation) is drawn for the whole
+  global batch from a stateless key and each replica takes its slice: the numbers an example
+  sees do not depend on how many replicas there are. The key comes from a checkpointed
+  `tf.random.Generator` (passed in with the batch) or, under plain `fit`, from (seed, step).
+- batch-level regularizers (feature matching, repelling, historical averaging) are computed per
+  replica and averaged over replicas (documented approximation; exact on one replica).
+
+Returned metrics are global values (all-reduced inside the step) named as TensorBoard tags:
+loss/*, grad_norm/*, lens/*, progan/alpha, lr/*, noise/*, d/*.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import tensorflow as tf
+
+from trainer.config import Config
+
+SUM = tf.distribute.ReduceOp.SUM
+
+# Stateless-key purposes (fold_in data) so each random draw is independent and reproducible.
+_Z_G, _Z_D, _NOISE_REAL, _NOISE_FAKE, _GP_EPS, _NOISE_G = 1, 100, 200, 300, 400, 500
+
+
+def _first_replica_var(value, dtype, name):
+    return tf.Variable(value, dtype=dtype, trainable=False, name=name,
+                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+def make_optimizer(cfg: Config, learning_rate: float) -> tf.keras.optimizers.Optimizer:
+    o = cfg.optim
+    opt = tf.keras.optimizers.Adam(learning_rate=learning_rate, beta_1=o.beta1, beta_2=o.beta2,
+                                   epsilon=o.epsilon)
+    if cfg.run.mixed_precision == "mixed_float16":   # loss scaling: float16 gradients underflow
+        opt = tf.keras.mixed_precision.LossScaleOptimizer(opt)
+    return opt
+
+
+def unique_variables(models) -> List[tf.Variable]:
+    seen, out = set(), []
+    for m in models:
+        for v in m.trainable_variables:
+            if v.ref() not in seen:
+                seen.add(v.ref())
+                out.append(v)
+    return out
+
+
+class GAN(tf.keras.Model):
+    """Generator + discriminator (+ EMA generator, + lens) trained by one custom `train_step`."""
+
+    def __init__(self, cfg: Config, networks, ema_networks=None, lens=None, *, global_batch_size: int):
+        super().__init__(name="gan")
+        from trainer.losses import LOSSES
+        self.cfg = cfg
+        self.nets = networks
+        self.ema_nets = ema_networks
+        self.lens = lens
+        if cfg.loss.family not in LOSSES:
+            raise ValueError(f"loss.family {cfg.loss.family!r} is not registered ({sorted(LOSSES)})")
+        self.family = LOSSES[cfg.loss.family]
+        self.g_loss_fn, self.d_loss_fn = self.family.bind(cfg.loss)
+        self.lens_adv_fn = self.family.lens_loss(cfg.loss)
+        self.global_batch_size = int(global_batch_size)
+        self.seed = int(cfg.run.seed)
+        self.step = _first_replica_var(0, tf.int64, "step")               # generator steps done
+        self.images_shown = _first_replica_var(0, tf.int64, "images_shown")  # reals shown to D
+        self.lr_scale = _first_replica_var(1.0, tf.float32, "lr_scale")  # NaN recovery lowers it
+        self.nan_recoveries = _first_replica_var(0, tf.int64, "nan_recoveries")
+        self.g_optimizer = self.d_optimizer = self.lens_optimizer = None
+        self.historical = None
+        self.resolution = None
+        self.set_stage(cfg.network.resolution if not networks.progressive else
+                       networks.schedule(0).resolution, self.global_batch_size)
+
+    # -- setup -----------------------------------------------------------------------------------
+    def compile(self, g_optimizer=None, d_optimizer=None, lens_optimizer=None, **kwargs):
+        super().compile(**kwargs)
+        cfg = self.cfg
+        self.g_optimizer = g_optimizer or make_optimizer(cfg, cfg.optim.g_learning_rate)
+        self.d_optimizer = d_optimizer or make_optimizer(cfg, cfg.optim.d_learning_rate)
+        if self.lens is not None:
+            self.lens_optimizer = lens_optimizer or make_optimizer(cfg, cfg.tricks.lens.learning_rate)
+        # Build optimizer slots for every variable of every stage now, so a checkpoint restores
+        # into existing slots and a progressive stage change never meets an unknown variable.
+        g_models, d_models = self.all_stage_models()
+        self._g_all, self._d_all = unique_variables(g_models), unique_variables(d_models)
+        for opt, var_list in ((self.g_optimizer, self._g_all), (self.d_optimizer, self._d_all),
+                              (self.lens_optimizer, self.lens.trainable_variables if self.lens else None)):
+            if opt is not None:
+                inner = getattr(opt, "inner_optimizer", opt)
+                inner.build(var_list)
+        if cfg.tricks.historical_averaging > 0:
+            from trainer.regularizers import HistoricalAveraging
+            self.historical = (HistoricalAveraging(self._g_all), HistoricalAveraging(self._d_all))
+        self.apply_lr_scale()
+
+    def all_stage_models(self) -> Tuple[list, list]:
+        n = self.nets
+        if not n.progressive:
+            return [n.generator], [n.discriminator]
+        gs, ds = [], []
+        r = self.cfg.network.start_resolution
+        while r <= self.cfg.network.resolution:
+            g, d = n.stage_models(r)
+            gs.append(g)
+            ds.append(d)
+            r *= 2
+        return gs, ds
+
+    def set_stage(self, resolution: int, global_batch_size: int):
+        """Select the (G, D, G_ema) of a progressive stage (or the only ones) and the batch size."""
+        n = self.nets
+        if n.progressive:
+            self.G, self.D = n.stage_models(resolution)
+            self.G_ema = self.ema_nets.stage_models(resolution)[0] if self.ema_nets else None
+        else:
+            self.G, self.D = n.generator, n.discriminator
+            self.G_ema = self.ema_nets.generator if self.ema_nets else None
+        self.resolution = int(resolution)
+        self.global_batch_size = int(global_batch_size)
+        self._ema_pairs = []
+        if self.G_ema is not None:
+            self._ema_pairs = list(zip(self.G_ema.weights, self.G.weights))
+            for e, v in self._ema_pairs:
+                if e.shape != v.shape:
+                    raise ValueError(f"EMA generator weight {e.name} {e.shape} does not match {v.name} {v.shape}")
+
+    def apply_lr_scale(self):
+        s = float(self.lr_scale.numpy())
+        self.g_optimizer.learning_rate = self.cfg.optim.g_learning_rate * s
+        self.d_optimizer.learning_rate = self.cfg.optim.d_learning_rate * s
+        if self.lens_optimizer is not None:
+            self.lens_optimizer.learning_rate = self.cfg.tricks.lens.learning_rate * s
+
+    def copy_to_ema(self):
+        """G_ema <- G (start of training)."""
+        for e, v in self._ema_pairs:
+            e.assign(v)
+
+    @property
+    def sampling_generator(self) -> tf.keras.Model:
+        return self.G_ema if self.G_ema is not None else self.G
+
+    def call(self, z, training=False):
+        return self.G(z, training=training)
+
+    # -- randomness ------------------------------------------------------------------------------
+    def _global_slice(self, key, purpose, shape_tail, kind="normal"):
+        """Draw [global_batch, *tail] from a stateless key and return this replica's rows."""
+        ctx = tf.distribute.get_replica_context()
+        n = ctx.num_replicas_in_sync
+        local = self.global_batch_size // n
+        seed = tf.random.experimental.stateless_fold_in(key, purpose)
+        shape = [self.global_batch_size] + list(shape_tail)
+        if kind == "normal":
+            full = tf.random.stateless_normal(shape, seed=seed)
+        else:
+            full = tf.random.stateless_uniform(shape, seed=seed)
+        if n == 1:
+            return full
+        start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
+        return full[start:start + local]
+
+    # -- pieces ----------------------------------------------------------------------------------
+    def _avg(self, per_example):
+        return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32),
+                                          global_batch_size=self.global_batch_size)
+
+    def _per_replica_scalar(self, scalar):
+        """A batch-level term computed per replica: divide so the replica sum is the mean."""
+        n = tf.distribute.get_replica_context().num_replicas_in_sync
+        return tf.cast(scalar, tf.float32) / n
+
+    def _disc(self, images, training=True):
+        out = self.D(images, training=training)
+        return tf.cast(out["logits"], tf.float32), tf.cast(out["features"], tf.float32)
+
+    def _instance_noise(self, step):
+        t = self.cfg.tricks
+        if t.instance_noise <= 0:
+            return None
+        from trainer.regularizers import instance_noise_std
+        return tf.cast(instance_noise_std(step, t.instance_noise, t.instance_noise_steps), tf.float32)
+
+    def _noisy(self, images, std, key, purpose):
+        if std is None:
+            return images
+        noise = self._global_slice(key, purpose, images.shape[1:])
+        return images + tf.cast(std, images.dtype) * tf.cast(noise, images.dtype)
+
+    def _gradient_penalty(self, real, fake, key, purpose):
+        """WGAN-GP (Gulrajani et al.): (||grad D(x_hat)||_2 - 1)^2 per example.
+
+        Same formula as trainer.losses.gradient_penalty (epsilon 1e-10 inside the sqrt); drawn
+        here because eps must come from the global-batch key (replica-count independence)."""
+        eps = self._global_slice(key, purpose, [1, 1, 1], kind="uniform")
+        x_hat = real + tf.cast(eps, real.dtype) * (fake - real)
+        with tf.GradientTape() as tape:
+            tape.watch(x_hat)
+            logits = self._disc(x_hat)[0]
+        grads = tf.cast(tape.gradient(logits, x_hat), tf.float32)
+        norm = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]) + 1e-10)
+        return tf.square(norm - 1.0)
+
+    def _apply(self, optimizer, tape, loss, variables):
+        """Gradients of `loss`, all-reduced across replicas, applied; returns the global norm."""
+        scaled = isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+        grads = tape.gradient(optimizer.get_scaled_loss(loss) if scaled else loss, variables)
+        if scaled:
+            grads = optimizer.get_unscaled_gradients(grads)
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
+        ctx = tf.distribute.get_replica_context()
+        if ctx.num_replicas_in_sync > 1:
+            grads = ctx.all_reduce(SUM, grads)
+        norm = tf.linalg.global_norm(grads)
+        optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
+        return norm
+
+    def _update_ema(self):
+        if not self._ema_pairs:
+            return
+        decay = float(self.cfg.tricks.ema_decay)
+        trainable = {v.ref() for v in self.G.trainable_weights}
+        pairs = self._ema_pairs
+
+        def merge_fn(strategy):
+            for e, v in pairs:
+                # Trainable weights: exponential moving average (Karras et al. 2018, sec. A.1);
+                # BatchNorm statistics: copied (they are already running averages).
+                d = decay if v.ref() in trainable else 0.0
+                strategy.extended.update(
+                    e, lambda e_, v_, d=d: e_.assign(v_ + d * (e_ - v_)), args=(v,), group=False)
+
+        tf.distribute.get_replica_context().merge_call(merge_fn)
+
+    # -- the step --------------------------------------------------------------------------------
+    def train_step(self, data):
+        if isinstance(data, (tuple, list)):
+            images, key = data
+        else:   # plain `fit`: key from (seed, step); the library loop passes a Generator key
+            images, key = data, tf.stack([tf.constant(self.seed, tf.int64), tf.identity(self.step)])
+        key = tf.cast(key, tf.int64)
+        cfg, t = self.cfg, self.cfg.tricks
+        ctx = tf.distribute.get_replica_context()
+        n_rep = ctx.num_replicas_in_sync
+        local_b = self.global_batch_size // n_rep
+        z_dim = cfg.network.z_dim
+        images = tf.cast(images, tf.float32)
+        reals = tf.reshape(images, [t.d_steps, local_b] + list(images.shape[1:]))
+        step = tf.identity(self.step)
+        noise_std = self._instance_noise(step)
+        lens_lambda = None
+        if self.lens is not None:
+            from trainer.networks.lens import lens_lambda as _lens_lambda
+            lens_lambda = tf.cast(_lens_lambda(step, t.lens.anneal_steps), tf.float32)
+
+        sums: Dict[str, tf.Tensor] = {}     # per-replica contributions: replica sum = global value
+        shared: Dict[str, tf.Tensor] = {}   # identical on every replica
+
+        # ---- discriminator ----
+        d_vars = self.D.trainable_variables
+        for j in range(t.d_steps):
+            x = reals[j]
+            z = self._global_slice(key, _Z_D + j, [z_dim])
+            with tf.GradientTape() as tape:
+                fake = tf.cast(self.G(z, training=True), tf.float32)
+                x_in = tf.cast(self.lens(x, training=True), tf.float32) if self.lens is not None else x
+                x_in = self._noisy(x_in, noise_std, key, _NOISE_REAL + j)
+                f_in = self._noisy(fake, noise_std, key, _NOISE_FAKE + j)
+                real_logits, real_feats = self._disc(x_in)
+                fake_logits, _ = self._disc(f_in)
+                d_adv = self._avg(self.d_loss_fn(real_logits, fake_logits,
+                                                 real_label_smoothing=t.label_smoothing))
+                d_loss = d_adv
+                if self.family.needs_gradient_penalty:
+                    gp = self._avg(self._gradient_penalty(x_in, f_in, key, _GP_EPS + j))
+                    d_loss += cfg.loss.gp_weight * gp
+                if self.historical is not None:
+                    hd = self._per_replica_scalar(self.historical[1].loss(self._d_all))
+                    d_loss += t.historical_averaging * hd
+            sums["grad_norm/d"] = self._apply(self.d_optimizer, tape, d_loss, d_vars) / n_rep
+        sums["loss/d"] = d_loss
+        sums["loss/d_adv"] = d_adv
+        sums["d/real_logit"] = self._avg(tf.reduce_mean(real_logits, axis=-1))
+        sums["d/fake_logit"] = self._avg(tf.reduce_mean(fake_logits, axis=-1))
+        if self.family.needs_gradient_penalty:
+            sums["loss/gp"] = gp
+        if self.historical is not None:
+            sums["loss/historical_d"] = hd
+            self.historical[1].update(self._d_all)
+
+        # ---- generator ----
+        z = self._global_slice(key, _Z_G, [z_dim])
+        g_vars = self.G.trainable_variables
+        with tf.GradientTape() as tape:
+            fake = tf.cast(self.G(z, training=True), tf.float32)
+            f_in = self._noisy(fake, noise_std, key, _NOISE_G)
+            fake_logits, fake_feats = self._disc(f_in)
+            g_adv = self._avg(self.g_loss_fn(fake_logits))
+            g_loss = g_adv
+            if t.feature_matching > 0:
+                from trainer.regularizers import feature_matching_loss
+                fm = self._per_replica_scalar(feature_matching_loss(tf.stop_gradient(real_feats), fake_feats))
+                g_loss += t.feature_matching * fm
+            if t.repelling > 0:
+                from trainer.regularizers import repelling_loss
+                rep = self._per_replica_scalar(repelling_loss(fake_feats))
+                g_loss += t.repelling * rep
+            if self.historical is not None:
+                hg = self._per_replica_scalar(self.historical[0].loss(self._g_all))
+                g_loss += t.historical_averaging * hg
+        sums["grad_norm/g"] = self._apply(self.g_optimizer, tape, g_loss, g_vars) / n_rep
+        sums["loss/g"] = g_loss
+        sums["loss/g_adv"] = g_adv
+        if t.feature_matching > 0:
+            sums["loss/feature_matching"] = fm
+        if t.repelling > 0:
+            sums["loss/repelling"] = rep
+        if self.historical is not None:
+            sums["loss/historical_g"] = hg
+            self.historical[0].update(self._g_all)
+
+        # ---- lens (Sajjadi et al. 2018): lambda * adversarial + ||X - L(X)||^2 ----
+        if self.lens is not None:
+            from trainer.losses import lens_reconstruction_loss
+            x = reals[-1]
+            with tf.GradientTape() as tape:
+                lx = tf.cast(self.lens(x, training=True), tf.float32)
+                l_logits, _ = self._disc(self._noisy(lx, noise_std, key, _NOISE_REAL))
+                l_adv = tf.cast(self.lens_adv_fn(l_logits), tf.float32)
+                recon = lens_reconstruction_loss(x, lx)   # mean over pixels (see losses.py)
+                l_loss = self._avg(lens_lambda * l_adv + recon)
+            sums["grad_norm/lens"] = self._apply(self.lens_optimizer, tape, l_loss,
+                                                 self.lens.trainable_variables) / n_rep
+            sums["loss/lens"] = l_loss
+            sums["lens/adv"] = self._avg(l_adv)
+            sums["lens/recon"] = self._avg(recon)
+            shared["lens/lambda"] = lens_lambda
+
+        self._update_ema()
+        self.step.assign_add(1)
+        self.images_shown.assign_add(self.global_batch_size * t.d_steps)
+
+        shared["lr/g"] = tf.cast(self.g_optimizer.learning_rate, tf.float32)
+        shared["lr/d"] = tf.cast(self.d_optimizer.learning_rate, tf.float32)
+        if self.nets.progressive and self.nets.alpha is not None:
+            shared["progan/alpha"] = tf.cast(self.nets.alpha, tf.float32)
+        if noise_std is not None:
+            shared["noise/instance_std"] = noise_std
+        return self._reduce(sums, shared)
+
+    def _reduce(self, sums, shared):
+        """All-reduce every metric in one collective; every replica returns the global values."""
+        ctx = tf.distribute.get_replica_context()
+        n = ctx.num_replicas_in_sync
+        names = list(sums) + list(shared)
+        vec = tf.stack([tf.cast(sums[k], tf.float32) for k in sums] +
+                       [tf.cast(shared[k], tf.float32) / n for k in shared])
+        if n > 1:
+            vec = ctx.all_reduce(SUM, vec)
+        return {k: vec[i] for i, k in enumerate(names)}
+
+    # -- sampling --------------------------------------------------------------------------------
+    def sample(self, z, ema=True, truncation: float = 1.0):
+        """uint8 images from latents (optionally truncated toward the prior mean 0)."""
+        from trainer.data import from_network
+        g = self.sampling_generator if ema else self.G
+        z = tf.convert_to_tensor(z, tf.float32) * truncation
+        return from_network(g(z, training=False))
