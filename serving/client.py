@@ -1,0 +1,252 @@
+"""`facegan sample`: sample images from a served generator over TF Serving's gRPC or REST API.
+
+Library first (`GrpcClient`, `RestClient`, `latent_walk`), CLI thin:
+
+    facegan sample --server HOST:8500 --model NAME --num 16 --seed 1 --out grid.png [--truncation 0.7]
+    facegan sample --rest HOST:8501 --model NAME --num 16 --seed 1 --out grid.png
+    facegan sample --server HOST:8500 --model NAME --interpolate 8 --seed 1 --out walk.png
+
+Grids use the `sample` signature (the server draws z from the seed with a stateless RNG, so a
+seed names the same images on every server and client). `--interpolate N` draws two latents from
+the seed on the client, walks between them with spherical interpolation (slerp: White 2016,
+"Sampling Generative Networks", the path that stays on the Gaussian shell) and sends the N
+latents to `serving_default`; truncation is applied by scaling z toward the mean (0), exactly
+what the exported model's `generate`/`sample` do (see trainer/export.py).
+
+Works unchanged against real TF Serving and `facegan serve` (same protos, same status codes).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+DEFAULT_TIMEOUT_S = 120.0
+MAX_MESSAGE_BYTES = 512 << 20    # gRPC's client default (4 MiB) is too small for 64 images at 256px
+
+
+class ClientError(RuntimeError):
+    """A failed call: `code` is the gRPC status name (or HTTP status for REST), message the server's."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+def latent_walk(z_dim: int, steps: int, seed: int, truncation: float = 1.0) -> np.ndarray:
+    """float32 [steps, z_dim]: slerp between two N(0, I) latents drawn from `seed`, scaled by psi."""
+    if steps < 2:
+        raise ValueError(f"--interpolate needs at least 2 steps, got {steps}")
+    if not 0.0 < truncation <= 1.0:
+        raise ValueError(f"truncation must be in (0, 1], got {truncation}")
+    rng = np.random.default_rng(seed)
+    z0, z1 = rng.standard_normal((2, z_dim))
+    omega = np.arccos(np.clip(np.dot(z0 / np.linalg.norm(z0), z1 / np.linalg.norm(z1)), -1.0, 1.0))
+    t = np.linspace(0.0, 1.0, steps)[:, None]
+    if omega < 1e-6:   # (anti)parallel endpoints: slerp degenerates to lerp
+        z = (1 - t) * z0 + t * z1
+    else:
+        z = (np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)
+    return (z * truncation).astype(np.float32)
+
+
+def _split_target(target: str, default_port: int) -> str:
+    target = target.replace("http://", "").rstrip("/")
+    return target if ":" in target else f"{target}:{default_port}"
+
+
+class GrpcClient:
+    """TF Serving PredictionService / ModelService client (tensorflow-serving-api protos)."""
+
+    def __init__(self, target: str, timeout: float = DEFAULT_TIMEOUT_S):
+        import grpc
+        import tensorflow as tf
+        from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
+                                             predict_pb2, prediction_service_pb2_grpc)
+        self._grpc, self._tf = grpc, tf
+        self._predict_pb2, self._meta_pb2, self._status_pb2 = predict_pb2, get_model_metadata_pb2, get_model_status_pb2
+        self.target, self.timeout = _split_target(target, 8500), timeout
+        self.channel = grpc.insecure_channel(self.target, options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+        self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+
+    def close(self):
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self.timeout)
+        except self._grpc.RpcError as e:
+            raise ClientError(e.code().name, e.details() or "") from None
+
+    @staticmethod
+    def _spec(spec, model: str, version: Optional[int], signature: str = ""):
+        spec.name = model
+        if version is not None:
+            spec.version.value = int(version)
+        if signature:
+            spec.signature_name = signature
+
+    def predict(self, model: str, signature: str, inputs: Dict[str, np.ndarray], version: Optional[int] = None,
+                output_filter: Tuple[str, ...] = ()) -> Dict[str, np.ndarray]:
+        request = self._predict_pb2.PredictRequest()
+        self._spec(request.model_spec, model, version, signature)
+        for k, v in inputs.items():
+            request.inputs[k].CopyFrom(self._tf.make_tensor_proto(v))
+        request.output_filter.extend(output_filter)
+        response = self._call(self.predictions.Predict, request)
+        self.last_version = response.model_spec.version.value
+        return {k: self._tf.make_ndarray(v) for k, v in response.outputs.items()}
+
+    def sample(self, model: str, num: int, seed: int, truncation: float = 1.0, version: Optional[int] = None,
+               png: bool = False):
+        """uint8 [num, R, R, 3] (and the PNG bytes per image if png=True) from the `sample` signature."""
+        out = self.predict(model, "sample", {"num": np.int32(num), "seed": np.int64(seed),
+                                             "truncation": np.float32(truncation)}, version,
+                           output_filter=("images", "png") if png else ("images",))
+        return (out["images"], list(out["png"])) if png else out["images"]
+
+    def generate(self, model: str, z: np.ndarray, version: Optional[int] = None) -> np.ndarray:
+        """uint8 images for latents z [N, z_dim] through `serving_default`."""
+        return self.predict(model, "serving_default", {"z": np.asarray(z, np.float32)}, version)["images"]
+
+    def signature_defs(self, model: str, version: Optional[int] = None):
+        request = self._meta_pb2.GetModelMetadataRequest()
+        self._spec(request.model_spec, model, version)
+        request.metadata_field.append("signature_def")
+        response = self._call(self.predictions.GetModelMetadata, request)
+        sig_map = self._meta_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(sig_map)
+        return sig_map.signature_def
+
+    def z_dim(self, model: str, version: Optional[int] = None) -> int:
+        z = self.signature_defs(model, version)["serving_default"].inputs["z"]
+        return int(z.tensor_shape.dim[-1].size)
+
+    def status(self, model: str, version: Optional[int] = None) -> List[Tuple[int, str, str]]:
+        """[(version, state name, error message)] from ModelService.GetModelStatus."""
+        request = self._status_pb2.GetModelStatusRequest()
+        self._spec(request.model_spec, model, version)
+        response = self._call(self.models.GetModelStatus, request)
+        names = self._status_pb2.ModelVersionStatus.State.Name
+        return [(int(s.version), names(s.state), s.status.error_message) for s in response.model_version_status]
+
+
+class RestClient:
+    """TF Serving REST client (`/v1/models/<name>[/versions/<v>]:predict`), JSON columnar format."""
+
+    def __init__(self, target: str, timeout: float = DEFAULT_TIMEOUT_S):
+        self.base, self.timeout = "http://" + _split_target(target, 8501), timeout
+
+    def _url(self, model: str, version: Optional[int], suffix: str = "") -> str:
+        return f"{self.base}/v1/models/{model}" + (f"/versions/{int(version)}" if version is not None else "") + suffix
+
+    def _request(self, url: str, body: Optional[dict] = None) -> dict:
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                raw = r.read()
+        except urllib.error.HTTPError as e:
+            text = e.read().decode("utf-8", "replace")
+            try:
+                text = json.loads(text).get("error", text)
+            except (json.JSONDecodeError, AttributeError):
+                pass
+            raise ClientError(f"HTTP {e.code}", text) from None
+        except urllib.error.URLError as e:
+            raise ClientError("UNAVAILABLE", f"{url}: {e.reason}") from None
+        # Real TF Serving writes non-`_bytes` string outputs (our `png`) as raw bytes inside JSON
+        # strings; surrogateescape keeps such a body parseable (we read `images` only).
+        return json.loads(raw.decode("utf-8", "surrogateescape"))
+
+    def predict(self, model: str, signature: str, inputs: Dict[str, object], version: Optional[int] = None) -> dict:
+        def jsonable(v):
+            return v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v
+        out = self._request(self._url(model, version, ":predict"),
+                            {"signature_name": signature, "inputs": {k: jsonable(v) for k, v in inputs.items()}})
+        return out["outputs"]
+
+    def sample(self, model: str, num: int, seed: int, truncation: float = 1.0, version: Optional[int] = None):
+        out = self.predict(model, "sample", {"num": int(num), "seed": int(seed), "truncation": float(truncation)},
+                           version)
+        return np.asarray(out["images"], dtype=np.uint8)
+
+    def generate(self, model: str, z: np.ndarray, version: Optional[int] = None) -> np.ndarray:
+        out = self.predict(model, "serving_default", {"z": np.asarray(z, np.float32)}, version)
+        return np.asarray(out["images"] if isinstance(out, dict) else out, dtype=np.uint8)
+
+    def z_dim(self, model: str, version: Optional[int] = None) -> int:
+        meta = self._request(self._url(model, version, "/metadata"))
+        z = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]["z"]
+        return int(z["tensor_shape"]["dim"][-1]["size"])
+
+    def status(self, model: str, version: Optional[int] = None) -> List[Tuple[int, str, str]]:
+        out = self._request(self._url(model, version))
+        return [(int(s["version"]), s["state"], s.get("status", {}).get("error_message", ""))
+                for s in out["model_version_status"]]
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--server", help="TF Serving gRPC address HOST:PORT (e.g. localhost:8500)")
+    where.add_argument("--rest", help="TF Serving REST address HOST:PORT (e.g. localhost:8501)")
+    parser.add_argument("--model", default="facegan", help="served model name (default: facegan)")
+    parser.add_argument("--version", type=int, default=None, help="model version (default: the latest served)")
+    parser.add_argument("--num", type=int, default=16, help="images in the grid (default 16)")
+    parser.add_argument("--seed", type=int, default=0, help="latent seed: same seed, same images")
+    parser.add_argument("--truncation", type=float, default=1.0,
+                        help="psi in (0, 1]: scale z toward the mean; lower = safer, less varied (default 1)")
+    parser.add_argument("--interpolate", type=int, default=0, metavar="N",
+                        help="write an N-frame latent walk strip instead of a grid")
+    parser.add_argument("--cols", type=int, default=0, help="grid columns (default: square)")
+    parser.add_argument("--out", default="samples.png", help="output PNG path (default samples.png)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="per-call timeout in seconds")
+
+
+def main(args) -> int:
+    from facegan.images import save_grid
+
+    if args.num < 1:
+        print(f"facegan sample: --num must be >= 1, got {args.num}", file=sys.stderr)
+        return 2
+    if not 0.0 < args.truncation <= 1.0:
+        print(f"facegan sample: --truncation must be in (0, 1], got {args.truncation}", file=sys.stderr)
+        return 2
+    client = GrpcClient(args.server, args.timeout) if args.server else RestClient(args.rest, args.timeout)
+    try:
+        if args.interpolate:
+            z = latent_walk(client.z_dim(args.model, args.version), args.interpolate, args.seed, args.truncation)
+            images = client.generate(args.model, z, args.version)
+            cols = len(images)
+        else:
+            images = client.sample(args.model, args.num, args.seed, args.truncation, args.version)
+            cols = args.cols
+    except ClientError as e:
+        print(f"facegan sample: {args.model} at {args.server or args.rest}: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        print(f"facegan sample: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if isinstance(client, GrpcClient):
+            client.close()
+    save_grid(images, args.out, cols=cols)
+    kind = f"{len(images)}-frame latent walk" if args.interpolate else f"grid of {len(images)} images"
+    print(f"wrote {args.out}: {kind} {images.shape[1]}x{images.shape[2]} from {args.model} "
+          f"(seed {args.seed}, truncation {args.truncation})")
+    return 0

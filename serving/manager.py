@@ -1,0 +1,327 @@
+"""Model versions on disk -> loaded servables, the way TF Serving manages them.
+
+Layout (TF Serving's, written by the Pusher): `<base_path>/<version>/saved_model.pb`, versions are
+positive integers; other entries are ignored. A `ModelManager` polls every base path, applies the
+model's version policy (`latest {num_versions: N}` (default N = 1), `all`, `specific {versions}`),
+loads new aspired versions before unloading old ones (availability-preserving, so a hot swap
+never leaves a gap), retries failed loads a few times, and reports per-version states with
+TF Serving's `ModelVersionStatus.State` names (START, LOADING, AVAILABLE, UNLOADING, END).
+
+`Servable.run` validates a request against the signature exactly where TF Serving would refuse it
+(input key set, dtype, shape), adds facegan's per-request image bound, and maps TensorFlow errors
+to gRPC status codes; it never lets an exception escape as a crash.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import threading
+from typing import Dict, List, Optional
+
+import grpc
+import numpy as np
+
+log = logging.getLogger("facegan.serving")
+
+DEFAULT_MAX_BATCH = 256
+METADATA_ASSET = "facegan_metadata.json"   # == facegan.schema.METADATA_ASSET (schema has no TF import)
+
+# TF Serving's ModelVersionStatus.State values (tensorflow_serving/apis/get_model_status.proto).
+START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
+
+
+class ServingError(Exception):
+    """A request failure with the gRPC status code TF Serving would return."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+# -- configuration ------------------------------------------------------------------------------
+@dataclasses.dataclass
+class ModelSpec:
+    name: str
+    base_path: str
+    policy: str = "latest"                 # latest | all | specific
+    num_versions: int = 1                  # for latest
+    versions: tuple = ()                   # for specific
+    labels: Dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def select(self, available: List[int]) -> List[int]:
+        """The aspired versions among those on disk."""
+        available = sorted(set(available))
+        if self.policy == "all":
+            return available
+        if self.policy == "specific":
+            return [v for v in available if v in set(self.versions)]
+        return available[-max(1, self.num_versions):]
+
+
+def parse_model_config(text: str, source: str = "models.config") -> List[ModelSpec]:
+    """Parse TF Serving's `--model_config_file` (a text ModelServerConfig proto)."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    cfg = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(text, cfg)
+    except text_format.ParseError as e:
+        raise ValueError(f"{source}: not a ModelServerConfig text proto: {e}") from None
+    specs = []
+    for m in cfg.model_config_list.config:
+        if not m.name or not m.base_path:
+            raise ValueError(f"{source}: every model config needs a name and a base_path (got {m.name!r})")
+        if m.model_platform and m.model_platform != "tensorflow":
+            raise ValueError(f"{source}: model {m.name!r}: model_platform must be 'tensorflow'")
+        pol = m.model_version_policy
+        kind = pol.WhichOneof("policy_choice") or "latest"
+        spec = ModelSpec(name=m.name, base_path=m.base_path, policy=kind,
+                         num_versions=(pol.latest.num_versions or 1) if kind == "latest" else 1,
+                         versions=tuple(int(v) for v in pol.specific.versions) if kind == "specific" else (),
+                         labels={k: int(v) for k, v in m.version_labels.items()})
+        if kind == "specific" and not spec.versions:
+            raise ValueError(f"{source}: model {m.name!r}: specific policy lists no versions")
+        specs.append(spec)
+    if not specs:
+        raise ValueError(f"{source}: model_config_list has no models")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{source}: duplicate model names in {names}")
+    return specs
+
+
+def list_versions(base_path: str) -> List[int]:
+    """Positive integer subdirectories holding a complete SavedModel (saved_model.pb present)."""
+    import tensorflow as tf
+    try:
+        entries = tf.io.gfile.listdir(base_path)
+    except (tf.errors.NotFoundError, OSError):
+        return []
+    out = []
+    for e in entries:
+        e = e.rstrip("/")
+        if e.isdigit() and int(e) > 0 and (
+                tf.io.gfile.exists(os.path.join(base_path, e, "saved_model.pb"))
+                or tf.io.gfile.exists(os.path.join(base_path, e, "saved_model.pbtxt"))):
+            out.append(int(e))
+    return sorted(out)
+
+
+# -- one loaded version ---------------------------------------------------------------------------
+_DTYPE_NAMES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double", np.dtype(np.int32): "int32",
+                np.dtype(np.int64): "int64", np.dtype(np.uint8): "uint8", np.dtype(object): "string"}
+
+
+def _dtype_name(dtype) -> str:
+    return _DTYPE_NAMES.get(np.dtype(dtype), np.dtype(dtype).name)
+
+
+class Servable:
+    """One loaded SavedModel version: its signatures, specs, SignatureDefMap and facegan metadata."""
+
+    def __init__(self, name: str, version: int, path: str, max_batch: Optional[int] = None):
+        import tensorflow as tf
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        self.name, self.version, self.path = name, version, path
+        self.model = tf.saved_model.load(path)
+        self.signatures = dict(self.model.signatures)
+        self.input_specs = {k: fn.structured_input_signature[1] for k, fn in self.signatures.items()}
+        self.output_keys = {k: sorted(fn.structured_outputs) for k, fn in self.signatures.items()}
+        sm = saved_model_pb2.SavedModel()
+        with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
+            sm.ParseFromString(f.read())
+        self.signature_defs = dict(sm.meta_graphs[0].signature_def)
+        self.metadata = {}
+        meta_path = os.path.join(path, "assets", METADATA_ASSET)
+        if tf.io.gfile.exists(meta_path):
+            with tf.io.gfile.GFile(meta_path) as f:
+                self.metadata = json.load(f)
+        bounds = [b for b in (max_batch, self.metadata.get("max_batch")) if b]
+        self.max_batch = int(min(bounds)) if bounds else DEFAULT_MAX_BATCH
+
+    def check(self, signature_name: str, inputs: Dict[str, np.ndarray]):
+        """Raise ServingError for anything TF Serving (or our bounds) would refuse."""
+        if signature_name not in self.signatures:
+            # TF Serving's predict_util: FAILED_PRECONDITION for an unknown signature key.
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f'Serving signature key "{signature_name}" not found. '
+                               f"Available: {sorted(self.signatures)}")
+        specs = self.input_specs[signature_name]
+        if set(inputs) != set(specs):
+            extra, missing = sorted(set(inputs) - set(specs)), sorted(set(specs) - set(inputs))
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"input size does not match signature {signature_name!r}: {len(inputs)}!="
+                               f"{len(specs)} len({{{','.join(sorted(inputs))}}}) != len({{{','.join(sorted(specs))}}}). "
+                               f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}.")
+        for alias in sorted(specs):
+            spec, arr = specs[alias], inputs[alias]
+            want = np.dtype(spec.dtype.as_numpy_dtype) if spec.dtype.name != "string" else np.dtype(object)
+            if arr.dtype != want:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"input {alias!r}: expects {_dtype_name(want)} but {_dtype_name(arr.dtype)} is provided")
+            if not spec.shape.is_compatible_with(arr.shape):
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"input {alias!r}: shape {list(arr.shape)} is not compatible with the "
+                                   f"signature's {spec.shape.as_list() if spec.shape.rank is not None else 'any'}")
+            # Request-size bounds: batch inputs and facegan's `num` count images per request.
+            if spec.shape.rank and spec.shape[0] is None and not 1 <= arr.shape[0] <= self.max_batch:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"input {alias!r}: batch size {arr.shape[0]} is outside [1, {self.max_batch}]")
+            if alias == "num" and spec.shape.rank == 0 and not 1 <= int(arr) <= self.max_batch:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"input 'num' = {int(arr)} is outside [1, {self.max_batch}] images per request")
+            if alias == "truncation" and spec.shape.rank == 0 and not 0.0 < float(arr) <= 1.0:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"input 'truncation' = {float(arr)} is outside (0, 1]")
+
+    def run(self, signature_name: str, inputs: Dict[str, np.ndarray], output_filter=()) -> Dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        self.check(signature_name, inputs)
+        keys = self.output_keys[signature_name]
+        wanted = list(output_filter) or keys
+        for alias in wanted:
+            if alias not in keys:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"output tensor alias not found in signature: {alias} Outputs expected to be "
+                                   f"in the set {{{','.join(keys)}}}.")
+        if len(set(wanted)) != len(wanted):
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"duplicate output tensor alias in {wanted}")
+        try:
+            out = self.signatures[signature_name](**{k: tf.constant(v) for k, v in inputs.items()})
+            return {k: out[k].numpy() for k in wanted}
+        except tf.errors.InvalidArgumentError as e:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, e.message.strip()) from None
+        except tf.errors.ResourceExhaustedError as e:
+            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, e.message.strip()) from None
+        except tf.errors.OpError as e:
+            raise ServingError(grpc.StatusCode.INTERNAL, e.message.strip()) from None
+
+
+# -- the manager --------------------------------------------------------------------------------
+@dataclasses.dataclass
+class VersionState:
+    state: str
+    error: str = ""          # load error message (state END after failed retries)
+    failures: int = 0
+
+
+class ModelManager:
+    """Polls base paths and keeps the aspired versions of every model loaded."""
+
+    def __init__(self, specs: List[ModelSpec], poll_wait_s: float = 1.0, max_batch: Optional[int] = None,
+                 max_load_retries: int = 5):
+        self.specs = {s.name: s for s in specs}
+        self.poll_wait_s = poll_wait_s
+        self.max_batch = max_batch
+        self.max_load_retries = max_load_retries
+        self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self._loaded: Dict[str, Dict[int, Servable]] = {s.name: {} for s in specs}
+        self._states: Dict[str, Dict[int, VersionState]] = {s.name: {} for s in specs}
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.polls = 0
+
+    # lifecycle
+    def start(self):
+        self.poll_once()
+        if self.poll_wait_s > 0:
+            self._thread = threading.Thread(target=self._loop, name="facegan-model-poll", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    def _loop(self):
+        while not self._stop.wait(self.poll_wait_s):
+            try:
+                self.poll_once()
+            except Exception:  # a bad poll must not kill the watcher
+                log.exception("model poll failed")
+
+    def poll_once(self):
+        """One pass over every model: load new aspired versions, then unload the rest."""
+        with self._poll_lock:
+            for name, spec in self.specs.items():
+                aspired = spec.select(list_versions(spec.base_path))
+                states = self._states[name]
+                for v in aspired:
+                    st = states.get(v)
+                    if v in self._loaded[name] or (st and st.state == END and st.failures >= self.max_load_retries):
+                        continue
+                    self._load(name, v, os.path.join(spec.base_path, str(v)))
+                # Unload only what is no longer aspired, and only if something else is serving
+                # (availability-preserving, like TF Serving's default policy).
+                keep = [v for v in aspired if v in self._loaded[name]]
+                for v in list(self._loaded[name]):
+                    if v not in aspired and keep:
+                        with self._lock:
+                            states[v] = VersionState(UNLOADING)
+                            del self._loaded[name][v]
+                            states[v] = VersionState(END)
+                        log.info("unloaded %s version %d", name, v)
+            self.polls += 1
+
+    def _load(self, name: str, version: int, path: str):
+        states = self._states[name]
+        prev = states.get(version)
+        with self._lock:
+            states[version] = VersionState(LOADING, failures=prev.failures if prev else 0)
+        try:
+            servable = Servable(name, version, path, self.max_batch)
+        except Exception as e:  # noqa: BLE001 - a broken version is reported, never fatal
+            with self._lock:
+                failures = states[version].failures + 1
+                states[version] = VersionState(END, f"{type(e).__name__}: {e}"[:2000], failures)
+            log.warning("failed to load %s version %d from %s (attempt %d): %s", name, version, path, failures, e)
+            return
+        with self._lock:
+            self._loaded[name][version] = servable
+            states[version] = VersionState(AVAILABLE)
+        log.info("loaded %s version %d from %s", name, version, path)
+
+    # lookups
+    def get(self, name: str, version: Optional[int] = None, label: str = "") -> Servable:
+        with self._lock:
+            if name not in self._loaded:
+                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({name})")
+            if label:
+                if label not in self.specs[name].labels:
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       f"Unrecognized servable version label: {label}")
+                version = self.specs[name].labels[label]
+            loaded = self._loaded[name]
+            if version is None:
+                if not loaded:
+                    raise ServingError(grpc.StatusCode.NOT_FOUND,
+                                       f"Servable not found for request: Latest({name})")
+                return loaded[max(loaded)]
+            if version not in loaded:
+                raise ServingError(grpc.StatusCode.NOT_FOUND,
+                                   f"Servable not found for request: Specific({name}, {version})")
+            return loaded[version]
+
+    def status(self, name: str, version: Optional[int] = None) -> Dict[int, VersionState]:
+        with self._lock:
+            if name not in self._states:
+                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
+            states = dict(self._states[name])
+        if version is not None:
+            if version not in states:
+                raise ServingError(grpc.StatusCode.NOT_FOUND,
+                                   f"Could not find version {version} of model {name}")
+            return {version: states[version]}
+        if not states:
+            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
+        return states
+
+    def model_names(self) -> List[str]:
+        return sorted(self.specs)

@@ -1,0 +1,400 @@
+"""`facegan serve`: a local server with TF Serving's gRPC API (and its REST predict API).
+
+For development and tests where the `tensorflow_model_server` binary is not available. It uses
+the generated servicers of `tensorflow-serving-api`, so any TF Serving client (including
+`facegan sample`) works against it unchanged:
+
+- PredictionService: `Predict`, `GetModelMetadata` (signature_def); Classify/Regress/
+  MultiInference answer UNIMPLEMENTED (a generator has no such signatures).
+- ModelService: `GetModelStatus`; HandleReloadConfigRequest answers UNIMPLEMENTED.
+- REST (optional `--rest_api_port`): `POST /v1/models/<name>[/versions/<v>|/labels/<l>]:predict`
+  (row "instances" or columnar "inputs" JSON), `GET /v1/models/<name>[...]` (status) and
+  `GET .../metadata`.
+
+Models come from `--model_base_path` + `--model_name` (TF Serving's flags) or a TF Serving
+`--model_config_file`; versions are watched every `--file_system_poll_wait_seconds` (see
+serving/manager.py). Status codes follow TF Serving: unknown model or version NOT_FOUND, unknown
+signature FAILED_PRECONDITION (TF Serving's predict_util), bad inputs INVALID_ARGUMENT. Requests
+run on a thread pool; SIGTERM/SIGINT stop accepting new RPCs and let in-flight ones finish.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import re
+import signal
+import threading
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import List, Optional
+
+import grpc
+import numpy as np
+
+from serving.manager import ModelManager, ModelSpec, ServingError, parse_model_config
+
+log = logging.getLogger("facegan.serving")
+
+_STATE_CODES = {"UNKNOWN": 0, "START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
+_HTTP_CODES = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400,
+               grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+               grpc.StatusCode.UNIMPLEMENTED: 501}
+
+
+def _version_of(spec):
+    """(version or None, label) from a ModelSpec proto's version choice."""
+    choice = spec.WhichOneof("version_choice")
+    if choice == "version":
+        return int(spec.version.value), ""
+    if choice == "version_label":
+        return None, spec.version_label
+    return None, ""
+
+
+def _servicers():
+    # Imported lazily: tensorflow_serving.apis pulls in TensorFlow (~11 s).
+    import tensorflow as tf
+    from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
+                                         predict_pb2, prediction_service_pb2_grpc)
+
+    class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def __init__(self, manager: ModelManager):
+            self.manager = manager
+
+        def Predict(self, request, context):
+            try:
+                version, label = _version_of(request.model_spec)
+                servable = self.manager.get(request.model_spec.name, version, label)
+                signature = request.model_spec.signature_name or "serving_default"
+                inputs = {}
+                for alias, proto in request.inputs.items():
+                    try:
+                        inputs[alias] = tf.make_ndarray(proto)
+                    except Exception as e:  # noqa: BLE001 - malformed TensorProto
+                        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                           f"tensor parsing error: {alias}: {e}") from None
+                outputs = servable.run(signature, inputs, list(request.output_filter))
+                response = predict_pb2.PredictResponse()
+                response.model_spec.name = servable.name
+                response.model_spec.version.value = servable.version
+                response.model_spec.signature_name = signature
+                for k, v in outputs.items():
+                    response.outputs[k].CopyFrom(tf.make_tensor_proto(v))
+                return response
+            except ServingError as e:
+                context.abort(e.code, e.message)
+
+        def GetModelMetadata(self, request, context):
+            try:
+                fields = list(request.metadata_field)
+                if not fields:
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       "GetModelMetadataRequest must specify at least one metadata_field")
+                for f in fields:
+                    if f != "signature_def":
+                        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"Metadata field {f} is not supported")
+                version, label = _version_of(request.model_spec)
+                servable = self.manager.get(request.model_spec.name, version, label)
+                sig_map = get_model_metadata_pb2.SignatureDefMap()
+                for k, v in servable.signature_defs.items():
+                    sig_map.signature_def[k].CopyFrom(v)
+                response = get_model_metadata_pb2.GetModelMetadataResponse()
+                response.model_spec.name = servable.name
+                response.model_spec.version.value = servable.version
+                response.metadata["signature_def"].Pack(sig_map)
+                return response
+            except ServingError as e:
+                context.abort(e.code, e.message)
+
+        def Classify(self, request, context):
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "facegan serve implements Predict only")
+
+        def Regress(self, request, context):
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "facegan serve implements Predict only")
+
+        def MultiInference(self, request, context):
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "facegan serve implements Predict only")
+
+    class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+        def __init__(self, manager: ModelManager):
+            self.manager = manager
+
+        def GetModelStatus(self, request, context):
+            try:
+                version, label = _version_of(request.model_spec)
+                if label:
+                    version = self.manager.get(request.model_spec.name, None, label).version
+                states = self.manager.status(request.model_spec.name, version)
+                response = get_model_status_pb2.GetModelStatusResponse()
+                for v in sorted(states):
+                    st = states[v]
+                    mvs = response.model_version_status.add()
+                    mvs.version = v
+                    mvs.state = _STATE_CODES[st.state]
+                    mvs.status.error_code = 2 if st.error else 0   # UNKNOWN for a failed load
+                    mvs.status.error_message = st.error
+                return response
+            except ServingError as e:
+                context.abort(e.code, e.message)
+
+        def HandleReloadConfigRequest(self, request, context):
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "restart facegan serve to change its model config")
+
+    return PredictionServicer, ModelServicer, prediction_service_pb2_grpc, model_service_pb2_grpc
+
+
+# -- REST (TF Serving's JSON predict API) -------------------------------------------------------------
+_REST_PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+                        r"(?P<verb>:predict|/metadata)?$")
+
+
+def _json_value(arr: np.ndarray):
+    if arr.dtype == object:   # strings: valid UTF-8 as text, else {"b64": ...} (TF Serving's binary form)
+        def enc(b):
+            try:
+                return b.decode("utf-8")
+            except UnicodeDecodeError:
+                return {"b64": base64.b64encode(b).decode("ascii")}
+        return np.vectorize(enc, otypes=[object])(arr).tolist() if arr.ndim else enc(arr.item())
+    return arr.tolist()
+
+
+def _from_json(value, spec) -> np.ndarray:
+    def dec(v):
+        if isinstance(v, dict) and "b64" in v:
+            return base64.b64decode(v["b64"])
+        return v.encode("utf-8") if isinstance(v, str) else v
+    if spec.dtype.name == "string":
+        return np.vectorize(dec, otypes=[object])(np.asarray(value, dtype=object))
+    try:
+        return np.asarray(value, dtype=spec.dtype.as_numpy_dtype)
+    except (TypeError, ValueError) as e:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"JSON value cannot be converted to {spec.dtype.name}: {e}") from None
+
+
+def _make_rest_handler(manager: ModelManager):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *args):  # route to logging, not stderr spam
+            log.debug("rest: " + fmt, *args)
+
+        def _send(self, code: int, body: dict):
+            data = json.dumps(body).encode("utf-8")
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _route(self):
+            m = _REST_PATH.match(self.path)
+            if not m:
+                raise ServingError(grpc.StatusCode.NOT_FOUND, f"unknown path {self.path}")
+            version = int(m["version"]) if m["version"] else None
+            return m["name"], version, m["label"] or "", m["verb"] or ""
+
+        def do_GET(self):
+            try:
+                name, version, label, verb = self._route()
+                if verb == ":predict":
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "predict needs POST")
+                if verb == "/metadata":
+                    from google.protobuf import json_format
+                    s = manager.get(name, version, label)
+                    sigs = {k: json_format.MessageToDict(v, preserving_proto_field_name=True)
+                            for k, v in s.signature_defs.items()}
+                    return self._send(200, {"model_spec": {"name": name, "version": str(s.version)},
+                                            "metadata": {"signature_def": {"signature_def": sigs}}})
+                if label:
+                    version = manager.get(name, None, label).version
+                states = manager.status(name, version)
+                return self._send(200, {"model_version_status": [
+                    {"version": str(v), "state": st.state,
+                     "status": {"error_code": "UNKNOWN" if st.error else "OK", "error_message": st.error}}
+                    for v, st in sorted(states.items())]})
+            except ServingError as e:
+                self._send(_HTTP_CODES.get(e.code, 500), {"error": e.message})
+
+        def do_POST(self):
+            try:
+                name, version, label, verb = self._route()
+                if verb != ":predict":
+                    raise ServingError(grpc.StatusCode.NOT_FOUND, f"unknown POST path {self.path}")
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > 64 << 20:
+                    raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"request body of {length} bytes is too large")
+                try:
+                    body = json.loads(self.rfile.read(length) or b"{}")
+                except json.JSONDecodeError as e:
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed JSON body: {e}") from None
+                if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       'JSON body must be an object with exactly one of "instances" or "inputs"')
+                servable = manager.get(name, version, label)
+                signature = body.get("signature_name") or "serving_default"
+                if signature not in servable.input_specs:
+                    servable.check(signature, {})   # raises FAILED_PRECONDITION with the names
+                specs = servable.input_specs[signature]
+                if "inputs" in body:
+                    raw = body["inputs"]
+                    if not isinstance(raw, dict):
+                        if len(specs) != 1:
+                            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                               f'"inputs" must name the signature inputs {sorted(specs)}')
+                        raw = {next(iter(specs)): raw}
+                else:
+                    inst = body["instances"]
+                    if not isinstance(inst, list) or not inst:
+                        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, '"instances" must be a non-empty list')
+                    if all(isinstance(i, dict) for i in inst) and not (len(specs) == 1 and "b64" in inst[0]):
+                        keys = set(inst[0])
+                        if any(set(i) != keys for i in inst):
+                            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "every instance must have the same keys")
+                        raw = {k: [i[k] for i in inst] for k in keys}
+                    elif len(specs) == 1:
+                        raw = {next(iter(specs)): inst}
+                    else:
+                        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                           f"instances must be objects naming the inputs {sorted(specs)}")
+                inputs = {k: _from_json(v, specs[k]) if k in specs else np.asarray(v) for k, v in raw.items()}
+                outputs = servable.run(signature, inputs)
+                if "inputs" in body:
+                    payload = {k: _json_value(v) for k, v in outputs.items()}
+                    return self._send(200, {"outputs": payload if len(payload) > 1 else next(iter(payload.values()))})
+                if len(outputs) == 1:
+                    preds = _json_value(next(iter(outputs.values())))
+                else:
+                    cols = {k: _json_value(v) for k, v in outputs.items()}
+                    preds = [{k: cols[k][i] for k in cols} for i in range(len(next(iter(cols.values()))))]
+                return self._send(200, {"predictions": preds})
+            except ServingError as e:
+                self._send(_HTTP_CODES.get(e.code, 500), {"error": e.message})
+            except Exception as e:  # noqa: BLE001 - never kill the handler thread silently
+                log.exception("REST request failed")
+                self._send(500, {"error": f"{type(e).__name__}: {e}"})
+
+    return Handler
+
+
+# -- the server ---------------------------------------------------------------------------------
+class Server:
+    """gRPC (+ optional REST) server over a ModelManager. Bind to 127.0.0.1 in tests.
+
+    port 0 binds any free port (read `.port` after start); rest_api_port None disables REST,
+    0 picks a free one (read `.rest_api_port`).
+    """
+
+    def __init__(self, specs: List[ModelSpec], port: int = 8500, rest_api_port: Optional[int] = None,
+                 host: str = "0.0.0.0",
+                 poll_wait_s: float = 1.0, max_workers: int = 16, max_batch: Optional[int] = None,
+                 max_request_bytes: int = 4 << 20):
+        self.manager = ModelManager(specs, poll_wait_s=poll_wait_s, max_batch=max_batch)
+        self.host, self.requested_port, self.rest_api_port = host, port, rest_api_port
+        self.max_workers, self.max_request_bytes = max_workers, max_request_bytes
+        self.port: Optional[int] = None
+        self._grpc = None
+        self._http: Optional[ThreadingHTTPServer] = None
+        self._http_thread: Optional[threading.Thread] = None
+
+    def start(self) -> "Server":
+        PredictionServicer, ModelServicer, ps_grpc, ms_grpc = _servicers()
+        self.manager.start()   # first poll is synchronous: models are loaded before the port opens
+        self._grpc = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="facegan-grpc"),
+            options=[("grpc.max_receive_message_length", self.max_request_bytes),
+                     ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
+        ps_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager), self._grpc)
+        ms_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager), self._grpc)
+        self.port = self._grpc.add_insecure_port(f"{self.host}:{self.requested_port}")
+        if not self.port:
+            raise OSError(f"could not bind gRPC port {self.host}:{self.requested_port}")
+        self._grpc.start()
+        if self.rest_api_port is not None:
+            self.start_rest(self.rest_api_port)
+        return self
+
+    def start_rest(self, port: int) -> int:
+        """Serve the REST API on `port` (0 = any free port); returns the bound port."""
+        self._http = ThreadingHTTPServer((self.host, port), _make_rest_handler(self.manager))
+        self._http.daemon_threads = True
+        self._http_thread = threading.Thread(target=self._http.serve_forever, name="facegan-rest", daemon=True)
+        self._http_thread.start()
+        self.rest_api_port = self._http.server_address[1]
+        return self.rest_api_port
+
+    def stop(self, grace: float = 5.0):
+        """Refuse new RPCs, let in-flight ones finish (up to `grace` s), stop polling."""
+        if self._http:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        if self._grpc:
+            self._grpc.stop(grace).wait(grace + 1)
+            self._grpc = None
+        self.manager.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    parser.add_argument("--model_base_path", help="directory of numbered SavedModel versions (<base>/<version>/)")
+    parser.add_argument("--model_name", default="facegan", help="name clients address (default: facegan)")
+    parser.add_argument("--model_config_file", help="TF Serving ModelServerConfig text proto (instead of the two above)")
+    parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
+    parser.add_argument("--rest_api_port", type=int, default=0, help="REST port; 0 disables (default)")
+    parser.add_argument("--host", default="0.0.0.0", help="address to bind (127.0.0.1 for local only)")
+    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
+                        help="how often to look for new versions; 0 loads once (default 1)")
+    parser.add_argument("--max_batch", type=int, default=None,
+                        help="images per request bound (default: the model's max_batch metadata, else 256)")
+    parser.add_argument("--workers", type=int, default=16, help="request thread pool size")
+
+
+def specs_from_args(args) -> List[ModelSpec]:
+    if args.model_config_file:
+        if args.model_base_path:
+            raise ValueError("give either --model_config_file or --model_base_path, not both")
+        with open(args.model_config_file) as f:
+            return parse_model_config(f.read(), args.model_config_file)
+    if not args.model_base_path:
+        raise ValueError("--model_base_path (or --model_config_file) is required")
+    return [ModelSpec(name=args.model_name, base_path=args.model_base_path)]
+
+
+def main(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        specs = specs_from_args(args)
+    except (ValueError, OSError) as e:
+        print(f"facegan serve: {e}")
+        return 2
+    server = Server(specs, port=args.port, host=args.host, poll_wait_s=args.file_system_poll_wait_seconds,
+                    max_workers=args.workers, max_batch=args.max_batch,
+                    rest_api_port=args.rest_api_port or None)   # 0 disables REST, as in TF Serving
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    rest = server.rest_api_port
+    for spec in specs:
+        try:
+            states = server.manager.status(spec.name)
+            summary = ", ".join(f"v{v} {st.state}" + (f" ({st.error})" if st.error else "") for v, st in states.items())
+        except ServingError:
+            summary = f"no versions yet under {spec.base_path}"
+        print(f"model {spec.name}: {summary}", flush=True)
+    print(f"serving gRPC on {args.host}:{server.port}" + (f", REST on {args.host}:{rest}" if rest else "")
+          + " (Ctrl-C to stop)", flush=True)
+    stop.wait()
+    print("shutting down: finishing in-flight requests", flush=True)
+    server.stop(grace=5.0)
+    print("stopped", flush=True)
+    return 0
