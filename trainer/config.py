@@ -25,9 +25,11 @@ class NetworkConfig:
     architecture: str = "dcgan"        # registry key: dcgan | hdcgan | facegan | progan
     resolution: int = 64               # output side, power of two
     z_dim: int = 100
-    filters: int = 64                  # base width (per-architecture meaning, see each module)
+    # Base width. dcgan/hdcgan/facegan: channels of the layer nearest the image, doubling per
+    # stride-2 layer; progan: nf(r) = filters * 32 / r (Karras' table with filters = 512).
+    filters: int = 64
     max_filters: int = 512
-    input_noise_std: float = 0.0       # HDCGAN: additive noise on G and D inputs
+    input_noise_std: float = 0.0       # HDCGAN: additive Gaussian noise on G and D inputs (training)
     # progan only
     start_resolution: int = 4
     fade_images: int = 600_000         # images shown while a new block fades in
@@ -219,22 +221,69 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"tricks.truncation must be in (0, 1], got {t.truncation}")
     if t.d_steps < 1:
         raise ConfigError(f"tricks.d_steps must be >= 1, got {t.d_steps}")
+    if n.max_filters < 1 or n.filters < 1:
+        raise ConfigError(f"network.filters and network.max_filters must be >= 1, got {n.filters}, {n.max_filters}")
+    if n.input_noise_std < 0:
+        raise ConfigError(f"network.input_noise_std must be >= 0, got {n.input_noise_std}")
+    if lo.gp_weight < 0 or lo.drift < 0:
+        raise ConfigError(f"loss.gp_weight and loss.drift must be >= 0, got {lo.gp_weight}, {lo.drift}")
+    if lo.family == "lsgan" and lo.lsgan_a == lo.lsgan_b:
+        raise ConfigError(f"loss.lsgan_a and loss.lsgan_b must differ (fake and real labels), both {lo.lsgan_a}")
+    if t.feature_matching < 0 or t.historical_averaging < 0 or t.repelling < 0:
+        raise ConfigError("tricks.feature_matching, tricks.historical_averaging and tricks.repelling "
+                          "are loss weights and must be >= 0")
+    if t.mbd_kernels < 1 or t.mbd_kernel_dim < 1:
+        raise ConfigError(f"tricks.mbd_kernels and tricks.mbd_kernel_dim must be >= 1, "
+                          f"got {t.mbd_kernels}, {t.mbd_kernel_dim}")
+    if t.instance_noise < 0:
+        raise ConfigError(f"tricks.instance_noise must be >= 0, got {t.instance_noise}")
+    if t.instance_noise > 0 and t.instance_noise_steps < 1:
+        raise ConfigError("tricks.instance_noise_steps must be >= 1 when tricks.instance_noise > 0 "
+                          "(the noise is annealed linearly to 0 over that many steps)")
+    lens = t.lens
+    if lens.enabled:
+        if lens.blocks < 1 or lens.filters < 1:
+            raise ConfigError(f"tricks.lens.blocks and tricks.lens.filters must be >= 1, got {lens.blocks}, {lens.filters}")
+        if lens.anneal_steps < 0:
+            raise ConfigError(f"tricks.lens.anneal_steps must be >= 0, got {lens.anneal_steps}")
+        if lens.learning_rate <= 0:
+            raise ConfigError(f"tricks.lens.learning_rate must be > 0, got {lens.learning_rate}")
     # Incompatible combinations, refused with the reason.
     if n.architecture == "hdcgan" and res < 32:
         raise ConfigError("network.resolution: hdcgan works from 32x32 up to 512x512 (the paper's range)")
     if n.architecture == "hdcgan" and res > 512:
         raise ConfigError("network.resolution: hdcgan works from 32x32 up to 512x512 (the paper's range)")
+    if n.architecture == "facegan" and res < 16:
+        raise ConfigError("network.resolution: facegan has four stride-2 deconvolutions, so it needs at least 16x16")
+    if n.input_noise_std and n.architecture != "hdcgan":
+        raise ConfigError(f"network.input_noise_std is HDCGAN's input noise and {n.architecture} has none; "
+                          "use tricks.instance_noise for annealed noise on D's inputs")
     if n.architecture == "progan":
         s = n.start_resolution
         if s < 4 or s & (s - 1) or s > res:
             raise ConfigError(f"network.start_resolution must be a power of two in [4, resolution], got {s}")
         if n.mbstd_group_size < 1:
             raise ConfigError(f"network.mbstd_group_size must be >= 1, got {n.mbstd_group_size}")
+        if n.fade_images < 0 or n.stable_images < 1:
+            raise ConfigError(f"network.fade_images must be >= 0 and network.stable_images >= 1, "
+                              f"got {n.fade_images}, {n.stable_images}")
+        if n.mbstd_extra_stats and not n.minibatch_stddev:
+            raise ConfigError("network.mbstd_extra_stats adds skewness/kurtosis to the minibatch stddev "
+                              "layer, which network.minibatch_stddev = false removes")
         for k, v in n.batch_sizes.items():
             if not str(k).isdigit() or int(k) & (int(k) - 1) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"network.batch_sizes[{k!r}] must map a power-of-two resolution to a positive int")
-    if lo.family == "wgan_gp" and t.label_smoothing:
-        raise ConfigError("tricks.label_smoothing has no meaning for wgan_gp (the critic has no labels)")
+            if not s <= int(k) <= res:
+                raise ConfigError(f"network.batch_sizes[{k!r}]: resolution outside the grown range [{s}, {res}]")
+    elif n.batch_sizes:
+        raise ConfigError(f"network.batch_sizes is per progressive stage; {n.architecture} is not progressive "
+                          "(use optim.batch_size)")
+    if lo.family in ("wgan_gp", "hinge") and t.label_smoothing:
+        raise ConfigError(f"tricks.label_smoothing has no meaning for {lo.family} (the critic has no labels)")
+    if lo.family == "wgan_gp" and n.architecture in ("dcgan", "hdcgan", "facegan"):
+        raise ConfigError(f"loss.family wgan_gp penalizes each example's gradient norm, but {n.architecture}'s "
+                          "discriminator uses batch normalization, which couples the examples of a batch "
+                          "(Gulrajani et al. 2017, sec. 4: no batch norm in the critic); use progan or another loss")
     return cfg
 
 
@@ -265,11 +314,36 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                       loss=dict(family="wgan_gp", gp_weight=10.0, drift=0.001),
                       tricks=dict(ema_decay=0.999),
                       optim=dict(batch_size=16, g_learning_rate=1e-3, d_learning_rate=1e-3, beta1=0.0, beta2=0.99)),
-    # Tiny and fast: CI and `make demo`.
+    # Sajjadi et al. 2018: the lens on DCGAN (their main setting), 8 residual blocks.
+    "dcgan_lens": _preset(network=dict(architecture="dcgan", resolution=64, z_dim=100, filters=64),
+                          loss=dict(family="ns"),
+                          tricks=dict(lens=dict(enabled=True, blocks=8, filters=32, anneal_steps=2000)),
+                          optim=dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
+    # Tiny and fast: CI and `make demo`; one per architecture (+ the lens), same tricks as the paper presets.
     "smoke": _preset(network=dict(architecture="dcgan", resolution=32, z_dim=32, filters=16),
                      loss=dict(family="ns"),
                      optim=dict(batch_size=16),
                      run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
+    "smoke_hdcgan": _preset(network=dict(architecture="hdcgan", resolution=32, z_dim=32, filters=8,
+                                         input_noise_std=0.1),
+                            loss=dict(family="ns"),
+                            optim=dict(batch_size=16, beta1=0.5),
+                            run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
+    "smoke_facegan": _preset(network=dict(architecture="facegan", resolution=32, z_dim=32, filters=8),
+                             loss=dict(family="facegan"),
+                             optim=dict(batch_size=16, beta1=0.5),
+                             run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
+    "smoke_progan": _preset(network=dict(architecture="progan", resolution=16, z_dim=32, filters=8, max_filters=32,
+                                         start_resolution=4, fade_images=64, stable_images=64,
+                                         batch_sizes={"4": 16, "8": 16, "16": 8}),
+                            loss=dict(family="wgan_gp", gp_weight=10.0, drift=0.001),
+                            optim=dict(batch_size=8, g_learning_rate=1e-3, d_learning_rate=1e-3, beta1=0.0, beta2=0.99),
+                            run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
+    "smoke_lens": _preset(network=dict(architecture="dcgan", resolution=32, z_dim=32, filters=16),
+                          loss=dict(family="ns"),
+                          tricks=dict(lens=dict(enabled=True, blocks=8, filters=8, anneal_steps=10)),
+                          optim=dict(batch_size=16),
+                          run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
 }
 
 

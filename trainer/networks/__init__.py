@@ -1,1 +1,96 @@
-"""trainer/networks."""
+"""The model zoo: one registry of GAN architectures keyed by `NetworkConfig.architecture`.
+
+Contract with the training loop (trainer/gan.py)
+-----------------------------------------------
+    nets = build_networks(cfg)            # call under strategy.scope() (and after setting the
+                                          # mixed-precision policy: outputs stay float32)
+    nets.generator      z float32 [N, z_dim] -> images float32 [N, R, R, 3] in [-1, 1] (tanh),
+                        R = cfg.network.resolution. Call with training=True while training
+                        (BatchNorm, HDCGAN's input noise).
+    nets.discriminator  images [N, R, R, 3] in [-1, 1] -> {"logits": float32 [N, 1],
+                        "features": float32 [N, F]}; `features` is an intermediate layer (the
+                        input of the last dense layer, before minibatch discrimination) used by
+                        feature matching and the repelling regularizer.
+    nets.progressive    True for progan.
+    nets.alpha          progan: non-trainable tf.Variable, fade-in weight in [0, 1] read inside the
+                        models (assign `stage.alpha` every step while fading; checkpoint it).
+                        None otherwise.
+    nets.stage_models(resolution) -> (G, D) at an intermediate resolution, sharing weights with
+                        the full models (cached: the same objects every call). Non-progressive:
+                        (generator, discriminator); any other resolution raises ValueError.
+    nets.schedule(images_shown) -> Stage(resolution, alpha, batch_size, fading, phase): pure
+                        python, from start_resolution, fade_images, stable_images and batch_sizes
+                        (missing sizes fall back to cfg.optim.batch_size). Non-progressive:
+                        Stage(R, 1.0, cfg.optim.batch_size, False, 0) always.
+    build_networks(cfg, alpha=nets.alpha) builds an independent second copy (fresh weights) that
+                        shares the fade-in variable: use it for the generator EMA.
+
+Architectures (each from its paper, see the module): dcgan, hdcgan, facegan (convnets.py, one
+shared builder), progan (progan.py). The lens of Tempered Adversarial Networks is `lens.py`.
+Register a new one with `@register_architecture("name")` on `builder(cfg, alpha=None) -> Networks`
+(and add the name to `trainer.config.ARCHITECTURE_NAMES` so configs validate before TF loads).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, Optional, Tuple
+
+import tensorflow as tf
+
+ARCHITECTURES: Dict[str, Callable] = {}
+
+
+def register_architecture(name: str):
+    def deco(builder):
+        if name in ARCHITECTURES:
+            raise ValueError(f"architecture {name!r} registered twice")
+        ARCHITECTURES[name] = builder
+        return builder
+    return deco
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    resolution: int
+    alpha: float
+    batch_size: int
+    fading: bool
+    phase: int = 0       # 0 = first stable phase, then fade/stable alternate per resolution
+
+
+@dataclasses.dataclass
+class Networks:
+    generator: tf.keras.Model
+    discriminator: tf.keras.Model
+    progressive: bool = False
+    alpha: Optional[tf.Variable] = None
+    resolution: int = 0
+    default_batch_size: int = 0
+    stage_fn: Optional[Callable[[int], Tuple[tf.keras.Model, tf.keras.Model]]] = None
+    schedule_fn: Optional[Callable[[int], Stage]] = None
+
+    def stage_models(self, resolution: int) -> Tuple[tf.keras.Model, tf.keras.Model]:
+        if self.stage_fn is not None:
+            return self.stage_fn(int(resolution))
+        if int(resolution) != self.resolution:
+            raise ValueError(f"stage_models({resolution}): this architecture is not progressive; "
+                             f"its only resolution is {self.resolution}")
+        return self.generator, self.discriminator
+
+    def schedule(self, images_shown: int) -> Stage:
+        if self.schedule_fn is not None:
+            return self.schedule_fn(int(images_shown))
+        return Stage(self.resolution, 1.0, self.default_batch_size, False, 0)
+
+
+def build_networks(cfg, alpha: Optional[tf.Variable] = None) -> Networks:
+    """Build G and D for `cfg` (a validated trainer.config.Config)."""
+    name = cfg.network.architecture
+    if name not in ARCHITECTURES:
+        raise ValueError(f"network.architecture {name!r} is not one of {', '.join(sorted(ARCHITECTURES))}")
+    return ARCHITECTURES[name](cfg, alpha=alpha)
+
+
+# Registration side effects (import after the registry exists).
+from trainer.networks import convnets as _convnets  # noqa: E402,F401
+from trainer.networks import progan as _progan  # noqa: E402,F401

@@ -1,0 +1,128 @@
+"""The DCGAN family: dcgan, hdcgan and facegan from ONE builder, parameterized by `ConvSpec`.
+
+G: z -> [noise] -> FC blocks -> FC projection to [s, s, C0] (BN + act) -> n stride-2
+   transposed convs (BN + act; the last one to 3 channels, no BN) -> tanh.
+D: x -> [noise] -> n stride-2 convs (no BN on the first, Radford et al.) -> flatten -> FC blocks
+   -> features -> [minibatch discrimination] -> dense 1 = logits (the sigmoid lives in the loss).
+Widths double per layer away from the image: filters, 2 filters, ... capped at max_filters.
+
+* dcgan (Radford et al. 2016): 5x5 kernels (their Fig. 1), ReLU in G, LeakyReLU 0.2 in D,
+  BatchNorm, N(0, 0.02) init; n = log2(R / 4) so the first/last feature map is 4x4.
+* hdcgan (Curto et al., HDCGAN): 4x4 kernels stride 2, BatchNorm + SELU ("BS") blocks in G and D,
+  LeCun-normal init (SELU's self-normalizing init), additive Gaussian noise (training only) on
+  the inputs of G (z) and D (images) with `network.input_noise_std`; 32x32 up to 512x512.
+* facegan (Li et al., FaceGANs): G = two FC layers then four deconvolutions; D = four convolutions
+  then two FC layers; BatchNorm + LeakyReLU between layers, no BN after D's first conv. With four
+  stride-2 layers the FC maps to [R/16, R/16, 8 filters]; hidden FC width `FACEGAN_FC`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Tuple
+
+import tensorflow as tf
+
+from trainer.networks import Networks, layers, register_architecture
+from trainer.regularizers import MinibatchDiscrimination
+
+FACEGAN_FC = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+    name: str
+    kernel: int
+    g_act: str
+    d_act: str
+    init: Callable[[], tf.keras.initializers.Initializer]
+    g_fc: Tuple[int, ...] = ()       # hidden FC widths in G before the projection
+    d_fc: Tuple[int, ...] = ()       # hidden FC widths in D after flatten
+    n_layers: int = 0                # fixed number of stride-2 layers (0: log2(R / 4))
+    input_noise: bool = False
+
+
+def _normal002():
+    return tf.keras.initializers.RandomNormal(stddev=0.02)
+
+
+DCGAN = ConvSpec("dcgan", kernel=5, g_act="relu", d_act="lrelu", init=_normal002)
+HDCGAN = ConvSpec("hdcgan", kernel=4, g_act="selu", d_act="selu", init=tf.keras.initializers.LecunNormal,
+                  input_noise=True)
+FACEGAN = ConvSpec("facegan", kernel=5, g_act="lrelu", d_act="lrelu", init=_normal002,
+                   g_fc=(FACEGAN_FC,), d_fc=(FACEGAN_FC,), n_layers=4)
+
+
+def _n_layers(spec: ConvSpec, resolution: int) -> int:
+    n = spec.n_layers or int(math.log2(resolution // 4))
+    if resolution % (2 ** n) or resolution // (2 ** n) < 1:
+        raise ValueError(f"network.resolution {resolution} too small for {spec.name} ({n} stride-2 layers)")
+    return n
+
+
+def _width(cfg, i):
+    return min(cfg.network.max_filters, cfg.network.filters * 2 ** i)
+
+
+def build_generator(spec: ConvSpec, cfg) -> tf.keras.Model:
+    net = cfg.network
+    R = net.resolution
+    n = _n_layers(spec, R)
+    s = R // 2 ** n
+    z = tf.keras.Input((net.z_dim,), name="z")
+    x = z
+    if spec.input_noise and net.input_noise_std > 0:
+        x = tf.keras.layers.GaussianNoise(net.input_noise_std, name="g_input_noise")(x)
+    for i, units in enumerate(spec.g_fc):
+        x = layers.dense_block(x, units, spec.g_act, spec.init(), name=f"g_fc{i}")
+    c0 = _width(cfg, n - 1)
+    x = layers.dense_block(x, s * s * c0, spec.g_act, spec.init(), name="g_project")
+    x = tf.keras.layers.Reshape((s, s, c0), name="g_reshape")(x)
+    for i in range(1, n):
+        x = layers.up_block(x, _width(cfg, n - 1 - i), spec.kernel, spec.g_act, spec.init(), name=f"g_up{i}")
+    x = tf.keras.layers.Conv2DTranspose(3, spec.kernel, strides=2, padding="same",
+                                        kernel_initializer=spec.init(), name="g_to_rgb")(x)
+    out = tf.keras.layers.Activation("tanh", dtype="float32", name="images")(x)
+    return tf.keras.Model(z, out, name=f"{spec.name}_generator_{R}")
+
+
+def build_discriminator(spec: ConvSpec, cfg) -> tf.keras.Model:
+    net, tricks = cfg.network, cfg.tricks
+    R = net.resolution
+    n = _n_layers(spec, R)
+    img = tf.keras.Input((R, R, 3), name="images")
+    x = img
+    if spec.input_noise and net.input_noise_std > 0:
+        x = tf.keras.layers.GaussianNoise(net.input_noise_std, name="d_input_noise")(x)
+    for i in range(n):
+        x = layers.down_block(x, _width(cfg, i), spec.kernel, spec.d_act, spec.init(), norm=i > 0,
+                              name=f"d_down{i}")
+    x = tf.keras.layers.Flatten(name="d_flatten")(x)
+    for i, units in enumerate(spec.d_fc):
+        x = layers.dense_block(x, units, spec.d_act, spec.init(), name=f"d_fc{i}")
+    features = x
+    if tricks.minibatch_discrimination:
+        x = MinibatchDiscrimination(tricks.mbd_kernels, tricks.mbd_kernel_dim, name="d_mbd")(x)
+    logits = tf.keras.layers.Dense(1, kernel_initializer=spec.init(), name="d_logits")(x)
+    outputs = {"logits": layers.to_float32(logits, "logits"), "features": layers.to_float32(features, "features")}
+    return tf.keras.Model(img, outputs, name=f"{spec.name}_discriminator_{R}")
+
+
+def _build(spec: ConvSpec, cfg, alpha=None) -> Networks:
+    return Networks(build_generator(spec, cfg), build_discriminator(spec, cfg), progressive=False,
+                    alpha=None, resolution=cfg.network.resolution, default_batch_size=cfg.optim.batch_size)
+
+
+@register_architecture("dcgan")
+def build_dcgan(cfg, alpha=None) -> Networks:
+    return _build(DCGAN, cfg)
+
+
+@register_architecture("hdcgan")
+def build_hdcgan(cfg, alpha=None) -> Networks:
+    return _build(HDCGAN, cfg)
+
+
+@register_architecture("facegan")
+def build_facegan(cfg, alpha=None) -> Networks:
+    return _build(FACEGAN, cfg)

@@ -1,0 +1,214 @@
+"""Progressive growing of GANs (Karras et al. 2018), as the Columbia report re-implements it.
+
+Growth: training starts at `start_resolution` (>= 4) and doubles up to `resolution`. Each new
+block fades in: G's output is lerp(upsample(toRGB_{r/2}(h_{r/2})), toRGB_r(block_r(h_{r/2})), alpha)
+and D's input path is lerp(fromRGB_{r/2}(avgpool(x)), block_r(fromRGB_r(x)), alpha), alpha going
+0 -> 1 over `fade_images` images, then `stable_images` at alpha = 1 (Karras §3, Fig. 2).
+Nearest-neighbour upsampling, 2x2 average-pool downsampling, 1x1 toRGB / fromRGB, 3x3 convs,
+LeakyReLU 0.2, equalized learning rate (`equalized_lr`), pixelwise feature normalization in G
+(`pixelnorm`), minibatch stddev with group size 4 before D's last block (`minibatch_stddev`,
+`mbstd_extra_stats` adds skewness and kurtosis maps), optional residual blocks per resolution in G
+(`residual_g`) and/or D (`residual_d`), per-resolution batch sizes, schedule by images shown.
+
+Widths: nf(r) = min(max_filters, filters * 32 / r) — with filters = max_filters = 512 this is
+Karras' table (512 up to 32x32, 256 at 64, 128 at 128, ...).
+
+Deviation: G ends in tanh (Karras' G is linear) so every architecture honours the same
+[-1, 1] output contract; nearest-neighbour upsampling commutes with tanh, so alpha = 0 still
+equals the upsampled previous-stage output exactly.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Tuple
+
+import tensorflow as tf
+
+from trainer.networks import Networks, Stage, layers, register_architecture
+from trainer.regularizers import MinibatchDiscrimination
+
+SQRT2 = math.sqrt(2.0)
+
+
+def resolutions(start: int, target: int):
+    r, out = start, []
+    while r <= target:
+        out.append(r)
+        r *= 2
+    return out
+
+
+def progressive_schedule(images_shown: int, start: int, target: int, fade_images: int, stable_images: int,
+                         batch_sizes: Dict[str, int], default_batch: int) -> Stage:
+    """Stage after `images_shown` images: `start` stable for `stable_images`, then for each
+    doubling a fade of `fade_images` (alpha = images into the fade / fade_images) and a stable
+    phase of `stable_images`; the target resolution stays stable forever."""
+    def bs(r):
+        return int(batch_sizes.get(str(r), default_batch))
+
+    res = resolutions(start, target)
+    t = max(0, int(images_shown))
+    phase = 0
+    if t < stable_images or len(res) == 1:
+        return Stage(res[0], 1.0, bs(res[0]), False, 0)
+    t -= stable_images
+    for r in res[1:]:
+        phase += 1
+        if t < fade_images:
+            return Stage(r, t / fade_images, bs(r), True, phase)
+        t -= fade_images
+        phase += 1
+        if t < stable_images or r == res[-1]:
+            return Stage(r, 1.0, bs(r), False, phase)
+        t -= stable_images
+    raise AssertionError("unreachable")
+
+
+class ProGAN:
+    """Owns every layer once; `generator(r)` / `discriminator(r)` wire the stage models from them."""
+
+    def __init__(self, cfg, alpha: tf.Variable):
+        self.cfg, self.net, self.alpha = cfg, cfg.network, alpha
+        self.eq = self.net.equalized_lr
+        self._g: Dict[int, tf.keras.Model] = {}
+        self._d: Dict[int, tf.keras.Model] = {}
+        self._layers: Dict[str, tf.keras.layers.Layer] = {}
+
+    # -- helpers -------------------------------------------------------------------------------
+    def nf(self, r: int) -> int:
+        return max(1, min(self.net.max_filters, self.net.filters * 32 // r))
+
+    def _layer(self, key, factory):
+        if key not in self._layers:
+            self._layers[key] = factory()
+        return self._layers[key]
+
+    def _conv(self, key, filters, k=3, gain=SQRT2, use_bias=True):
+        return self._layer(key, lambda: layers.EqualizedConv2D(filters, k, gain=gain, equalized=self.eq,
+                                                               use_bias=use_bias, name=key))
+
+    def _dense(self, key, units, gain=SQRT2):
+        return self._layer(key, lambda: layers.EqualizedDense(units, gain=gain, equalized=self.eq, name=key))
+
+    def _pn(self, x):
+        return layers.PixelNorm()(x) if self.net.pixelnorm else x
+
+    @staticmethod
+    def _act(x):
+        return layers.LeakyReLU(0.2)(x)
+
+    # -- generator -----------------------------------------------------------------------------
+    def _g_base(self, z):
+        nf = self.nf(4)
+        x = self._pn(z)   # Karras normalize the latent too
+        x = self._dense("g_base_dense", 16 * nf, gain=SQRT2 / 4)(x)
+        x = tf.keras.layers.Reshape((4, 4, nf))(x)
+        x = self._pn(self._act(x))
+        return self._pn(self._act(self._conv("g_base_conv", nf)(x)))
+
+    def _g_block(self, r, x):
+        nf = self.nf(r)
+        up = tf.keras.layers.UpSampling2D(2, interpolation="nearest")(x)
+        h = self._pn(self._act(self._conv(f"g_{r}_conv0", nf)(up)))
+        h = self._act(self._conv(f"g_{r}_conv1", nf)(h))
+        if self.net.residual_g:
+            sc = up if up.shape[-1] == nf else self._conv(f"g_{r}_shortcut", nf, k=1, gain=1.0, use_bias=False)(up)
+            h = layers.ScaledAdd()([h, sc])
+        return self._pn(h)
+
+    def _to_rgb(self, r, x):
+        return self._conv(f"g_{r}_to_rgb", 3, k=1, gain=1.0)(x)
+
+    def generator(self, res: int) -> tf.keras.Model:
+        if res not in self._g:
+            z = tf.keras.Input((self.net.z_dim,), name="z")
+            x = self._g_base(z)
+            rgb = None
+            for r in resolutions(8, res):
+                if r == res and res > self.net.start_resolution:
+                    old = tf.keras.layers.UpSampling2D(2, interpolation="nearest")(self._to_rgb(r // 2, x))
+                    x = self._g_block(r, x)
+                    rgb = layers.FadeIn(self.alpha, name=f"g_fade_{r}")([old, self._to_rgb(r, x)])
+                else:
+                    x = self._g_block(r, x)
+            if rgb is None:
+                rgb = self._to_rgb(res, x)
+            out = tf.keras.layers.Activation("tanh", dtype="float32", name="images")(rgb)
+            self._g[res] = tf.keras.Model(z, out, name=f"progan_generator_{res}")
+        return self._g[res]
+
+    # -- discriminator -------------------------------------------------------------------------
+    def _from_rgb(self, r, x):
+        return self._act(self._conv(f"d_{r}_from_rgb", self.nf(r), k=1)(x))
+
+    def _d_block(self, r, x):
+        h = self._act(self._conv(f"d_{r}_conv0", self.nf(r))(x))
+        h = self._act(self._conv(f"d_{r}_conv1", self.nf(r // 2))(h))
+        h = tf.keras.layers.AveragePooling2D(2)(h)
+        if self.net.residual_d:
+            sc = tf.keras.layers.AveragePooling2D(2)(x)
+            if sc.shape[-1] != self.nf(r // 2):
+                sc = self._conv(f"d_{r}_shortcut", self.nf(r // 2), k=1, gain=1.0, use_bias=False)(sc)
+            h = layers.ScaledAdd()([h, sc])
+        return h
+
+    def _d_final(self, x):
+        net, tricks = self.net, self.cfg.tricks
+        nf = self.nf(4)
+        if net.minibatch_stddev:
+            x = layers.MinibatchStddev(net.mbstd_group_size, net.mbstd_extra_stats, name="d_mbstd")(x)
+        x = self._act(self._conv("d_final_conv", nf)(x))
+        x = tf.keras.layers.Flatten()(x)
+        features = self._act(self._dense("d_final_dense", nf)(x))
+        x = features
+        if tricks.minibatch_discrimination:
+            x = self._layer("d_mbd", lambda: MinibatchDiscrimination(tricks.mbd_kernels, tricks.mbd_kernel_dim,
+                                                                     name="d_mbd"))(x)
+        logits = self._dense("d_logits", 1, gain=1.0)(x)
+        return logits, features
+
+    def discriminator(self, res: int) -> tf.keras.Model:
+        if res not in self._d:
+            img = tf.keras.Input((res, res, 3), name="images")
+            x = self._from_rgb(res, img)
+            if res > 4:
+                x = self._d_block(res, x)
+                if res > self.net.start_resolution:
+                    old = self._from_rgb(res // 2, tf.keras.layers.AveragePooling2D(2)(img))
+                    x = layers.FadeIn(self.alpha, name=f"d_fade_{res}")([old, x])
+            for r in reversed(resolutions(8, res // 2)):
+                x = self._d_block(r, x)
+            logits, features = self._d_final(x)
+            outputs = {"logits": layers.to_float32(logits, "logits"),
+                       "features": layers.to_float32(features, "features")}
+            self._d[res] = tf.keras.Model(img, outputs, name=f"progan_discriminator_{res}")
+        return self._d[res]
+
+    def stage(self, res: int) -> Tuple[tf.keras.Model, tf.keras.Model]:
+        lo, hi = self.net.start_resolution, self.net.resolution
+        if res < lo or res & (res - 1) or res > hi:
+            raise ValueError(f"progan stage resolution must be a power of two in [{lo}, {hi}] "
+                             f"(network.start_resolution .. network.resolution), got {res}")
+        return self.generator(res), self.discriminator(res)
+
+
+@register_architecture("progan")
+def build_progan(cfg, alpha=None) -> Networks:
+    net = cfg.network
+    if alpha is None:
+        alpha = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="progan_alpha",
+                            synchronization=tf.VariableSynchronization.ON_WRITE,
+                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    pg = ProGAN(cfg, alpha)
+    # Build every stage from the start resolution up, so all weights exist from the beginning
+    # (optimizer slots and checkpoints then have a fixed variable set).
+    for r in resolutions(net.start_resolution, net.resolution):
+        pg.stage(r)
+    G, D = pg.stage(net.resolution)
+
+    def schedule(images_shown: int) -> Stage:
+        return progressive_schedule(images_shown, net.start_resolution, net.resolution, net.fade_images,
+                                    net.stable_images, net.batch_sizes, cfg.optim.batch_size)
+
+    return Networks(G, D, progressive=True, alpha=alpha, resolution=net.resolution,
+                    default_batch_size=cfg.optim.batch_size, stage_fn=pg.stage, schedule_fn=schedule)
