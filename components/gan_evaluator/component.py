@@ -1,0 +1,106 @@
+"""GanEvaluator: a custom TFX component that measures a generator and blesses it (or not).
+
+Inputs
+- `examples`: Examples (the eval split is the real reference; train is used for memorization);
+- `model`: the candidate Model (the Trainer's generator SavedModel);
+- `baseline_model` (optional): the latest blessed Model, from TFX's resolver
+  (`LatestBlessedModelStrategy`); evaluated with the same protocol in the same execution so the
+  "beat the baseline" rule compares like with like.
+
+Outputs
+- `evaluation` (ModelEvaluation): metrics.json, decision.json, sample_grid.png, memorization.png;
+  every scalar result is also an MLMD custom property (e.g. `swd16k`, `ms_ssim10k_pairs/generated`).
+- `blessing` (ModelBlessing): custom property `blessed` = 1/0 and files BLESSED / NOT_BLESSED,
+  with `current_model`/`current_model_id` (and baseline ones), exactly as TFX's Evaluator writes
+  them, so the standard Pusher honours it and `LatestBlessedModelStrategy` finds it.
+
+Parameters: `metrics` (list or comma string), `num_images`, `thresholds` (dict/JSON, see
+blessing.py), `min_improvement` (dict/JSON), `extractor` ("inception" | "random" | weights path),
+`log_dir` (TensorBoard dir shared by the pipeline run), `seed`, `batch_size`, `cache_dir`.
+"""
+import json
+from typing import Any, Dict, Optional, Sequence, Union
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from components.gan_evaluator import blessing
+from components.gan_evaluator.executor import Executor
+
+EXAMPLES_KEY = "examples"
+MODEL_KEY = "model"
+BASELINE_MODEL_KEY = "baseline_model"
+EVALUATION_KEY = "evaluation"
+BLESSING_KEY = "blessing"
+
+
+class GanEvaluatorSpec(types.ComponentSpec):
+    PARAMETERS = {
+        "metrics": ExecutionParameter(type=str),
+        "num_images": ExecutionParameter(type=int),
+        "thresholds": ExecutionParameter(type=str, optional=True),
+        "min_improvement": ExecutionParameter(type=str, optional=True),
+        "extractor": ExecutionParameter(type=str),
+        "log_dir": ExecutionParameter(type=str, optional=True),
+        "seed": ExecutionParameter(type=int, optional=True),
+        "batch_size": ExecutionParameter(type=int, optional=True),
+        "cache_dir": ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {
+        EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        BASELINE_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
+    }
+    OUTPUTS = {
+        EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
+        BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
+    }
+
+
+def _json_param(value, name, parse) -> str:
+    """Validate now (pipeline construction), store as canonical JSON."""
+    if value is None or value == "":
+        return ""
+    parsed = parse(value)
+    if isinstance(value, str):
+        value = json.loads(value)
+    del parsed
+    return json.dumps(value, sort_keys=True)
+
+
+class GanEvaluator(base_component.BaseComponent):
+    """Computes GAN metrics for a generator, writes pictures and blesses it by rules."""
+
+    SPEC_CLASS = GanEvaluatorSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
+                 baseline_model: Optional[types.BaseChannel] = None,
+                 metrics: Union[str, Sequence[str]] = ("swd", "ms_ssim"),
+                 num_images: int = 1000,
+                 thresholds: Union[None, str, Dict[str, Any]] = None,
+                 min_improvement: Union[None, str, Dict[str, Any]] = None,
+                 extractor: str = "random",
+                 log_dir: Optional[str] = None,
+                 seed: int = 0, batch_size: int = 64, cache_dir: Optional[str] = None):
+        if isinstance(metrics, str):
+            names = [m.strip() for m in metrics.split(",") if m.strip()]
+        else:
+            names = [str(m) for m in metrics]
+        if not names:
+            raise ValueError("GanEvaluator: metrics must name at least one metric")
+        if int(num_images) < 2:
+            raise ValueError(f"GanEvaluator: num_images must be >= 2, got {num_images}")
+        spec = GanEvaluatorSpec(
+            examples=examples, model=model, baseline_model=baseline_model,
+            metrics=",".join(names), num_images=int(num_images),
+            thresholds=_json_param(thresholds, "thresholds", blessing.parse_thresholds),
+            min_improvement=_json_param(min_improvement, "min_improvement",
+                                        blessing.parse_min_improvement),
+            extractor=str(extractor), log_dir=log_dir or "", seed=int(seed),
+            batch_size=int(batch_size), cache_dir=cache_dir or "",
+            evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+            blessing=types.Channel(type=standard_artifacts.ModelBlessing))
+        super().__init__(spec=spec)

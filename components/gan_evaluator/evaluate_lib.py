@@ -1,0 +1,303 @@
+"""The evaluator as a library: generator SavedModel + Examples -> metrics, pictures, a decision.
+
+Used unchanged by the TFX component (executor.py) and by `facegan evaluate` (cli.py); no TFX
+import here. The generator is loaded only through `trainer.export.load_generator`, i.e. through
+its SavedModel signatures exactly as a server would; real images come from the Examples
+artifact's eval split (`facegan.examples_io.iterate_images`); the numbers come from the metrics
+library (`metrics.evaluate`, `metrics.memorization`).
+
+Outputs written to `out_dir`:
+- `metrics.json`     the metric results named by protocol, the diversity statistics, noise
+                     references, the baseline's results (same protocol, same real images) if any,
+                     and model/data provenance;
+- `decision.json`    the blessing decision, one pass/fail reason per rule (blessing.py);
+- `sample_grid.png`  64 samples for a fixed seed (generated images only);
+- `memorization.png` generated samples next to their nearest training images (feature and pixel
+                     space; HDCGAN's nearest-neighbour figure), when the train split is available;
+and, when `log_dir` is given, TensorBoard scalars/images/text under `<log_dir>/evaluation`.
+"""
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from components.gan_evaluator import blessing
+from facegan import examples_io, schema
+from facegan.images import save_grid
+
+METRICS_FILE = "metrics.json"
+DECISION_FILE = "decision.json"
+SAMPLE_GRID_FILE = "sample_grid.png"
+MEMORIZATION_FILE = "memorization.png"
+TB_SUBDIR = "evaluation"
+
+GRID_SAMPLES = 64
+DIVERSITY_SAMPLES = 64
+DEFAULT_METRICS = ("swd", "ms_ssim")  # need no Inception weights (see metrics/ for fid/kid/is)
+
+
+@dataclass
+class Evaluation:
+    results: Dict[str, Any]
+    decision: blessing.Decision
+    baseline_results: Optional[Dict[str, Any]] = None
+    files: Dict[str, str] = field(default_factory=dict)
+    scalars: Dict[str, float] = field(default_factory=dict)
+
+
+# -- inputs -----------------------------------------------------------------------------------
+def resolve_model_dir(path: str) -> str:
+    """A generator SavedModel directory from: the SavedModel itself, a TFX Model artifact
+    (`<uri>/Format-Serving`), or a serving base directory of numbered versions (the newest)."""
+    import tensorflow as tf
+    exists = tf.io.gfile.exists
+    if exists(os.path.join(path, "saved_model.pb")):
+        return path
+    fmt = os.path.join(path, "Format-Serving")
+    if exists(os.path.join(fmt, "saved_model.pb")):
+        return fmt
+    if tf.io.gfile.isdir(path):
+        versions = [d.rstrip("/") for d in tf.io.gfile.listdir(path) if d.rstrip("/").isdigit()]
+        versions = [v for v in versions if exists(os.path.join(path, v, "saved_model.pb"))]
+        if versions:
+            return os.path.join(path, max(versions, key=int))
+    raise FileNotFoundError(f"{path}: no generator SavedModel here (looked for saved_model.pb, "
+                            f"Format-Serving/saved_model.pb and numbered version directories)")
+
+
+def parse_metric_names(metrics) -> List[str]:
+    """'swd,ms_ssim' or a list -> validated list of metric names (known to the metrics library)."""
+    if isinstance(metrics, str):
+        s = metrics.strip()
+        names = json.loads(s) if s.startswith("[") else [m.strip() for m in s.split(",")]
+    else:
+        names = list(metrics)
+    names = [str(n).strip().lower() for n in names if str(n).strip()]
+    if not names:
+        raise ValueError("metrics: name at least one metric (e.g. swd,ms_ssim)")
+    known = _known_metrics()
+    bad = [n for n in names if known and n not in known]
+    if bad:
+        raise ValueError(f"metrics: unknown metric(s) {', '.join(bad)}; choose from {', '.join(sorted(known))}")
+    return list(dict.fromkeys(names))
+
+
+def _known_metrics() -> Sequence[str]:
+    import metrics as M
+    reg = getattr(M, "METRICS", None)
+    return tuple(reg) if reg else ()
+
+
+def _real_batches(examples_uri: str, batch_size: int, limit: Optional[int] = None,
+                  split: str = schema.EVAL_SPLIT) -> Iterator[np.ndarray]:
+    return examples_io.iterate_images(examples_uri, split, batch_size=batch_size, limit=limit)
+
+
+def _peek_resolution(examples_uri: str) -> int:
+    first = next(_real_batches(examples_uri, batch_size=1, limit=1), None)
+    if first is None:
+        raise ValueError(f"{examples_uri}: the eval split holds no images")
+    return int(first.shape[1])
+
+
+# -- statistics -------------------------------------------------------------------------------
+def diversity_stats(images: np.ndarray) -> Dict[str, float]:
+    """Pixel std across samples (mean over pixels) and within images (mean over images), uint8 units.
+
+    A constant generator scores between_std = 0; a generator of flat images within_std = 0.
+    """
+    x = np.asarray(images, np.float64)
+    if x.ndim != 4 or len(x) < 2:
+        raise ValueError(f"diversity needs >= 2 images [N, H, W, C], got shape {x.shape}")
+    return {"between_std": float(x.std(axis=0).mean()),
+            "within_std": float(x.reshape(len(x), -1).std(axis=1).mean()),
+            "num_images": int(len(x))}
+
+
+def noise_batches(total: int, batch_size: int, resolution: int, seed: int) -> Iterator[np.ndarray]:
+    """Uniform uint8 noise images: the 'knows nothing' reference for noise-relative thresholds."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, total, batch_size):
+        n = min(batch_size, total - start)
+        yield rng.integers(0, 256, size=(n, resolution, resolution, 3), dtype=np.uint8)
+
+
+def flat_scalars(results: Dict[str, Any], prefix: str = "") -> Dict[str, float]:
+    """Nested results -> {"swd16k": x, "ms_ssim10k_pairs/generated": y, ...} (finite numbers only)."""
+    out = {}
+    for k, v in results.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            if math.isfinite(float(v)):
+                out[name] = float(v)
+        elif isinstance(v, dict):
+            out.update(flat_scalars(v, name + "/"))
+    return out
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+# -- metrics ----------------------------------------------------------------------------------
+def compute_metrics(gen, examples_uri: str, metric_names: Sequence[str], *, num_images: int,
+                    extractor: str, seed: int, batch_size: int, cache_dir: Optional[str],
+                    noise_families: Sequence[str] = ()) -> Dict[str, Any]:
+    """The metrics for one loaded generator, plus diversity stats and noise references."""
+    import metrics as M
+    results = dict(M.evaluate(list(metric_names), gen.batches(num_images, batch_size, seed),
+                              _real_batches(examples_uri, batch_size), num_images=num_images,
+                              extractor=extractor, cache_dir=cache_dir))
+    results[blessing.DIVERSITY_KEY] = diversity_stats(gen.sample(DIVERSITY_SAMPLES, seed=seed))
+    refs = {}
+    for family in noise_families:
+        ref = M.evaluate([family], noise_batches(num_images, batch_size, gen.resolution, seed + 1),
+                         _real_batches(examples_uri, batch_size), num_images=num_images,
+                         extractor=extractor, cache_dir=cache_dir)
+        _, value = blessing.find_metric(ref, family)
+        refs[family] = blessing.scalar(value)
+    if refs:
+        results[blessing.REFERENCES_KEY] = refs
+    return results
+
+
+def write_memorization(gen_images: np.ndarray, examples_uri: str, path: str, *, extractor: str,
+                       batch_size: int, cache_dir: Optional[str]) -> Optional[Dict[str, Any]]:
+    """Nearest training images of each sample, as a PNG sheet; returns the metric's summary."""
+    import metrics as M
+    try:
+        examples_io.split_files(examples_uri, schema.TRAIN_SPLIT)
+    except FileNotFoundError:
+        return None  # an eval-only artifact: nothing to compare against
+    train = _real_batches(examples_uri, batch_size, split=schema.TRAIN_SPLIT)
+    real_eval = _real_batches(examples_uri, batch_size)
+    return M.memorization(gen_images, train, eval_batches=real_eval, out_png=path,
+                          extractor=extractor, cache_dir=cache_dir)
+
+
+# -- TensorBoard -------------------------------------------------------------------------------
+def write_tensorboard(log_dir: str, scalars: Dict[str, float], grid_png: Optional[str],
+                      decision: blessing.Decision, step: int) -> str:
+    import tensorflow as tf
+    path = os.path.join(log_dir, TB_SUBDIR)
+    writer = tf.summary.create_file_writer(path)
+    with writer.as_default(step=int(step)):
+        for name, v in sorted(scalars.items()):
+            tf.summary.scalar(f"eval/{name}", v)
+        tf.summary.scalar("eval/blessed", 1.0 if decision.blessed else 0.0)
+        tf.summary.text("eval/decision", "\n\n".join(
+            f"**{'pass' if r.passed else 'FAIL'}** {r.reason}" for r in decision.rules))
+        if grid_png and os.path.exists(grid_png):
+            with open(grid_png, "rb") as f:
+                img = tf.io.decode_png(f.read(), channels=3)
+            tf.summary.image("eval/samples", img[None])
+    writer.flush()
+    writer.close()
+    return path
+
+
+# -- the whole evaluation ---------------------------------------------------------------------
+def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
+                   metrics: Iterable[str] = DEFAULT_METRICS, num_images: int = 1000,
+                   extractor: str = "random", thresholds=None, min_improvement=None,
+                   baseline_dir: Optional[str] = None, log_dir: Optional[str] = None,
+                   seed: int = 0, batch_size: int = 64, cache_dir: Optional[str] = None,
+                   memorization: bool = True, log=print) -> Evaluation:
+    """Evaluate the generator at `model_dir` against `examples_uri`'s eval split; write outputs."""
+    from trainer.export import load_generator
+
+    if num_images < 2:
+        raise ValueError(f"num_images must be >= 2, got {num_images}")
+    names = parse_metric_names(metrics)
+    th = blessing.parse_thresholds(thresholds)          # validate before any expensive work
+    blessing.parse_min_improvement(min_improvement)
+    noise_families = [f for f in blessing.noise_reference_families(th)]
+    missing = [f for f in th if f not in (blessing.DEGENERATE,) and f not in names]
+    if missing:
+        raise ValueError(f"thresholds name metric(s) {', '.join(missing)} that are not computed "
+                         f"(metrics: {', '.join(names)})")
+    imp_missing = [f for f in blessing.parse_min_improvement(min_improvement) if f not in names]
+    if imp_missing:
+        raise ValueError(f"min_improvement names metric(s) {', '.join(imp_missing)} that are not "
+                         f"computed (metrics: {', '.join(names)})")
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.monotonic()
+
+    model_dir = resolve_model_dir(model_dir)
+    gen = load_generator(model_dir)
+    real_res = _peek_resolution(examples_uri)
+    if real_res != gen.resolution:
+        raise ValueError(f"resolution mismatch: the generator at {model_dir} makes "
+                         f"{gen.resolution}x{gen.resolution} images but {examples_uri}'s eval split "
+                         f"holds {real_res}x{real_res}")
+    kw = dict(num_images=num_images, extractor=extractor, seed=seed, batch_size=batch_size,
+              cache_dir=cache_dir)
+    log(f"evaluating {model_dir} on {examples_uri} ({', '.join(names)}; {num_images} images, "
+        f"extractor {extractor})")
+    results = compute_metrics(gen, examples_uri, names, noise_families=noise_families, **kw)
+
+    baseline_results = None
+    if baseline_dir:
+        baseline_dir = resolve_model_dir(baseline_dir)
+        base = load_generator(baseline_dir)
+        if base.resolution != gen.resolution:
+            log(f"baseline {baseline_dir} is {base.resolution}px, candidate {gen.resolution}px: "
+                f"not comparable, evaluating without a baseline")
+        else:
+            log(f"evaluating baseline {baseline_dir} with the same protocol")
+            baseline_results = compute_metrics(base, examples_uri, names, **kw)
+
+    decision = blessing.decide(results, th, min_improvement, baseline_results)
+    files = {}
+    samples = gen.sample(GRID_SAMPLES, seed=seed)
+    files["sample_grid"] = save_grid(samples, os.path.join(out_dir, SAMPLE_GRID_FILE))
+    mem = None
+    if memorization:
+        mem_path = os.path.join(out_dir, MEMORIZATION_FILE)
+        mem = write_memorization(samples[:8], examples_uri, mem_path, extractor=extractor,
+                                 batch_size=batch_size, cache_dir=cache_dir)
+        if mem is not None and os.path.exists(mem_path):
+            files["memorization"] = mem_path
+            results["memorization"] = mem
+
+    steps = int(gen.metadata.get("steps", 0) or 0)
+    report = {
+        "model": model_dir, "examples": examples_uri, "baseline_model": baseline_dir,
+        "protocol": {"metrics": names, "num_images": num_images, "extractor": extractor,
+                     "seed": seed, "batch_size": batch_size},
+        "generator": {k: gen.metadata.get(k) for k in ("architecture", "preset", "resolution",
+                                                         "z_dim", "steps", "exported_at")},
+        "results": results, "baseline_results": baseline_results,
+        "blessed": decision.blessed, "seconds": round(time.monotonic() - t0, 2),
+    }
+    files["metrics"] = os.path.join(out_dir, METRICS_FILE)
+    with open(files["metrics"], "w") as f:
+        json.dump(_jsonable(report), f, indent=2, sort_keys=True)
+    files["decision"] = os.path.join(out_dir, DECISION_FILE)
+    with open(files["decision"], "w") as f:
+        json.dump(_jsonable(decision.to_dict()), f, indent=2)
+
+    scalars = flat_scalars({k: v for k, v in results.items() if k != "memorization"})
+    if isinstance(mem, dict):
+        scalars.update(flat_scalars(mem, "memorization/"))
+    if log_dir:
+        files["tensorboard"] = write_tensorboard(log_dir, scalars, files["sample_grid"], decision, steps)
+    log(decision.summary())
+    return Evaluation(results=results, decision=decision, baseline_results=baseline_results,
+                      files=files, scalars=scalars)

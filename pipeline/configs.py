@@ -1,0 +1,75 @@
+"""Pipeline defaults, in one place (no TFX import: the CLI, the demo and tests read these cheaply).
+
+Everything here is a default for an argument of `pipeline.pipeline.create_pipeline` or of a
+runner; nothing is read as a global by the pipeline itself.
+"""
+import os
+from typing import Dict, List, Optional
+
+PIPELINE_NAME = "facegan"
+MODEL_NAME = "facegan"                       # serving name: <serving dir>/<MODEL_NAME>/<version>/
+PRESET = "smoke"
+TRAIN_STEPS = 200
+
+# Metrics and blessing rules that need no Inception weights (there are none offline). Users with
+# weights add fid/kid/is with extractor="inception" (or a weights path) and e.g. {"fid": {"max": X}}.
+METRICS = ("swd", "ms_ssim")
+EXTRACTOR = "random"
+NUM_EVAL_IMAGES = 1000
+# - degenerate: samples must differ from each other and not be flat (constant generators fail);
+# - swd <= 0.8 x the SWD that uniform noise images score against the same real images: a
+#   generator that learned anything about faces' colours and edges beats noise by far more.
+THRESHOLDS: Dict = {
+    "degenerate": {"min_between_std": 2.0, "min_within_std": 2.0},
+    "swd": {"max_noise_fraction": 0.8},
+}
+MIN_IMPROVEMENT: Dict = {}
+
+# Ingestion options passed through to ImageExampleGen (see components/image_example_gen).
+INGEST_OPTIONS: Dict = {"mirror": True, "eval_fraction": 0.1}
+
+# Beam: the embedded default runs the DirectRunner with one worker process per core.
+LOCAL_BEAM_ARGS: List[str] = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+
+# The pipeline image (see Dockerfile); the Kubeflow runners reference it.
+PIPELINE_IMAGE = os.environ.get("FACEGAN_PIPELINE_IMAGE", "gcr.io/my-project/facegan-pipeline:0.1.0")
+
+# GPUs for the Trainer step on Kubeflow (MirroredStrategy uses every GPU of its node).
+TRAINER_GPUS = int(os.environ.get("FACEGAN_TRAINER_GPUS", "1"))
+TRAINER_GPU_TYPE = os.environ.get("FACEGAN_TRAINER_GPU_TYPE", "NVIDIA_TESLA_T4")   # Vertex name
+TRAINER_CPU = os.environ.get("FACEGAN_TRAINER_CPU", "8")
+TRAINER_MEMORY = os.environ.get("FACEGAN_TRAINER_MEMORY", "32Gi")
+
+
+def beam_args(runner: str = "direct", *, project: Optional[str] = None, region: Optional[str] = None,
+              temp_location: Optional[str] = None, flink_master: Optional[str] = None,
+              spark_master: Optional[str] = None, job_endpoint: Optional[str] = None,
+              image: str = PIPELINE_IMAGE, workers: int = 0) -> List[str]:
+    """Beam pipeline args for ingestion on the chosen runner (ValueError naming what is missing)."""
+    runner = runner.lower()
+    if runner == "direct":
+        return ["--direct_running_mode=multi_processing", f"--direct_num_workers={int(workers)}"]
+    if runner == "dataflow":
+        missing = [n for n, v in (("project", project), ("region", region),
+                                  ("temp_location", temp_location)) if not v]
+        if missing:
+            raise ValueError(f"beam runner dataflow needs {', '.join(missing)}")
+        args = ["--runner=DataflowRunner", f"--project={project}", f"--region={region}",
+                f"--temp_location={temp_location}", f"--sdk_container_image={image}",
+                "--experiments=use_runner_v2"]
+        return args + ([f"--max_num_workers={int(workers)}"] if workers else [])
+    if runner == "flink":
+        if not flink_master:
+            raise ValueError("beam runner flink needs flink_master (host:port of the JobManager)")
+        return ["--runner=FlinkRunner", f"--flink_master={flink_master}",
+                "--environment_type=DOCKER", f"--environment_config={image}"] + \
+               ([f"--parallelism={int(workers)}"] if workers else [])
+    if runner == "spark":
+        if job_endpoint:   # a Spark job server (portable runner)
+            return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}",
+                    "--environment_type=DOCKER", f"--environment_config={image}"]
+        if not spark_master:
+            raise ValueError("beam runner spark needs spark_master (spark://host:7077) or job_endpoint")
+        return ["--runner=SparkRunner", f"--spark_master_url={spark_master}",
+                "--environment_type=DOCKER", f"--environment_config={image}"]
+    raise ValueError(f"unknown beam runner {runner!r}; choose direct, dataflow, flink or spark")
