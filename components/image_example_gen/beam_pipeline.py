@@ -1,0 +1,364 @@
+"""The ImageExampleGen Beam pipeline: files -> tf.Examples in Split-train/ and Split-eval/.
+
+Shape (two fused stages around one small shuffle):
+
+    input units (files, archives)                                  beam.Create (reshuffled)
+      -> ReadAndHash: read bytes, sha256; archives expand here     (sha256, (source, bytes|None))
+      -> GroupByKey(sha256): exact duplicates meet here            only paths/small members move
+      -> ProcessGroup: first source (sorted) is the original; decode, crop, resize, PNG,
+         tf.Example (+ mirrored copy) -> Split-train / Split-eval gzipped TFRecords;
+         the rest of the group are duplicates; a rejected original rejects the whole group
+      -> side outputs: rejections, counts, channel sums, grid candidates -> WriteReports
+
+Plain files travel the shuffle as paths and are re-read after it (page cache), so the runner
+process moves only small records; archive members travel as bytes (re-reading a tar.gz member
+would mean decompressing the archive again). All per-file work is in transforms.py.
+
+`run_ingest` is the entry both the TFX executor and `facegan ingest` use: it validates and
+enumerates inputs first (failing fast, naming the path), runs the pipeline with the given Beam
+args unchanged (DirectRunner multi-processing, Dataflow, Flink, Spark), then checks the
+accounting invariant and the rejection threshold from the written summary.
+"""
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Dict, List, Optional, Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from components.image_example_gen import transforms as T
+from facegan import schema
+
+log = logging.getLogger(__name__)
+IngestError = T.IngestError
+
+HASHED, REJECTED, DUPLICATE, COUNTS, STATS, SAMPLE = (
+    "hashed", "rejected", "duplicate", "counts", "stats", "sample")
+TFRECORD_PREFIX = "data_tfrecord"
+
+
+def _join(*parts: str) -> str:
+    return FileSystems.join(*parts) if "://" in parts[0] else os.path.join(*parts)
+
+
+class _ProgressFile:
+    """Per-worker counter file so a local driver can show images/s and ETA (best effort)."""
+
+    def __init__(self, progress_dir: Optional[str]):
+        self.dir, self.n, self.last, self.path = progress_dir, 0, 0.0, None
+
+    def add(self, n: int, force: bool = False):
+        if not self.dir:
+            return
+        self.n += n
+        now = time.monotonic()
+        if force or now - self.last > 0.5:
+            self.last = now
+            try:
+                if self.path is None:
+                    self.path = os.path.join(self.dir, f"{os.getpid()}-{uuid.uuid4().hex}.cnt")
+                tmp = self.path + ".tmp"
+                with open(tmp, "w") as f:
+                    f.write(str(self.n))
+                os.replace(tmp, self.path)
+            except OSError:
+                self.dir = None   # not a local filesystem on this worker: stop trying
+
+
+def read_progress(progress_dir: str) -> int:
+    total = 0
+    for n in os.listdir(progress_dir):
+        if n.endswith(".cnt"):
+            try:
+                with open(os.path.join(progress_dir, n)) as f:
+                    total += int(f.read() or 0)
+            except (OSError, ValueError):
+                pass
+    return total
+
+
+class ReadAndHashFn(beam.DoFn):
+    """unit path -> (sha256, (source, inline bytes or None)); archives yield one per member."""
+
+    def process(self, unit: str):
+        if T.is_archive(unit):
+            n = 0
+            try:
+                for source, data in T.iter_archive(unit):
+                    n += 1
+                    yield (T.sha256_hex(data), (source, data))
+            except T.Rejected as r:
+                # a broken archive counts as one file seen (plus the members read before it broke)
+                n += 1
+                yield beam.pvalue.TaggedOutput(REJECTED, {"path": unit, "reason": r.reason,
+                                                          "detail": r.detail})
+                yield beam.pvalue.TaggedOutput(COUNTS, ("rejected/" + r.reason, 1))
+            yield beam.pvalue.TaggedOutput(COUNTS, ("files_seen", n))
+            return
+        yield beam.pvalue.TaggedOutput(COUNTS, ("files_seen", 1))
+        try:
+            data = T.read_bytes(unit)
+        except OSError as e:
+            yield beam.pvalue.TaggedOutput(REJECTED, {"path": unit, "reason": T.UNREADABLE,
+                                                      "detail": f"{type(e).__name__}: {e}"})
+            yield beam.pvalue.TaggedOutput(COUNTS, ("rejected/" + T.UNREADABLE, 1))
+            return
+        yield (T.sha256_hex(data), (unit, None))
+
+
+class ProcessGroupFn(beam.DoFn):
+    """(sha256, [(source, bytes|None)...]) -> examples by split, plus report side outputs."""
+
+    def __init__(self, cfg: T.IngestConfig, progress_dir: Optional[str] = None):
+        self.cfg, self.progress_dir = cfg, progress_dir
+
+    def setup(self):
+        self.labels = T.load_labels(self.cfg.labels)
+        self.progress = _ProgressFile(self.progress_dir)
+
+    def finish_bundle(self):
+        self.progress.add(0, force=True)
+
+    def process(self, element):
+        sha, items = element
+        items = sorted(items, key=lambda it: it[0])
+        source, data = items[0]
+        self.progress.add(len(items))
+        try:
+            if data is None:
+                try:
+                    data = T.read_bytes(source)
+                except OSError as e:
+                    raise T.Rejected(T.UNREADABLE, f"{type(e).__name__}: {e}") from e
+            p = T.process_bytes(data, self.cfg)
+        except T.Rejected as r:
+            for k, (src, _) in enumerate(items):
+                detail = r.detail if k == 0 else f"same bytes as {source}: {r.detail}"
+                yield beam.pvalue.TaggedOutput(REJECTED, {"path": src, "reason": r.reason,
+                                                          "detail": detail})
+            yield beam.pvalue.TaggedOutput(COUNTS, ("rejected/" + r.reason, len(items)))
+            return
+        split = T.assign_split(sha, self.cfg.eval_fraction)
+        attrs = self.labels.lookup(source) if self.labels is not None else None
+        if self.labels is not None and attrs is None:
+            yield beam.pvalue.TaggedOutput(COUNTS, ("unlabeled", 1))
+        feats = T.example_features(p, source, sha, False, attrs)
+        yield beam.pvalue.TaggedOutput(split, T.encode_example(feats))
+        counts = [("examples_written", 1), (f"originals/{split}", 1), (f"examples/{split}", 1)]
+        if self.cfg.mirror:
+            yield beam.pvalue.TaggedOutput(split, T.encode_example(
+                T.example_features(T.mirror(p), source, sha, True, attrs)))
+            counts += [("mirrored", 1), (f"examples/{split}", 1)]
+        for src, _ in items[1:]:
+            yield beam.pvalue.TaggedOutput(DUPLICATE, {"path": src, "reason": T.DUPLICATE,
+                                                       "detail": f"same sha256 as {source}"})
+        if len(items) > 1:
+            counts.append(("duplicates", len(items) - 1))
+        for c in counts:
+            yield beam.pvalue.TaggedOutput(COUNTS, c)
+        yield beam.pvalue.TaggedOutput(STATS, T.channel_sums(p.image))
+        # grid candidates: the smallest keys win; bits 64..127 of the hash (the split uses 0..63)
+        # (PNG bytes, not pixels: only a few per bundle survive the combiner, cheaply)
+        yield beam.pvalue.TaggedOutput(SAMPLE, (int(sha[16:32], 16), feats[schema.IMAGE]))
+
+
+class ChannelStatsFn(beam.CombineFn):
+    def create_accumulator(self):
+        return (np.zeros(3), np.zeros(3), 0)
+
+    def add_input(self, acc, x):
+        return (acc[0] + x[0], acc[1] + x[1], acc[2] + x[2])
+
+    def merge_accumulators(self, accs):
+        s, q, n = np.zeros(3), np.zeros(3), 0
+        for a in accs:
+            s, q, n = s + a[0], q + a[1], n + a[2]
+        return (s, q, n)
+
+    def extract_output(self, acc):
+        s, q, n = acc
+        if n == 0:
+            return {"mean": None, "std": None, "pixels": 0}
+        mean = s / n
+        std = np.sqrt(np.maximum(q / n - mean * mean, 0.0))
+        return {"mean": [round(float(v), 4) for v in mean], "std": [round(float(v), 4) for v in std],
+                "pixels": int(n)}
+
+
+def _write_bytes(path: str, data: bytes):
+    with FileSystems.create(path, mime_type="application/octet-stream",
+                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(data)
+
+
+def make_summary(counts: Dict[str, int], stats: Dict, cfg: T.IngestConfig, input_base: str,
+                 n_units: int) -> Dict:
+    """The ingest_summary.json content from the combined counters."""
+    reasons = {r: int(counts.get("rejected/" + r, 0)) for r in T.REJECTION_REASONS}
+    seen = int(counts.get("files_seen", 0))
+    written = int(counts.get("examples_written", 0))
+    dups = int(counts.get("duplicates", 0))
+    rejected = sum(reasons.values())
+    splits = {s: {"originals": int(counts.get(f"originals/{s}", 0)),
+                  "examples": int(counts.get(f"examples/{s}", 0))}
+              for s in (schema.TRAIN_SPLIT, schema.EVAL_SPLIT)}
+    return {
+        "input_base": input_base,
+        "input_units": n_units,
+        "files_seen": seen,
+        "examples_written": written,
+        "duplicates": dups,
+        "rejected": rejected,
+        "rejected_by_reason": reasons,
+        "rejected_fraction": round(rejected / seen, 6) if seen else 0.0,
+        "mirrored": int(counts.get("mirrored", 0)),
+        "unlabeled": int(counts.get("unlabeled", 0)),
+        "invariant_holds": seen == written + dups + rejected,
+        "splits": splits,
+        "channel_mean": stats["mean"],
+        "channel_std": stats["std"],
+        "resolution": cfg.resolution,
+        "resolutions": sorted(set(cfg.extra_resolutions) | {cfg.resolution}),
+        "image_keys": {str(r): schema.image_key(r, cfg.resolution)
+                       for r in sorted(set(cfg.extra_resolutions) | {cfg.resolution})},
+        "crop": cfg.crop,
+        "filter": cfg.filter,
+        "config": cfg.to_json(),
+    }
+
+
+GRID_MAX_SIDE = 128
+
+
+def _thumb(img: np.ndarray) -> np.ndarray:
+    if img.shape[0] <= GRID_MAX_SIDE:
+        return img
+    from PIL import Image
+    return np.asarray(Image.fromarray(img).resize((GRID_MAX_SIDE, GRID_MAX_SIDE), Image.LANCZOS))
+
+
+def _write_reports(_, output_uri, cfg, input_base, n_units, counts, stats, rejections, sample):
+    from facegan.images import decode_png, encode_png, make_grid
+    summary = make_summary(counts, stats, cfg, input_base, n_units)
+    summary["grid_images"] = len(sample)
+    _write_bytes(_join(output_uri, schema.SUMMARY_FILE),
+                 json.dumps(summary, indent=2, sort_keys=True).encode())
+    lines = "".join(json.dumps(r, sort_keys=True) + "\n"
+                    for r in sorted(rejections, key=lambda r: (r["path"], r["reason"])))
+    _write_bytes(_join(output_uri, schema.REJECTIONS_FILE), lines.encode())
+    if sample:
+        imgs = np.stack([_thumb(decode_png(png)) for _, png in sorted(sample, key=lambda kv: kv[0])])
+        _write_bytes(_join(output_uri, schema.GRID_FILE), encode_png(make_grid(imgs)))
+    return summary
+
+
+def build_pipeline(p: beam.Pipeline, units: Sequence[str], output_uri: str, cfg: T.IngestConfig,
+                   input_base: str = "", progress_dir: Optional[str] = None):
+    """Add the ingestion transforms to `p`: read `units`, write the Examples layout at `output_uri`."""
+    hashed = (p | "ListInputs" >> beam.Create(list(units))
+              | "ReadAndHash" >> beam.ParDo(ReadAndHashFn()).with_outputs(
+                  REJECTED, COUNTS, main=HASHED))
+    results = (hashed[HASHED]
+               | "GroupBySha256" >> beam.GroupByKey()
+               | "ProcessGroup" >> beam.ParDo(ProcessGroupFn(cfg, progress_dir)).with_outputs(
+                   schema.TRAIN_SPLIT, schema.EVAL_SPLIT, REJECTED, DUPLICATE, COUNTS, STATS, SAMPLE))
+    for split in (schema.TRAIN_SPLIT, schema.EVAL_SPLIT):
+        _ = (results[split] | f"Write-{split}" >> beam.io.WriteToTFRecord(
+            _join(output_uri, f"Split-{split}", TFRECORD_PREFIX), file_name_suffix=".gz",
+            compression_type=CompressionTypes.GZIP))
+    counts = ((hashed[COUNTS], results[COUNTS]) | "AllCounts" >> beam.Flatten()
+              | "SumCounts" >> beam.CombinePerKey(sum))
+    rejections = ((hashed[REJECTED], results[REJECTED], results[DUPLICATE])
+                  | "AllRejections" >> beam.Flatten())
+    stats = results[STATS] | "ChannelStats" >> beam.CombineGlobally(ChannelStatsFn())
+    sample = results[SAMPLE] | "GridSample" >> beam.combiners.Top.Smallest(
+        cfg.grid_size, key=lambda kv: kv[0])
+    return (p | "ReportTrigger" >> beam.Create([None])
+            | "WriteReports" >> beam.Map(
+                _write_reports, output_uri, cfg, input_base, len(units),
+                counts=beam.pvalue.AsDict(counts), stats=beam.pvalue.AsSingleton(stats),
+                rejections=beam.pvalue.AsList(rejections), sample=beam.pvalue.AsSingleton(sample)))
+
+
+def read_summary(output_uri: str) -> Dict:
+    with FileSystems.open(_join(output_uri, schema.SUMMARY_FILE),
+                          compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return json.loads(f.read().decode())
+
+
+def check_summary(summary: Dict, cfg: T.IngestConfig) -> None:
+    """Raise IngestError when nothing survived, the invariant fails, or too much was rejected."""
+    s = summary
+    if not s["invariant_holds"]:
+        raise IngestError(f"accounting invariant broken: files_seen {s['files_seen']} != "
+                          f"examples_written {s['examples_written']} + duplicates "
+                          f"{s['duplicates']} + rejected {s['rejected']}")
+    reasons = ", ".join(f"{k}={v}" for k, v in s["rejected_by_reason"].items() if v)
+    if s["examples_written"] == 0:
+        raise IngestError(f"no image survived ingestion of {s['input_base']}: "
+                          f"{s['files_seen']} files seen, rejected: {reasons or 'none'}; "
+                          f"see {schema.REJECTIONS_FILE}")
+    if s["rejected_fraction"] > cfg.max_rejected_fraction:
+        raise IngestError(f"{s['rejected']} of {s['files_seen']} files rejected "
+                          f"({s['rejected_fraction']:.1%} > max_rejected_fraction "
+                          f"{cfg.max_rejected_fraction:.1%}) in {s['input_base']}: {reasons}; "
+                          f"see {schema.REJECTIONS_FILE}")
+
+
+def prepare(input_base: str, cfg: T.IngestConfig) -> List[str]:
+    """Fail-fast checks before any Beam work: input exists and is non-empty, labels parse."""
+    if cfg.labels:
+        T.load_labels(cfg.labels)   # raises IngestError naming the file/line
+    return T.enumerate_inputs(input_base, skip=[cfg.labels] if cfg.labels else [])
+
+
+def run_ingest(input_base: str, output_uri: str, cfg: T.IngestConfig,
+               beam_args: Optional[List[str]] = None, pipeline: Optional[beam.Pipeline] = None,
+               on_progress=None) -> Dict:
+    """Validate, run the Beam pipeline, check the result; returns the summary dict.
+
+    `pipeline`: an unrun beam.Pipeline to use (the TFX executor passes its own); otherwise one is
+    made from `beam_args` (passed to PipelineOptions unchanged). `on_progress(done, total)` is
+    called from the driver while a local run is going (per-worker counter files in a temp dir).
+    """
+    units = prepare(input_base, cfg)
+    progress_dir = None
+    if on_progress is not None:
+        import tempfile
+        progress_dir = tempfile.mkdtemp(prefix="facegan-ingest-progress-")
+    if "://" not in output_uri:
+        os.makedirs(output_uri, exist_ok=True)
+    p = pipeline if pipeline is not None else beam.Pipeline(options=PipelineOptions(beam_args or []))
+    build_pipeline(p, units, output_uri, cfg, input_base=input_base, progress_dir=progress_dir)
+    log.info("ingesting %d input units from %s into %s", len(units), input_base, output_uri)
+    if on_progress is None:
+        p.run().wait_until_finish()
+    else:
+        err = []
+
+        def _run():
+            try:
+                p.run().wait_until_finish()
+            except BaseException as e:  # noqa: BLE001 - re-raised in the driver thread
+                err.append(e)
+
+        th = threading.Thread(target=_run, daemon=True)
+        th.start()
+        while th.is_alive():
+            th.join(0.5)
+            on_progress(read_progress(progress_dir), len(units))
+        on_progress(read_progress(progress_dir), len(units))
+        import shutil
+        shutil.rmtree(progress_dir, ignore_errors=True)
+        if err:
+            raise err[0]
+    summary = read_summary(output_uri)
+    check_summary(summary, cfg)
+    return summary
