@@ -1,1 +1,57 @@
-"""metrics."""
+"""facegan metrics: FID, KID, IS, SWD, MS-SSIM and a memorization check, streamed and cached.
+
+API (what the GanEvaluator component and `facegan evaluate` use)::
+
+    from metrics import METRICS, register_metric, evaluate, memorization
+
+    result = evaluate(
+        ["fid", "kid", "is", "swd", "ms_ssim"],   # names validated first (ValueError lists known ones)
+        generated_batches,     # fn(n) -> iterator of uint8 [B,H,W,3] yielding >= n images, or an
+                               # iterator, or a uint8 array [N,H,W,3]; read once, as far as needed
+        real_batches,          # iterator of uint8 [B,H,W,3] (eval split, e.g.
+                               # facegan.examples_io.iterate_images(uri, "eval", include_mirrored=False)),
+                               # or fn() -> fresh iterator (lets the cache hash content itself)
+        num_images={"fid": 10000, "swd": 16384},  # per metric (ms_ssim: pairs) or one int; defaults:
+                               # fid/kid/is 10000, swd 16384, ms_ssim 10000 pairs
+        extractor="inception", # "inception" (Keras ImageNet weights) | "random" | "random_tiny" |
+                               # path to InceptionV3 .h5 weights
+        cache_dir=None,        # real-data statistics cache (npz)
+        real_cache_key=None,   # content key of the real data, e.g.
+                               # metrics.cache.examples_split_key(uri, "eval")
+        progress=True, seed=0)
+
+    result == {
+        "fid10k": 12.3,                                     # float64 Frechet distance
+        "kid10k": {"mean", "std", "stderr", "num_subsets", "subset_size"},
+        "is10k": {"mean", "std", "splits"},
+        "swd16k": {"per_level": {"128": .., "64": .., "32": .., "16": ..}, "avg": .., "num_images",
+                   "scale": "x1e3"},
+        "ms_ssim10k_pairs": {"generated": .., "real": .., "pairs", "real_pairs", "resolution": 128},
+        "comparable": True,           # False with a random extractor; FID/KID/IS keys then end in
+                                      # "_random" (e.g. "fid10k_random") and are never called FID
+        "extractor": "inception",
+        "protocols": {key: {... parameters, num_generated, num_real, extractor fingerprint}},
+        "cache": {"fid": "hit" | "miss" | ...},             # only when cache_dir is given
+    }
+
+    memorization(generated_uint8[K,H,W,3], train_batches, "sheet.png", extractor="inception",
+                 reference_batches=eval_batches)  -> {"score", "copy_fraction", "nn_ratio",
+                 "exact_copy_fraction", per-sample NN distances/indices, "sheet": path}
+
+Each metric is a feature/statistics accumulator plus a distance (metrics/registry.py); the modules
+document their protocols and paper references: fid.py, kid.py, inception_score.py, swd.py,
+ms_ssim.py, memorization.py. Extractors and the InceptionV3 weights lookup (Keras download,
+FACEGAN_INCEPTION_WEIGHTS, an explicit path; a clear error otherwise) are in features.py; the
+real-statistics cache in cache.py. Nothing here imports TensorFlow until a metric runs.
+
+Adding a metric: subclass `metrics.registry.Metric`, implement `accumulator()` and `compute()`,
+decorate with `@register_metric`; `evaluate()` then streams it with the others.
+"""
+from metrics.registry import METRICS, Metric, register_metric, validate_metric_names  # noqa: F401
+from metrics import fid, kid, inception_score, swd, ms_ssim  # noqa: F401  (register the metrics)
+from metrics.evaluate import evaluate  # noqa: F401
+from metrics.features import WeightsUnavailableError, get_extractor  # noqa: F401
+from metrics.memorization import memorization  # noqa: F401
+
+__all__ = ["METRICS", "Metric", "register_metric", "validate_metric_names", "evaluate", "memorization",
+           "WeightsUnavailableError", "get_extractor"]

@@ -1,0 +1,85 @@
+"""Cache of real-data statistics (npz files in a cache directory).
+
+A file's name is a sha256 over everything the statistics depend on:
+- the eval split's content: `real_cache_key` given by the caller (e.g. `examples_split_key`, a
+  hash of the split's TFRecord bytes), or, when `real_batches` is a re-iterable factory, a hash of
+  every image streamed (shape + bytes) computed in a cheap pre-pass;
+- the metric's protocol (name, image count, its parameters);
+- for feature metrics the extractor fingerprint (name + weights sha256) and its preprocessing.
+So a changed eval split, preprocessing, extractor or protocol can never reuse stale statistics.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+
+CACHE_VERSION = 1
+
+
+def stats_key(content_key: str, protocol: Dict, extractor_fingerprint: Optional[str]) -> str:
+    payload = json.dumps({"v": CACHE_VERSION, "content": content_key, "protocol": protocol,
+                          "extractor": extractor_fingerprint}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def cache_path(cache_dir: str, metric: str, key: str) -> str:
+    return os.path.join(cache_dir, f"real-{metric}-{key}.npz")
+
+
+def load(path: str) -> Optional[Dict]:
+    if not os.path.isfile(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception:  # a truncated/corrupt cache file is a miss, and gets rewritten
+        return None
+
+
+def save(path: str, arrays: Dict) -> str:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+    os.replace(tmp, path)
+    return path
+
+
+def hash_batches(batches: Iterable[np.ndarray], limit: Optional[int] = None) -> str:
+    """sha256 over the shapes and bytes of the first `limit` images of a stream."""
+    h = hashlib.sha256()
+    seen = 0
+    for b in batches:
+        b = np.ascontiguousarray(b)
+        if limit is not None:
+            b = b[: limit - seen]
+        h.update(repr(b.shape[1:]).encode() + str(b.dtype).encode())
+        h.update(b.tobytes())
+        seen += len(b)
+        if limit is not None and seen >= limit:
+            break
+    return f"stream:{seen}:{h.hexdigest()}"
+
+
+def examples_split_key(examples_uri: str, split: str, image_key: str = "image",
+                       include_mirrored: bool = True) -> str:
+    """Content key of one Examples split: sha256 of its TFRecord files' names, sizes and bytes."""
+    from facegan.examples_io import split_files
+    h = hashlib.sha256(f"{split}|{image_key}|mirrored={include_mirrored}".encode())
+    for path in split_files(examples_uri, split):
+        h.update(os.path.basename(path).encode())
+        if "://" in path:
+            import tensorflow as tf
+            with tf.io.gfile.GFile(path, "rb") as f:
+                data = f.read()
+            h.update(str(len(data)).encode())
+            h.update(data)
+        else:
+            h.update(str(os.path.getsize(path)).encode())
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    h.update(chunk)
+    return "examples:" + h.hexdigest()

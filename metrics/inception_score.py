@@ -1,0 +1,93 @@
+"""Inception Score (Salimans et al. 2016, arXiv:1606.03498): exp(E_x KL(p(y|x) || p(y))).
+
+The standard protocol: the generated images are cut into 10 consecutive splits, the score is
+computed per split (p(y) = the split's mean prediction) and reported as mean and std (ddof=0, as
+the original code) over splits. Streamed: per split we keep only sum_x p(y|x) and
+sum_x sum_y p log p, in float64 from the extractor's pre-softmax logits, the same quantities
+TF-GAN's `classifier_score_from_logits_streaming` keeps. No real images are needed.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+
+from metrics.registry import Accumulator, Metric, register_metric
+
+NUM_SPLITS = 10
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+class SplitLogitsAccumulator(Accumulator):
+    needs_features = True
+
+    def __init__(self, n: int, splits: int = NUM_SPLITS):
+        super().__init__(n)
+        if n < splits:
+            raise ValueError(f"Inception Score with {splits} splits needs at least {splits} images, got n={n}")
+        self.splits = splits
+        # split s holds images [s*n//splits, (s+1)*n//splits), as in the original IS code
+        self.bounds = (np.arange(splits + 1) * n) // splits
+        self.psum = None
+        self.plogp = np.zeros(splits)
+        self.counts = np.zeros(splits, np.int64)
+
+    def add(self, images, features):
+        if "logits" not in features:
+            raise ValueError("this feature extractor has no classifier head; the Inception Score needs "
+                             "the include-top InceptionV3 weights (not the notop file)")
+        logp = _log_softmax(features["logits"][: self.n - self.count])
+        if not len(logp):
+            return
+        p = np.exp(logp)
+        if self.psum is None:
+            self.psum = np.zeros((self.splits, p.shape[1]))
+        idx = np.searchsorted(self.bounds, np.arange(self.count, self.count + len(p)), side="right") - 1
+        np.add.at(self.psum, idx, p)
+        np.add.at(self.plogp, idx, (p * logp).sum(axis=1))
+        np.add.at(self.counts, idx, 1)
+        self.count += len(p)
+
+    def result(self) -> Dict:
+        return {"psum": self.psum, "plogp": self.plogp, "counts": self.counts}
+
+
+def score_from_sums(psum, plogp, counts) -> Dict:
+    """Per-split IS from streamed sums; {"mean", "std", "splits"}."""
+    counts = np.asarray(counts)
+    if (counts < 1).any():
+        raise ValueError(f"an Inception Score split is empty (counts {counts.tolist()}); feed at least n images")
+    q = psum / counts[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        qlogq = np.where(q > 0, q * np.log(np.where(q > 0, q, 1)), 0.0).sum(axis=1)
+    scores = np.exp(plogp / counts - qlogq)
+    return {"mean": float(scores.mean()), "std": float(scores.std()), "splits": int(len(scores))}
+
+
+def inception_score_from_logits(logits, splits: int = NUM_SPLITS) -> Dict:
+    acc = SplitLogitsAccumulator(len(logits), splits)
+    acc.add(None, {"logits": logits})
+    return score_from_sums(**acc.result())
+
+
+@register_metric
+class InceptionScore(Metric):
+    name = "is"
+    default_num = 10_000
+    uses_extractor = True
+    needs_real = False
+    cacheable = False
+
+    def protocol(self, n):
+        return {"metric": "is", "n": int(n), "splits": NUM_SPLITS}
+
+    def accumulator(self, n, role, seed=0):
+        return SplitLogitsAccumulator(n)
+
+    def compute(self, generated, real, seed=0):
+        return score_from_sums(**generated)
