@@ -159,13 +159,13 @@ def find_metric(results: Mapping[str, Any], family: str) -> Tuple[Optional[str],
 
 
 def scalar(value, part: str = "") -> Optional[float]:
-    """A float from a metric value: a number, or a dict's `part`/"mean"/"value"/"generated"."""
+    """A float from a metric value: a number, or a dict's `part`/"mean"/"avg"/"value"/"generated"."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, Mapping):
-        for k in ([part] if part else []) + ["mean", "value", "generated"]:
+        for k in ([part] if part else []) + ["mean", "avg", "value", "generated"]:
             if k in value and isinstance(value[k], (int, float)) and not isinstance(value[k], bool):
                 return float(value[k])
     return None

@@ -37,6 +37,7 @@ TB_SUBDIR = "evaluation"
 
 GRID_SAMPLES = 64
 DIVERSITY_SAMPLES = 64
+MEMORIZATION_SAMPLES = 8
 DEFAULT_METRICS = ("swd", "ms_ssim")  # need no Inception weights (see metrics/ for fid/kid/is)
 
 
@@ -94,7 +95,8 @@ def _known_metrics() -> Sequence[str]:
 
 def _real_batches(examples_uri: str, batch_size: int, limit: Optional[int] = None,
                   split: str = schema.EVAL_SPLIT) -> Iterator[np.ndarray]:
-    return examples_io.iterate_images(examples_uri, split, batch_size=batch_size, limit=limit)
+    return examples_io.iterate_images(examples_uri, split, batch_size=batch_size, limit=limit,
+                                      include_mirrored=False)
 
 
 def _peek_resolution(examples_uri: str) -> int:
@@ -141,6 +143,26 @@ def flat_scalars(results: Dict[str, Any], prefix: str = "") -> Dict[str, float]:
     return out
 
 
+# Result entries that describe the protocol rather than measure the model.
+_NOT_SCALARS = {"protocols", "cache", "comparable", "extractor", "memorization"}
+_COUNT_PARTS = {"num_images", "pairs", "real_pairs", "resolution", "num_subsets", "subset_size",
+                "splits", "num_generated", "num_reference", "num_train"}
+_MEMORIZATION_SCORES = ("score", "copy_fraction", "nn_ratio", "exact_copy_fraction")
+
+
+def headline_scalars(results: Dict[str, Any]) -> Dict[str, float]:
+    """The numbers worth a TensorBoard curve / an MLMD property: metrics, diversity, references,
+    memorization scores; not protocol parameters or counts."""
+    out = {k: v for k, v in flat_scalars({k: v for k, v in results.items()
+                                          if k not in _NOT_SCALARS}).items()
+           if k.rsplit("/", 1)[-1] not in _COUNT_PARTS}
+    mem = results.get("memorization")
+    if isinstance(mem, dict):
+        out.update({f"memorization/{k}": float(mem[k]) for k in _MEMORIZATION_SCORES
+                    if isinstance(mem.get(k), (int, float)) and math.isfinite(float(mem[k]))})
+    return out
+
+
 def _jsonable(obj):
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -156,20 +178,32 @@ def _jsonable(obj):
 
 
 # -- metrics ----------------------------------------------------------------------------------
+def _real_key(examples_uri: str, cache_dir: Optional[str]) -> Optional[str]:
+    if not cache_dir:
+        return None
+    from metrics.cache import examples_split_key
+    return examples_split_key(examples_uri, schema.EVAL_SPLIT, include_mirrored=False)
+
+
 def compute_metrics(gen, examples_uri: str, metric_names: Sequence[str], *, num_images: int,
                     extractor: str, seed: int, batch_size: int, cache_dir: Optional[str],
-                    noise_families: Sequence[str] = ()) -> Dict[str, Any]:
-    """The metrics for one loaded generator, plus diversity stats and noise references."""
+                    noise_families: Sequence[str] = (), progress: bool = True) -> Dict[str, Any]:
+    """The metrics for one loaded generator, plus diversity stats and noise references.
+
+    Real images are the eval split without mirrored copies (a mirrored pair would count one face
+    twice); the generator is read through its `sample` stream for `seed`.
+    """
     import metrics as M
-    results = dict(M.evaluate(list(metric_names), gen.batches(num_images, batch_size, seed),
-                              _real_batches(examples_uri, batch_size), num_images=num_images,
-                              extractor=extractor, cache_dir=cache_dir))
+    real = lambda: _real_batches(examples_uri, batch_size)  # noqa: E731 - fresh iterator per call
+    common = dict(num_images=num_images, extractor=extractor, cache_dir=cache_dir,
+                  real_cache_key=_real_key(examples_uri, cache_dir), progress=progress, seed=seed)
+    results = dict(M.evaluate(list(metric_names), lambda n: gen.batches(n, batch_size, seed), real,
+                              **common))
     results[blessing.DIVERSITY_KEY] = diversity_stats(gen.sample(DIVERSITY_SAMPLES, seed=seed))
     refs = {}
     for family in noise_families:
-        ref = M.evaluate([family], noise_batches(num_images, batch_size, gen.resolution, seed + 1),
-                         _real_batches(examples_uri, batch_size), num_images=num_images,
-                         extractor=extractor, cache_dir=cache_dir)
+        ref = M.evaluate([family], lambda n: noise_batches(n, batch_size, gen.resolution, seed + 1),
+                         real, **common)
         _, value = blessing.find_metric(ref, family)
         refs[family] = blessing.scalar(value)
     if refs:
@@ -178,7 +212,7 @@ def compute_metrics(gen, examples_uri: str, metric_names: Sequence[str], *, num_
 
 
 def write_memorization(gen_images: np.ndarray, examples_uri: str, path: str, *, extractor: str,
-                       batch_size: int, cache_dir: Optional[str]) -> Optional[Dict[str, Any]]:
+                       batch_size: int, progress: bool = True) -> Optional[Dict[str, Any]]:
     """Nearest training images of each sample, as a PNG sheet; returns the metric's summary."""
     import metrics as M
     try:
@@ -186,9 +220,9 @@ def write_memorization(gen_images: np.ndarray, examples_uri: str, path: str, *, 
     except FileNotFoundError:
         return None  # an eval-only artifact: nothing to compare against
     train = _real_batches(examples_uri, batch_size, split=schema.TRAIN_SPLIT)
-    real_eval = _real_batches(examples_uri, batch_size)
-    return M.memorization(gen_images, train, eval_batches=real_eval, out_png=path,
-                          extractor=extractor, cache_dir=cache_dir)
+    return M.memorization(gen_images, train, path, extractor=extractor,
+                          reference_batches=_real_batches(examples_uri, batch_size),
+                          progress=progress)
 
 
 # -- TensorBoard -------------------------------------------------------------------------------
@@ -270,8 +304,8 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
     mem = None
     if memorization:
         mem_path = os.path.join(out_dir, MEMORIZATION_FILE)
-        mem = write_memorization(samples[:8], examples_uri, mem_path, extractor=extractor,
-                                 batch_size=batch_size, cache_dir=cache_dir)
+        mem = write_memorization(samples[:MEMORIZATION_SAMPLES], examples_uri, mem_path,
+                                 extractor=extractor, batch_size=batch_size)
         if mem is not None and os.path.exists(mem_path):
             files["memorization"] = mem_path
             results["memorization"] = mem
@@ -293,9 +327,7 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
     with open(files["decision"], "w") as f:
         json.dump(_jsonable(decision.to_dict()), f, indent=2)
 
-    scalars = flat_scalars({k: v for k, v in results.items() if k != "memorization"})
-    if isinstance(mem, dict):
-        scalars.update(flat_scalars(mem, "memorization/"))
+    scalars = headline_scalars(results)
     if log_dir:
         files["tensorboard"] = write_tensorboard(log_dir, scalars, files["sample_grid"], decision, steps)
     log(decision.summary())
