@@ -166,9 +166,7 @@ class IngestConfig:
         set_("max_rejected_fraction", float(self.max_rejected_fraction))
         set_("min_side", int(self.min_side))
         set_("max_pixels", int(self.max_pixels))
-        if self.labels:
-            if not os.path.exists(self.labels):
-                raise IngestError(f"labels: {self.labels} does not exist")
+        set_("labels", self.labels or None)   # existence is checked at run time (load_labels)
 
     def to_json(self) -> Dict:
         d = dict(self.__dict__)
@@ -512,6 +510,9 @@ def normalize_attr_name(name: str) -> str:
     return n.replace("colour", "color")
 
 
+_FILE_KEYS = ("file", "filename", "file_name", "image", "image_id", "path", "name")
+
+
 def parse_celeba_attrs(path: str) -> Tuple[List[str], Dict[str, Dict[str, int]]]:
     """CelebA `list_attr_celeba.txt` -> (attribute names, {file name: {name: 0/1}}).
 
@@ -534,7 +535,7 @@ def parse_celeba_attrs(path: str) -> Tuple[List[str], Dict[str, Dict[str, int]]]
         raise IngestError(f"labels {path}: no header line of attribute names")
     header = split(lines[start])
     rows = lines[start + 1:]
-    if rows and len(split(rows[0])) == len(header):   # header starts with a file-name column
+    if header and header[0].lower() in _FILE_KEYS:   # Kaggle CSV: header names the file column
         header = header[1:]
     names = [normalize_attr_name(h) for h in header]
     if not names:
@@ -574,9 +575,6 @@ def _flatten_json_attrs(obj: Dict, prefix: str = "") -> Dict[str, object]:
         else:
             out[name] = str(v)
     return out
-
-
-_FILE_KEYS = ("file", "filename", "file_name", "image", "image_id", "path", "name")
 
 
 def load_json_attrs(path: str) -> Dict[str, Dict[str, object]]:
