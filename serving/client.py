@@ -7,7 +7,9 @@ Library first (`GrpcClient`, `RestClient`, `latent_walk`), CLI thin:
     facegan sample --server HOST:8500 --model NAME --interpolate 8 --seed 1 --out walk.png
 
 Grids use the `sample` signature (the server draws z from the seed with a stateless RNG, so a
-seed names the same images on every server and client). `--interpolate N` draws two latents from
+seed names the same images on every server and client). TF Serving with `--enable_batching`
+refuses `sample` (its inputs are scalars); the client then draws the same latents itself
+(`trainer.export.sample_latents`) and calls `serving_default`: same pixels either way. `--interpolate N` draws two latents from
 the seed on the client, walks between them with spherical interpolation (slerp: White 2016,
 "Sampling Generative Networks", the path that stays on the Gaussian shell) and sends the N
 latents to `serving_default`; truncation is applied by scaling z toward the mean (0), exactly
@@ -54,6 +56,20 @@ def latent_walk(z_dim: int, steps: int, seed: int, truncation: float = 1.0) -> n
     else:
         z = (np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)
     return (z * truncation).astype(np.float32)
+
+
+def client_latents(seed: int, num: int, z_dim: int, truncation: float = 1.0) -> np.ndarray:
+    """The latents the `sample` signature would use for (seed, num), pre-scaled by truncation."""
+    if not 0.0 < truncation <= 1.0:
+        raise ValueError(f"truncation must be in (0, 1], got {truncation}")
+    from trainer.export import sample_latents
+    z = sample_latents(int(seed), 0, int(num), int(z_dim)).numpy()
+    return z * np.float32(truncation)   # float32 product, as in the graph
+
+
+def _is_batching_refusal(e: "ClientError") -> bool:
+    # TF Serving's batching session (--enable_batching) cannot batch rank-0 inputs.
+    return e.code == "INVALID_ARGUMENT" and "at least one dimension" in e.message
 
 
 def _split_target(target: str, default_port: int) -> str:
@@ -113,12 +129,31 @@ class GrpcClient:
         return {k: self._tf.make_ndarray(v) for k, v in response.outputs.items()}
 
     def sample(self, model: str, num: int, seed: int, truncation: float = 1.0, version: Optional[int] = None,
-               png: bool = False):
-        """uint8 [num, R, R, 3] (and the PNG bytes per image if png=True) from the `sample` signature."""
-        out = self.predict(model, "sample", {"num": np.int32(num), "seed": np.int64(seed),
-                                             "truncation": np.float32(truncation)}, version,
-                           output_filter=("images", "png") if png else ("images",))
-        return (out["images"], list(out["png"])) if png else out["images"]
+               png: bool = False, latents: str = "auto"):
+        """uint8 [num, R, R, 3] for a seed (and PNG bytes per image if png=True).
+
+        latents="server": the `sample` signature. "client": compute the seed's latents here
+        (trainer.export.sample_latents, the same stateless op the signature runs) and call
+        `serving_default`. "auto": server, falling back to client when TF Serving's batching
+        session refuses `sample`'s scalar inputs. All three give the same pixels for a seed.
+        """
+        if latents not in ("auto", "server", "client"):
+            raise ValueError(f"latents must be auto, server or client, got {latents!r}")
+        if latents != "client":
+            try:
+                out = self.predict(model, "sample", {"num": np.int32(num), "seed": np.int64(seed),
+                                                     "truncation": np.float32(truncation)}, version,
+                                   output_filter=("images", "png") if png else ("images",))
+                return (out["images"], list(out["png"])) if png else out["images"]
+            except ClientError as e:
+                if latents == "server" or not _is_batching_refusal(e):
+                    raise
+        z = client_latents(seed, num, self.z_dim(model, version), truncation)
+        images = self.generate(model, z, version)
+        if png:
+            from facegan.images import encode_png
+            return images, [encode_png(im) for im in images]
+        return images
 
     def generate(self, model: str, z: np.ndarray, version: Optional[int] = None) -> np.ndarray:
         """uint8 images for latents z [N, z_dim] through `serving_default`."""
@@ -181,10 +216,20 @@ class RestClient:
                             {"signature_name": signature, "inputs": {k: jsonable(v) for k, v in inputs.items()}})
         return out["outputs"]
 
-    def sample(self, model: str, num: int, seed: int, truncation: float = 1.0, version: Optional[int] = None):
-        out = self.predict(model, "sample", {"num": int(num), "seed": int(seed), "truncation": float(truncation)},
-                           version)
-        return np.asarray(out["images"], dtype=np.uint8)
+    def sample(self, model: str, num: int, seed: int, truncation: float = 1.0, version: Optional[int] = None,
+               latents: str = "auto"):
+        """As GrpcClient.sample (without png: TF Serving's JSON cannot carry our binary strings)."""
+        if latents not in ("auto", "server", "client"):
+            raise ValueError(f"latents must be auto, server or client, got {latents!r}")
+        if latents != "client":
+            try:
+                out = self.predict(model, "sample", {"num": int(num), "seed": int(seed),
+                                                     "truncation": float(truncation)}, version)
+                return np.asarray(out["images"], dtype=np.uint8)
+            except ClientError as e:
+                if latents == "server" or not (e.code == "HTTP 400" and "at least one dimension" in e.message):
+                    raise
+        return self.generate(model, client_latents(seed, num, self.z_dim(model, version), truncation), version)
 
     def generate(self, model: str, z: np.ndarray, version: Optional[int] = None) -> np.ndarray:
         out = self.predict(model, "serving_default", {"z": np.asarray(z, np.float32)}, version)
@@ -211,6 +256,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--seed", type=int, default=0, help="latent seed: same seed, same images")
     parser.add_argument("--truncation", type=float, default=1.0,
                         help="psi in (0, 1]: scale z toward the mean; lower = safer, less varied (default 1)")
+    parser.add_argument("--latents", choices=("auto", "server", "client"), default="auto",
+                        help="who draws z for a seed: the server's `sample` signature, this client (then "
+                             "serving_default, batchable), or auto = server, client if batching refuses it")
     parser.add_argument("--interpolate", type=int, default=0, metavar="N",
                         help="write an N-frame latent walk strip instead of a grid")
     parser.add_argument("--cols", type=int, default=0, help="grid columns (default: square)")
@@ -234,7 +282,8 @@ def main(args) -> int:
             images = client.generate(args.model, z, args.version)
             cols = len(images)
         else:
-            images = client.sample(args.model, args.num, args.seed, args.truncation, args.version)
+            images = client.sample(args.model, args.num, args.seed, args.truncation, args.version,
+                                   latents=args.latents)
             cols = args.cols
     except ClientError as e:
         print(f"facegan sample: {args.model} at {args.server or args.rest}: {e}", file=sys.stderr)

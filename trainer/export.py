@@ -24,9 +24,11 @@ Kingma & Dhariwal 2018 (Glow). psi = 1 is no truncation; smaller psi trades dive
 (BigGAN's resample-|z|>threshold variant is not used: it has no "1 = off" value and needs
 rejection loops in the graph.)
 
-Determinism of `sample`: latent row i is `stateless_normal([z_dim], seed=[seed, i])`, so the same
-seed gives the same images on any machine/batch split, and `sample(num=4, seed=s)` is the prefix
-of `sample(num=16, seed=s)`. The hidden function `sample_range(seed, start, num, truncation)`
+Determinism of `sample`: latent row i is `stateless_normal([z_dim], seed=[seed, i])`
+(`sample_latents`), so the same seed gives the same images on any machine/batch split,
+`sample(num=4, seed=s)` is the prefix of `sample(num=16, seed=s)`, and a client can reproduce a
+seed exactly through `serving_default` (what `facegan sample` does when TF Serving's batching
+refuses the scalar inputs of `sample`). The hidden function `sample_range(seed, start, num, truncation)`
 (not a signature; reachable through `tf.saved_model.load`) generates rows [start, start + num),
 which `LoadedGenerator.batches` uses to stream any number of images in bounded batches.
 
@@ -59,6 +61,20 @@ def to_uint8(images: tf.Tensor) -> tf.Tensor:
     """[-1, 1] float network output -> uint8 [0, 255] (round to nearest, clipped)."""
     x = tf.cast(images, tf.float32)
     return tf.cast(tf.round(tf.clip_by_value((x + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
+
+
+def sample_latents(seed, start, num, z_dim: int) -> tf.Tensor:
+    """float32 [num, z_dim]: rows [start, start + num) of the seed's latent stream.
+
+    Row i is stateless_normal([z_dim], seed=[seed, i]), so it depends only on (seed, i):
+    prefix-stable and batch-split-stable. The `sample` signature runs exactly this in its graph;
+    clients (serving/client.py) run it eagerly to reproduce a seed through `serving_default`.
+    """
+    seed = tf.cast(seed, tf.int64)
+    start = tf.cast(start, tf.int64)
+    rows = tf.range(start, start + tf.cast(num, tf.int64), dtype=tf.int64)
+    return tf.map_fn(lambda i: tf.random.stateless_normal([z_dim], seed=tf.stack([seed, i])),
+                     rows, fn_output_signature=tf.TensorSpec([z_dim], tf.float32), parallel_iterations=32)
 
 
 class _GeneratorModule(tf.Module):
@@ -104,17 +120,10 @@ class _GeneratorModule(tf.Module):
             z = tf.identity(z)
         return {"images": self._images(z, truncation)}
 
-    def _latents(self, seed, start, num):
-        # Row i depends only on (seed, start + i): prefix-stable and batch-split-stable.
-        rows = tf.range(start, start + tf.cast(num, tf.int64), dtype=tf.int64)
-        return tf.map_fn(
-            lambda i: tf.random.stateless_normal([self.z_dim], seed=tf.stack([seed, i])),
-            rows, fn_output_signature=tf.TensorSpec([self.z_dim], tf.float32), parallel_iterations=32)
-
     def _sample_range(self, seed, start, num, truncation):
         with tf.control_dependencies([self._check_truncation(truncation), self._check_count(num, "num"),
                                       tf.debugging.Assert(start >= 0, ["start must be >= 0"])]):
-            z = self._latents(seed, start, num)
+            z = sample_latents(seed, start, num, self.z_dim)
         images = self._images(z, truncation)
         png = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.TensorSpec([], tf.string))
         return {"images": images, "png": png}
