@@ -15,9 +15,14 @@ Contract with the training loop (trainer/gan.py)
     nets.alpha          progan: non-trainable tf.Variable, fade-in weight in [0, 1] read inside the
                         models (assign `stage.alpha` every step while fading; checkpoint it).
                         None otherwise.
-    nets.stage_models(resolution) -> (G, D) at an intermediate resolution, sharing weights with
-                        the full models (cached: the same objects every call). Non-progressive:
-                        (generator, discriminator); any other resolution raises ValueError.
+    nets.stage_models(resolution) -> (G, D) at a resolution in [start_resolution, R], sharing
+                        weights with the full models (cached: the same objects every call).
+                        TRAIN these (their trainable_variables are exactly what the stage uses).
+                        progan: `nets.generator` / `nets.discriminator` compute the same function
+                        as stage R but are distinct Model objects that also track the earlier
+                        stages' toRGB/fromRGB layers, so checkpoint / EMA / export THEM (all
+                        weights; unused ones get no gradient at stage R).
+                        Non-progressive: (generator, discriminator); other resolutions raise.
     nets.schedule(images_shown) -> Stage(resolution, alpha, batch_size, fading, phase): pure
                         python, from start_resolution, fade_images, stable_images and batch_sizes
                         (missing sizes fall back to cfg.optim.batch_size). Non-progressive:

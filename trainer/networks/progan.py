@@ -73,6 +73,7 @@ class ProGAN:
         self._g: Dict[int, tf.keras.Model] = {}
         self._d: Dict[int, tf.keras.Model] = {}
         self._layers: Dict[str, tf.keras.layers.Layer] = {}
+        self._io: Dict[tuple, tuple] = {}     # symbolic (inputs, outputs) per stage model
 
     # -- helpers -------------------------------------------------------------------------------
     def nf(self, r: int) -> int:
@@ -134,6 +135,7 @@ class ProGAN:
             if rgb is None:
                 rgb = self._to_rgb(res, x)
             out = tf.keras.layers.Activation("tanh", dtype="float32", name="images")(rgb)
+            self._io[("g", res)] = (z, out)
             self._g[res] = tf.keras.Model(z, out, name=f"progan_generator_{res}")
         return self._g[res]
 
@@ -181,8 +183,22 @@ class ProGAN:
             logits, features = self._d_final(x)
             outputs = {"logits": layers.to_float32(logits, "logits"),
                        "features": layers.to_float32(features, "features")}
+            self._io[("d", res)] = (img, outputs)
             self._d[res] = tf.keras.Model(img, outputs, name=f"progan_discriminator_{res}")
         return self._d[res]
+
+    def full_models(self) -> Tuple[tf.keras.Model, tf.keras.Model]:
+        """The target-resolution models, as distinct Model objects over the same graph as stage R
+        that ALSO track every lower stage's layers (toRGB/fromRGB of earlier resolutions), so
+        checkpoints, EMA copies and weight lists of `nets.generator` / `nets.discriminator` cover
+        every weight. Train with `stage_models(r)` (only the variables that stage uses)."""
+        R = self.net.resolution
+        self.stage(R)
+        G = tf.keras.Model(*self._io[("g", R)], name="progan_generator")
+        D = tf.keras.Model(*self._io[("d", R)], name="progan_discriminator")
+        G.stage_layers = [l for k, l in sorted(self._layers.items()) if k.startswith("g_")]
+        D.stage_layers = [l for k, l in sorted(self._layers.items()) if k.startswith("d_")]
+        return G, D
 
     def stage(self, res: int) -> Tuple[tf.keras.Model, tf.keras.Model]:
         lo, hi = self.net.start_resolution, self.net.resolution
@@ -204,7 +220,7 @@ def build_progan(cfg, alpha=None) -> Networks:
     # (optimizer slots and checkpoints then have a fixed variable set).
     for r in resolutions(net.start_resolution, net.resolution):
         pg.stage(r)
-    G, D = pg.stage(net.resolution)
+    G, D = pg.full_models()
 
     def schedule(images_shown: int) -> Stage:
         return progressive_schedule(images_shown, net.start_resolution, net.resolution, net.fade_images,
