@@ -26,9 +26,9 @@ def resolve_num_images(names, num_images) -> Dict[str, int]:
     if num_images is None:
         out = {n: METRICS[n].default_num for n in names}
     elif isinstance(num_images, dict):
-        unknown = sorted(set(num_images) - set(names))
+        unknown = sorted(set(num_images) - set(METRICS))   # counts for unrequested metrics are fine
         if unknown:
-            raise ValueError(f"num_images names metric(s) {unknown} that were not requested ({names})")
+            raise ValueError(f"num_images names unknown metric(s) {unknown}; known: {sorted(METRICS)}")
         out = {n: int(num_images.get(n, METRICS[n].default_num)) for n in names}
     else:
         out = {n: int(num_images) for n in names}

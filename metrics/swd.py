@@ -17,8 +17,11 @@ Descriptors are the one thing that must be kept (sorting needs them all): 16,384
 2.1M descriptors per level (1.2 GB float32); above `SPILL_BYTES` they are spilled to a
 disk-backed np.memmap in a temporary directory and projected in direction chunks that fit
 `WORK_BYTES`, so memory stays bounded whatever the image count.
-Random numbers come from `np.random.default_rng(seed)` streams (neighbourhood positions per side,
-directions shared by both sides), so a result is reproducible for a given seed.
+Random numbers come from `np.random.default_rng(seed)` streams, so a result is reproducible for a
+given seed. Neighbourhood positions use the same stream on both sides (image i of each side gets
+the same centres; common random numbers): positions are independent of image content, so the
+estimator's expectation is PGGAN's (which draws them independently) while its variance is lower,
+and identical sets give exactly 0. Directions are shared by both sides, as in PGGAN.
 
 Difference to TF-GAN's `sliced_wasserstein_distance`: it normalizes each patch by its own mean/std
 (over the patch's 147 values) instead of per channel over the set, and it compares against a
@@ -265,7 +268,7 @@ class SWD(Metric):
                 "repeats": DIR_REPEATS, "dirs": DIRS_PER_REPEAT, "min_res": MIN_RESOLUTION}
 
     def accumulator(self, n, role, seed=0):
-        return SWDAccumulator(n, seed=[seed, 0 if role == "real" else 1])
+        return SWDAccumulator(n, seed=[seed, 1])   # same positions for both roles (see module doc)
 
     def compute(self, generated, real, seed=0):
         return swd_from_results(generated, real, seed)

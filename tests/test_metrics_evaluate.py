@@ -1,0 +1,225 @@
+"""evaluate(): registry validation, labelling, streaming, the real-statistics cache, the Inception
+weights lookup and its error message, and the memorization check (no TFX; random extractors)."""
+import os
+
+import numpy as np
+import pytest
+
+import metrics
+from metrics import METRICS, evaluate, memorization
+from metrics import features as feat_lib
+from metrics.fid import frechet_distance_from_activations
+from metrics.kid import kernel_distance
+
+
+def blobs(n, res=32, seed=0):
+    r = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:res, 0:res] / (res - 1)
+    out = []
+    for _ in range(n):
+        cy, cx, s = r.uniform(0.3, 0.7), r.uniform(0.3, 0.7), r.uniform(0.1, 0.35)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+        img = blob[..., None] * r.uniform(0, 255, 3) + (1 - blob[..., None]) * 40 + r.normal(0, 6, (res, res, 3))
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def batches(images, bs=16):
+    return iter([images[i:i + bs] for i in range(0, len(images), bs)])
+
+
+def test_registry_names_and_unknown_metric_error():
+    assert {"fid", "kid", "is", "swd", "ms_ssim"} <= set(METRICS)
+    with pytest.raises(ValueError) as e:
+        evaluate(["fid", "fld"], None, None, extractor="random_tiny")
+    msg = str(e.value)
+    assert "'fld'" in msg and all(n in msg for n in ("fid", "kid", "is", "swd", "ms_ssim"))
+    with pytest.raises(ValueError, match="its own function"):
+        metrics.validate_metric_names("fid,memorization")
+    assert metrics.validate_metric_names("fid, swd") == ["fid", "swd"]
+
+
+def test_register_metric_adds_a_streamed_metric():
+    from metrics.registry import Accumulator, Metric, register_metric
+
+    class MeanAcc(Accumulator):
+        needs_images = True
+
+        def __init__(self, n):
+            super().__init__(n)
+            self.s = 0.0
+
+        def add(self, images, features):
+            images = images[: self.n - self.count]
+            self.s += float(images.astype(np.float64).mean(axis=(1, 2, 3)).sum())
+            self.count += len(images)
+
+        def result(self):
+            return {"mean": self.s / self.count}
+
+    @register_metric
+    class MeanDiff(Metric):
+        name = "test_mean_diff"
+
+        def accumulator(self, n, role, seed=0):
+            return MeanAcc(n)
+
+        def compute(self, g, r, seed=0):
+            return g["mean"] - r["mean"]
+
+    try:
+        a, b = blobs(10, seed=1), blobs(12, seed=2)
+        r = evaluate(["test_mean_diff"], a, batches(b), num_images=10, progress=False)
+        assert r["test_mean_diff10"] == pytest.approx(a.mean() - b[:10].astype(np.float64).mean(), rel=1e-9)
+    finally:
+        METRICS.pop("test_mean_diff")
+
+
+def test_random_extractor_labels_results_and_fid_matches_reference_on_its_features():
+    gen, real = blobs(40, seed=1), blobs(50, seed=2)
+    r = evaluate(["fid", "kid", "is"], lambda n: batches(gen, 16), batches(real, 16),
+                 num_images={"fid": 40, "kid": 40, "is": 40}, extractor="random_tiny", progress=False)
+    assert r["comparable"] is False and r["extractor"] == "random_tiny"
+    assert {"fid40_random", "kid40_random", "is40_random"} <= set(r)
+    assert not any(k in r for k in ("fid40", "kid40", "is40"))
+    ext = feat_lib.get_extractor("random_tiny")
+    fg, fr = ext(gen)["pool"], ext(real[:40])["pool"]
+    ref = frechet_distance_from_activations(fg.astype(np.float64), fr.astype(np.float64))
+    assert ref > 0 and abs(r["fid40_random"] - ref) / ref < 1e-6
+    assert r["kid40_random"]["mean"] == pytest.approx(kernel_distance(fg, fr, 100, 1000)["mean"], rel=1e-6)
+    assert r["protocols"]["fid40_random"]["num_real"] == 40
+    # identical sets: FID and KID about zero
+    same = evaluate(["fid", "kid"], gen, gen.copy(), num_images=40, extractor="random_tiny", progress=False)
+    assert abs(same["fid40_random"]) < 1e-5 * ref   # 40 samples, 128-d: singular covariances
+    # (unbiased KID of a set against itself is slightly negative: the cross term keeps the diagonal)
+    darker = evaluate(["kid"], gen // 2, gen, num_images=40, extractor="random_tiny", progress=False)
+    assert abs(same["kid40_random"]["mean"]) < 0.05 * darker["kid40_random"]["mean"]
+
+
+def test_bad_inputs_fail_clearly():
+    gen = blobs(8)
+    with pytest.raises(ValueError, match="uint8"):
+        evaluate(["swd"], gen.astype(np.float32), gen, num_images=8, progress=False)
+    with pytest.raises(ValueError, match="ended after 8 images.*swd16 needs 16"):
+        evaluate(["swd"], gen, gen, num_images=16, progress=False)
+    with pytest.raises(ValueError, match="need real_batches"):
+        evaluate(["swd"], gen, None, num_images=8, progress=False)
+    with pytest.raises(ValueError, match="unknown metric.*'fdi'"):
+        evaluate(["swd"], gen, gen, num_images={"fdi": 8}, progress=False)
+
+
+def test_real_statistics_cache_hit_and_misses(tmp_path):
+    gen, real = blobs(24, seed=1), blobs(24, seed=2)
+    kw = dict(num_images={"fid": 24, "ms_ssim": 4}, cache_dir=str(tmp_path), progress=False)
+    calls = []
+
+    def real_factory():
+        calls.append(1)
+        return batches(real, 8)
+
+    r1 = evaluate(["fid", "ms_ssim"], gen, real_factory, extractor="random_tiny", **kw)
+    assert r1["cache"] == {"fid": "miss", "ms_ssim": "miss"}
+    n_files = len(os.listdir(tmp_path))
+    assert n_files == 2
+    r2 = evaluate(["fid", "ms_ssim"], gen, real_factory, extractor="random_tiny", **kw)
+    assert r2["cache"] == {"fid": "hit", "ms_ssim": "hit"}
+    assert r2["fid24_random"] == pytest.approx(r1["fid24_random"], rel=1e-12)
+    assert r2["ms_ssim4_pairs"]["real"] == pytest.approx(r1["ms_ssim4_pairs"]["real"], rel=1e-12)
+    # changed content (one pixel) -> miss; the streamed-content hash notices
+    real2 = real.copy()
+    real2[3, 5, 5, 0] ^= 1
+    r3 = evaluate(["fid", "ms_ssim"], gen, lambda: batches(real2, 8), extractor="random_tiny", **kw)
+    assert r3["cache"] == {"fid": "miss", "ms_ssim": "miss"}
+    # changed extractor (other weights) -> FID misses, MS-SSIM (no extractor) still hits
+    other = feat_lib.get_extractor("random_tiny", seed=1)
+    r4 = evaluate(["fid", "ms_ssim"], gen, real_factory, extractor=other, **kw)
+    assert r4["cache"] == {"fid": "miss", "ms_ssim": "hit"}
+    # an explicit content key: hit without reading the real images at all
+    r5 = evaluate(["fid"], gen, batches(real, 8), extractor="random_tiny", real_cache_key="split-v1",
+             num_images=24, cache_dir=str(tmp_path), progress=False)
+    assert r5["cache"] == {"fid": "miss"}
+    r6 = evaluate(["fid"], gen, iter(()), extractor="random_tiny", real_cache_key="split-v1",
+                  num_images=24, cache_dir=str(tmp_path), progress=False)
+    assert r6["cache"] == {"fid": "hit"} and r6["fid24_random"] == pytest.approx(r1["fid24_random"], rel=1e-9)
+    r7 = evaluate(["fid"], gen, batches(real2, 8), extractor="random_tiny", real_cache_key="split-v2",
+                  num_images=24, cache_dir=str(tmp_path), progress=False)
+    assert r7["cache"] == {"fid": "miss"}
+    # a one-shot iterator without a key cannot be checked: caching is off, never stale
+    r8 = evaluate(["fid"], gen, batches(real, 8), extractor="random_tiny", num_images=24,
+                  cache_dir=str(tmp_path), progress=False)
+    assert r8["cache"]["fid"].startswith("disabled")
+
+
+def test_examples_split_key_tracks_file_content(tmp_path):
+    import shutil
+    from facegan.examples_io import write_synthetic_examples
+    from metrics.cache import examples_split_key
+    a = write_synthetic_examples(str(tmp_path / "a"), n_train=2, n_eval=3, resolution=16, seed=0)
+    c = write_synthetic_examples(str(tmp_path / "c"), n_train=2, n_eval=3, resolution=16, seed=1)
+    copy = shutil.copytree(a, str(tmp_path / "copy"))
+    key = examples_split_key(a, "eval")
+    assert key == examples_split_key(a, "eval") == examples_split_key(copy, "eval")
+    assert key != examples_split_key(c, "eval")
+    assert key != examples_split_key(a, "train")
+    f = os.path.join(copy, "Split-eval", os.listdir(os.path.join(copy, "Split-eval"))[0])
+    with open(f, "r+b") as fh:          # one flipped byte -> another key
+        fh.seek(40)
+        b = fh.read(1)
+        fh.seek(40)
+        fh.write(bytes([b[0] ^ 1]))
+    assert examples_split_key(copy, "eval") != key
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    monkeypatch.delenv(feat_lib.WEIGHTS_ENV, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+
+    def offline(url, dest, timeout=60.0):
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(feat_lib, "_download", offline)
+    return tmp_path
+
+
+def test_missing_inception_weights_error_says_how_to_provide_them(no_weights):
+    gen = blobs(4)
+    for names in (["fid"], ["kid"], ["is"]):
+        with pytest.raises(metrics.WeightsUnavailableError) as e:
+            evaluate(names, gen, gen, num_images=4, progress=False)
+        msg = str(e.value)
+        assert feat_lib.WEIGHTS_ENV in msg and feat_lib.INCEPTION_TOP_URL in msg
+        assert "Name or service not known" in msg and "extractor='random'" in msg
+    # metrics without an extractor still run
+    assert "swd4" in evaluate(["swd"], gen, gen, num_images=4, progress=False)
+
+
+def test_bad_weights_file_is_named(no_weights):
+    bad = no_weights / "weights.h5"
+    bad.write_bytes(b"not an hdf5 file")
+    with pytest.raises(ValueError, match=str(bad)):
+        feat_lib.get_extractor(str(bad))
+    with pytest.raises(metrics.WeightsUnavailableError, match="does not exist"):
+        feat_lib.get_extractor(str(no_weights / "missing.h5"))
+
+
+def test_memorization_flags_copies_and_writes_sheet(tmp_path):
+    from facegan.images import decode_png
+    train = blobs(40, seed=10)
+    held_out = blobs(30, seed=11)
+    novel = blobs(4, seed=12)
+    gen = np.concatenate([train[[3, 17, 25, 38]], novel])
+    res = memorization(gen, batches(train, 16), str(tmp_path / "sheet.png"), extractor="random_tiny",
+                       reference_batches=batches(held_out, 16), k=2, progress=False)
+    assert res["copies"][:4] == [True] * 4
+    assert res["exact_copies"] == [True] * 4 + [False] * 4
+    assert res["feature_nn_index"][:4] == [3, 17, 25, 38] and res["pixel_nn_index"][:4] == [3, 17, 25, 38]
+    assert 0.5 <= res["score"] <= 0.75 and res["exact_copy_fraction"] == 0.5
+    assert res["pixel_nn_rmse"][0] == 0.0 and min(res["pixel_nn_rmse"][4:]) > 4.0
+    sheet = decode_png((tmp_path / "sheet.png").read_bytes())
+    assert sheet.shape == (8 * 34 + 2, 6 * 34 + 2, 3)       # 8 rows x (gen + 2 + gap + 2), pad 2
+    # first row: the generated copy, then its nearest neighbour = itself
+    np.testing.assert_array_equal(sheet[2:34, 2:34], gen[0])
+    np.testing.assert_array_equal(sheet[2:34, 36:68], train[3])
+    no_ref = memorization(gen, batches(train, 16), None, extractor="random_tiny", progress=False)
+    assert no_ref["score"] == 0.5 and "copy_fraction" not in no_ref
