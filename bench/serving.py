@@ -1,0 +1,160 @@
+"""Benchmark: serving a DCGAN-sized 64x64 generator over gRPC vs calling the SavedModel directly.
+
+Prints JSON: p50/p99 latency (ms) and images/s for num = 1, 16, 64 images per request, each with
+8 concurrent clients, (a) through `facegan serve` (a separate process, TF Serving's gRPC API on
+127.0.0.1, `sample` signature) and (b) calling the same signature of the same SavedModel in this
+process from 8 threads, in the same run. Overhead = direct images/s / gRPC images/s - 1 (goal:
+<= 10% at num = 16). Bounded request counts; loopback only.
+
+    .venv/bin/python bench/serving.py [--requests-scale 1.0] [--clients 8]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+NUMS = (1, 16, 64)
+REQUESTS_PER_CLIENT = {1: 12, 16: 3, 64: 1}   # ~1.3k images per side: ~2 min on 2 busy cores
+
+
+def _percentiles(latencies_s):
+    a = np.asarray(latencies_s) * 1e3
+    return round(float(np.percentile(a, 50)), 2), round(float(np.percentile(a, 99)), 2)
+
+
+def run_clients(call, clients: int, requests: int, num: int) -> dict:
+    """`clients` threads each making `requests` calls of `num` images; latency and throughput."""
+    lat, errors = [], []
+    barrier = threading.Barrier(clients + 1)
+
+    def worker(i):
+        barrier.wait()
+        for k in range(requests):
+            t0 = time.perf_counter()
+            try:
+                images = call(num, seed=i * 1000 + k)
+                assert images.shape[0] == num and images.dtype == np.uint8
+            except Exception as e:  # noqa: BLE001 - counted and reported
+                errors.append(repr(e))
+                continue
+            lat.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    p50, p99 = _percentiles(lat) if lat else (None, None)
+    return {"requests": len(lat), "errors": len(errors), "p50_ms": p50, "p99_ms": p99,
+            "images_per_s": round(len(lat) * num / wall, 1), "wall_s": round(wall, 2)}
+
+
+def start_server(base: str):
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen([sys.executable, "-m", "facegan.cli", "serve", "--model_base_path", base,
+                             "--model_name", "bench", "--port", "0", "--host", "127.0.0.1",
+                             "--file_system_poll_wait_seconds", "0", "--workers", "16"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("serving gRPC on"):
+            threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain
+            return proc, int(line.split()[3].rsplit(":", 1)[1])
+    raise RuntimeError("server did not start:\n" + "".join(lines[-30:]))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--requests-scale", type=float, default=1.0, help="multiply the per-client request counts")
+    args = p.parse_args(argv)
+
+    import tensorflow as tf
+
+    from serving.client import GrpcClient
+    from serving.testing import bench_generator
+    from trainer.export import export_generator, load_generator
+
+    tmp = tempfile.mkdtemp(prefix="facegan_bench_serving_")
+    proc = None
+    try:
+        generator, cfg, source = bench_generator(z_dim=100, resolution=64)
+        base = os.path.join(tmp, "bench")
+        export_generator(generator, os.path.join(base, "1"), cfg=cfg, metadata={"steps": 0})
+        direct = load_generator(os.path.join(base, "1"))
+        sig = direct.signatures["sample"]
+
+        def direct_call(num, seed):
+            return sig(num=tf.constant(num, tf.int32), seed=tf.constant(seed, tf.int64),
+                       truncation=tf.constant(1.0))["images"].numpy()
+
+        proc, port = start_server(base)
+        clients = [GrpcClient(f"127.0.0.1:{port}", timeout=300) for _ in range(args.clients)]
+        local = threading.local()
+        ids = iter(range(10 ** 6))
+        lock = threading.Lock()
+
+        def grpc_call(num, seed):
+            if not hasattr(local, "c"):   # one channel per client thread, like separate clients
+                with lock:
+                    local.c = clients[next(ids) % len(clients)]
+            return local.c.sample("bench", num, seed)
+
+        # Same pixels both ways (sanity), and warm-up of every batch shape on both sides.
+        for num in NUMS:
+            a, b = direct_call(num, 7), grpc_call(num, 7)
+            if not np.array_equal(a, b):
+                raise AssertionError(f"gRPC and direct outputs differ at num={num}")
+
+        results = {}
+        for num in NUMS:
+            n_req = max(1, int(round(REQUESTS_PER_CLIENT[num] * args.requests_scale)))
+            d = run_clients(direct_call, args.clients, n_req, num)
+            g = run_clients(grpc_call, args.clients, n_req, num)
+            results[str(num)] = {
+                "direct": d, "grpc": g,
+                "grpc_overhead_throughput": round(d["images_per_s"] / g["images_per_s"] - 1, 3),
+                "grpc_overhead_p50": round(g["p50_ms"] / d["p50_ms"] - 1, 3),
+            }
+        for c in clients:
+            c.close()
+        ov16 = results["16"]["grpc_overhead_throughput"]
+        print(json.dumps({
+            "benchmark": "serving",
+            "generator": {"source": source, "resolution": direct.resolution, "z_dim": direct.z_dim,
+                          "params": int(generator.count_params())},
+            "signature": "sample", "clients": args.clients, "cpu_count": os.cpu_count(),
+            "results": results,
+            "goal": "gRPC overhead <= 10% at num=16 (direct images/s / gRPC images/s - 1)",
+            "goal_met": bool(ov16 <= 0.10),
+        }, indent=2))
+        return 0
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
