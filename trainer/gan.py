@@ -146,8 +146,19 @@ class GAN(tf.keras.Model):
             self.lens_optimizer.learning_rate = self.cfg.tricks.lens.learning_rate * s
 
     def copy_to_ema(self):
-        """G_ema <- G (start of training)."""
-        for e, v in self._ema_pairs:
+        """G_ema <- G for every weight of every stage (start of training)."""
+        if self.ema_nets is None:
+            return
+        if self.nets.progressive:
+            r, pairs = self.cfg.network.start_resolution, []
+            while r <= self.cfg.network.resolution:
+                pairs += zip(self.ema_nets.stage_models(r)[0].weights, self.nets.stage_models(r)[0].weights)
+                r *= 2
+        else:
+            pairs = zip(self.ema_nets.generator.weights, self.nets.generator.weights)
+        for e, v in pairs:
+            if e.shape != v.shape:
+                raise ValueError(f"EMA generator weight {e.name} {e.shape} does not match {v.name} {v.shape}")
             e.assign(v)
 
     @property

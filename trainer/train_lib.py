@@ -55,6 +55,7 @@ class TrainResult:
     metrics: Dict[str, float]
     nan_recoveries: int
     checkpoint: Optional[str]
+    replicas: int = 1
     gan: object = None
 
 
@@ -133,7 +134,9 @@ class Trainer:
         self.rng = tf.random.Generator.from_seed(cfg.run.seed)
         with self.strategy.scope():
             self.networks = build_networks(cfg)
-            self.ema_networks = build_networks(cfg) if cfg.tricks.ema_decay > 0 else None
+            # EMA copy: independent weights, shared progressive fade-in variable
+            self.ema_networks = (build_networks(cfg, alpha=self.networks.alpha)
+                                 if cfg.tricks.ema_decay > 0 else None)
             lens = None
             if cfg.tricks.lens.enabled:
                 from trainer.networks.lens import build_lens
@@ -347,7 +350,8 @@ class Trainer:
                            images_shown=self.images_shown, resolution=self.gan.resolution,
                            generator=self.gan.G, generator_ema=self.gan.sampling_generator,
                            metrics=metrics, nan_recoveries=recoveries,
-                           checkpoint=self.manager.latest_checkpoint, gan=self.gan)
+                           checkpoint=self.manager.latest_checkpoint,
+                           replicas=self.n_replicas, gan=self.gan)
 
 
 def gan_ema_stage_models(ema_networks, cfg: Config):

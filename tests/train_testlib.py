@@ -1,0 +1,51 @@
+"""Helpers for the training tests: tiny Examples artifacts made from real faces (in a tmp dir,
+never in the repository) and tiny per-preset overrides."""
+import os
+
+import numpy as np
+
+from facegan import examples_io
+
+TINY = {"optim.batch_size": 8, "network.resolution": 32, "network.filters": 8, "network.z_dim": 16,
+        "run.checkpoint_every": 2, "run.log_every": 1, "run.image_every": 2, "run.shuffle_buffer": 64}
+# progan: grow 8 -> 16 within a few steps (8 images stable, 8 images fade)
+TINY_ARCH = {"progan": {"network.resolution": 16, "network.start_resolution": 8, "network.filters": 8,
+                        "network.max_filters": 16, "network.fade_images": 8, "network.stable_images": 8,
+                        "network.batch_sizes": {}}}
+TINY_LENS = {"tricks.lens.blocks": 2, "tricks.lens.filters": 8, "tricks.lens.anneal_steps": 10}
+
+
+def tiny_overrides(preset: str, **extra):
+    """Overrides that make any preset tiny (by its architecture; lens shrunk when it is on)."""
+    from trainer.config import get_preset
+    cfg = get_preset(preset)
+    out = dict(TINY, **TINY_ARCH.get(cfg.network.architecture, {}))
+    if cfg.tricks.lens.enabled:
+        out.update(TINY_LENS)
+    out.update(extra)
+    return out
+
+
+def write_face_examples(ffhq_dir, uri: str, n: int = 24, resolution: int = 32, extra=(8, 16)) -> str:
+    """An Examples artifact of `n` real FFHQ faces downscaled to `resolution` (+ stored lower
+    resolutions, as ingestion writes them for progressive growing)."""
+    from PIL import Image
+    files = sorted(os.listdir(ffhq_dir))[:n]
+    exs = []
+    for k, name in enumerate(files):
+        with Image.open(os.path.join(ffhq_dir, name)) as im:
+            im = im.convert("RGB")
+            img = np.asarray(im.resize((resolution, resolution), Image.BOX))
+            more = {r: np.asarray(im.resize((r, r), Image.BOX)) for r in extra}
+        exs.append(examples_io.make_example(img, source=name, sha256=f"{k:064x}", extra_images=more))
+    examples_io.write_examples(os.path.join(examples_io.split_dir(uri, "train"), "data-00000-of-00001.gz"), exs)
+    examples_io.write_examples(os.path.join(examples_io.split_dir(uri, "eval"), "data-00000-of-00001.gz"), exs[:4])
+    return uri
+
+
+def checkpoint_weights(path: str, prefix: str):
+    """{name: array} of the checkpoint's variables under `prefix` (e.g. 'generator/')."""
+    import tensorflow as tf
+    reader = tf.train.load_checkpoint(path)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k.startswith(prefix) and "OPTIMIZER_SLOT" not in k and k.endswith("VARIABLE_VALUE")}

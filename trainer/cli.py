@@ -1,0 +1,74 @@
+"""`facegan train`: train a GAN from an Examples directory, outside TFX, with progress.
+
+    facegan train --preset hdcgan --data <examples dir> --steps N [--out DIR]
+                  [--set optim.batch_size=32 --set tricks.lens.enabled=true ...]
+
+Runs trainer.train_lib.train (the same code the TFX Trainer's run_fn runs): checkpoints and
+TensorBoard logs under DIR (re-running with the same DIR resumes), the EMA generator exported
+as a SavedModel to DIR/export (unless --no-export).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+from trainer.config import ConfigError, get_preset, preset_names
+
+
+def parse_set(items):
+    """['a.b=1', 'c=true', 'd={"4": 8}'] -> {'a.b': 1, 'c': True, 'd': {'4': 8}} (JSON values,
+    falling back to the raw string)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. optim.batch_size=32")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def add_arguments(parser):
+    parser.add_argument("--preset", required=True, help=f"one of: {', '.join(preset_names())}")
+    parser.add_argument("--data", help="Examples artifact directory (with Split-train/) or TFRecord pattern")
+    parser.add_argument("--synthetic", action="store_true", help="random input instead of --data (benchmarks)")
+    parser.add_argument("--steps", type=int, default=None, help="generator steps (default: the preset's run.steps)")
+    parser.add_argument("--out", default="train_out", help="run directory (resumes if it holds checkpoints)")
+    parser.add_argument("--log-dir", default=None, help="TensorBoard directory (default OUT/logs)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="config override (JSON value), repeatable")
+    parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+
+
+def main(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = get_preset(args.preset, parse_set(args.set))
+    except ConfigError as e:
+        print(f"facegan train: {e}", file=sys.stderr)
+        return 2
+    if not args.data and not args.synthetic:
+        print("facegan train: --data is required (or --synthetic)", file=sys.stderr)
+        return 2
+    from trainer import train_lib
+    try:
+        result = train_lib.train(cfg, args.data, args.out, steps=args.steps, log_dir=args.log_dir,
+                                 synthetic=args.synthetic, progress=True)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"facegan train: {e}", file=sys.stderr)
+        return 2
+    except train_lib.TrainingDiverged as e:
+        print(f"facegan train: {e}", file=sys.stderr)
+        return 1
+    summary = {"run_dir": result.run_dir, "steps": result.steps, "images_shown": result.images_shown,
+               "resolution": result.resolution, "nan_recoveries": result.nan_recoveries,
+               "checkpoint": result.checkpoint, "log_dir": result.log_dir,
+               "metrics": {k: round(v, 5) for k, v in result.metrics.items()}}
+    if not args.no_export:
+        summary["export"] = train_lib.export(result, os.path.join(args.out, "export"))
+    print(json.dumps(summary, indent=2))
+    return 0
