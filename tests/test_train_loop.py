@@ -197,6 +197,7 @@ def test_nan_recovery_restores_and_lowers_lr(faces, tmp_path):
     cfg = get_preset("smoke", tiny_overrides("smoke", **{"run.checkpoint_every": 1, "run.image_every": 100}))
     res = train_lib.train(cfg, faces, str(tmp_path / "run"), steps=4, progress=False, on_step=poison_once)
     assert poisoned == [2]
+    # caught before saving step 2 (weights checked before every save): back to step 1, lr halved
     assert res.steps == 4 and res.nan_recoveries == 1
     assert res.metrics["lr/g"] == pytest.approx(cfg.optim.g_learning_rate * cfg.run.nan_lr_factor)
     assert res.metrics["lr/d"] == pytest.approx(cfg.optim.d_learning_rate * cfg.run.nan_lr_factor)
@@ -211,7 +212,8 @@ def test_nan_after_limit_raises_naming_step_and_loss(faces, tmp_path):
         w = trainer.gan.D.trainable_variables[0]
         w.assign(np.full(w.shape, np.inf, np.float32))
 
-    cfg = get_preset("smoke", tiny_overrides("smoke", **{"run.checkpoint_every": 1, "run.image_every": 100,
+    # no checkpoint after step 0, so the poisoned weights surface as NaN losses at step 2
+    cfg = get_preset("smoke", tiny_overrides("smoke", **{"run.checkpoint_every": 100, "run.image_every": 100,
                                                          "run.max_nan_recoveries": 2}))
     with pytest.raises(train_lib.TrainingDiverged, match=r"step 2: .*loss/d=nan.*after 2 recoveries"):
         train_lib.train(cfg, faces, str(tmp_path / "run"), steps=5, progress=False, on_step=poison_always)

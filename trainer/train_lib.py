@@ -288,6 +288,14 @@ class Trainer:
             tf.summary.scalar("progress/images_shown", float(self.images_shown))
         self.writer.flush()
 
+    def _nonfinite_weights(self):
+        import tensorflow as tf
+        variables = list(self.gan._g_all) + list(self.gan._d_all)
+        if self.gan.lens is not None:
+            variables += self.gan.lens.trainable_variables
+        flags = tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]).numpy()
+        return [v.name for v, ok in zip(variables, flags) if not ok]
+
     # -- main loop ---------------------------------------------------------------------------
     def run(self) -> TrainResult:
         cfg = self.cfg
@@ -306,6 +314,10 @@ class Trainer:
             if self.on_step is not None:     # test hook (e.g. inject a NaN)
                 metrics = self.on_step(self, step, metrics) or metrics
             bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+            save_now = step % cfg.run.checkpoint_every == 0 or step == total
+            if save_now and not bad:    # never save a checkpoint that is not "good"
+                bad = [f"weight {name}" for name in self._nonfinite_weights()]
+                metrics.update({k: float("nan") for k in bad})
             if bad:
                 recoveries += 1
                 if recoveries > cfg.run.max_nan_recoveries:
@@ -340,7 +352,7 @@ class Trainer:
                 t_last, img_last, step_last = now, shown, step
             if step % cfg.run.image_every == 0 or step == total:
                 self.write_images(step)
-            if step % cfg.run.checkpoint_every == 0 or step == total:
+            if save_now:
                 self.manager.save(checkpoint_number=step)
         if progress is not None:
             progress.close()
