@@ -179,9 +179,14 @@ class Servable:
                                    f"input 'truncation' = {float(arr)} is outside (0, 1]")
 
     def run(self, signature_name: str, inputs: Dict[str, np.ndarray], output_filter=()) -> Dict[str, np.ndarray]:
+        """Validate, then execute (the unbatched path)."""
+        self.check(signature_name, inputs)
+        return self.execute(signature_name, inputs, output_filter)
+
+    def execute(self, signature_name: str, inputs: Dict[str, np.ndarray], output_filter=()) -> Dict[str, np.ndarray]:
+        """Run already-validated inputs (the batcher merges checked requests, then calls this)."""
         import tensorflow as tf
 
-        self.check(signature_name, inputs)
         keys = self.output_keys[signature_name]
         wanted = list(output_filter) or keys
         for alias in wanted:

@@ -11,6 +11,9 @@ the generated servicers of `tensorflow-serving-api`, so any TF Serving client (i
   (row "instances" or columnar "inputs" JSON), `GET /v1/models/<name>[...]` (status) and
   `GET .../metadata`.
 
+With `--enable_batching [--batching_parameters_file F]` concurrent requests are merged like TF
+Serving's batching session (serving/batching.py), including its refusal of scalar inputs.
+
 Models come from `--model_base_path` + `--model_name` (TF Serving's flags) or a TF Serving
 `--model_config_file`; versions are watched every `--file_system_poll_wait_seconds` (see
 serving/manager.py). Status codes follow TF Serving: unknown model or version NOT_FOUND, unknown
@@ -33,6 +36,7 @@ from typing import List, Optional
 import grpc
 import numpy as np
 
+from serving.batching import Batcher, BatchingParameters, parse_batching_parameters
 from serving.manager import ModelManager, ModelSpec, ServingError, parse_model_config
 
 log = logging.getLogger("facegan.serving")
@@ -60,8 +64,8 @@ def _servicers():
                                          predict_pb2, prediction_service_pb2_grpc)
 
     class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-        def __init__(self, manager: ModelManager):
-            self.manager = manager
+        def __init__(self, manager: ModelManager, run):
+            self.manager, self.run = manager, run
 
         def Predict(self, request, context):
             try:
@@ -75,7 +79,7 @@ def _servicers():
                     except Exception as e:  # noqa: BLE001 - malformed TensorProto
                         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                            f"tensor parsing error: {alias}: {e}") from None
-                outputs = servable.run(signature, inputs, list(request.output_filter))
+                outputs = self.run(servable, signature, inputs, list(request.output_filter))
                 response = predict_pb2.PredictResponse()
                 response.model_spec.name = servable.name
                 response.model_spec.version.value = servable.version
@@ -175,7 +179,7 @@ def _from_json(value, spec) -> np.ndarray:
                            f"JSON value cannot be converted to {spec.dtype.name}: {e}") from None
 
 
-def _make_rest_handler(manager: ModelManager):
+def _make_rest_handler(manager: ModelManager, run):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -261,7 +265,7 @@ def _make_rest_handler(manager: ModelManager):
                         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                            f"instances must be objects naming the inputs {sorted(specs)}")
                 inputs = {k: _from_json(v, specs[k]) if k in specs else np.asarray(v) for k, v in raw.items()}
-                outputs = servable.run(signature, inputs)
+                outputs = run(servable, signature, inputs, ())
                 if "inputs" in body:
                     payload = {k: _json_value(v) for k, v in outputs.items()}
                     return self._send(200, {"outputs": payload if len(payload) > 1 else next(iter(payload.values()))})
@@ -291,8 +295,10 @@ class Server:
     def __init__(self, specs: List[ModelSpec], port: int = 8500, rest_api_port: Optional[int] = None,
                  host: str = "0.0.0.0",
                  poll_wait_s: float = 1.0, max_workers: int = 16, max_batch: Optional[int] = None,
-                 max_request_bytes: int = 4 << 20):
+                 max_request_bytes: int = 4 << 20, batching: Optional[BatchingParameters] = None):
         self.manager = ModelManager(specs, poll_wait_s=poll_wait_s, max_batch=max_batch)
+        self.batching = batching
+        self.batcher: Optional[Batcher] = None
         self.host, self.requested_port, self.rest_api_port = host, port, rest_api_port
         self.max_workers, self.max_request_bytes = max_workers, max_request_bytes
         self.port: Optional[int] = None
@@ -302,12 +308,14 @@ class Server:
 
     def start(self) -> "Server":
         PredictionServicer, ModelServicer, ps_grpc, ms_grpc = _servicers()
+        if self.batching is not None:
+            self.batcher = Batcher(self.batching)
         self.manager.start()   # first poll is synchronous: models are loaded before the port opens
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="facegan-grpc"),
             options=[("grpc.max_receive_message_length", self.max_request_bytes),
                      ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
-        ps_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager), self._grpc)
+        ps_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager, self._run), self._grpc)
         ms_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager), self._grpc)
         self.port = self._grpc.add_insecure_port(f"{self.host}:{self.requested_port}")
         if not self.port:
@@ -317,9 +325,14 @@ class Server:
             self.start_rest(self.rest_api_port)
         return self
 
+    def _run(self, servable, signature, inputs, output_filter):
+        if self.batcher is not None:
+            return self.batcher.run(servable, signature, inputs, output_filter)
+        return servable.run(signature, inputs, output_filter)
+
     def start_rest(self, port: int) -> int:
         """Serve the REST API on `port` (0 = any free port); returns the bound port."""
-        self._http = ThreadingHTTPServer((self.host, port), _make_rest_handler(self.manager))
+        self._http = ThreadingHTTPServer((self.host, port), _make_rest_handler(self.manager, self._run))
         self._http.daemon_threads = True
         self._http_thread = threading.Thread(target=self._http.serve_forever, name="facegan-rest", daemon=True)
         self._http_thread.start()
@@ -335,6 +348,8 @@ class Server:
         if self._grpc:
             self._grpc.stop(grace).wait(grace + 1)
             self._grpc = None
+        if self.batcher is not None:   # after gRPC: in-flight requests may still wait on batches
+            self.batcher.stop()
         self.manager.stop()
 
     def __enter__(self):
@@ -356,6 +371,10 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--max_batch", type=int, default=None,
                         help="images per request bound (default: the model's max_batch metadata, else 256)")
     parser.add_argument("--workers", type=int, default=16, help="request thread pool size")
+    parser.add_argument("--enable_batching", action="store_true",
+                        help="merge concurrent requests like TF Serving's --enable_batching (refuses scalar inputs)")
+    parser.add_argument("--batching_parameters_file",
+                        help="TF Serving BatchingParameters text proto (e.g. serving/configs/batching.config)")
 
 
 def specs_from_args(args) -> List[ModelSpec]:
@@ -376,8 +395,17 @@ def main(args) -> int:
     except (ValueError, OSError) as e:
         print(f"facegan serve: {e}")
         return 2
+    batching = None
+    if args.enable_batching:
+        try:
+            batching = (parse_batching_parameters(open(args.batching_parameters_file).read(),
+                                                  args.batching_parameters_file)
+                        if args.batching_parameters_file else BatchingParameters())
+        except (ValueError, OSError) as e:
+            print(f"facegan serve: {e}")
+            return 2
     server = Server(specs, port=args.port, host=args.host, poll_wait_s=args.file_system_poll_wait_seconds,
-                    max_workers=args.workers, max_batch=args.max_batch,
+                    max_workers=args.workers, max_batch=args.max_batch, batching=batching,
                     rest_api_port=args.rest_api_port or None)   # 0 disables REST, as in TF Serving
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

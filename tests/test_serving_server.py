@@ -392,3 +392,47 @@ def test_serve_cli_sigterm(tmp_path, versions, direct):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_batching_merges_requests_and_client_falls_back(tmp_path, versions, direct):
+    """--enable_batching as TF Serving does it: z requests merge; `sample` (scalars) is refused and
+    `facegan sample` transparently draws the same latents itself."""
+    from serving.batching import BatchingParameters, parse_batching_parameters
+    base = make_base(tmp_path, versions, [1])
+    # A long timeout so the concurrent requests below surely share batches.
+    params = BatchingParameters(max_batch_size=64, max_execution_batch_size=16, batch_timeout_micros=300_000,
+                                allowed_batch_sizes=[4, 16], enable_large_batch_splitting=True, num_batch_threads=2)
+    with Server([ModelSpec("faces", str(base))], port=0, host="127.0.0.1", poll_wait_s=0, batching=params) as srv, \
+            GrpcClient(f"127.0.0.1:{srv.port}", timeout=60) as c:
+        with pytest.raises(ClientError) as err:
+            c.sample("faces", 4, seed=3, latents="server")
+        assert err.value.code == "INVALID_ARGUMENT" and "at least one dimension" in err.value.message
+        np.testing.assert_array_equal(c.sample("faces", 4, seed=3), direct[1].sample(4, 3))   # auto fallback
+
+        zs = [latent_walk(Z_DIM, 3, seed=i) for i in range(8)]
+        out, errors = {}, []
+
+        def call(i):
+            try:
+                out[i] = c.generate("faces", zs[i])
+            except ClientError as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        for i in range(8):   # merged batches may pick other kernels: last-bit float differences
+            assert np.abs(out[i].astype(int) - direct[1].generate(zs[i]).astype(int)).max() <= 1
+        assert max(srv.batcher.batch_sizes) == 16                 # 8 x 3 rows merged, padded to 16
+        assert set(srv.batcher.batch_sizes) <= {4, 16}
+        # A 30-row request is split into executions of <= 16 and reassembled in order.
+        n_batches = srv.batcher.batches_run
+        z30 = latent_walk(Z_DIM, 30, seed=9)
+        got = c.generate("faces", z30)
+        assert got.shape[0] == 30 and np.abs(got.astype(int) - direct[1].generate(z30).astype(int)).max() <= 1
+        assert srv.batcher.batches_run - n_batches == 2
+    # The committed deployment file configures the same batcher.
+    parse_batching_parameters((REPO / "serving/configs/batching.config").read_text())

@@ -114,3 +114,17 @@ def test_k8s_manifest():
     svc_ports = {p["port"] for p in kinds["Service"]["spec"]["ports"]}
     assert svc_ports == {8500, 8501}
     assert kinds["Service"]["spec"]["selector"] == kinds["Deployment"]["spec"]["selector"]["matchLabels"]
+
+
+def test_batching_parameters_parse():
+    from serving.batching import parse_batching_parameters
+    p = parse_batching_parameters((REPO / "serving/configs/batching.config").read_text())
+    assert (p.max_batch_size, p.max_execution_batch_size, p.batch_timeout_micros) == (256, 64, 2000)
+    assert p.enable_large_batch_splitting is True and p.pad_variable_length_inputs is False
+    assert p.allowed_batch_sizes == [1, 4, 16, 64] and p.num_batch_threads == 4
+    with pytest.raises(ValueError, match="unknown BatchingParameters field 'max_batch'"):
+        parse_batching_parameters("max_batch { value: 3 }", "b.config")
+    with pytest.raises(ValueError, match="must increase and end with max_batch_size"):
+        parse_batching_parameters("max_batch_size { value: 8 }\nallowed_batch_sizes: 4")
+    with pytest.raises(ValueError, match="enable_large_batch_splitting has an invalid value"):
+        parse_batching_parameters("enable_large_batch_splitting { value: 3 }")

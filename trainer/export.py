@@ -74,7 +74,8 @@ def sample_latents(seed, start, num, z_dim: int) -> tf.Tensor:
     start = tf.cast(start, tf.int64)
     rows = tf.range(start, start + tf.cast(num, tf.int64), dtype=tf.int64)
     return tf.map_fn(lambda i: tf.random.stateless_normal([z_dim], seed=tf.stack([seed, i])),
-                     rows, fn_output_signature=tf.TensorSpec([z_dim], tf.float32), parallel_iterations=32)
+                     rows, fn_output_signature=tf.TensorSpec([z_dim], tf.float32),
+                     parallel_iterations=None if tf.executing_eagerly() else 32)
 
 
 class _GeneratorModule(tf.Module):
