@@ -70,13 +70,13 @@ def _ssim_cs(tf, x, y, size: int, sigma: float):
 _FN = {}
 
 
-def _ms_ssim_fn():
-    if "fn" not in _FN:
+def _ms_ssim_fn(shape):
+    """One traced function per image shape (H, W, C); any batch size."""
+    if shape not in _FN:
         import tensorflow as tf
 
-        @tf.function(reduce_retracing=True)
-        def fn(a, b):
-            x, y = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
+        @tf.function(input_signature=[tf.TensorSpec((None,) + shape, tf.float32)] * 2)
+        def fn(x, y):
             ssims, css = [], []
             for _ in range(len(WEIGHTS)):
                 h, w = x.shape[1], x.shape[2]
@@ -91,8 +91,8 @@ def _ms_ssim_fn():
             last = tf.maximum(ssims[-1], 0.0)
             return tf.reduce_prod(mcs ** wts[:-1, None], axis=0) * last ** wts[-1]
 
-        _FN["fn"] = fn
-    return _FN["fn"]
+        _FN[shape] = fn
+    return _FN[shape]
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -103,7 +103,8 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if min(a.shape[1:3]) < 2 ** (len(WEIGHTS) - 1):
         raise ValueError(f"MS-SSIM with {len(WEIGHTS)} scales needs images of at least "
                          f"{2 ** (len(WEIGHTS) - 1)} pixels, got {a.shape[1:3]}")
-    return _ms_ssim_fn()(a, b).numpy().astype(np.float64)
+    fn = _ms_ssim_fn(tuple(int(d) for d in a.shape[1:]))
+    return fn(np.asarray(a, np.float32), np.asarray(b, np.float32)).numpy().astype(np.float64)
 
 
 def resize_to(images: np.ndarray, resolution: int) -> np.ndarray:
