@@ -81,8 +81,12 @@ class _TopK:
 def memorization(generated: np.ndarray, train_batches: Iterable[np.ndarray], out_png_path: Optional[str],
                  extractor="inception", reference_batches: Optional[Iterable[np.ndarray]] = None,
                  k: int = 3, pixel_size: int = 64, quantile: float = 0.05, copy_rmse: float = 4.0,
-                 max_reference: int = 1000, progress: bool = True) -> Dict:
-    """Nearest training images of each generated sample; writes the sheet; returns the score dict."""
+                 max_reference: int = 1000, max_train: Optional[int] = None, progress: bool = True) -> Dict:
+    """Nearest training images of each generated sample; writes the sheet; returns the score dict.
+
+    `max_train` caps the training images compared (None: the whole stream), `max_reference` the
+    held-out ones; `k` neighbours per space are shown on the sheet.
+    """
     from metrics.features import get_extractor
     gen = np.asarray(generated)
     if gen.dtype != np.uint8 or gen.ndim != 4 or gen.shape[-1] != 3 or not len(gen):
@@ -109,10 +113,14 @@ def memorization(generated: np.ndarray, train_batches: Iterable[np.ndarray], out
         top_f = _TopK(len(gen), k, True, gen.shape[1:])
         top_p = _TopK(len(gen), k, True, gen.shape[1:])
         ref_nn = np.full(len(rfeat), np.inf) if rfeat is not None else None
-        bar = Progress(unit="images", label="memorization: train", stream=out)
+        bar = Progress(total=max_train, unit="images", label="memorization: train", stream=out)
         seen = 0
         for b in train_batches:
             b = np.asarray(b)
+            if max_train is not None:
+                b = b[: max_train - seen]
+                if not len(b):
+                    break
             if b.dtype != np.uint8 or b.ndim != 4 or b.shape[-1] != 3:
                 raise ValueError(f"memorization: train batches must be uint8 [B, H, W, 3], got {b.dtype} {b.shape}")
             tfeat = ext(b)["pool"]

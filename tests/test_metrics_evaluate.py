@@ -223,3 +223,5 @@ def test_memorization_flags_copies_and_writes_sheet(tmp_path):
     np.testing.assert_array_equal(sheet[2:34, 36:68], train[3])
     no_ref = memorization(gen, batches(train, 16), None, extractor="random_tiny", progress=False)
     assert no_ref["score"] == 0.5 and "copy_fraction" not in no_ref
+    capped = memorization(gen, batches(train, 16), None, extractor="random_tiny", max_train=20, progress=False)
+    assert capped["num_train"] == 20 and capped["exact_copies"][:4] == [True, True, False, False]
