@@ -88,6 +88,7 @@ class GrpcClient:
         self._grpc, self._tf = grpc, tf
         self._predict_pb2, self._meta_pb2, self._status_pb2 = predict_pb2, get_model_metadata_pb2, get_model_status_pb2
         self.target, self.timeout = _split_target(target, 8500), timeout
+        self.last_version: Optional[int] = None   # model version that answered the last Predict
         self.channel = grpc.insecure_channel(self.target, options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])

@@ -4,7 +4,7 @@ Layout (TF Serving's, written by the Pusher): `<base_path>/<version>/saved_model
 positive integers; other entries are ignored. A `ModelManager` polls every base path, applies the
 model's version policy (`latest {num_versions: N}` (default N = 1), `all`, `specific {versions}`),
 loads new aspired versions before unloading old ones (availability-preserving, so a hot swap
-never leaves a gap), retries failed loads a few times, and reports per-version states with
+never leaves a gap), retries failed loads (5 more times, 5 s apart by default), and reports per-version states with
 TF Serving's `ModelVersionStatus.State` names (START, LOADING, AVAILABLE, UNLOADING, END).
 
 `Servable.run` validates a request against the signature exactly where TF Serving would refuse it
@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import threading
+import time
 from typing import Dict, List, Optional
 
 import grpc
@@ -213,17 +214,21 @@ class VersionState:
     state: str
     error: str = ""          # load error message (state END after failed retries)
     failures: int = 0
+    retry_at: float = 0.0    # monotonic time of the next load attempt after a failure
 
 
 class ModelManager:
     """Polls base paths and keeps the aspired versions of every model loaded."""
 
     def __init__(self, specs: List[ModelSpec], poll_wait_s: float = 1.0, max_batch: Optional[int] = None,
-                 max_load_retries: int = 5):
+                 max_load_retries: int = 5, load_retry_interval_s: float = 5.0):
         self.specs = {s.name: s for s in specs}
         self.poll_wait_s = poll_wait_s
         self.max_batch = max_batch
+        # Like TF Serving's --max_num_load_retries / --load_retry_interval_micros: a version
+        # copied in non-atomically (the Pusher copies file by file) may fail to load at first.
         self.max_load_retries = max_load_retries
+        self.load_retry_interval_s = load_retry_interval_s
         self._lock = threading.Lock()
         self._poll_lock = threading.Lock()
         self._loaded: Dict[str, Dict[int, Servable]] = {s.name: {} for s in specs}
@@ -260,7 +265,8 @@ class ModelManager:
                 states = self._states[name]
                 for v in aspired:
                     st = states.get(v)
-                    if v in self._loaded[name] or (st and st.state == END and st.failures >= self.max_load_retries):
+                    if v in self._loaded[name] or (st and st.failures and (
+                            st.failures > self.max_load_retries or time.monotonic() < st.retry_at)):
                         continue
                     self._load(name, v, os.path.join(spec.base_path, str(v)))
                 # Unload only what is no longer aspired, and only if something else is serving
@@ -285,7 +291,8 @@ class ModelManager:
         except Exception as e:  # noqa: BLE001 - a broken version is reported, never fatal
             with self._lock:
                 failures = states[version].failures + 1
-                states[version] = VersionState(END, f"{type(e).__name__}: {e}"[:2000], failures)
+                states[version] = VersionState(END, f"{type(e).__name__}: {e}"[:2000], failures,
+                                               time.monotonic() + self.load_retry_interval_s)
             log.warning("failed to load %s version %d from %s (attempt %d): %s", name, version, path, failures, e)
             return
         with self._lock:

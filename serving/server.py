@@ -295,8 +295,10 @@ class Server:
     def __init__(self, specs: List[ModelSpec], port: int = 8500, rest_api_port: Optional[int] = None,
                  host: str = "0.0.0.0",
                  poll_wait_s: float = 1.0, max_workers: int = 16, max_batch: Optional[int] = None,
-                 max_request_bytes: int = 4 << 20, batching: Optional[BatchingParameters] = None):
-        self.manager = ModelManager(specs, poll_wait_s=poll_wait_s, max_batch=max_batch)
+                 max_request_bytes: int = 4 << 20, batching: Optional[BatchingParameters] = None,
+                 load_retry_interval_s: float = 5.0):
+        self.manager = ModelManager(specs, poll_wait_s=poll_wait_s, max_batch=max_batch,
+                                    load_retry_interval_s=load_retry_interval_s)
         self.batching = batching
         self.batcher: Optional[Batcher] = None
         self.host, self.requested_port, self.rest_api_port = host, port, rest_api_port
@@ -368,6 +370,8 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (127.0.0.1 for local only)")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                         help="how often to look for new versions; 0 loads once (default 1)")
+    parser.add_argument("--load_retry_interval_seconds", type=float, default=5.0,
+                        help="wait between attempts to load a version that failed (5 retries)")
     parser.add_argument("--max_batch", type=int, default=None,
                         help="images per request bound (default: the model's max_batch metadata, else 256)")
     parser.add_argument("--workers", type=int, default=16, help="request thread pool size")
@@ -406,6 +410,7 @@ def main(args) -> int:
             return 2
     server = Server(specs, port=args.port, host=args.host, poll_wait_s=args.file_system_poll_wait_seconds,
                     max_workers=args.workers, max_batch=args.max_batch, batching=batching,
+                    load_retry_interval_s=args.load_retry_interval_seconds,
                     rest_api_port=args.rest_api_port or None)   # 0 disables REST, as in TF Serving
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

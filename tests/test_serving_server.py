@@ -287,14 +287,19 @@ def test_hot_load_new_version(tmp_path, versions, direct):
 
 def test_broken_version_keeps_previous_serving(tmp_path, versions, direct):
     base = make_base(tmp_path, versions, [1])
-    with Server([ModelSpec("faces", str(base))], port=0, host="127.0.0.1", poll_wait_s=0.1) as srv, \
-            GrpcClient(f"127.0.0.1:{srv.port}", timeout=60) as c:
+    with Server([ModelSpec("faces", str(base))], port=0, host="127.0.0.1", poll_wait_s=0.1,
+                load_retry_interval_s=1.0) as srv, GrpcClient(f"127.0.0.1:{srv.port}", timeout=60) as c:
         (base / "3").mkdir()
-        (base / "3" / "saved_model.pb").write_bytes(b"not a protobuf")
+        (base / "3" / "saved_model.pb").write_bytes(b"not a protobuf")   # a half-copied push
         assert _wait(lambda: any(v == 3 and s == "END" and err for v, s, err in c.status("faces")))
         np.testing.assert_array_equal(c.sample("faces", 2, seed=4), direct[1].sample(2, 4))
         (status3,) = c.status("faces", version=3)
         assert status3[1] == "END" and status3[2]
+        # The copy completes: the retry loads it and it takes over.
+        shutil.rmtree(base / "3")
+        shutil.copytree(versions[2], base / "3")
+        assert _wait(lambda: (3, "AVAILABLE", "") in c.status("faces"))
+        np.testing.assert_array_equal(c.sample("faces", 2, seed=4), direct[2].sample(2, 4))
 
 
 def test_model_config_file_policies(tmp_path, versions, direct):
