@@ -30,7 +30,9 @@ def z_batch(n=4, seed=0):
 @pytest.mark.parametrize("arch", ["dcgan", "hdcgan", "facegan", "progan"])
 @pytest.mark.parametrize("res", [32, 64, 128])
 def test_shapes_and_ranges(arch, res):
-    nets = build_networks(cfg_for(arch, res))
+    # progan grown from res/4 here (two fades) to keep the suite fast; stages from 4 are tested below
+    over = {"network.start_resolution": res // 4} if arch == "progan" else {}
+    nets = build_networks(cfg_for(arch, res, **over))
     x = nets.generator(z_batch(), training=True)
     assert x.shape == (4, res, res, 3) and x.dtype == tf.float32
     assert float(tf.reduce_min(x)) >= -1.0 and float(tf.reduce_max(x)) <= 1.0
@@ -97,8 +99,9 @@ def test_hdcgan_noise_only_while_training_and_selu():
 
 def test_minibatch_discrimination_appended_to_any_d():
     for arch in ("dcgan", "progan"):
+        over = {"network.start_resolution": 16} if arch == "progan" else {}
         nets = build_networks(cfg_for(arch, 32, **{"tricks.minibatch_discrimination": True,
-                                                  "tricks.mbd_kernels": 5, "tricks.mbd_kernel_dim": 3}))
+                                                  "tricks.mbd_kernels": 5, "tricks.mbd_kernel_dim": 3}, **over))
         D = nets.discriminator
         mbd = D.get_layer("d_mbd")
         out = D(nets.generator(z_batch(), training=False), training=False)
@@ -121,14 +124,15 @@ def test_mixed_precision_outputs_float32():
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         for arch in ("dcgan", "progan"):
-            nets = build_networks(cfg_for(arch, 32))
+            over = {"network.start_resolution": 16} if arch == "progan" else {}
+            nets = build_networks(cfg_for(arch, 32, **over))
             x = nets.generator(z_batch(), training=True)
             out = nets.discriminator(x, training=True)
             assert x.dtype == tf.float32 and out["logits"].dtype == tf.float32
             assert out["features"].dtype == tf.float32
             assert any(v.dtype == tf.float32 for v in nets.generator.trainable_variables)
-            lens = build_lens(cfg_for("dcgan", 32))
-            assert lens(x).dtype == tf.float32
+        lens = build_lens(cfg_for("dcgan", 32))
+        assert lens(x).dtype == tf.float32
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
 

@@ -65,6 +65,11 @@ def test_minibatch_stddev_matches_numpy(n, extra):
     expected = _np_mbstd(x, g, extra)
     assert got.shape == (n, 3, 3, 5 + (3 if extra else 1))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    # unknown batch size at trace time (dynamic group size) and XLA give the same values
+    dyn = tf.function(lambda t: R.minibatch_stddev(t, 4, extra), input_signature=[tf.TensorSpec([None, 3, 3, 5])])
+    np.testing.assert_allclose(dyn(x).numpy(), expected, rtol=1e-4, atol=1e-5)
+    xla = tf.function(lambda t: R.minibatch_stddev(t, 4, extra), jit_compile=True)
+    np.testing.assert_allclose(xla(x).numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_minibatch_stddev_known_values():

@@ -75,7 +75,10 @@ def minibatch_stddev(x, group_size: int = 4, extra_stats: bool = False, epsilon:
     x32 = tf.cast(x, tf.float32)
     s = tf.shape(x32)
     n, h, w, c = s[0], s[1], s[2], s[3]
-    g = _group_size(n, group_size)
+    if x.shape[0] is not None:    # static batch: plain python (XLA-friendly reshape)
+        g = next(k for k in range(min(group_size, x.shape[0]), 0, -1) if x.shape[0] % k == 0)
+    else:
+        g = _group_size(n, group_size)
     y = tf.reshape(x32, [g, -1, h, w, c])                      # [G, M, H, W, C]
     y = y - tf.reduce_mean(y, axis=0, keepdims=True)
     var = tf.reduce_mean(tf.square(y), axis=0)                 # [M, H, W, C]
