@@ -143,6 +143,10 @@ def hinge_generator_loss(fake_logits):
 
 
 # -- FaceGANs (Li et al.) ---------------------------------------------------------------------
+# FaceGANs trains with the cross-entropy GAN objective and the -log D(G(z)) generator term; it is
+# written out separately (tf.nn directly, sum of the two per-example D terms) so presets name the
+# paper's loss and it can diverge from `ns` without touching the other families. Numerically it
+# currently equals `ns` (tested against the same formulas).
 def facegan_discriminator_loss(real_logits, fake_logits, real_label_smoothing: float = 0.0):
     """FaceGANs' discriminator objective: sigmoid cross-entropy on real (target 1 - s) and fake
     (target 0) examples, written as the sum of the two per-example terms."""
