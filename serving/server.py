@@ -361,6 +361,14 @@ class Server:
         self.stop()
 
 
+def _flag(value: str) -> bool:
+    """TF Serving's boolean flag spellings: --enable_batching, --enable_batching=true/false."""
+    v = str(value).lower()
+    if v not in ("true", "false", "1", "0"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return v in ("true", "1")
+
+
 def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--model_base_path", help="directory of numbered SavedModel versions (<base>/<version>/)")
     parser.add_argument("--model_name", default="facegan", help="name clients address (default: facegan)")
@@ -375,7 +383,8 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--max_batch", type=int, default=None,
                         help="images per request bound (default: the model's max_batch metadata, else 256)")
     parser.add_argument("--workers", type=int, default=16, help="request thread pool size")
-    parser.add_argument("--enable_batching", action="store_true",
+    parser.add_argument("--enable_batching", nargs="?", const="true", default="false", type=_flag,
+                        metavar="true|false",
                         help="merge concurrent requests like TF Serving's --enable_batching (refuses scalar inputs)")
     parser.add_argument("--batching_parameters_file",
                         help="TF Serving BatchingParameters text proto (e.g. serving/configs/batching.config)")
