@@ -19,6 +19,8 @@ enumerates inputs first (failing fast, naming the path), runs the pipeline with 
 args unchanged (DirectRunner multi-processing, Dataflow, Flink, Spark), then checks the
 accounting invariant and the rejection threshold from the written summary.
 """
+import collections
+import heapq
 import json
 import logging
 import os
@@ -32,6 +34,8 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from components.image_example_gen import transforms as T
 from facegan import schema
@@ -49,14 +53,21 @@ def _join(*parts: str) -> str:
 
 
 class _ProgressFile:
-    """Per-worker counter file so a local driver can show images/s and ETA (best effort)."""
+    """Per-worker counter file so a local driver can show images/s and ETA (best effort).
+
+    JSON {n, t0, t, cpu0, cpu}: files done, wall clock and this process's CPU time at the first
+    file and now; the benchmark derives steady-state rate and CPU per image from them.
+    """
 
     def __init__(self, progress_dir: Optional[str]):
         self.dir, self.n, self.last, self.path = progress_dir, 0, 0.0, None
+        self.t0 = self.cpu0 = None
 
     def add(self, n: int, force: bool = False):
         if not self.dir:
             return
+        if self.t0 is None and n:
+            self.t0, self.cpu0 = time.time(), time.process_time()
         self.n += n
         now = time.monotonic()
         if force or now - self.last > 0.5:
@@ -66,54 +77,75 @@ class _ProgressFile:
                     self.path = os.path.join(self.dir, f"{os.getpid()}-{uuid.uuid4().hex}.cnt")
                 tmp = self.path + ".tmp"
                 with open(tmp, "w") as f:
-                    f.write(str(self.n))
+                    json.dump({"n": self.n, "t0": self.t0, "t": time.time(), "cpu0": self.cpu0,
+                               "cpu": time.process_time()}, f)
                 os.replace(tmp, self.path)
             except OSError:
                 self.dir = None   # not a local filesystem on this worker: stop trying
 
 
-def read_progress(progress_dir: str) -> int:
-    total = 0
+def read_progress_records(progress_dir: str) -> List[Dict]:
+    out = []
     for n in os.listdir(progress_dir):
         if n.endswith(".cnt"):
             try:
                 with open(os.path.join(progress_dir, n)) as f:
-                    total += int(f.read() or 0)
+                    out.append(json.load(f))
             except (OSError, ValueError):
                 pass
-    return total
+    return out
 
 
-class ReadAndHashFn(beam.DoFn):
+def read_progress(progress_dir: str) -> int:
+    return sum(int(r.get("n", 0)) for r in read_progress_records(progress_dir))
+
+
+def _bundle_output(tag: str, value):
+    """A finish_bundle output (needs an explicit window; everything here is in the global one)."""
+    return beam.pvalue.TaggedOutput(tag, WindowedValue(value, GlobalWindow().max_timestamp(),
+                                                       [GlobalWindow()]))
+
+
+class _BundleCounts(beam.DoFn):
+    """Counters kept per bundle and emitted once in finish_bundle: per-element side outputs
+    would cost more Beam bookkeeping than the counting itself."""
+
+    def start_bundle(self):
+        self.counts = collections.Counter()
+
+    def finish_bundle(self):
+        for k, v in self.counts.items():
+            yield _bundle_output(COUNTS, (k, v))
+
+
+class ReadAndHashFn(_BundleCounts):
     """unit path -> (sha256, (source, inline bytes or None)); archives yield one per member."""
 
     def process(self, unit: str):
         if T.is_archive(unit):
-            n = 0
             try:
                 for source, data in T.iter_archive(unit):
-                    n += 1
+                    self.counts["files_seen"] += 1
                     yield (T.sha256_hex(data), (source, data))
             except T.Rejected as r:
-                # a broken archive counts as one file seen (plus the members read before it broke)
-                n += 1
+                # a broken archive counts as one file seen (plus any members read before it broke)
+                self.counts["files_seen"] += 1
+                self.counts["rejected/" + r.reason] += 1
                 yield beam.pvalue.TaggedOutput(REJECTED, {"path": unit, "reason": r.reason,
                                                           "detail": r.detail})
-                yield beam.pvalue.TaggedOutput(COUNTS, ("rejected/" + r.reason, 1))
-            yield beam.pvalue.TaggedOutput(COUNTS, ("files_seen", n))
             return
-        yield beam.pvalue.TaggedOutput(COUNTS, ("files_seen", 1))
+        self.counts["files_seen"] += 1
         try:
             data = T.read_bytes(unit)
         except OSError as e:
+            self.counts["rejected/" + T.UNREADABLE] += 1
             yield beam.pvalue.TaggedOutput(REJECTED, {"path": unit, "reason": T.UNREADABLE,
                                                       "detail": f"{type(e).__name__}: {e}"})
-            yield beam.pvalue.TaggedOutput(COUNTS, ("rejected/" + T.UNREADABLE, 1))
             return
         yield (T.sha256_hex(data), (unit, None))
 
 
-class ProcessGroupFn(beam.DoFn):
+class ProcessGroupFn(_BundleCounts):
     """(sha256, [(source, bytes|None)...]) -> examples by split, plus report side outputs."""
 
     def __init__(self, cfg: T.IngestConfig, progress_dir: Optional[str] = None):
@@ -123,8 +155,18 @@ class ProcessGroupFn(beam.DoFn):
         self.labels = T.load_labels(self.cfg.labels)
         self.progress = _ProgressFile(self.progress_dir)
 
+    def start_bundle(self):
+        super().start_bundle()
+        self.stats = [np.zeros(3), np.zeros(3), 0]
+        self.sample = []          # heap of (-key, png): the grid_size smallest keys of the bundle
+
     def finish_bundle(self):
         self.progress.add(0, force=True)
+        yield from super().finish_bundle()
+        if self.stats[2]:
+            yield _bundle_output(STATS, tuple(self.stats))
+        for neg_key, png in self.sample:
+            yield _bundle_output(SAMPLE, (-neg_key, png))
 
     def process(self, element):
         sha, items = element
@@ -143,30 +185,36 @@ class ProcessGroupFn(beam.DoFn):
                 detail = r.detail if k == 0 else f"same bytes as {source}: {r.detail}"
                 yield beam.pvalue.TaggedOutput(REJECTED, {"path": src, "reason": r.reason,
                                                           "detail": detail})
-            yield beam.pvalue.TaggedOutput(COUNTS, ("rejected/" + r.reason, len(items)))
+            self.counts["rejected/" + r.reason] += len(items)
             return
         split = T.assign_split(sha, self.cfg.eval_fraction)
         attrs = self.labels.lookup(source) if self.labels is not None else None
         if self.labels is not None and attrs is None:
-            yield beam.pvalue.TaggedOutput(COUNTS, ("unlabeled", 1))
+            self.counts["unlabeled"] += 1
         feats = T.example_features(p, source, sha, False, attrs)
         yield beam.pvalue.TaggedOutput(split, T.encode_example(feats))
-        counts = [("examples_written", 1), (f"originals/{split}", 1), (f"examples/{split}", 1)]
+        self.counts["examples_written"] += 1
+        self.counts[f"originals/{split}"] += 1
+        self.counts[f"examples/{split}"] += 1
         if self.cfg.mirror:
             yield beam.pvalue.TaggedOutput(split, T.encode_example(
                 T.example_features(T.mirror(p), source, sha, True, attrs)))
-            counts += [("mirrored", 1), (f"examples/{split}", 1)]
+            self.counts["mirrored"] += 1
+            self.counts[f"examples/{split}"] += 1
         for src, _ in items[1:]:
             yield beam.pvalue.TaggedOutput(DUPLICATE, {"path": src, "reason": T.DUPLICATE,
                                                        "detail": f"same sha256 as {source}"})
         if len(items) > 1:
-            counts.append(("duplicates", len(items) - 1))
-        for c in counts:
-            yield beam.pvalue.TaggedOutput(COUNTS, c)
-        yield beam.pvalue.TaggedOutput(STATS, T.channel_sums(p.image))
-        # grid candidates: the smallest keys win; bits 64..127 of the hash (the split uses 0..63)
-        # (PNG bytes, not pixels: only a few per bundle survive the combiner, cheaply)
-        yield beam.pvalue.TaggedOutput(SAMPLE, (int(sha[16:32], 16), feats[schema.IMAGE]))
+            self.counts["duplicates"] += len(items) - 1
+        s, q, n = T.channel_sums(p.image)
+        self.stats = [self.stats[0] + s, self.stats[1] + q, self.stats[2] + n]
+        # grid candidates: smallest keys win; bits 64..127 of the hash (the split uses 0..63).
+        # PNG bytes, not pixels: cheap to keep, decoded only for the few in the grid.
+        entry = (-int(sha[16:32], 16), feats[schema.IMAGE])
+        if len(self.sample) < self.cfg.grid_size:
+            heapq.heappush(self.sample, entry)
+        elif entry[0] > self.sample[0][0]:
+            heapq.heapreplace(self.sample, entry)
 
 
 class ChannelStatsFn(beam.CombineFn):
@@ -355,6 +403,8 @@ def run_ingest(input_base: str, output_uri: str, cfg: T.IngestConfig,
             th.join(0.5)
             on_progress(read_progress(progress_dir), len(units))
         on_progress(read_progress(progress_dir), len(units))
+        if hasattr(on_progress, "records"):
+            on_progress.records = read_progress_records(progress_dir)
         import shutil
         shutil.rmtree(progress_dir, ignore_errors=True)
         if err:
