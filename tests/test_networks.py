@@ -357,3 +357,20 @@ def test_second_copy_shares_alpha_for_ema(progan):
     assert ema.alpha is nets.alpha
     assert len(ema.generator.trainable_variables) == len(nets.generator.trainable_variables)
     assert all(a is not b for a, b in zip(ema.generator.trainable_variables, nets.generator.trainable_variables))
+
+
+def test_progan_options_switch_layers_off():
+    cfg = cfg_for("progan", 16, **{"network.start_resolution": 8, "network.pixelnorm": False,
+                                   "network.minibatch_stddev": False, "network.equalized_lr": False})
+    nets = build_networks(cfg)
+    G, D = nets.generator, nets.discriminator
+    assert not any(isinstance(l, layers.PixelNorm) for l in G.layers)
+    assert not any(isinstance(l, layers.MinibatchStddev) for l in D.layers)
+    assert not any(isinstance(l, layers.ScaledAdd) for l in G.layers + D.layers)   # residual off by default
+    conv = G.get_layer("g_16_conv0")
+    assert not conv.equalized and conv.kernel.numpy().std() < 0.5
+    assert G(z_batch()).shape == (4, 16, 16, 3)
+    # start at 8: no 4x4 toRGB/fromRGB anywhere, and stage 4 is refused
+    assert "g_4_to_rgb" not in {l.name for l in G.layers}
+    with pytest.raises(ValueError, match=r"\[8, 16\]"):
+        nets.stage_models(4)
