@@ -319,9 +319,13 @@ class Server:
                      ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
         ps_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager, self._run), self._grpc)
         ms_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager), self._grpc)
-        self.port = self._grpc.add_insecure_port(f"{self.host}:{self.requested_port}")
+        try:
+            self.port = self._grpc.add_insecure_port(f"{self.host}:{self.requested_port}")
+        except RuntimeError:
+            self.port = 0
         if not self.port:
-            raise OSError(f"could not bind gRPC port {self.host}:{self.requested_port}")
+            self.manager.stop()
+            raise OSError(f"could not bind the gRPC port {self.host}:{self.requested_port} (in use?)")
         self._grpc.start()
         if self.rest_api_port is not None:
             self.start_rest(self.rest_api_port)
@@ -424,7 +428,12 @@ def main(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    server.start()
+    try:
+        server.start()
+    except OSError as e:
+        print(f"facegan serve: {e}")
+        server.stop(grace=0)
+        return 1
     rest = server.rest_api_port
     for spec in specs:
         try:

@@ -441,3 +441,9 @@ def test_batching_merges_requests_and_client_falls_back(tmp_path, versions, dire
         assert srv.batcher.batches_run - n_batches == 2
     # The committed deployment file configures the same batcher.
     parse_batching_parameters((REPO / "serving/configs/batching.config").read_text())
+
+
+def test_port_in_use_is_a_clear_error(server, tmp_path, versions):
+    base = make_base(tmp_path, versions, [1])
+    with pytest.raises(OSError, match=f"could not bind the gRPC port 127.0.0.1:{server.port}"):
+        Server([ModelSpec("faces", str(base))], port=server.port, host="127.0.0.1", poll_wait_s=0).start()
