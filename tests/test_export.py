@@ -172,3 +172,25 @@ def test_export_trainer_network(tmp_path):
     z = np.random.default_rng(0).standard_normal((3, g.z_dim)).astype(np.float32)
     np.testing.assert_array_equal(g.generate(z), to_uint8(gen(z, training=False)).numpy())
     assert json.loads(open(os.path.join(path, "assets", schema.METADATA_ASSET)).read())["architecture"] == "dcgan"
+
+
+def test_export_subclassed_generator_and_bad_output(tmp_path):
+    class Sub(tf.keras.Model):   # no symbolic inputs: z_dim comes from the config
+        def __init__(self):
+            super().__init__()
+            self.dense = tf.keras.layers.Dense(RES * RES * 3, activation="tanh")
+
+        def call(self, z, training=False):
+            return tf.reshape(self.dense(z), [-1, RES, RES, 3])
+
+    gen = Sub()
+    path = export_generator(gen, str(tmp_path / "1"), cfg=smoke_cfg())
+    g = load_generator(path)
+    z = np.ones((2, Z_DIM), np.float32)
+    np.testing.assert_array_equal(g.generate(z), to_uint8(gen(z)).numpy())
+    with pytest.raises(ValueError, match="known z_dim"):
+        export_generator(Sub(), str(tmp_path / "2"))
+    gray = tf.keras.Sequential([tf.keras.Input([Z_DIM]), tf.keras.layers.Dense(RES * RES),
+                                tf.keras.layers.Reshape([RES, RES, 1])])
+    with pytest.raises(ValueError, match=r"output must be \[N, R, R, 3\]"):
+        export_generator(gray, str(tmp_path / "3"))

@@ -133,12 +133,17 @@ class _GeneratorModule(tf.Module):
         return self._sample_range(seed, tf.constant(0, tf.int64), num, truncation)
 
 
-def _probe_shapes(generator: tf.keras.Model):
-    """(z_dim, resolution) from the model's input/output; ValueError naming what is wrong."""
+def _probe_shapes(generator: tf.keras.Model, cfg=None):
+    """(z_dim, resolution) from the model's input/output; ValueError naming what is wrong.
+
+    A subclassed model without symbolic inputs takes its z_dim from cfg.network.z_dim.
+    """
     try:
         in_shape = generator.inputs[0].shape if generator.inputs else generator.input_shape
-    except (AttributeError, ValueError):
+    except (AttributeError, ValueError, TypeError):
         in_shape = None
+    if (in_shape is None or len(in_shape) != 2 or in_shape[-1] is None) and cfg is not None:
+        in_shape = (None, int(cfg.network.z_dim))
     if in_shape is None or len(in_shape) != 2 or in_shape[-1] is None:
         raise ValueError(f"generator input must be z [N, z_dim] with a known z_dim, got {in_shape}")
     z_dim = int(in_shape[-1])
@@ -192,7 +197,7 @@ def export_generator(generator: tf.keras.Model, export_dir: str, *, cfg=None, me
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     if tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
         raise ValueError(f"{export_dir} already holds a SavedModel; export to a new directory")
-    z_dim, resolution = _probe_shapes(generator)
+    z_dim, resolution = _probe_shapes(generator, cfg)
     meta = build_metadata(cfg, metadata, z_dim, resolution, max_batch)
     module = _GeneratorModule(generator, z_dim, max_batch)
     tmp = tempfile.mkdtemp(prefix="facegan_meta_")
