@@ -44,7 +44,7 @@ log = logging.getLogger("facegan.serving")
 _STATE_CODES = {"UNKNOWN": 0, "START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 _HTTP_CODES = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400,
                grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-               grpc.StatusCode.UNIMPLEMENTED: 501}
+               grpc.StatusCode.UNIMPLEMENTED: 501, grpc.StatusCode.UNAVAILABLE: 503}
 
 
 def _version_of(spec):
@@ -222,6 +222,9 @@ def _make_rest_handler(manager: ModelManager, run):
                     for v, st in sorted(states.items())]})
             except ServingError as e:
                 self._send(_HTTP_CODES.get(e.code, 500), {"error": e.message})
+            except Exception as e:  # noqa: BLE001 - never kill the handler thread silently
+                log.exception("REST request failed")
+                self._send(500, {"error": f"{type(e).__name__}: {e}"})
 
         def do_POST(self):
             try:
@@ -230,6 +233,7 @@ def _make_rest_handler(manager: ModelManager, run):
                     raise ServingError(grpc.StatusCode.NOT_FOUND, f"unknown POST path {self.path}")
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > 64 << 20:
+                    self.close_connection = True   # the unread body must not be parsed as a request
                     raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"request body of {length} bytes is too large")
                 try:
                     body = json.loads(self.rfile.read(length) or b"{}")

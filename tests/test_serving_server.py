@@ -5,6 +5,7 @@ status code (and that the server keeps serving), hot loading, version policies, 
 REST, the CLIs and clean shutdown.
 """
 import argparse
+import json
 import os
 import pathlib
 import shutil
@@ -217,6 +218,19 @@ def test_rest_api(server, direct):
     with pytest.raises(ClientError) as err:
         rest.sample("nobody", 1, seed=1)
     assert err.value.code == "HTTP 404"
+    # Bad bodies: 400 with a message, and the server keeps serving.
+    import urllib.error
+    import urllib.request
+    url = rest._url("faces", None, ":predict")
+    for body, fragment in [(b"{not json", "malformed JSON"),
+                           (b'{"inputs": {"z": [["a", "b"]]}}', "cannot be converted to float32"),
+                           (b'{"signature_name": "nope", "inputs": {}}', '"nope" not found'),
+                           (b'{"inputs": {"z": [[1, 2], [3]]}}', "cannot be converted"),
+                           (b'{"instances": [], "inputs": {}}', "exactly one of")]:
+        with pytest.raises(urllib.error.HTTPError) as http_err:
+            urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=30)
+        assert http_err.value.code == 400 and fragment in json.loads(http_err.value.read())["error"], body
+    np.testing.assert_array_equal(rest.sample("faces", 2, seed=4), direct[1].sample(2, 4))
     # Row ("instances") format as TF Serving accepts it for single-input signatures.
     out = rest._request(rest._url("faces", None, ":predict"), {"instances": z[:2].tolist()})
     np.testing.assert_array_equal(np.asarray(out["predictions"], np.uint8), direct[1].generate(z[:2]))
