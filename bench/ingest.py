@@ -109,7 +109,7 @@ def beam_run(input_dir, out, cfg, beam_args, n):
         now = time.perf_counter()
         if done > 0 and "first" not in marks:
             marks["first"] = now
-        if done >= total and "last" not in marks:
+        if total and done >= total and "last" not in marks:
             marks["last"] = now
 
     on_progress.records = []

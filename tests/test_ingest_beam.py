@@ -310,7 +310,6 @@ def test_cli_ingest(tmp_path, capsys):
 def test_component_in_local_dag_runner_on_real_faces(tmp_path, ffhq_dir, celeba_dir):
     """ImageExampleGen + TFX's own StatisticsGen, LocalDagRunner, SQLite MLMD, real faces."""
     from tfx import v1 as tfx
-    from tfx.orchestration.portable.mlmd import execution_lib  # noqa: F401 (import check)
     from components.image_example_gen.component import ImageExampleGen
 
     inputs = tmp_path / "faces"

@@ -374,9 +374,12 @@ def run_ingest(input_base: str, output_uri: str, cfg: T.IngestConfig,
 
     `pipeline`: an unrun beam.Pipeline to use (the TFX executor passes its own); otherwise one is
     made from `beam_args` (passed to PipelineOptions unchanged). `on_progress(done, total)` is
-    called from the driver while a local run is going (per-worker counter files in a temp dir).
+    called from the driver while a local run is going (per-worker counter files in a temp dir;
+    `total` is None when archives make the file count unknown up front).
     """
     units = prepare(input_base, cfg)
+    # files to expect (unknown up front when archives are expanded on the workers)
+    total = None if any(T.is_archive(u) for u in units) else len(units)
     progress_dir = None
     if on_progress is not None:
         import tempfile
@@ -401,8 +404,8 @@ def run_ingest(input_base: str, output_uri: str, cfg: T.IngestConfig,
         th.start()
         while th.is_alive():
             th.join(0.5)
-            on_progress(read_progress(progress_dir), len(units))
-        on_progress(read_progress(progress_dir), len(units))
+            on_progress(read_progress(progress_dir), total)
+        on_progress(read_progress(progress_dir), total)
         if hasattr(on_progress, "records"):
             on_progress.records = read_progress_records(progress_dir)
         import shutil

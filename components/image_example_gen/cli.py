@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import sys
+import time
 
 from components.image_example_gen import transforms as T
 
@@ -64,6 +65,7 @@ def main(args) -> int:
             if done == 0:
                 return
             progress = Progress(total=total, unit="files", label="ingest")
+            progress._last = time.monotonic()   # first line after a real interval, not at t=0
         if done != progress.done:
             progress.update(done - progress.done)
 
