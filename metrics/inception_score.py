@@ -17,12 +17,6 @@ from metrics.registry import Accumulator, Metric, register_metric
 NUM_SPLITS = 10
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
 class SplitLogitsAccumulator(Accumulator):
     needs_features = True
 
@@ -41,16 +35,26 @@ class SplitLogitsAccumulator(Accumulator):
         if "logits" not in features:
             raise ValueError("this feature extractor has no classifier head; the Inception Score needs "
                              "the include-top InceptionV3 weights (not the notop file)")
-        logp = _log_softmax(features["logits"][: self.n - self.count])
-        if not len(logp):
+        z = np.asarray(features["logits"][: self.n - self.count], np.float64)
+        if not len(z):
             return
-        p = np.exp(logp)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        s = e.sum(axis=1, keepdims=True)
+        p, logp = e / s, z - np.log(s)
         if self.psum is None:
             self.psum = np.zeros((self.splits, p.shape[1]))
-        idx = np.searchsorted(self.bounds, np.arange(self.count, self.count + len(p)), side="right") - 1
-        np.add.at(self.psum, idx, p)
-        np.add.at(self.plogp, idx, (p * logp).sum(axis=1))
-        np.add.at(self.counts, idx, 1)
+        plogp = np.einsum("ij,ij->i", p, logp)
+        # splits are contiguous ranges: sum each batch slice that falls into one split
+        start = self.count
+        while start < self.count + len(p):
+            s = int(np.searchsorted(self.bounds, start, side="right") - 1)
+            stop = min(self.count + len(p), int(self.bounds[s + 1]))
+            lo, hi = start - self.count, stop - self.count
+            self.psum[s] += p[lo:hi].sum(axis=0)
+            self.plogp[s] += plogp[lo:hi].sum()
+            self.counts[s] += hi - lo
+            start = stop
         self.count += len(p)
 
     def result(self) -> Dict:
