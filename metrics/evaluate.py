@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
-from typing import Callable, Dict, Iterable, Iterator, Optional, Union
+from typing import Callable, Dict, Iterator, Optional, Union
 
 import numpy as np
 

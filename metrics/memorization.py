@@ -26,7 +26,7 @@ from typing import Dict, Iterable, Optional
 
 import numpy as np
 
-from facegan.images import make_grid, save_grid
+from facegan.images import save_grid
 from facegan.progress import Progress
 
 
@@ -169,5 +169,6 @@ def write_sheet(generated: np.ndarray, feat_nn: np.ndarray, pix_nn: np.ndarray, 
     n, k = feat_nn.shape[:2]
     gap = np.full((n, 1) + generated.shape[1:], 255, np.uint8)
     rows = np.concatenate([generated[:, None], feat_nn, gap, pix_nn], axis=1)   # [n, 2k+2, H, W, 3]
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True) if "://" not in path else None
+    if "://" not in path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return save_grid(rows.reshape((-1,) + generated.shape[1:]), path, cols=2 * k + 2)
