@@ -3,8 +3,9 @@
 Prints JSON: p50/p99 latency (ms) and images/s for num = 1, 16, 64 images per request, each with
 8 concurrent clients, (a) through `facegan serve` (a separate process, TF Serving's gRPC API on
 127.0.0.1, `sample` signature) and (b) calling the same signature of the same SavedModel in this
-process from 8 threads, in the same run. Overhead = direct images/s / gRPC images/s - 1 (goal:
-<= 10% at num = 16). Bounded request counts; loopback only.
+process from 8 threads, in the same run, alternating direct and gRPC rounds. Overhead = direct
+images/s / gRPC images/s - 1 (goal: <= 10% at num = 16; negative = gRPC was faster, i.e. noise).
+Bounded request counts; loopback only. `load_avg_1m` shows how busy the machine was.
 
     .venv/bin/python bench/serving.py [--requests-scale 1.0] [--clients 8]
 """
@@ -27,7 +28,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 NUMS = (1, 16, 64)
-REQUESTS_PER_CLIENT = {1: 12, 16: 3, 64: 1}   # ~1.3k images per side: ~2 min on 2 busy cores
+REQUESTS_PER_CLIENT = {1: 4, 16: 1, 64: 1}   # per client per round
+ROUNDS = 3   # direct and gRPC alternate (D G, G D, D G) so load drift on a shared machine cancels
 
 
 def _percentiles(latencies_s):
@@ -36,7 +38,7 @@ def _percentiles(latencies_s):
 
 
 def run_clients(call, clients: int, requests: int, num: int) -> dict:
-    """`clients` threads each making `requests` calls of `num` images; latency and throughput."""
+    """`clients` threads each making `requests` calls of `num` images: latencies and wall time."""
     lat, errors = [], []
     barrier = threading.Barrier(clients + 1)
 
@@ -59,10 +61,32 @@ def run_clients(call, clients: int, requests: int, num: int) -> dict:
     t0 = time.perf_counter()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
+    return {"latencies": lat, "errors": len(errors), "wall": time.perf_counter() - t0}
+
+
+def summarize(runs, num: int) -> dict:
+    lat = [x for r in runs for x in r["latencies"]]
+    wall = sum(r["wall"] for r in runs)
     p50, p99 = _percentiles(lat) if lat else (None, None)
-    return {"requests": len(lat), "errors": len(errors), "p50_ms": p50, "p99_ms": p99,
-            "images_per_s": round(len(lat) * num / wall, 1), "wall_s": round(wall, 2)}
+    return {"requests": len(lat), "errors": sum(r["errors"] for r in runs), "p50_ms": p50, "p99_ms": p99,
+            "images_per_s": round(len(lat) * num / wall, 1), "wall_s": round(wall, 2),
+            "round_images_per_s": [round(len(r["latencies"]) * num / r["wall"], 1) for r in runs]}
+
+
+def serialization_ms(images: np.ndarray, pngs, repeats: int = 10) -> float:
+    """Median ms for one Predict response's proto round trip (server encode + client decode)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        resp = predict_pb2.PredictResponse()
+        resp.outputs["images"].CopyFrom(tf.make_tensor_proto(images))
+        resp.outputs["png"].CopyFrom(tf.make_tensor_proto(np.asarray(pngs, dtype=object)))
+        back = predict_pb2.PredictResponse.FromString(resp.SerializeToString())
+        tf.make_ndarray(back.outputs["images"])
+        times.append(time.perf_counter() - t0)
+    return round(float(np.median(times)) * 1e3, 2)
 
 
 def start_server(base: str):
@@ -126,10 +150,27 @@ def main(argv=None) -> int:
         results = {}
         for num in NUMS:
             n_req = max(1, int(round(REQUESTS_PER_CLIENT[num] * args.requests_scale)))
-            d = run_clients(direct_call, args.clients, n_req, num)
-            g = run_clients(grpc_call, args.clients, n_req, num)
+            runs = {"direct": [], "grpc": []}
+            for r in range(ROUNDS):
+                order = ("direct", "grpc") if r % 2 == 0 else ("grpc", "direct")
+                for side in order:
+                    runs[side].append(run_clients(direct_call if side == "direct" else grpc_call,
+                                                  args.clients, n_req, num))
+            d, g = summarize(runs["direct"], num), summarize(runs["grpc"], num)
+            # The deterministic part of the gRPC cost: one response's proto round trip, against one
+            # unloaded direct call (no concurrency) of the same size.
+            out = sig(num=tf.constant(num), seed=tf.constant(1, tf.int64), truncation=tf.constant(1.0))
+            single = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                direct_call(num, 1)
+                single.append(time.perf_counter() - t0)
+            ser = serialization_ms(out["images"].numpy(), out["png"].numpy())
+            single_ms = round(float(np.median(single)) * 1e3, 2)
             results[str(num)] = {
                 "direct": d, "grpc": g,
+                "single_direct_call_ms": single_ms, "proto_round_trip_ms": ser,
+                "proto_share_of_call": round(ser / single_ms, 4),
                 "grpc_overhead_throughput": round(d["images_per_s"] / g["images_per_s"] - 1, 3),
                 "grpc_overhead_p50": round(g["p50_ms"] / d["p50_ms"] - 1, 3),
             }
@@ -140,7 +181,8 @@ def main(argv=None) -> int:
             "benchmark": "serving",
             "generator": {"source": source, "resolution": direct.resolution, "z_dim": direct.z_dim,
                           "params": int(generator.count_params())},
-            "signature": "sample", "clients": args.clients, "cpu_count": os.cpu_count(),
+            "signature": "sample", "clients": args.clients, "rounds": ROUNDS, "cpu_count": os.cpu_count(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
             "results": results,
             "goal": "gRPC overhead <= 10% at num=16 (direct images/s / gRPC images/s - 1)",
             "goal_met": bool(ov16 <= 0.10),
