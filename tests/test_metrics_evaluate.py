@@ -88,12 +88,37 @@ def test_random_extractor_labels_results_and_fid_matches_reference_on_its_featur
     assert ref > 0 and abs(r["fid40_random"] - ref) / ref < 1e-6
     assert r["kid40_random"]["mean"] == pytest.approx(kernel_distance(fg, fr, 100, 1000)["mean"], rel=1e-6)
     assert r["protocols"]["fid40_random"]["num_real"] == 40
+    import json
+    assert json.loads(json.dumps(r)) == r          # plain JSON types only (metrics.json, MLMD)
     # identical sets: FID and KID about zero
     same = evaluate(["fid", "kid"], gen, gen.copy(), num_images=40, extractor="random_tiny", progress=False)
     assert abs(same["fid40_random"]) < 1e-5 * ref   # 40 samples, 128-d: singular covariances
     # (unbiased KID of a set against itself is slightly negative: the cross term keeps the diagonal)
     darker = evaluate(["kid"], gen // 2, gen, num_images=40, extractor="random_tiny", progress=False)
     assert abs(same["kid40_random"]["mean"]) < 0.05 * darker["kid40_random"]["mean"]
+
+
+def test_all_metrics_in_one_pass_over_each_stream():
+    gen, real = blobs(30, seed=1), blobs(30, seed=2)
+    pulled = {"gen": 0, "real": 0, "calls": []}
+
+    def counted(images, key):
+        for i in range(0, len(images), 8):
+            pulled[key] += len(images[i:i + 8])
+            yield images[i:i + 8]
+
+    def gen_factory(n):
+        pulled["calls"].append(n)
+        return counted(gen, "gen")
+
+    r = evaluate(["fid", "kid", "is", "swd", "ms_ssim"], gen_factory, counted(real, "real"),
+                 num_images={"fid": 20, "kid": 16, "is": 10, "swd": 12, "ms_ssim": 10},
+                 extractor="random_tiny", progress=False)
+    assert pulled["calls"] == [20]                      # hungriest metric: fid 20 = ms_ssim 2 x 10
+    assert pulled["gen"] == 24 and pulled["real"] == 24   # batches of 8: stops after the 3rd
+    assert {"fid20_random", "kid16_random", "is10_random", "swd12", "ms_ssim10_pairs"} <= set(r)
+    assert r["protocols"]["swd12"]["num_real"] == 12 and r["protocols"]["kid16_random"]["num_real"] == 16
+    assert r["swd12"]["num_images"] == 12 and r["ms_ssim10_pairs"]["real_pairs"] == 10
 
 
 def test_bad_inputs_fail_clearly():

@@ -126,6 +126,8 @@ def test_swd_identical_zero_and_grows_with_blur():
     same = _swd(real.copy(), real)
     assert set(same["per_level"]) == {"32", "16"} and same["scale"] == "x1e3"
     assert same["avg"] == pytest.approx(0.0, abs=1e-9)
+    import json
+    assert json.loads(json.dumps(same)) == same
     other = _swd(smooth_images(48, 32, 4), real)       # same distribution, other images
     blurred = [_swd(blur(real, s), real) for s in (0.6, 1.2, 2.4)]
     avgs = [b["avg"] for b in blurred]
