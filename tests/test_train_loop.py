@@ -305,3 +305,20 @@ def test_custom_config_json_string_and_full_config():
     full = get_preset("dcgan").to_dict()
     cfg2, _ = config_from_custom({"config": full, "overrides": {"run.seed": 3}})
     assert cfg2 == get_preset("dcgan", {"run.seed": 3})
+
+
+def test_mixed_bfloat16_policy(faces, tmp_path):
+    """run.mixed_precision=mixed_bfloat16: layers compute in bfloat16, variables/outputs stay float32."""
+    import tensorflow as tf
+    from trainer import train_lib
+    cfg = get_preset("smoke", tiny_overrides("smoke", **{"run.mixed_precision": "mixed_bfloat16",
+                                                         "run.image_every": 100}))
+    try:
+        res = train_lib.train(cfg, faces, str(tmp_path / "run"), steps=2, progress=False)
+        dtypes = {layer.compute_dtype for layer in res.gan.G.layers if layer.weights}
+        assert "bfloat16" in dtypes
+        assert all(w.dtype == tf.float32 for w in res.gan.G.weights)
+        assert all(math.isfinite(v) for v in res.metrics.values())
+        assert res.generator_ema(tf.zeros([1, 16])).dtype == tf.float32
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")

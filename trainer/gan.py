@@ -255,7 +255,9 @@ class GAN(tf.keras.Model):
                 strategy.extended.update(
                     e, lambda e_, v_, d=d: e_.assign(v_ + d * (e_ - v_)), args=(v,), group=False)
 
-        tf.distribute.get_replica_context().merge_call(merge_fn)
+        # As Keras' optimizers do: a merge_call where the strategy needs one; called directly in
+        # replica context where it does not (e.g. inside an XLA-compiled step).
+        tf.__internal__.distribute.interim.maybe_merge_call(merge_fn, tf.distribute.get_strategy())
 
     # -- the step --------------------------------------------------------------------------------
     def train_step(self, data):
