@@ -248,7 +248,9 @@ class Trainer:
             gan, strategy, rng = self.gan, self.strategy, self.rng
             replica_fn = tf.function(gan.train_step, jit_compile=True) if self.cfg.run.xla else gan.train_step
 
-            @tf.function
+            # autograph off: train_step has no tensor-dependent Python control flow, and
+            # converting it (and every Keras call inside) costs seconds of tracing per stage.
+            @tf.function(autograph=False)
             def dist_step(iterator):
                 batch = next(iterator)
                 seed = rng.make_seeds(1)[:, 0]
