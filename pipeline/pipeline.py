@@ -47,7 +47,15 @@ def trainer_config(preset: str, overrides: Optional[Dict[str, Any]], resolution:
     if resolution is not None:
         ov["network.resolution"] = int(resolution)
     cfg = get_preset(preset, ov)      # raises ConfigError naming the field
-    return {"overrides": ov, "resolution": cfg.network.resolution}
+    net = cfg.network
+    # Progressive growing reads each stage's stored lower resolution (PGGAN's 2x2 box pyramid).
+    extra = []
+    if net.architecture == "progan":
+        r = net.start_resolution
+        while r < net.resolution:
+            extra.append(r)
+            r *= 2
+    return {"overrides": ov, "resolution": net.resolution, "extra_resolutions": extra}
 
 
 def create_pipeline(*, pipeline_name: str, pipeline_root: str, data_root: str, serving_dir: str,
@@ -83,6 +91,8 @@ def create_pipeline(*, pipeline_name: str, pipeline_root: str, data_root: str, s
     thresholds = configs.THRESHOLDS if thresholds is None else thresholds
 
     ingest = dict(configs.INGEST_OPTIONS if ingest_options is None else ingest_options)
+    if tc["extra_resolutions"] and "extra_resolutions" not in ingest:
+        ingest["extra_resolutions"] = tc["extra_resolutions"]
     _check_ingest_options(ImageExampleGen, ingest)
     example_gen = ImageExampleGen(input_base=data_root, resolution=res, **ingest)
 
