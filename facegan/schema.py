@@ -27,6 +27,8 @@ in trainer code).
 
 Generator SavedModel (exported by the trainer, loaded by evaluator and server only through these):
 - `serving_default`: `z` float32 [N, z_dim] -> `images` uint8 [N, H, W, 3]
+- `generate`: `z` float32 [N, z_dim], `truncation` float32 [] -> `images` uint8 (a SignatureDef
+  has no optional inputs, so "z with an optional truncation" is this second signature)
 - `sample`: `num` int32 [], `seed` int64 [], `truncation` float32 [] ->
   `images` uint8 [N, H, W, 3], `png` string [N]; deterministic for a given seed.
 - assets/`facegan_metadata.json`: architecture, resolution, z_dim, steps, metrics at export.
@@ -51,6 +53,7 @@ GRID_FILE = "sample_grid.png"
 
 SIGNATURE_DEFAULT = "serving_default"
 SIGNATURE_SAMPLE = "sample"
+SIGNATURE_GENERATE = "generate"
 METADATA_ASSET = "facegan_metadata.json"
 
 MIN_RESOLUTION = 4
