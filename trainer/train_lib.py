@@ -168,6 +168,7 @@ class Trainer:
         z_rng = np.random.default_rng(cfg.run.seed + 7)
         self.fixed_z = z_rng.standard_normal((16, cfg.network.z_dim)).astype(np.float32)
         self._step_fns: Dict = {}
+        self._reals: Dict = {}
         self._iterator = None
         self._iter_key = None
         self.resumed_from = None
@@ -275,12 +276,22 @@ class Trainer:
                 tf.summary.image("samples/generator", make_grid(raw, cols=4)[None], max_outputs=1)
             if self.gan.lens is not None and not self.synthetic:
                 from trainer.data import from_network
-                reals = next(iter(self._dataset(self.gan.resolution, 16).take(1)))
+                reals = self._fixed_reals()
                 lensed = from_network(self.gan.lens(reals, training=False)).numpy()
                 tf.summary.image("lens/reals", make_grid(from_network(reals).numpy(), cols=4)[None], max_outputs=1)
                 tf.summary.image("lens/lensed_reals", make_grid(lensed, cols=4)[None], max_outputs=1)
         self.writer.flush()
         return path
+
+    def _fixed_reals(self):
+        """The first 16 images of the stream (position 0) at the current resolution, cached."""
+        from trainer import data as data_lib
+        res = self.gan.resolution
+        if res not in self._reals:
+            ds = data_lib.train_dataset(self.files, res, 16, seed=self.cfg.run.seed,
+                                        shuffle_buffer=self.cfg.run.shuffle_buffer, info=self.data_info)
+            self._reals[res] = next(iter(ds.take(1)))
+        return self._reals[res]
 
     def write_scalars(self, step: int, metrics: Dict[str, float], perf: Dict[str, float]):
         import tensorflow as tf
@@ -303,8 +314,11 @@ class Trainer:
         cfg = self.cfg
         total = cfg.run.steps
         step = self.step
-        progress = Progress(total=total, unit="steps", label=f"train {cfg.preset or cfg.network.architecture}") \
+        name = cfg.preset or cfg.network.architecture
+        per_step = self.gan.global_batch_size * cfg.tricks.d_steps   # approximate when batch varies by stage
+        progress = Progress(total=max(0, total - step) * per_step, unit="images", label=f"train {name}") \
             if self.show_progress else None
+        shown_at_start = self.images_shown
         metrics: Dict[str, float] = {}
         t_last, img_last, step_last = time.monotonic(), self.images_shown, step
         recoveries = int(self.gan.nan_recoveries.numpy())
@@ -342,7 +356,8 @@ class Trainer:
                 t_last, img_last, step_last = time.monotonic(), self.images_shown, step
                 continue
             if progress is not None:
-                progress.update(step - progress.done)
+                progress.label = f"train {name} step {step}/{total}"
+                progress.update(max(0, self.images_shown - shown_at_start - progress.done))
             if step % cfg.run.log_every == 0 or step == total:
                 now = time.monotonic()
                 shown = self.images_shown
