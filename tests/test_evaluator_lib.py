@@ -156,3 +156,24 @@ def test_cli_runs_the_library_and_strict_exit_code(world, tmp_path, capsys):
     bad = p.parse_args(["--model", str(tmp_path / "nope"), "--data", world["examples"]])
     assert cli.main(bad) == 2
     assert "no generator SavedModel" in capsys.readouterr().err
+
+
+def test_missing_inception_weights(world, tmp_path, capsys):
+    """No weights: FID is refused with the how-to message (exit 2); metrics that need no weights
+    still run and the memorization sheet says why it is missing instead of failing the run."""
+    import argparse
+    from components.gan_evaluator import cli
+    missing = str(tmp_path / "no_such_inception.h5")
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    args = p.parse_args(["--model", world["blob"], "--data", world["examples"], "--out", str(tmp_path / "a"),
+                         "--metrics", "fid", "--num-images", "16", "--inception-weights", missing])
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "--metrics swd,ms_ssim" in err
+    assert not (tmp_path / "a" / "metrics.json").exists()
+    ev = EL.evaluate_model(world["blob"], world["examples"], str(tmp_path / "b"), metrics=["swd"],
+                           num_images=16, extractor=missing, batch_size=16)
+    assert "does not exist" in ev.results["memorization"]["error"]
+    assert "memorization" not in ev.files and ev.results["swd16"]["avg"] > 0
+    assert "error" in json.loads((tmp_path / "b" / "metrics.json").read_text())["results"]["memorization"]

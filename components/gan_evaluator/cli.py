@@ -25,6 +25,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--extractor", default="inception",
                         help="feature extractor for fid/kid/is/memorization: inception (Keras ImageNet "
                              "weights), a weights file path, or random (labelled not comparable)")
+    parser.add_argument("--inception-weights", default=None, metavar="H5",
+                        help="InceptionV3 weights file (same as --extractor H5)")
     parser.add_argument("--num-images", type=int, default=10000, help="generated images per metric")
     parser.add_argument("--out", default="evaluation", help="output directory (default ./evaluation)")
     parser.add_argument("--thresholds", default=None, help="blessing rules (JSON or JSON file)")
@@ -53,12 +55,20 @@ def main(args) -> int:
     try:
         result = evaluate_lib.evaluate_model(
             args.model, args.data, args.out, metrics=args.metrics, num_images=args.num_images,
-            extractor=args.extractor, thresholds=_json_arg(args.thresholds, "--thresholds"),
+            extractor=args.inception_weights or args.extractor,
+            thresholds=_json_arg(args.thresholds, "--thresholds"),
             min_improvement=_json_arg(args.min_improvement, "--min-improvement"),
             baseline_dir=args.baseline, log_dir=args.log_dir, seed=args.seed,
             batch_size=args.batch_size, cache_dir=args.cache_dir)
     except (ValueError, FileNotFoundError) as e:
         print(f"facegan evaluate: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        from metrics import WeightsUnavailableError
+        if not isinstance(e, WeightsUnavailableError):
+            raise
+        print(f"facegan evaluate: {e}\n(or run the metrics that need no weights: --metrics swd,ms_ssim; "
+              f"--extractor random gives fid/kid/is labelled _random, not comparable)", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in result.scalars.items()}, indent=2, sort_keys=True))
     print("wrote " + ", ".join(f"{k}: {v}" for k, v in sorted(result.files.items())))

@@ -304,8 +304,17 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
     mem = None
     if memorization:
         mem_path = os.path.join(out_dir, MEMORIZATION_FILE)
-        mem = write_memorization(samples[:MEMORIZATION_SAMPLES], examples_uri, mem_path,
-                                 extractor=extractor, batch_size=batch_size)
+        try:
+            mem = write_memorization(samples[:MEMORIZATION_SAMPLES], examples_uri, mem_path,
+                                     extractor=extractor, batch_size=batch_size)
+        except Exception as e:  # noqa: BLE001 - only WeightsUnavailableError is expected here
+            import metrics as M
+            if not isinstance(e, M.WeightsUnavailableError):
+                raise
+            # The sheet is an extra: report why it is missing (metrics.json and the log) rather
+            # than fail an evaluation whose requested metrics need no weights.
+            results["memorization"] = {"error": str(e)}
+            log(f"memorization sheet skipped: {e}")
         if mem is not None and os.path.exists(mem_path):
             files["memorization"] = mem_path
             results["memorization"] = mem
