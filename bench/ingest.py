@@ -12,6 +12,12 @@ Steady state vs start-up:
   is reported too; it leaves out the read-and-hash stage and the shuffle.
 - Naive: TensorFlow import is start-up; the loop is timed alone.
 
+CPU view: on a shared machine the kernel's autogroup scheduler gives each login session one
+fair share however many processes it runs, so two Beam workers may get no more CPU than one
+naive loop. The JSON therefore also reports CPU ms per image (naive loop; Beam's processing
+stage measured inside the workers from first file to last; all worker CPU of full minus small
+run) and the speedup those imply on `--workers` free cores ("projected_*").
+
     python bench/ingest.py [--resolution 64] [--workers 2] [--small 600] [--limit 0]
 """
 import argparse
