@@ -8,7 +8,6 @@ import collections
 import io
 import json
 import os
-import shutil
 import struct
 import tarfile
 import zipfile
