@@ -238,7 +238,7 @@ REPLICA_SCRIPT = textwrap.dedent("""
     res = {}
     for n in (1, 2):
         strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(n)])
-        r = train_lib.train(cfg, uri, f"{out}/r{n}", steps=2, progress=False, strategy=strategy)
+        r = train_lib.train(cfg, uri, f"{out}/r{n}", steps=1, progress=False, strategy=strategy)
         res[n] = r
     w = {n: [v.numpy() for v in r.gan.G.weights + r.gan.D.weights + r.generator_ema.weights] for n, r in res.items()}
     r0, r1 = tf.train.load_checkpoint(f"{out}/r1/checkpoints/ckpt-0"), tf.train.load_checkpoint(res[1].checkpoint)
