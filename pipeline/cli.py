@@ -11,33 +11,8 @@ import json
 import os
 import sys
 
+from facegan.cli_args import json_arg, parse_set
 from pipeline import configs
-
-
-def _parse_set(items):
-    """["a.b=1", "c=x"] -> {"a.b": 1, "c": "x"} (values parsed as JSON when they parse)."""
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return out
-
-
-def _json_arg(value, name):
-    if value is None:
-        return None
-    if os.path.isfile(value):
-        with open(value) as f:
-            value = f.read()
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{name}: not valid JSON (or a JSON file): {e}") from None
 
 
 def _common(p, data_required: bool):
@@ -87,9 +62,9 @@ def _pipeline_kwargs(a) -> dict:
         spark_master=os.environ.get("FACEGAN_SPARK_MASTER"),
         job_endpoint=os.environ.get("FACEGAN_SPARK_JOB_ENDPOINT"))
     return dict(preset=a.preset, train_steps=a.steps, resolution=a.resolution,
-                overrides=_parse_set(a.set), metrics=[m for m in a.metrics.split(",") if m],
-                num_eval_images=a.num_eval_images, thresholds=_json_arg(a.thresholds, "--thresholds"),
-                min_improvement=_json_arg(a.min_improvement, "--min-improvement"),
+                overrides=parse_set(a.set), metrics=[m for m in a.metrics.split(",") if m],
+                num_eval_images=a.num_eval_images, thresholds=json_arg(a.thresholds, "--thresholds"),
+                min_improvement=json_arg(a.min_improvement, "--min-improvement"),
                 extractor=a.extractor, beam_pipeline_args=beam + list(a.beam_arg))
 
 

@@ -128,8 +128,8 @@ def main(args) -> int:
 
     print(f"== pipeline: ingest -> train ({args.preset}, {args.resolution}px, {args.steps} steps) "
           f"-> evaluate -> push   (this takes a few minutes)", flush=True)
-    from pipeline.cli import _parse_set
-    overrides = dict(DEMO_OVERRIDES, **_parse_set(args.set))
+    from facegan.cli_args import parse_set
+    overrides = dict(DEMO_OVERRIDES, **parse_set(args.set))
     result = run_local(data_root=data, out=out, preset=args.preset, train_steps=args.steps,
                        overrides=overrides,
                        resolution=args.resolution, thresholds=DEMO_THRESHOLDS,

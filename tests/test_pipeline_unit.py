@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from components.gan_evaluator import blessing
+from facegan import cli_args
 from pipeline import cli, configs, demo
 from pipeline.local_runner import LocalLayout
 
@@ -38,20 +39,20 @@ def test_default_thresholds_are_valid_rules():
 
 
 def test_parse_set_values_as_json_when_possible():
-    assert cli._parse_set(["optim.batch_size=32", "network.architecture=dcgan", "tricks.x=0.5",
+    assert cli_args.parse_set(["optim.batch_size=32", "network.architecture=dcgan", "tricks.x=0.5",
                            "a.b=true"]) == {"optim.batch_size": 32, "network.architecture": "dcgan",
                                             "tricks.x": 0.5, "a.b": True}
-    with pytest.raises(ValueError, match="key=value"):
-        cli._parse_set(["nonsense"])
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        cli_args.parse_set(["nonsense"])
 
 
 def test_json_args_from_text_or_file(tmp_path):
     f = tmp_path / "t.json"
     f.write_text(json.dumps({"swd": {"max": 3}}))
-    assert cli._json_arg(str(f), "--thresholds") == {"swd": {"max": 3}}
-    assert cli._json_arg('{"fid": "5%"}', "--min-improvement") == {"fid": "5%"}
+    assert cli_args.json_arg(str(f), "--thresholds") == {"swd": {"max": 3}}
+    assert cli_args.json_arg('{"fid": "5%"}', "--min-improvement") == {"fid": "5%"}
     with pytest.raises(ValueError, match="--thresholds: not valid JSON"):
-        cli._json_arg("{nope", "--thresholds")
+        cli_args.json_arg("{nope", "--thresholds")
 
 
 def test_pipeline_cli_parses_run_and_compile():

@@ -11,9 +11,9 @@ decision.json, sample_grid.png and memorization.png into --out; exit status 0, o
 --strict and the model would not be blessed, 2 for bad arguments.
 """
 import json
-import os
 import sys
 
+from facegan.cli_args import json_arg
 from components.gan_evaluator import evaluate_lib
 
 
@@ -39,25 +39,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--strict", action="store_true", help="exit 1 if the model is not blessed")
 
 
-def _json_arg(value, name):
-    if value is None:
-        return None
-    if os.path.isfile(value):
-        with open(value) as f:
-            value = f.read()
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{name}: not valid JSON (or a JSON file): {e}") from None
-
-
 def main(args) -> int:
     try:
         result = evaluate_lib.evaluate_model(
             args.model, args.data, args.out, metrics=args.metrics, num_images=args.num_images,
             extractor=args.inception_weights or args.extractor,
-            thresholds=_json_arg(args.thresholds, "--thresholds"),
-            min_improvement=_json_arg(args.min_improvement, "--min-improvement"),
+            thresholds=json_arg(args.thresholds, "--thresholds"),
+            min_improvement=json_arg(args.min_improvement, "--min-improvement"),
             baseline_dir=args.baseline, log_dir=args.log_dir, seed=args.seed,
             batch_size=args.batch_size, cache_dir=args.cache_dir)
     except (ValueError, FileNotFoundError) as e:
