@@ -14,22 +14,8 @@ import logging
 import os
 import sys
 
+from facegan.cli_args import parse_set
 from trainer.config import ConfigError, get_preset, preset_names
-
-
-def parse_set(items):
-    """['a.b=1', 'c=true', 'd={"4": 8}'] -> {'a.b': 1, 'c': True, 'd': {'4': 8}} (JSON values,
-    falling back to the raw string)."""
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. optim.batch_size=32")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 def add_arguments(parser):
@@ -47,7 +33,7 @@ def add_arguments(parser):
 def main(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = get_preset(args.preset, parse_set(args.set))
+        cfg = get_preset(args.preset, parse_set(args.set, error=ConfigError))
     except ConfigError as e:
         print(f"facegan train: {e}", file=sys.stderr)
         return 2
