@@ -213,18 +213,11 @@ class GAN(tf.keras.Model):
         return images + tf.cast(std, images.dtype) * tf.cast(noise, images.dtype)
 
     def _gradient_penalty(self, real, fake, key, purpose):
-        """WGAN-GP (Gulrajani et al.): (||grad D(x_hat)||_2 - 1)^2 per example.
-
-        Same formula as trainer.losses.gradient_penalty (epsilon 1e-10 inside the sqrt); drawn
-        here because eps must come from the global-batch key (replica-count independence)."""
+        """WGAN-GP per example, trainer.losses.gradient_penalty with eps drawn here: it must come
+        from the global-batch key (replica-count independence)."""
+        from trainer.losses import gradient_penalty
         eps = self._global_slice(key, purpose, [1, 1, 1], kind="uniform")
-        x_hat = real + tf.cast(eps, real.dtype) * (fake - real)
-        with tf.GradientTape() as tape:
-            tape.watch(x_hat)
-            logits = self._disc(x_hat)[0]
-        grads = tf.cast(tape.gradient(logits, x_hat), tf.float32)
-        norm = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]) + 1e-10)
-        return tf.square(norm - 1.0)
+        return gradient_penalty(lambda x: self._disc(x)[0], real, fake, interpolation=eps)
 
     def _apply(self, optimizer, tape, loss, variables):
         """Gradients of `loss`, all-reduced across replicas, applied; returns the global norm."""

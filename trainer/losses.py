@@ -183,14 +183,20 @@ def interpolates(real, fake, seed_or_generator=None):
 
 
 def gradient_penalty(discriminator_logits_fn: Callable, real, fake, seed_or_generator=None,
-                     target: float = 1.0, epsilon: float = 1e-10):
+                     target: float = 1.0, epsilon: float = 1e-10, interpolation=None):
     """(||grad_x D(x_hat)||_2 - 1)^2 per example [N] at uniform interpolates x_hat.
 
     `discriminator_logits_fn(images) -> logits [N] / [N, 1]`; `seed_or_generator` is a
     `tf.random.Generator`, a stateless seed (shape [2] int), or None (global RNG). Same formula
     as TF-GAN's `wasserstein_gradient_penalty` (epsilon inside the sqrt), on a GradientTape so it
-    works in eager mode, tf.function and replica context; differentiable w.r.t. D's weights."""
-    x_hat = interpolates(real, fake, seed_or_generator)
+    works in eager mode, tf.function and replica context; differentiable w.r.t. D's weights.
+    `interpolation` (eps [N, 1, 1, 1] in [0, 1]) replaces the draw: the training loop passes its
+    slice of a global-batch draw so the result does not depend on the replica count."""
+    if interpolation is None:
+        x_hat = interpolates(real, fake, seed_or_generator)
+    else:
+        real, fake = tf.cast(real, tf.float32), tf.cast(fake, tf.float32)
+        x_hat = real + tf.cast(interpolation, tf.float32) * (fake - real)
     with tf.GradientTape() as tape:
         tape.watch(x_hat)
         logits = _flat(discriminator_logits_fn(x_hat))
