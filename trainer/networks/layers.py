@@ -175,22 +175,22 @@ def activation(kind: str, name=None):
     raise ValueError(f"unknown activation {kind!r}")
 
 
-def up_block(x, filters, kernel, act, init, norm=True, name=""):
-    """Fractionally strided (transposed) conv, stride 2, then BatchNorm and activation."""
-    x = tf.keras.layers.Conv2DTranspose(filters, kernel, strides=2, padding="same", use_bias=not norm,
-                                        kernel_initializer=init, name=f"{name}_deconv")(x)
+def _strided_block(conv, suffix, x, filters, kernel, act, init, norm, name):
+    x = conv(filters, kernel, strides=2, padding="same", use_bias=not norm,
+             kernel_initializer=init, name=f"{name}_{suffix}")(x)
     if norm:
         x = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     return activation(act, name=f"{name}_act")(x)
+
+
+def up_block(x, filters, kernel, act, init, norm=True, name=""):
+    """Fractionally strided (transposed) conv, stride 2, then BatchNorm and activation."""
+    return _strided_block(tf.keras.layers.Conv2DTranspose, "deconv", x, filters, kernel, act, init, norm, name)
 
 
 def down_block(x, filters, kernel, act, init, norm=True, name=""):
     """Strided conv, stride 2, then (optional) BatchNorm and activation."""
-    x = tf.keras.layers.Conv2D(filters, kernel, strides=2, padding="same", use_bias=not norm,
-                               kernel_initializer=init, name=f"{name}_conv")(x)
-    if norm:
-        x = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
-    return activation(act, name=f"{name}_act")(x)
+    return _strided_block(tf.keras.layers.Conv2D, "conv", x, filters, kernel, act, init, norm, name)
 
 
 def dense_block(x, units, act, init, norm=True, name=""):
