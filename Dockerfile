@@ -30,7 +30,7 @@ COPY metrics ./metrics
 COPY serving ./serving
 COPY pipeline ./pipeline
 RUN uv pip install --system --quiet --no-deps . \
- && python -c "import facegan, components.gan_evaluator.executor, trainer.run_fn, metrics, serving.client, pipeline.configs"
+ && python -c "import facegan.components.gan_evaluator.executor, facegan.trainer.run_fn, facegan.metrics, facegan.serving.client, facegan.pipeline.configs"
 
 # KFP v1 steps set their own command (tfx.orchestration.kubeflow.container_entrypoint) and v2 steps
 # theirs (tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor); the base image's

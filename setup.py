@@ -5,14 +5,20 @@ only names the direct dependencies so `pip install -e .` inside that environment
 """
 from setuptools import find_packages, setup
 
+_TOP = ["trainer", "metrics", "serving", "pipeline", "components"]
+_SUBPACKAGES = [p for top in _TOP for p in find_packages(include=[top, top + ".*"])]
+
 setup(
     name="facegan",
     version="0.1.0",
     description="Train, evaluate and serve face GANs as a TFX pipeline",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(
-        include=["facegan*", "pipeline*", "components*", "trainer*", "metrics*", "serving*"]),
-    package_data={"serving": ["configs/*", "k8s/*"], "pipeline": ["*.json"]},
+    # The repository keeps the top-level folders users asked for (trainer/, metrics/, serving/,
+    # pipeline/, components/), but they install as subpackages of `facegan` so that an installed
+    # facegan never shadows a user's own `metrics` or `serving` package (see ARCHITECTURE.md).
+    packages=["facegan"] + [f"facegan.{p}" for p in _SUBPACKAGES],
+    package_dir={"facegan": "facegan", **{f"facegan.{top}": top for top in _TOP}},
+    package_data={"facegan.serving": ["configs/*", "k8s/*"], "facegan.pipeline": ["*.json"]},
     install_requires=[
         "tfx[kfp]==1.15.1",
         "tensorflow==2.15.1",

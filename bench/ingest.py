@@ -108,7 +108,7 @@ def _cpu():
 
 
 def beam_run(input_dir, out, cfg, beam_args, n):
-    from components.image_example_gen import beam_pipeline as B
+    from facegan.components.image_example_gen import beam_pipeline as B
     marks = {}
 
     def on_progress(done, total):
@@ -155,8 +155,8 @@ def main():
             fh.read()
 
     t0 = time.perf_counter()
-    from components.image_example_gen import beam_pipeline  # noqa: F401
-    from components.image_example_gen import transforms as T
+    from facegan.components.image_example_gen import beam_pipeline  # noqa: F401
+    from facegan.components.image_example_gen import transforms as T
     beam_import_s = time.perf_counter() - t0
     cfg = T.IngestConfig(resolution=args.resolution, crop="center", filter="lanczos",
                          eval_fraction=0.1, grid_size=16)

@@ -77,7 +77,7 @@ def timed(fn, repeat=1):
 
 def bench_extraction(images, batch):
     import tensorflow as tf
-    from metrics.features import get_extractor
+    from facegan.metrics.features import get_extractor
     ext = get_extractor("random", batch_size=batch)
     inp = tf.keras.Input(images.shape[1:], dtype=tf.uint8)
     x = tf.image.resize(tf.cast(inp, tf.float32), (299, 299), method="bilinear", antialias=True) / 127.5 - 1.0
@@ -97,9 +97,9 @@ def bench_extraction(images, batch):
 def bench_fid_kid_is(n, rng):
     import tensorflow as tf
     import tensorflow_gan as tfgan
-    from metrics.fid import MomentAccumulator, frechet_distance
-    from metrics.inception_score import inception_score_from_logits
-    from metrics.kid import kernel_distance
+    from facegan.metrics.fid import MomentAccumulator, frechet_distance
+    from facegan.metrics.inception_score import inception_score_from_logits
+    from facegan.metrics.kid import kernel_distance
     d = 2048
     mix = (rng.standard_normal((d, d)) / np.sqrt(d)).astype(np.float32)
     a = np.maximum(rng.standard_normal((n, d)).astype(np.float32) @ mix, 0)
@@ -148,7 +148,7 @@ def bench_fid_kid_is(n, rng):
 def bench_swd(faces128, n):
     import tensorflow as tf
     import tensorflow_gan as tfgan
-    from metrics import evaluate
+    from facegan.metrics import evaluate
     real, fake = faces128[:n], faces128[n:2 * n]
     t_ours, r = timed(lambda: evaluate(["swd"], fake, real, num_images=n, progress=False))
     ours = r[f"swd{n}"] if f"swd{n}" in r else next(v for k, v in r.items() if k.startswith("swd"))
@@ -171,7 +171,7 @@ def bench_swd(faces128, n):
 
 def bench_ms_ssim(faces256, pairs):
     import tensorflow as tf
-    from metrics.ms_ssim import ms_ssim, resize_to
+    from facegan.metrics.ms_ssim import ms_ssim, resize_to
     a, b = faces256[0:2 * pairs:2], faces256[1:2 * pairs:2]
     a128, b128 = resize_to(a, 128), resize_to(b, 128)
     ms_ssim(a128[:2], b128[:2])

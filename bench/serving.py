@@ -112,9 +112,9 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    from serving.client import GrpcClient
-    from serving.testing import bench_generator
-    from trainer.export import export_generator, load_generator
+    from facegan.serving.client import GrpcClient
+    from facegan.serving.testing import bench_generator
+    from facegan.trainer.export import export_generator, load_generator
 
     tmp = tempfile.mkdtemp(prefix="facegan_bench_serving_")
     proc = None

@@ -64,7 +64,7 @@ def make_examples(uri, n):
 
 def bench_library(cfg, data, run_dir, warmup, steps, synthetic=False):
     """images/s of the library's own loop over `steps` timed steps after `warmup`."""
-    from trainer import train_lib
+    from facegan.trainer import train_lib
     marks = {}
 
     def on_step(trainer, step, metrics):
@@ -83,8 +83,8 @@ def bench_library(cfg, data, run_dir, warmup, steps, synthetic=False):
 def bench_plain(cfg, data, warmup, steps):
     """keras-io dcgan_overriding_train_step around the same networks, with `fit`."""
     import tensorflow as tf
-    from trainer import data as data_lib
-    from trainer.networks import build_networks
+    from facegan.trainer import data as data_lib
+    from facegan.trainer.networks import build_networks
 
     tf.keras.mixed_precision.set_global_policy("float32")
     tf.keras.utils.set_random_seed(0)
@@ -143,7 +143,7 @@ def main():
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf  # noqa: F401
-    from trainer.config import get_preset
+    from facegan.trainer.config import get_preset
 
     tmp = tempfile.mkdtemp(prefix="facegan_bench_train_")
     try:

@@ -10,13 +10,13 @@ import sys
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
-    "ingest": ("components.image_example_gen.cli", "ingest face images into TFRecords (Beam)"),
-    "train": ("trainer.cli", "train a GAN from an Examples directory"),
-    "evaluate": ("components.gan_evaluator.cli", "compute FID/KID/SWD/MS-SSIM/IS for a generator"),
-    "sample": ("serving.client", "sample images from a served generator (gRPC or REST)"),
-    "serve": ("serving.server", "serve generator SavedModels over TF Serving's gRPC API"),
-    "pipeline": ("pipeline.cli", "run the full TFX pipeline locally"),
-    "demo": ("pipeline.demo", "run the whole pipeline on embedded data, then sample from it"),
+    "ingest": ("facegan.components.image_example_gen.cli", "ingest face images into TFRecords (Beam)"),
+    "train": ("facegan.trainer.cli", "train a GAN from an Examples directory"),
+    "evaluate": ("facegan.components.gan_evaluator.cli", "compute FID/KID/SWD/MS-SSIM/IS for a generator"),
+    "sample": ("facegan.serving.client", "sample images from a served generator (gRPC or REST)"),
+    "serve": ("facegan.serving.server", "serve generator SavedModels over TF Serving's gRPC API"),
+    "pipeline": ("facegan.pipeline.cli", "run the full TFX pipeline locally"),
+    "demo": ("facegan.pipeline.demo", "run the whole pipeline on embedded data, then sample from it"),
 }
 
 

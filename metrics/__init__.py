@@ -2,7 +2,7 @@
 
 API (what the GanEvaluator component and `facegan evaluate` use)::
 
-    from metrics import METRICS, register_metric, evaluate, memorization
+    from facegan.metrics import METRICS, register_metric, evaluate, memorization
 
     result = evaluate(
         ["fid", "kid", "is", "swd", "ms_ssim"],   # names validated first (ValueError lists known ones)
@@ -47,11 +47,11 @@ real-statistics cache in cache.py. Nothing here imports TensorFlow until a metri
 Adding a metric: subclass `metrics.registry.Metric`, implement `accumulator()` and `compute()`,
 decorate with `@register_metric`; `evaluate()` then streams it with the others.
 """
-from metrics.registry import METRICS, Metric, register_metric, validate_metric_names  # noqa: F401
-from metrics import fid, kid, inception_score, swd, ms_ssim  # noqa: F401  (register the metrics)
-from metrics.evaluate import evaluate  # noqa: F401
-from metrics.features import WeightsUnavailableError, get_extractor  # noqa: F401
-from metrics.memorization import memorization  # noqa: F401
+from facegan.metrics.registry import METRICS, Metric, register_metric, validate_metric_names  # noqa: F401
+from facegan.metrics import fid, kid, inception_score, swd, ms_ssim  # noqa: F401  (register the metrics)
+from facegan.metrics.evaluate import evaluate  # noqa: F401
+from facegan.metrics.features import WeightsUnavailableError, get_extractor  # noqa: F401
+from facegan.metrics.memorization import memorization  # noqa: F401
 
 __all__ = ["METRICS", "Metric", "register_metric", "validate_metric_names", "evaluate", "memorization",
            "WeightsUnavailableError", "get_extractor"]

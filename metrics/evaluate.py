@@ -14,9 +14,9 @@ from typing import Callable, Dict, Iterator, Optional, Union
 import numpy as np
 
 from facegan.progress import Progress
-from metrics import cache as cache_lib
-from metrics.features import FeatureExtractor, get_extractor
-from metrics.registry import METRICS, validate_metric_names
+from facegan.metrics import cache as cache_lib
+from facegan.metrics.features import FeatureExtractor, get_extractor
+from facegan.metrics.registry import METRICS, validate_metric_names
 
 Batches = Union[Iterator[np.ndarray], Callable[..., Iterator[np.ndarray]], np.ndarray]
 

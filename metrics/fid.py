@@ -14,7 +14,7 @@ from typing import Dict
 
 import numpy as np
 
-from metrics.registry import Accumulator, Metric, register_metric
+from facegan.metrics.registry import Accumulator, Metric, register_metric
 
 
 class MomentAccumulator(Accumulator):

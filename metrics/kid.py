@@ -15,7 +15,7 @@ from typing import Dict
 
 import numpy as np
 
-from metrics.registry import Accumulator, Metric, register_metric
+from facegan.metrics.registry import Accumulator, Metric, register_metric
 
 NUM_SUBSETS = 100
 SUBSET_SIZE = 1000

@@ -87,7 +87,7 @@ def memorization(generated: np.ndarray, train_batches: Iterable[np.ndarray], out
     `max_train` caps the training images compared (None: the whole stream), `max_reference` the
     held-out ones; `k` neighbours per space are shown on the sheet.
     """
-    from metrics.features import get_extractor
+    from facegan.metrics.features import get_extractor
     gen = np.asarray(generated)
     if gen.dtype != np.uint8 or gen.ndim != 4 or gen.shape[-1] != 3 or not len(gen):
         raise ValueError(f"memorization: generated must be uint8 [K, H, W, 3], got {gen.dtype} {gen.shape}")

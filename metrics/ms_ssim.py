@@ -29,7 +29,7 @@ from typing import Dict
 
 import numpy as np
 
-from metrics.registry import Accumulator, Metric, register_metric
+from facegan.metrics.registry import Accumulator, Metric, register_metric
 
 WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 FILTER_SIZE = 11

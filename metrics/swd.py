@@ -36,7 +36,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from metrics.registry import Accumulator, Metric, register_metric
+from facegan.metrics.registry import Accumulator, Metric, register_metric
 
 NHOOD_SIZE = 7
 NHOODS_PER_IMAGE = 128

@@ -12,7 +12,7 @@ import os
 import sys
 
 from facegan.cli_args import json_arg, parse_set
-from pipeline import configs
+from facegan.pipeline import configs
 
 
 def _common(p, data_required: bool):
@@ -74,13 +74,13 @@ def main(args) -> int:
         return 2
     try:
         if args.action == "outputs":
-            from pipeline.local_runner import LocalLayout, pipeline_outputs
+            from facegan.pipeline.local_runner import LocalLayout, pipeline_outputs
             layout = LocalLayout(os.path.abspath(args.out))
             print(json.dumps(pipeline_outputs(layout.metadata_path, args.pipeline_name), indent=2))
             return 0
         kwargs = _pipeline_kwargs(args)
         if args.action == "run":
-            from pipeline.local_runner import run_local
+            from facegan.pipeline.local_runner import run_local
             r = run_local(data_root=args.data, out=args.out, pipeline_name=args.pipeline_name,
                           model_name=args.model_name, log_dir=args.log_dir,
                           enable_cache=not args.no_cache, **kwargs)
@@ -90,7 +90,7 @@ def main(args) -> int:
                   f"{push.get('pushed_destination', '')}")
             print(f"tensorboard --logdir {r.log_dir}")
             return 0 if push.get("pushed") else 1
-        from pipeline import kubeflow_runner as k
+        from facegan.pipeline import kubeflow_runner as k
         extra = {}
         for key in ("pipeline_root", "serving_dir"):
             if getattr(args, key):

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, Dict, Optional
 
-from pipeline import configs
+from facegan.pipeline import configs
 
 DEMO_RESOLUTION = 32
 DEMO_STEPS = 300
@@ -67,9 +67,9 @@ def sample_through_server(serving_base: str, model_name: str, out_png: str,
                           num: int = SAMPLE_NUM, seed: int = SAMPLE_SEED) -> Dict[str, Any]:
     """Start the local gRPC server on `serving_base`, sample a grid via the client, stop it."""
     from facegan.images import save_grid
-    from serving.client import GrpcClient
-    from serving.manager import ModelSpec
-    from serving.server import Server
+    from facegan.serving.client import GrpcClient
+    from facegan.serving.manager import ModelSpec
+    from facegan.serving.server import Server
 
     server = Server([ModelSpec(name=model_name, base_path=serving_base)], port=0, host="127.0.0.1",
                     poll_wait_s=0)
@@ -108,7 +108,7 @@ def _read_json(path: str) -> Optional[dict]:
 
 
 def main(args) -> int:
-    from pipeline.local_runner import run_local
+    from facegan.pipeline.local_runner import run_local
 
     t0 = time.monotonic()
     out = os.path.abspath(args.out)

@@ -33,7 +33,7 @@ if __name__ == "__main__":
 
 from typing import Any, Callable, Dict, List, Optional  # noqa: E402
 
-from pipeline import configs  # noqa: E402
+from facegan.pipeline import configs  # noqa: E402
 
 V1_FILENAME = "facegan_kubeflow.yaml"
 V2_FILENAME = "facegan_pipeline.json"
@@ -95,7 +95,7 @@ def compile_v1(output_dir: str, *, image: str = configs.PIPELINE_IMAGE,
     """
     from tfx.orchestration.kubeflow import kubeflow_dag_runner as kdr
 
-    from pipeline.pipeline import create_pipeline
+    from facegan.pipeline.pipeline import create_pipeline
 
     kwargs = settings_from_env()
     kwargs.update(pipeline_kwargs)
@@ -132,7 +132,7 @@ def compile_v2(output_dir: str, *, image: str = configs.PIPELINE_IMAGE,
     """Compile to a KFP v2 PipelineJob JSON (Vertex AI Pipelines); returns the file's path."""
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2
 
-    from pipeline.pipeline import create_pipeline
+    from facegan.pipeline.pipeline import create_pipeline
 
     kwargs = settings_from_env()
     kwargs.update(pipeline_kwargs)

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from pipeline import configs
+from facegan.pipeline import configs
 
 
 @dataclass
@@ -55,7 +55,7 @@ def run_local(*, data_root: str, out: str, pipeline_name: str = configs.PIPELINE
     """Build and run the pipeline with LocalDagRunner; return where its outputs are."""
     from tfx import v1 as tfx
 
-    from pipeline.pipeline import create_pipeline
+    from facegan.pipeline.pipeline import create_pipeline
 
     layout = LocalLayout(os.path.abspath(out))
     run_id = new_run_id()

@@ -23,10 +23,10 @@ from typing import Any, Dict, List, Optional, Sequence
 from tfx import v1 as tfx
 from tfx.proto import pusher_pb2, trainer_pb2
 
-from components.gan_evaluator.component import GanEvaluator
-from pipeline import configs
+from facegan.components.gan_evaluator.component import GanEvaluator
+from facegan.pipeline import configs
 
-RUN_FN = "trainer.run_fn.run_fn"
+RUN_FN = "facegan.trainer.run_fn.run_fn"
 RESOLVER_ID = "latest_blessed_model_resolver"
 
 
@@ -42,7 +42,7 @@ def _check_ingest_options(component_cls, options: Dict[str, Any]) -> None:
 
 def trainer_config(preset: str, overrides: Optional[Dict[str, Any]], resolution: Optional[int]) -> Dict[str, Any]:
     """Validated preset + dotted overrides (resolution folded in as network.resolution)."""
-    from trainer.config import get_preset
+    from facegan.trainer.config import get_preset
     ov = dict(overrides or {})
     if resolution is not None:
         ov["network.resolution"] = int(resolution)
@@ -79,7 +79,7 @@ def create_pipeline(*, pipeline_name: str, pipeline_root: str, data_root: str, s
     `log_dir` None means `<pipeline_root>/tensorboard`. `trainer_platform_config` is a Vertex
     ResourceSpec (used by the KFP v2 compile for GPUs); local runs leave it None.
     """
-    from components.image_example_gen.component import ImageExampleGen
+    from facegan.components.image_example_gen.component import ImageExampleGen
 
     if not pipeline_name:
         raise ValueError("pipeline_name must be non-empty")

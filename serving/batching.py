@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 import grpc
 import numpy as np
 
-from serving.manager import Servable, ServingError
+from facegan.serving.manager import Servable, ServingError
 
 
 @dataclasses.dataclass

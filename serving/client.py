@@ -62,7 +62,7 @@ def client_latents(seed: int, num: int, z_dim: int, truncation: float = 1.0) -> 
     """The latents the `sample` signature would use for (seed, num), pre-scaled by truncation."""
     if not 0.0 < truncation <= 1.0:
         raise ValueError(f"truncation must be in (0, 1], got {truncation}")
-    from trainer.export import sample_latents
+    from facegan.trainer.export import sample_latents
     z = sample_latents(int(seed), 0, int(num), int(z_dim)).numpy()
     return z * np.float32(truncation)   # float32 product, as in the graph
 

@@ -36,8 +36,8 @@ from typing import List, Optional
 import grpc
 import numpy as np
 
-from serving.batching import Batcher, BatchingParameters, parse_batching_parameters
-from serving.manager import ModelManager, ModelSpec, ServingError, parse_model_config
+from facegan.serving.batching import Batcher, BatchingParameters, parse_batching_parameters
+from facegan.serving.manager import ModelManager, ModelSpec, ServingError, parse_model_config
 
 log = logging.getLogger("facegan.serving")
 

@@ -38,9 +38,9 @@ def dcgan_generator(z_dim: int = 100, resolution: int = 64, filters: int = 64, s
 def bench_generator(z_dim: int = 100, resolution: int = 64):
     """(generator, cfg or None, source): trainer.networks' DCGAN if it is there, else the stand-in."""
     try:
-        from trainer.config import get_preset
-        from trainer.networks import build_networks
+        from facegan.trainer.config import get_preset
+        from facegan.trainer.networks import build_networks
         cfg = get_preset("dcgan", {"network.z_dim": z_dim, "network.resolution": resolution})
-        return build_networks(cfg).generator, cfg, "trainer.networks (dcgan preset)"
+        return build_networks(cfg).generator, cfg, "facegan.trainer.networks (dcgan preset)"
     except ImportError:
-        return dcgan_generator(z_dim, resolution), None, "serving.testing.dcgan_generator"
+        return dcgan_generator(z_dim, resolution), None, "facegan.serving.testing.dcgan_generator"

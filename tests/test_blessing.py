@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from components.gan_evaluator import blessing as B
+from facegan.components.gan_evaluator import blessing as B
 
 GOOD_DIV = {"between_std": 30.0, "within_std": 40.0}
 

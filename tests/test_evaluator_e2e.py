@@ -21,7 +21,7 @@ def _build(name, root, examples_dir, model_dir, serving):
     from tfx import v1 as tfx
     from tfx.proto import pusher_pb2
 
-    from components.gan_evaluator.component import GanEvaluator
+    from facegan.components.gan_evaluator.component import GanEvaluator
 
     examples = tfx.dsl.Importer(source_uri=examples_dir, artifact_type=tfx.types.standard_artifacts.Examples,
                                 properties={"split_names": '["train", "eval"]'}).with_id("examples_importer")
@@ -65,9 +65,9 @@ def _prop(artifact, key):
 def test_component_blesses_good_refuses_constant_and_pusher_obeys(tmp_path):
     from tfx import v1 as tfx
 
-    from components.gan_evaluator.testing import export_test_generator
+    from facegan.components.gan_evaluator.testing import export_test_generator
     from facegan.examples_io import write_synthetic_examples
-    from trainer.export import load_generator
+    from facegan.trainer.export import load_generator
 
     examples = write_synthetic_examples(str(tmp_path / "examples"), n_train=24, n_eval=32, resolution=RES)
     good = tmp_path / "models" / "good"

@@ -9,8 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from components.gan_evaluator import evaluate_lib as EL
-from components.gan_evaluator.testing import export_test_generator
+from facegan.components.gan_evaluator import evaluate_lib as EL
+from facegan.components.gan_evaluator.testing import export_test_generator
 from facegan.examples_io import write_synthetic_examples
 from facegan.images import decode_png
 
@@ -145,7 +145,7 @@ def test_diversity_stats_by_hand():
 
 def test_cli_runs_the_library_and_strict_exit_code(world, tmp_path, capsys):
     import argparse
-    from components.gan_evaluator import cli
+    from facegan.components.gan_evaluator import cli
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     args = p.parse_args(["--model", world["constant"], "--data", world["examples"], "--out", str(tmp_path),
@@ -162,7 +162,7 @@ def test_missing_inception_weights(world, tmp_path, capsys):
     """No weights: FID is refused with the how-to message (exit 2); metrics that need no weights
     still run and the memorization sheet says why it is missing instead of failing the run."""
     import argparse
-    from components.gan_evaluator import cli
+    from facegan.components.gan_evaluator import cli
     missing = str(tmp_path / "no_such_inception.h5")
     p = argparse.ArgumentParser()
     cli.add_arguments(p)

@@ -11,14 +11,14 @@ tf = pytest.importorskip("tensorflow")
 
 from facegan import schema  # noqa: E402
 from facegan.images import decode_png  # noqa: E402
-from trainer.config import get_preset  # noqa: E402
-from trainer.export import export_generator, load_generator, read_metadata, to_uint8  # noqa: E402
+from facegan.trainer.config import get_preset  # noqa: E402
+from facegan.trainer.export import export_generator, load_generator, read_metadata, to_uint8  # noqa: E402
 
 Z_DIM, RES = 8, 16
 
 
 def tiny_generator(seed=0):
-    from serving.testing import tiny_generator as build
+    from facegan.serving.testing import tiny_generator as build
     return build(Z_DIM, RES, seed)
 
 
@@ -163,7 +163,7 @@ def test_export_refuses_mismatch_and_overwrite(exported, tmp_path):
 
 def test_export_trainer_network(tmp_path):
     """The real smoke-preset generator from trainer.networks exports and round-trips."""
-    networks = pytest.importorskip("trainer.networks")
+    networks = pytest.importorskip("facegan.trainer.networks")
     cfg = get_preset("smoke")
     gen = networks.build_networks(cfg).generator
     path = export_generator(gen, str(tmp_path / "1"), cfg=cfg, metadata={"steps": 0})

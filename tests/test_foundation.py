@@ -42,3 +42,44 @@ def test_cli_lists_subcommands():
 
 def test_cli_unknown_subcommand_fails():
     assert cli.main(["no-such-command"]) == 2
+
+
+_TOP_LEVEL = ("trainer", "metrics", "serving", "pipeline", "components")
+
+
+def test_sources_import_only_the_facegan_namespace():
+    """The five repository folders install as `facegan.<name>` (setup.py's package_dir), so a bare
+    `import metrics` would pick up a user's own package of that name: none may remain."""
+    import pathlib
+    import re
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    bare = re.compile(r"^\s*(from|import)\s+(%s)\b" % "|".join(_TOP_LEVEL), re.M)
+    offenders = []
+    for path in repo.rglob("*.py"):
+        if any(part.startswith(".") for part in path.relative_to(repo).parts):
+            continue
+        for m in bare.finditer(path.read_text()):
+            offenders.append(f"{path.relative_to(repo)}: {m.group(0).strip()}")
+    assert not offenders, offenders
+
+
+def test_setup_maps_every_folder_under_facegan():
+    """setup.py installs each top-level folder (and its subpackages) under `facegan.`."""
+    import pathlib
+    import runpy
+    from unittest import mock
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    with mock.patch("setuptools.setup") as setup:
+        import os
+        cwd = os.getcwd()
+        os.chdir(repo)
+        try:
+            runpy.run_path(str(repo / "setup.py"))
+        finally:
+            os.chdir(cwd)
+    kwargs = setup.call_args.kwargs
+    for top in _TOP_LEVEL:
+        assert kwargs["package_dir"][f"facegan.{top}"] == top
+        assert f"facegan.{top}" in kwargs["packages"]
+    assert not [p for p in kwargs["packages"] if p.split(".")[0] != "facegan"]
+    assert "facegan.components.image_example_gen" in kwargs["packages"]

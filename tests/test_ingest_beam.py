@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.image_example_gen import transforms as T
+from facegan.components.image_example_gen import transforms as T
 from facegan import schema
 
 pytestmark = pytest.mark.e2e
@@ -147,7 +147,7 @@ def tree(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def in_memory_run(tree, tmp_path_factory):
-    from components.image_example_gen import beam_pipeline as B
+    from facegan.components.image_example_gen import beam_pipeline as B
     root, expect, labels = tree
     out = str(tmp_path_factory.mktemp("out") / "examples")
     cfg = T.IngestConfig(resolution=16, mirror=True, extra_resolutions="4,8", eval_fraction=0.4,
@@ -228,7 +228,7 @@ def test_examples_pixel_exact_splits_mirrors_labels(tree, in_memory_run):
 
 def test_multiprocessing_matches_in_memory_and_is_deterministic(tree, in_memory_run, tmp_path):
     """Same inputs on the multi-processing DirectRunner (2 workers): identical examples and splits."""
-    from components.image_example_gen import beam_pipeline as B
+    from facegan.components.image_example_gen import beam_pipeline as B
     root, _, _ = tree
     out0, s0, cfg = in_memory_run
     out = str(tmp_path / "mp")
@@ -247,7 +247,7 @@ def test_multiprocessing_matches_in_memory_and_is_deterministic(tree, in_memory_
 
 
 def test_fail_fast_before_beam(tmp_path):
-    from components.image_example_gen import beam_pipeline as B
+    from facegan.components.image_example_gen import beam_pipeline as B
     cfg = T.IngestConfig(resolution=16)
     with pytest.raises(T.IngestError, match="missing_dir"):
         B.run_ingest(str(tmp_path / "missing_dir"), str(tmp_path / "o"), cfg)
@@ -264,7 +264,7 @@ def test_fail_fast_before_beam(tmp_path):
 
 
 def test_nothing_survives_and_rejection_threshold(tmp_path):
-    from components.image_example_gen import beam_pipeline as B
+    from facegan.components.image_example_gen import beam_pipeline as B
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "a.txt").write_text("x")
@@ -285,7 +285,7 @@ def test_nothing_survives_and_rejection_threshold(tmp_path):
 
 def test_cli_ingest(tmp_path, capsys):
     import argparse
-    from components.image_example_gen import cli
+    from facegan.components.image_example_gen import cli
     rng = np.random.default_rng(3)
     src = tmp_path / "in"
     src.mkdir()
@@ -309,7 +309,7 @@ def test_cli_ingest(tmp_path, capsys):
 def test_component_in_local_dag_runner_on_real_faces(tmp_path, ffhq_dir, celeba_dir):
     """ImageExampleGen + TFX's own StatisticsGen, LocalDagRunner, SQLite MLMD, real faces."""
     from tfx import v1 as tfx
-    from components.image_example_gen.component import ImageExampleGen
+    from facegan.components.image_example_gen.component import ImageExampleGen
 
     inputs = tmp_path / "faces"
     (inputs / "ffhq").mkdir(parents=True)
@@ -361,7 +361,7 @@ def test_tfrecord_writer_matches_tf_and_beam(tmp_path):
     """The workers' own gzipped TFRecord writer: Beam's masked CRC, and TF reads every record."""
     import tensorflow as tf
     from apache_beam.io.tfrecordio import _TFRecordUtil
-    from components.image_example_gen import beam_pipeline as B
+    from facegan.components.image_example_gen import beam_pipeline as B
     for data in (b"", b"x", bytes(range(256)) * 50):
         assert B.masked_crc32c(data) == _TFRecordUtil._masked_crc32c(data)
     records = [bytes([k % 256]) * (k * 37 % 5000) for k in range(300)]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.image_example_gen import transforms as T
+from facegan.components.image_example_gen import transforms as T
 from facegan import schema
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import config as C
-from trainer import losses as L
+from facegan.trainer import config as C
+from facegan.trainer import losses as L
 
 REAL = np.array([[0.5], [-1.0], [2.0], [0.0]], np.float32)
 FAKE = np.array([[0.1], [0.3], [-2.0], [4.0]], np.float32)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from metrics.fid import MomentAccumulator, frechet_distance, frechet_distance_from_activations
-from metrics.inception_score import inception_score_from_logits
-from metrics.kid import kernel_distance, mmd2_unbiased
+from facegan.metrics.fid import MomentAccumulator, frechet_distance, frechet_distance_from_activations
+from facegan.metrics.inception_score import inception_score_from_logits
+from facegan.metrics.kid import kernel_distance, mmd2_unbiased
 
 
 def ref_fid(a, b):
@@ -148,7 +148,7 @@ def test_inception_score_hand_made_logits(rng):
 
 
 def test_inception_score_streamed_across_split_boundaries(rng):
-    from metrics.inception_score import SplitLogitsAccumulator, score_from_sums
+    from facegan.metrics.inception_score import SplitLogitsAccumulator, score_from_sums
     logits = rng.normal(0, 3, size=(211, 12))
     acc = SplitLogitsAccumulator(200)
     for i in range(0, 211, 37):                 # batches straddle splits; extra images ignored

@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 
-import metrics
-from metrics import METRICS, evaluate, memorization
-from metrics import features as feat_lib
-from metrics.fid import frechet_distance_from_activations
-from metrics.kid import kernel_distance
+from facegan import metrics
+from facegan.metrics import METRICS, evaluate, memorization
+from facegan.metrics import features as feat_lib
+from facegan.metrics.fid import frechet_distance_from_activations
+from facegan.metrics.kid import kernel_distance
 
 
 def blobs(n, res=32, seed=0):
@@ -40,7 +40,7 @@ def test_registry_names_and_unknown_metric_error():
 
 
 def test_register_metric_adds_a_streamed_metric():
-    from metrics.registry import Accumulator, Metric, register_metric
+    from facegan.metrics.registry import Accumulator, Metric, register_metric
 
     class MeanAcc(Accumulator):
         needs_images = True
@@ -178,7 +178,7 @@ def test_real_statistics_cache_hit_and_misses(tmp_path):
 def test_examples_split_key_tracks_file_content(tmp_path):
     import shutil
     from facegan.examples_io import write_synthetic_examples
-    from metrics.cache import examples_split_key
+    from facegan.metrics.cache import examples_split_key
     a = write_synthetic_examples(str(tmp_path / "a"), n_train=2, n_eval=3, resolution=16, seed=0)
     c = write_synthetic_examples(str(tmp_path / "c"), n_train=2, n_eval=3, resolution=16, seed=1)
     copy = shutil.copytree(a, str(tmp_path / "copy"))

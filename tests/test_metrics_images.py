@@ -4,8 +4,8 @@ import pytest
 import scipy.ndimage
 import scipy.signal
 
-from metrics import swd as swd_lib
-from metrics.ms_ssim import PairsAccumulator, ms_ssim
+from facegan.metrics import swd as swd_lib
+from facegan.metrics.ms_ssim import PairsAccumulator, ms_ssim
 
 
 def smooth_images(n, res, seed):
@@ -117,7 +117,7 @@ def test_sliced_wasserstein_matches_reference(spill):
 
 
 def _swd(a, b, seed=0):
-    from metrics import evaluate
+    from facegan.metrics import evaluate
     return evaluate(["swd"], a, b, num_images=len(a), progress=False, seed=seed)[f"swd{len(a)}"]
 
 

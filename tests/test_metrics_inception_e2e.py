@@ -3,8 +3,8 @@ builds InceptionV3 twice and runs it at 299x299, ~1 minute on a loaded 2-core ma
 import numpy as np
 import pytest
 
-from metrics import evaluate
-from metrics import features as feat_lib
+from facegan.metrics import evaluate
+from facegan.metrics import features as feat_lib
 from test_metrics_evaluate import blobs, no_weights  # noqa: F401  (fixture)
 
 

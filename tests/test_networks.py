@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import config as C
-from trainer.networks import ARCHITECTURES, Stage, build_networks, layers
-from trainer.networks.lens import build_lens, lens_lambda
-from trainer.networks.progan import progressive_schedule
+from facegan.trainer import config as C
+from facegan.trainer.networks import ARCHITECTURES, Stage, build_networks, layers
+from facegan.trainer.networks.lens import build_lens, lens_lambda
+from facegan.trainer.networks.progan import progressive_schedule
 
 Z = 16
 TINY = {"network.filters": 4, "network.max_filters": 16, "network.z_dim": Z}
@@ -235,7 +235,7 @@ def test_progan_layout_follows_karras(progan):
 
 def test_progan_widths_follow_karras_table():
     cfg = C.get_preset("progan")
-    from trainer.networks.progan import ProGAN
+    from facegan.trainer.networks.progan import ProGAN
     pg = ProGAN(cfg, tf.Variable(1.0))
     assert [pg.nf(r) for r in (4, 8, 16, 32, 64, 128, 256, 512, 1024)] == [512, 512, 512, 512, 256, 128, 64, 32, 16]
 

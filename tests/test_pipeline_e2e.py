@@ -29,8 +29,8 @@ def faces_subset(celeba_dir, tmp_path_factory):
 
 
 def test_local_pipeline_on_real_faces_pushes_a_servable_model(faces_subset, tmp_path):
-    from pipeline.local_runner import pipeline_outputs, run_local
-    from trainer.export import load_generator
+    from facegan.pipeline.local_runner import pipeline_outputs, run_local
+    from facegan.trainer.export import load_generator
 
     out = tmp_path / "out"
     r = run_local(data_root=faces_subset, out=str(out), pipeline_name="facegan-e2e", preset="smoke",

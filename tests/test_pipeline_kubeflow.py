@@ -23,7 +23,7 @@ COMPONENTS = {"ImageExampleGen", "Trainer", "latest_blessed_model_resolver", "Ga
 
 
 def _kwargs():
-    from pipeline import configs
+    from facegan.pipeline import configs
     return dict(pipeline_name="facegan-kf", pipeline_root="gs://bucket/root", data_root="gs://bucket/faces",
                 serving_dir="gs://bucket/serving", preset="smoke", train_steps=1234, resolution=32,
                 beam_pipeline_args=configs.beam_args("dataflow", project="proj", region="europe-west4",
@@ -36,7 +36,7 @@ def _arg(args, flag):
 
 def test_kubeflow_v1_compile(tmp_path):
     import yaml
-    from pipeline import kubeflow_runner as k
+    from facegan.pipeline import kubeflow_runner as k
 
     path = k.compile_v1(str(tmp_path), image=IMAGE, gpus=2, **_kwargs())
     wf = yaml.safe_load(open(path))
@@ -59,9 +59,9 @@ def test_kubeflow_v1_compile(tmp_path):
     # The pipeline IR each step carries: the Trainer's run_fn/steps, the evaluator's rules,
     # the Beam args for Dataflow.
     trainer_ir = _arg(steps["Trainer"][1]["args"], "--tfx_ir")
-    assert "trainer.run_fn.run_fn" in trainer_ir and "1234" in trainer_ir
+    assert "facegan.trainer.run_fn.run_fn" in trainer_ir and "1234" in trainer_ir
     ev_ir = _arg(steps["GanEvaluator"][1]["args"], "--tfx_ir")
-    assert "components.gan_evaluator.executor.Executor" in ev_ir and "max_noise_fraction" in ev_ir
+    assert "facegan.components.gan_evaluator.executor.Executor" in ev_ir and "max_noise_fraction" in ev_ir
     ingest_ir = _arg(steps["ImageExampleGen"][1]["args"], "--tfx_ir")
     assert "--runner=DataflowRunner" in ingest_ir and "--project=proj" in ingest_ir
     pusher_ir = _arg(steps["Pusher"][1]["args"], "--tfx_ir")
@@ -72,7 +72,7 @@ def test_kubeflow_v2_compile_parses_as_pipeline_spec(tmp_path):
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
 
-    from pipeline import kubeflow_runner as k
+    from facegan.pipeline import kubeflow_runner as k
 
     path = k.compile_v2(str(tmp_path), image=IMAGE, gpus=4, **_kwargs())
     job = json.load(open(path))
@@ -88,7 +88,7 @@ def test_kubeflow_v2_compile_parses_as_pipeline_spec(tmp_path):
             c = e["container"]
             assert c["image"] == IMAGE, name
             classes[name] = _arg(c["args"], "--executor_class_path")
-    assert classes["GanEvaluator_executor"] == "components.gan_evaluator.executor.Executor"
+    assert classes["GanEvaluator_executor"] == "facegan.components.gan_evaluator.executor.Executor"
     assert classes["Trainer_executor"].endswith("GenericExecutor")
     res = execs["Trainer_executor"]["container"]["resources"]
     assert res["accelerator"] == {"type": "NVIDIA_TESLA_T4", "count": "4"}
@@ -102,7 +102,7 @@ def test_runner_file_compiles_as_the_tfx_cli_runs_it(tmp_path, monkeypatch):
     from tfx.tools.cli import labels
     from tfx.tools.cli.handler import base_handler, kubeflow_dag_runner_patcher
 
-    import pipeline as pkg
+    import facegan.pipeline as pkg
     path = os.path.join(os.path.dirname(pkg.__file__), "kubeflow_runner.py")
     saved = {n: m for n, m in sys.modules.items() if n == "pipeline" or n.startswith("pipeline.")}
     for n in saved:

@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from components.gan_evaluator import blessing
+from facegan.components.gan_evaluator import blessing
 from facegan import cli_args
-from pipeline import cli, configs, demo
-from pipeline.local_runner import LocalLayout
+from facegan.pipeline import cli, configs, demo
+from facegan.pipeline.local_runner import LocalLayout
 
 
 def test_beam_args_per_runner():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import regularizers as R
+from facegan.trainer import regularizers as R
 
 
 def test_feature_matching_loss():

@@ -24,12 +24,12 @@ tf = pytest.importorskip("tensorflow")
 grpc = pytest.importorskip("grpc")
 
 from facegan.images import decode_png  # noqa: E402
-from serving import client as client_lib  # noqa: E402
-from serving.client import ClientError, GrpcClient, RestClient, latent_walk  # noqa: E402
-from serving.manager import ModelSpec  # noqa: E402
-from serving.server import Server  # noqa: E402
-from serving.testing import tiny_generator  # noqa: E402
-from trainer.export import export_generator, load_generator  # noqa: E402
+from facegan.serving import client as client_lib  # noqa: E402
+from facegan.serving.client import ClientError, GrpcClient, RestClient, latent_walk  # noqa: E402
+from facegan.serving.manager import ModelSpec  # noqa: E402
+from facegan.serving.server import Server  # noqa: E402
+from facegan.serving.testing import tiny_generator  # noqa: E402
+from facegan.trainer.export import export_generator, load_generator  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 Z_DIM, RES, MAX_BATCH = 8, 16, 32
@@ -324,7 +324,7 @@ def test_model_config_file_policies(tmp_path, versions, direct):
                version_labels {{ key: "stable" value: 1 }} }}
       config {{ name: "pinned" base_path: "{base}" model_version_policy {{ specific {{ versions: 1 }} }} }}
     }}""")
-    from serving.server import specs_from_args
+    from facegan.serving.server import specs_from_args
     args = argparse.Namespace(model_config_file=str(config), model_base_path=None, model_name=None)
     with Server(specs_from_args(args), port=0, host="127.0.0.1", poll_wait_s=0) as srv, \
             GrpcClient(f"127.0.0.1:{srv.port}", timeout=60) as c:
@@ -345,7 +345,7 @@ def test_model_config_file_policies(tmp_path, versions, direct):
 
 
 def test_stop_finishes_in_flight_requests(tmp_path, versions, monkeypatch):
-    from serving import manager
+    from facegan.serving import manager
     started = threading.Semaphore(0)
     original = manager.Servable.run
 
@@ -416,7 +416,7 @@ def test_serve_cli_sigterm(tmp_path, versions, direct):
 def test_batching_merges_requests_and_client_falls_back(tmp_path, versions, direct):
     """--enable_batching as TF Serving does it: z requests merge; `sample` (scalars) is refused and
     `facegan sample` transparently draws the same latents itself."""
-    from serving.batching import BatchingParameters, parse_batching_parameters
+    from facegan.serving.batching import BatchingParameters, parse_batching_parameters
     base = make_base(tmp_path, versions, [1])
     # A long timeout so the concurrent requests below surely share batches.
     params = BatchingParameters(max_batch_size=64, max_execution_batch_size=16, batch_timeout_micros=300_000,

@@ -5,8 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from serving.client import latent_walk
-from serving.manager import ModelSpec, list_versions, parse_model_config
+from facegan.serving.client import latent_walk
+from facegan.serving.manager import ModelSpec, list_versions, parse_model_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -117,7 +117,7 @@ def test_k8s_manifest():
 
 
 def test_batching_parameters_parse():
-    from serving.batching import parse_batching_parameters
+    from facegan.serving.batching import parse_batching_parameters
     p = parse_batching_parameters((REPO / "serving/configs/batching.config").read_text())
     assert (p.max_batch_size, p.max_execution_batch_size, p.batch_timeout_micros) == (256, 64, 2000)
     assert p.enable_large_batch_splitting is True and p.pad_variable_length_inputs is False

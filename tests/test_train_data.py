@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from facegan import examples_io, schema
-from trainer import data as data_lib
+from facegan.trainer import data as data_lib
 
 
 @pytest.fixture(scope="module")

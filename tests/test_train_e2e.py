@@ -24,7 +24,7 @@ def test_tfx_trainer_runs_run_fn_in_local_dag_runner(tmp_path):
     overrides = {"optim.batch_size": 8, "network.filters": 8, "network.z_dim": 16,
                  "run.checkpoint_every": 2, "run.log_every": 1, "run.image_every": 2}
     trainer = tfx.components.Trainer(
-        run_fn="trainer.run_fn.run_fn",
+        run_fn="facegan.trainer.run_fn.run_fn",
         examples=importer.outputs["result"],
         train_args=tfx.proto.TrainArgs(num_steps=3),
         eval_args=tfx.proto.EvalArgs(num_steps=0),

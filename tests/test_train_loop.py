@@ -18,7 +18,7 @@ import pytest
 
 from facegan.images import decode_png
 from train_testlib import checkpoint_weights, tiny_overrides, write_face_examples
-from trainer.config import Config, ConfigError, get_preset, preset_names
+from facegan.trainer.config import Config, ConfigError, get_preset, preset_names
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,7 +34,7 @@ _RUNS = {}
 def run_preset(preset, faces, root):
     """Train `preset` made tiny for 3 steps. Presets whose tiny configs are identical (e.g. `dcgan`
     and `smoke`: same architecture, loss and tricks) share one run to keep the suite short."""
-    from trainer import train_lib
+    from facegan.trainer import train_lib
     cfg = get_preset(preset, tiny_overrides(preset, **{"run.steps": 3}))
     key = json.dumps(dict(cfg.to_dict(), preset=""), sort_keys=True)
     if key not in _RUNS:
@@ -122,7 +122,7 @@ def test_all_tricks_and_lens(faces, tmp_path):
     """Lens + feature matching + repelling + historical averaging + instance noise + label
     smoothing + 2 D steps: every term reported, schedules match their formulas."""
     from tensorboard.backend.event_processing import event_accumulator
-    from trainer import train_lib
+    from facegan.trainer import train_lib
     K, noise0, noise_steps = 10, 0.2, 10
     cfg = get_preset("smoke", tiny_overrides("smoke", **{
         "tricks.lens.enabled": True, "tricks.lens.anneal_steps": K, "tricks.lens.blocks": 2,
@@ -151,7 +151,7 @@ def test_all_tricks_and_lens(faces, tmp_path):
 def test_resume_equals_straight_run(faces, tmp_path, capsys):
     """4 steps straight == 2 steps with `facegan train`, then the same command with --steps 4."""
     from facegan import cli
-    from trainer import train_lib
+    from facegan.trainer import train_lib
     over = tiny_overrides("smoke", **{"run.checkpoint_every": 100, "run.image_every": 100,
                                       "tricks.instance_noise": 0.1, "tricks.instance_noise_steps": 8})
     cfg = get_preset("smoke", over)
@@ -185,7 +185,7 @@ def test_cli_rejects_bad_override(faces, tmp_path, capsys):
 
 # -- NaN recovery ------------------------------------------------------------------------------
 def test_nan_recovery_restores_and_lowers_lr(faces, tmp_path):
-    from trainer import train_lib
+    from facegan.trainer import train_lib
     poisoned = []
 
     def poison_once(trainer, step, metrics):
@@ -206,7 +206,7 @@ def test_nan_recovery_restores_and_lowers_lr(faces, tmp_path):
 
 
 def test_nan_after_limit_raises_naming_step_and_loss(faces, tmp_path):
-    from trainer import train_lib
+    from facegan.trainer import train_lib
 
     def poison_always(trainer, step, metrics):
         w = trainer.gan.D.trainable_variables[0]
@@ -226,8 +226,8 @@ REPLICA_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from trainer.config import get_preset
-    from trainer import train_lib
+    from facegan.trainer.config import get_preset
+    from facegan.trainer import train_lib
     uri, out = sys.argv[1], sys.argv[2]
     # progan without BatchNorm / minibatch-stddev (both are per-replica batch statistics by
     # design); WGAN-GP exercises the gradient penalty's double backprop across replicas.
@@ -272,7 +272,7 @@ def test_one_vs_two_replicas_same_update(faces, tmp_path, ffhq_dir):
 # -- TFX run_fn (duck-typed fn_args, no TFX import) ---------------------------------------------
 def test_run_fn_trains_and_exports(faces, tmp_path):
     import tensorflow as tf
-    from trainer.run_fn import run_fn
+    from facegan.trainer.run_fn import run_fn
     fn_args = types.SimpleNamespace(
         custom_config={"preset": "smoke", "overrides": tiny_overrides("smoke"), "log_dir": str(tmp_path / "tb")},
         train_steps=2, train_files=[os.path.join(faces, "Split-train", "*")],
@@ -293,13 +293,13 @@ def test_run_fn_trains_and_exports(faces, tmp_path):
     ({"preset": "nosuch"}, "nosuch"),
 ])
 def test_run_fn_custom_config_errors(cc, msg):
-    from trainer.run_fn import config_from_custom
+    from facegan.trainer.run_fn import config_from_custom
     with pytest.raises(ConfigError, match=msg):
         config_from_custom(cc)
 
 
 def test_custom_config_json_string_and_full_config():
-    from trainer.run_fn import config_from_custom
+    from facegan.trainer.run_fn import config_from_custom
     cfg, extras = config_from_custom(json.dumps({"preset": "hdcgan", "overrides": {"optim.batch_size": 8}}))
     assert cfg.network.architecture == "hdcgan" and cfg.optim.batch_size == 8 and extras["log_dir"] is None
     full = get_preset("dcgan").to_dict()
@@ -310,7 +310,7 @@ def test_custom_config_json_string_and_full_config():
 def test_mixed_bfloat16_policy(faces, tmp_path):
     """run.mixed_precision=mixed_bfloat16: layers compute in bfloat16, variables/outputs stay float32."""
     import tensorflow as tf
-    from trainer import train_lib
+    from facegan.trainer import train_lib
     cfg = get_preset("smoke", tiny_overrides("smoke", **{"run.mixed_precision": "mixed_bfloat16",
                                                          "run.image_every": 100}))
     try:

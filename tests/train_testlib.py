@@ -17,7 +17,7 @@ TINY_LENS = {"tricks.lens.blocks": 2, "tricks.lens.filters": 8, "tricks.lens.ann
 
 def tiny_overrides(preset: str, **extra):
     """Overrides that make any preset tiny (by its architecture; lens shrunk when it is on)."""
-    from trainer.config import get_preset
+    from facegan.trainer.config import get_preset
     cfg = get_preset(preset)
     out = dict(TINY, **TINY_ARCH.get(cfg.network.architecture, {}))
     if cfg.tricks.lens.enabled:

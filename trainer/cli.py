@@ -15,7 +15,7 @@ import os
 import sys
 
 from facegan.cli_args import parse_set
-from trainer.config import ConfigError, get_preset, preset_names
+from facegan.trainer.config import ConfigError, get_preset, preset_names
 
 
 def add_arguments(parser):
@@ -40,7 +40,7 @@ def main(args) -> int:
     if not args.data and not args.synthetic:
         print("facegan train: --data is required (or --synthetic)", file=sys.stderr)
         return 2
-    from trainer import train_lib
+    from facegan.trainer import train_lib
     try:
         result = train_lib.train(cfg, args.data, args.out, steps=args.steps, log_dir=args.log_dir,
                                  synthetic=args.synthetic, progress=True)

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
-from trainer.config import Config
+from facegan.trainer.config import Config
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -63,7 +63,7 @@ class GAN(tf.keras.Model):
 
     def __init__(self, cfg: Config, networks, ema_networks=None, lens=None, *, global_batch_size: int):
         super().__init__(name="gan")
-        from trainer.losses import LOSSES
+        from facegan.trainer.losses import LOSSES
         self.cfg = cfg
         self.nets = networks
         self.ema_nets = ema_networks
@@ -103,7 +103,7 @@ class GAN(tf.keras.Model):
                 inner = getattr(opt, "inner_optimizer", opt)
                 inner.build(var_list)
         if cfg.tricks.historical_averaging > 0:
-            from trainer.regularizers import HistoricalAveraging
+            from facegan.trainer.regularizers import HistoricalAveraging
             self.historical = (HistoricalAveraging(self._g_all), HistoricalAveraging(self._d_all))
         self.apply_lr_scale()
 
@@ -203,7 +203,7 @@ class GAN(tf.keras.Model):
         t = self.cfg.tricks
         if t.instance_noise <= 0:
             return None
-        from trainer.regularizers import instance_noise_std
+        from facegan.trainer.regularizers import instance_noise_std
         return tf.cast(instance_noise_std(step, t.instance_noise, t.instance_noise_steps), tf.float32)
 
     def _noisy(self, images, std, key, purpose):
@@ -215,7 +215,7 @@ class GAN(tf.keras.Model):
     def _gradient_penalty(self, real, fake, key, purpose):
         """WGAN-GP per example, trainer.losses.gradient_penalty with eps drawn here: it must come
         from the global-batch key (replica-count independence)."""
-        from trainer.losses import gradient_penalty
+        from facegan.trainer.losses import gradient_penalty
         eps = self._global_slice(key, purpose, [1, 1, 1], kind="uniform")
         return gradient_penalty(lambda x: self._disc(x)[0], real, fake, interpolation=eps)
 
@@ -270,7 +270,7 @@ class GAN(tf.keras.Model):
         noise_std = self._instance_noise(step)
         lens_lambda = None
         if self.lens is not None:
-            from trainer.networks.lens import lens_lambda as _lens_lambda
+            from facegan.trainer.networks.lens import lens_lambda as _lens_lambda
             lens_lambda = tf.cast(_lens_lambda(step, t.lens.anneal_steps), tf.float32)
 
         sums: Dict[str, tf.Tensor] = {}     # per-replica contributions: replica sum = global value
@@ -318,11 +318,11 @@ class GAN(tf.keras.Model):
             g_adv = self._avg(self.g_loss_fn(fake_logits))
             g_loss = g_adv
             if t.feature_matching > 0:
-                from trainer.regularizers import feature_matching_loss
+                from facegan.trainer.regularizers import feature_matching_loss
                 fm = self._per_replica_scalar(feature_matching_loss(tf.stop_gradient(real_feats), fake_feats))
                 g_loss += t.feature_matching * fm
             if t.repelling > 0:
-                from trainer.regularizers import repelling_loss
+                from facegan.trainer.regularizers import repelling_loss
                 rep = self._per_replica_scalar(repelling_loss(fake_feats))
                 g_loss += t.repelling * rep
             if self.historical is not None:
@@ -341,7 +341,7 @@ class GAN(tf.keras.Model):
 
         # ---- lens (Sajjadi et al. 2018): lambda * adversarial + ||X - L(X)||^2 ----
         if self.lens is not None:
-            from trainer.losses import lens_reconstruction_loss
+            from facegan.trainer.losses import lens_reconstruction_loss
             x = reals[-1]
             with tf.GradientTape() as tape:
                 lx = tf.cast(self.lens(x, training=True), tf.float32)
@@ -382,7 +382,7 @@ class GAN(tf.keras.Model):
     # -- sampling --------------------------------------------------------------------------------
     def sample(self, z, ema=True, truncation: float = 1.0):
         """uint8 images from latents (optionally truncated toward the prior mean 0)."""
-        from trainer.data import from_network
+        from facegan.trainer.data import from_network
         g = self.sampling_generator if ema else self.G
         z = tf.convert_to_tensor(z, tf.float32) * truncation
         return from_network(g(z, training=False))

@@ -1,4 +1,4 @@
-"""`run_fn` for the standard TFX Trainer: `tfx.components.Trainer(run_fn='trainer.run_fn.run_fn')`.
+"""`run_fn` for the standard TFX Trainer: `tfx.components.Trainer(run_fn='facegan.trainer.run_fn.run_fn')`.
 
 `fn_args` is duck-typed (tfx's FnArgs): nothing from TFX is imported here, so this stays
 unit-testable and cheap to import.
@@ -18,7 +18,7 @@ import logging
 import os
 from typing import Any, Dict, Tuple
 
-from trainer.config import Config, ConfigError, get_preset
+from facegan.trainer.config import Config, ConfigError, get_preset
 
 log = logging.getLogger("facegan.run_fn")
 
@@ -56,7 +56,7 @@ def _attr(fn_args, name, default=None):
 
 
 def run_fn(fn_args) -> None:
-    from trainer import train_lib
+    from facegan.trainer import train_lib
     cfg, extras = config_from_custom(_attr(fn_args, "custom_config"))
     steps = _attr(fn_args, "train_steps")
     steps = int(steps) if steps else None

@@ -33,7 +33,7 @@ from typing import Callable, Dict, Optional, Sequence, Union
 import numpy as np
 
 from facegan.progress import Progress
-from trainer.config import Config, validate
+from facegan.trainer.config import Config, validate
 
 log = logging.getLogger("facegan.train")
 
@@ -102,8 +102,8 @@ class Trainer:
                  log_dir: Optional[str] = None, synthetic: bool = False, progress: bool = True,
                  strategy=None, on_step: Optional[Callable] = None):
         import tensorflow as tf
-        from trainer.gan import GAN
-        from trainer.networks import build_networks
+        from facegan.trainer.gan import GAN
+        from facegan.trainer.networks import build_networks
 
         cfg = validate(cfg)
         if steps is not None:
@@ -120,7 +120,7 @@ class Trainer:
         self.show_progress = progress
         self.on_step = on_step
         if not synthetic:
-            from trainer import data as data_lib
+            from facegan.trainer import data as data_lib
             self.files = data_lib.resolve_files(data)
             self.data_info = data_lib.inspect_files(self.files)
             self._num_records = None
@@ -139,7 +139,7 @@ class Trainer:
                                  if cfg.tricks.ema_decay > 0 else None)
             lens = None
             if cfg.tricks.lens.enabled:
-                from trainer.networks.lens import build_lens
+                from facegan.trainer.networks.lens import build_lens
                 lens = build_lens(cfg)
             self.gan = GAN(cfg, self.networks, self.ema_networks, lens,
                            global_batch_size=self._batch_for(self._stage(0)))
@@ -223,7 +223,7 @@ class Trainer:
 
     # -- input -------------------------------------------------------------------------------
     def _dataset(self, resolution: int, batch: int):
-        from trainer import data as data_lib
+        from facegan.trainer import data as data_lib
         per_step = batch * self.cfg.tricks.d_steps
         if self.synthetic:
             return data_lib.synthetic_dataset(resolution, per_step, seed=self.cfg.run.seed)
@@ -275,7 +275,7 @@ class Trainer:
                 raw = self.gan.sample(self.fixed_z, ema=False).numpy()
                 tf.summary.image("samples/generator", make_grid(raw, cols=4)[None], max_outputs=1)
             if self.gan.lens is not None and not self.synthetic:
-                from trainer.data import from_network
+                from facegan.trainer.data import from_network
                 reals = self._fixed_reals()
                 lensed = from_network(self.gan.lens(reals, training=False)).numpy()
                 tf.summary.image("lens/reals", make_grid(from_network(reals).numpy(), cols=4)[None], max_outputs=1)
@@ -285,7 +285,7 @@ class Trainer:
 
     def _fixed_reals(self):
         """The first 16 images of the stream (position 0) at the current resolution, cached."""
-        from trainer import data as data_lib
+        from facegan.trainer import data as data_lib
         res = self.gan.resolution
         if res not in self._reals:
             ds = data_lib.train_dataset(self.files, res, 16, seed=self.cfg.run.seed,
@@ -407,5 +407,5 @@ def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] 
     metadata = {"steps": result.steps, "images_shown": result.images_shown,
                 "trained_resolution": result.resolution, "nan_recoveries": result.nan_recoveries,
                 "final_metrics": result.metrics, **(extra_metadata or {})}
-    from trainer.export import export_generator
+    from facegan.trainer.export import export_generator
     return export_generator(result.generator_ema, export_dir, cfg=result.cfg, metadata=metadata)

@@ -14,7 +14,7 @@ import json
 import sys
 
 from facegan.cli_args import json_arg
-from components.gan_evaluator import evaluate_lib
+from facegan.components.gan_evaluator import evaluate_lib
 
 
 def add_arguments(parser) -> None:
@@ -52,7 +52,7 @@ def main(args) -> int:
         print(f"facegan evaluate: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:
-        from metrics import WeightsUnavailableError
+        from facegan.metrics import WeightsUnavailableError
         if not isinstance(e, WeightsUnavailableError):
             raise
         print(f"facegan evaluate: {e}\n(or run the metrics that need no weights: --metrics swd,ms_ssim; "

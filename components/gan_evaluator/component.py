@@ -27,8 +27,8 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.gan_evaluator import blessing
-from components.gan_evaluator.executor import Executor
+from facegan.components.gan_evaluator import blessing
+from facegan.components.gan_evaluator.executor import Executor
 
 EXAMPLES_KEY = "examples"
 MODEL_KEY = "model"

@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from components.gan_evaluator import blessing
+from facegan.components.gan_evaluator import blessing
 from facegan import examples_io, schema
 from facegan.images import save_grid
 
@@ -88,7 +88,7 @@ def parse_metric_names(metrics) -> List[str]:
 
 
 def _known_metrics() -> Sequence[str]:
-    import metrics as M
+    import facegan.metrics as M
     reg = getattr(M, "METRICS", None)
     return tuple(reg) if reg else ()
 
@@ -181,7 +181,7 @@ def _jsonable(obj):
 def _real_key(examples_uri: str, cache_dir: Optional[str]) -> Optional[str]:
     if not cache_dir:
         return None
-    from metrics.cache import examples_split_key
+    from facegan.metrics.cache import examples_split_key
     return examples_split_key(examples_uri, schema.EVAL_SPLIT, include_mirrored=False)
 
 
@@ -193,7 +193,7 @@ def compute_metrics(gen, examples_uri: str, metric_names: Sequence[str], *, num_
     Real images are the eval split without mirrored copies (a mirrored pair would count one face
     twice); the generator is read through its `sample` stream for `seed`.
     """
-    import metrics as M
+    import facegan.metrics as M
     real = lambda: _real_batches(examples_uri, batch_size)  # noqa: E731 - fresh iterator per call
     common = dict(num_images=num_images, extractor=extractor, cache_dir=cache_dir,
                   real_cache_key=_real_key(examples_uri, cache_dir), progress=progress, seed=seed)
@@ -214,7 +214,7 @@ def compute_metrics(gen, examples_uri: str, metric_names: Sequence[str], *, num_
 def write_memorization(gen_images: np.ndarray, examples_uri: str, path: str, *, extractor: str,
                        batch_size: int, progress: bool = True) -> Optional[Dict[str, Any]]:
     """Nearest training images of each sample, as a PNG sheet; returns the metric's summary."""
-    import metrics as M
+    import facegan.metrics as M
     try:
         examples_io.split_files(examples_uri, schema.TRAIN_SPLIT)
     except FileNotFoundError:
@@ -254,7 +254,7 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
                    seed: int = 0, batch_size: int = 64, cache_dir: Optional[str] = None,
                    memorization: bool = True, log=print) -> Evaluation:
     """Evaluate the generator at `model_dir` against `examples_uri`'s eval split; write outputs."""
-    from trainer.export import load_generator
+    from facegan.trainer.export import load_generator
 
     if num_images < 2:
         raise ValueError(f"num_images must be >= 2, got {num_images}")
@@ -308,7 +308,7 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
             mem = write_memorization(samples[:MEMORIZATION_SAMPLES], examples_uri, mem_path,
                                      extractor=extractor, batch_size=batch_size)
         except Exception as e:  # noqa: BLE001 - only WeightsUnavailableError is expected here
-            import metrics as M
+            import facegan.metrics as M
             if not isinstance(e, M.WeightsUnavailableError):
                 raise
             # The sheet is an extra: report why it is missing (metrics.json and the log) rather

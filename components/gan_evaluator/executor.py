@@ -14,7 +14,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from components.gan_evaluator import evaluate_lib
+from facegan.components.gan_evaluator import evaluate_lib
 
 # Same keys/values/file names as tfx.components.evaluator.constants.
 BLESSED_KEY = "blessed"

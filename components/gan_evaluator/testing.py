@@ -48,7 +48,7 @@ def _constant_model(resolution: int, z_dim: int, value: float = 0.2):
 def export_test_generator(kind: str, export_dir: str, resolution: int = 32, z_dim: int = 8,
                           steps: int = 0) -> str:
     """Export a `blob` or `constant` generator as a facegan generator SavedModel."""
-    from trainer.export import export_generator
+    from facegan.trainer.export import export_generator
 
     if kind == "blob":
         if z_dim < 6:

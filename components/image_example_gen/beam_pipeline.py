@@ -48,7 +48,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from components.image_example_gen import transforms as T
+from facegan.components.image_example_gen import transforms as T
 from facegan import schema
 
 log = logging.getLogger(__name__)

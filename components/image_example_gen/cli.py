@@ -15,7 +15,7 @@ import shlex
 import sys
 import time
 
-from components.image_example_gen import transforms as T
+from facegan.components.image_example_gen import transforms as T
 
 DEFAULT_BEAM_ARGS = f"--direct_running_mode=multi_processing --direct_num_workers={os.cpu_count() or 1}"
 
@@ -53,7 +53,7 @@ def main(args) -> int:
     except T.IngestError as e:
         print(f"facegan ingest: error: {e}", file=sys.stderr)
         return 2
-    from components.image_example_gen import beam_pipeline   # imports Beam (~8 s)
+    from facegan.components.image_example_gen import beam_pipeline   # imports Beam (~8 s)
 
     progress = None
 

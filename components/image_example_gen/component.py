@@ -19,8 +19,8 @@ from tfx import types
 from tfx.types import component_spec, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.image_example_gen import executor
-from components.image_example_gen import transforms as T
+from facegan.components.image_example_gen import executor
+from facegan.components.image_example_gen import transforms as T
 
 EXAMPLES_KEY = "examples"
 

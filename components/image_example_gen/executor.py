@@ -9,8 +9,8 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from components.image_example_gen import beam_pipeline
-from components.image_example_gen import transforms as T
+from facegan.components.image_example_gen import beam_pipeline
+from facegan.components.image_example_gen import transforms as T
 from facegan import schema
 
 EXAMPLES_KEY = "examples"

@@ -97,5 +97,5 @@ def build_networks(cfg, alpha: Optional[tf.Variable] = None) -> Networks:
 
 
 # Registration side effects (import after the registry exists).
-from trainer.networks import convnets as _convnets  # noqa: E402,F401
-from trainer.networks import progan as _progan  # noqa: E402,F401
+from facegan.trainer.networks import convnets as _convnets  # noqa: E402,F401
+from facegan.trainer.networks import progan as _progan  # noqa: E402,F401

@@ -23,8 +23,8 @@ from typing import Callable, Tuple
 
 import tensorflow as tf
 
-from trainer.networks import Networks, layers, register_architecture
-from trainer.regularizers import MinibatchDiscrimination
+from facegan.trainer.networks import Networks, layers, register_architecture
+from facegan.trainer.regularizers import MinibatchDiscrimination
 
 FACEGAN_FC = 1024
 

@@ -16,7 +16,7 @@ import math
 
 import tensorflow as tf
 
-from trainer import regularizers
+from facegan.trainer import regularizers
 
 
 def _lrelu(x, alpha=0.2):

@@ -16,7 +16,7 @@ import math
 
 import tensorflow as tf
 
-from trainer.networks import layers
+from facegan.trainer.networks import layers
 
 
 def build_lens(cfg) -> tf.keras.Model:

@@ -24,8 +24,8 @@ from typing import Dict, Tuple
 
 import tensorflow as tf
 
-from trainer.networks import Networks, Stage, layers, register_architecture
-from trainer.regularizers import MinibatchDiscrimination
+from facegan.trainer.networks import Networks, Stage, layers, register_architecture
+from facegan.trainer.regularizers import MinibatchDiscrimination
 
 SQRT2 = math.sqrt(2.0)
 
