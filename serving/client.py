@@ -9,11 +9,11 @@ Library first (`GrpcClient`, `RestClient`, `latent_walk`), CLI thin:
 Grids use the `sample` signature (the server draws z from the seed with a stateless RNG, so a
 seed names the same images on every server and client). TF Serving with `--enable_batching`
 refuses `sample` (its inputs are scalars); the client then draws the same latents itself
-(`trainer.export.sample_latents`) and calls `serving_default`: same pixels either way. `--interpolate N` draws two latents from
+(`facegan.generator.sample_latents`) and calls `serving_default`: same pixels either way. `--interpolate N` draws two latents from
 the seed on the client, walks between them with spherical interpolation (slerp: White 2016,
 "Sampling Generative Networks", the path that stays on the Gaussian shell) and sends the N
 latents to `serving_default`; truncation is applied by scaling z toward the mean (0), exactly
-what the exported model's `generate`/`sample` do (see trainer/export.py).
+what the exported model's `generate`/`sample` do (see facegan/generator/).
 
 Works unchanged against real TF Serving and `facegan serve` (same protos, same status codes).
 """
@@ -62,7 +62,7 @@ def client_latents(seed: int, num: int, z_dim: int, truncation: float = 1.0) -> 
     """The latents the `sample` signature would use for (seed, num), pre-scaled by truncation."""
     if not 0.0 < truncation <= 1.0:
         raise ValueError(f"truncation must be in (0, 1], got {truncation}")
-    from facegan.trainer.export import sample_latents
+    from facegan.generator.ops import sample_latents   # the one definition (TensorFlow, imported here only)
     z = sample_latents(int(seed), 0, int(num), int(z_dim)).numpy()
     return z * np.float32(truncation)   # float32 product, as in the graph
 
@@ -134,7 +134,7 @@ class GrpcClient:
         """uint8 [num, R, R, 3] for a seed (and PNG bytes per image if png=True).
 
         latents="server": the `sample` signature. "client": compute the seed's latents here
-        (trainer.export.sample_latents, the same stateless op the signature runs) and call
+        (facegan.generator.sample_latents, the same stateless op the signature runs) and call
         `serving_default`. "auto": server, falling back to client when TF Serving's batching
         session refuses `sample`'s scalar inputs. All three give the same pixels for a seed.
         """
@@ -247,23 +247,40 @@ class RestClient:
                 for s in out["model_version_status"]]
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default and keeps the example's line breaks (`facegan serve` / `sample`)."""
+
+
+SAMPLE_EXAMPLE = """example:
+  facegan sample --server localhost:8500 --model facegan --num 16 --seed 7 --out grid.png
+  facegan sample --rest localhost:8501 --interpolate 8 --seed 3 --truncation 0.7 --out walk.png"""
+
+
+def format_status(statuses: List[Tuple[int, str, str]]) -> str:
+    """[(1796019555, 'AVAILABLE', '')] -> 'version 1796019555 AVAILABLE' (errors in parentheses)."""
+    if not statuses:
+        return "no versions"
+    return ", ".join(f"version {v} {state}" + (f" ({err})" if err else "") for v, state, err in statuses)
+
+
 def add_arguments(parser: argparse.ArgumentParser):
+    parser.formatter_class, parser.epilog = HelpFormatter, SAMPLE_EXAMPLE
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--server", help="TF Serving gRPC address HOST:PORT (e.g. localhost:8500)")
     where.add_argument("--rest", help="TF Serving REST address HOST:PORT (e.g. localhost:8501)")
-    parser.add_argument("--model", default="facegan", help="served model name (default: facegan)")
-    parser.add_argument("--version", type=int, default=None, help="model version (default: the latest served)")
-    parser.add_argument("--num", type=int, default=16, help="images in the grid (default 16)")
+    parser.add_argument("--model", default="facegan", help="served model name")
+    parser.add_argument("--version", type=int, default=None, help="model version (None: the latest served)")
+    parser.add_argument("--num", type=int, default=16, help="images in the grid")
     parser.add_argument("--seed", type=int, default=0, help="latent seed: same seed, same images")
     parser.add_argument("--truncation", type=float, default=1.0,
-                        help="psi in (0, 1]: scale z toward the mean; lower = safer, less varied (default 1)")
+                        help="psi in (0, 1]: scale z toward the mean; lower = safer, less varied")
     parser.add_argument("--latents", choices=("auto", "server", "client"), default="auto",
                         help="who draws z for a seed: the server's `sample` signature, this client (then "
                              "serving_default, batchable), or auto = server, client if batching refuses it")
     parser.add_argument("--interpolate", type=int, default=0, metavar="N",
-                        help="write an N-frame latent walk strip instead of a grid")
-    parser.add_argument("--cols", type=int, default=0, help="grid columns (default: square)")
-    parser.add_argument("--out", default="samples.png", help="output PNG path (default samples.png)")
+                        help="write an N-frame latent walk strip instead of a grid (0: a grid)")
+    parser.add_argument("--cols", type=int, default=0, help="grid columns (0: square)")
+    parser.add_argument("--out", default="samples.png", help="output PNG path")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="per-call timeout in seconds")
 
 
