@@ -67,6 +67,18 @@ def client_latents(seed: int, num: int, z_dim: int, truncation: float = 1.0) -> 
     return z * np.float32(truncation)   # float32 product, as in the graph
 
 
+def _z_inputs(z, attributes=None) -> Dict[str, np.ndarray]:
+    inputs = {"z": np.asarray(z, np.float32)}
+    if attributes is not None:   # a conditional generator's serving_default takes both
+        inputs["attributes"] = np.asarray(attributes, np.float32)
+    return inputs
+
+
+def _translate_signature(direction: Optional[str]) -> str:
+    from facegan.generator import SIGNATURE_TRANSLATE, translate_signature   # TensorFlow-free
+    return translate_signature(direction) if direction else SIGNATURE_TRANSLATE
+
+
 def _is_batching_refusal(e: "ClientError") -> bool:
     # TF Serving's batching session (--enable_batching) cannot batch rank-0 inputs.
     return e.code == "INVALID_ARGUMENT" and "at least one dimension" in e.message
@@ -156,9 +168,14 @@ class GrpcClient:
             return images, [encode_png(im) for im in images]
         return images
 
-    def generate(self, model: str, z: np.ndarray, version: Optional[int] = None) -> np.ndarray:
-        """uint8 images for latents z [N, z_dim] through `serving_default`."""
-        return self.predict(model, "serving_default", {"z": np.asarray(z, np.float32)}, version)["images"]
+    def generate(self, model: str, z: np.ndarray, version: Optional[int] = None, attributes=None) -> np.ndarray:
+        """uint8 images for latents z [N, z_dim] (+ attributes [N, A] when conditional): `serving_default`."""
+        return self.predict(model, "serving_default", _z_inputs(z, attributes), version)["images"]
+
+    def translate(self, model: str, images: np.ndarray, direction: Optional[str] = None,
+                  version: Optional[int] = None) -> np.ndarray:
+        """uint8 images through an image-to-image model's `translate[_<direction>]` signature."""
+        return self.predict(model, _translate_signature(direction), {"images": np.asarray(images)}, version)["images"]
 
     def signature_defs(self, model: str, version: Optional[int] = None):
         request = self._meta_pb2.GetModelMetadataRequest()
@@ -232,9 +249,14 @@ class RestClient:
                     raise
         return self.generate(model, client_latents(seed, num, self.z_dim(model, version), truncation), version)
 
-    def generate(self, model: str, z: np.ndarray, version: Optional[int] = None) -> np.ndarray:
-        out = self.predict(model, "serving_default", {"z": np.asarray(z, np.float32)}, version)
+    def generate(self, model: str, z: np.ndarray, version: Optional[int] = None, attributes=None) -> np.ndarray:
+        out = self.predict(model, "serving_default", _z_inputs(z, attributes), version)
         return np.asarray(out["images"] if isinstance(out, dict) else out, dtype=np.uint8)
+
+    def translate(self, model: str, images: np.ndarray, direction: Optional[str] = None,
+                  version: Optional[int] = None) -> np.ndarray:
+        out = self.predict(model, _translate_signature(direction), {"images": np.asarray(images, np.uint8)}, version)
+        return np.asarray(out, dtype=np.uint8)
 
     def z_dim(self, model: str, version: Optional[int] = None) -> int:
         meta = self._request(self._url(model, version, "/metadata"))
