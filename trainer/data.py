@@ -25,15 +25,14 @@ EPOCH_CYCLE = 16
 
 def to_network(images):
     """uint8 [0, 255] -> float32 [-1, 1]."""
-    import tensorflow as tf
-    return tf.cast(images, tf.float32) / 127.5 - 1.0
+    from facegan.generator.ops import from_uint8   # the one conversion, shared with the SavedModel graph
+    return from_uint8(images)
 
 
 def from_network(images):
     """float [-1, 1] -> uint8 [0, 255] (rounded, clipped)."""
-    import tensorflow as tf
-    x = (tf.cast(images, tf.float32) + 1.0) * 127.5
-    return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+    from facegan.generator.ops import to_uint8   # the one conversion, shared with the SavedModel graph
+    return to_uint8(images)
 
 
 def resolve_files(data: Union[str, Sequence[str]], split: str = schema.TRAIN_SPLIT) -> List[str]:
