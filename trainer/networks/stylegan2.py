@@ -6,7 +6,7 @@ Generator (`StyleGenerator`, a subclassed Keras model)
   multiplier 0.01 -> w (issue 10: "8 FC layers by default, learning-rate multiplier 0.01, pixel
   norm of z");
 * synthesis network: a learned 4x4 constant, then per resolution two 3x3 styled convolutions (the
-  first after a 2x bilinear upsample), each followed by per-layer noise with a learned strength,
+  first after a 2x [1,3,3,1] upsample), each followed by per-layer noise with a learned strength,
   bias and LeakyReLU(0.2) * sqrt(2); skip-connection toRGB: rgb_r = upsample(rgb_{r/2}) +
   toRGB_r(x_r) (StyleGAN2 Fig. 7, "skip" generator);
 * styles: `style_mode="modulated"` (StyleGAN2 Eq. 1-3): w'_ijk = s_i w_ijk,
@@ -32,8 +32,8 @@ scaled by 1/sqrt(2); at 4x4 minibatch stddev (group 4), conv 3x3, FC -> `feature
 
 Widths: nf(r) = min(channel_max, channel_base // r) (NVlabs: channel_base 32768, channel_max 512).
 
-Deviations (all noted where they happen): 2x bilinear resampling instead of NVlabs' [1,3,3,1] FIR
-filters; the generator ends in tanh (NVlabs' G is linear) so it meets the project's [-1, 1]
+Deviations (all noted where they happen): 2x upsampling with the [1,3,3,1] filter but edge
+replication (NVlabs zero-pads) and 2x2 box downsampling in D (NVlabs: [1,3,3,1]); the generator ends in tanh (NVlabs' G is linear) so it meets the project's [-1, 1]
 contract (progan.py does the same); the AdaIN variant shares StyleGAN2's topology (skip toRGB,
 const followed by a conv) and differs only in how styles are applied.
 
@@ -157,6 +157,30 @@ def modulated_conv2d(x, weight, styles, demodulate=True, eps=1e-8):
     return y
 
 
+def _up_axis(x, axis):
+    """2x along `axis` with the [1, 3, 3, 1] / 4 filter, edges replicated: out[2i] = 3/4 x[i] +
+    1/4 x[i-1], out[2i+1] = 3/4 x[i] + 1/4 x[i+1] (= half-pixel bilinear resize). Written with
+    slices so it has gradients of every order (path length and R1 differentiate twice; TF has no
+    gradient for ResizeBilinearGrad)."""
+    n = x.shape[axis]
+    first = tf.gather(x, [0], axis=axis)
+    last = tf.gather(x, [n - 1], axis=axis)
+    prev = tf.concat([first, tf.gather(x, list(range(n - 1)), axis=axis)], axis=axis)
+    nxt = tf.concat([tf.gather(x, list(range(1, n)), axis=axis), last], axis=axis)
+    even, odd = 0.75 * x + 0.25 * prev, 0.75 * x + 0.25 * nxt
+    out = tf.stack([even, odd], axis=axis + 1)                 # [..., n, 2, ...]
+    shape = tf.unstack(tf.shape(x))
+    shape[axis] = 2 * n
+    return tf.reshape(out, tf.stack(shape))
+
+
+def upsample2x(x):
+    """[N, H, W, C] -> [N, 2H, 2W, C]: separable [1, 3, 3, 1] upsampling (the FIR filter of
+    StyleGAN2's code, here with edge replication instead of zero padding)."""
+    y = _up_axis(_up_axis(x, 1), 2)
+    return tf.ensure_shape(y, [None, 2 * x.shape[1], 2 * x.shape[2], x.shape[3]])
+
+
 class StyledConv(tf.keras.layers.Layer):
     """One synthesis layer: [2x upsample] -> styled kxk conv -> + strength * noise -> + bias ->
     LeakyReLU * sqrt(2) [-> AdaIN in "adain" mode]. `to_rgb=True`: 1x1, modulated without
@@ -186,9 +210,8 @@ class StyledConv(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x, w=None, noise_seed=None):
-        if self.up:   # deviation: bilinear instead of NVlabs' FIR-filtered transposed conv
-            x = tf.image.resize(x, [self.resolution, self.resolution], method="bilinear")
-            x = tf.cast(x, self.compute_dtype)
+        if self.up:
+            x = upsample2x(x)
         weight = self.weight * self.w_scale
         styles = self.affine(w)
         if self.to_rgb:
@@ -203,7 +226,7 @@ class StyledConv(tf.keras.layers.Layer):
             noise = tf.random.stateless_normal([n, self.resolution, self.resolution, 1], seed=noise_seed)
         else:
             noise = self.noise_const
-        y = y + tf.cast(self.noise_strength * noise, y.dtype)
+        y = y + tf.cast(noise, y.dtype) * tf.cast(self.noise_strength, y.dtype)
         y = tf.nn.leaky_relu(tf.nn.bias_add(y, tf.cast(self.bias, y.dtype)), 0.2) * tf.cast(SQRT2, y.dtype)
         if self.style_mode == "adain":
             y32 = tf.cast(y, tf.float32)
@@ -251,7 +274,9 @@ class StyleGenerator(tf.keras.Model):
             self.to_rgbs.append((StyledConv(3, r, kernel=1, to_rgb=True, name=f"to_rgb_{r}"), i + 1))
         assert i + 1 == self.num_ws - 1, (i, self.num_ws)
         # Replicas each assign their batch's EMA; MEAN aggregation = the global-batch EMA.
+        # experimental_autocast=False: w_avg stays float32 under mixed precision (EMA precision).
         self.w_avg = self.add_weight("w_avg", shape=(cfg.w_dim,), initializer="zeros", trainable=False,
+                                     experimental_autocast=False,
                                      synchronization=tf.VariableSynchronization.ON_WRITE,
                                      aggregation=tf.VariableAggregation.MEAN)
         self.w_avg_updates = self.add_weight("w_avg_updates", shape=(), dtype=tf.int64, initializer="zeros",
@@ -313,8 +338,7 @@ class StyleGenerator(tf.keras.Model):
                 x = conv(x, w=ws[:, wi], noise_seed=seed(j))
             y = to_rgb(x, w=ws[:, ri])
             if rgb is not None:
-                rgb = tf.cast(tf.image.resize(rgb, tf.shape(y)[1:3], method="bilinear"), y.dtype)
-                y = y + rgb
+                y = y + tf.cast(upsample2x(rgb), y.dtype)
             rgb = y
         # deviation: tanh for the [-1, 1] contract (NVlabs' G is linear)
         return tf.tanh(tf.cast(rgb, tf.float32))
