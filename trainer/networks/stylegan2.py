@@ -54,6 +54,9 @@ import tensorflow as tf
 from facegan.trainer.networks import layers
 
 SQRT2 = math.sqrt(2.0)
+# The code below has no data-dependent python control flow: skip autograph (tracing is several
+# times faster, which matters for the nested tapes of R1 / path length).
+_plain = tf.autograph.experimental.do_not_convert   # (Keras then passes `training` to every call)
 STYLE_MODES = ("modulated", "adain")
 
 
@@ -122,7 +125,8 @@ class StyleDense(tf.keras.layers.Layer):
                                                         (self.units,))))
         super().build(input_shape)
 
-    def call(self, x):
+    @_plain
+    def call(self, x, training=None):
         y = tf.matmul(x, tf.cast(self.kernel * self.scale, x.dtype)) + tf.cast(self.bias * self.lr_mul, x.dtype)
         return tf.nn.leaky_relu(y, 0.2) * tf.cast(SQRT2, y.dtype) if self.activate else y
 
@@ -135,7 +139,8 @@ class MappingNetwork(tf.keras.layers.Layer):
         self.norm = layers.PixelNorm()
         self.fcs = [StyleDense(w_dim, lr_mul=lr_mul, activate=True, name=f"fc{i}") for i in range(n_layers)]
 
-    def call(self, z):
+    @_plain
+    def call(self, z, training=None):
         x = self.norm(z)
         for fc in self.fcs:
             x = fc(x)
@@ -209,7 +214,8 @@ class StyledConv(tf.keras.layers.Layer):
                 initializer=tf.keras.initializers.RandomNormal(stddev=1.0, seed=2 * self.resolution + int(self.up)))
         super().build(input_shape)
 
-    def call(self, x, w=None, noise_seed=None):
+    @_plain
+    def call(self, x, w=None, noise_seed=None, training=None):
         if self.up:
             x = upsample2x(x)
         weight = self.weight * self.w_scale
@@ -249,7 +255,8 @@ class ConstInput(tf.keras.layers.Layer):
                                      initializer=tf.keras.initializers.RandomNormal(stddev=1.0))
         super().build(input_shape)
 
-    def call(self, ws):
+    @_plain
+    def call(self, ws, training=None):
         return tf.cast(tf.tile(self.const, [tf.shape(ws)[0], 1, 1, 1]), self.compute_dtype)
 
 
@@ -285,6 +292,7 @@ class StyleGenerator(tf.keras.Model):
                                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     # -- W space ------------------------------------------------------------------------------
+    @_plain
     def map(self, z, update_w_avg=False):
         """z [N, z_dim] -> w float32 [N, w_dim]; with `update_w_avg`, EMA-update w_avg."""
         w = tf.cast(self.mapping(tf.cast(z, self.compute_dtype)), tf.float32)
@@ -322,6 +330,7 @@ class StyleGenerator(tf.keras.Model):
         return tf.where(mix, cut, self.num_ws)
 
     # -- synthesis ----------------------------------------------------------------------------
+    @_plain
     def synthesis(self, ws, noise_seed=None):
         """ws float32 [N, num_ws, w_dim] -> images float32 [N, R, R, 3] in [-1, 1]."""
         ws = tf.cast(ws, self.compute_dtype)
@@ -343,9 +352,14 @@ class StyleGenerator(tf.keras.Model):
         # deviation: tanh for the [-1, 1] contract (NVlabs' G is linear)
         return tf.tanh(tf.cast(rgb, tf.float32))
 
+    @_plain
     def call(self, z, training=False, psi=1.0, cutoff=None, noise_seed=None, z2=None, crossover=None):
         """G(z): training=True updates w_avg; psi/cutoff truncate in W; z2 + crossover mix styles."""
-        w = self.map(z, update_w_avg=bool(training))
+        update = tf.get_static_value(training) if tf.is_tensor(training) else bool(training)
+        if update is None:
+            raise ValueError("StyleGenerator: `training` must be a python bool (or a constant tensor): "
+                             "it decides whether w_avg is updated")
+        w = self.map(z, update_w_avg=bool(update))
         ws = _as_ws(w, self.num_ws)
         if z2 is not None:
             ws = self.mix(w, self.map(z2, update_w_avg=False), crossover)
