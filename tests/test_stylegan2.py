@@ -354,3 +354,16 @@ def test_generator_traces_and_updates_w_avg_in_graph_mode():
     np.testing.assert_allclose(G.w_avg.numpy(), w + beta * ((1 - beta) * w - w), rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="training"):
         tf.function(lambda t: G(z, training=t))(tf.constant(True))    # symbolic: ambiguous
+
+
+def test_replica_slice_gets_the_global_batchs_noise_and_crossovers():
+    G, _ = S.build_stylegan(tiny(32))
+    for layer, _ in G.convs:
+        layer.noise_strength.assign(0.5)
+    z, z2, key = z_batch(4, seed=1), z_batch(4, seed=2), tf.constant([5, 6])
+    cross = G.mixing_crossover(key, 4)
+    np.testing.assert_array_equal(G.mixing_crossover(key, 2, rows=(4, 2)), cross[2:])
+    full = G(z, noise_seed=key, z2=z2, crossover=cross)
+    part = G(z[2:], noise_seed=key, z2=z2[2:], crossover=cross[2:], rows=(4, 2))
+    np.testing.assert_allclose(part, full[2:], atol=1e-6)
+    assert np.abs(G(z[2:], noise_seed=key, z2=z2[2:], crossover=cross[2:]) - full[2:]).max() > 1e-4

@@ -22,7 +22,9 @@ Generator (`StyleGenerator`, a subclassed Keras model)
   (mixing regularization, probability 0.9, StyleGAN §3.1);
 * equalized learning rate everywhere (Karras et al. 2018 §4.1): weights ~ N(0, 1/lr_mul), scaled
   at runtime by gain * lr_mul / sqrt(fan_in).
-* noise: `noise_seed` (a stateless [2] int key) draws fresh per-layer noise (training); without
+* noise: `noise_seed` (a stateless [2] int key) draws fresh per-layer noise (training; with
+  `rows = (global_batch, offset)` a replica draws the global batch's noise and takes its rows, so
+  results do not depend on the replica count, like trainer/augment.py); without
   it the per-layer constant noise buffers are used (deterministic sampling and export, NVlabs'
   noise_mode="const").
 
@@ -215,7 +217,7 @@ class StyledConv(tf.keras.layers.Layer):
         super().build(input_shape)
 
     @_plain
-    def call(self, x, w=None, noise_seed=None, training=None):
+    def call(self, x, w=None, noise_seed=None, rows=None, training=None):
         if self.up:
             x = upsample2x(x)
         weight = self.weight * self.w_scale
@@ -229,7 +231,9 @@ class StyledConv(tf.keras.layers.Layer):
             y = tf.nn.conv2d(x, tf.cast(weight, x.dtype), strides=1, padding="SAME")
         if noise_seed is not None:
             n = tf.shape(y)[0]
-            noise = tf.random.stateless_normal([n, self.resolution, self.resolution, 1], seed=noise_seed)
+            total, offset = (n, 0) if rows is None else rows
+            noise = tf.random.stateless_normal([total, self.resolution, self.resolution, 1], seed=noise_seed)
+            noise = noise[offset:offset + n]
         else:
             noise = self.noise_const
         y = y + tf.cast(noise, y.dtype) * tf.cast(self.noise_strength, y.dtype)
@@ -321,17 +325,18 @@ class StyleGenerator(tf.keras.Model):
         mask = tf.range(self.num_ws)[None, :] < c                                # [N or 1, num_ws]
         return tf.where(mask[..., None], _as_ws(w1, self.num_ws), _as_ws(w2, self.num_ws))
 
-    def mixing_crossover(self, seed, n):
+    def mixing_crossover(self, seed, n, rows=None):
         """Training-time crossovers [n]: with probability mixing_prob uniform in [1, num_ws), else
         num_ws (no mixing) (StyleGAN §3.1 mixing regularization; NVlabs draws the cut the same way)."""
         k1, k2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        cut = tf.random.stateless_uniform([n], seed=k1, minval=1, maxval=self.num_ws, dtype=tf.int32)
-        mix = tf.random.stateless_uniform([n], seed=k2) < self.cfg.mixing_prob
-        return tf.where(mix, cut, self.num_ws)
+        total, offset = (n, 0) if rows is None else rows
+        cut = tf.random.stateless_uniform([total], seed=k1, minval=1, maxval=self.num_ws, dtype=tf.int32)
+        mix = tf.random.stateless_uniform([total], seed=k2) < self.cfg.mixing_prob
+        return tf.where(mix, cut, self.num_ws)[offset:offset + n]
 
     # -- synthesis ----------------------------------------------------------------------------
     @_plain
-    def synthesis(self, ws, noise_seed=None):
+    def synthesis(self, ws, noise_seed=None, rows=None):
         """ws float32 [N, num_ws, w_dim] -> images float32 [N, R, R, 3] in [-1, 1]."""
         ws = tf.cast(ws, self.compute_dtype)
 
@@ -344,7 +349,7 @@ class StyleGenerator(tf.keras.Model):
         for b, (to_rgb, ri) in enumerate(self.to_rgbs):
             for _ in range(1 if b == 0 else 2):
                 j, (conv, wi) = next(conv_iter)
-                x = conv(x, w=ws[:, wi], noise_seed=seed(j))
+                x = conv(x, w=ws[:, wi], noise_seed=seed(j), rows=rows)
             y = to_rgb(x, w=ws[:, ri])
             if rgb is not None:
                 y = y + tf.cast(upsample2x(rgb), y.dtype)
@@ -353,7 +358,7 @@ class StyleGenerator(tf.keras.Model):
         return tf.tanh(tf.cast(rgb, tf.float32))
 
     @_plain
-    def call(self, z, training=False, psi=1.0, cutoff=None, noise_seed=None, z2=None, crossover=None):
+    def call(self, z, training=False, psi=1.0, cutoff=None, noise_seed=None, z2=None, crossover=None, rows=None):
         """G(z): training=True updates w_avg; psi/cutoff truncate in W; z2 + crossover mix styles."""
         update = tf.get_static_value(training) if tf.is_tensor(training) else bool(training)
         if update is None:
@@ -363,7 +368,7 @@ class StyleGenerator(tf.keras.Model):
         ws = _as_ws(w, self.num_ws)
         if z2 is not None:
             ws = self.mix(w, self.map(z2, update_w_avg=False), crossover)
-        return self.synthesis(self.truncate(ws, psi, cutoff), noise_seed=noise_seed)
+        return self.synthesis(self.truncate(ws, psi, cutoff), noise_seed=noise_seed, rows=rows)
 
     def style_mix(self, z1, z2, crossover, psi=1.0, cutoff=None):
         """Images with w(z1) on layers < crossover, w(z2) on the rest (crossover 0 = z2's image)."""
