@@ -168,3 +168,10 @@ def test_p_rises_when_d_overfits_and_falls_when_it_does_not():
     p, rts = _run_ada(overfit=False, p0=0.5)
     assert np.mean(rts) < 0.3, rts                      # no memorisation possible
     assert p <= 0.1, (p, rts)                           # p fell from 0.5
+
+
+def test_observe_works_inside_tf_function():
+    ada = A.AdaptiveAugment("ada", interval=2, speed_images=40)       # 2 * 2 / 40 = 0.1 per update
+    f = tf.function(lambda logits: ada.observe(*A.sign_stats(logits), global_batch=2))
+    ps = [float(f(tf.constant([[1.0], [1.0]]))) for _ in range(4)]
+    assert ps == pytest.approx([0.0, 0.1, 0.1, 0.2]) and float(ada.rt) == 1.0
