@@ -2,8 +2,8 @@
 
 One `train_step(batch)` = `tricks.d_steps` discriminator updates, then one generator update (and
 one lens update when the lens is on), then the generator-EMA update. Everything configurable is
-read from the typed `Config`; networks, losses and regularizers come from their registries
-(trainer/networks, trainer/losses.py, trainer/regularizers.py).
+read from the typed `Config`; architectures and loss families come from trainer/registry.py,
+regularizers from trainer/regularizers.py.
 
 Distribution rules (so a run gives the same result on 1 or N replicas for the same global batch):
 - every per-example loss is averaged with `tf.nn.compute_average_loss(global_batch_size=...)`, so
@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
+from facegan.trainer import registry
 from facegan.trainer.config import Config
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -63,16 +64,13 @@ class GAN(tf.keras.Model):
 
     def __init__(self, cfg: Config, networks, ema_networks=None, lens=None, *, global_batch_size: int):
         super().__init__(name="gan")
-        from facegan.trainer.losses import LOSSES
         self.cfg = cfg
         self.nets = networks
         self.ema_nets = ema_networks
         self.lens = lens
-        if cfg.loss.family not in LOSSES:
-            raise ValueError(f"loss.family {cfg.loss.family!r} is not registered ({sorted(LOSSES)})")
-        self.family = LOSSES[cfg.loss.family]
+        self.family = registry.loss_family(cfg.loss.family)
         self.g_loss_fn, self.d_loss_fn = self.family.bind(cfg.loss)
-        self.lens_adv_fn = self.family.lens_loss(cfg.loss)
+        self.lens_adv_fn = self.family.bind_lens(cfg.loss)
         self.global_batch_size = int(global_batch_size)
         self.seed = int(cfg.run.seed)
         self.step = _first_replica_var(0, tf.int64, "step")               # generator steps done

@@ -1,4 +1,7 @@
-"""The model zoo: one registry of GAN architectures keyed by `NetworkConfig.architecture`.
+"""The model zoo: the networks contract every architecture meets, and `build_networks`.
+
+Architectures are registered (TensorFlow-free, with what config validation and the pipeline need
+to know) in trainer/registry.py; `build_networks` imports the registered builder by name.
 
 Contract with the training loop (trainer/gan.py)
 -----------------------------------------------
@@ -32,27 +35,17 @@ Contract with the training loop (trainer/gan.py)
 
 Architectures (each from its paper, see the module): dcgan, hdcgan, facegan (convnets.py, one
 shared builder), progan (progan.py). The lens of Tempered Adversarial Networks is `lens.py`.
-Register a new one with `@register_architecture("name")` on `builder(cfg, alpha=None) -> Networks`
-(and add the name to `trainer.config.ARCHITECTURE_NAMES` so configs validate before TF loads).
+Add one as a module with `build(cfg, alpha=None) -> Networks` plus one
+`registry.register_architecture(Architecture(...))` in trainer/registry.py.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import tensorflow as tf
 
-ARCHITECTURES: Dict[str, Callable] = {}
-
-
-def register_architecture(name: str):
-    def deco(builder):
-        if name in ARCHITECTURES:
-            raise ValueError(f"architecture {name!r} registered twice")
-        ARCHITECTURES[name] = builder
-        return builder
-    return deco
-
+from facegan.trainer import registry
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
@@ -89,13 +82,5 @@ class Networks:
 
 
 def build_networks(cfg, alpha: Optional[tf.Variable] = None) -> Networks:
-    """Build G and D for `cfg` (a validated trainer.config.Config)."""
-    name = cfg.network.architecture
-    if name not in ARCHITECTURES:
-        raise ValueError(f"network.architecture {name!r} is not one of {', '.join(sorted(ARCHITECTURES))}")
-    return ARCHITECTURES[name](cfg, alpha=alpha)
-
-
-# Registration side effects (import after the registry exists).
-from facegan.trainer.networks import convnets as _convnets  # noqa: E402,F401
-from facegan.trainer.networks import progan as _progan  # noqa: E402,F401
+    """Build G and D for `cfg` (a validated trainer.config.Config) with its registered builder."""
+    return registry.architecture(cfg.network.architecture).load()(cfg, alpha=alpha)
