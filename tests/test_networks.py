@@ -391,3 +391,13 @@ def test_progan_options_switch_layers_off():
     assert "g_4_to_rgb" not in {l.name for l in G.layers}
     with pytest.raises(ValueError, match=r"\[8, 16\]"):
         nets.stage_models(4)
+
+
+@pytest.mark.parametrize("preset", ["smoke", "smoke_progan"])
+def test_stages_follow_the_registry_s_stage_resolutions(preset):
+    cfg = C.get_preset(preset, {"network.filters": 4, "network.max_filters": 8})
+    nets = build_networks(cfg)
+    assert nets.stage_resolutions == registry.stage_resolutions(cfg.network)
+    assert nets.stage_resolutions == ((4, 8, 16) if preset == "smoke_progan" else (32,))
+    for r, (g, d) in zip(nets.stage_resolutions, nets.stages()):
+        assert g.output.shape[1:] == (r, r, 3) and d.input.shape[1:] == (r, r, 3)

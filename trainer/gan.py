@@ -59,6 +59,15 @@ def unique_variables(models) -> List[tf.Variable]:
     return out
 
 
+def _ema_pairs(ema_generator, generator) -> List[Tuple[tf.Variable, tf.Variable]]:
+    """(EMA weight, weight) pairs of two copies of one generator; refuses mismatched shapes."""
+    pairs = list(zip(ema_generator.weights, generator.weights))
+    for e, v in pairs:
+        if e.shape != v.shape:
+            raise ValueError(f"EMA generator weight {e.name} {e.shape} does not match {v.name} {v.shape}")
+    return pairs
+
+
 class GAN(tf.keras.Model):
     """Generator + discriminator (+ EMA generator, + lens) trained by one custom `train_step`."""
 
@@ -80,8 +89,7 @@ class GAN(tf.keras.Model):
         self.g_optimizer = self.d_optimizer = self.lens_optimizer = None
         self.historical = None
         self.resolution = None
-        self.set_stage(cfg.network.resolution if not networks.progressive else
-                       networks.schedule(0).resolution, self.global_batch_size)
+        self.set_stage(networks.schedule(0).resolution, self.global_batch_size)
 
     # -- setup -----------------------------------------------------------------------------------
     def compile(self, g_optimizer=None, d_optimizer=None, lens_optimizer=None, **kwargs):
@@ -106,35 +114,16 @@ class GAN(tf.keras.Model):
         self.apply_lr_scale()
 
     def all_stage_models(self) -> Tuple[list, list]:
-        n = self.nets
-        if not n.progressive:
-            return [n.generator], [n.discriminator]
-        gs, ds = [], []
-        r = self.cfg.network.start_resolution
-        while r <= self.cfg.network.resolution:
-            g, d = n.stage_models(r)
-            gs.append(g)
-            ds.append(d)
-            r *= 2
-        return gs, ds
+        stages = self.nets.stages()
+        return [g for g, _ in stages], [d for _, d in stages]
 
     def set_stage(self, resolution: int, global_batch_size: int):
         """Select the (G, D, G_ema) of a progressive stage (or the only ones) and the batch size."""
-        n = self.nets
-        if n.progressive:
-            self.G, self.D = n.stage_models(resolution)
-            self.G_ema = self.ema_nets.stage_models(resolution)[0] if self.ema_nets else None
-        else:
-            self.G, self.D = n.generator, n.discriminator
-            self.G_ema = self.ema_nets.generator if self.ema_nets else None
+        self.G, self.D = self.nets.stage_models(resolution)
+        self.G_ema = self.ema_nets.stage_models(resolution)[0] if self.ema_nets else None
         self.resolution = int(resolution)
         self.global_batch_size = int(global_batch_size)
-        self._ema_pairs = []
-        if self.G_ema is not None:
-            self._ema_pairs = list(zip(self.G_ema.weights, self.G.weights))
-            for e, v in self._ema_pairs:
-                if e.shape != v.shape:
-                    raise ValueError(f"EMA generator weight {e.name} {e.shape} does not match {v.name} {v.shape}")
+        self._ema_pairs = _ema_pairs(self.G_ema, self.G) if self.G_ema is not None else []
 
     def apply_lr_scale(self):
         s = float(self.lr_scale.numpy())
@@ -147,17 +136,9 @@ class GAN(tf.keras.Model):
         """G_ema <- G for every weight of every stage (start of training)."""
         if self.ema_nets is None:
             return
-        if self.nets.progressive:
-            r, pairs = self.cfg.network.start_resolution, []
-            while r <= self.cfg.network.resolution:
-                pairs += zip(self.ema_nets.stage_models(r)[0].weights, self.nets.stage_models(r)[0].weights)
-                r *= 2
-        else:
-            pairs = zip(self.ema_nets.generator.weights, self.nets.generator.weights)
-        for e, v in pairs:
-            if e.shape != v.shape:
-                raise ValueError(f"EMA generator weight {e.name} {e.shape} does not match {v.name} {v.shape}")
-            e.assign(v)
+        for (e_g, _), (g, _) in zip(self.ema_nets.stages(), self.nets.stages()):
+            for e, v in _ema_pairs(e_g, g):
+                e.assign(v)
 
     @property
     def sampling_generator(self) -> tf.keras.Model:

@@ -15,6 +15,9 @@ Contract with the training loop (trainer/gan.py)
                         input of the last dense layer, before minibatch discrimination) used by
                         feature matching and the repelling regularizer.
     nets.progressive    True for progan.
+    nets.stage_resolutions  the resolutions trained, in order (registry.Architecture
+                        .stage_resolutions: start_resolution doubling to R, or just (R,));
+                        nets.stages() -> [(G, D) per stage] in that order.
     nets.alpha          progan: non-trainable tf.Variable, fade-in weight in [0, 1] read inside the
                         models (assign `stage.alpha` every step while fading; checkpoint it).
                         None otherwise.
@@ -41,11 +44,12 @@ Add one as a module with `build(cfg, alpha=None) -> Networks` plus one
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import tensorflow as tf
 
 from facegan.trainer import registry
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
@@ -66,6 +70,11 @@ class Networks:
     default_batch_size: int = 0
     stage_fn: Optional[Callable[[int], Tuple[tf.keras.Model, tf.keras.Model]]] = None
     schedule_fn: Optional[Callable[[int], Stage]] = None
+    stage_resolutions: Tuple[int, ...] = ()   # set by build_networks from the registry
+
+    def stages(self) -> List[Tuple[tf.keras.Model, tf.keras.Model]]:
+        """(G, D) of every stage, in `stage_resolutions` order (one pair when not progressive)."""
+        return [self.stage_models(r) for r in self.stage_resolutions]
 
     def stage_models(self, resolution: int) -> Tuple[tf.keras.Model, tf.keras.Model]:
         if self.stage_fn is not None:
@@ -83,4 +92,7 @@ class Networks:
 
 def build_networks(cfg, alpha: Optional[tf.Variable] = None) -> Networks:
     """Build G and D for `cfg` (a validated trainer.config.Config) with its registered builder."""
-    return registry.architecture(cfg.network.architecture).load()(cfg, alpha=alpha)
+    arch = registry.architecture(cfg.network.architecture)
+    nets = arch.load()(cfg, alpha=alpha)
+    nets.stage_resolutions = arch.stage_resolutions(cfg.network)
+    return nets
