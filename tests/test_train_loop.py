@@ -139,9 +139,11 @@ def test_all_tricks_and_lens(faces, tmp_path):
     assert m["lens/lambda"] == pytest.approx(1 - math.sin(t * math.pi / (2 * K)), rel=1e-5)
     assert m["noise/instance_std"] == pytest.approx(noise0 * (1 - t / noise_steps), rel=1e-5)
     assert res.images_shown == 3 * 2 * 8   # d_steps x batch per step
-    # G's loss is the sum of its weighted terms
+    # each loss is the sum of its weighted terms, every term reported under its name
     assert m["loss/g"] == pytest.approx(m["loss/g_adv"] + m["loss/feature_matching"]
                                         + 0.5 * m["loss/repelling"] + 0.01 * m["loss/historical_g"], rel=1e-4)
+    assert m["loss/d"] == pytest.approx(m["loss/d_adv"] + 0.01 * m["loss/historical_d"], rel=1e-4)
+    assert res.gan.historical[0].count.numpy() == 3 and res.gan.historical[1].count.numpy() == 3
     ea = event_accumulator.EventAccumulator(res.log_dir, size_guidance={"tensors": 0})
     ea.Reload()
     assert {"lens/reals", "lens/lensed_reals", "lens/lambda"} <= set(ea.Tags()["tensors"])

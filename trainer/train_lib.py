@@ -146,22 +146,7 @@ class Trainer:
             self.gan.compile()
 
         gan = self.gan
-        g_models, d_models = gan.all_stage_models()
-        trackables = dict(step=gan.step, images_shown=gan.images_shown, lr_scale=gan.lr_scale,
-                          nan_recoveries=gan.nan_recoveries, rng=self.rng,
-                          g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer,
-                          generator=self.networks.generator, discriminator=self.networks.discriminator,
-                          g_stages=list(g_models), d_stages=list(d_models))
-        if self.ema_networks is not None:
-            trackables["generator_ema"] = self.ema_networks.generator
-            trackables["g_ema_stages"] = [g for g, _ in self.ema_networks.stages()]
-        if gan.lens is not None:
-            trackables.update(lens=gan.lens, lens_optimizer=gan.lens_optimizer)
-        if self.networks.progressive and self.networks.alpha is not None:
-            trackables["alpha"] = self.networks.alpha
-        if gan.historical is not None:
-            trackables["historical"] = list(gan.historical)
-        self.checkpoint = tf.train.Checkpoint(**trackables)
+        self.checkpoint = tf.train.Checkpoint(rng=self.rng, **gan.checkpoint_items())
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.ckpt_dir,
                                                   max_to_keep=cfg.run.keep_checkpoints)
         self.writer = tf.summary.create_file_writer(self.log_dir)
@@ -303,9 +288,7 @@ class Trainer:
 
     def _nonfinite_weights(self):
         import tensorflow as tf
-        variables = list(self.gan._g_all) + list(self.gan._d_all)
-        if self.gan.lens is not None:
-            variables += self.gan.lens.trainable_variables
+        variables = self.gan.trained_variables()
         flags = tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]).numpy()
         return [v.name for v, ok in zip(variables, flags) if not ok]
 
