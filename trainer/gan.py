@@ -283,23 +283,20 @@ class GAN(tf.keras.Model):
         return norm
 
     def _update_ema(self):
-        if not self._ema_pairs:
-            return
+        """G_ema <- G + decay (G_ema - G) for trainable weights (Karras et al. 2018, sec. A.1);
+        BatchNorm statistics are copied (they are running averages already).
+
+        Runs in replica context with plain assigns: every replica holds identical G weights
+        (gradients are all-reduced before the update), so each updates its own copy of G_ema
+        (Keras weights have aggregation NONE: the assign writes this replica's component). No
+        merge_call, so the step stays XLA-compilable on any device."""
         decay = float(self.cfg.tricks.ema_decay)
         trainable = {v.ref() for v in self.G.trainable_weights}
-        pairs = self._ema_pairs
-
-        def merge_fn(strategy):
-            for e, v in pairs:
-                # Trainable weights: exponential moving average (Karras et al. 2018, sec. A.1);
-                # BatchNorm statistics: copied (they are already running averages).
-                d = decay if v.ref() in trainable else 0.0
-                strategy.extended.update(
-                    e, lambda e_, v_, d=d: e_.assign(v_ + d * (e_ - v_)), args=(v,), group=False)
-
-        # As Keras' optimizers do: a merge_call where the strategy needs one; called directly in
-        # replica context where it does not (e.g. inside an XLA-compiled step).
-        tf.__internal__.distribute.interim.maybe_merge_call(merge_fn, tf.distribute.get_strategy())
+        for e, v in self._ema_pairs:
+            if v.ref() in trainable:
+                e.assign(v + decay * (e - v))
+            else:
+                e.assign(v)
 
     # -- the step --------------------------------------------------------------------------------
     def train_step(self, data):
