@@ -43,6 +43,12 @@ DEMO_OVERRIDES: Dict[str, Any] = {"tricks.ema_decay": 0.9}
 SAMPLE_SEED = 1
 SAMPLE_NUM = 16
 
+EXAMPLES = """examples:
+  facegan demo                                  (= make demo; writes demo_out/)
+  facegan demo --data ~/faces --out my_demo --steps 1000
+  facegan --verbose demo                        (also show third-party warnings and logs)
+"""
+
 
 def write_lfw_faces(data_dir: str) -> int:
     """Write scikit-image's bundled LFW face crops as PNGs; returns how many were written.
@@ -87,14 +93,23 @@ def sample_through_server(serving_base: str, model_name: str, out_png: str,
             "grid": out_png}
 
 
+def describe_status(status) -> str:
+    """[(version, state, error message), ...] from the client -> "version 17 AVAILABLE"."""
+    parts = []
+    for version, state, message in status:
+        parts.append(f"version {version} {state}" + (f" ({message})" if message else ""))
+    return ", ".join(parts) or "no versions"
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
     parser.add_argument("--data", default=None,
                         help="your face images (directory or archive); default: the embedded LFW crops")
     parser.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps (default {DEMO_STEPS})")
     parser.add_argument("--preset", default=configs.PRESET, help=f"training preset (default {configs.PRESET})")
-    parser.add_argument("--resolution", type=int, default=DEMO_RESOLUTION)
-    parser.add_argument("--num-eval-images", type=int, default=DEMO_NUM_EVAL_IMAGES)
+    parser.add_argument("--resolution", type=int, default=DEMO_RESOLUTION, help="image size")
+    parser.add_argument("--num-eval-images", type=int, default=DEMO_NUM_EVAL_IMAGES,
+                        help="generated images per metric")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="trainer config override (repeatable), e.g. --set optim.batch_size=32")
 
@@ -153,8 +168,8 @@ def main(args) -> int:
     grid = os.path.join(out, "samples_grpc.png")
     print(f"\n== serving {serving_base} over gRPC and sampling {SAMPLE_NUM} images (seed {SAMPLE_SEED})")
     s = sample_through_server(serving_base, result.model_name, grid)
-    print(f"   model status {s['status']}; wrote {s['grid']} ({s['shape'][0]} images "
-          f"{s['shape'][1]}x{s['shape'][2]})")
+    print(f"   model {result.model_name}: {describe_status(s['status'])}; wrote {s['grid']} "
+          f"({s['shape'][0]} images {s['shape'][1]}x{s['shape'][2]})")
 
     minutes = (time.monotonic() - t0) / 60
     print(f"""
