@@ -11,11 +11,13 @@ TensorFlow, TFX or Beam) is imported:
 
 - environment variables, set only where the user has not set them and inherited by the Beam
   worker subprocesses: TF_CPP_MIN_LOG_LEVEL=3 (TensorFlow's C++ logging; its errors still reach
-  Python as exceptions), PYTHONWARNINGS for the known third-party warning messages;
+  Python as exceptions), PYTHONWARNINGS for the known third-party warning messages (appended to
+  the user's own);
 - warnings filters: the known messages, and FutureWarning / DeprecationWarning raised from any
   module outside `facegan` (they are addressed to library authors, not to users);
 - logging: the third-party loggers (absl, tensorflow, apache_beam, tfx, kfp, ...) show ERROR and
-  above only, so a worker's real error is still printed.
+  above only (a level for their children, a filter that survives absl resetting its own level),
+  so a worker's real error is still printed.
 
 Our own warnings (`warnings.warn` from facegan modules, the `facegan.*` loggers) and every error
 stay visible. `NOISE_PATTERNS` lists what a user must not see by default; the tests and CI count
@@ -69,6 +71,17 @@ NOISE_PATTERNS = (
 _NOISE = re.compile("|".join(f"(?:{p})" for p in NOISE_PATTERNS), re.M)
 
 
+class _ErrorsOnly(logging.Filter):
+    """Drops records below ERROR logged on a third-party logger itself. Kept beside setLevel
+    because libraries reset their logger's level (absl does when its flags are parsed)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+_ERRORS_ONLY = _ErrorsOnly()
+
+
 def noise_lines(text: str) -> List[str]:
     """The lines of `text` that are known third-party noise."""
     return [line for line in text.splitlines() if _NOISE.search(line)]
@@ -92,7 +105,10 @@ def quiet(env=None, loggers: Iterable[str] = THIRD_PARTY_LOGGERS) -> None:
     for cat in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
         warnings.filterwarnings("ignore", category=cat, module=r"(?!facegan(\.|$))")
     for name in loggers:
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.ERROR)            # children (apache_beam.runners...) inherit it
+        if _ERRORS_ONLY not in logger.filters:
+            logger.addFilter(_ERRORS_ONLY)
 
 
 def verbose(env=None) -> None:
@@ -100,9 +116,30 @@ def verbose(env=None) -> None:
     env = os.environ if env is None else env
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
     warnings.simplefilter("default")
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).removeFilter(_ERRORS_ONLY)
     logging.basicConfig(level=logging.INFO)
 
 
 def configure(is_verbose: bool) -> None:
     """The one switch `facegan.cli` flips before dispatch."""
     (verbose if is_verbose else quiet)()
+
+
+def main(argv=None) -> int:
+    """`python -m facegan.noise LOG...`: print the known third-party noise lines found in the
+    logs (e.g. the output of `make demo`, as .ci/run does) and exit 1 if there are any."""
+    import sys
+    paths = list(sys.argv[1:] if argv is None else argv)
+    found = []
+    for path in paths or ["-"]:
+        with (sys.stdin if path == "-" else open(path, errors="replace")) as f:
+            found += noise_lines(f.read())
+    for line in found:
+        print(f"noise: {line}")
+    print(f"{len(found)} third-party noise line(s) in {', '.join(paths) or 'stdin'}")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
