@@ -77,7 +77,8 @@ def main(argv=None) -> int:
         prog=f"facegan {name}", description=SUBCOMMANDS[name][1], formatter_class=HelpFormatter,
         epilog=getattr(module, "EXAMPLES", None))
     module.add_arguments(sub_parser)
-    sub_parser.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
+    if VERBOSE_FLAG not in sub_parser._option_string_actions:   # a command may define its own
+        sub_parser.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
     args = sub_parser.parse_args(rest)
     return int(module.main(args) or 0)
 
