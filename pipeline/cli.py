@@ -102,13 +102,16 @@ def main(args) -> int:
             return 0
         kwargs = _pipeline_kwargs(args)
         if args.action == "run":
-            from facegan.pipeline.local_runner import run_local
+            from facegan.pipeline.local_runner import decision_rules, run_local
             r = run_local(data_root=args.data, out=args.out, pipeline_name=args.pipeline_name,
                           model_name=args.model_name, enable_cache=not args.no_cache, **kwargs)
             push = r.outputs.get("PushedModel", {}).get("properties", {})
             bless = r.outputs.get("ModelBlessing", {}).get("properties", {})
             print(f"run {r.run_id}: blessed={bless.get('blessed')} pushed={push.get('pushed')} "
                   f"{push.get('pushed_destination', '')}")
+            for rule in decision_rules(r.outputs):
+                if not rule.get("passed"):
+                    print(f"  not blessed: {rule.get('reason')}", file=sys.stderr)
             print(f"tensorboard --logdir {r.log_dir}")
             return 0 if push.get("pushed") else 1
         from facegan.pipeline.kubeflow_runner import compile_pipeline

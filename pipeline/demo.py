@@ -11,11 +11,10 @@
    sampled through the gRPC client, server shut down.
 4. Where everything is, and the commands to open TensorBoard and sample again.
 """
-import json
 import os
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from facegan.pipeline import configs
 
@@ -114,16 +113,8 @@ def add_arguments(parser) -> None:
                         help="trainer config override (repeatable), e.g. --set optim.batch_size=32")
 
 
-def _read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def main(args) -> int:
-    from facegan.pipeline.local_runner import run_local
+    from facegan.pipeline.local_runner import decision_rules, run_local
 
     t0 = time.monotonic()
     out = os.path.abspath(args.out)
@@ -153,12 +144,11 @@ def main(args) -> int:
     o = result.outputs
     evaluation = o.get("ModelEvaluation", {}).get("uri")
     metrics_path = os.path.join(evaluation, "metrics.json") if evaluation else None
-    decision = _read_json(os.path.join(evaluation, "decision.json")) if evaluation else None
     pushed = o.get("PushedModel", {}).get("properties", {})
     serving_base = os.path.join(result.layout.serving_dir, result.model_name)
 
     print("\n== evaluation")
-    for r in (decision or {}).get("rules", []):
+    for r in decision_rules(o):
         print(f"   [{'pass' if r['passed'] else 'FAIL'}] {r['reason']}")
     if not pushed.get("pushed"):
         print(f"\nfacegan demo: the model was NOT blessed, so the Pusher did not push it "

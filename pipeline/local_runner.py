@@ -72,6 +72,18 @@ def run_local(*, data_root: str, out: str, pipeline_name: str = configs.PIPELINE
                      outputs=pipeline_outputs(layout.metadata_path, pipeline_name))
 
 
+def decision_rules(outputs: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The blessing rules (each {"passed", "reason", ...}) of the newest evaluation, [] if none."""
+    import json
+
+    uri = outputs.get("ModelEvaluation", {}).get("uri")
+    try:
+        with open(os.path.join(uri, "decision.json")) as f:
+            return list(json.load(f).get("rules", []))
+    except (OSError, TypeError, ValueError):
+        return []
+
+
 def pipeline_outputs(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
     """The newest artifact of each kind this pipeline produced, read back from ML Metadata.
 

@@ -182,3 +182,12 @@ def test_local_runner_has_no_command_line_of_its_own():
     import facegan.pipeline.kubeflow_runner as k
     src = open(k.__file__).read()
     assert "sys.path" not in src and "argparse" not in src
+
+
+def test_decision_rules_read_the_newest_evaluation(tmp_path):
+    from facegan.pipeline.local_runner import decision_rules
+    rules = [{"rule": "swd", "passed": False, "reason": "swd 9 > 3"}]
+    (tmp_path / "decision.json").write_text(json.dumps({"blessed": False, "rules": rules}))
+    assert decision_rules({"ModelEvaluation": {"uri": str(tmp_path)}}) == rules
+    assert decision_rules({}) == []
+    assert decision_rules({"ModelEvaluation": {"uri": str(tmp_path / "missing")}}) == []
