@@ -103,10 +103,11 @@ def placeholder_warnings(image: str, settings: Dict[str, Any]) -> List[str]:
         if not value or (key == "log_dir" and root and value.startswith(root)):
             continue      # empty, or derived from the root (whose warning says it all)
         flag, var = SETTING_SOURCES[key]
+        what = "the " + key.replace("_", " ")
         if value.startswith(configs.PLACEHOLDER_BUCKET + "/"):
-            lines.append(f"{key} {value} is a placeholder bucket: set {flag} or {var} to yours")
+            lines.append(f"{what} {value} is a placeholder bucket: set {flag} or {var} to yours")
         elif not _is_remote(value):
-            lines.append(f"{key} {value} is a local path that the pipeline's pods cannot reach "
+            lines.append(f"{what} {value} is a local path that the pipeline's pods cannot reach "
                          f"(no volumes are mounted): set {flag} or {var} to a gs:// (or s3://) URI")
     return lines
 
