@@ -231,6 +231,18 @@ def test_ms_ssim_identical_is_one_and_matches_pggan_reference():
     assert (ms_ssim(a, noisy) > ours).all()
 
 
+def test_ms_ssim_chunks_pads_and_shrunk_filters_match_reference():
+    """More pairs than one compiled chunk (threads + a padded tail), 48px: 11/11/11/6/3-tap filters."""
+    from facegan.metrics.ms_ssim import CHUNK
+    n = 2 * CHUNK + 3
+    a, b = smooth_images(n, 48, 7), smooth_images(n, 48, 8)
+    b[:4] = a[:4]                                     # identical pairs among them
+    ours, ref = ms_ssim(a, b), ref_msssim_pggan(a, b)
+    np.testing.assert_allclose(ours[:4], 1.0, atol=1e-5)
+    np.testing.assert_allclose(ours, ref, rtol=2e-4)
+    np.testing.assert_allclose(ms_ssim(a[5:6], b[5:6]), ours[5:6], rtol=1e-6)   # padding changes nothing
+
+
 def test_tf_ssim_multiscale_refuses_128_where_pggan_variant_works():
     tf = pytest.importorskip("tensorflow")
     a = smooth_images(2, 128, 1)
