@@ -175,8 +175,9 @@ def sample_descriptors(level: np.ndarray, rng: np.random.Generator,
                        nhoods_per_image: int = NHOODS_PER_IMAGE, size: int = NHOOD_SIZE) -> np.ndarray:
     """Random size x size neighbourhoods of [B, H, W, C] -> [B * nhoods, size*size*C] float32.
 
-    Each descriptor is laid out (y, x, c). `level` may be any strided view (the accumulator passes
-    a planar level seen as [B, H, W, C]); centres draw rows first, then columns, from `rng`.
+    Each descriptor is laid out (y, x, c). `level` may be any axis-permuted view of contiguous
+    memory (the accumulator passes a planar level seen as [B, H, W, C]); centres draw rows first,
+    then columns, from `rng`.
     """
     b, h, w, c = level.shape
     r = size // 2
@@ -184,9 +185,17 @@ def sample_descriptors(level: np.ndarray, rng: np.random.Generator,
     img = np.repeat(np.arange(b), nhoods_per_image)
     ys = rng.integers(r, h - r, size=n)
     xs = rng.integers(r, w - r, size=n)
-    off = np.arange(-r, r + 1)
-    patches = level[img[:, None, None], (ys[:, None] + off)[:, :, None], (xs[:, None] + off)[:, None, :]]
-    return patches.reshape(n, size * size * c)
+    # one flat np.take over the level's memory (any axis order): base index + (y, x, c) offsets
+    st = np.array(level.strides) // level.itemsize
+    mem = level.transpose(np.argsort(-st, kind="stable"))
+    if not mem.flags.c_contiguous:
+        level = np.ascontiguousarray(level)
+        st = np.array(level.strides) // level.itemsize
+        mem = level
+    d = np.arange(-r, r + 1)
+    off = (d[:, None, None] * st[1] + d[None, :, None] * st[2] + np.arange(c)[None, None, :] * st[3]).reshape(-1)
+    base = img * st[0] + ys * st[1] + xs * st[2]
+    return np.take(mem.reshape(-1), base[:, None] + off[None, :])
 
 
 @functools.lru_cache(maxsize=None)
