@@ -50,29 +50,15 @@ import types
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "bench"))
 
 import numpy as np  # noqa: E402
+
+from machine import cpu_info  # noqa: E402  (bench/machine.py: CPU model, bf16/AMX flags, load)
 
 PER = 10_000
 BASELINE_COMMIT = "3d48ca1"   # main before the metrics-perf work: the "previous implementation"
 GOALS_S_PER_10K = {"swd_128": 200.0, "ms_ssim_256": 60.0}   # issue 13 section 3
-
-
-def cpu_info():
-    """CPU model, core count and the bf16/AMX flags every benchmark records."""
-    model, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, val = line.partition(":")
-                if key.strip() == "model name" and model == "unknown":
-                    model = val.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(val.split())
-    except OSError:
-        pass
-    return {"model": model, "cpus": os.cpu_count(),
-            **{f: f in flags for f in ("avx512_bf16", "amx_bf16", "amx_tile")}}
 
 
 def load_baseline(relpath: str):
@@ -344,7 +330,7 @@ def main():
                          for f in faces256])
     rng = np.random.default_rng(0)
     result = {
-        "machine": {**cpu_info(), "load_avg_1m_at_start": os.getloadavg()[0]},
+        "machine": cpu_info(),   # load_avg_1m: at the start
         "data": f"FFHQ {len(faces256)} faces at 256 (box-downscaled to 128 where noted), read in place",
         "units": "seconds per 10,000 images per side (pairs for MS-SSIM); measured on fewer and scaled linearly",
         "baseline": f"previous implementation = metrics/*.py at commit {BASELINE_COMMIT}",
