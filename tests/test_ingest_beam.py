@@ -357,21 +357,3 @@ def test_component_in_local_dag_runner_on_real_faces(tmp_path, ffhq_dir, celeba_
         assert stats_pb.datasets[0].num_examples == summary["splits"][split]["examples"]
 
 
-def test_tfrecord_writer_matches_tf_and_beam(tmp_path):
-    """The workers' own gzipped TFRecord writer: Beam's masked CRC, and TF reads every record."""
-    import tensorflow as tf
-    from apache_beam.io.tfrecordio import _TFRecordUtil
-    from facegan.components.image_example_gen import beam_pipeline as B
-    for data in (b"", b"x", bytes(range(256)) * 50):
-        assert B.masked_crc32c(data) == _TFRecordUtil._masked_crc32c(data)
-    records = [bytes([k % 256]) * (k * 37 % 5000) for k in range(300)]
-    B.TFRecordGzipWriter.FLUSH_BYTES = 4096          # force many compress chunks
-    try:
-        w = B.TFRecordGzipWriter(str(tmp_path / "a.gz"))
-        for r in records:
-            w.write(r)
-        w.close()
-    finally:
-        B.TFRecordGzipWriter.FLUSH_BYTES = 1 << 20
-    got = [r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / "a.gz"), compression_type="GZIP")]
-    assert got == records and w.n == 300

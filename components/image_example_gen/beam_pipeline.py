@@ -33,11 +33,9 @@ import heapq
 import json
 import logging
 import os
-import struct
 import threading
 import time
 import uuid
-import zlib
 from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
@@ -49,7 +47,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from facegan.components.image_example_gen import transforms as T
-from facegan import schema
+from facegan import examples_io, schema
 
 log = logging.getLogger(__name__)
 IngestError = T.IngestError
@@ -60,55 +58,10 @@ TFRECORD_PREFIX = "data_tfrecord"
 TMP_DIR = ".ingest-tmp"
 
 
-def _crc32c_fn():
-    try:
-        import google_crc32c
-        return google_crc32c.value
-    except ImportError:                       # Beam's own (crcmod / snappy) fallback
-        from apache_beam.io.tfrecordio import _default_crc32c_fn
-        return _default_crc32c_fn
-
-
-_crc32c = _crc32c_fn()
-
-
-def masked_crc32c(data: bytes) -> int:
-    """TFRecord's masked CRC-32C (tensorflow/tsl/lib/hash/crc32c.h: Mask)."""
-    crc = _crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-class TFRecordGzipWriter:
-    """Gzipped TFRecord file: per record uint64 length, masked crc of it, data, masked crc."""
-
-    FLUSH_BYTES = 1 << 20
-
-    def __init__(self, path: str):
-        self.path, self.n = path, 0
-        self._f = FileSystems.create(path, mime_type="application/octet-stream",
-                                     compression_type=CompressionTypes.UNCOMPRESSED)
-        self._z = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, 31)   # 31: gzip
-        self._buf: List[bytes] = []
-        self._size = 0
-
-    def write(self, record: bytes):
-        head = struct.pack("<Q", len(record))
-        self._buf += [head, struct.pack("<I", masked_crc32c(head)), record,
-                      struct.pack("<I", masked_crc32c(record))]
-        self._size += len(record) + 16
-        self.n += 1
-        if self._size >= self.FLUSH_BYTES:
-            self._flush()
-
-    def _flush(self):
-        if self._buf:
-            self._f.write(self._z.compress(b"".join(self._buf)))
-            self._buf, self._size = [], 0
-
-    def close(self):
-        self._flush()
-        self._f.write(self._z.flush())
-        self._f.close()
+def _writer(path: str) -> examples_io.TFRecordGzipWriter:
+    return examples_io.TFRecordGzipWriter(FileSystems.create(
+        path, mime_type="application/octet-stream",
+        compression_type=CompressionTypes.UNCOMPRESSED), path)
 
 
 def _join(*parts: str) -> str:
@@ -222,12 +175,12 @@ class ProcessGroupFn(_BundleCounts):
         super().start_bundle()
         self.stats = [np.zeros(3), np.zeros(3), 0]
         self.sample = []          # heap of (-key, png): the grid_size smallest keys of the bundle
-        self.writers: Dict[str, TFRecordGzipWriter] = {}
+        self.writers: Dict[str, examples_io.TFRecordGzipWriter] = {}
 
     def _write(self, split: str, record: bytes):
         w = self.writers.get(split)
         if w is None:
-            w = self.writers[split] = TFRecordGzipWriter(
+            w = self.writers[split] = _writer(
                 _join(self.tmp_dir, f"{split}-{uuid.uuid4().hex}.gz"))
         w.write(record)
 
@@ -382,7 +335,7 @@ def _finalize_shards(output_uri: str, tmp_dir: str, shards) -> Dict[str, Dict]:
             FileSystems.delete(old)
         mine = sorted((path, n) for s, path, n in shards if s == split)
         if not mine:
-            empty = TFRecordGzipWriter(_join(tmp_dir, f"{split}-empty.gz"))
+            empty = _writer(_join(tmp_dir, f"{split}-empty.gz"))
             empty.close()
             mine = [(empty.path, 0)]
         if "://" not in d:

@@ -16,13 +16,13 @@ from typing import Optional, Sequence, Union
 
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx import types
+from tfx.types.standard_component_specs import EXAMPLES_KEY
 from tfx.types import component_spec, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from facegan.components.image_example_gen import executor
 from facegan.components.image_example_gen import transforms as T
 
-EXAMPLES_KEY = "examples"
 
 
 class ImageExampleGenSpec(component_spec.ComponentSpec):

@@ -4,6 +4,7 @@ import logging
 from typing import Any, Dict, List
 
 from tfx import types
+from tfx.types.standard_component_specs import EXAMPLES_KEY
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
@@ -13,7 +14,6 @@ from facegan.components.image_example_gen import beam_pipeline
 from facegan.components.image_example_gen import transforms as T
 from facegan import schema
 
-EXAMPLES_KEY = "examples"
 # summary key -> MLMD custom property on the Examples artifact
 _INT_PROPERTIES = ("files_seen", "examples_written", "duplicates", "rejected", "mirrored",
                    "unlabeled", "resolution")

@@ -5,7 +5,7 @@ what is tested here is exactly what runs on the workers.
 
 Per file:  read bytes -> sha256 -> decode (PIL) -> reject or -> EXIF orientation -> RGB
            -> crop policy -> resize to the target (named filter) -> optional 2x2 box chain for the
-           extra resolutions -> PNG -> tf.Example (wire format written here, see `encode_example`).
+           extra resolutions -> PNG -> tf.Example (facegan/examples_io.py: `schema_features`, `encode_example`).
 
 Choices that change the data (and so FID) are named and documented here:
 
@@ -35,7 +35,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from facegan import schema
+from facegan import examples_io, schema
 
 # ---------------------------------------------------------------------------------------------
 # Rejection reasons (the rejection report and the summary use exactly these strings).
@@ -441,65 +441,16 @@ def assign_split(sha256: str, eval_fraction: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# tf.Example wire format, without TensorFlow (workers stay light: no 10 s TF import each).
-# Example{features=1: Features{feature=1: map<string, Feature>}}; Feature oneof
-# bytes_list=1 / float_list=2 / int64_list=3, each {value=1 repeated}. Checked against
-# tf.train.Example in the tests.
+# tf.Example: the schema's one encoder lives in facegan/examples_io.py (TensorFlow-free, so the
+# workers stay light: no 11 s TF import each).
 
-def _varint_slow(n: int) -> bytes:
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-_VARINT_SMALL = [_varint_slow(n) for n in range(1 << 14)]   # lengths, tags, small ints
-
-
-def _varint(n: int) -> bytes:
-    return _VARINT_SMALL[n] if 0 <= n < 16384 else _varint_slow(n)
-
-
-def _ld(field_no: int, payload: bytes) -> bytes:
-    return _varint(field_no << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _feature(value) -> bytes:
-    values = value if isinstance(value, (list, tuple)) else [value]
-    if all(isinstance(v, (bool, int, np.integer)) for v in values) and values:
-        return _ld(3, _ld(1, b"".join(_varint(int(v)) for v in values)))
-    if all(isinstance(v, (float, np.floating, int, np.integer)) for v in values) and values:
-        return _ld(2, _ld(1, struct.pack(f"<{len(values)}f", *[float(v) for v in values])))
-    return _ld(1, b"".join(_ld(1, v if isinstance(v, bytes) else str(v).encode("utf-8"))
-                           for v in values))
-
-
-def encode_example(features: Dict[str, object]) -> bytes:
-    """Serialize {name: int | float | bytes | str | list of one kind} as a tf.train.Example."""
-    entries = b"".join(_ld(1, _ld(1, k.encode("utf-8")) + _ld(2, _feature(v)))
-                       for k, v in sorted(features.items()))
-    return _ld(1, entries)
+encode_example = examples_io.encode_example
 
 
 def example_features(p: Processed, source: str, sha256: str, mirrored: bool,
                      attrs: Optional[Dict] = None) -> Dict[str, object]:
-    from facegan.images import encode_png
-    r = p.image.shape[0]
-    feats = {schema.IMAGE: encode_png(p.image), schema.HEIGHT: r, schema.WIDTH: p.image.shape[1],
-             schema.ORIG_HEIGHT: p.orig_height, schema.ORIG_WIDTH: p.orig_width,
-             schema.SOURCE: source, schema.SHA256: sha256, schema.MIRRORED: int(bool(mirrored))}
-    for res, a in p.extra.items():
-        feats[schema.image_key(res, r)] = encode_png(a)
-    for name, v in (attrs or {}).items():
-        feats[schema.attr_key(name)] = v
-    return feats
+    return examples_io.schema_features(p.image, source, sha256, mirrored, p.extra,
+                                       (p.orig_height, p.orig_width), attrs)
 
 
 def channel_sums(image: np.ndarray) -> Tuple[np.ndarray, np.ndarray, int]:
