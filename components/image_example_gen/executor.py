@@ -1,5 +1,6 @@
-"""ImageExampleGen executor: runs the Beam ingestion pipeline (beam_pipeline.run_ingest) on the
-component's Beam pipeline and records the summary counts on the Examples artifact."""
+"""ImageExampleGen executor: runs ingestion (local_runner.ingest: the Beam pipeline on the
+component's Beam args, or the local runner for inputs up to IN_PROCESS_MAX_FILES on the local
+DirectRunner) and records the summary counts on the Examples artifact."""
 import logging
 from typing import Any, Dict, List
 
@@ -10,7 +11,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from facegan.components.image_example_gen import beam_pipeline
+from facegan.components.image_example_gen import local_runner
 from facegan.components.image_example_gen import transforms as T
 from facegan import schema
 
@@ -41,8 +42,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples.split_names = artifact_utils.encode_split_names(
             [schema.TRAIN_SPLIT, schema.EVAL_SPLIT])
         examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
-        summary = beam_pipeline.run_ingest(exec_properties["input_base"], examples.uri, cfg,
-                                           pipeline=self._make_beam_pipeline())
+        summary = local_runner.ingest(exec_properties["input_base"], examples.uri, cfg,
+                                           pipeline=self._make_beam_pipeline(), in_place=True)
         for key in _INT_PROPERTIES:
             examples.set_int_custom_property(key, int(summary[key]))
         for split in (schema.TRAIN_SPLIT, schema.EVAL_SPLIT):
