@@ -477,3 +477,14 @@ def test_json_single_file_forms(tmp_path):
 def test_labels_missing_path():
     with pytest.raises(T.IngestError, match="does not exist"):
         T.load_labels("/no/such/labels.txt")
+
+
+def test_max_pixels_is_the_one_limit(rng, monkeypatch):
+    """PIL refuses images above 2 * Image.MAX_IMAGE_PIXELS before we see their size; a larger
+    max_pixels must raise that limit (simulated with a small PIL limit: 64x64 > 2 * 1000)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    data = enc(Image.fromarray(rgb_image(rng, 64, 64)), "PNG")
+    p = T.process_bytes(data, cfg(max_pixels=10_000))
+    assert p.image.shape == (32, 32, 3)
+    assert reason_of(data, max_pixels=4000) == T.OVERSIZED      # ours still applies
+    assert Image.MAX_IMAGE_PIXELS >= 10_000

@@ -27,6 +27,7 @@ from facegan.components.image_example_gen import transforms as T
 IN_PROCESS_MAX_FILES = 50_000   # the TFX executor's local runner limit (DirectRunner pipelines)
 POOL_MIN_FILES = 200            # below this a fork pool costs more than it saves
 CHUNKS_PER_WORKER = 4           # work units per worker: balance vs shard files
+SINGLE_CHUNK = 2000             # in one process: groups per chunk (progress shown between chunks)
 
 
 def _default_workers() -> int:
@@ -105,10 +106,11 @@ def run_local(listing: T.InputListing, stage_path: str, cfg: T.IngestConfig, inp
             imap = pool.imap
         else:
             imap = map
+        n_chunks = workers * CHUNKS_PER_WORKER if use_pool else -(-len(units) // SINGLE_CHUNK)
         counts = collections.Counter()
         groups: Dict[str, List] = collections.defaultdict(list)
         rejections: List[Dict] = []
-        for hashed, rejected, c in imap(_read_chunk, _chunks(units, workers * CHUNKS_PER_WORKER)):
+        for hashed, rejected, c in imap(_read_chunk, _chunks(units, n_chunks)):
             counts.update(c)
             rejections.extend(rejected)
             for sha, item in hashed:
@@ -117,7 +119,7 @@ def run_local(listing: T.InputListing, stage_path: str, cfg: T.IngestConfig, inp
                 poll()
         ordered = sorted(groups.items())
         shards, stats, sample = [], [], []
-        for sh, rej, c, st, sm in imap(_process_chunk, _chunks(ordered, workers * CHUNKS_PER_WORKER)):
+        for sh, rej, c, st, sm in imap(_process_chunk, _chunks(ordered, n_chunks)):
             shards.extend(sh)
             rejections.extend(rej)
             counts.update(c)
