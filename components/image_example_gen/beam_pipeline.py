@@ -224,6 +224,10 @@ def run_in_thread(target, poll=None) -> None:
                 poll()
     except BaseException:
         CANCELLED.set()
+        # Beam's own threads report the killed workers ("Worker subprocess exited with return
+        # code -9"): expected now, so not printed.
+        threading.excepthook = lambda hook_args: None
+        logging.getLogger("apache_beam").setLevel(logging.CRITICAL + 1)   # workers' last words
         stop_workers()
         th.join(5.0)
         raise

@@ -96,6 +96,8 @@ def add_arguments(parser):
                              "'--runner=DataflowRunner ...' for large sets; with --runner beam "
                              f"and none given: '{DEFAULT_BEAM_ARGS}'")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show third-party warnings and Beam's logs (quiet by default)")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -106,6 +108,48 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         if action.option_strings and action.default is not argparse.SUPPRESS:
             h += " (required)" if action.required else " (default: %(default)r)"
         return h
+
+
+def _quiet_third_party():
+    """Beam's and google-api-core's start-up chatter (FutureWarnings, worker log lines) is not
+    ours: hidden unless --verbose. Our own messages and real errors are unaffected."""
+    import logging
+    import warnings
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # Beam's worker interpreters inherit this (their import-time FutureWarnings)
+    os.environ["PYTHONWARNINGS"] = ",".join(
+        w for w in (os.environ.get("PYTHONWARNINGS"), "ignore::FutureWarning") if w)
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+
+
+class _WorkerStderrToFile:
+    """Point file descriptor 2 at a temp file while the run goes, keeping `sys.stderr` (our own
+    messages) on the terminal. Beam's worker interpreters inherit fd 2 and print tracebacks when
+    a Ctrl-C reaches the whole process group; those now land in the file, removed afterwards."""
+
+    def __enter__(self):
+        import tempfile
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        fd, self.path = tempfile.mkstemp(prefix="facegan-ingest-workers-", suffix=".log")
+        os.dup2(fd, 2)
+        os.close(fd)
+        self.old = sys.stderr
+        sys.stderr = os.fdopen(os.dup(self.saved), "w", buffering=1)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        sys.stderr.close()
+        sys.stderr = self.old
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass
+        return False
 
 
 class Terminated(BaseException):
@@ -127,6 +171,8 @@ def main(args) -> int:
     except T.IngestError as e:
         print(f"facegan ingest: error: {T.for_flags(e, FLAGS)}", file=sys.stderr)
         return 2
+    if not args.verbose:
+        _quiet_third_party()
     previous = os.path.isdir(args.output) and bool(os.listdir(args.output))
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     progress = None
@@ -143,14 +189,19 @@ def main(args) -> int:
         if done != progress.done:
             progress.update(done - progress.done)
 
+    import contextlib
+    quiet = contextlib.nullcontext() if args.verbose else _WorkerStderrToFile()
     try:
         from facegan.components.image_example_gen import local_runner
         beam_args = None if args.beam_args is None else shlex.split(args.beam_args)
         if args.runner == "beam" and beam_args is None:
             beam_args = shlex.split(DEFAULT_BEAM_ARGS)
-        summary = local_runner.ingest(args.input, args.output, cfg, beam_args=beam_args,
-                                      on_progress=None if args.quiet else on_progress,
-                                      runner=args.runner)
+        with quiet:
+            summary = local_runner.ingest(args.input, args.output, cfg, beam_args=beam_args,
+                                          on_progress=None if args.quiet else on_progress,
+                                          runner=args.runner)
+            if progress is not None:
+                progress.close()
     except T.IngestError as e:
         kept = f" (the previous output in {args.output} is unchanged)" if previous else ""
         print(f"facegan ingest: error: {T.for_flags(e, FLAGS)}{kept}", file=sys.stderr)
@@ -163,8 +214,6 @@ def main(args) -> int:
         return code
     finally:
         signal.signal(signal.SIGTERM, old_term)
-    if progress is not None:
-        progress.close()
     short = {k: summary[k] for k in ("files_seen", "originals_written", "records_written",
                                      "examples_written", "duplicates", "rejected",
                                      "rejected_by_reason", "mirrored", "splits", "symlink_loops",

@@ -70,9 +70,11 @@ def _process_chunk(groups: Sequence[Tuple[str, List]]):
 
 def _worker_init():
     """Pool workers ignore Ctrl-C (the terminal sends it to the whole process group): the driver
-    alone handles it, removes the partial output and kills them (no worker tracebacks)."""
+    alone handles it, removes the partial output and kills them (no worker tracebacks). SIGTERM
+    (the pool's own stop signal) ends them silently: the driver's handler is not inherited."""
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _chunks(items: List, n: int) -> List[List]:
