@@ -6,6 +6,7 @@ same inputs only where PIL *is* the named reference, e.g. the filter registry).
 """
 import io
 import json
+import os
 import struct
 import tarfile
 import zipfile
@@ -488,3 +489,15 @@ def test_max_pixels_is_the_one_limit(rng, monkeypatch):
     assert p.image.shape == (32, 32, 3)
     assert reason_of(data, max_pixels=4000) == T.OVERSIZED      # ours still applies
     assert Image.MAX_IMAGE_PIXELS >= 10_000
+
+
+def test_input_fingerprint_changes_with_names_sizes_mtimes(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x" * 10)
+    (tmp_path / "b.png").write_bytes(b"y" * 20)
+    fp = T.input_fingerprint(str(tmp_path))
+    assert fp == T.input_fingerprint(str(tmp_path)) and fp.startswith("files:2,bytes:30,")
+    os.utime(tmp_path / "a.png", ns=(1, 10**18))
+    fp2 = T.input_fingerprint(str(tmp_path))
+    assert fp2 != fp
+    (tmp_path / "b.png").rename(tmp_path / "c.png")
+    assert T.input_fingerprint(str(tmp_path)) not in (fp, fp2)

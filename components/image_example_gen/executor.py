@@ -49,6 +49,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         for split in (schema.TRAIN_SPLIT, schema.EVAL_SPLIT):
             examples.set_int_custom_property(f"{split}_examples", summary["splits"][split]["examples"])
         examples.set_string_custom_property("crop", summary["crop"])
+        examples.set_string_custom_property("input_fingerprint",
+                                            exec_properties.get("input_fingerprint") or "")
+        examples.set_string_custom_property("runner", summary.get("runner", ""))
         examples.set_string_custom_property("filter", summary["filter"])
         examples.set_string_custom_property(
             "resolutions", ",".join(str(r) for r in summary["resolutions"]))
