@@ -10,13 +10,14 @@ One encoder for the schema: `schema_features` builds the feature dict of one exa
 object tests and tools use) is that same encoding parsed back, so there is one definition.
 
 Why a hand-written encoder and TFRecord writer instead of tf.train.Example + tf.io.TFRecordWriter:
-the Beam workers then never import TensorFlow. Measured on this project's CI machine (2 cores,
-`python bench/ingest.py --encoder-only`): `import tensorflow` costs ~11 s of CPU per worker process
-(two workers: ~11 s of wall time on 2 cores before the first image, against ~9 s for the whole
-11,100-image job at the steady rate), while encoding is ~8 us per example either way (the PNG
-bytes dominate the record). The writer frames records exactly as TensorFlow does (length,
-masked CRC-32C of the length, data, masked CRC-32C of the data; one gzip stream per file); the
-tests compare both with TensorFlow's own serialization and reader.
+the ingestion workers then never import TensorFlow. Measured with `bench/ingest.py`
+(`encoder` entry; AMD EPYC, 2 cores, shared machine at load 11): `import tensorflow` took
+51 s (11 s on a quiet machine) per worker process, i.e. more than the whole 11,100-image
+ingest at the local runner's rate, while encoding one 64px example took 192 us here vs 257 us
+through tf.train.Example (same bytes, asserted by the benchmark): faster per record and no
+start-up. The writer frames records exactly as TensorFlow does (length, masked CRC-32C of the
+length, data, masked CRC-32C of the data; one gzip stream per file); the tests compare both with
+TensorFlow's own serialization and reader.
 
 Readers refuse two kinds of bad input with one line naming the file: an output a run did not
 finish (`INCOMPLETE_MARKER` at its root, written first by ingestion and removed last) and files
