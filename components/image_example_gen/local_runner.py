@@ -68,13 +68,17 @@ def _process_chunk(groups: Sequence[Tuple[str, List]]):
     return shards.close(), rejections, proc.counts, tuple(proc.stats), list(proc.sample)
 
 
-def _worker_init():
-    """Pool workers ignore Ctrl-C (the terminal sends it to the whole process group): the driver
+def _worker_init(cfg=None, tmp_dir=None, progress_dir=None):
+    """Job state for `_process_chunk` (passed, so spawned workers get it too). Pool workers
+    ignore Ctrl-C (the terminal sends it to the whole process group): the driver
     alone handles it, removes the partial output and kills them (no worker tracebacks). SIGTERM
     (the pool's own stop signal) ends them silently: the driver's handler is not inherited."""
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if cfg is not None:
+        _JOB.clear()
+        _JOB.update(cfg=cfg, tmp_dir=tmp_dir, progress_dir=progress_dir)
 
 
 def _chunks(items: List, n: int) -> List[List]:
@@ -104,7 +108,13 @@ def run_local(listing: T.InputListing, stage_path: str, cfg: T.IngestConfig, inp
     try:
         if use_pool:
             import multiprocessing
-            pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init)
+            import threading
+            # fork: workers share the parent's imports (no start-up); but forking a process
+            # that runs other threads (a TFX executor: gRPC, absl) can deadlock a child on a
+            # lock held at fork time, so there the workers are spawned (numpy + PIL imports).
+            method = "fork" if threading.active_count() == 1 else "spawn"
+            pool = multiprocessing.get_context(method).Pool(
+                workers, initializer=_worker_init, initargs=(cfg, tmp_dir, progress_dir))
             imap = pool.imap
         else:
             imap = map
