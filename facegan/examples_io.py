@@ -339,6 +339,7 @@ def image_dataset(examples_uri: str, split: str, key: str = schema.IMAGE, batch_
                   include_mirrored: bool = True, limit: Optional[int] = None):
     """tf.data.Dataset of uint8 [B, H, W, 3] batches decoded from one split, in file order."""
     import tensorflow as tf
+    check_complete(examples_uri)            # the evaluator and metrics refuse unfinished outputs
     files = split_files(examples_uri, split)
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
     ds = ds.map(lambda s: tf.io.parse_single_example(s, feature_spec((key,))),
