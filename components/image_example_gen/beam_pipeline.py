@@ -193,11 +193,14 @@ def _child_pids(pid: int) -> List[int]:
 def stop_workers() -> None:
     """SIGKILL the worker subprocesses this driver started (by pid; silent, no traceback)."""
     import signal
-    for pid in _child_pids(os.getpid()):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    import time
+    for _ in range(3):              # again for any worker the runner started meanwhile
+        for pid in _child_pids(os.getpid()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.2)
 
 
 def run_in_thread(target, poll=None) -> None:
