@@ -35,6 +35,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "bench"))
+from machine import cpu_info  # noqa: E402  (bench/machine.py: CPU model, bf16/AMX flags, load)
 
 
 def faces_root():
@@ -143,23 +145,6 @@ def beam_run(input_dir, out, cfg, beam_args, n):
             "process_stage_cpu_ms_per_image": round(1000 * stage_cpu / n, 3) if recs else None}
 
 
-def machine():
-    """CPU model, the bf16/AMX flags the benchmarks record, cores and load (shared machine)."""
-    model, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model == "unknown":
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return {"cpu_model": model, "avx512_bf16": "avx512_bf16" in flags,
-            "amx_bf16": "amx_bf16" in flags, "amx_tile": "amx_tile" in flags,
-            "cpus": os.cpu_count(), "load_avg_1m_start": round(os.getloadavg()[0], 2)}
-
-
 def local_run(input_dir, out, cfg, n, workers):
     """The Beam-free local runner, end to end (listing, staging, pool, finalize, swap)."""
     from facegan.components.image_example_gen import local_runner
@@ -244,7 +229,7 @@ def main():
     ap.add_argument("--beam", action="store_true",
                     help="also run the Beam multi-processing DirectRunner (two more runs)")
     args = ap.parse_args()
-    result = {"benchmark": "ingest", **machine()}
+    result = {"benchmark": "ingest", **cpu_info()}
 
     files = list_faces(args.limit)
     small = files[:: max(1, len(files) // args.small)][: args.small]
