@@ -108,6 +108,26 @@ class RunConfig:
     shuffle_buffer: int = 2048
 
 
+# -- metrics during training (trainer/periodic_eval.py) --------------------------------------
+@dataclass
+class EvalConfig:
+    every_images: int = 0              # evaluate every N images shown (0: off; see EVAL_EVERY_IMAGES)
+    metrics: str = "swd,ms_ssim,fid,kid,face_detection"   # registry requests (metrics/registry.py)
+    num_images: int = 1024             # bounded sample per metric (pairs for ms_ssim)
+    batch_size: int = 64
+    seed: int = 0                      # latent stream, as `facegan evaluate --seed`
+    extractor: str = "inception"       # FID/KID/IS features; skipped (with the reason) if missing
+    memorization: int = 16             # samples checked against the training images (0: off)
+    best_metric: str = "swd"           # keeps best/ by it (direction from the registry); "": none
+    export: str = "last"               # last | best: which generator the run exports
+    also_raw: bool = False             # also score the raw generator (eval_raw/<metric>)
+    cache_dir: str = ""                # real-statistics cache (default: <run_dir>/eval_cache)
+
+
+EVAL_EXPORTS = ("last", "best")
+EVAL_EVERY_IMAGES = 50_000             # paper presets; smoke presets keep it off
+
+
 @dataclass
 class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -115,6 +135,7 @@ class Config:
     tricks: TricksConfig = field(default_factory=TricksConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     preset: str = ""
 
     # -- serialization -------------------------------------------------------------------------
@@ -278,6 +299,7 @@ def validate(cfg: Config) -> Config:
                           "(use optim.batch_size)")
     if t.label_smoothing and not family.supports_label_smoothing:
         raise ConfigError(f"tricks.label_smoothing has no meaning for {lo.family} (the critic has no labels)")
+    validate_eval(cfg.eval)
     if family.refuses_batchnorm_critic and arch.batchnorm_critic:
         others = [a.name for a in registry.ARCHITECTURES.values() if not a.batchnorm_critic]
         raise ConfigError(f"loss.family {lo.family} penalizes each example's gradient norm, but {n.architecture}'s "
@@ -285,6 +307,35 @@ def validate(cfg: Config) -> Config:
                           "(Gulrajani et al. 2017, sec. 4: no batch norm in the critic); "
                           f"use {' or '.join(others)} or another loss")
     return cfg
+
+
+def validate_eval(e: EvalConfig) -> None:
+    """The eval block: metric requests and the best metric checked against the metric registry
+    (TensorFlow-free), so a typo fails before training starts."""
+    if e.every_images < 0:
+        raise ConfigError(f"eval.every_images must be >= 0 (0: off), got {e.every_images}")
+    if e.export not in EVAL_EXPORTS:
+        raise ConfigError(f"eval.export {e.export!r} is not one of {EVAL_EXPORTS}")
+    if e.num_images < 2 or e.batch_size < 1 or e.memorization < 0:
+        raise ConfigError(f"eval.num_images must be >= 2, eval.batch_size >= 1 and eval.memorization "
+                          f">= 0, got {e.num_images}, {e.batch_size}, {e.memorization}")
+    from facegan.metrics.registry import validate_metric_names
+    try:
+        requests = validate_metric_names(e.metrics) if e.metrics.strip() else []
+    except ValueError as err:
+        raise ConfigError(f"eval.metrics: {err}") from None
+    labels = [r.label for r in requests]
+    if e.best_metric:
+        if e.best_metric not in labels:
+            raise ConfigError(f"eval.best_metric {e.best_metric!r} is not among eval.metrics ({e.metrics})")
+        if requests[labels.index(e.best_metric)].spec.direction is None:
+            with_dir = [r.label for r in requests if r.spec.direction]
+            raise ConfigError(f"eval.best_metric {e.best_metric!r} has no better direction in the metric "
+                              f"registry; choose one of {', '.join(with_dir) or 'swd, fid, kid'}")
+    if e.export == "best" and not e.best_metric:
+        raise ConfigError("eval.export 'best' needs eval.best_metric")
+    if e.every_images and not labels and not e.memorization:
+        raise ConfigError("eval.every_images is on but eval.metrics is empty and eval.memorization is 0")
 
 
 # -- presets ----------------------------------------------------------------------------------
@@ -345,6 +396,11 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                           optim=dict(batch_size=16),
                           run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
 }
+
+
+# Metrics during training (issue 14 §2): on for the paper presets, off for the smoke ones.
+for _name, _p in PRESETS.items():
+    _p.setdefault("eval", {"every_images": 0 if _name.startswith("smoke") else EVAL_EVERY_IMAGES})
 
 
 def get_preset(name: str, overrides: Optional[Dict[str, Any]] = None) -> Config:

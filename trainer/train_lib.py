@@ -9,6 +9,8 @@ Run directory layout:
                                    file is rewritten only after the shard files are complete)
     run_dir/logs/ (or log_dir)     TensorBoard events: scalars + image grids
     run_dir/samples/step_XXXXXXX.png   EMA-generator grids from fixed latents
+    run_dir/metrics.jsonl, run_dir/best/   metrics during training (eval.every_images > 0;
+                                   trainer/periodic_eval.py)
 
 Full state in every checkpoint: G, D, G_ema, lens, all optimizers (slots, iterations, lr), the
 step, images shown (= position in the input stream, which is a pure function of it; see
@@ -64,6 +66,8 @@ class TrainResult:
     checkpoint: Optional[str]
     replicas: int = 1
     gan: object = None
+    selected: str = "last"             # which state the result (and its export) holds: last | best
+    eval_best: Optional[dict] = None   # the best metrics.jsonl record (eval.best_metric), if any
 
 
 # -- environment -----------------------------------------------------------------------------
@@ -164,6 +168,13 @@ class Trainer:
             gan.copy_to_ema()
             self._sync_stage()
             self.manager.save(checkpoint_number=0)   # always something good to go back to
+        # Metrics during training (trainer/periodic_eval.py): built after the restore, so best
+        # tracking resumes from metrics.jsonl at the resumed step.
+        self.evaluator = None
+        if cfg.eval.every_images:
+            from facegan.trainer.periodic_eval import PeriodicEval
+            self.evaluator = PeriodicEval(self)
+            self.evaluator.restore(self.step if self.resumed_from else None)
 
     # -- state helpers -----------------------------------------------------------------------
     @property
@@ -296,6 +307,11 @@ class Trainer:
         metrics: Dict[str, float] = {}
         t_last, img_last, step_last = time.monotonic(), self.images_shown, step
         recoveries = int(self.gan.nan_recoveries.numpy())
+        ev = self.evaluator
+        if ev is not None:
+            ev.started = time.monotonic()
+            if ev.due(self.images_shown) or (step >= total and ev.final_due(self.images_shown)):
+                ev.run(step, self.images_shown)   # an evaluation lost to a kill after its checkpoint
         while step < total:
             self._sync_stage()
             out = self._step_fn()(self._get_iterator())
@@ -304,7 +320,9 @@ class Trainer:
             if self.on_step is not None:     # test hook (e.g. inject a NaN)
                 metrics = self.on_step(self, step, metrics) or metrics
             bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-            save_now = step % cfg.run.checkpoint_every == 0 or step == total
+            eval_now = ev is not None and (ev.due(self.images_shown) or
+                                           (step == total and ev.final_due(self.images_shown)))
+            save_now = step % cfg.run.checkpoint_every == 0 or step == total or eval_now
             if save_now and not bad:    # never save a checkpoint that is not "good"
                 bad = [f"weight {name}" for name in self._nonfinite_weights()]
                 metrics.update({k: float("nan") for k in bad})
@@ -329,7 +347,8 @@ class Trainer:
                 t_last, img_last, step_last = time.monotonic(), self.images_shown, step
                 continue
             if progress is not None:
-                progress.label = f"train {name} step {step}/{total}"
+                progress.label = f"train {name} step {step}/{total}" + (
+                    f"  eval {ev.fraction():.0%} of time" if ev is not None else "")
                 progress.update(max(0, self.images_shown - shown_at_start - progress.done))
             if step % cfg.run.log_every == 0 or step == total:
                 now = time.monotonic()
@@ -344,8 +363,21 @@ class Trainer:
                 self.write_images(step)
             if save_now:
                 self.manager.save(checkpoint_number=step)
+            if eval_now:      # after the save: every record's step has a checkpoint
+                ev.run(step, self.images_shown)
         if progress is not None:
             progress.close()
+        selected = "last"
+        if ev is not None and cfg.eval.export == "best":
+            best = ev.best_checkpoint()
+            if best:
+                self._restore(best)
+                selected = "best"
+                log.info("eval.export=best: the result holds step %d (%s %s)", self.step,
+                         cfg.eval.best_metric, ev.best["headline"].get(cfg.eval.best_metric))
+            else:
+                log.warning("eval.export=best but no evaluation has a best checkpoint; the last "
+                            "state is exported")
         if not metrics and self.step >= total:
             log.info("nothing to do: run_dir already at step %d >= %d", self.step, total)
         return TrainResult(cfg=cfg, run_dir=self.run_dir, log_dir=self.log_dir, steps=self.step,
@@ -353,7 +385,8 @@ class Trainer:
                            generator=self.gan.G, generator_ema=self.gan.sampling_generator,
                            metrics=metrics, nan_recoveries=recoveries,
                            checkpoint=self.manager.latest_checkpoint,
-                           replicas=self.n_replicas, gan=self.gan)
+                           replicas=self.n_replicas, gan=self.gan, selected=selected,
+                           eval_best=ev.best if ev is not None else None)
 
 
 def train(cfg: Config, examples_uri: Union[str, Sequence[str], None], run_dir: str,
@@ -369,5 +402,8 @@ def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] 
     """Export the EMA generator as the serving SavedModel (trainer/export.py's signatures)."""
     metadata = {"steps": result.steps, "images_shown": result.images_shown,
                 "trained_resolution": result.resolution, "nan_recoveries": result.nan_recoveries,
-                "final_metrics": result.metrics, **(extra_metadata or {})}
+                "final_metrics": result.metrics, "selected_checkpoint": result.selected,
+                **({"eval_best": {k: result.eval_best.get(k) for k in ("step", "images_shown", "headline", "weights")}}
+                   if result.eval_best else {}),
+                **(extra_metadata or {})}
     return export_generator(result.generator_ema, export_dir, cfg=result.cfg, metadata=metadata)
