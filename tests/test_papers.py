@@ -61,3 +61,72 @@ def test_lens_lsgan_term_is_eq_11_without_half():
     logits = tf.constant([[0.5], [-2.0], [3.0]])
     got = L.LOSSES["lsgan"].lens_loss(C.LossConfig(family="lsgan"))(logits).numpy()
     np.testing.assert_allclose(got, [0.25, 4.0, 9.0], rtol=1e-6)
+
+
+# -- FaceGANs networks (Li et al.) ----------------------------------------------------------------
+def test_facegan_generator_fc_expands_then_shrinks():
+    # "the first fully connected layer of G expands the latent to a large size and the second
+    # shrinks it to the deconvolution input" -- at the preset's 64px / 64 filters / z 100
+    from facegan.trainer.networks import build_networks
+    cfg = C.get_preset("facegan")
+    G = build_networks(cfg).generator
+    dense = [l for l in G.layers if isinstance(l, tf.keras.layers.Dense)]
+    assert [l.name for l in dense] == ["g_fc0_fc", "g_project_fc"]
+    z, fc0, proj = cfg.network.z_dim, dense[0].units, dense[1].units
+    assert z < fc0 and proj < fc0                   # expand, then shrink
+    assert (z, fc0, proj) == (100, 4096, 2048)
+    first = [l for l in G.layers if isinstance(l, tf.keras.layers.Conv2DTranspose)][0]
+    assert first.get_input_shape_at(0)[1:] == (4, 4, 128)   # the deconvolution input: 4x4x128 = 2048
+
+
+# -- ProGAN residual blocks (the Columbia report) --------------------------------------------------
+def _progan(res=16, start=4, **over):
+    from facegan.trainer.networks import build_networks
+    o = {"network.architecture": "progan", "loss.family": "wgan_gp", "network.resolution": res,
+         "network.start_resolution": start, "network.filters": 2, "network.max_filters": 16,
+         "network.z_dim": 16}
+    o.update(over)
+    return build_networks(C.get_preset("smoke", o))
+
+
+def _n_convs(model):
+    from facegan.trainer.networks import layers
+    return sum(isinstance(l, layers.EqualizedConv2D) and l.kernel_size == 3 for l in model.layers)
+
+
+def test_progan_residual_blocks_add_depth_before_upsampling_in_g_and_after_downsampling_in_d():
+    # "additional residual blocks within each resolution, before upsampling in G and after
+    # downsampling in D, adding depth"
+    plain = _progan()
+    res = _progan(**{"network.residual_g": True, "network.residual_d": True})
+    G, D = res.generator, res.discriminator
+    # two extra 3x3 convs per grown block (8 and 16) in each network: depth, not a skip wrap
+    assert _n_convs(G) == _n_convs(plain.generator) + 4
+    assert _n_convs(D) == _n_convs(plain.discriminator) + 4
+    for r in (8, 16):
+        # G: the block for r starts at r/2, before the upsampling; D's ends at r/2, after pooling
+        assert G.get_layer(f"g_{r}_res_conv0").get_input_shape_at(0)[1:3] == (r // 2, r // 2)
+        assert G.get_layer(f"g_{r}_conv0").get_input_shape_at(0)[1:3] == (r, r)
+        assert D.get_layer(f"d_{r}_res_conv0").get_input_shape_at(0)[1:3] == (r // 2, r // 2)
+        assert D.get_layer(f"d_{r}_res_add").get_output_shape_at(0)[1:3] == (r // 2, r // 2)
+    assert G(tf.zeros([2, 16])).shape == (2, 16, 16, 3)
+    assert D(tf.zeros([2, 16, 16, 3]))["logits"].shape == (2, 1)
+
+
+def test_progan_residual_branch_is_added_to_its_input():
+    # With the residual branch's last conv zeroed, f(x) = lrelu(0) = 0, so the block is x / sqrt(2)
+    # and G (pixel-normalized right after) computes exactly what the plain G computes.
+    plain = _progan(res=8)
+    res = _progan(res=8, **{"network.residual_g": True})
+    by_name = {w.name: w for w in plain.generator.weights}
+    for w in res.generator.weights:
+        if "_res_conv1" in w.name:
+            w.assign(tf.zeros_like(w))
+        elif "_res_" not in w.name:
+            w.assign(by_name[w.name])
+    z = tf.random.stateless_normal([3, 16], seed=[4, 2])
+    np.testing.assert_allclose(res.generator(z).numpy(), plain.generator(z).numpy(), atol=1e-5)
+    r0 = res.generator.get_layer("g_8_res_conv0")
+    r0.kernel.assign(r0.kernel + 0.5)       # a non-zero branch changes the output
+    res.generator.get_layer("g_8_res_conv1").kernel.assign(tf.ones_like(r0.kernel))
+    assert not np.allclose(res.generator(z).numpy(), plain.generator(z).numpy(), atol=1e-3)
