@@ -130,3 +130,16 @@ def test_progan_residual_branch_is_added_to_its_input():
     r0.kernel.assign(r0.kernel + 0.5)       # a non-zero branch changes the output
     res.generator.get_layer("g_8_res_conv1").kernel.assign(tf.ones_like(r0.kernel))
     assert not np.allclose(res.generator(z).numpy(), plain.generator(z).numpy(), atol=1e-3)
+
+
+# -- WGAN with weight clipping (Arjovsky et al. 2017) ---------------------------------------------
+def test_wgan_losses_and_clipping_follow_algorithm_1():
+    r, f = tf.constant([[0.5], [-1.0], [2.0]]), tf.constant([[0.1], [0.3], [-2.0]])
+    np.testing.assert_allclose(L.wgan_discriminator_loss(r, f).numpy(), [-0.4, 1.3, -4.0], rtol=1e-6)
+    np.testing.assert_allclose(L.wgan_generator_loss(f).numpy(), [-0.1, -0.3, 2.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="no meaning"):
+        L.wgan_discriminator_loss(r, f, real_label_smoothing=0.1)
+    w = tf.Variable([[-0.5, 0.005], [0.02, -0.01]])
+    L.clip_weights([w], L.WGAN_CLIP)
+    np.testing.assert_allclose(w.numpy(), [[-0.01, 0.005], [0.01, -0.01]], rtol=1e-6)
+    assert L.WGAN_CLIP == 0.01

@@ -12,6 +12,7 @@ Families (registry `LOSSES`, keyed like `LossConfig.family`):
 | ns       | same as minimax                                           | softplus(-D(G(z)))         |
 | lsgan    | (D(x)-b')^2/2 + (D(G(z))-a)^2/2, b' = b - s(b - a)        | (D(G(z))-c)^2/2            |
 | wgan_gp  | D(G(z)) - D(x) + drift*D(x)^2   (+ gp_weight * GP, loop)  | -D(G(z))                   |
+| wgan     | D(G(z)) - D(x)   (+ weight clipping to [-c, c], loop)     | -D(G(z))                   |
 | hinge    | relu(1 - D(x)) + relu(1 + D(G(z)))                        | -D(G(z))                   |
 | facegan  | softplus(-D(x)) [target 1-s] + softplus(D(G(z)) - 1)      | softplus(-D(G(z)))         |
 
@@ -126,6 +127,30 @@ def wgan_gp_discriminator_loss(real_logits, fake_logits, real_label_smoothing: f
 def wgan_gp_generator_loss(fake_logits):
     """-D(G(z)). TF-GAN `wasserstein_generator_loss`."""
     return _tfgan.wasserstein_generator_loss(_flat(fake_logits), reduction=_NONE, loss_collection=None)
+
+
+# -- WGAN with weight clipping (Arjovsky et al. 2017) -----------------------------------------
+WGAN_CLIP = 0.01          # Arjovsky et al., Algorithm 1: c = 0.01 (with RMSProp, lr 5e-5, n_critic 5)
+
+
+def wgan_discriminator_loss(real_logits, fake_logits, real_label_smoothing: float = 0.0):
+    """D(G(z)) - D(x): the critic's side of the Wasserstein estimate (Arjovsky et al. 2017,
+    Algorithm 1). The Lipschitz constraint is weight clipping after every critic update
+    (`clip_weights`, box [-loss.clip_value, clip_value]), not a penalty term."""
+    _no_smoothing(real_label_smoothing, "wgan")
+    return _flat(fake_logits) - _flat(real_logits)
+
+
+def wgan_generator_loss(fake_logits):
+    """-D(G(z)) (Arjovsky et al. 2017, Algorithm 1)."""
+    return -_flat(fake_logits)
+
+
+def clip_weights(variables, clip_value: float):
+    """w <- clip(w, -c, c) for every critic weight, in place (Arjovsky et al. 2017, Algorithm 1:
+    "w <- clip(w, -c, c)" after each RMSProp step). Returns the assign ops (eager: the values)."""
+    c = float(clip_value)
+    return [v.assign(tf.clip_by_value(v, -c, c)) for v in variables]
 
 
 # -- hinge (Lim & Ye 2017; Miyato et al. 2018) ------------------------------------------------
