@@ -143,3 +143,38 @@ def test_wgan_losses_and_clipping_follow_algorithm_1():
     L.clip_weights([w], L.WGAN_CLIP)
     np.testing.assert_allclose(w.numpy(), [[-0.01, 0.005], [0.01, -0.01]], rtol=1e-6)
     assert L.WGAN_CLIP == 0.01
+
+
+# -- Tempered Adversarial Networks: the paper's network and its BatchNorm-free variants -----------
+def _tan(**over):
+    from facegan.trainer.networks import build_networks
+    o = {"network.architecture": "tan", "network.resolution": 32, "network.filters": 4,
+         "network.max_filters": 16, "network.z_dim": 8}
+    o.update(over)
+    return build_networks(C.get_preset("smoke", o))
+
+
+def test_tan_network_has_4x4_kernels_and_xavier_init():
+    # "the paper's settings ... (4x4 kernels, lr 1e-4, Xavier init, 32x32)"
+    nets = _tan()
+    convs = [l for m in (nets.generator, nets.discriminator) for l in m.layers
+             if isinstance(l, (tf.keras.layers.Conv2D, tf.keras.layers.Conv2DTranspose))]
+    assert convs and all(l.kernel_size == (4, 4) for l in convs)
+    assert all(isinstance(l.kernel_initializer, tf.keras.initializers.GlorotUniform) for l in convs)
+    assert nets.generator.output.shape[1:] == (32, 32, 3)
+    # Xavier uniform: the kernel's variance is 2 / (fan_in + fan_out)
+    k = nets.discriminator.get_layer("d_down1_conv").kernel.numpy()
+    fan_in, fan_out = 4 * 4 * k.shape[2], 4 * 4 * k.shape[3]
+    assert k.var() == pytest.approx(2.0 / (fan_in + fan_out), rel=0.2)
+
+
+def test_batch_norm_off_removes_every_batchnorm_and_allows_a_gradient_penalty():
+    # "LSGAN without BatchNorm, WGAN-GP ... on a DCGAN-style critic without BatchNorm"
+    with_bn, without = _tan(), _tan(**{"network.batch_norm": False})
+    bn = lambda m: [l for l in m.layers if isinstance(l, tf.keras.layers.BatchNormalization)]  # noqa: E731
+    assert bn(with_bn.discriminator) and bn(with_bn.generator)
+    assert not bn(without.discriminator) and not bn(without.generator)
+    assert all(l.use_bias for l in without.discriminator.layers if isinstance(l, tf.keras.layers.Conv2D))
+    with pytest.raises(C.ConfigError, match="batch normalization"):
+        C.get_preset("smoke", {"network.architecture": "tan", "loss.family": "wgan_gp"})
+    C.get_preset("smoke", {"network.architecture": "tan", "loss.family": "wgan_gp", "network.batch_norm": False})

@@ -30,6 +30,7 @@ class NetworkConfig:
     filters: int = 64
     max_filters: int = 512
     input_noise_std: float = 0.0       # HDCGAN: additive Gaussian noise on G and D inputs (training)
+    batch_norm: bool = True            # dcgan/hdcgan/facegan/tan: false drops every BatchNorm
     # progan only
     start_resolution: int = 4
     fade_images: int = 600_000         # images shown while a new block fades in
@@ -188,7 +189,7 @@ def _coerce(value, default, name):
 # -- validation -------------------------------------------------------------------------------
 # Registries live with the code they name; validation imports their *names* lazily so this
 # module stays TensorFlow-free. Known names are listed here to validate before any TF import.
-ARCHITECTURE_NAMES = ("dcgan", "hdcgan", "facegan", "progan")
+ARCHITECTURE_NAMES = ("dcgan", "hdcgan", "facegan", "progan", "tan")
 LOSS_NAMES = ("minimax", "ns", "lsgan", "wgan_gp", "hinge", "facegan")
 STRATEGIES = ("mirrored", "multiworker", "default")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -280,7 +281,7 @@ def validate(cfg: Config) -> Config:
                           "(use optim.batch_size)")
     if lo.family in ("wgan_gp", "hinge") and t.label_smoothing:
         raise ConfigError(f"tricks.label_smoothing has no meaning for {lo.family} (the critic has no labels)")
-    if lo.family == "wgan_gp" and n.architecture in ("dcgan", "hdcgan", "facegan"):
+    if lo.family == "wgan_gp" and n.architecture in ("dcgan", "hdcgan", "facegan", "tan") and n.batch_norm:
         raise ConfigError(f"loss.family wgan_gp penalizes each example's gradient norm, but {n.architecture}'s "
                           "discriminator uses batch normalization, which couples the examples of a batch "
                           "(Gulrajani et al. 2017, sec. 4: no batch norm in the critic); use progan or another loss")

@@ -18,6 +18,12 @@ Widths double per layer away from the image: filters, 2 filters, ... capped at m
   (8 filters, capped at max_filters) capped again so the deconvolution input is at most half the
   first FC layer (`ConvSpec.project_ratio`): 64px, 64 filters -> 100 -> 4096 -> 2048 = 4x4x128.
   D's hidden FC width is `FACEGAN_FC` (1024).
+* tan (Sajjadi et al. 2018, Tempered Adversarial Networks): their DCGAN-style setting, 4x4
+  kernels and Xavier (Glorot uniform) init, ReLU in G, LeakyReLU 0.2 in D, trained at 32x32.
+
+`network.batch_norm = false` drops every BatchNorm (layers get biases instead): TAN's LSGAN and
+WGAN-GP variants use a DCGAN-style critic without BatchNorm, which is also what lets a
+per-example gradient penalty be used with this family.
 """
 from __future__ import annotations
 
@@ -57,6 +63,7 @@ def _normal002():
 DCGAN = ConvSpec("dcgan", kernel=5, g_act="relu", d_act="lrelu", init=_normal002)
 HDCGAN = ConvSpec("hdcgan", kernel=4, g_act="selu", d_act="selu", init=tf.keras.initializers.LecunNormal,
                   input_noise=True)
+TAN = ConvSpec("tan", kernel=4, g_act="relu", d_act="lrelu", init=tf.keras.initializers.GlorotUniform)
 FACEGAN = ConvSpec("facegan", kernel=5, g_act="lrelu", d_act="lrelu", init=_normal002,
                    g_fc=(FACEGAN_G_FC,), d_fc=(FACEGAN_FC,), n_layers=4, project_ratio=0.5)
 
@@ -81,15 +88,17 @@ def build_generator(spec: ConvSpec, cfg) -> tf.keras.Model:
     x = z
     if spec.input_noise and net.input_noise_std > 0:
         x = tf.keras.layers.GaussianNoise(net.input_noise_std, name="g_input_noise")(x)
+    bn = net.batch_norm
     for i, units in enumerate(spec.g_fc):
-        x = layers.dense_block(x, units, spec.g_act, spec.init(), name=f"g_fc{i}")
+        x = layers.dense_block(x, units, spec.g_act, spec.init(), norm=bn, name=f"g_fc{i}")
     c0 = _width(cfg, n - 1)
     if spec.project_ratio and spec.g_fc:
         c0 = max(1, min(c0, int(spec.g_fc[-1] * spec.project_ratio) // (s * s)))
-    x = layers.dense_block(x, s * s * c0, spec.g_act, spec.init(), name="g_project")
+    x = layers.dense_block(x, s * s * c0, spec.g_act, spec.init(), norm=bn, name="g_project")
     x = tf.keras.layers.Reshape((s, s, c0), name="g_reshape")(x)
     for i in range(1, n):
-        x = layers.up_block(x, _width(cfg, n - 1 - i), spec.kernel, spec.g_act, spec.init(), name=f"g_up{i}")
+        x = layers.up_block(x, _width(cfg, n - 1 - i), spec.kernel, spec.g_act, spec.init(), norm=bn,
+                            name=f"g_up{i}")
     x = tf.keras.layers.Conv2DTranspose(3, spec.kernel, strides=2, padding="same",
                                         kernel_initializer=spec.init(), name="g_to_rgb")(x)
     out = tf.keras.layers.Activation("tanh", dtype="float32", name="images")(x)
@@ -105,11 +114,11 @@ def build_discriminator(spec: ConvSpec, cfg) -> tf.keras.Model:
     if spec.input_noise and net.input_noise_std > 0:
         x = tf.keras.layers.GaussianNoise(net.input_noise_std, name="d_input_noise")(x)
     for i in range(n):
-        x = layers.down_block(x, _width(cfg, i), spec.kernel, spec.d_act, spec.init(), norm=i > 0,
+        x = layers.down_block(x, _width(cfg, i), spec.kernel, spec.d_act, spec.init(), norm=net.batch_norm and i > 0,
                               name=f"d_down{i}")
     x = tf.keras.layers.Flatten(name="d_flatten")(x)
     for i, units in enumerate(spec.d_fc):
-        x = layers.dense_block(x, units, spec.d_act, spec.init(), name=f"d_fc{i}")
+        x = layers.dense_block(x, units, spec.d_act, spec.init(), norm=net.batch_norm, name=f"d_fc{i}")
     features = x
     if tricks.minibatch_discrimination:
         x = MinibatchDiscrimination(tricks.mbd_kernels, tricks.mbd_kernel_dim, name="d_mbd")(x)
@@ -136,3 +145,8 @@ def build_hdcgan(cfg, alpha=None) -> Networks:
 @register_architecture("facegan")
 def build_facegan(cfg, alpha=None) -> Networks:
     return _build(FACEGAN, cfg)
+
+
+@register_architecture("tan")
+def build_tan(cfg, alpha=None) -> Networks:
+    return _build(TAN, cfg)
