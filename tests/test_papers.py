@@ -178,3 +178,87 @@ def test_batch_norm_off_removes_every_batchnorm_and_allows_a_gradient_penalty():
     with pytest.raises(C.ConfigError, match="batch normalization"):
         C.get_preset("smoke", {"network.architecture": "tan", "loss.family": "wgan_gp"})
     C.get_preset("smoke", {"network.architecture": "tan", "loss.family": "wgan_gp", "network.batch_norm": False})
+
+
+# -- presets reproduce their papers ---------------------------------------------------------------
+PAPER_PRESETS = ("dcgan", "hdcgan", "facegan", "progan", "wgan", "dcgan_lens", "tan", "tan_lsgan", "tan_wgan_gp")
+
+
+def test_hdcgan_preset_trains_at_512_and_the_cpu_preset_says_so():
+    # "the `hdcgan` preset trains at 512x512 as the paper does (keep a smaller preset for CPU, named as such)"
+    assert C.get_preset("hdcgan").network.resolution == 512
+    cpu = C.get_preset("hdcgan_cpu")
+    assert cpu.network.resolution < 512 and cpu.network.architecture == "hdcgan"
+    same = lambda c: (c.loss, c.optim, c.tricks, c.network.filters, c.network.input_noise_std)  # noqa: E731
+    assert same(cpu) == same(C.get_preset("hdcgan"))          # only the resolution differs
+
+
+def test_tan_presets_follow_the_paper():
+    # "The paper's settings as a preset (4x4 kernels, lr 1e-4, Xavier init, 32x32) and its variants:
+    # LSGAN without BatchNorm, WGAN-GP with RMSProp on a DCGAN-style critic without BatchNorm."
+    tan, ls, wg = C.get_preset("tan"), C.get_preset("tan_lsgan"), C.get_preset("tan_wgan_gp")
+    for c in (tan, ls, wg):
+        assert (c.network.architecture, c.network.resolution) == ("tan", 32)
+        assert c.optim.g_learning_rate == c.optim.d_learning_rate == 1e-4
+        assert c.tricks.lens.enabled and c.tricks.lens.blocks == 8
+    assert tan.network.batch_norm and tan.loss.family == "ns"
+    assert (ls.loss.family, ls.network.batch_norm) == ("lsgan", False)
+    assert (wg.loss.family, wg.network.batch_norm, wg.optim.optimizer) == ("wgan_gp", False, "rmsprop")
+
+
+def test_lens_anneal_default_is_the_papers_text_k():
+    # "K's default follows the paper (it gives 10^5 in the text and 10k in figure captions: pick one, cite it)"
+    from facegan.trainer.networks.lens import lens_lambda
+    K = C.LensConfig().anneal_steps
+    assert K == 10 ** 5
+    assert C.get_preset("tan").tricks.lens.anneal_steps == K == C.get_preset("dcgan_lens").tricks.lens.anneal_steps
+    assert lens_lambda(K // 2, K) == pytest.approx(1 - math.sin(math.pi / 4))
+    assert lens_lambda(K + 1, K) == 0.0
+
+
+def test_ema_only_where_the_paper_uses_it():
+    # "the generator EMA is on only where the paper uses it (ProGAN); elsewhere it is an option"
+    assert C.TricksConfig().ema_decay == 0.0
+    on = {n for n in PAPER_PRESETS if C.get_preset(n).tricks.ema_decay > 0}
+    assert on == {"progan"}
+    assert C.get_preset("dcgan", {"tricks.ema_decay": 0.999}).tricks.ema_decay == 0.999   # an option
+
+
+def test_export_metadata_says_which_weights():
+    # "evaluation says which weights it scored": the export metadata records it
+    from facegan.trainer.export import build_metadata
+    for preset, weights in (("progan", "ema"), ("dcgan", "raw")):
+        cfg = C.get_preset(preset)
+        meta = build_metadata(cfg, None, cfg.network.z_dim, cfg.network.resolution, 8)
+        assert meta["generator_weights"] == weights and meta["ema_decay"] == cfg.tricks.ema_decay
+    cfg = C.get_preset("dcgan")
+    meta = build_metadata(cfg, {"generator_weights": "ema"}, 100, 64, 8)   # a caller can say otherwise
+    assert meta["generator_weights"] == "ema"
+
+
+def test_latent_scaling_is_called_temperature():
+    # "Truncation: z' = psi * z is temperature scaling; call it that."
+    from facegan.trainer import export
+    assert export.TRUNCATION_KIND == "temperature_scaling"
+    assert C.TricksConfig().temperature == 1.0 and not hasattr(C.TricksConfig(), "truncation")
+    with pytest.raises(C.ConfigError, match="tricks.temperature"):
+        C.get_preset("smoke", {"tricks.temperature": 0.0})
+    with pytest.raises(C.ConfigError, match="unknown config field 'tricks.truncation'"):
+        C.get_preset("smoke", {"tricks.truncation": 0.7})
+
+
+def test_wgan_preset_is_algorithm_1_and_refused_with_batchnorm_critics():
+    # "WGAN with weight clipping ... as a loss family with RMSProp, refused with BatchNorm critics as WGAN-GP is"
+    w = C.get_preset("wgan")
+    assert (w.loss.family, w.loss.clip_value, w.optim.optimizer) == ("wgan", 0.01, "rmsprop")
+    assert w.optim.d_learning_rate == w.optim.g_learning_rate == 5e-5 and w.tricks.d_steps == 5
+    assert not w.network.batch_norm
+    for arch in ("dcgan", "hdcgan", "facegan", "tan"):
+        res = 32
+        with pytest.raises(C.ConfigError, match="batch normalization"):
+            C.get_preset("smoke", {"network.architecture": arch, "network.resolution": res, "loss.family": "wgan"})
+    with pytest.raises(C.ConfigError, match="no meaning for wgan"):
+        C.get_preset("wgan", {"tricks.label_smoothing": 0.1})
+    with pytest.raises(C.ConfigError, match="loss.clip_value"):
+        C.get_preset("wgan", {"loss.clip_value": 0.0})
+    C.get_preset("smoke_progan", {"loss.family": "wgan"})    # progan's critic has no BatchNorm

@@ -17,11 +17,12 @@ Predict rejects a request whose input keys differ from the signature's), so the 
 expressed as a second signature: `serving_default` == `generate` with truncation = 1. Since the
 truncation is a scaling of z (below), a client holding z can equally pre-scale it.
 
-Truncation (psi in (0, 1]): scale the latent toward the prior's mean, z' = mean + psi * (z - mean)
-with mean = 0 for z ~ N(0, I): the "truncation trick" in the form of Karras et al. 2019
-(StyleGAN, psi toward the mean latent), which for a Gaussian prior is the sampling temperature of
-Kingma & Dhariwal 2018 (Glow). psi = 1 is no truncation; smaller psi trades diversity for quality.
-(BigGAN's resample-|z|>threshold variant is not used: it has no "1 = off" value and needs
+Temperature scaling (the input keeps its wire name `truncation`; psi in (0, 1]): z' = psi * z for
+z ~ N(0, I), i.e. sampling the prior at temperature psi (Kingma & Dhariwal 2018, Glow). It is NOT
+StyleGAN's truncation trick, which moves w toward the mean of the mapping network's W space (these
+generators have no mapping network); psi = 1 is the plain prior, smaller psi trades diversity for
+quality. The metadata says so: "truncation": "temperature_scaling". (BigGAN's
+resample-|z|>threshold truncation is not used either: it has no "1 = off" value and needs
 rejection loops in the graph.)
 
 Determinism of `sample`: latent row i is `stateless_normal([z_dim], seed=[seed, i])`
@@ -36,7 +37,9 @@ Request bounds are in the graph too (so real TF Serving also refuses, with INVAL
 1 <= num <= max_batch, N <= max_batch for z, 0 < truncation <= 1.
 
 The metadata JSON (assets/facegan_metadata.json) carries architecture, resolution, z_dim, steps,
-preset, the full config, the caller's metadata (metrics at export ...) and the signature bounds.
+preset, the full config, `generator_weights` ("ema" or "raw": which weights were exported, so an
+evaluation can say which it scored; a caller exporting other weights passes its own value in
+`metadata`), the caller's metadata (metrics at export ...) and the signature bounds.
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ from facegan import schema
 
 SIGNATURE_GENERATE = "generate"   # z + truncation (the "optional truncation" form of serving_default)
 DEFAULT_MAX_BATCH = 256           # per-request image bound baked into the graph and the metadata
-TRUNCATION_KIND = "scale_toward_mean"
+TRUNCATION_KIND = "temperature_scaling"   # what the `truncation` input does: z' = psi * z
 
 
 def to_uint8(images: tf.Tensor) -> tf.Tensor:
@@ -164,7 +167,9 @@ def build_metadata(cfg, metadata: Optional[dict], z_dim: int, resolution: int, m
             raise ValueError(f"cfg.network.resolution is {net.resolution} but the generator makes "
                              f"{resolution}x{resolution} images")
         meta.update(architecture=net.architecture, preset=cfg.preset, steps=cfg.run.steps,
-                    ema_decay=cfg.tricks.ema_decay, default_truncation=cfg.tricks.truncation,
+                    ema_decay=cfg.tricks.ema_decay, default_temperature=cfg.tricks.temperature,
+                    # which weights a trainer export holds (it exports the EMA generator iff one exists)
+                    generator_weights="ema" if cfg.tricks.ema_decay > 0 else "raw",
                     config=cfg.to_dict())
     meta.update(metadata or {})
     meta.update(

@@ -288,6 +288,8 @@ class LossFamily:
     discriminator_loss: Callable
     needs_gradient_penalty: bool = False
     supports_label_smoothing: bool = True
+    clips_weights: bool = False        # critic weights clipped to [-loss.clip_value, c] after each update
+    optimizer: str = "adam"            # the paper's optimizer, used when optim.optimizer = "auto"
     g_params: Callable = lambda lc: {}
     d_params: Callable = lambda lc: {}
 
@@ -327,6 +329,8 @@ register_loss(LossFamily("lsgan", lsgan_generator_loss, lsgan_discriminator_loss
 register_loss(LossFamily("wgan_gp", wgan_gp_generator_loss, wgan_gp_discriminator_loss,
                          needs_gradient_penalty=True, supports_label_smoothing=False,
                          d_params=lambda lc: dict(drift=float(lc.drift))))
+register_loss(LossFamily("wgan", wgan_generator_loss, wgan_discriminator_loss,
+                         clips_weights=True, optimizer="rmsprop", supports_label_smoothing=False))
 register_loss(LossFamily("hinge", hinge_generator_loss, hinge_discriminator_loss,
                          supports_label_smoothing=False))
 register_loss(LossFamily("facegan", facegan_generator_loss, facegan_discriminator_loss))
