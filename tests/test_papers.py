@@ -262,3 +262,61 @@ def test_wgan_preset_is_algorithm_1_and_refused_with_batchnorm_critics():
     with pytest.raises(C.ConfigError, match="loss.clip_value"):
         C.get_preset("wgan", {"loss.clip_value": 0.0})
     C.get_preset("smoke_progan", {"loss.family": "wgan"})    # progan's critic has no BatchNorm
+
+
+# -- the training step: feature matching and weight clipping ---------------------------------------
+def _gan(preset, **over):
+    from facegan.trainer.gan import GAN
+    from facegan.trainer.networks import build_networks
+    o = {"network.z_dim": 8, "network.filters": 4, "network.max_filters": 8, "optim.batch_size": 4,
+         "tricks.ema_decay": 0.0}
+    o.update(over)
+    cfg = C.get_preset(preset, o)
+    gan = GAN(cfg, build_networks(cfg), global_batch_size=cfg.optim.batch_size * cfg.tricks.d_steps)
+    gan.global_batch_size = cfg.optim.batch_size
+    gan.compile()
+    return cfg, gan
+
+
+def _reals(cfg, n, seed=3):
+    r = cfg.network.resolution
+    return tf.random.stateless_uniform([n, r, r, 3], seed=[seed, 0], minval=-1, maxval=1)
+
+
+def test_feature_matching_uses_real_and_fake_features_from_the_same_d():
+    # "real and fake features from the same D" (Salimans et al.): the G step's term is
+    # ||mean f_D'(x) - mean f_D'(G(z))||^2 with D' = D AFTER its update, for both sides.
+    from facegan.trainer import gan as gan_mod
+    from facegan.trainer.regularizers import feature_matching_loss
+    cfg, gan = _gan("smoke", **{"tricks.feature_matching": 1.0})
+    x, key = _reals(cfg, 4), tf.constant([5, 0], tf.int64)
+    g0, d0 = gan.G.get_weights(), gan.D.get_weights()
+    got = float(gan.train_step((x, key))["loss/feature_matching"])
+    d1 = gan.D.get_weights()
+    gan.G.set_weights(g0)                                    # G as it was when the term was taken
+    z = gan._global_slice(key, gan_mod._Z_G, [cfg.network.z_dim])
+    fake = gan.G(z, training=True)
+
+    def fm(d_weights):
+        gan.D.set_weights(d_weights)
+        return float(feature_matching_loss(gan.D(x, training=True)["features"],
+                                           gan.D(fake, training=True)["features"]))
+
+    same, before = fm(d1), fm(d0)
+    assert got == pytest.approx(same, rel=1e-4)
+    assert abs(before - same) > 1e-3 * same                 # the old pairing gives a different value
+
+
+def test_wgan_step_clips_every_critic_weight_and_uses_rmsprop():
+    # Arjovsky et al. Algorithm 1: RMSProp; after each critic update w <- clip(w, -c, c)
+    cfg, gan = _gan("wgan", **{"network.resolution": 16, "loss.clip_value": 0.003})
+    assert isinstance(gan.d_optimizer, tf.keras.optimizers.RMSprop)
+    assert isinstance(gan.g_optimizer, tf.keras.optimizers.RMSprop)
+    assert max(float(tf.reduce_max(tf.abs(v))) for v in gan.D.trainable_variables) > 0.003   # init exceeds c
+    out = gan.train_step((_reals(cfg, 4 * cfg.tricks.d_steps), tf.constant([1, 0], tf.int64)))
+    assert max(float(tf.reduce_max(tf.abs(v))) for v in gan.D.trainable_variables) <= 0.003 + 1e-9
+    # the box is hit, not just respected: some weights sit exactly at +-c
+    assert any(np.any(np.isclose(np.abs(v.numpy()), 0.003)) for v in gan.D.trainable_variables)
+    assert np.isfinite(float(out["loss/d"]))
+    _, adam = _gan("smoke")
+    assert isinstance(adam.d_optimizer, tf.keras.optimizers.Adam)

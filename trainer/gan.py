@@ -39,10 +39,22 @@ def _first_replica_var(value, dtype, name):
                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
+def optimizer_name(cfg: Config) -> str:
+    """`optim.optimizer`, with "auto" resolved to the loss family's paper optimizer (RMSProp for
+    WGAN with weight clipping, Arjovsky et al. 2017; Adam otherwise)."""
+    if cfg.optim.optimizer != "auto":
+        return cfg.optim.optimizer
+    from facegan.trainer.losses import LOSSES
+    return LOSSES[cfg.loss.family].optimizer
+
+
 def make_optimizer(cfg: Config, learning_rate: float) -> tf.keras.optimizers.Optimizer:
     o = cfg.optim
-    opt = tf.keras.optimizers.Adam(learning_rate=learning_rate, beta_1=o.beta1, beta_2=o.beta2,
-                                   epsilon=o.epsilon)
+    if optimizer_name(cfg) == "rmsprop":
+        opt = tf.keras.optimizers.RMSprop(learning_rate=learning_rate, epsilon=o.epsilon)
+    else:
+        opt = tf.keras.optimizers.Adam(learning_rate=learning_rate, beta_1=o.beta1, beta_2=o.beta2,
+                                       epsilon=o.epsilon)
     if cfg.run.mixed_precision == "mixed_float16":   # loss scaling: float16 gradients underflow
         opt = tf.keras.mixed_precision.LossScaleOptimizer(opt)
     return opt
@@ -233,6 +245,17 @@ class GAN(tf.keras.Model):
         optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
         return norm
 
+    def _clip_critic(self, variables):
+        """WGAN (Arjovsky et al. 2017, Algorithm 1): w <- clip(w, -c, c) after each critic update,
+        as a strategy update so every replica's copy gets the same clipped value."""
+        c = float(self.cfg.loss.clip_value)
+
+        def merge_fn(strategy):
+            for v in variables:
+                strategy.extended.update(v, lambda v_: v_.assign(tf.clip_by_value(v_, -c, c)), group=False)
+
+        tf.__internal__.distribute.interim.maybe_merge_call(merge_fn, tf.distribute.get_strategy())
+
     def _update_ema(self):
         if not self._ema_pairs:
             return
@@ -286,7 +309,7 @@ class GAN(tf.keras.Model):
                 x_in = tf.cast(self.lens(x, training=True), tf.float32) if self.lens is not None else x
                 x_in = self._noisy(x_in, noise_std, key, _NOISE_REAL + j)
                 f_in = self._noisy(fake, noise_std, key, _NOISE_FAKE + j)
-                real_logits, real_feats = self._disc(x_in)
+                real_logits, _ = self._disc(x_in)
                 fake_logits, _ = self._disc(f_in)
                 d_adv = self._avg(self.d_loss_fn(real_logits, fake_logits,
                                                  real_label_smoothing=t.label_smoothing))
@@ -298,6 +321,8 @@ class GAN(tf.keras.Model):
                     hd = self._per_replica_scalar(self.historical[1].loss(self._d_all))
                     d_loss += t.historical_averaging * hd
             sums["grad_norm/d"] = self._apply(self.d_optimizer, tape, d_loss, d_vars) / n_rep
+            if self.family.clips_weights:
+                self._clip_critic(d_vars)
         sums["loss/d"] = d_loss
         sums["loss/d_adv"] = d_adv
         sums["d/real_logit"] = self._avg(tf.reduce_mean(real_logits, axis=-1))
@@ -318,7 +343,10 @@ class GAN(tf.keras.Model):
             g_adv = self._avg(self.g_loss_fn(fake_logits))
             g_loss = g_adv
             if t.feature_matching > 0:
+                # Salimans et al. 2016 sec. 3.1: f(x) and f(G(z)) from the SAME discriminator, so
+                # the real features are recomputed with D as updated above (on D's last real input).
                 from facegan.trainer.regularizers import feature_matching_loss
+                _, real_feats = self._disc(tf.stop_gradient(x_in))
                 fm = self._per_replica_scalar(feature_matching_loss(tf.stop_gradient(real_feats), fake_feats))
                 g_loss += t.feature_matching * fm
             if t.repelling > 0:
@@ -347,7 +375,7 @@ class GAN(tf.keras.Model):
                 lx = tf.cast(self.lens(x, training=True), tf.float32)
                 l_logits, _ = self._disc(self._noisy(lx, noise_std, key, _NOISE_REAL))
                 l_adv = tf.cast(self.lens_adv_fn(l_logits), tf.float32)
-                recon = lens_reconstruction_loss(x, lx)   # mean over pixels (see losses.py)
+                recon = lens_reconstruction_loss(x, lx)   # summed over pixels (see losses.py)
                 l_loss = self._avg(lens_lambda * l_adv + recon)
             sums["grad_norm/lens"] = self._apply(self.lens_optimizer, tape, l_loss,
                                                  self.lens.trainable_variables) / n_rep
@@ -380,9 +408,9 @@ class GAN(tf.keras.Model):
         return {k: vec[i] for i, k in enumerate(names)}
 
     # -- sampling --------------------------------------------------------------------------------
-    def sample(self, z, ema=True, truncation: float = 1.0):
-        """uint8 images from latents (optionally truncated toward the prior mean 0)."""
+    def sample(self, z, ema=True, temperature: float = 1.0):
+        """uint8 images from latents, z scaled by the sampling temperature (z' = psi * z)."""
         from facegan.trainer.data import from_network
         g = self.sampling_generator if ema else self.G
-        z = tf.convert_to_tensor(z, tf.float32) * truncation
+        z = tf.convert_to_tensor(z, tf.float32) * temperature
         return from_network(g(z, training=False))

@@ -266,7 +266,7 @@ class Trainer:
     def write_images(self, step: int):
         import tensorflow as tf
         from facegan.images import make_grid, save_grid
-        imgs = self.gan.sample(self.fixed_z, ema=True, truncation=1.0).numpy()
+        imgs = self.gan.sample(self.fixed_z, ema=True).numpy()
         path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
         save_grid(imgs, path, cols=4)
         with self.writer.as_default(step=step):
