@@ -2,8 +2,8 @@
 
 One `train_step(batch)` = `tricks.d_steps` discriminator updates, then one generator update (and
 one lens update when the lens is on), then the generator-EMA update. Everything configurable is
-read from the typed `Config`; networks, losses and regularizers come from their registries
-(trainer/networks, trainer/losses.py, trainer/regularizers.py).
+read from the typed `Config`; architectures and loss families come from trainer/registry.py,
+regularizers from trainer/regularizers.py.
 
 Distribution rules (so a run gives the same result on 1 or N replicas for the same global batch):
 - every per-example loss is averaged with `tf.nn.compute_average_loss(global_batch_size=...)`, so
@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
+from facegan.trainer import registry
 from facegan.trainer.config import Config
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -44,8 +45,7 @@ def optimizer_name(cfg: Config) -> str:
     WGAN with weight clipping, Arjovsky et al. 2017; Adam otherwise)."""
     if cfg.optim.optimizer != "auto":
         return cfg.optim.optimizer
-    from facegan.trainer.losses import LOSSES
-    return LOSSES[cfg.loss.family].optimizer
+    return registry.loss_family(cfg.loss.family).optimizer
 
 
 def make_optimizer(cfg: Config, learning_rate: float) -> tf.keras.optimizers.Optimizer:
@@ -70,21 +70,27 @@ def unique_variables(models) -> List[tf.Variable]:
     return out
 
 
+def _ema_pairs(ema_generator, generator) -> List[Tuple[tf.Variable, tf.Variable]]:
+    """(EMA weight, weight) pairs of two copies of one generator; refuses mismatched shapes."""
+    pairs = list(zip(ema_generator.weights, generator.weights))
+    for e, v in pairs:
+        if e.shape != v.shape:
+            raise ValueError(f"EMA generator weight {e.name} {e.shape} does not match {v.name} {v.shape}")
+    return pairs
+
+
 class GAN(tf.keras.Model):
     """Generator + discriminator (+ EMA generator, + lens) trained by one custom `train_step`."""
 
     def __init__(self, cfg: Config, networks, ema_networks=None, lens=None, *, global_batch_size: int):
         super().__init__(name="gan")
-        from facegan.trainer.losses import LOSSES
         self.cfg = cfg
         self.nets = networks
         self.ema_nets = ema_networks
         self.lens = lens
-        if cfg.loss.family not in LOSSES:
-            raise ValueError(f"loss.family {cfg.loss.family!r} is not registered ({sorted(LOSSES)})")
-        self.family = LOSSES[cfg.loss.family]
+        self.family = registry.loss_family(cfg.loss.family)
         self.g_loss_fn, self.d_loss_fn = self.family.bind(cfg.loss)
-        self.lens_adv_fn = self.family.lens_loss(cfg.loss)
+        self.lens_adv_fn = self.family.bind_lens(cfg.loss)
         self.global_batch_size = int(global_batch_size)
         self.seed = int(cfg.run.seed)
         self.step = _first_replica_var(0, tf.int64, "step")               # generator steps done
@@ -94,8 +100,7 @@ class GAN(tf.keras.Model):
         self.g_optimizer = self.d_optimizer = self.lens_optimizer = None
         self.historical = None
         self.resolution = None
-        self.set_stage(cfg.network.resolution if not networks.progressive else
-                       networks.schedule(0).resolution, self.global_batch_size)
+        self.set_stage(networks.schedule(0).resolution, self.global_batch_size)
 
     # -- setup -----------------------------------------------------------------------------------
     def compile(self, g_optimizer=None, d_optimizer=None, lens_optimizer=None, **kwargs):
@@ -120,35 +125,16 @@ class GAN(tf.keras.Model):
         self.apply_lr_scale()
 
     def all_stage_models(self) -> Tuple[list, list]:
-        n = self.nets
-        if not n.progressive:
-            return [n.generator], [n.discriminator]
-        gs, ds = [], []
-        r = self.cfg.network.start_resolution
-        while r <= self.cfg.network.resolution:
-            g, d = n.stage_models(r)
-            gs.append(g)
-            ds.append(d)
-            r *= 2
-        return gs, ds
+        stages = self.nets.stages()
+        return [g for g, _ in stages], [d for _, d in stages]
 
     def set_stage(self, resolution: int, global_batch_size: int):
         """Select the (G, D, G_ema) of a progressive stage (or the only ones) and the batch size."""
-        n = self.nets
-        if n.progressive:
-            self.G, self.D = n.stage_models(resolution)
-            self.G_ema = self.ema_nets.stage_models(resolution)[0] if self.ema_nets else None
-        else:
-            self.G, self.D = n.generator, n.discriminator
-            self.G_ema = self.ema_nets.generator if self.ema_nets else None
+        self.G, self.D = self.nets.stage_models(resolution)
+        self.G_ema = self.ema_nets.stage_models(resolution)[0] if self.ema_nets else None
         self.resolution = int(resolution)
         self.global_batch_size = int(global_batch_size)
-        self._ema_pairs = []
-        if self.G_ema is not None:
-            self._ema_pairs = list(zip(self.G_ema.weights, self.G.weights))
-            for e, v in self._ema_pairs:
-                if e.shape != v.shape:
-                    raise ValueError(f"EMA generator weight {e.name} {e.shape} does not match {v.name} {v.shape}")
+        self._ema_pairs = _ema_pairs(self.G_ema, self.G) if self.G_ema is not None else []
 
     def apply_lr_scale(self):
         s = float(self.lr_scale.numpy())
@@ -161,17 +147,9 @@ class GAN(tf.keras.Model):
         """G_ema <- G for every weight of every stage (start of training)."""
         if self.ema_nets is None:
             return
-        if self.nets.progressive:
-            r, pairs = self.cfg.network.start_resolution, []
-            while r <= self.cfg.network.resolution:
-                pairs += zip(self.ema_nets.stage_models(r)[0].weights, self.nets.stage_models(r)[0].weights)
-                r *= 2
-        else:
-            pairs = zip(self.ema_nets.generator.weights, self.nets.generator.weights)
-        for e, v in pairs:
-            if e.shape != v.shape:
-                raise ValueError(f"EMA generator weight {e.name} {e.shape} does not match {v.name} {v.shape}")
-            e.assign(v)
+        for (e_g, _), (g, _) in zip(self.ema_nets.stages(), self.nets.stages()):
+            for e, v in _ema_pairs(e_g, g):
+                e.assign(v)
 
     @property
     def sampling_generator(self) -> tf.keras.Model:

@@ -154,7 +154,7 @@ class Trainer:
                           g_stages=list(g_models), d_stages=list(d_models))
         if self.ema_networks is not None:
             trackables["generator_ema"] = self.ema_networks.generator
-            trackables["g_ema_stages"] = list(gan_ema_stage_models(self.ema_networks, cfg))
+            trackables["g_ema_stages"] = [g for g, _ in self.ema_networks.stages()]
         if gan.lens is not None:
             trackables.update(lens=gan.lens, lens_optimizer=gan.lens_optimizer)
         if self.networks.progressive and self.networks.alpha is not None:
@@ -381,16 +381,6 @@ class Trainer:
                            metrics=metrics, nan_recoveries=recoveries,
                            checkpoint=self.manager.latest_checkpoint,
                            replicas=self.n_replicas, gan=self.gan)
-
-
-def gan_ema_stage_models(ema_networks, cfg: Config):
-    if not ema_networks.progressive:
-        return [ema_networks.generator]
-    out, r = [], cfg.network.start_resolution
-    while r <= cfg.network.resolution:
-        out.append(ema_networks.stage_models(r)[0])
-        r *= 2
-    return out
 
 
 def train(cfg: Config, examples_uri: Union[str, Sequence[str], None], run_dir: str,
