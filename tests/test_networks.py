@@ -401,3 +401,5 @@ def test_stages_follow_the_registry_s_stage_resolutions(preset):
     assert nets.stage_resolutions == ((4, 8, 16) if preset == "smoke_progan" else (32,))
     for r, (g, d) in zip(nets.stage_resolutions, nets.stages()):
         assert g.output.shape[1:] == (r, r, 3) and d.input.shape[1:] == (r, r, 3)
+    # what a checkpoint holds is what the registry says the architecture checkpoints
+    assert tuple(nets.checkpoint_items()) == registry.architecture(cfg.network.architecture).checkpoints

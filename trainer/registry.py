@@ -30,6 +30,26 @@ class RegistryError(ValueError):
     """An unknown name; the message lists the registered ones."""
 
 
+class Registry(dict):
+    """name -> entry (anything with a `.name`), in registration order; `field` is the config
+    field that names an entry, used in error messages."""
+
+    def __init__(self, field: str):
+        super().__init__()
+        self.field = field
+
+    def register(self, entry):
+        if entry.name in self:
+            raise ValueError(f"{self.field} {entry.name!r} registered twice")
+        self[entry.name] = entry
+        return entry
+
+    def lookup(self, name: str):
+        if name not in self:
+            raise RegistryError(f"{self.field} {name!r} is not one of {', '.join(self)}")
+        return self[name]
+
+
 def import_by_name(path: str):
     """Resolve "package.module:attr" to the attribute (imports the module on first use)."""
     module, _, attr = path.partition(":")
@@ -89,20 +109,9 @@ class Architecture:
         return import_by_name(self.builder)
 
 
-ARCHITECTURES: Dict[str, Architecture] = {}
-
-
-def register_architecture(arch: Architecture) -> Architecture:
-    if arch.name in ARCHITECTURES:
-        raise ValueError(f"architecture {arch.name!r} registered twice")
-    ARCHITECTURES[arch.name] = arch
-    return arch
-
-
-def architecture(name: str) -> Architecture:
-    if name not in ARCHITECTURES:
-        raise RegistryError(f"network.architecture {name!r} is not one of {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[name]
+ARCHITECTURES: Registry = Registry("network.architecture")
+register_architecture = ARCHITECTURES.register
+architecture = ARCHITECTURES.lookup
 
 
 def stage_resolutions(network) -> Tuple[int, ...]:
@@ -183,20 +192,9 @@ class LossFamily:
         return lambda lensed, fake=None: fn(lensed, fake, **dp)
 
 
-LOSSES: Dict[str, LossFamily] = {}
-
-
-def register_loss(family: LossFamily) -> LossFamily:
-    if family.name in LOSSES:
-        raise ValueError(f"loss family {family.name!r} registered twice")
-    LOSSES[family.name] = family
-    return family
-
-
-def loss_family(name: str) -> LossFamily:
-    if name not in LOSSES:
-        raise RegistryError(f"loss.family {name!r} is not one of {', '.join(LOSSES)}")
-    return LOSSES[name]
+LOSSES: Registry = Registry("loss.family")
+register_loss = LOSSES.register
+loss_family = LOSSES.lookup
 
 
 register_loss(LossFamily("minimax", "minimax_generator_loss", "minimax_discriminator_loss",

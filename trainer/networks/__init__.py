@@ -44,7 +44,7 @@ Add one as a module with `build(cfg, alpha=None) -> Networks` plus one
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
@@ -71,6 +71,16 @@ class Networks:
     stage_fn: Optional[Callable[[int], Tuple[tf.keras.Model, tf.keras.Model]]] = None
     schedule_fn: Optional[Callable[[int], Stage]] = None
     stage_resolutions: Tuple[int, ...] = ()   # set by build_networks from the registry
+
+    def checkpoint_items(self) -> Dict[str, object]:
+        """What a checkpoint holds for these networks (registry.Architecture.checkpoints names
+        the keys): G and D (which track every stage's weights), and for progressive growing the
+        stage models and the fade-in variable."""
+        items = {"generator": self.generator, "discriminator": self.discriminator}
+        if self.progressive:
+            stages = self.stages()
+            items.update(g_stages=[g for g, _ in stages], d_stages=[d for _, d in stages], alpha=self.alpha)
+        return items
 
     def stages(self) -> List[Tuple[tf.keras.Model, tf.keras.Model]]:
         """(G, D) of every stage, in `stage_resolutions` order (one pair when not progressive)."""
