@@ -36,7 +36,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from facegan.metrics.registry import Accumulator, Metric, register_metric
+from facegan.metrics.registry import Accumulator, Metric
 
 NHOOD_SIZE = 7
 NHOODS_PER_IMAGE = 128
@@ -257,11 +257,8 @@ def swd_from_results(generated: Dict, real: Dict, seed: int = 0) -> Dict:
             "num_images": int(min(generated["n"], real["n"])), "scale": "x1e3"}
 
 
-@register_metric
 class SWD(Metric):
-    name = "swd"
-    default_num = 16_384
-    cacheable = False   # GBs of descriptors at the protocol's size: recomputed from the images
+    """Registered in metrics/registry.py (direction, headline, rule keys, default size)."""
 
     def protocol(self, n):
         return {"metric": "swd", "n": int(n), "nhood": NHOOD_SIZE, "per_image": NHOODS_PER_IMAGE,
