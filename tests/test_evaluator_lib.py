@@ -109,11 +109,14 @@ def test_resolution_mismatch_is_a_clear_error(world, tmp_path):
 
 
 def test_rules_on_metrics_not_computed_are_refused_before_any_work(world, tmp_path):
-    with pytest.raises(ValueError, match="thresholds name metric\\(s\\) fid"):
+    with pytest.raises(ValueError, match="name metric\\(s\\) fid that are not computed"):
         EL.evaluate_model(world["blob"], world["examples"], str(tmp_path), thresholds={"fid": {"max": 1}},
                           **FAST)
-    with pytest.raises(ValueError, match="unknown metric\\(s\\) fdi"):
+    with pytest.raises(ValueError, match="unknown metric 'fdi'; known metrics: fid, is, kid"):
         EL.parse_metric_names("swd,fdi")
+    with pytest.raises(ValueError, match="bad option 'downscale'; swd accepts: none"):
+        EL.parse_metric_names("swd:downscale")
+    assert EL.parse_metric_names('["swd", "fid:downscale=64", "swd"]') == ["swd", "fid:downscale=64"]
     assert not os.listdir(tmp_path)
 
 

@@ -36,11 +36,17 @@ def test_registry_names_and_unknown_metric_error():
     assert "'fld'" in msg and all(n in msg for n in ("fid", "kid", "is", "swd", "ms_ssim"))
     with pytest.raises(ValueError, match="its own function"):
         metrics.validate_metric_names("fid,memorization")
-    assert metrics.validate_metric_names("fid, swd") == ["fid", "swd"]
+    assert [r.label for r in metrics.validate_metric_names("fid, swd,fid")] == ["fid", "swd"]
+    req = metrics.validate_metric_names("fid:downscale=64")[0]
+    assert (req.name, dict(req.options), req.label) == ("fid", {"downscale": 64}, "fid:downscale=64")
+    for bad, needle in (("swd:downscale=64", "swd accepts: none"), ("fid:downscale=x", "needs a int"),
+                        ("fid:size=3", "bad option 'size=3'; fid accepts: downscale=N")):
+        with pytest.raises(ValueError, match=needle):
+            metrics.validate_metric_names(bad)
 
 
 def test_register_metric_adds_a_streamed_metric():
-    from facegan.metrics.registry import Accumulator, Metric, register_metric
+    from facegan.metrics.registry import Accumulator, Metric, MetricSpec, register_metric
 
     class MeanAcc(Accumulator):
         needs_images = True
@@ -57,16 +63,15 @@ def test_register_metric_adds_a_streamed_metric():
         def result(self):
             return {"mean": self.s / self.count}
 
-    @register_metric
     class MeanDiff(Metric):
-        name = "test_mean_diff"
-
         def accumulator(self, n, role, seed=0):
             return MeanAcc(n)
 
         def compute(self, g, r, seed=0):
             return g["mean"] - r["mean"]
 
+    register_metric(MetricSpec("test_mean_diff", MeanDiff, "lower", None, "images",
+                               frozenset({"max"}), 10))
     try:
         a, b = blobs(10, seed=1), blobs(12, seed=2)
         r = evaluate(["test_mean_diff"], a, batches(b), num_images=10, progress=False)
@@ -200,7 +205,7 @@ def no_weights(tmp_path, monkeypatch):
     monkeypatch.delenv(feat_lib.WEIGHTS_ENV, raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
 
-    def offline(url, dest, timeout=60.0):
+    def offline(url, dest, file_hash):
         raise OSError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(feat_lib, "_download", offline)
