@@ -180,3 +180,32 @@ def test_missing_inception_weights(world, tmp_path, capsys):
     assert "does not exist" in ev.results["memorization"]["error"]
     assert "memorization" not in ev.files and ev.results["swd16"]["avg"] > 0
     assert "error" in json.loads((tmp_path / "b" / "metrics.json").read_text())["results"]["memorization"]
+
+
+def test_cli_help_lists_registered_metrics_defaults_and_an_example(capsys):
+    from facegan.cli import main
+    from facegan.metrics.registry import METRICS
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())   # argparse wraps lines
+    assert all(f"{name} (" in out for name in METRICS)        # straight from the registry
+    assert "(default: swd,ms_ssim)" in out and "(default: 10000)" in out
+    assert "examples:" in out and "facegan evaluate --model" in out
+    assert "classify_image_graph_def.pb" in out             # the standard FID network is offered
+
+
+def test_cli_errors_name_the_users_flags(world, tmp_path, capsys):
+    import argparse
+    from facegan.components.gan_evaluator import cli
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    base = ["--model", world["blob"], "--data", world["examples"], "--out", str(tmp_path)]
+    for extra, needle in (
+            (["--num-images", "1"], "facegan evaluate: --num-images must be >= 2, got 1"),
+            (["--thresholds", '{"fid": {"max": 1}}'], "--thresholds/--min-improvement name metric(s) fid"),
+            (["--thresholds", '{"swd": {"max": "x"}}'], "--thresholds: swd.max must be a finite number"),
+            (["--metrics", "swd,fdi"], "--metrics: unknown metric 'fdi'")):
+        assert cli.main(p.parse_args(base + extra)) == 2
+        err = capsys.readouterr().err
+        assert needle in err, err
+        assert "num_images" not in err and "min_improvement" not in err

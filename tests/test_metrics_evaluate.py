@@ -255,3 +255,13 @@ def test_memorization_flags_copies_and_writes_sheet(tmp_path):
     assert no_ref["score"] == 0.5 and "copy_fraction" not in no_ref
     capped = memorization(gen, batches(train, 16), None, extractor="random_tiny", max_train=20, progress=False)
     assert capped["num_train"] == 20 and capped["exact_copies"][:4] == [True, True, False, False]
+
+
+def test_a_real_split_smaller_than_the_protocol_says_all_of_it_is_used(capsys):
+    gen, real = blobs(16, seed=1), blobs(12, seed=2)
+    r = evaluate(["swd"], gen, batches(real, 8), num_images=16, progress=True)
+    err = capsys.readouterr().err
+    assert "real: the stream holds 12 images, fewer than the 16 the protocol asks for at most; " \
+           "all 12 are used" in err
+    assert "generated: done, 16 images" in err
+    assert r["protocols"]["swd16"]["num_real"] == 12
