@@ -313,7 +313,10 @@ def load_fid_inception_graph(path: str):
         return res
 
     fn = tf.compat.v1.wrap_function(imported, [tf.TensorSpec([None, None, None, 3], tf.float32)])
-    return fn, int(fn.structured_outputs["pool"].shape[-1]), has_logits
+    dim = fn.structured_outputs["pool"].shape[-1]
+    if dim is None:   # shapes not inferable through the import: one probe forward
+        dim = fn(tf.zeros([1, 32, 32, 3]))["pool"].shape[-1]
+    return fn, int(dim), has_logits
 
 
 def _graph_extractor(path: str, batch_size: int) -> FeatureExtractor:

@@ -53,6 +53,10 @@ def test_good_generator_is_blessed_and_everything_is_written(world, blob_eval):
     grid = decode_png((out / "sample_grid.png").read_bytes())
     assert grid.shape == (8 * (RES + 2) + 2, 8 * (RES + 2) + 2, 3)
     assert (out / "memorization.png").exists() and ev.results["memorization"]["num_generated"] == 8
+    # HDCGAN's figure: each sample, its 5 nearest training images in feature space, a gap, 5 in pixels.
+    sheet = decode_png((out / "memorization.png").read_bytes())
+    assert ev.results["memorization"]["k"] == 5
+    assert sheet.shape == (8 * (RES + 2) + 2, (1 + 5 + 1 + 5) * (RES + 2) + 2, 3)
     # Headline scalars exclude protocol counts.
     assert "swd48/avg" in ev.scalars and "ms_ssim48_pairs/generated" in ev.scalars
     assert not any(k.endswith("/num_images") or k.startswith("protocols") for k in ev.scalars)

@@ -265,3 +265,80 @@ def test_a_real_split_smaller_than_the_protocol_says_all_of_it_is_used(capsys):
            "all 12 are used" in err
     assert "generated: done, 16 images" in err
     assert r["protocols"]["swd16"]["num_real"] == 12
+
+
+def write_tiny_fid_graph(path, dim=8, classes=5, size=11):
+    """A frozen GraphDef shaped like the 2015 FID Inception graph (same node names, own resize and
+    (x-128)/128 scaling inside the graph), with tiny random constant weights."""
+    import tensorflow as tf
+    rng = np.random.default_rng(0)
+    g = tf.Graph()
+    with g.as_default():
+        img = tf.compat.v1.placeholder(tf.float32, [None, None, 3], name="Cast")
+        x = tf.expand_dims(img, 0, name="ExpandDims")
+        x = tf.compat.v1.image.resize_bilinear(x, [size, size], name="ResizeBilinear")
+        x = tf.multiply(tf.subtract(x, 128.0, name="Sub"), 1.0 / 128.0, name="Mul")
+        w = tf.constant(rng.standard_normal((3, 3, 3, dim)).astype(np.float32))
+        x = tf.nn.relu(tf.nn.conv2d(x, w, 2, "SAME"))
+        pool = tf.nn.avg_pool2d(x, ksize=int(x.shape[1]), strides=1, padding="VALID", name="pool_3")
+        flat = tf.reshape(pool, [1, dim], name="pool_3/_reshape")   # batch 1, as in the 2015 graph
+        wl = tf.constant(rng.standard_normal((dim, classes)).astype(np.float32))
+        logits = tf.matmul(flat, wl, name="softmax/logits/MatMul")
+        tf.nn.softmax(tf.nn.bias_add(logits, tf.ones([classes])), name="softmax")
+    with open(path, "wb") as f:
+        f.write(g.as_graph_def().SerializeToString())
+    return g
+
+
+def test_fid_inception_graph_from_a_path_batches_like_the_per_image_graph(tmp_path):
+    import tensorflow as tf
+    path = str(tmp_path / "classify_image_graph_def.pb")
+    g = write_tiny_fid_graph(path)
+    imgs = blobs(10, res=20, seed=3)
+    # Reference: the graph run image by image in a TF1 session, fed where TTUR feeds it.
+    with tf.compat.v1.Session(graph=g) as sess:
+        ref = [sess.run(["pool_3:0", "softmax/logits/MatMul:0"], {"Cast:0": im.astype(np.float32)})
+               for im in imgs]
+    ref_pool = np.concatenate([p.reshape(1, -1) for p, _ in ref])
+    ref_logits = np.concatenate([lg for _, lg in ref])
+    ext = feat_lib.get_extractor(path, batch_size=2)          # batches of 2 (+1) through one graph
+    out = ext(imgs)
+    np.testing.assert_allclose(out["pool"], ref_pool, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["logits"], ref_logits, rtol=1e-5, atol=1e-5)   # no bias (IS code)
+    assert ext.name == "inception2015" and ext.comparable and ext.has_logits and ext.dim == 8
+    assert feat_lib.weights_fingerprint(path) in ext.fingerprint
+    real = blobs(10, res=20, seed=4)
+    r = evaluate(["fid", "is"], imgs, real, num_images=10, extractor=path, progress=False)
+    assert r["comparable"] is True and {"fid10", "is10"} <= set(r)        # a real FID, no _random
+    assert r["fid10"] == pytest.approx(frechet_distance_from_activations(
+        ref_pool.astype(np.float64), ext(real)["pool"].astype(np.float64)), rel=1e-6)
+    assert r["protocols"]["fid10"]["extractor_name"] == "inception2015"
+    assert r["protocols"]["fid10"]["resize"] == feat_lib.GRAPH_RESIZE
+    # A .pb without the FID graph's nodes is named, with what is missing.
+    bad = tmp_path / "other.pb"
+    bad.write_bytes(tf.Graph().as_graph_def().SerializeToString())
+    with pytest.raises(ValueError, match=r"other.pb lacks node\(s\) \['ExpandDims', 'pool_3'\]"):
+        feat_lib.get_extractor(str(bad))
+    (tmp_path / "junk.pb").write_bytes(b"\xff\xfe not a graph")
+    with pytest.raises(ValueError, match="junk.pb is not a readable frozen GraphDef"):
+        feat_lib.get_extractor(str(tmp_path / "junk.pb"))
+
+
+def test_hdcgan_downscale_option_feeds_64px_views_and_labels_the_key():
+    from PIL import Image
+    gen, real = blobs(16, res=32, seed=1), blobs(16, res=32, seed=2)
+    r = evaluate(["fid", "fid:downscale=8"], gen, real, num_images=16, extractor="random_tiny",
+                 progress=False)
+    assert {"fid16_random", "fid16_downscale8_random"} <= set(r)
+    ext = feat_lib.get_extractor("random_tiny")
+
+    def small(x):   # independent: PIL bicubic, image by image
+        return np.stack([np.asarray(Image.fromarray(im).resize((8, 8), Image.BICUBIC)) for im in x])
+
+    ref = frechet_distance_from_activations(ext(small(gen))["pool"].astype(np.float64),
+                                            ext(small(real))["pool"].astype(np.float64))
+    assert r["fid16_downscale8_random"] == pytest.approx(ref, rel=1e-6)
+    assert r["fid16_downscale8_random"] != pytest.approx(r["fid16_random"], rel=1e-3)
+    p = r["protocols"]["fid16_downscale8_random"]
+    assert p["request"] == "fid:downscale=8" and p["downscale"] == 8
+    assert p["resize"].startswith("downscale to 8x8 (PIL bicubic), then tf.image.resize")
