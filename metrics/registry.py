@@ -276,3 +276,7 @@ register_metric(MetricSpec(
     "ms_ssim", "facegan.metrics.ms_ssim:MSSSIM", None, "generated", "images",
     _BOUNDS | frozenset({"max_above_real"}), 10_000, unit="pairs",
     description="MS-SSIM of sample pairs (diversity; compared with real pairs)"))
+register_metric(MetricSpec(
+    "face_detection", "facegan.metrics.face_detection:FaceDetection", HIGHER, "detected_fraction",
+    "images", _BOUNDS, 2_000, description="fraction of images with a face found by scikit-image's "
+    "bundled LBP cascade (no download; never a stand-in for FID)"))
