@@ -14,10 +14,13 @@ Outputs
   with `current_model`/`current_model_id` (and baseline ones), exactly as TFX's Evaluator writes
   them, so the standard Pusher honours it and `LatestBlessedModelStrategy` finds it.
 
-Parameters: `metrics` (list or comma string), `num_images`, `thresholds` (dict/JSON, see
-blessing.py), `min_improvement` (dict/JSON), `extractor` ("inception" | "random" | "random_tiny" | weights path; the
-default random_tiny only feeds the memorization sheet and `_random`-labelled extras),
-`log_dir` (TensorBoard dir shared by the pipeline run), `seed`, `batch_size`, `cache_dir`.
+Parameters: `metrics` (list or comma string of registry names, options allowed:
+`fid:downscale=64`), `num_images`, `thresholds` (dict/JSON, see blessing.py), `min_improvement`
+(dict/JSON), `extractor` ("inception" | "random" | "random_tiny" | .h5 weights path | 2015 FID
+graph .pb path; the default random_tiny only feeds the memorization sheet and `_random`-labelled
+extras), `log_dir` (TensorBoard dir shared by the pipeline run), `seed`, `batch_size`, `cache_dir`.
+Metrics and rules are validated when the pipeline is built (ValueError naming the bad metric or
+rule); channel names are TFX's standard ones (`standard_component_specs`).
 """
 from typing import Any, Dict, Optional, Sequence, Union
 

@@ -2,7 +2,8 @@
 
 Everything interesting is in evaluate_lib.py / blessing.py; this file maps TFX artifacts to paths
 and writes the results back the way TFX's own Evaluator does (blessing custom properties and
-BLESSED / NOT_BLESSED marker files), so the standard Pusher and LatestBlessedModelStrategy work.
+BLESSED / NOT_BLESSED marker files, named by `tfx.components.evaluator.constants`), so the
+standard Pusher and LatestBlessedModelStrategy work.
 """
 import json
 import os
