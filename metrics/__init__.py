@@ -1,4 +1,5 @@
-"""facegan metrics: FID, KID, IS, SWD, MS-SSIM and a memorization check, streamed and cached.
+"""facegan metrics: FID, KID, IS, SWD, MS-SSIM, face detection and a memorization check, streamed
+and cached.
 
 API (what the GanEvaluator component and `facegan evaluate` use)::
 
@@ -43,10 +44,11 @@ API (what the GanEvaluator component and `facegan evaluate` use)::
 
 Every metric is registered once in metrics/registry.py (`MetricSpec`: direction, headline key,
 needs images/features/logits, blessing rule keys, default size, "module:Class" imported lazily);
-its implementation is a feature/statistics accumulator plus a distance; the modules
-document their protocols and paper references: fid.py, kid.py, inception_score.py, swd.py,
-ms_ssim.py, memorization.py. Extractors and the InceptionV3 weights lookup (Keras download,
-FACEGAN_INCEPTION_WEIGHTS, an explicit path; a clear error otherwise) are in features.py; the
+its implementation is a feature/statistics accumulator plus a distance; the modules document
+their protocols and paper references: fid.py, kid.py, inception_score.py, swd.py, ms_ssim.py,
+face_detection.py, memorization.py. The extractor registry and the InceptionV3 weights lookup
+(Keras download, FACEGAN_INCEPTION_WEIGHTS, an explicit .h5 or 2015-graph .pb path; a clear
+error otherwise) are in features.py; the
 real-statistics cache in cache.py. Nothing here imports TensorFlow until a metric runs.
 
 Adding a metric: one module with a `metrics.registry.Metric` subclass (`accumulator()` and

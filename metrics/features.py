@@ -175,7 +175,8 @@ class FeatureExtractor:
 
     def __init__(self, name: str, forward: Callable, dim: int, preprocessing: str,
                  fingerprint: str, comparable: bool, has_logits: bool, resize: str,
-                 size: int, batch_size: int = 32):
+                 size: int, batch_size: int = 32, model=None):
+        self.model = model   # the Keras backbone (pool features), None for a frozen graph
         self.name, self._run, self.dim, self.preprocessing = name, forward, int(dim), preprocessing
         self.fingerprint, self.comparable, self.has_logits = fingerprint, comparable, has_logits
         self.resize, self.size, self.batch_size = resize, int(size), batch_size
@@ -279,7 +280,7 @@ def _keras_extractor(name, model, head, preprocessing, fingerprint, comparable, 
     run, dim, size = _keras_forward(model, head)
     return FeatureExtractor(name, run, dim, preprocessing, fingerprint, comparable,
                             has_logits=head is not None, resize=KERAS_RESIZE.format(size=size),
-                            size=size, batch_size=batch_size)
+                            size=size, batch_size=batch_size, model=model)
 
 
 def load_fid_inception_graph(path: str):
