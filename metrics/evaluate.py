@@ -110,8 +110,10 @@ def stream(batches, accumulators: Dict, extractor: Optional[FeatureExtractor], t
 def evaluate(metric_names, generated_batches: Batches, real_batches: Optional[Batches] = None, *,
              num_images: Union[int, Dict[str, int], None] = None, extractor="inception",
              cache_dir: Optional[str] = None, real_cache_key: Optional[str] = None,
-             progress: bool = True, seed: int = 0) -> Dict:
-    """Compute `metric_names` (see metrics/__init__.py for the contract and result layout)."""
+             progress: bool = True, seed: int = 0, label: str = "generated") -> Dict:
+    """Compute `metric_names` (see metrics/__init__.py for the contract and result layout).
+
+    `label` names the generated stream in progress lines (e.g. "baseline", "noise reference")."""
     requests = validate_metric_names(metric_names)
     nums = resolve_num_images(requests, num_images)
     metrics = {r: get_metric(r) for r in requests}
@@ -165,19 +167,20 @@ def evaluate(metric_names, generated_batches: Batches, real_batches: Optional[Ba
     try:
         # -- generated side: one pass --------------------------------------------------------------
         n_gen = max(m.images_needed(nums[r]) for r, m in metrics.items())
-        got = stream(_as_iterator(generated_batches, n_gen), gen_accs, ext, n_gen, "generated",
+        got = stream(_as_iterator(generated_batches, n_gen), gen_accs, ext, n_gen, label,
                      progress, views)
         short = [f"{m.key(nums[r], comparable)} needs {m.images_needed(nums[r])}"
                  for r, m in metrics.items() if not gen_accs[r].full]
         if short:
-            raise ValueError(f"the generated stream ended after {got} images: {', '.join(short)}")
+            raise ValueError(f"the {label} stream ended after {got} images: {', '.join(short)}")
         gen_results = {k: a.result() for k, a in gen_accs.items()}
 
         # -- real side: one pass for whatever is not cached -------------------------------------------
         real_counts = {}
         if real_accs:
             n_real = max(a.n for a in real_accs.values())
-            stream(_as_iterator(real_batches, n_real), real_accs, ext, n_real, "real", progress, views)
+            stream(_as_iterator(real_batches, n_real), real_accs, ext, n_real, "real" if label == "generated" else f"real, for the {label}",
+                   progress, views)
             for r, a in real_accs.items():
                 if a.count < 2:
                     raise ValueError(f"{r.label}: the real stream gave {a.count} images; need at least 2")

@@ -134,8 +134,9 @@ def memorization(generated: np.ndarray, train_batches: Iterable[np.ndarray], out
                 ref_nn = np.minimum(ref_nn, _sqdist(rfeat, tfeat).min(axis=1))
             seen += len(b)
             bar.update(len(b))
-        if progress:
-            bar.close()
+        print(f"memorization: compared {len(gen)} samples with {seen} training images"
+              + (f" ({max_train} at most)" if max_train is not None else " (the whole split)"),
+              file=out, flush=True)
     finally:
         if not progress:
             out.close()

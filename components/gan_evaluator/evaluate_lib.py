@@ -177,7 +177,8 @@ def _real_key(examples_uri: str, cache_dir: Optional[str]) -> Optional[str]:
 
 def compute_metrics(gen, examples_uri: str, metric_names: Sequence[str], *, num_images: int,
                     extractor: str, seed: int, batch_size: int, cache_dir: Optional[str],
-                    noise_metrics: Sequence[str] = (), progress: bool = True) -> Dict[str, Any]:
+                    noise_metrics: Sequence[str] = (), progress: bool = True,
+                    label: str = "generated") -> Dict[str, Any]:
     """The metrics for one loaded generator, plus diversity stats and noise references.
 
     Real images are the eval split without mirrored copies (a mirrored pair would count one face
@@ -188,12 +189,12 @@ def compute_metrics(gen, examples_uri: str, metric_names: Sequence[str], *, num_
     common = dict(num_images=num_images, extractor=extractor, cache_dir=cache_dir,
                   real_cache_key=_real_key(examples_uri, cache_dir), progress=progress, seed=seed)
     results = dict(M.evaluate(list(metric_names), lambda n: gen.batches(n, batch_size, seed), real,
-                              **common))
+                              label=label, **common))
     results[blessing.DIVERSITY_KEY] = diversity_stats(gen.sample(DIVERSITY_SAMPLES, seed=seed))
     refs = {}
     for metric in noise_metrics:
         ref = M.evaluate([metric], lambda n: noise_batches(n, batch_size, gen.resolution, seed + 1),
-                         real, **common)
+                         real, label=f"uniform noise ({metric} reference)", **common)
         refs[metric] = blessing.headline(ref, metric)[1]
     if refs:
         results[blessing.REFERENCES_KEY] = refs
@@ -279,7 +280,7 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
                 f"not comparable, evaluating without a baseline")
         else:
             log(f"evaluating baseline {baseline_dir} with the same protocol")
-            baseline_results = compute_metrics(base, examples_uri, names, **kw)
+            baseline_results = compute_metrics(base, examples_uri, names, label="baseline", **kw)
 
     decision = blessing.decide(results, rules, baseline_results=baseline_results)
     files = {}
