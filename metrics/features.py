@@ -84,6 +84,7 @@ def _download(url: str, dest: str, file_hash: str) -> str:
     this to simulate no internet)."""
     import tensorflow as tf
     folder = os.path.dirname(dest)
+    os.makedirs(folder, exist_ok=True)   # get_file falls back to /tmp/.keras if it cannot write here
     return tf.keras.utils.get_file(os.path.basename(dest), origin=url, file_hash=file_hash,
                                    cache_dir=os.path.dirname(folder),
                                    cache_subdir=os.path.basename(folder))

@@ -384,3 +384,23 @@ def test_face_detection_on_real_faces_beats_noise_and_blur(celeba_dir):
     # Measured on 1,000: real 0.93, noise 0.001, blurred 0.27 (binomial sd at n=64 <= 0.06).
     assert frac["real"] - frac["noise"] > 0.6
     assert frac["real"] - frac["blurred"] > 0.3
+
+
+def test_weights_download_goes_through_keras_get_file_and_checks_the_hash(tmp_path, monkeypatch):
+    """The download is Keras' get_file with file_hash (md5): a good file lands in Keras' cache, a
+    corrupt one is refused and the refusal is in the how-to message (file:// stands in for http)."""
+    import hashlib
+    src = tmp_path / "served.h5"
+    src.write_bytes(b"pretend weights " * 64)
+    md5 = hashlib.md5(src.read_bytes()).hexdigest()
+    dest = tmp_path / "keras" / "models" / "w.h5"
+    got = feat_lib._download(src.as_uri(), str(dest), md5)
+    assert got == str(dest) and dest.read_bytes() == src.read_bytes()
+    with pytest.raises(ValueError, match="(?i)corrupt|incomplete"):
+        feat_lib._download(src.as_uri(), str(tmp_path / "keras" / "models" / "bad.h5"), "0" * 32)
+    # resolve_inception_weights reports a failed download (here: the wrong hash) in its message
+    monkeypatch.delenv(feat_lib.WEIGHTS_ENV, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "k2"))
+    monkeypatch.setattr(feat_lib, "INCEPTION_TOP_URL", src.as_uri())
+    with pytest.raises(metrics.WeightsUnavailableError, match="failed: ValueError"):
+        feat_lib.resolve_inception_weights()
