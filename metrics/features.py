@@ -403,7 +403,10 @@ def get_extractor(extractor="inception", batch_size: int = 32, seed: int = 0) ->
         return extractor
     if not isinstance(extractor, str):
         raise ValueError(f"extractor must be one of {EXTRACTOR_NAMES} or a weights file path, got {extractor!r}")
-    if extractor in EXTRACTORS and extractor != "inception2015":
+    if extractor == "inception2015":
+        raise ValueError("extractor 'inception2015' is given by its file: pass the path of the 2015 "
+                         "FID Inception graph, e.g. /path/to/classify_image_graph_def.pb")
+    if extractor in EXTRACTORS:
         return EXTRACTORS[extractor].build(None, seed, batch_size)
     suffix = os.path.splitext(extractor)[1].lower()
     if suffix in PATH_KINDS:
