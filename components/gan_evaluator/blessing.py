@@ -3,13 +3,15 @@
 Pure Python (no TensorFlow, no TFX) so the rules are unit-tested on hand-written numbers and the
 same code decides inside the TFX component and in `facegan evaluate`.
 
-Rules come from a thresholds mapping (JSON in the component and the CLI), keyed by metric family:
+Rules come from a thresholds mapping (JSON in the component and the CLI), keyed by metric request
+(a registry name, optionally with options such as `fid:downscale=64`) or `degenerate`:
 
     {
       "fid":        {"max": 50.0},                 # absolute bound (lower is better)
       "swd":        {"max_noise_fraction": 0.8},   # <= 0.8 x the same metric on uniform noise
       "ms_ssim":    {"max_above_real": 0.05},      # samples' MS-SSIM <= real pairs' figure + margin
       "is":         {"min": 2.0},                  # absolute bound (higher is better)
+      "face_detection": {"min": 0.5},              # half the samples hold a detectable face
       "degenerate": {"min_between_std": 2.0, "min_within_std": 1.0}
     }
 
