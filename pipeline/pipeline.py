@@ -43,18 +43,14 @@ def _check_ingest_options(component_cls, options: Dict[str, Any]) -> None:
 def trainer_config(preset: str, overrides: Optional[Dict[str, Any]], resolution: Optional[int]) -> Dict[str, Any]:
     """Validated preset + dotted overrides (resolution folded in as network.resolution)."""
     from facegan.trainer.config import get_preset
+    from facegan.trainer.registry import stage_resolutions
     ov = dict(overrides or {})
     if resolution is not None:
         ov["network.resolution"] = int(resolution)
     cfg = get_preset(preset, ov)      # raises ConfigError naming the field
     net = cfg.network
     # Progressive growing reads each stage's stored lower resolution (PGGAN's 2x2 box pyramid).
-    extra = []
-    if net.architecture == "progan":
-        r = net.start_resolution
-        while r < net.resolution:
-            extra.append(r)
-            r *= 2
+    extra = list(stage_resolutions(net)[:-1])
     return {"overrides": ov, "resolution": net.resolution, "extra_resolutions": extra}
 
 

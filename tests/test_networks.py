@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 from facegan.trainer import config as C
-from facegan.trainer.networks import ARCHITECTURES, Stage, build_networks, layers
+from facegan.trainer import registry
+from facegan.trainer.networks import Stage, build_networks, layers
 from facegan.trainer.networks.lens import build_lens, lens_lambda
 from facegan.trainer.networks.progan import progressive_schedule
 
@@ -52,8 +53,24 @@ def test_shapes_and_ranges(arch, res):
     assert grads and all(gr is not None for gr in grads)
 
 
-def test_registry_matches_config_names():
-    assert set(ARCHITECTURES) == set(C.ARCHITECTURE_NAMES)
+def test_registry_drives_config_validation():
+    with pytest.raises(C.ConfigError, match=r"network.architecture 'nope' is not one of dcgan, hdcgan"):
+        C.get_preset("smoke", {"network.architecture": "nope"})
+    # a registered architecture validates and builds through its lazily imported builder
+    arch = registry.Architecture("tiny_test", "facegan.trainer.networks.convnets:build_dcgan", "test only",
+                                 min_resolution=32, max_resolution=32, resolution_reason="only 32x32 here")
+    registry.register_architecture(arch)
+    try:
+        cfg = C.get_preset("smoke", {"network.architecture": "tiny_test", "network.filters": 4})
+        assert build_networks(cfg).generator.output.shape[1] == 32
+        with pytest.raises(C.ConfigError, match="only 32x32 here"):
+            C.get_preset("smoke", {"network.architecture": "tiny_test", "network.resolution": 64})
+        with pytest.raises(ValueError, match="registered twice"):
+            registry.register_architecture(arch)
+    finally:
+        del registry.ARCHITECTURES["tiny_test"]
+    with pytest.raises(ValueError, match="kind 'video'"):
+        registry.Architecture("x", "m:f", "s", kind="video")
 
 
 def test_dcgan_layout_follows_radford():
@@ -345,7 +362,7 @@ def test_config_refuses_incompatible_combinations(overrides, match):
 @pytest.mark.parametrize("name", C.preset_names())
 def test_every_preset_validates_and_names_a_registered_architecture(name):
     cfg = C.get_preset(name)
-    assert cfg.network.architecture in ARCHITECTURES
+    assert cfg.network.architecture in registry.ARCHITECTURES
     if name.startswith("smoke"):       # small enough to build here
         nets = build_networks(cfg)
         assert nets.generator.output.shape[1] == cfg.network.resolution
@@ -374,3 +391,15 @@ def test_progan_options_switch_layers_off():
     assert "g_4_to_rgb" not in {l.name for l in G.layers}
     with pytest.raises(ValueError, match=r"\[8, 16\]"):
         nets.stage_models(4)
+
+
+@pytest.mark.parametrize("preset", ["smoke", "smoke_progan"])
+def test_stages_follow_the_registry_s_stage_resolutions(preset):
+    cfg = C.get_preset(preset, {"network.filters": 4, "network.max_filters": 8})
+    nets = build_networks(cfg)
+    assert nets.stage_resolutions == registry.stage_resolutions(cfg.network)
+    assert nets.stage_resolutions == ((4, 8, 16) if preset == "smoke_progan" else (32,))
+    for r, (g, d) in zip(nets.stage_resolutions, nets.stages()):
+        assert g.output.shape[1:] == (r, r, 3) and d.input.shape[1:] == (r, r, 3)
+    # what a checkpoint holds is what the registry says the architecture checkpoints
+    assert tuple(nets.checkpoint_items()) == registry.architecture(cfg.network.architecture).checkpoints

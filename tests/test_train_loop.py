@@ -1,8 +1,10 @@
-"""The training loop (trainer/gan.py, data.py, train_lib.py, run_fn.py, cli.py) on tiny real faces.
+"""The training loop (trainer/gan.py, data.py, train_lib.py, run_fn.py, cli.py).
 
-Every preset is run for a few steps at 32x32 (progan grows 8 -> 16); resume equivalence, NaN
-recovery, one vs two replicas (subprocess with two logical CPUs), TensorBoard output read back
-with TensorBoard's own event reader, the TFX run_fn (duck-typed fn_args) and the CLI.
+Every preset is run for a few steps at 32x32 (progan grows 8 -> 16) on tiny real faces (skipped
+without the shared data); everything else runs on synthetic Examples (`write_synthetic_examples`)
+so a fresh clone runs it: resume equivalence, NaN recovery, one vs two replicas (subprocess with
+two logical CPUs), TensorBoard output read back with TensorBoard's own event reader, the TFX
+run_fn (duck-typed fn_args) and the CLI.
 """
 import dataclasses
 import json
@@ -16,6 +18,7 @@ import types
 import numpy as np
 import pytest
 
+from facegan import examples_io
 from facegan.images import decode_png
 from train_testlib import checkpoint_weights, tiny_overrides, write_face_examples
 from facegan.trainer.config import Config, ConfigError, get_preset, preset_names
@@ -28,18 +31,26 @@ def faces(ffhq_dir, tmp_path_factory):
     return write_face_examples(str(ffhq_dir), str(tmp_path_factory.mktemp("faces") / "examples"))
 
 
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    """Synthetic blobs with the layout of `faces` (24 train images at 32x32 + stored 8 and 16)."""
+    return examples_io.write_synthetic_examples(str(tmp_path_factory.mktemp("synth") / "examples"),
+                                                n_train=24, n_eval=4, resolution=32, extra_resolutions=(8, 16))
+
+
 _RUNS = {}
 
 
-def run_preset(preset, faces, root):
-    """Train `preset` made tiny for 3 steps. Presets whose tiny configs are identical (e.g. `dcgan`
-    and `smoke`: same architecture, loss and tricks) share one run to keep the suite short."""
+def run_preset(preset, data, root):
+    """Train `preset` made tiny for 3 steps on `data`. Presets whose tiny configs are identical
+    (e.g. `dcgan` and `smoke`: same architecture, loss and tricks) share one run per data set to
+    keep the suite short."""
     from facegan.trainer import train_lib
     cfg = get_preset(preset, tiny_overrides(preset, **{"run.steps": 3}))
-    key = json.dumps(dict(cfg.to_dict(), preset=""), sort_keys=True)
+    key = (json.dumps(dict(cfg.to_dict(), preset=""), sort_keys=True), data)
     if key not in _RUNS:
-        run_dir = os.path.join(str(root), f"run_{preset}")
-        _RUNS[key] = train_lib.train(cfg, faces, run_dir, steps=3, progress=False)
+        run_dir = os.path.join(str(root), f"run_{preset}_{len(_RUNS)}")
+        _RUNS[key] = train_lib.train(cfg, data, run_dir, steps=3, progress=False)
     return cfg, _RUNS[key]
 
 
@@ -54,8 +65,17 @@ def _weights(model):
 
 # -- every preset ------------------------------------------------------------------------------
 @pytest.mark.parametrize("preset", preset_names())
+def test_preset_smoke_run(preset, synth, runs_root):
+    check_preset_run(*run_preset(preset, synth, runs_root))
+
+
+@pytest.mark.parametrize("preset", ["smoke", "smoke_progan"])
 def test_preset_smoke_run_on_real_faces(preset, faces, runs_root):
-    cfg, res = run_preset(preset, faces, runs_root)
+    """The same checks on real faces (a plain and a progressive preset)."""
+    check_preset_run(*run_preset(preset, faces, runs_root))
+
+
+def check_preset_run(cfg, res):
     assert res.steps == 3
     for k in ("loss/g", "loss/d", "grad_norm/g", "grad_norm/d", "lr/g", "lr/d"):
         assert k in res.metrics, k
@@ -93,10 +113,10 @@ def test_preset_smoke_run_on_real_faces(preset, faces, runs_root):
         assert "loss/gp" in res.metrics   # WGAN-GP
 
 
-def test_tensorboard_scalars_and_images(faces, runs_root):
+def test_tensorboard_scalars_and_images(synth, runs_root):
     from tensorboard.backend.event_processing import event_accumulator
     import tensorflow as tf
-    cfg, res = run_preset("smoke", faces, runs_root)
+    cfg, res = run_preset("smoke", synth, runs_root)
     ea = event_accumulator.EventAccumulator(res.log_dir, size_guidance={"tensors": 0, "images": 0, "scalars": 0})
     ea.Reload()
     tags = set(ea.Tags()["tensors"])
@@ -118,7 +138,7 @@ def test_tensorboard_scalars_and_images(faces, runs_root):
     assert arr.shape == (int(h), int(w), 3) == (4 * 34 + 2, 4 * 34 + 2, 3)
 
 
-def test_all_tricks_and_lens(faces, tmp_path):
+def test_all_tricks_and_lens(synth, tmp_path):
     """Lens + feature matching + repelling + historical averaging + instance noise + label
     smoothing + 2 D steps: every term reported, schedules match their formulas."""
     from tensorboard.backend.event_processing import event_accumulator
@@ -130,7 +150,7 @@ def test_all_tricks_and_lens(faces, tmp_path):
         "tricks.historical_averaging": 0.01, "tricks.instance_noise": noise0,
         "tricks.instance_noise_steps": noise_steps, "tricks.label_smoothing": 0.1, "tricks.d_steps": 2,
         "run.image_every": 3}))
-    res = train_lib.train(cfg, faces, str(tmp_path / "run"), steps=3, progress=False)
+    res = train_lib.train(cfg, synth, str(tmp_path / "run"), steps=3, progress=False)
     m = res.metrics
     for k in ("loss/lens", "lens/recon", "lens/adv", "grad_norm/lens", "loss/feature_matching",
               "loss/repelling", "loss/historical_g", "loss/historical_d"):
@@ -139,25 +159,27 @@ def test_all_tricks_and_lens(faces, tmp_path):
     assert m["lens/lambda"] == pytest.approx(1 - math.sin(t * math.pi / (2 * K)), rel=1e-5)
     assert m["noise/instance_std"] == pytest.approx(noise0 * (1 - t / noise_steps), rel=1e-5)
     assert res.images_shown == 3 * 2 * 8   # d_steps x batch per step
-    # G's loss is the sum of its weighted terms
+    # each loss is the sum of its weighted terms, every term reported under its name
     assert m["loss/g"] == pytest.approx(m["loss/g_adv"] + m["loss/feature_matching"]
                                         + 0.5 * m["loss/repelling"] + 0.01 * m["loss/historical_g"], rel=1e-4)
+    assert m["loss/d"] == pytest.approx(m["loss/d_adv"] + 0.01 * m["loss/historical_d"], rel=1e-4)
+    assert res.gan.historical[0].count.numpy() == 3 and res.gan.historical[1].count.numpy() == 3
     ea = event_accumulator.EventAccumulator(res.log_dir, size_guidance={"tensors": 0})
     ea.Reload()
     assert {"lens/reals", "lens/lensed_reals", "lens/lambda"} <= set(ea.Tags()["tensors"])
 
 
 # -- resume ------------------------------------------------------------------------------------
-def test_resume_equals_straight_run(faces, tmp_path, capsys):
+def test_resume_equals_straight_run(synth, tmp_path, capsys):
     """4 steps straight == 2 steps with `facegan train`, then the same command with --steps 4."""
     from facegan import cli
     from facegan.trainer import train_lib
     over = tiny_overrides("smoke", **{"run.checkpoint_every": 100, "run.image_every": 100,
                                       "tricks.instance_noise": 0.1, "tricks.instance_noise_steps": 8})
     cfg = get_preset("smoke", over)
-    straight = train_lib.train(cfg, faces, str(tmp_path / "straight"), steps=4, progress=False)
+    straight = train_lib.train(cfg, synth, str(tmp_path / "straight"), steps=4, progress=False)
     out = str(tmp_path / "split")
-    args = ["train", "--preset", "smoke", "--data", faces, "--out", out, "--no-export"]
+    args = ["train", "--preset", "smoke", "--data", synth, "--out", out, "--no-export"]
     for k, v in over.items():
         args += ["--set", f"{k}={json.dumps(v)}"]
     assert cli.main(args + ["--steps", "2"]) == 0
@@ -176,15 +198,15 @@ def test_resume_equals_straight_run(faces, tmp_path, capsys):
         assert second["metrics"][k] == pytest.approx(v, rel=1e-4, abs=1e-5), k
 
 
-def test_cli_rejects_bad_override(faces, tmp_path, capsys):
+def test_cli_rejects_bad_override(synth, tmp_path, capsys):
     from facegan import cli
-    rc = cli.main(["train", "--preset", "smoke", "--data", faces, "--out", str(tmp_path),
+    rc = cli.main(["train", "--preset", "smoke", "--data", synth, "--out", str(tmp_path),
                    "--set", "optim.batchsize=8"])
     assert rc == 2 and "optim.batchsize" in capsys.readouterr().err
 
 
 # -- NaN recovery ------------------------------------------------------------------------------
-def test_nan_recovery_restores_and_lowers_lr(faces, tmp_path):
+def test_nan_recovery_restores_and_lowers_lr(synth, tmp_path):
     from facegan.trainer import train_lib
     poisoned = []
 
@@ -195,7 +217,7 @@ def test_nan_recovery_restores_and_lowers_lr(faces, tmp_path):
             poisoned.append(step)
 
     cfg = get_preset("smoke", tiny_overrides("smoke", **{"run.checkpoint_every": 1, "run.image_every": 100}))
-    res = train_lib.train(cfg, faces, str(tmp_path / "run"), steps=4, progress=False, on_step=poison_once)
+    res = train_lib.train(cfg, synth, str(tmp_path / "run"), steps=4, progress=False, on_step=poison_once)
     assert poisoned == [2]
     # caught before saving step 2 (weights checked before every save): back to step 1, lr halved
     assert res.steps == 4 and res.nan_recoveries == 1
@@ -205,7 +227,7 @@ def test_nan_recovery_restores_and_lowers_lr(faces, tmp_path):
     assert all(math.isfinite(v) for v in res.metrics.values())
 
 
-def test_nan_after_limit_raises_naming_step_and_loss(faces, tmp_path):
+def test_nan_after_limit_raises_naming_step_and_loss(synth, tmp_path):
     from facegan.trainer import train_lib
 
     def poison_always(trainer, step, metrics):
@@ -216,7 +238,7 @@ def test_nan_after_limit_raises_naming_step_and_loss(faces, tmp_path):
     cfg = get_preset("smoke", tiny_overrides("smoke", **{"run.checkpoint_every": 100, "run.image_every": 100,
                                                          "run.max_nan_recoveries": 2}))
     with pytest.raises(train_lib.TrainingDiverged, match=r"step 2: .*loss/d=nan.*after 2 recoveries"):
-        train_lib.train(cfg, faces, str(tmp_path / "run"), steps=5, progress=False, on_step=poison_always)
+        train_lib.train(cfg, synth, str(tmp_path / "run"), steps=5, progress=False, on_step=poison_always)
 
 
 # -- replicas ----------------------------------------------------------------------------------
@@ -252,8 +274,8 @@ REPLICA_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_one_vs_two_replicas_same_update(faces, tmp_path, ffhq_dir):
-    uri = write_face_examples(str(ffhq_dir), str(tmp_path / "ex8"), n=16, resolution=8, extra=())
+def test_one_vs_two_replicas_same_update(tmp_path):
+    uri = examples_io.write_synthetic_examples(str(tmp_path / "ex8"), n_train=16, n_eval=2, resolution=8)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
                TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-c", REPLICA_SCRIPT, uri, str(tmp_path / "out")],
@@ -270,12 +292,12 @@ def test_one_vs_two_replicas_same_update(faces, tmp_path, ffhq_dir):
 
 
 # -- TFX run_fn (duck-typed fn_args, no TFX import) ---------------------------------------------
-def test_run_fn_trains_and_exports(faces, tmp_path):
+def test_run_fn_trains_and_exports(synth, tmp_path):
     import tensorflow as tf
     from facegan.trainer.run_fn import run_fn
     fn_args = types.SimpleNamespace(
         custom_config={"preset": "smoke", "overrides": tiny_overrides("smoke"), "log_dir": str(tmp_path / "tb")},
-        train_steps=2, train_files=[os.path.join(faces, "Split-train", "*")],
+        train_steps=2, train_files=[os.path.join(synth, "Split-train", "*")],
         model_run_dir=str(tmp_path / "model_run"), serving_model_dir=str(tmp_path / "serving"))
     run_fn(fn_args)
     assert os.path.exists(os.path.join(tmp_path, "model_run", "checkpoints", "ckpt-2.index"))
@@ -307,14 +329,14 @@ def test_custom_config_json_string_and_full_config():
     assert cfg2 == get_preset("dcgan", {"run.seed": 3})
 
 
-def test_mixed_bfloat16_policy(faces, tmp_path):
+def test_mixed_bfloat16_policy(synth, tmp_path):
     """run.mixed_precision=mixed_bfloat16: layers compute in bfloat16, variables/outputs stay float32."""
     import tensorflow as tf
     from facegan.trainer import train_lib
     cfg = get_preset("smoke", tiny_overrides("smoke", **{"run.mixed_precision": "mixed_bfloat16",
                                                          "run.image_every": 100}))
     try:
-        res = train_lib.train(cfg, faces, str(tmp_path / "run"), steps=2, progress=False)
+        res = train_lib.train(cfg, synth, str(tmp_path / "run"), steps=2, progress=False)
         dtypes = {layer.compute_dtype for layer in res.gan.G.layers if layer.weights}
         assert "bfloat16" in dtypes
         assert all(w.dtype == tf.float32 for w in res.gan.G.weights)
@@ -322,3 +344,19 @@ def test_mixed_bfloat16_policy(faces, tmp_path):
         assert res.generator_ema(tf.zeros([1, 16])).dtype == tf.float32
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
+
+
+def test_xla_compiled_step_trains_and_averages(synth, tmp_path):
+    """run.xla compiles the replica step, EMA update included (plain assigns, no merge_call).
+    (Its numbers are not compared with the plain step: XLA draws other stateless random numbers.)"""
+    from facegan.trainer import train_lib
+    cfg = get_preset("smoke", tiny_overrides("smoke", **{"run.xla": True, "run.image_every": 100}))
+    res = train_lib.train(cfg, synth, str(tmp_path / "xla"), steps=2, progress=False)
+    assert all(math.isfinite(v) for v in res.metrics.values()) and res.metrics["grad_norm/g"] > 0
+    ckpt = os.path.join(res.run_dir, "checkpoints")
+    init = checkpoint_weights(os.path.join(ckpt, "ckpt-0"), "generator/")
+    final = checkpoint_weights(os.path.join(ckpt, "ckpt-2"), "generator/")
+    ema = checkpoint_weights(os.path.join(ckpt, "ckpt-2"), "generator_ema/")
+    g_move = sum(float(np.sum((final[k] - init[k]) ** 2)) for k in init)
+    ema_move = sum(float(np.sum((ema[k.replace("generator/", "generator_ema/", 1)] - init[k]) ** 2)) for k in init)
+    assert 0 < ema_move < g_move

@@ -9,25 +9,46 @@ as a SavedModel to DIR/export (unless --no-export).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import sys
 
 from facegan.cli_args import parse_set
+from facegan.trainer import registry
 from facegan.trainer.config import ConfigError, get_preset, preset_names
 
 
+EXAMPLE = """example:
+  facegan train --preset smoke --data out/examples --steps 20 --out runs/smoke \\
+                --set optim.batch_size=8 --set tricks.ema_decay=0.99"""
+
+
+def _epilog() -> str:
+    presets = [get_preset(name) for name in preset_names()]
+    lines = [f"  {c.preset:<14} {c.network.architecture}/{c.loss.family}, {c.network.resolution}px, "
+             f"batch {c.optim.batch_size}, {c.run.steps} steps" for c in presets]
+    return "presets (architecture/loss):\n" + "\n".join(lines) + f"\n{registry.describe()}\n\n{EXAMPLE}"
+
+
 def add_arguments(parser):
-    parser.add_argument("--preset", required=True, help=f"one of: {', '.join(preset_names())}")
+    # Reads only the TensorFlow-free config and registry, so `facegan train --help` is instant.
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _epilog()
+    parser.add_argument("--preset", required=True, choices=preset_names(), metavar="PRESET",
+                        help="named config (see presets below); --set overrides its fields")
     parser.add_argument("--data", help="Examples artifact directory (with Split-train/) or TFRecord pattern")
     parser.add_argument("--synthetic", action="store_true", help="random input instead of --data (benchmarks)")
-    parser.add_argument("--steps", type=int, default=None, help="generator steps (default: the preset's run.steps)")
-    parser.add_argument("--out", default="train_out", help="run directory (resumes if it holds checkpoints)")
-    parser.add_argument("--log-dir", default=None, help="TensorBoard directory (default OUT/logs)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="generator steps (default: the preset's run.steps)")
+    parser.add_argument("--out", default="train_out",
+                        help="run directory, resumes if it holds checkpoints (default: %(default)s)")
+    parser.add_argument("--log-dir", default=None, help="TensorBoard directory (default: OUT/logs)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="config override (JSON value), repeatable")
-    parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+                        help="config override (JSON value), repeatable, e.g. network.architecture=\"progan\"")
+    parser.add_argument("--no-export", action="store_true",
+                        help="skip the SavedModel export (default: export to OUT/export)")
 
 
 def main(args) -> int:
@@ -40,7 +61,7 @@ def main(args) -> int:
     if not args.data and not args.synthetic:
         print("facegan train: --data is required (or --synthetic)", file=sys.stderr)
         return 2
-    from facegan.trainer import train_lib
+    from facegan.trainer import train_lib   # TensorFlow: only once there is something to train
     try:
         result = train_lib.train(cfg, args.data, args.out, steps=args.steps, log_dir=args.log_dir,
                                  synthetic=args.synthetic, progress=True)

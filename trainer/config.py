@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from facegan.trainer import registry
+
 
 class ConfigError(ValueError):
     """A config value is invalid; the message names the field (e.g. `loss.family`)."""
@@ -22,7 +24,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class NetworkConfig:
-    architecture: str = "dcgan"        # registry key: dcgan | hdcgan | facegan | progan
+    architecture: str = "dcgan"        # trainer/registry.py ARCHITECTURES key
     resolution: int = 64               # output side, power of two
     z_dim: int = 100
     # Base width. dcgan/hdcgan/facegan: channels of the layer nearest the image, doubling per
@@ -46,7 +48,7 @@ class NetworkConfig:
 
 @dataclass
 class LossConfig:
-    family: str = "ns"                 # registry key: minimax | ns | lsgan | wgan_gp | hinge | facegan
+    family: str = "ns"                 # trainer/registry.py LOSSES key
     lsgan_a: float = 0.0               # LSGAN labels: fake a, real b, G's target c
     lsgan_b: float = 1.0
     lsgan_c: float = 1.0
@@ -186,20 +188,18 @@ def _coerce(value, default, name):
 
 
 # -- validation -------------------------------------------------------------------------------
-# Registries live with the code they name; validation imports their *names* lazily so this
-# module stays TensorFlow-free. Known names are listed here to validate before any TF import.
-ARCHITECTURE_NAMES = ("dcgan", "hdcgan", "facegan", "progan")
-LOSS_NAMES = ("minimax", "ns", "lsgan", "wgan_gp", "hinge", "facegan")
+# Architecture and loss names (and what each allows) come from trainer/registry.py, which is
+# TensorFlow-free, so configs validate before TensorFlow loads.
 STRATEGIES = ("mirrored", "multiworker", "default")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 def validate(cfg: Config) -> Config:
     n, lo, t, o, r = cfg.network, cfg.loss, cfg.tricks, cfg.optim, cfg.run
-    if n.architecture not in ARCHITECTURE_NAMES:
-        raise ConfigError(f"network.architecture {n.architecture!r} is not one of {ARCHITECTURE_NAMES}")
-    if lo.family not in LOSS_NAMES:
-        raise ConfigError(f"loss.family {lo.family!r} is not one of {LOSS_NAMES}")
+    try:
+        arch, family = registry.architecture(n.architecture), registry.loss_family(lo.family)
+    except registry.RegistryError as e:
+        raise ConfigError(str(e)) from None
     res = n.resolution
     if not isinstance(res, int) or res < 8 or res > 1024 or res & (res - 1):
         raise ConfigError(f"network.resolution must be a power of two in [8, 1024], got {res!r}")
@@ -249,16 +249,14 @@ def validate(cfg: Config) -> Config:
         if lens.learning_rate <= 0:
             raise ConfigError(f"tricks.lens.learning_rate must be > 0, got {lens.learning_rate}")
     # Incompatible combinations, refused with the reason.
-    if n.architecture == "hdcgan" and res < 32:
-        raise ConfigError("network.resolution: hdcgan works from 32x32 up to 512x512 (the paper's range)")
-    if n.architecture == "hdcgan" and res > 512:
-        raise ConfigError("network.resolution: hdcgan works from 32x32 up to 512x512 (the paper's range)")
-    if n.architecture == "facegan" and res < 16:
-        raise ConfigError("network.resolution: facegan has four stride-2 deconvolutions, so it needs at least 16x16")
-    if n.input_noise_std and n.architecture != "hdcgan":
+    if not arch.min_resolution <= res <= arch.max_resolution:
+        raise ConfigError("network.resolution: " + (arch.resolution_reason or (
+            f"{n.architecture} works from {arch.min_resolution}x{arch.min_resolution} "
+            f"up to {arch.max_resolution}x{arch.max_resolution}")))
+    if n.input_noise_std and not arch.input_noise:
         raise ConfigError(f"network.input_noise_std is HDCGAN's input noise and {n.architecture} has none; "
                           "use tricks.instance_noise for annealed noise on D's inputs")
-    if n.architecture == "progan":
+    if arch.progressive:
         s = n.start_resolution
         if s < 4 or s & (s - 1) or s > res:
             raise ConfigError(f"network.start_resolution must be a power of two in [4, resolution], got {s}")
@@ -278,12 +276,14 @@ def validate(cfg: Config) -> Config:
     elif n.batch_sizes:
         raise ConfigError(f"network.batch_sizes is per progressive stage; {n.architecture} is not progressive "
                           "(use optim.batch_size)")
-    if lo.family in ("wgan_gp", "hinge") and t.label_smoothing:
+    if t.label_smoothing and not family.supports_label_smoothing:
         raise ConfigError(f"tricks.label_smoothing has no meaning for {lo.family} (the critic has no labels)")
-    if lo.family == "wgan_gp" and n.architecture in ("dcgan", "hdcgan", "facegan"):
-        raise ConfigError(f"loss.family wgan_gp penalizes each example's gradient norm, but {n.architecture}'s "
+    if family.refuses_batchnorm_critic and arch.batchnorm_critic:
+        others = [a.name for a in registry.ARCHITECTURES.values() if not a.batchnorm_critic]
+        raise ConfigError(f"loss.family {lo.family} penalizes each example's gradient norm, but {n.architecture}'s "
                           "discriminator uses batch normalization, which couples the examples of a batch "
-                          "(Gulrajani et al. 2017, sec. 4: no batch norm in the critic); use progan or another loss")
+                          "(Gulrajani et al. 2017, sec. 4: no batch norm in the critic); "
+                          f"use {' or '.join(others)} or another loss")
     return cfg
 
 

@@ -18,22 +18,22 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Optional, Sequence, Union
 
+import tensorflow as tf
+
 from facegan import examples_io, schema
+from facegan.generator.ops import from_uint8, to_uint8   # the one conversion, shared with the SavedModel graph
 
 EPOCH_CYCLE = 16
 
 
 def to_network(images):
     """uint8 [0, 255] -> float32 [-1, 1]."""
-    import tensorflow as tf
-    return tf.cast(images, tf.float32) / 127.5 - 1.0
+    return from_uint8(images)
 
 
 def from_network(images):
     """float [-1, 1] -> uint8 [0, 255] (rounded, clipped)."""
-    import tensorflow as tf
-    x = (tf.cast(images, tf.float32) + 1.0) * 127.5
-    return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+    return to_uint8(images)
 
 
 def resolve_files(data: Union[str, Sequence[str]], split: str = schema.TRAIN_SPLIT) -> List[str]:
@@ -41,7 +41,6 @@ def resolve_files(data: Union[str, Sequence[str]], split: str = schema.TRAIN_SPL
 
     Raises FileNotFoundError naming what was looked at when nothing matches.
     """
-    import tensorflow as tf
     if isinstance(data, str):
         if tf.io.gfile.isdir(examples_io.split_dir(data, split)):
             return examples_io.split_files(data, split)
@@ -64,7 +63,6 @@ def resolve_files(data: Union[str, Sequence[str]], split: str = schema.TRAIN_SPL
 
 
 def _compression(path: str) -> str:
-    import tensorflow as tf
     with tf.io.gfile.GFile(path, "rb") as f:
         magic = f.read(2)
     return "GZIP" if magic == b"\x1f\x8b" else ""
@@ -76,7 +74,6 @@ def inspect_files(files: Sequence[str]) -> Dict:
     Returns {"compression": "GZIP"|"", "target": R, "keys": {resolution: feature name}}.
     Raises ValueError naming the file if the record has no `image` feature.
     """
-    import tensorflow as tf
     compression = _compression(files[0])
     raw = next(iter(tf.data.TFRecordDataset(files[:1], compression_type=compression).take(1)), None)
     if raw is None:
@@ -98,7 +95,6 @@ def inspect_files(files: Sequence[str]) -> Dict:
 
 
 def count_records(files: Sequence[str], compression: Optional[str] = None) -> int:
-    import tensorflow as tf
     compression = _compression(files[0]) if compression is None else compression
     ds = tf.data.TFRecordDataset(list(files), compression_type=compression)
     return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
@@ -111,7 +107,6 @@ def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, see
 
     `position` is the number of images already drawn (resume): the stream continues from there.
     """
-    import tensorflow as tf
     files = list(files)
     info = info or inspect_files(files)
     key = info["keys"].get(resolution, schema.IMAGE)
@@ -152,7 +147,6 @@ def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, see
 
 def synthetic_dataset(resolution: int, batch_size: int, seed: int = 0):
     """One fixed random batch repeated forever (benchmarks: input cost ~0)."""
-    import tensorflow as tf
     x = tf.random.stateless_uniform([batch_size, resolution, resolution, 3], seed=[seed, 1],
                                     minval=-1.0, maxval=1.0)
     return tf.data.Dataset.from_tensors(x).repeat()

@@ -2,8 +2,8 @@
 
 One `train_step(batch)` = `tricks.d_steps` discriminator updates, then one generator update (and
 one lens update when the lens is on), then the generator-EMA update. Everything configurable is
-read from the typed `Config`; networks, losses and regularizers come from their registries
-(trainer/networks, trainer/losses.py, trainer/regularizers.py).
+read from the typed `Config`; architectures and loss families come from trainer/registry.py,
+regularizers from trainer/regularizers.py.
 
 Distribution rules (so a run gives the same result on 1 or N replicas for the same global batch):
 - every per-example loss is averaged with `tf.nn.compute_average_loss(global_batch_size=...)`, so
@@ -22,11 +22,18 @@ loss/*, grad_norm/*, lens/*, progan/alpha, lr/*, noise/*, d/*.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+import dataclasses
+from typing import Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
+from facegan.trainer import registry
 from facegan.trainer.config import Config
+from facegan.trainer.data import from_network
+from facegan.trainer.losses import gradient_penalty, lens_reconstruction_loss
+from facegan.trainer.networks.lens import lens_lambda as lens_lambda_at
+from facegan.trainer.regularizers import (HistoricalAveraging, feature_matching_loss, instance_noise_std,
+                                          repelling_loss)
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -58,21 +65,38 @@ def unique_variables(models) -> List[tf.Variable]:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Term:
+    """One optional regularizer: `weight * value(inputs)` is added to a network's loss and the
+    value is reported to TensorBoard as loss/<name>; `after_update` runs after that network's
+    optimizer steps (e.g. historical averaging's running mean)."""
+    name: str
+    weight: float
+    value: Callable[[Dict[str, tf.Tensor]], tf.Tensor]
+    after_update: Optional[Callable[[], None]] = None
+
+
+def _ema_pairs(ema_generator, generator) -> List[Tuple[tf.Variable, tf.Variable]]:
+    """(EMA weight, weight) pairs of two copies of one generator; refuses mismatched shapes."""
+    pairs = list(zip(ema_generator.weights, generator.weights))
+    for e, v in pairs:
+        if e.shape != v.shape:
+            raise ValueError(f"EMA generator weight {e.name} {e.shape} does not match {v.name} {v.shape}")
+    return pairs
+
+
 class GAN(tf.keras.Model):
     """Generator + discriminator (+ EMA generator, + lens) trained by one custom `train_step`."""
 
     def __init__(self, cfg: Config, networks, ema_networks=None, lens=None, *, global_batch_size: int):
         super().__init__(name="gan")
-        from facegan.trainer.losses import LOSSES
         self.cfg = cfg
         self.nets = networks
         self.ema_nets = ema_networks
         self.lens = lens
-        if cfg.loss.family not in LOSSES:
-            raise ValueError(f"loss.family {cfg.loss.family!r} is not registered ({sorted(LOSSES)})")
-        self.family = LOSSES[cfg.loss.family]
+        self.family = registry.loss_family(cfg.loss.family)
         self.g_loss_fn, self.d_loss_fn = self.family.bind(cfg.loss)
-        self.lens_adv_fn = self.family.lens_loss(cfg.loss)
+        self.lens_adv_fn = self.family.bind_lens(cfg.loss)
         self.global_batch_size = int(global_batch_size)
         self.seed = int(cfg.run.seed)
         self.step = _first_replica_var(0, tf.int64, "step")               # generator steps done
@@ -82,8 +106,7 @@ class GAN(tf.keras.Model):
         self.g_optimizer = self.d_optimizer = self.lens_optimizer = None
         self.historical = None
         self.resolution = None
-        self.set_stage(cfg.network.resolution if not networks.progressive else
-                       networks.schedule(0).resolution, self.global_batch_size)
+        self.set_stage(networks.schedule(0).resolution, self.global_batch_size)
 
     # -- setup -----------------------------------------------------------------------------------
     def compile(self, g_optimizer=None, d_optimizer=None, lens_optimizer=None, **kwargs):
@@ -96,47 +119,83 @@ class GAN(tf.keras.Model):
         # Build optimizer slots for every variable of every stage now, so a checkpoint restores
         # into existing slots and a progressive stage change never meets an unknown variable.
         g_models, d_models = self.all_stage_models()
-        self._g_all, self._d_all = unique_variables(g_models), unique_variables(d_models)
-        for opt, var_list in ((self.g_optimizer, self._g_all), (self.d_optimizer, self._d_all),
+        self.g_variables, self.d_variables = unique_variables(g_models), unique_variables(d_models)
+        for opt, var_list in ((self.g_optimizer, self.g_variables), (self.d_optimizer, self.d_variables),
                               (self.lens_optimizer, self.lens.trainable_variables if self.lens else None)):
             if opt is not None:
                 inner = getattr(opt, "inner_optimizer", opt)
                 inner.build(var_list)
-        if cfg.tricks.historical_averaging > 0:
-            from facegan.trainer.regularizers import HistoricalAveraging
-            self.historical = (HistoricalAveraging(self._g_all), HistoricalAveraging(self._d_all))
+        self.terms = self._regularizer_terms()
         self.apply_lr_scale()
 
+    def _regularizer_terms(self) -> Dict[str, List[Term]]:
+        """The optional weighted terms of D's ("d") and G's ("g") losses, from the config.
+        `inputs` (see train_step): D gets real, fake (its inputs), key, j (D step); G gets
+        real_features, fake_features. Values are this replica's share (replica sum = global)."""
+        cfg, t = self.cfg, self.cfg.tricks
+        per_replica = self._per_replica_scalar
+        d_terms, g_terms = [], []
+        if self.family.needs_gradient_penalty:
+            d_terms.append(Term("gp", cfg.loss.gp_weight, lambda c: self._avg(
+                self._gradient_penalty(c["real"], c["fake"], c["key"], _GP_EPS + c["j"]))))
+        if t.feature_matching > 0:
+            g_terms.append(Term("feature_matching", t.feature_matching, lambda c: per_replica(
+                feature_matching_loss(tf.stop_gradient(c["real_features"]), c["fake_features"]))))
+        if t.repelling > 0:
+            g_terms.append(Term("repelling", t.repelling, lambda c: per_replica(repelling_loss(c["fake_features"]))))
+        if t.historical_averaging > 0:
+            # Created here, under the strategy scope (the running averages are variables).
+            self.historical = (HistoricalAveraging(self.g_variables), HistoricalAveraging(self.d_variables))
+            for terms, net, h, v in ((d_terms, "d", self.historical[1], self.d_variables),
+                                     (g_terms, "g", self.historical[0], self.g_variables)):
+                terms.append(Term(f"historical_{net}", t.historical_averaging,
+                                  lambda c, h=h, v=v: per_replica(h.loss(v)),
+                                  after_update=lambda h=h, v=v: h.update(v)))
+        return {"d": d_terms, "g": g_terms}
+
+    @staticmethod
+    def _add_terms(terms: List[Term], loss, inputs, sums):
+        """loss + sum of weight * value; each value reported as loss/<name>."""
+        for term in terms:
+            value = term.value(inputs)
+            sums[f"loss/{term.name}"] = value
+            loss += term.weight * value
+        return loss
+
+    # -- state -----------------------------------------------------------------------------------
+    def checkpoint_items(self) -> Dict[str, object]:
+        """Everything a checkpoint needs to resume this GAN exactly (the Trainer adds its
+        random-key generator): networks (registry `checkpoints`), EMA generator, lens,
+        optimizers, counters, regularizer state."""
+        items = dict(step=self.step, images_shown=self.images_shown, lr_scale=self.lr_scale,
+                     nan_recoveries=self.nan_recoveries, g_optimizer=self.g_optimizer,
+                     d_optimizer=self.d_optimizer, **self.nets.checkpoint_items())
+        if self.ema_nets is not None:
+            items["generator_ema"] = self.ema_nets.generator
+            if self.nets.progressive:
+                items["g_ema_stages"] = [g for g, _ in self.ema_nets.stages()]
+        if self.lens is not None:
+            items.update(lens=self.lens, lens_optimizer=self.lens_optimizer)
+        if self.historical is not None:
+            items["historical"] = list(self.historical)
+        return items
+
+    def trained_variables(self) -> List[tf.Variable]:
+        """Every trained weight of every stage (G, D, lens): what the NaN check inspects."""
+        return list(self.g_variables) + list(self.d_variables) + (
+            list(self.lens.trainable_variables) if self.lens is not None else [])
+
     def all_stage_models(self) -> Tuple[list, list]:
-        n = self.nets
-        if not n.progressive:
-            return [n.generator], [n.discriminator]
-        gs, ds = [], []
-        r = self.cfg.network.start_resolution
-        while r <= self.cfg.network.resolution:
-            g, d = n.stage_models(r)
-            gs.append(g)
-            ds.append(d)
-            r *= 2
-        return gs, ds
+        stages = self.nets.stages()
+        return [g for g, _ in stages], [d for _, d in stages]
 
     def set_stage(self, resolution: int, global_batch_size: int):
         """Select the (G, D, G_ema) of a progressive stage (or the only ones) and the batch size."""
-        n = self.nets
-        if n.progressive:
-            self.G, self.D = n.stage_models(resolution)
-            self.G_ema = self.ema_nets.stage_models(resolution)[0] if self.ema_nets else None
-        else:
-            self.G, self.D = n.generator, n.discriminator
-            self.G_ema = self.ema_nets.generator if self.ema_nets else None
+        self.G, self.D = self.nets.stage_models(resolution)
+        self.G_ema = self.ema_nets.stage_models(resolution)[0] if self.ema_nets else None
         self.resolution = int(resolution)
         self.global_batch_size = int(global_batch_size)
-        self._ema_pairs = []
-        if self.G_ema is not None:
-            self._ema_pairs = list(zip(self.G_ema.weights, self.G.weights))
-            for e, v in self._ema_pairs:
-                if e.shape != v.shape:
-                    raise ValueError(f"EMA generator weight {e.name} {e.shape} does not match {v.name} {v.shape}")
+        self._ema_pairs = _ema_pairs(self.G_ema, self.G) if self.G_ema is not None else []
 
     def apply_lr_scale(self):
         s = float(self.lr_scale.numpy())
@@ -149,17 +208,9 @@ class GAN(tf.keras.Model):
         """G_ema <- G for every weight of every stage (start of training)."""
         if self.ema_nets is None:
             return
-        if self.nets.progressive:
-            r, pairs = self.cfg.network.start_resolution, []
-            while r <= self.cfg.network.resolution:
-                pairs += zip(self.ema_nets.stage_models(r)[0].weights, self.nets.stage_models(r)[0].weights)
-                r *= 2
-        else:
-            pairs = zip(self.ema_nets.generator.weights, self.nets.generator.weights)
-        for e, v in pairs:
-            if e.shape != v.shape:
-                raise ValueError(f"EMA generator weight {e.name} {e.shape} does not match {v.name} {v.shape}")
-            e.assign(v)
+        for (e_g, _), (g, _) in zip(self.ema_nets.stages(), self.nets.stages()):
+            for e, v in _ema_pairs(e_g, g):
+                e.assign(v)
 
     @property
     def sampling_generator(self) -> tf.keras.Model:
@@ -203,7 +254,6 @@ class GAN(tf.keras.Model):
         t = self.cfg.tricks
         if t.instance_noise <= 0:
             return None
-        from facegan.trainer.regularizers import instance_noise_std
         return tf.cast(instance_noise_std(step, t.instance_noise, t.instance_noise_steps), tf.float32)
 
     def _noisy(self, images, std, key, purpose):
@@ -215,7 +265,6 @@ class GAN(tf.keras.Model):
     def _gradient_penalty(self, real, fake, key, purpose):
         """WGAN-GP per example, trainer.losses.gradient_penalty with eps drawn here: it must come
         from the global-batch key (replica-count independence)."""
-        from facegan.trainer.losses import gradient_penalty
         eps = self._global_slice(key, purpose, [1, 1, 1], kind="uniform")
         return gradient_penalty(lambda x: self._disc(x)[0], real, fake, interpolation=eps)
 
@@ -234,23 +283,20 @@ class GAN(tf.keras.Model):
         return norm
 
     def _update_ema(self):
-        if not self._ema_pairs:
-            return
+        """G_ema <- G + decay (G_ema - G) for trainable weights (Karras et al. 2018, sec. A.1);
+        BatchNorm statistics are copied (they are running averages already).
+
+        Runs in replica context with plain assigns: every replica holds identical G weights
+        (gradients are all-reduced before the update), so each updates its own copy of G_ema
+        (Keras weights have aggregation NONE: the assign writes this replica's component). No
+        merge_call, so the step stays XLA-compilable on any device."""
         decay = float(self.cfg.tricks.ema_decay)
         trainable = {v.ref() for v in self.G.trainable_weights}
-        pairs = self._ema_pairs
-
-        def merge_fn(strategy):
-            for e, v in pairs:
-                # Trainable weights: exponential moving average (Karras et al. 2018, sec. A.1);
-                # BatchNorm statistics: copied (they are already running averages).
-                d = decay if v.ref() in trainable else 0.0
-                strategy.extended.update(
-                    e, lambda e_, v_, d=d: e_.assign(v_ + d * (e_ - v_)), args=(v,), group=False)
-
-        # As Keras' optimizers do: a merge_call where the strategy needs one; called directly in
-        # replica context where it does not (e.g. inside an XLA-compiled step).
-        tf.__internal__.distribute.interim.maybe_merge_call(merge_fn, tf.distribute.get_strategy())
+        for e, v in self._ema_pairs:
+            if v.ref() in trainable:
+                e.assign(v + decay * (e - v))
+            else:
+                e.assign(v)
 
     # -- the step --------------------------------------------------------------------------------
     def train_step(self, data):
@@ -270,8 +316,7 @@ class GAN(tf.keras.Model):
         noise_std = self._instance_noise(step)
         lens_lambda = None
         if self.lens is not None:
-            from facegan.trainer.networks.lens import lens_lambda as _lens_lambda
-            lens_lambda = tf.cast(_lens_lambda(step, t.lens.anneal_steps), tf.float32)
+            lens_lambda = tf.cast(lens_lambda_at(step, t.lens.anneal_steps), tf.float32)
 
         sums: Dict[str, tf.Tensor] = {}     # per-replica contributions: replica sum = global value
         shared: Dict[str, tf.Tensor] = {}   # identical on every replica
@@ -290,23 +335,15 @@ class GAN(tf.keras.Model):
                 fake_logits, _ = self._disc(f_in)
                 d_adv = self._avg(self.d_loss_fn(real_logits, fake_logits,
                                                  real_label_smoothing=t.label_smoothing))
-                d_loss = d_adv
-                if self.family.needs_gradient_penalty:
-                    gp = self._avg(self._gradient_penalty(x_in, f_in, key, _GP_EPS + j))
-                    d_loss += cfg.loss.gp_weight * gp
-                if self.historical is not None:
-                    hd = self._per_replica_scalar(self.historical[1].loss(self._d_all))
-                    d_loss += t.historical_averaging * hd
+                d_loss = self._add_terms(self.terms["d"], d_adv, dict(real=x_in, fake=f_in, key=key, j=j), sums)
             sums["grad_norm/d"] = self._apply(self.d_optimizer, tape, d_loss, d_vars) / n_rep
         sums["loss/d"] = d_loss
         sums["loss/d_adv"] = d_adv
         sums["d/real_logit"] = self._avg(tf.reduce_mean(real_logits, axis=-1))
         sums["d/fake_logit"] = self._avg(tf.reduce_mean(fake_logits, axis=-1))
-        if self.family.needs_gradient_penalty:
-            sums["loss/gp"] = gp
-        if self.historical is not None:
-            sums["loss/historical_d"] = hd
-            self.historical[1].update(self._d_all)
+        for term in self.terms["d"]:
+            if term.after_update is not None:
+                term.after_update()
 
         # ---- generator ----
         z = self._global_slice(key, _Z_G, [z_dim])
@@ -316,32 +353,17 @@ class GAN(tf.keras.Model):
             f_in = self._noisy(fake, noise_std, key, _NOISE_G)
             fake_logits, fake_feats = self._disc(f_in)
             g_adv = self._avg(self.g_loss_fn(fake_logits))
-            g_loss = g_adv
-            if t.feature_matching > 0:
-                from facegan.trainer.regularizers import feature_matching_loss
-                fm = self._per_replica_scalar(feature_matching_loss(tf.stop_gradient(real_feats), fake_feats))
-                g_loss += t.feature_matching * fm
-            if t.repelling > 0:
-                from facegan.trainer.regularizers import repelling_loss
-                rep = self._per_replica_scalar(repelling_loss(fake_feats))
-                g_loss += t.repelling * rep
-            if self.historical is not None:
-                hg = self._per_replica_scalar(self.historical[0].loss(self._g_all))
-                g_loss += t.historical_averaging * hg
+            g_loss = self._add_terms(self.terms["g"], g_adv,
+                                     dict(real_features=real_feats, fake_features=fake_feats), sums)
         sums["grad_norm/g"] = self._apply(self.g_optimizer, tape, g_loss, g_vars) / n_rep
         sums["loss/g"] = g_loss
         sums["loss/g_adv"] = g_adv
-        if t.feature_matching > 0:
-            sums["loss/feature_matching"] = fm
-        if t.repelling > 0:
-            sums["loss/repelling"] = rep
-        if self.historical is not None:
-            sums["loss/historical_g"] = hg
-            self.historical[0].update(self._g_all)
+        for term in self.terms["g"]:
+            if term.after_update is not None:
+                term.after_update()
 
         # ---- lens (Sajjadi et al. 2018): lambda * adversarial + ||X - L(X)||^2 ----
         if self.lens is not None:
-            from facegan.trainer.losses import lens_reconstruction_loss
             x = reals[-1]
             with tf.GradientTape() as tape:
                 lx = tf.cast(self.lens(x, training=True), tf.float32)
@@ -382,7 +404,6 @@ class GAN(tf.keras.Model):
     # -- sampling --------------------------------------------------------------------------------
     def sample(self, z, ema=True, truncation: float = 1.0):
         """uint8 images from latents (optionally truncated toward the prior mean 0)."""
-        from facegan.trainer.data import from_network
         g = self.sampling_generator if ema else self.G
         z = tf.convert_to_tensor(z, tf.float32) * truncation
         return from_network(g(z, training=False))

@@ -4,7 +4,7 @@ Every function here returns one value per example so the training loop scales by
 batch (`tf.nn.compute_average_loss`) and results do not depend on the replica count.
 Logits come in as [N] or [N, 1] (any float dtype; computed in float32).
 
-Families (registry `LOSSES`, keyed like `LossConfig.family`):
+Families (registered in trainer/registry.py, keyed like `LossConfig.family`):
 
 | family   | D loss (per example)                                      | G loss                     |
 |----------|-----------------------------------------------------------|----------------------------|
@@ -28,14 +28,12 @@ target from 1 to 1 - s. TF-GAN's `label_smoothing` is the two-sided tf.losses co
 (target * (1 - ls) + 0.5 * ls), so we pass ls = 2 s to get a real target of exactly 1 - s.
 
 The lens (Sajjadi et al. 2018, Tempered Adversarial Networks) is trained to MAXIMIZE the
-discriminator's loss on lensed reals; `lens_adversarial_loss` gives that term per family in the
-same non-saturating form as each family's generator loss (see its docstring).
+discriminator's loss on lensed reals; the `*_lens_loss` functions give that term per family in
+the same non-saturating form as each family's generator loss.
 """
 from __future__ import annotations
 
-import dataclasses
-import math
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable
 
 import tensorflow as tf
 from tensorflow_gan.python.losses import losses_impl as _tfgan
@@ -208,29 +206,30 @@ def gradient_penalty(discriminator_logits_fn: Callable, real, fake, seed_or_gene
 
 
 # -- lens (Sajjadi et al. 2018) ---------------------------------------------------------------
-def lens_adversarial_loss(family: str, lensed_real_logits, fake_logits=None, a: float = 0.0):
-    """Per-example adversarial term of the lens loss L_L = lambda * this + ||X - L(X)||^2.
+# Per-example adversarial term of the lens loss L_L = lambda * term + ||X - L(X)||^2. The lens
+# works against D on the real batch: it tries to make lensed reals look FAKE. Sajjadi et al. give
+# the term per GAN family; as for the generator, the log-losses use the non-saturating form. Each
+# family names its term in trainer/registry.py; the keyword arguments are the family's d_params.
+def softplus_lens_loss(lensed_real_logits, fake_logits=None, **_):
+    """ns / facegan: -log(1 - D(L(x))) = softplus(D(L(x)))."""
+    return tf.nn.softplus(_flat(lensed_real_logits))
 
-    The lens works against D on the real batch: it tries to make lensed reals look FAKE. Sajjadi
-    et al. give the term per GAN family; as for the generator, the log-losses use the
-    non-saturating form:
-      ns / facegan: -log(1 - D(L(x))) = softplus(D(L(x)))
-      minimax:      log D(L(x)) = -softplus(-D(L(x)))          (= -L_D's real part, saturating)
-      lsgan:        (D(L(x)) - a)^2 / 2                        (lensed reals pushed to the fake label)
-      wgan_gp / hinge: D(L(x)) [- D(G(z)) when fake_logits is given] (= -L_D of the critic;
-                    the fake part is constant for the lens and only makes the value comparable)
-    """
+
+def minimax_lens_loss(lensed_real_logits, fake_logits=None, **_):
+    """minimax: log D(L(x)) = -softplus(-D(L(x))) (= -L_D's real part, saturating)."""
+    return -tf.nn.softplus(-_flat(lensed_real_logits))
+
+
+def lsgan_lens_loss(lensed_real_logits, fake_logits=None, a: float = 0.0, **_):
+    """lsgan: (D(L(x)) - a)^2 / 2, lensed reals pushed to the fake label a."""
+    return 0.5 * tf.square(_flat(lensed_real_logits) - a)
+
+
+def critic_lens_loss(lensed_real_logits, fake_logits=None, **_):
+    """wgan_gp / hinge: D(L(x)) [- D(G(z)) when fake_logits is given] (= -L_D of the critic; the
+    fake part is constant for the lens and only makes the value comparable)."""
     r = _flat(lensed_real_logits)
-    if family in ("ns", "facegan"):
-        return tf.nn.softplus(r)
-    if family == "minimax":
-        return -tf.nn.softplus(-r)
-    if family == "lsgan":
-        return 0.5 * tf.square(r - a)
-    if family in ("wgan_gp", "hinge"):
-        return r - _flat(fake_logits) if fake_logits is not None else r
-    raise ValueError(f"lens_adversarial_loss: unknown loss family {family!r}; "
-                     f"choose one of {', '.join(sorted(LOSSES))}")
+    return r - _flat(fake_logits) if fake_logits is not None else r
 
 
 def lens_reconstruction_loss(real, lensed):
@@ -238,64 +237,3 @@ def lens_reconstruction_loss(real, lensed):
     the adversarial term, lambda <= 1, negligible at any resolution)."""
     d = tf.cast(real, tf.float32) - tf.cast(lensed, tf.float32)
     return tf.reduce_mean(tf.reshape(tf.square(d), [tf.shape(d)[0], -1]), axis=1)
-
-
-# -- registry ---------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class LossFamily:
-    """A loss family. `generator_loss(fake_logits, **g_params)` and
-    `discriminator_loss(real_logits, fake_logits, real_label_smoothing=0.0, **d_params)` return
-    per-example [N]; `bind(loss_cfg)` returns both with the config's parameters filled in."""
-    name: str
-    generator_loss: Callable
-    discriminator_loss: Callable
-    needs_gradient_penalty: bool = False
-    supports_label_smoothing: bool = True
-    g_params: Callable = lambda lc: {}
-    d_params: Callable = lambda lc: {}
-
-    def bind(self, loss_cfg) -> Tuple[Callable, Callable]:
-        """-> (g_loss(fake_logits), d_loss(real_logits, fake_logits, real_label_smoothing=0.0))."""
-        gp, dp = self.g_params(loss_cfg), self.d_params(loss_cfg)
-
-        def g_loss(fake_logits):
-            return self.generator_loss(fake_logits, **gp)
-
-        def d_loss(real_logits, fake_logits, real_label_smoothing: float = 0.0):
-            return self.discriminator_loss(real_logits, fake_logits, real_label_smoothing, **dp)
-
-        return g_loss, d_loss
-
-    def lens_loss(self, loss_cfg) -> Callable:
-        """-> lens_adv(lensed_real_logits, fake_logits=None) for this family and config."""
-        a = float(loss_cfg.lsgan_a) if self.name == "lsgan" else 0.0
-        return lambda lensed, fake=None: lens_adversarial_loss(self.name, lensed, fake, a=a)
-
-
-LOSSES: Dict[str, LossFamily] = {}
-
-
-def register_loss(family: LossFamily) -> LossFamily:
-    if family.name in LOSSES:
-        raise ValueError(f"loss family {family.name!r} registered twice")
-    LOSSES[family.name] = family
-    return family
-
-
-register_loss(LossFamily("minimax", minimax_generator_loss, minimax_discriminator_loss))
-register_loss(LossFamily("ns", ns_generator_loss, ns_discriminator_loss))
-register_loss(LossFamily("lsgan", lsgan_generator_loss, lsgan_discriminator_loss,
-                         g_params=lambda lc: dict(c=float(lc.lsgan_c)),
-                         d_params=lambda lc: dict(a=float(lc.lsgan_a), b=float(lc.lsgan_b))))
-register_loss(LossFamily("wgan_gp", wgan_gp_generator_loss, wgan_gp_discriminator_loss,
-                         needs_gradient_penalty=True, supports_label_smoothing=False,
-                         d_params=lambda lc: dict(drift=float(lc.drift))))
-register_loss(LossFamily("hinge", hinge_generator_loss, hinge_discriminator_loss,
-                         supports_label_smoothing=False))
-register_loss(LossFamily("facegan", facegan_generator_loss, facegan_discriminator_loss))
-
-
-def get_loss(name: str) -> LossFamily:
-    if name not in LOSSES:
-        raise ValueError(f"loss.family {name!r} is not one of {', '.join(sorted(LOSSES))}")
-    return LOSSES[name]

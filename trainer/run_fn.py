@@ -56,6 +56,7 @@ def _attr(fn_args, name, default=None):
 
 
 def run_fn(fn_args) -> None:
+    # Lazy: TensorFlow loads only when the Trainer runs; importing this module stays cheap.
     from facegan.trainer import train_lib
     cfg, extras = config_from_custom(_attr(fn_args, "custom_config"))
     steps = _attr(fn_args, "train_steps")

@@ -31,9 +31,16 @@ import time
 from typing import Callable, Dict, Optional, Sequence, Union
 
 import numpy as np
+import tensorflow as tf
 
+from facegan.images import make_grid, save_grid
 from facegan.progress import Progress
+from facegan.trainer import data as data_lib
 from facegan.trainer.config import Config, validate
+from facegan.trainer.export import export_generator
+from facegan.trainer.gan import GAN
+from facegan.trainer.networks import build_networks
+from facegan.trainer.networks.lens import build_lens
 
 log = logging.getLogger("facegan.train")
 
@@ -62,7 +69,6 @@ class TrainResult:
 # -- environment -----------------------------------------------------------------------------
 def make_strategy(name: str):
     """mirrored: all local GPUs (or the CPU); multiworker: from TF_CONFIG; default: no wrapping."""
-    import tensorflow as tf
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "multiworker":
@@ -80,14 +86,12 @@ def make_strategy(name: str):
 
 
 def set_precision(policy: str):
-    import tensorflow as tf
     if policy == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
         raise ValueError("run.mixed_precision 'mixed_float16' needs a GPU; use 'mixed_bfloat16' on CPU")
     tf.keras.mixed_precision.set_global_policy(policy)
 
 
 def write_json_atomic(path: str, obj) -> None:
-    import tensorflow as tf
     tmp = path + ".tmp"
     with tf.io.gfile.GFile(tmp, "w") as f:
         f.write(json.dumps(obj, indent=2, sort_keys=True))
@@ -101,9 +105,6 @@ class Trainer:
     def __init__(self, cfg: Config, data, run_dir: str, *, steps: Optional[int] = None,
                  log_dir: Optional[str] = None, synthetic: bool = False, progress: bool = True,
                  strategy=None, on_step: Optional[Callable] = None):
-        import tensorflow as tf
-        from facegan.trainer.gan import GAN
-        from facegan.trainer.networks import build_networks
 
         cfg = validate(cfg)
         if steps is not None:
@@ -120,7 +121,6 @@ class Trainer:
         self.show_progress = progress
         self.on_step = on_step
         if not synthetic:
-            from facegan.trainer import data as data_lib
             self.files = data_lib.resolve_files(data)
             self.data_info = data_lib.inspect_files(self.files)
             self._num_records = None
@@ -139,29 +139,13 @@ class Trainer:
                                  if cfg.tricks.ema_decay > 0 else None)
             lens = None
             if cfg.tricks.lens.enabled:
-                from facegan.trainer.networks.lens import build_lens
                 lens = build_lens(cfg)
             self.gan = GAN(cfg, self.networks, self.ema_networks, lens,
                            global_batch_size=self._batch_for(self._stage(0)))
             self.gan.compile()
 
         gan = self.gan
-        g_models, d_models = gan.all_stage_models()
-        trackables = dict(step=gan.step, images_shown=gan.images_shown, lr_scale=gan.lr_scale,
-                          nan_recoveries=gan.nan_recoveries, rng=self.rng,
-                          g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer,
-                          generator=self.networks.generator, discriminator=self.networks.discriminator,
-                          g_stages=list(g_models), d_stages=list(d_models))
-        if self.ema_networks is not None:
-            trackables["generator_ema"] = self.ema_networks.generator
-            trackables["g_ema_stages"] = list(gan_ema_stage_models(self.ema_networks, cfg))
-        if gan.lens is not None:
-            trackables.update(lens=gan.lens, lens_optimizer=gan.lens_optimizer)
-        if self.networks.progressive and self.networks.alpha is not None:
-            trackables["alpha"] = self.networks.alpha
-        if gan.historical is not None:
-            trackables["historical"] = list(gan.historical)
-        self.checkpoint = tf.train.Checkpoint(**trackables)
+        self.checkpoint = tf.train.Checkpoint(rng=self.rng, **gan.checkpoint_items())
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.ckpt_dir,
                                                   max_to_keep=cfg.run.keep_checkpoints)
         self.writer = tf.summary.create_file_writer(self.log_dir)
@@ -223,7 +207,6 @@ class Trainer:
 
     # -- input -------------------------------------------------------------------------------
     def _dataset(self, resolution: int, batch: int):
-        from facegan.trainer import data as data_lib
         per_step = batch * self.cfg.tricks.d_steps
         if self.synthetic:
             return data_lib.synthetic_dataset(resolution, per_step, seed=self.cfg.run.seed)
@@ -243,7 +226,6 @@ class Trainer:
         return self._iterator
 
     def _step_fn(self):
-        import tensorflow as tf
         key = (self.gan.resolution, self.gan.global_batch_size)
         if key not in self._step_fns:
             gan, strategy, rng = self.gan, self.strategy, self.rng
@@ -264,8 +246,6 @@ class Trainer:
 
     # -- outputs -----------------------------------------------------------------------------
     def write_images(self, step: int):
-        import tensorflow as tf
-        from facegan.images import make_grid, save_grid
         imgs = self.gan.sample(self.fixed_z, ema=True, truncation=1.0).numpy()
         path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
         save_grid(imgs, path, cols=4)
@@ -275,17 +255,15 @@ class Trainer:
                 raw = self.gan.sample(self.fixed_z, ema=False).numpy()
                 tf.summary.image("samples/generator", make_grid(raw, cols=4)[None], max_outputs=1)
             if self.gan.lens is not None and not self.synthetic:
-                from facegan.trainer.data import from_network
                 reals = self._fixed_reals()
-                lensed = from_network(self.gan.lens(reals, training=False)).numpy()
-                tf.summary.image("lens/reals", make_grid(from_network(reals).numpy(), cols=4)[None], max_outputs=1)
+                lensed = data_lib.from_network(self.gan.lens(reals, training=False)).numpy()
+                tf.summary.image("lens/reals", make_grid(data_lib.from_network(reals).numpy(), cols=4)[None], max_outputs=1)
                 tf.summary.image("lens/lensed_reals", make_grid(lensed, cols=4)[None], max_outputs=1)
         self.writer.flush()
         return path
 
     def _fixed_reals(self):
         """The first 16 images of the stream (position 0) at the current resolution, cached."""
-        from facegan.trainer import data as data_lib
         res = self.gan.resolution
         if res not in self._reals:
             ds = data_lib.train_dataset(self.files, res, 16, seed=self.cfg.run.seed,
@@ -294,7 +272,6 @@ class Trainer:
         return self._reals[res]
 
     def write_scalars(self, step: int, metrics: Dict[str, float], perf: Dict[str, float]):
-        import tensorflow as tf
         with self.writer.as_default(step=step):
             for k, v in {**metrics, **perf}.items():
                 tf.summary.scalar(k, v)
@@ -302,10 +279,7 @@ class Trainer:
         self.writer.flush()
 
     def _nonfinite_weights(self):
-        import tensorflow as tf
-        variables = list(self.gan._g_all) + list(self.gan._d_all)
-        if self.gan.lens is not None:
-            variables += self.gan.lens.trainable_variables
+        variables = self.gan.trained_variables()
         flags = tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]).numpy()
         return [v.name for v, ok in zip(variables, flags) if not ok]
 
@@ -351,7 +325,6 @@ class Trainer:
                 self.gan.apply_lr_scale()
                 step = self.step
                 with self.writer.as_default(step=step):
-                    import tensorflow as tf
                     tf.summary.scalar("nan/recoveries", float(recoveries))
                 t_last, img_last, step_last = time.monotonic(), self.images_shown, step
                 continue
@@ -383,16 +356,6 @@ class Trainer:
                            replicas=self.n_replicas, gan=self.gan)
 
 
-def gan_ema_stage_models(ema_networks, cfg: Config):
-    if not ema_networks.progressive:
-        return [ema_networks.generator]
-    out, r = [], cfg.network.start_resolution
-    while r <= cfg.network.resolution:
-        out.append(ema_networks.stage_models(r)[0])
-        r *= 2
-    return out
-
-
 def train(cfg: Config, examples_uri: Union[str, Sequence[str], None], run_dir: str,
           steps: Optional[int] = None, log_dir: Optional[str] = None, *, synthetic: bool = False,
           progress: bool = True, strategy=None, on_step: Optional[Callable] = None) -> TrainResult:
@@ -407,5 +370,4 @@ def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] 
     metadata = {"steps": result.steps, "images_shown": result.images_shown,
                 "trained_resolution": result.resolution, "nan_recoveries": result.nan_recoveries,
                 "final_metrics": result.metrics, **(extra_metadata or {})}
-    from facegan.trainer.export import export_generator
     return export_generator(result.generator_ema, export_dir, cfg=result.cfg, metadata=metadata)

@@ -1,4 +1,7 @@
-"""The model zoo: one registry of GAN architectures keyed by `NetworkConfig.architecture`.
+"""The model zoo: the networks contract every architecture meets, and `build_networks`.
+
+Architectures are registered (TensorFlow-free, with what config validation and the pipeline need
+to know) in trainer/registry.py; `build_networks` imports the registered builder by name.
 
 Contract with the training loop (trainer/gan.py)
 -----------------------------------------------
@@ -12,6 +15,9 @@ Contract with the training loop (trainer/gan.py)
                         input of the last dense layer, before minibatch discrimination) used by
                         feature matching and the repelling regularizer.
     nets.progressive    True for progan.
+    nets.stage_resolutions  the resolutions trained, in order (registry.Architecture
+                        .stage_resolutions: start_resolution doubling to R, or just (R,));
+                        nets.stages() -> [(G, D) per stage] in that order.
     nets.alpha          progan: non-trainable tf.Variable, fade-in weight in [0, 1] read inside the
                         models (assign `stage.alpha` every step while fading; checkpoint it).
                         None otherwise.
@@ -32,26 +38,17 @@ Contract with the training loop (trainer/gan.py)
 
 Architectures (each from its paper, see the module): dcgan, hdcgan, facegan (convnets.py, one
 shared builder), progan (progan.py). The lens of Tempered Adversarial Networks is `lens.py`.
-Register a new one with `@register_architecture("name")` on `builder(cfg, alpha=None) -> Networks`
-(and add the name to `trainer.config.ARCHITECTURE_NAMES` so configs validate before TF loads).
+Add one as a module with `build(cfg, alpha=None) -> Networks` plus one
+`registry.register_architecture(Architecture(...))` in trainer/registry.py.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
-ARCHITECTURES: Dict[str, Callable] = {}
-
-
-def register_architecture(name: str):
-    def deco(builder):
-        if name in ARCHITECTURES:
-            raise ValueError(f"architecture {name!r} registered twice")
-        ARCHITECTURES[name] = builder
-        return builder
-    return deco
+from facegan.trainer import registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +70,21 @@ class Networks:
     default_batch_size: int = 0
     stage_fn: Optional[Callable[[int], Tuple[tf.keras.Model, tf.keras.Model]]] = None
     schedule_fn: Optional[Callable[[int], Stage]] = None
+    stage_resolutions: Tuple[int, ...] = ()   # set by build_networks from the registry
+
+    def checkpoint_items(self) -> Dict[str, object]:
+        """What a checkpoint holds for these networks (registry.Architecture.checkpoints names
+        the keys): G and D (which track every stage's weights), and for progressive growing the
+        stage models and the fade-in variable."""
+        items = {"generator": self.generator, "discriminator": self.discriminator}
+        if self.progressive:
+            stages = self.stages()
+            items.update(g_stages=[g for g, _ in stages], d_stages=[d for _, d in stages], alpha=self.alpha)
+        return items
+
+    def stages(self) -> List[Tuple[tf.keras.Model, tf.keras.Model]]:
+        """(G, D) of every stage, in `stage_resolutions` order (one pair when not progressive)."""
+        return [self.stage_models(r) for r in self.stage_resolutions]
 
     def stage_models(self, resolution: int) -> Tuple[tf.keras.Model, tf.keras.Model]:
         if self.stage_fn is not None:
@@ -89,13 +101,8 @@ class Networks:
 
 
 def build_networks(cfg, alpha: Optional[tf.Variable] = None) -> Networks:
-    """Build G and D for `cfg` (a validated trainer.config.Config)."""
-    name = cfg.network.architecture
-    if name not in ARCHITECTURES:
-        raise ValueError(f"network.architecture {name!r} is not one of {', '.join(sorted(ARCHITECTURES))}")
-    return ARCHITECTURES[name](cfg, alpha=alpha)
-
-
-# Registration side effects (import after the registry exists).
-from facegan.trainer.networks import convnets as _convnets  # noqa: E402,F401
-from facegan.trainer.networks import progan as _progan  # noqa: E402,F401
+    """Build G and D for `cfg` (a validated trainer.config.Config) with its registered builder."""
+    arch = registry.architecture(cfg.network.architecture)
+    nets = arch.load()(cfg, alpha=alpha)
+    nets.stage_resolutions = arch.stage_resolutions(cfg.network)
+    return nets

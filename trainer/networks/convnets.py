@@ -23,7 +23,7 @@ from typing import Callable, Tuple
 
 import tensorflow as tf
 
-from facegan.trainer.networks import Networks, layers, register_architecture
+from facegan.trainer.networks import Networks, layers
 from facegan.trainer.regularizers import MinibatchDiscrimination
 
 FACEGAN_FC = 1024
@@ -113,16 +113,13 @@ def _build(spec: ConvSpec, cfg, alpha=None) -> Networks:
                     alpha=None, resolution=cfg.network.resolution, default_batch_size=cfg.optim.batch_size)
 
 
-@register_architecture("dcgan")
 def build_dcgan(cfg, alpha=None) -> Networks:
     return _build(DCGAN, cfg)
 
 
-@register_architecture("hdcgan")
 def build_hdcgan(cfg, alpha=None) -> Networks:
     return _build(HDCGAN, cfg)
 
 
-@register_architecture("facegan")
 def build_facegan(cfg, alpha=None) -> Networks:
     return _build(FACEGAN, cfg)

@@ -7,7 +7,7 @@ Each block's last conv starts at zero and the output conv tiny (N(0, 1e-3)), so 
 near-identity at initialization and the output conv and every block already receive gradients. Fully convolutional (any H, W), so one lens serves every progressive
 stage.
 
-Lens loss (losses.py): L_L = lambda(t) * lens_adversarial_loss + lens_reconstruction_loss, with
+Lens loss (losses.py): L_L = lambda(t) * <family>_lens_loss + lens_reconstruction_loss, with
 lambda(t) = 1 - sin(t pi / (2K)) for t <= K, else 0 (`lens_lambda`, K = lens.anneal_steps).
 """
 from __future__ import annotations

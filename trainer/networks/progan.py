@@ -24,18 +24,11 @@ from typing import Dict, Tuple
 
 import tensorflow as tf
 
-from facegan.trainer.networks import Networks, Stage, layers, register_architecture
+from facegan.trainer.networks import Networks, Stage, layers
+from facegan.trainer.registry import doubling
 from facegan.trainer.regularizers import MinibatchDiscrimination
 
 SQRT2 = math.sqrt(2.0)
-
-
-def resolutions(start: int, target: int):
-    r, out = start, []
-    while r <= target:
-        out.append(r)
-        r *= 2
-    return out
 
 
 def progressive_schedule(images_shown: int, start: int, target: int, fade_images: int, stable_images: int,
@@ -46,7 +39,7 @@ def progressive_schedule(images_shown: int, start: int, target: int, fade_images
     def bs(r):
         return int(batch_sizes.get(str(r), default_batch))
 
-    res = resolutions(start, target)
+    res = doubling(start, target)
     t = max(0, int(images_shown))
     phase = 0
     if t < stable_images or len(res) == 1:
@@ -125,7 +118,7 @@ class ProGAN:
             z = tf.keras.Input((self.net.z_dim,), name="z")
             x = self._g_base(z)
             rgb = None
-            for r in resolutions(8, res):
+            for r in doubling(8, res):
                 if r == res and res > self.net.start_resolution:
                     old = tf.keras.layers.UpSampling2D(2, interpolation="nearest")(self._to_rgb(r // 2, x))
                     x = self._g_block(r, x)
@@ -178,7 +171,7 @@ class ProGAN:
                 if res > self.net.start_resolution:
                     old = self._from_rgb(res // 2, tf.keras.layers.AveragePooling2D(2)(img))
                     x = layers.FadeIn(self.alpha, name=f"d_fade_{res}")([old, x])
-            for r in reversed(resolutions(8, res // 2)):
+            for r in reversed(doubling(8, res // 2)):
                 x = self._d_block(r, x)
             logits, features = self._d_final(x)
             outputs = {"logits": layers.to_float32(logits, "logits"),
@@ -208,7 +201,6 @@ class ProGAN:
         return self.generator(res), self.discriminator(res)
 
 
-@register_architecture("progan")
 def build_progan(cfg, alpha=None) -> Networks:
     net = cfg.network
     if alpha is None:
@@ -218,7 +210,7 @@ def build_progan(cfg, alpha=None) -> Networks:
     pg = ProGAN(cfg, alpha)
     # Build every stage from the start resolution up, so all weights exist from the beginning
     # (optimizer slots and checkpoints then have a fixed variable set).
-    for r in resolutions(net.start_resolution, net.resolution):
+    for r in doubling(net.start_resolution, net.resolution):
         pg.stage(r)
     G, D = pg.full_models()
 

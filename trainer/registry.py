@@ -1,0 +1,221 @@
+"""The two model-zoo registries, TensorFlow-free: architectures and loss families.
+
+Each entry registers ONCE, here, with everything the rest of the system needs to know before
+TensorFlow loads (config validation, `facegan train --help`, the pipeline's stored resolutions);
+the implementation is named as "module:attribute" and imported only when it is used (stylegan3's
+`metric_main.register_metric`, big_vision's import-by-name). Nothing else lists these names.
+
+    arch = architecture("progan")          # -> Architecture (raises ConfigError naming the field)
+    arch.stage_resolutions(cfg.network)    # (4, 8, ..., R): the one place that knows the stages
+    arch.load()(cfg, alpha=None)           # imports facegan.trainer.networks.progan, builds Networks
+    family = loss_family("wgan_gp")
+    g_loss, d_loss = family.bind(cfg.loss) # imports facegan.trainer.losses lazily
+
+Adding an architecture = one module with `build(cfg, alpha=None) -> Networks` + one
+`register_architecture(Architecture(...))` below; a loss family = its functions in a module + one
+`register_loss(LossFamily(...))` (see ARCHITECTURE.md, "Training").
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Callable, Dict, List, Tuple
+
+# Kinds of generator the serving contract knows (issue 8): z -> image; (z, attributes) -> image;
+# image -> image.
+GENERATOR_KINDS = ("unconditional", "conditional", "image_to_image")
+
+
+class RegistryError(ValueError):
+    """An unknown name; the message lists the registered ones."""
+
+
+class Registry(dict):
+    """name -> entry (anything with a `.name`), in registration order; `field` is the config
+    field that names an entry, used in error messages."""
+
+    def __init__(self, field: str):
+        super().__init__()
+        self.field = field
+
+    def register(self, entry):
+        if entry.name in self:
+            raise ValueError(f"{self.field} {entry.name!r} registered twice")
+        self[entry.name] = entry
+        return entry
+
+    def lookup(self, name: str):
+        if name not in self:
+            raise RegistryError(f"{self.field} {name!r} is not one of {', '.join(self)}")
+        return self[name]
+
+
+def import_by_name(path: str):
+    """Resolve "package.module:attr" to the attribute (imports the module on first use)."""
+    module, _, attr = path.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def doubling(start: int, target: int) -> List[int]:
+    """[start, 2 start, ..., target] (powers of two in between)."""
+    out, r = [], int(start)
+    while r <= int(target):
+        out.append(r)
+        r *= 2
+    return out
+
+
+# -- architectures -------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """What the system knows about an architecture without building it.
+
+    `builder`: "module:function", `function(cfg, alpha=None) -> trainer.networks.Networks`.
+    `checkpoints`: the objects its `Networks.checkpoint_items()` returns (tested to agree).
+    `batchnorm_critic`: D normalizes over the batch, so per-example gradient penalties are
+    meaningless (losses with `refuses_batchnorm_critic` are refused at config time).
+    `min_resolution` / `max_resolution` + `resolution_reason`: the range config validation allows.
+    `input_noise`: honours `network.input_noise_std`."""
+    name: str
+    builder: str
+    summary: str
+    kind: str = "unconditional"
+    progressive: bool = False
+    batchnorm_critic: bool = False
+    input_noise: bool = False
+    min_resolution: int = 8
+    max_resolution: int = 1024
+    resolution_reason: str = ""
+    checkpoints: Tuple[str, ...] = ("generator", "discriminator")
+
+    def __post_init__(self):
+        if self.kind not in GENERATOR_KINDS:
+            raise ValueError(f"architecture {self.name!r}: kind {self.kind!r} is not one of {GENERATOR_KINDS}")
+
+    def stage_resolutions(self, network) -> Tuple[int, ...]:
+        """Resolutions trained, in order: start_resolution doubling to resolution when
+        progressive, else just `network.resolution` (`network` is a NetworkConfig)."""
+        if self.progressive:
+            return tuple(doubling(network.start_resolution, network.resolution))
+        return (int(network.resolution),)
+
+    def load(self) -> Callable:
+        return import_by_name(self.builder)
+
+
+ARCHITECTURES: Registry = Registry("network.architecture")
+register_architecture = ARCHITECTURES.register
+architecture = ARCHITECTURES.lookup
+
+
+def stage_resolutions(network) -> Tuple[int, ...]:
+    """The stage resolutions of a NetworkConfig (see Architecture.stage_resolutions)."""
+    return architecture(network.architecture).stage_resolutions(network)
+
+
+_CONV = "facegan.trainer.networks.convnets"
+register_architecture(Architecture(
+    "dcgan", f"{_CONV}:build_dcgan", "Radford et al. 2016: strided (de)convolutions, BatchNorm",
+    batchnorm_critic=True))
+register_architecture(Architecture(
+    "hdcgan", f"{_CONV}:build_hdcgan", "Curto et al.: BatchNorm + SELU, noise on G and D inputs",
+    batchnorm_critic=True, input_noise=True, min_resolution=32, max_resolution=512,
+    resolution_reason="hdcgan works from 32x32 up to 512x512 (the paper's range)"))
+register_architecture(Architecture(
+    "facegan", f"{_CONV}:build_facegan", "Li et al. (FaceGANs): two FC + four deconvolutions",
+    batchnorm_critic=True, min_resolution=16,
+    resolution_reason="facegan has four stride-2 deconvolutions, so it needs at least 16x16"))
+register_architecture(Architecture(
+    "progan", "facegan.trainer.networks.progan:build_progan",
+    "Karras et al. 2018: progressive growing, equalized lr, pixel norm, minibatch stddev",
+    progressive=True, checkpoints=("generator", "discriminator", "g_stages", "d_stages", "alpha")))
+
+
+# -- loss families -------------------------------------------------------------------------------
+_LOSSES_MODULE = "facegan.trainer.losses"
+
+
+@dataclasses.dataclass(frozen=True)
+class LossFamily:
+    """A loss family. Functions are "module:function" (default module: trainer.losses):
+    `generator_loss(fake_logits, **g_params) -> [N]`,
+    `discriminator_loss(real_logits, fake_logits, real_label_smoothing, **d_params) -> [N]`,
+    `lens_loss(lensed_real_logits, fake_logits=None, **d_params) -> [N]` (the lens' adversarial
+    term, Sajjadi et al. 2018). `g_params` / `d_params`: (keyword, LossConfig field) pairs."""
+    name: str
+    generator_loss: str
+    discriminator_loss: str
+    lens_loss: str
+    summary: str
+    needs_gradient_penalty: bool = False
+    supports_label_smoothing: bool = True
+    refuses_batchnorm_critic: bool = False
+    g_params: Tuple[Tuple[str, str], ...] = ()
+    d_params: Tuple[Tuple[str, str], ...] = ()
+
+    @staticmethod
+    def _fn(path: str) -> Callable:
+        return import_by_name(path if ":" in path else f"{_LOSSES_MODULE}:{path}")
+
+    @staticmethod
+    def _params(pairs, loss_cfg) -> Dict[str, float]:
+        return {k: float(getattr(loss_cfg, field)) for k, field in pairs}
+
+    def bind(self, loss_cfg) -> Tuple[Callable, Callable]:
+        """-> (g_loss(fake_logits), d_loss(real_logits, fake_logits, real_label_smoothing=0.0))
+        with the config's parameters filled in."""
+        g, d = self._fn(self.generator_loss), self._fn(self.discriminator_loss)
+        gp, dp = self._params(self.g_params, loss_cfg), self._params(self.d_params, loss_cfg)
+
+        def g_loss(fake_logits):
+            return g(fake_logits, **gp)
+
+        def d_loss(real_logits, fake_logits, real_label_smoothing: float = 0.0):
+            return d(real_logits, fake_logits, real_label_smoothing, **dp)
+
+        return g_loss, d_loss
+
+    def bind_lens(self, loss_cfg) -> Callable:
+        """-> lens_adv(lensed_real_logits, fake_logits=None) for this family and config."""
+        fn, dp = self._fn(self.lens_loss), self._params(self.d_params, loss_cfg)
+        return lambda lensed, fake=None: fn(lensed, fake, **dp)
+
+
+LOSSES: Registry = Registry("loss.family")
+register_loss = LOSSES.register
+loss_family = LOSSES.lookup
+
+
+register_loss(LossFamily("minimax", "minimax_generator_loss", "minimax_discriminator_loss",
+                         "minimax_lens_loss", "Goodfellow et al. 2014, saturating G loss"))
+register_loss(LossFamily("ns", "ns_generator_loss", "ns_discriminator_loss", "softplus_lens_loss",
+                         "non-saturating: G minimizes -log D(G(z))"))
+register_loss(LossFamily("lsgan", "lsgan_generator_loss", "lsgan_discriminator_loss", "lsgan_lens_loss",
+                         "Mao et al. 2017: least squares with labels a, b, c",
+                         g_params=(("c", "lsgan_c"),), d_params=(("a", "lsgan_a"), ("b", "lsgan_b"))))
+register_loss(LossFamily("wgan_gp", "wgan_gp_generator_loss", "wgan_gp_discriminator_loss", "critic_lens_loss",
+                         "Gulrajani et al. 2017: Wasserstein + gradient penalty (+ drift, Karras et al.)",
+                         needs_gradient_penalty=True, supports_label_smoothing=False,
+                         refuses_batchnorm_critic=True, d_params=(("drift", "drift"),)))
+register_loss(LossFamily("hinge", "hinge_generator_loss", "hinge_discriminator_loss", "critic_lens_loss",
+                         "Lim & Ye 2017 / Miyato et al. 2018: hinge", supports_label_smoothing=False))
+register_loss(LossFamily("facegan", "facegan_generator_loss", "facegan_discriminator_loss",
+                         "softplus_lens_loss", "Li et al. (FaceGANs): cross-entropy GAN objective"))
+
+
+def describe() -> str:
+    """Architectures and loss families, one line each (for `facegan train --help`)."""
+    lines = ["architectures (network.architecture):"]
+    for a in ARCHITECTURES.values():
+        flags = ", ".join(f for f, on in (("progressive", a.progressive), (a.kind, True)) if on)
+        lines.append(f"  {a.name:<10} {a.summary} [{flags}]")
+    lines.append("loss families (loss.family):")
+    for f in LOSSES.values():
+        flags = [] if f.supports_label_smoothing else ["no label smoothing"]
+        if f.refuses_batchnorm_critic:
+            flags.append("no BatchNorm critics")
+        lines.append(f"  {f.name:<10} {f.summary}" + (f" [{', '.join(flags)}]" if flags else ""))
+    return "\n".join(lines)
