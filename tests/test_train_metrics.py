@@ -8,9 +8,11 @@ tracking restored, records newer than the checkpoint dropped), and the export of
 best state scored again through the evaluator's own path (SavedModel -> metrics.evaluate), which
 must reproduce the training-time numbers: the same protocol.
 """
+import contextlib
+import io
 import json
-import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -37,9 +39,9 @@ def _cfg(**extra):
     return get_preset("smoke", dict(OVERRIDES, **extra))
 
 
-def _train(data, run_dir, steps, **extra):
+def _train(data, run_dir, steps, progress=False, **extra):
     from facegan.trainer import train_lib
-    return train_lib.train(_cfg(**extra), data, run_dir, steps=steps, progress=False)
+    return train_lib.train(_cfg(**extra), data, run_dir, steps=steps, progress=progress)
 
 
 def _records(run_dir):
@@ -60,18 +62,21 @@ def _evaluator_scores(export_dir, data):
 
 @pytest.fixture(scope="module")
 def run(data, tmp_path_factory):
-    """Train 6 steps (evaluations at steps 2, 4, 6), then resume to 8 (one more)."""
+    """Train 6 steps (evaluations at steps 2, 4, 6), then resume to 8 (one more, also scoring the
+    raw generator, with the progress line captured)."""
     from facegan.trainer import train_lib
     run_dir = str(tmp_path_factory.mktemp("run"))
     first = _train(data, run_dir, 6)
     n_first = len(_records(run_dir))
-    second = _train(data, run_dir, 8)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        second = _train(data, run_dir, 8, progress=True, **{"eval.also_raw": True})
     last_export = train_lib.export(second, os.path.join(run_dir, "export_last"))
-    return run_dir, first, second, n_first, last_export
+    return run_dir, first, second, n_first, last_export, err.getvalue()
 
 
 def test_records_every_n_images_and_resume_appends(run):
-    run_dir, first, second, n_first, _ = run
+    run_dir, first, second, n_first, _, _ = run
     recs = _records(run_dir)
     assert n_first == 3
     assert [r["step"] for r in recs] == [2, 4, 6, 8]
@@ -87,11 +92,22 @@ def test_records_every_n_images_and_resume_appends(run):
     # the generator changes between evaluations, so the numbers do
     assert len({r["headline"]["swd"] for r in recs}) == 4
     assert first.selected == second.selected == "last" and second.steps == 8
+    # eval.also_raw (resumed run only): the raw generator scored too, and it is not the EMA
+    assert "raw_headline" not in recs[2] and set(recs[3]["raw_headline"]) == set(recs[3]["headline"])
+    assert recs[3]["raw_headline"]["swd"] != recs[3]["headline"]["swd"]
+
+
+def test_progress_line_reports_eval_share(run):
+    """The final progress line names the evaluation's share of wall time, as the record has it."""
+    *_, err = run
+    lines = [ln for ln in err.splitlines() if ln.startswith("train smoke step 8/8")]
+    share = int(re.search(r"eval (\d+)% of time", lines[-1]).group(1))
+    assert share == pytest.approx(100 * _records(run[0])[-1]["eval_fraction"], abs=2)
 
 
 def test_best_checkpoint_matches_jsonl(run):
     import tensorflow as tf
-    run_dir, _, second, _, _ = run
+    run_dir, _, second, _, _, _ = run
     recs = _records(run_dir)
     best, flags = None, []
     for r in recs:          # lower SWD is better (the registry's direction), recomputed here
@@ -129,7 +145,7 @@ def test_tensorboard_scalars(run):
 
 def test_export_last_is_scored_like_the_evaluator(run, data):
     """The record at the last step == the evaluator's numbers on the exported generator."""
-    run_dir, _, _, _, last_export = run
+    run_dir, _, _, _, last_export, _ = run
     swd, ms_ssim = _evaluator_scores(last_export, data)
     last = _records(run_dir)[-1]
     assert swd == pytest.approx(last["headline"]["swd"], rel=1e-3)

@@ -257,7 +257,7 @@ class Trainer:
 
     # -- outputs -----------------------------------------------------------------------------
     def write_images(self, step: int):
-        imgs = self.gan.sample(self.fixed_z, ema=True, truncation=1.0).numpy()
+        imgs = self.gan.sample(self.fixed_z, ema=True).numpy()
         path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
         save_grid(imgs, path, cols=4)
         with self.writer.as_default(step=step):
@@ -347,8 +347,7 @@ class Trainer:
                 t_last, img_last, step_last = time.monotonic(), self.images_shown, step
                 continue
             if progress is not None:
-                progress.label = f"train {name} step {step}/{total}" + (
-                    f"  eval {ev.fraction():.0%} of time" if ev is not None else "")
+                progress.label = f"train {name} step {step}/{total}"
                 progress.update(max(0, self.images_shown - shown_at_start - progress.done))
             if step % cfg.run.log_every == 0 or step == total:
                 now = time.monotonic()
@@ -365,6 +364,8 @@ class Trainer:
                 self.manager.save(checkpoint_number=step)
             if eval_now:      # after the save: every record's step has a checkpoint
                 ev.run(step, self.images_shown)
+            if progress is not None and ev is not None:
+                progress.label = f"train {name} step {step}/{total}  eval {ev.fraction():.0%} of time"
         if progress is not None:
             progress.close()
         selected = "last"
