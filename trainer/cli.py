@@ -72,7 +72,7 @@ def main(args) -> int:
         return 1
     summary = {"run_dir": result.run_dir, "steps": result.steps, "images_shown": result.images_shown,
                "resolution": result.resolution, "nan_recoveries": result.nan_recoveries,
-               "checkpoint": result.checkpoint, "log_dir": result.log_dir,
+               "checkpoint": result.checkpoint, "log_dir": result.log_dir, "selected": result.selected,
                "metrics": {k: round(v, 5) for k, v in result.metrics.items()}}
     if not args.no_export:
         summary["export"] = train_lib.export(result, os.path.join(args.out, "export"))
