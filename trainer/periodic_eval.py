@@ -305,7 +305,7 @@ class PeriodicEval:
                 self._extractor = self.ecfg.extractor
             except WeightsUnavailableError as err:
                 self._extractor = ""
-                reason = str(err).splitlines()[0]
+                reason = " ".join(str(err).split())   # one line: it goes into every record
                 for r in self.requests:
                     if r.spec.uses_extractor:
                         self.skipped[r.label] = reason
