@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from facegan import examples_io, schema
+from facegan.components.gan_evaluator.evaluate_lib import headline_scalars   # the evaluator's names
 
 log = logging.getLogger("facegan.train.eval")
 
@@ -188,19 +189,6 @@ def _jsonable(obj):
     if isinstance(obj, (float, np.floating)):
         return float(obj) if math.isfinite(float(obj)) else None   # JSON has no NaN
     return obj
-
-
-def _flat(results, prefix=""):
-    """Nested numeric results -> {"swd1k/per_level/16": x, ...} (finite numbers only)."""
-    out = {}
-    for k, v in results.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, name + "/"))
-        elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-            if math.isfinite(float(v)):
-                out[name] = float(v)
-    return out
 
 
 # -- the evaluator ----------------------------------------------------------------------------
@@ -368,8 +356,7 @@ class PeriodicEval:
         record = {
             "step": int(step), "images_shown": int(images_shown), "kimg": images_shown / 1000.0,
             "resolution": resolution, "weights": weights, "real_split": self.real_split,
-            "headline": head, "scalars": _flat({k: v for k, v in results.items() if k not in
-                                                ("protocols", "cache", "comparable")}),
+            "headline": head, "scalars": headline_scalars(results),
             "protocols": results.get("protocols", {}), "cache": results.get("cache", {}),
             "skipped": dict(self.skipped), "seconds": round(seconds, 3),
             "eval_fraction": round(self.fraction(), 4),
