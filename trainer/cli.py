@@ -75,7 +75,15 @@ def main(args) -> int:
                "resolution": result.resolution, "nan_recoveries": result.nan_recoveries,
                "checkpoint": result.checkpoint, "log_dir": result.log_dir,
                "metrics": {k: round(v, 5) for k, v in result.metrics.items()}}
-    if not args.no_export:
-        summary["export"] = train_lib.export(result, os.path.join(args.out, "export"))
+    if result.stage_alpha is not None:
+        summary["stage_alpha"] = result.stage_alpha
+    try:
+        if not args.no_export:
+            summary["export"] = train_lib.export(result, os.path.join(args.out, "export"))
+    finally:
+        train_lib.release(result)
+    if not result.chief:
+        summary["role"] = "non-chief worker: the chief writes the run directory and the export"
+        summary.update(export=None, checkpoint=None, log_dir=None)   # its scratch is gone
     print(json.dumps(summary, indent=2))
     return 0
