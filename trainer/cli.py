@@ -72,7 +72,7 @@ def main(args) -> int:
         print(f"facegan train: {e}", file=sys.stderr)
         return 1
     summary = {"run_dir": result.run_dir, "steps": result.steps, "images_shown": result.images_shown,
-               "resolution": result.resolution, "nan_recoveries": result.nan_recoveries,
+               "resolution": result.resolution, "replicas": result.replicas, "nan_recoveries": result.nan_recoveries,
                "checkpoint": result.checkpoint, "log_dir": result.log_dir,
                "metrics": {k: round(v, 5) for k, v in result.metrics.items()}}
     if result.stage_alpha is not None:
