@@ -152,6 +152,9 @@ def test_sigkill_at_random_moments_then_same_command_equals_straight_run(synth, 
     assert len(kills) >= 2 and all(n < steps for _, n, _ in kills), (kills, why)
     assert caught_mid_save, f"no kill landed inside a checkpoint save {why}: {kills}"
     assert "resumed from" in text
+    assert "left by a checkpoint save that did not finish" in text    # removed on the next start
+    samples = os.listdir(os.path.join(out, "samples"))
+    assert samples and all(n.endswith(".png") for n in samples)       # no truncated/temp grids
     assert not _partial(ckpt_dir)                          # the pieces were cleaned, not kept
     _weights_equal(os.path.join(straight, "checkpoints", f"ckpt-{steps}"), os.path.join(ckpt_dir, f"ckpt-{steps}"))
 

@@ -332,7 +332,8 @@ class Trainer:
     def write_images(self, step: int):
         imgs = self.gan.sample(self.fixed_z, ema=True, truncation=1.0).numpy()
         path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
-        save_grid(imgs, path, cols=4)
+        save_grid(imgs, path + ".tmp", cols=4)     # rename: a killed run leaves no truncated PNG
+        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
         with self.writer.as_default(step=step):
             tf.summary.image("samples/ema", make_grid(imgs, cols=4)[None], max_outputs=1)
             if self.gan.G_ema is not None:
