@@ -4,8 +4,10 @@
                   [--set optim.batch_size=32 --set tricks.lens.enabled=true ...]
 
 Runs trainer.train_lib.train (the same code the TFX Trainer's run_fn runs): checkpoints and
-TensorBoard logs under DIR (re-running with the same DIR resumes), the EMA generator exported
-as a SavedModel to DIR/export (unless --no-export).
+TensorBoard logs under DIR (re-running with the same DIR resumes, also after a kill -9), the EMA
+generator exported as a SavedModel to DIR/export (unless --no-export; a progressive run stopped
+early exports its current stage upsampled). With `--set run.strategy='"multiworker"'` and
+TF_CONFIG, start the same command once per worker (README: "Training on several machines").
 """
 from __future__ import annotations
 
