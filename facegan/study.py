@@ -249,6 +249,23 @@ def trainer_eval_overrides(p: Protocol) -> Dict[str, Any]:
             "eval.batch_size": p.batch_size, "eval.memorization": 0, "eval.export": "last"}
 
 
+def row_backend(choice: str, row: Row, common: Dict[str, Any]) -> str:
+    """Who evaluates a row during training. auto: the trainer when it can (its `eval` block),
+    except for progressive rows: the trainer scores a stage at the stage's resolution, where SWD's
+    pyramid needs at least 16 px, while the study shows a stage upscaled to the final resolution
+    as PGGAN's generator does, so a progressive curve is one protocol from 4x4 on."""
+    if choice != "auto":
+        return choice
+    if not trainer_has_eval():
+        return "study"
+    from facegan.trainer import registry
+    from facegan.trainer.config import PRESETS
+    arch = {**PRESETS.get(row.preset, {}).get("network", {}),
+            **{k.split(".", 1)[1]: v for k, v in {**common, **row.overrides}.items()
+               if k.startswith("network.")}}.get("architecture", "dcgan")
+    return "study" if registry.architecture(arch).progressive else "trainer"
+
+
 def fingerprint(cfg_dict: Dict[str, Any], protocol: Protocol) -> Tuple[str, Dict[str, Any]]:
     """(sha256, what it covers): the config without run.steps (the budget decides them) + protocol."""
     cfg = json.loads(json.dumps(cfg_dict))
@@ -753,10 +770,7 @@ def _main(args, argv, log) -> int:
     runnable, skipped = available_rows(rows)
     for name, why in skipped.items():
         log(f"study: skipping row {name}: {why}")
-    backend = args.backend
-    if backend == "auto":
-        backend = "trainer" if trainer_has_eval() else "study"
-    elif backend == "trainer" and not trainer_has_eval():
+    if args.backend == "trainer" and not trainer_has_eval():
         raise StudyError("--backend trainer: this trainer has no metrics during training (no `eval` config block)")
     metrics = default_metrics() if args.metrics == "auto" else \
         [m.strip() for m in args.metrics.split(",") if m.strip()]
@@ -766,12 +780,16 @@ def _main(args, argv, log) -> int:
     except ValueError as e:
         raise StudyError(f"--metrics: {e}") from None
     protocol = Protocol(tuple(metrics), int(args.eval_images), every, extractor=args.extractor)
-    eval_over = trainer_eval_overrides(protocol) if backend == "trainer" else None
+    backends = {r.name: row_backend(args.backend, r, common) for r in runnable}
     # every config is resolved (and so validated) before anything trains
-    configs = {(r.name, s): resolve_config(r, common, s, budget, eval_over) for r in runnable for s in seeds}
-
+    configs = {(r.name, s): resolve_config(r, common, s, budget, trainer_eval_overrides(protocol)
+                                           if backends[r.name] == "trainer" else None)
+               for r in runnable for s in seeds}
+    backend = ", ".join(f"{b} ({', '.join(n for n in backends if backends[n] == b)})"
+                        for b in sorted(set(backends.values()))) if len(set(backends.values())) > 1 \
+        else next(iter(backends.values()), "none")
     if args.rerun_row is not None:
-        return _rerun(args, runnable, seeds[0], configs, protocol, backend, budget, work_dir, log)
+        return _rerun(args, runnable, seeds[0], configs, protocol, backends, budget, work_dir, log)
 
     data = None
     if not args.report_only:
@@ -780,7 +798,7 @@ def _main(args, argv, log) -> int:
         jobs = [(r, s) for r in runnable for s in seeds]
         eta = study_runner.StudyClock(jobs, budget, work_dir, log)
         for r, s in jobs:
-            study_runner.run_one(r, s, configs[(r.name, s)], protocol, backend, data, budget,
+            study_runner.run_one(r, s, configs[(r.name, s)], protocol, backends[r.name], data, budget,
                                  run_dir_for(work_dir, r.name, s), eta, log)
     summary = summarize(rows, work_dir, seeds)
     grids = {}
@@ -809,7 +827,7 @@ def _main(args, argv, log) -> int:
     return 0
 
 
-def _rerun(args, rows, seed, configs, protocol, backend, budget, work_dir, log) -> int:
+def _rerun(args, rows, seed, configs, protocol, backends, budget, work_dir, log) -> int:
     committed = _read_json(os.path.join(args.out, "quality.json"))
     if committed is None:
         raise StudyError(f"{os.path.join(args.out, 'quality.json')}: no committed study to compare with")
@@ -831,7 +849,8 @@ def _rerun(args, rows, seed, configs, protocol, backend, budget, work_dir, log) 
     rd = os.path.join(work_dir, "rerun", row.name, f"seed{seed}")
     shutil.rmtree(rd, ignore_errors=True)
     clock = study_runner.StudyClock([(row, seed)], budget, os.path.join(work_dir, "rerun"), log)
-    study_runner.run_one(row, seed, configs[(row.name, seed)], protocol, backend, data, budget, rd, clock, log)
+    study_runner.run_one(row, seed, configs[(row.name, seed)], protocol, backends[row.name], data, budget, rd,
+                         clock, log)
     recs = read_records(os.path.join(rd, RECORDS_FILE))
     new = record_values(max(recs, key=lambda r: int(r["images_shown"])))
     result = compare_rerun(crow, seed, new)

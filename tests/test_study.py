@@ -150,3 +150,26 @@ def test_study_tiny_run_table_plots_resume_and_rerun(tmp_path):
     # rerun one row with the same seed: reproduces the committed numbers
     args, argv = _args(**{k: v for k, v in common.items() if k != "seeds"}, rerun_row="base", seed=1)
     assert S.main(args, argv, log=lines.append) == 0
+
+
+@pytest.mark.e2e
+def test_study_backend_matches_the_trainers_metrics_during_training(tmp_path):
+    """Both backends write the same records: the study's own evaluation between segments and the
+    trainer's metrics during training (when the trainer has them) score the same images."""
+    if not S.trainer_has_eval():
+        pytest.skip("this trainer has no metrics during training (no `eval` config block)")
+    from facegan.examples_io import write_synthetic_examples
+    data = write_synthetic_examples(str(tmp_path / "examples"), n_train=48, n_eval=24, resolution=32)
+    matrix = tmp_path / "matrix.json"
+    matrix.write_text(json.dumps({"rows": [{"name": "base", "preset": "smoke"}]}))
+    heads = {}
+    for backend in ("study", "trainer"):
+        args, argv = _args(matrix=matrix, data=data, work_dir=tmp_path / backend, out=tmp_path / f"docs_{backend}",
+                           seeds="1", batch_size=16, budget_kimg=0.064, eval_every_kimg=0.032, eval_images=8,
+                           metrics="swd,ms_ssim", backend=backend)
+        assert S.main(args, argv, log=lambda s: None) == 0
+        recs = S.read_records(str(tmp_path / backend / "base" / "seed1" / S.RECORDS_FILE))
+        heads[backend] = [(r["images_shown"], S.record_values(r)) for r in recs]
+    assert [x for x, _ in heads["study"]] == [x for x, _ in heads["trainer"]] == [32, 64]
+    for (_, a), (_, b) in zip(heads["study"], heads["trainer"]):
+        assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-6) for k in a)
