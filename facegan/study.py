@@ -644,7 +644,7 @@ def machine_info() -> Dict[str, Any]:
 
 # -- data --------------------------------------------------------------------------------------
 def faces_dir() -> str:
-    return os.environ.get("FACEGAN_FACES_DIR") or os.path.join(REPO, "..", "shared", "data", "faces")
+    return os.path.abspath(os.environ.get("FACEGAN_FACES_DIR") or os.path.join(REPO, "..", "shared", "data", "faces"))
 
 
 def cache_dir_default() -> str:

@@ -128,6 +128,7 @@ class SelfEval:
 
     def run(self) -> dict:
         import facegan.metrics as M
+        from facegan.components.gan_evaluator.evaluate_lib import flat_scalars
         from facegan.metrics.registry import parse_request
         t0 = time.monotonic()
         gan, cfg, p = self.t.gan, self.t.cfg, self.p
@@ -151,34 +152,18 @@ class SelfEval:
         record = {"step": self.t.step, "images_shown": self.t.images_shown, "kimg": self.t.images_shown / 1000,
                   "resolution": res, "compared_at": full, "weights": "ema" if gan.G_ema is not None else "generator",
                   "real_split": self.real_split, "headline": headline,
-                  "scalars": _flat({k: v for k, v in results.items() if k not in ("protocols", "cache", "comparable")}),
-                  "protocols": _jsonable(results["protocols"]), "seconds": round(time.monotonic() - t0, 3),
+                  "scalars": flat_scalars({k: v for k, v in results.items() if k not in ("protocols", "cache", "comparable")}),
+                  "protocols": results["protocols"], "seconds": round(time.monotonic() - t0, 3),
                   "source": "study", "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        line = _to_json(record)
         with open(self.path, "a") as f:
-            f.write(S.json.dumps(record, sort_keys=True) + "\n")
-        return record
+            f.write(line + "\n")
+        return S.json.loads(line)
 
 
-def _flat(results, prefix=""):
-    out = {}
-    for k, v in results.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, name + "/"))
-        elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-            if math.isfinite(float(v)):
-                out[name] = float(v)
-    return out
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
+def _to_json(obj) -> str:
+    """numpy scalars and arrays as JSON numbers and lists."""
+    return S.json.dumps(obj, sort_keys=True, default=lambda o: o.tolist())
 
 
 def train_to(trainer, target_images: int) -> None:
