@@ -128,6 +128,19 @@ register_architecture(Architecture(
     "facegan", f"{_CONV}:build_facegan", "Li et al. (FaceGANs): two FC + four deconvolutions",
     batchnorm_critic=True, min_resolution=16,
     resolution_reason="facegan has four stride-2 deconvolutions, so it needs at least 16x16"))
+# Issue 11: the same three networks conditioned on attributes (trainer/networks/convnets.py; G
+# concatenates the attribute vector to z, D is a projection or AC-GAN discriminator).
+register_architecture(Architecture(
+    "cdcgan", f"{_CONV}:build_cdcgan", "conditional dcgan: G(z, y); projection or AC-GAN D (condition.*)",
+    kind="conditional", batchnorm_critic=True))
+register_architecture(Architecture(
+    "chdcgan", f"{_CONV}:build_chdcgan", "conditional hdcgan: G(z, y); projection or AC-GAN D (condition.*)",
+    kind="conditional", batchnorm_critic=True, input_noise=True, min_resolution=32, max_resolution=512,
+    resolution_reason="hdcgan works from 32x32 up to 512x512 (the paper's range)"))
+register_architecture(Architecture(
+    "cfacegan", f"{_CONV}:build_cfacegan", "conditional facegan: G(z, y); projection or AC-GAN D (condition.*)",
+    kind="conditional", batchnorm_critic=True, min_resolution=16,
+    resolution_reason="facegan has four stride-2 deconvolutions, so it needs at least 16x16"))
 register_architecture(Architecture(
     "progan", "facegan.trainer.networks.progan:build_progan",
     "Karras et al. 2018: progressive growing, equalized lr, pixel norm, minibatch stddev",
