@@ -44,3 +44,11 @@ def write_labelled_faces(celeba_dir, celeba_attributes, uri: str, n_train: int, 
                                                 attrs=None if name in unlabelled else keep))
         examples_io.write_examples(os.path.join(examples_io.split_dir(uri, split), "data-00000-of-00001.gz"), exs)
     return uri
+
+
+def link_faces(celeba_dir, dest, names) -> str:
+    """A folder of symlinks to the shared images (nothing is copied)."""
+    os.makedirs(dest, exist_ok=True)
+    for n in names:
+        os.symlink(os.path.join(celeba_dir, n), os.path.join(dest, n))
+    return str(dest)

@@ -1,12 +1,14 @@
 """Attribute-conditional training (issue 11): config rules, networks, projection / AC-GAN
 discriminators, the labelled input stream, and a short run exported as the conditional kind."""
+import os
+
 import numpy as np
 import pytest
 
 from facegan.trainer import conditioning
 from facegan.trainer import config as C
 from facegan.trainer import registry
-from tests.conditional_testlib import CONDITIONAL_TINY, celeba_rows, write_labelled_faces
+from tests.conditional_testlib import CONDITIONAL_TINY, celeba_rows, link_faces, write_labelled_faces
 
 CONDITIONAL_ARCHS = [a.name for a in registry.ARCHITECTURES.values() if a.kind == "conditional"]
 
@@ -137,6 +139,35 @@ def test_acgan_loss_matches_tf_gan_two_class_softmax():
     ref = tfgan.losses.wargs.acgan_discriminator_loss(pairs(real), pairs(fake), onehot,
                                                       reduction=tf.compat.v1.losses.Reduction.SUM)
     assert ours == pytest.approx(float(ref), rel=1e-5)
+
+
+# -- ingest summary: attribute statistics ------------------------------------------------------
+def test_ingest_summary_has_the_positive_rate_per_attribute(tmp_path, celeba_dir, celeba_attributes):
+    from facegan.components.image_example_gen import local_runner, transforms as T
+    rows = dict(celeba_rows(celeba_attributes, 100, 20))
+    unlabelled = tmp_path / "faces" / "not_in_table.jpg"
+    src = link_faces(celeba_dir, tmp_path / "faces", sorted(rows))
+    os.symlink(os.path.join(celeba_dir, "000001.jpg"), unlabelled)   # a face the table does not name
+    summary = local_runner.ingest(src, str(tmp_path / "ex"), T.IngestConfig(resolution=16,
+                                  labels=str(celeba_attributes)), runner="local")
+    attrs = summary["attributes"]
+    assert (summary["originals_written"], summary["unlabeled"]) == (21, 1)
+    assert len(attrs) == 40
+    for name in ("smiling", "eyeglasses", "male"):
+        n_pos = sum(r[name] for r in rows.values())
+        assert attrs[name] == {"labelled": 20, "positive": n_pos, "positive_rate": round(n_pos / 20, 6)}
+
+
+def test_attribute_summary_leaves_non_binary_rates_null():
+    import collections
+    from facegan.components.image_example_gen import stages
+    counts = collections.Counter()
+    for attrs in ({"age": 31.5, "smiling": 1}, {"age": 40, "smiling": 0}, {"smiling": 1, "hair": "red"}):
+        stages.count_attributes(counts, attrs)
+    s = stages.attribute_summary(counts)
+    assert s["smiling"] == {"labelled": 3, "positive": 2, "positive_rate": round(2 / 3, 6)}
+    assert s["age"] == {"labelled": 2, "positive": None, "positive_rate": None}
+    assert s["hair"]["positive_rate"] is None
 
 
 # -- the labelled input stream ----------------------------------------------------------------

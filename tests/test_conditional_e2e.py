@@ -1,35 +1,29 @@
 """Conditional smoke run on real CelebA faces with 2 attributes (issue 11): the real ingestion
-(Beam, `--labels` = CelebA's table read in place) at 32x32, `smoke_conditional` training, export
-as the conditional kind."""
+(`--labels` = CelebA's table read in place) at 32x32, `smoke_conditional` training, export as the
+conditional kind."""
 import os
 
 import numpy as np
 import pytest
 
-from tests.conditional_testlib import CONDITIONAL_TINY, celeba_rows
-
-
-def link_faces(celeba_dir, dest, names):
-    """A folder of symlinks to the shared images (nothing is copied)."""
-    os.makedirs(dest, exist_ok=True)
-    for n in names:
-        os.symlink(os.path.join(celeba_dir, n), os.path.join(dest, n))
-    return str(dest)
+from tests.conditional_testlib import CONDITIONAL_TINY, celeba_rows, link_faces
 
 
 @pytest.mark.e2e
 def test_conditional_smoke_run_on_real_celeba(tmp_path, celeba_dir, celeba_attributes):
     from facegan import generator as contract
-    from facegan.components.image_example_gen import beam_pipeline, transforms as T
+    from facegan.components.image_example_gen import local_runner, transforms as T
     from facegan.trainer import data, train_lib
     from facegan.trainer.config import get_preset
 
     rows = dict(celeba_rows(celeba_attributes, 0, 48))
     src = link_faces(celeba_dir, tmp_path / "faces", sorted(rows))
     examples = str(tmp_path / "examples")
-    summary = beam_pipeline.run_ingest(src, examples, T.IngestConfig(resolution=32, labels=str(celeba_attributes)),
-                                       beam_args=["--runner=DirectRunner"])
+    summary = local_runner.ingest(src, examples, T.IngestConfig(resolution=32, labels=str(celeba_attributes)),
+                                  runner="local")
     assert summary["unlabeled"] == 0 and summary["examples_written"] == 48
+    assert summary["attributes"]["smiling"]["positive_rate"] == pytest.approx(
+        np.mean([r["smiling"] for r in rows.values()]), abs=1e-6)
 
     cfg = get_preset("smoke_conditional", CONDITIONAL_TINY)
     files = data.resolve_files(examples)
