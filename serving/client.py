@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -361,6 +362,10 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="conditional models: a grid of --num latents (rows) with NAME stepped from 0 to 1 "
                              "across the columns, the latent fixed along each row")
     parser.add_argument("--sweep-steps", type=int, default=5, help="columns of an --attr-sweep grid")
+    parser.add_argument("--out-dir", default="", metavar="DIR",
+                        help="write the --num images as DIR/images/NNNNNN.png plus DIR/manifest.json (a synthetic "
+                             "data set: `facegan ingest --input DIR/images --labels DIR/manifest.json`) "
+                             "instead of a grid")
     parser.add_argument("--cols", type=int, default=0, help="grid columns (0: square)")
     parser.add_argument("--out", default="samples.png", help="output PNG path")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="per-call timeout in seconds")
@@ -391,6 +396,13 @@ def main(args) -> int:
             images = client.sample(args.model, args.num, args.seed, args.truncation, args.version,
                                    latents=args.latents, attributes=attributes)
             cols = args.cols
+        if args.out_dir:
+            if args.interpolate or args.attr_sweep:
+                raise ValueError("--out-dir writes --num samples of a seed; not with --interpolate or --attr-sweep")
+            names = client.attribute_names(args.model, args.version) if attributes is not None else None
+            manifest = write_synthetic_set(images, args.out_dir, model=args.model,
+                                           version=_served_version(client, args), seed=args.seed,
+                                           truncation=args.truncation, attributes=attributes, names=names)
     except ClientError as e:
         print(f"facegan sample: {args.model} at {args.server or args.rest}: {e}", file=sys.stderr)
         return 1
@@ -400,6 +412,10 @@ def main(args) -> int:
     finally:
         if isinstance(client, GrpcClient):
             client.close()
+    if args.out_dir:
+        print(f"wrote {len(images)} images and {manifest} (ingest: facegan ingest --input "
+              f"{os.path.join(args.out_dir, SYNTHETIC_IMAGES)} --labels {manifest})")
+        return 0
     save_grid(images, args.out, cols=cols)
     kind = f"{len(images)}-frame latent walk" if args.interpolate else f"grid of {len(images)} images"
     if args.attr_sweep:
@@ -427,3 +443,45 @@ def _attribute_request(client, args):
     if sweep not in keys:
         raise ValueError(f"--attr-sweep {args.attr_sweep!r}: the model conditions on {', '.join(names)}")
     return vector, keys.index(sweep)
+
+
+# -- synthetic data sets (issue 11; HDCGAN's augmentation) ------------------------------------------
+SYNTHETIC_IMAGES, SYNTHETIC_MANIFEST, PROVENANCE = "images", "manifest.json", "synthetic"
+
+
+def _served_version(client, args) -> Optional[int]:
+    if args.version is not None:
+        return int(args.version)
+    if getattr(client, "last_version", None):
+        return int(client.last_version)
+    served = [v for v, state, _ in client.status(args.model) if state == "AVAILABLE"]
+    return max(served) if served else None
+
+
+def write_synthetic_set(images: np.ndarray, out_dir: str, *, model: str, version: Optional[int], seed: int,
+                        truncation: float, attributes=None, names=None) -> str:
+    """PNG files plus a manifest the ingestion reads as labels (a JSON list of per-image records:
+    `file`, provenance "synthetic", model, model_version, seed, index (latent row of the seed),
+    truncation, and the attribute values by name when conditional). Refuses a non-empty DIR/images."""
+    from facegan.images import encode_png
+    img_dir = os.path.join(out_dir, SYNTHETIC_IMAGES)
+    if os.path.isdir(img_dir) and os.listdir(img_dir):
+        raise ValueError(f"--out-dir {out_dir}: {img_dir} is not empty (a synthetic set is written once)")
+    os.makedirs(img_dir, exist_ok=True)
+    records = []
+    for i, im in enumerate(images):
+        name = f"{i:06d}.png"
+        with open(os.path.join(img_dir, name), "wb") as f:
+            f.write(encode_png(im))
+        rec = {"file": name, "provenance": PROVENANCE, "model": model, "seed": int(seed), "index": i,
+               "truncation": float(truncation)}
+        if version is not None:
+            rec["model_version"] = int(version)
+        if attributes is not None:
+            rec.update({n: float(v) for n, v in zip(names, np.asarray(attributes).reshape(-1))})
+        records.append(rec)
+    path = os.path.join(out_dir, SYNTHETIC_MANIFEST)
+    with open(path + ".tmp", "w") as f:
+        json.dump(records, f, indent=1)
+    os.replace(path + ".tmp", path)
+    return path

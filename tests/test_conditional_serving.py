@@ -88,3 +88,40 @@ def test_attr_errors_are_one_line(served, tmp_path, capsys):
                                out=tmp_path / "x.png"))
     assert rc == 2 and "model 'plain' takes no attributes" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_synthetic_set_reingests_with_the_manifest_labels_and_provenance(served, tmp_path, capsys):
+    import json
+    import os
+
+    import tensorflow as tf
+    from facegan.components.image_example_gen import local_runner, transforms as T
+    srv, direct = served
+    out = tmp_path / "synthetic"
+    rc = client_lib.main(_args(server=f"127.0.0.1:{srv.port}", model="cond", attr="Smiling=1", num=6, seed=11,
+                               truncation=0.9, out_dir=out))
+    assert rc == 0, capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [r["index"] for r in manifest] == list(range(6))
+    assert {(r["seed"], r["model_version"], r["truncation"], r["provenance"]) for r in manifest} == {(11, 1, 0.9, "synthetic")}
+    want = direct.sample(6, 11, 0.9, attributes={"Smiling": 1})
+    for r in manifest:
+        np.testing.assert_array_equal(decode_png((out / "images" / r["file"]).read_bytes()), want[r["index"]])
+    # a second write into the same folder is refused (nothing overwritten)
+    rc = client_lib.main(_args(server=f"127.0.0.1:{srv.port}", model="cond", attr="Smiling=1", num=2, out_dir=out))
+    assert rc == 2 and "is not empty" in capsys.readouterr().err
+
+    summary = local_runner.ingest(str(out / "images"), str(tmp_path / "ex"),
+                                  T.IngestConfig(resolution=16, labels=str(out / "manifest.json"), eval_fraction=0.0,
+                                                 min_side=16),
+                                  runner="local")
+    assert summary["unlabeled"] == 0 and summary["attributes"]["smiling"]["positive_rate"] == 1.0
+    records = tf.data.TFRecordDataset(tf.io.gfile.glob(str(tmp_path / "ex" / "Split-train" / "*")),
+                                      compression_type="GZIP")
+    seen = {}
+    for rec in records:
+        f = tf.train.Example.FromString(rec.numpy()).features.feature
+        src = os.path.basename(f["source"].bytes_list.value[0].decode())
+        seen[src] = (f["attr/provenance"].bytes_list.value[0].decode(), f["attr/index"].int64_list.value[0],
+                     f["attr/smiling"].float_list.value[0], f["attr/male"].float_list.value[0])
+    assert seen == {r["file"]: ("synthetic", r["index"], 1.0, 0.0) for r in manifest}
