@@ -366,6 +366,11 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="write the --num images as DIR/images/NNNNNN.png plus DIR/manifest.json (a synthetic "
                              "data set: `facegan ingest --input DIR/images --labels DIR/manifest.json`) "
                              "instead of a grid")
+    parser.add_argument("--refuse-copies-of", default="", metavar="EXAMPLES",
+                        help="with --out-dir: compare the images with this Examples artifact's train split first "
+                             "(metrics.memorization, pixel space) and write nothing if any is a near-copy")
+    parser.add_argument("--copy-rmse", type=float, default=4.0,
+                        help="near-copy threshold for --refuse-copies-of: pixel RMSE in grey levels")
     parser.add_argument("--cols", type=int, default=0, help="grid columns (0: square)")
     parser.add_argument("--out", default="samples.png", help="output PNG path")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="per-call timeout in seconds")
@@ -400,6 +405,8 @@ def main(args) -> int:
             if args.interpolate or args.attr_sweep:
                 raise ValueError("--out-dir writes --num samples of a seed; not with --interpolate or --attr-sweep")
             names = client.attribute_names(args.model, args.version) if attributes is not None else None
+            if args.refuse_copies_of:
+                check_not_copies(images, args.refuse_copies_of, args.copy_rmse)
             manifest = write_synthetic_set(images, args.out_dir, model=args.model,
                                            version=_served_version(client, args), seed=args.seed,
                                            truncation=args.truncation, attributes=attributes, names=names)
@@ -485,3 +492,17 @@ def write_synthetic_set(images: np.ndarray, out_dir: str, *, model: str, version
         json.dump(records, f, indent=1)
     os.replace(path + ".tmp", path)
     return path
+
+
+def check_not_copies(images: np.ndarray, examples_uri: str, copy_rmse: float = 4.0) -> Dict:
+    """ValueError naming the near-copies (pixel RMSE <= copy_rmse to a training image of
+    `examples_uri`, the memorization check's `exact_copies`); else the check's summary."""
+    from facegan.examples_io import iterate_images
+    from facegan.metrics.memorization import memorization
+    result = memorization(images, iterate_images(examples_uri, "train", batch_size=64), None, extractor="random",
+                          copy_rmse=copy_rmse, progress=False)
+    copies = [i for i, c in enumerate(result["exact_copies"]) if c]
+    if copies:
+        raise ValueError(f"--refuse-copies-of {examples_uri}: {len(copies)} of {len(images)} images are within "
+                         f"{copy_rmse} grey levels RMSE of a training image (indices {copies[:10]}); nothing written")
+    return result

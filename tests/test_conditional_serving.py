@@ -125,3 +125,29 @@ def test_synthetic_set_reingests_with_the_manifest_labels_and_provenance(served,
         seen[src] = (f["attr/provenance"].bytes_list.value[0].decode(), f["attr/index"].int64_list.value[0],
                      f["attr/smiling"].float_list.value[0], f["attr/male"].float_list.value[0])
     assert seen == {r["file"]: ("synthetic", r["index"], 1.0, 0.0) for r in manifest}
+
+
+def test_out_dir_refuses_near_copies_of_training_faces(served, tmp_path, capsys):
+    from facegan import examples_io
+    srv, direct = served
+    want = direct.sample(3, 21, 1.0, attributes={"Male": 1})
+    rng = np.random.default_rng(0)
+    others = [rng.integers(0, 256, (RES, RES, 3), dtype=np.uint8) for _ in range(5)]
+
+    def artifact(name, images):
+        uri = str(tmp_path / name)
+        examples_io.write_examples(f"{uri}/Split-train/data-00000-of-00001.gz",
+                                   [examples_io.make_example(im, source=f"{k}.png") for k, im in enumerate(images)])
+        return uri
+
+    leaky = artifact("leaky", others + [want[1]])   # the training set holds sample 1
+    out = tmp_path / "refused"
+    rc = client_lib.main(_args(server=f"127.0.0.1:{srv.port}", model="cond", attr="Male=1", num=3, seed=21,
+                               out_dir=out, refuse_copies_of=leaky))
+    assert rc == 2 and "1 of 3 images are within 4.0 grey levels RMSE of a training image (indices [1])" in \
+        capsys.readouterr().err
+    assert not (out / "manifest.json").exists()
+    clean = artifact("clean", others)
+    rc = client_lib.main(_args(server=f"127.0.0.1:{srv.port}", model="cond", attr="Male=1", num=3, seed=21,
+                               out_dir=out, refuse_copies_of=clean))
+    assert rc == 0 and len(list((out / "images").iterdir())) == 3
