@@ -71,7 +71,7 @@ def test_metric_is_registered_and_refuses_the_shared_stream():
 
 # -- the classifier on real CelebA ----------------------------------------------------------------
 # Measured (this protocol: 600 train / 200 eval CelebA faces at 32x32, 150 steps of batch 64, seed 0;
-# Xeon with AVX-512, 2 cores): male 0.77, smiling 0.74 on the 200 eval faces (majority baselines
+# AMD EPYC with avx512_bf16, 2 cores): male 0.77, smiling 0.74 on the 200 eval faces (majority baselines
 # 0.58 and 0.545). The thresholds sit ~0.07 below, for run-to-run variation of threaded kernels.
 SMALL_PROTOCOL = dict(steps=150, batch_size=64, seed=0)
 MIN_ACCURACY = {"male": 0.70, "smiling": 0.67}
