@@ -280,3 +280,10 @@ register_metric(MetricSpec(
     "face_detection", "facegan.metrics.face_detection:FaceDetection", HIGHER, "detected_fraction",
     "images", _BOUNDS, 2_000, description="fraction of images with a face found by scikit-image's "
     "bundled LBP cascade (no download; never a stand-in for FID)"))
+# issue 11: computed by the evaluator for conditional generators (metrics/attributes.py), not from
+# the shared image stream: it needs the requests behind each image and its own classifier.
+register_metric(MetricSpec(
+    "attribute_control", "facegan.metrics.attributes:AttributeControl", HIGHER, "control", "images",
+    _BOUNDS, 1_000, needs_real=False, cacheable=False,
+    description="conditional generators: balanced accuracy of an attribute classifier (trained on the "
+                "real train split) against the requested attributes"))

@@ -35,7 +35,8 @@ def faces(ffhq_dir, tmp_path_factory):
 def synth(tmp_path_factory):
     """Synthetic blobs with the layout of `faces` (24 train images at 32x32 + stored 8 and 16)."""
     return examples_io.write_synthetic_examples(str(tmp_path_factory.mktemp("synth") / "examples"),
-                                                n_train=24, n_eval=4, resolution=32, extra_resolutions=(8, 16))
+                                                n_train=24, n_eval=4, resolution=32, extra_resolutions=(8, 16),
+                                                attributes=("male", "smiling"))   # smoke_conditional
 
 
 _RUNS = {}

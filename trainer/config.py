@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from facegan.trainer import registry
+from facegan.trainer import conditioning, registry
 
 
 class ConfigError(ValueError):
@@ -139,6 +139,16 @@ EVAL_EXPORTS = ("last", "best")
 EVAL_EVERY_IMAGES = 50_000             # paper presets; smoke presets keep it off
 
 
+# -- conditioning (issue 11; the rules are in trainer/conditioning.py) ---------------------------
+@dataclass
+class ConditionConfig:
+    attributes: str = ""               # "male,smiling": ingested attr/<name> features, vector order
+    discriminator: str = "projection"  # projection (Miyato & Koyama 2018) | acgan (Odena et al. 2017)
+    acgan_weight: float = 1.0          # auxiliary classification loss weight (acgan)
+    embedding: int = 0                 # G: 0 = concatenate the vector to z; > 0 = dense embedding width
+    unlabelled: str = "refuse"         # Examples lacking an attribute: refuse | skip
+
+
 @dataclass
 class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -147,6 +157,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    condition: ConditionConfig = field(default_factory=ConditionConfig)
     preset: str = ""
     # What resolving the preset changed on the user's behalf (e.g. batch-size entries dropped
     # for resolutions the run never reaches); written to config.json and logged at start.
@@ -335,6 +346,7 @@ def validate(cfg: Config) -> Config:
                           "discriminator uses batch normalization, which couples the examples of a batch "
                           "(Gulrajani et al. 2017, sec. 4: no batch norm in the critic); "
                           f"{fix}use {' or '.join(others)} or another loss")
+    conditioning.validate(cfg, ConfigError)   # issue 11: condition.* (trainer/conditioning.py)
     return cfg
 
 
@@ -455,6 +467,12 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                           tricks=dict(lens=dict(enabled=True, blocks=8, filters=8, anneal_steps=10)),
                           optim=dict(batch_size=16),
                           run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
+    # issue 11: conditional DCGAN on two CelebA attributes, projection discriminator.
+    "smoke_conditional": _preset(network=dict(architecture="cdcgan", resolution=32, z_dim=32, filters=16),
+                                 loss=dict(family="ns"),
+                                 condition=dict(attributes="male,smiling", discriminator="projection"),
+                                 optim=dict(batch_size=16),
+                                 run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
 }
 
 

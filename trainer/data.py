@@ -104,10 +104,13 @@ def count_records(files: Sequence[str], compression: Optional[str] = None) -> in
 
 def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, seed: int = 0,
                   shuffle_buffer: int = 2048, position: int = 0, info: Optional[Dict] = None,
-                  num_records: Optional[int] = None):
+                  num_records: Optional[int] = None, labels: Optional[Dict] = None):
     """Infinite dataset of float32 [batch_size, R, R, 3] in [-1, 1], deterministic for a seed.
 
     `position` is the number of images already drawn (resume): the stream continues from there.
+    `labels` (issue 11; `scan_attributes`' result): batches are (images, attributes float32
+    [batch_size, A]); with labels["rule"] == "skip", records lacking an attribute are left out
+    before shuffling, so positions count labelled records (num_records = labels["usable"]).
     """
     files = list(files)
     info = info or inspect_files(files)
@@ -117,6 +120,9 @@ def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, see
                          f"{info['target']} ({files[0]}); re-ingest at >= {resolution}")
     stored = resolution if key != schema.IMAGE else info["target"]
     raw = tf.data.TFRecordDataset(files, compression_type=info["compression"])
+    if labels is not None:
+        raw = raw.filter(_has_labels(labels)) if labels["rule"] == "skip" else raw
+        num_records = labels["usable"]
 
     start_epoch, skip = 0, 0
     if position:
@@ -143,12 +149,104 @@ def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, see
             x = tf.image.resize(x, [resolution, resolution], method="area")
         return x
 
+    if labels is not None:
+        image_decode = decode
+
+        def decode(serialized):   # noqa: F811 - the labelled variant wraps the image decoder
+            return image_decode(serialized), _parse_labels(labels)(serialized)
+
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def synthetic_dataset(resolution: int, batch_size: int, seed: int = 0):
-    """One fixed random batch repeated forever (benchmarks: input cost ~0)."""
+def synthetic_dataset(resolution: int, batch_size: int, seed: int = 0, num_attributes: int = 0):
+    """One fixed random batch repeated forever (benchmarks: input cost ~0); with num_attributes,
+    (images, random 0/1 attributes)."""
     x = tf.random.stateless_uniform([batch_size, resolution, resolution, 3], seed=[seed, 1],
                                     minval=-1.0, maxval=1.0)
+    if num_attributes:
+        y = tf.cast(tf.random.stateless_uniform([batch_size, num_attributes], seed=[seed, 2]) < 0.5, tf.float32)
+        return tf.data.Dataset.from_tensors((x, y)).repeat()
     return tf.data.Dataset.from_tensors(x).repeat()
+
+
+# -- attribute labels (issue 11; rules in trainer/conditioning.py) ------------------------------
+_KINDS = {"int64_list": tf.int64, "float_list": tf.float32}
+
+
+def _label_spec(labels: Dict) -> Dict:
+    return {schema.attr_key(n): tf.io.VarLenFeature(_KINDS[labels["kinds"][n]]) for n in labels["names"]}
+
+
+def _has_labels(labels: Dict):
+    spec = _label_spec(labels)
+
+    def has(serialized):
+        parsed = tf.io.parse_single_example(serialized, spec)
+        return tf.reduce_all(tf.stack([tf.size(parsed[k].values) > 0 for k in spec]))
+    return has
+
+
+def _parse_labels(labels: Dict):
+    spec = _label_spec(labels)
+
+    def parse(serialized):
+        parsed = tf.io.parse_single_example(serialized, spec)
+        return tf.stack([tf.cast(tf.sparse.to_dense(parsed[k])[0], tf.float32) for k in spec])
+    return parse
+
+
+def scan_attributes(files: Sequence[str], names: Sequence[str], rule: str = "refuse") -> Dict:
+    """Check the Examples carry the attributes to condition on; one pass over the serialized
+    records (images are not decoded).
+
+    Returns {"names", "kinds" (feature kind per name), "rule", "total", "usable" (records with every
+    attribute), "unlabelled", "positive_rate" {name: fraction of labelled records with value >= 0.5}}.
+    Raises ValueError naming: attributes no record carries (and the ones they do carry); string
+    attributes; values outside [0, 1] (with the source); unlabelled records under rule "refuse"
+    (how many and the first source, and the `condition.unlabelled` setting that skips them).
+    """
+    names = list(names)
+    kinds: Dict[str, str] = {}
+    carried, total, usable, first_missing = set(), 0, 0, None
+    positives = {n: 0 for n in names}
+    raw = tf.data.TFRecordDataset(list(files), compression_type=_compression(files[0]))
+    for rec in raw.as_numpy_iterator():
+        feats = tf.train.Example.FromString(rec).features.feature
+        total += 1
+        carried.update(k[len(schema.ATTR_PREFIX):] for k in feats if k.startswith(schema.ATTR_PREFIX))
+        values = {}
+        for n in names:
+            f = feats.get(schema.attr_key(n))
+            kind = f.WhichOneof("kind") if f is not None else None
+            if kind is None or not getattr(f, kind).value:
+                continue
+            if kind == "bytes_list":
+                raise ValueError(f"condition.attributes: attr/{n} holds strings in {files[0]}; conditioning "
+                                 "needs 0/1 (or [0, 1]) numbers")
+            if kinds.setdefault(n, kind) != kind:
+                raise ValueError(f"condition.attributes: attr/{n} is {kinds[n]} in some records and {kind} in others")
+            v = float(getattr(f, kind).value[0])
+            if not 0.0 <= v <= 1.0:
+                source = feats[schema.SOURCE].bytes_list.value[0].decode() if schema.SOURCE in feats else "?"
+                raise ValueError(f"condition.attributes: attr/{n} = {v} for {source}; values must be in [0, 1]")
+            values[n] = v
+        if len(values) == len(names):
+            usable += 1
+            for n, v in values.items():
+                positives[n] += v >= 0.5
+        elif first_missing is None:
+            first_missing = feats[schema.SOURCE].bytes_list.value[0].decode() if schema.SOURCE in feats else "?"
+    unknown = [n for n in names if n not in carried]
+    if unknown:
+        have = ", ".join(sorted(carried)) or "no attr/* features (ingest with --labels)"
+        raise ValueError(f"condition.attributes: {', '.join(unknown)} not in the Examples ({files[0]}...); "
+                         f"they carry: {have}")
+    if usable < total and rule != "skip":
+        raise ValueError(f"condition.attributes: {total - usable} of {total} Examples lack one of "
+                         f"{', '.join(names)} (first: {first_missing}); set condition.unlabelled=skip to "
+                         "train on the labelled ones")
+    if usable == 0:
+        raise ValueError(f"condition.attributes: no Example carries all of {', '.join(names)}")
+    return {"names": names, "kinds": kinds, "rule": rule, "total": total, "usable": usable,
+            "unlabelled": total - usable, "positive_rate": {n: positives[n] / usable for n in names}}

@@ -31,6 +31,7 @@ from facegan.trainer import registry
 from facegan.trainer.config import Config
 from facegan.trainer.data import from_network
 from facegan.trainer.losses import gradient_penalty, lens_reconstruction_loss
+from facegan.trainer.networks.conditional import acgan_loss
 from facegan.trainer.networks.lens import lens_lambda as lens_lambda_at
 from facegan.trainer.regularizers import (HistoricalAveraging, feature_matching_loss, instance_noise_std,
                                           repelling_loss)
@@ -117,6 +118,9 @@ class GAN(tf.keras.Model):
         self.g_optimizer = self.d_optimizer = self.lens_optimizer = None
         self.historical = None
         self.resolution = None
+        # issue 11: a conditional architecture's G takes [z, y]; its D takes [x, y] (projection) or
+        # x and returns class_logits (acgan). Batches are then (images, attributes).
+        self.conditional = registry.architecture(cfg.network.architecture).kind == "conditional"
         self.set_stage(networks.schedule(0).resolution, self.global_batch_size)
 
     # -- setup -----------------------------------------------------------------------------------
@@ -149,10 +153,17 @@ class GAN(tf.keras.Model):
         d_terms, g_terms = [], []
         if self.family.needs_gradient_penalty:
             d_terms.append(Term("gp", cfg.loss.gp_weight, lambda c: self._avg(
-                self._gradient_penalty(c["real"], c["fake"], c["key"], _GP_EPS + c["j"]))))
+                self._gradient_penalty(c["real"], c["fake"], c["key"], _GP_EPS + c["j"], c["attributes"]))))
+        if self.conditional and cfg.condition.discriminator == "acgan":   # Odena et al. 2017
+            w = cfg.condition.acgan_weight
+            d_terms.append(Term("acgan_d", w, lambda c: self._avg(
+                acgan_loss(c["real_out"]["class_logits"], c["attributes"]) +
+                acgan_loss(c["fake_out"]["class_logits"], c["attributes"]))))
+            g_terms.append(Term("acgan_g", w, lambda c: self._avg(
+                acgan_loss(c["fake_out"]["class_logits"], c["attributes"]))))
         if t.feature_matching > 0:
             g_terms.append(Term("feature_matching", t.feature_matching, lambda c: per_replica(
-                feature_matching_loss(tf.stop_gradient(self._disc(c["real"])[1]), c["fake_features"]))))
+                feature_matching_loss(tf.stop_gradient(self._disc(c["real"], c["attributes"])[1]), c["fake_features"]))))
         if t.repelling > 0:
             g_terms.append(Term("repelling", t.repelling, lambda c: per_replica(repelling_loss(c["fake_features"]))))
         if t.historical_averaging > 0:
@@ -231,6 +242,9 @@ class GAN(tf.keras.Model):
     def call(self, z, training=False):
         return self.G(z, training=training)
 
+    def _gen(self, z, attributes=None, training=True):
+        return self.G([z, attributes] if self.conditional else z, training=training)
+
     # -- randomness ------------------------------------------------------------------------------
     def _global_slice(self, key, purpose, shape_tail, kind="normal"):
         """Draw [global_batch, *tail] from a stateless key and return this replica's rows."""
@@ -258,9 +272,15 @@ class GAN(tf.keras.Model):
         n = tf.distribute.get_replica_context().num_replicas_in_sync
         return tf.cast(scalar, tf.float32) / n
 
-    def _disc(self, images, training=True):
-        out = self.D(images, training=training)
-        return tf.cast(out["logits"], tf.float32), tf.cast(out["features"], tf.float32)
+    def _disc_out(self, images, attributes=None, training=True):
+        """D's outputs as float32 (a projection D also takes the attributes)."""
+        takes_y = self.conditional and len(self.D.inputs) == 2
+        out = self.D([images, attributes] if takes_y else images, training=training)
+        return {k: tf.cast(v, tf.float32) for k, v in out.items()}
+
+    def _disc(self, images, attributes=None, training=True):
+        out = self._disc_out(images, attributes, training)
+        return out["logits"], out["features"]
 
     def _instance_noise(self, step):
         t = self.cfg.tricks
@@ -274,11 +294,11 @@ class GAN(tf.keras.Model):
         noise = self._global_slice(key, purpose, images.shape[1:])
         return images + tf.cast(std, images.dtype) * tf.cast(noise, images.dtype)
 
-    def _gradient_penalty(self, real, fake, key, purpose):
+    def _gradient_penalty(self, real, fake, key, purpose, attributes=None):
         """WGAN-GP per example, trainer.losses.gradient_penalty with eps drawn here: it must come
         from the global-batch key (replica-count independence)."""
         eps = self._global_slice(key, purpose, [1, 1, 1], kind="uniform")
-        return gradient_penalty(lambda x: self._disc(x)[0], real, fake, interpolation=eps)
+        return gradient_penalty(lambda x: self._disc(x, attributes)[0], real, fake, interpolation=eps)
 
     def _apply(self, optimizer, tape, loss, variables):
         """Gradients of `loss`, all-reduced across replicas, applied; returns the global norm."""
@@ -324,6 +344,9 @@ class GAN(tf.keras.Model):
             images, key = data
         else:   # plain `fit`: key from (seed, step); the library loop passes a Generator key
             images, key = data, tf.stack([tf.constant(self.seed, tf.int64), tf.identity(self.step)])
+        attrs = None
+        if self.conditional:   # issue 11: the batch is (images, attributes)
+            images, attrs = images
         key = tf.cast(key, tf.int64)
         cfg, t = self.cfg, self.cfg.tricks
         ctx = tf.distribute.get_replica_context()
@@ -332,6 +355,9 @@ class GAN(tf.keras.Model):
         z_dim = cfg.network.z_dim
         images = tf.cast(images, tf.float32)
         reals = tf.reshape(images, [t.d_steps, local_b] + list(images.shape[1:]))
+        # fakes are conditioned on the labels of the reals they meet (the data's label distribution)
+        labels = (tf.reshape(tf.cast(attrs, tf.float32), [t.d_steps, local_b, -1]) if self.conditional
+                  else [None] * t.d_steps)
         step = tf.identity(self.step)
         noise_std = self._instance_noise(step)
         lens_lambda = None
@@ -346,16 +372,19 @@ class GAN(tf.keras.Model):
         for j in range(t.d_steps):
             x = reals[j]
             z = self._global_slice(key, _Z_D + j, [z_dim])
+            a = labels[j]
             with tf.GradientTape() as tape:
-                fake = tf.cast(self.G(z, training=True), tf.float32)
+                fake = tf.cast(self._gen(z, a), tf.float32)
                 x_in = tf.cast(self.lens(x, training=True), tf.float32) if self.lens is not None else x
                 x_in = self._noisy(x_in, noise_std, key, _NOISE_REAL + j)
                 f_in = self._noisy(fake, noise_std, key, _NOISE_FAKE + j)
-                real_logits, _ = self._disc(x_in)
-                fake_logits, _ = self._disc(f_in)
+                real_out, fake_out = self._disc_out(x_in, a), self._disc_out(f_in, a)
+                real_logits = real_out["logits"]
+                fake_logits = fake_out["logits"]
                 d_adv = self._avg(self.d_loss_fn(real_logits, fake_logits,
                                                  real_label_smoothing=t.label_smoothing))
-                d_loss = self._add_terms(self.terms["d"], d_adv, dict(real=x_in, fake=f_in, key=key, j=j), sums)
+                d_loss = self._add_terms(self.terms["d"], d_adv, dict(
+                    real=x_in, fake=f_in, key=key, j=j, attributes=a, real_out=real_out, fake_out=fake_out), sums)
             sums["grad_norm/d"] = self._apply(self.d_optimizer, tape, d_loss, d_vars) / n_rep
             if self.family.clips_weights:
                 self._clip_critic(d_vars)
@@ -370,16 +399,18 @@ class GAN(tf.keras.Model):
         # ---- generator ----
         z = self._global_slice(key, _Z_G, [z_dim])
         g_vars = self.G.trainable_variables
+        a = labels[-1]
         with tf.GradientTape() as tape:
-            fake = tf.cast(self.G(z, training=True), tf.float32)
+            fake = tf.cast(self._gen(z, a), tf.float32)
             f_in = self._noisy(fake, noise_std, key, _NOISE_G)
-            fake_logits, fake_feats = self._disc(f_in)
+            fake_out = self._disc_out(f_in, a)
+            fake_logits, fake_feats = fake_out["logits"], fake_out["features"]
             g_adv = self._avg(self.g_loss_fn(fake_logits))
             # Feature matching (Salimans et al. 2016 sec. 3.1) takes f(x) and f(G(z)) from the SAME
             # discriminator: the term recomputes the real features with D as updated above, on D's
             # last real input (see `_regularizer_terms`).
-            g_loss = self._add_terms(self.terms["g"], g_adv,
-                                     dict(real=tf.stop_gradient(x_in), fake_features=fake_feats), sums)
+            g_loss = self._add_terms(self.terms["g"], g_adv, dict(
+                real=tf.stop_gradient(x_in), fake_features=fake_feats, attributes=a, fake_out=fake_out), sums)
         sums["grad_norm/g"] = self._apply(self.g_optimizer, tape, g_loss, g_vars) / n_rep
         sums["loss/g"] = g_loss
         sums["loss/g_adv"] = g_adv
@@ -392,7 +423,7 @@ class GAN(tf.keras.Model):
             x = reals[-1]
             with tf.GradientTape() as tape:
                 lx = tf.cast(self.lens(x, training=True), tf.float32)
-                l_logits, _ = self._disc(self._noisy(lx, noise_std, key, _NOISE_REAL))
+                l_logits, _ = self._disc(self._noisy(lx, noise_std, key, _NOISE_REAL), labels[-1])
                 l_adv = tf.cast(self.lens_adv_fn(l_logits), tf.float32)
                 recon = lens_reconstruction_loss(x, lx)   # summed over pixels (see losses.py)
                 l_loss = self._avg(lens_lambda * l_adv + recon)
@@ -427,8 +458,11 @@ class GAN(tf.keras.Model):
         return {k: vec[i] for i, k in enumerate(names)}
 
     # -- sampling --------------------------------------------------------------------------------
-    def sample(self, z, ema=True, temperature: float = 1.0):
-        """uint8 images from latents, z scaled by the sampling temperature (z' = psi * z)."""
+    def sample(self, z, ema=True, temperature: float = 1.0, attributes=None):
+        """uint8 images from latents, z scaled by the sampling temperature (z' = psi * z); a
+        conditional GAN also takes the attribute vectors [N, A]."""
         g = self.sampling_generator if ema else self.G
         z = tf.convert_to_tensor(z, tf.float32) * temperature
+        if self.conditional:
+            z = [z, tf.convert_to_tensor(attributes, tf.float32)]
         return from_network(g(z, training=False))

@@ -202,6 +202,10 @@ class PeriodicEval:
         if trainer.synthetic:
             raise ValueError("eval.every_images needs real images to compare with (--data); "
                              "set eval.every_images=0 for --synthetic runs")
+        if getattr(trainer.gan, "conditional", False):
+            # follow-up: draw per-image attribute vectors as the evaluator's conditional stream does
+            raise ValueError("eval.every_images scores unconditional generators only for now; set "
+                             "eval.every_images=0 for conditional runs and use `facegan evaluate`")
         self.requests = validate_metric_names(e.metrics) if e.metrics.strip() else []
         self.metric_of = {r.label: get_metric(r) for r in self.requests}
         self.best_metric = e.best_metric or None

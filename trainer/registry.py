@@ -131,6 +131,19 @@ register_architecture(Architecture(
     "facegan", f"{_CONV}:build_facegan", "Li et al. (FaceGANs): two FC + four deconvolutions",
     batchnorm_critic=True, batchnorm_optional=True, min_resolution=16,
     resolution_reason="facegan has four stride-2 deconvolutions, so it needs at least 16x16"))
+# Issue 11: the same three networks conditioned on attributes (trainer/networks/convnets.py; G
+# concatenates the attribute vector to z, D is a projection or AC-GAN discriminator).
+register_architecture(Architecture(
+    "cdcgan", f"{_CONV}:build_cdcgan", "conditional dcgan: G(z, y); projection or AC-GAN D (condition.*)",
+    kind="conditional", batchnorm_critic=True, batchnorm_optional=True))
+register_architecture(Architecture(
+    "chdcgan", f"{_CONV}:build_chdcgan", "conditional hdcgan: G(z, y); projection or AC-GAN D (condition.*)",
+    kind="conditional", batchnorm_critic=True, batchnorm_optional=True, input_noise=True, min_resolution=32, max_resolution=512,
+    resolution_reason="hdcgan works from 32x32 up to 512x512 (the paper's range)"))
+register_architecture(Architecture(
+    "cfacegan", f"{_CONV}:build_cfacegan", "conditional facegan: G(z, y); projection or AC-GAN D (condition.*)",
+    kind="conditional", batchnorm_critic=True, batchnorm_optional=True, min_resolution=16,
+    resolution_reason="facegan has four stride-2 deconvolutions, so it needs at least 16x16"))
 register_architecture(Architecture(
     "tan", f"{_CONV}:build_tan", "Sajjadi et al. 2018 (TAN): DCGAN-style, 4x4 kernels, Xavier init",
     batchnorm_critic=True, batchnorm_optional=True))

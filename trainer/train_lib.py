@@ -52,6 +52,7 @@ import tensorflow as tf
 
 from facegan.images import make_grid, save_grid
 from facegan.progress import Progress
+from facegan.trainer import conditioning
 from facegan.trainer import data as data_lib
 from facegan.trainer.config import Config, validate
 from facegan.trainer.export import export_generator
@@ -209,6 +210,14 @@ class Trainer:
             self.files = data_lib.resolve_files(data)
             self.data_info = data_lib.inspect_files(self.files)
             self._num_records = None
+        # issue 11: a conditional config reads (images, attributes); checked before any step
+        self.attribute_names = conditioning.attribute_names(cfg)
+        self.labels = None
+        if self.attribute_names and not synthetic:
+            self.labels = data_lib.scan_attributes(self.files, self.attribute_names, cfg.condition.unlabelled)
+            if self.labels["unlabelled"]:
+                log.warning("condition.unlabelled=skip: %d of %d Examples lack one of %s and are left out",
+                            self.labels["unlabelled"], self.labels["total"], ", ".join(self.attribute_names))
         tf.keras.utils.set_random_seed(cfg.run.seed)
         set_precision(cfg.run.mixed_precision)
 
@@ -234,6 +243,8 @@ class Trainer:
         self.writer = tf.summary.create_file_writer(self.log_dir)
         z_rng = np.random.default_rng(cfg.run.seed + 7)
         self.fixed_z = z_rng.standard_normal((16, cfg.network.z_dim)).astype(np.float32)
+        self.fixed_attributes = (conditioning.grid_attributes(16, len(self.attribute_names))
+                                 if self.attribute_names else None)
         self._step_fns: Dict = {}
         self._reals: Dict = {}
         self._iterator = None
@@ -299,13 +310,14 @@ class Trainer:
     def _dataset(self, resolution: int, batch: int):
         per_step = batch * self.cfg.tricks.d_steps
         if self.synthetic:
-            return data_lib.synthetic_dataset(resolution, per_step, seed=self.cfg.run.seed)
+            return data_lib.synthetic_dataset(resolution, per_step, seed=self.cfg.run.seed,
+                                              num_attributes=len(self.attribute_names))
         position = self.images_shown
         if position and self._num_records is None:
             self._num_records = data_lib.count_records(self.files, self.data_info["compression"])
         return data_lib.train_dataset(self.files, resolution, per_step, seed=self.cfg.run.seed,
                                       shuffle_buffer=self.cfg.run.shuffle_buffer, position=position,
-                                      info=self.data_info, num_records=self._num_records)
+                                      info=self.data_info, num_records=self._num_records, labels=self.labels)
 
     def _get_iterator(self):
         key = (self.gan.resolution, self.gan.global_batch_size)
@@ -341,14 +353,14 @@ class Trainer:
 
     # -- outputs -----------------------------------------------------------------------------
     def write_images(self, step: int):
-        imgs = self.gan.sample(self.fixed_z, ema=True).numpy()
+        imgs = self.gan.sample(self.fixed_z, ema=True, attributes=self.fixed_attributes).numpy()
         path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
         save_grid(imgs, path + ".tmp", cols=4)     # rename: a killed run leaves no truncated PNG
         tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
         with self.writer.as_default(step=step):
             tf.summary.image("samples/ema", make_grid(imgs, cols=4)[None], max_outputs=1)
             if self.gan.G_ema is not None:
-                raw = self.gan.sample(self.fixed_z, ema=False).numpy()
+                raw = self.gan.sample(self.fixed_z, ema=False, attributes=self.fixed_attributes).numpy()
                 tf.summary.image("samples/generator", make_grid(raw, cols=4)[None], max_outputs=1)
             if self.gan.lens is not None and not self.synthetic:
                 reals = self._fixed_reals()

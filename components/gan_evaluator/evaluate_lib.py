@@ -185,12 +185,19 @@ def compute_metrics(gen, examples_uri: str, metric_names: Sequence[str], *, num_
     twice); the generator is read through its `sample` stream for `seed`.
     """
     import facegan.metrics as M
+    from facegan.metrics import attributes as A   # issue 11: conditional generators
     real = lambda: _real_batches(examples_uri, batch_size)  # noqa: E731 - fresh iterator per call
     common = dict(num_images=num_images, extractor=extractor, cache_dir=cache_dir,
                   real_cache_key=_real_key(examples_uri, cache_dir), progress=progress, seed=seed)
-    results = dict(M.evaluate(list(metric_names), lambda n: gen.batches(n, batch_size, seed), real,
-                              label=label, **common))
-    results[blessing.DIVERSITY_KEY] = diversity_stats(gen.sample(DIVERSITY_SAMPLES, seed=seed))
+    streamed = [m for m in metric_names if m != A.METRIC]
+    results = dict(M.evaluate(streamed, lambda n: A.generated_batches(gen, n, batch_size, seed), real,
+                              label=label, **common)) if streamed else {"protocols": {}}
+    if A.METRIC in metric_names:
+        control = A.evaluate_attribute_control(gen, examples_uri, num=num_images, seed=seed,
+                                               batch_size=batch_size, cache_dir=cache_dir)
+        results["protocols"] = {**results.get("protocols", {}), **control.pop("protocols")}
+        results.update(control)
+    results[blessing.DIVERSITY_KEY] = diversity_stats(A.sample_images(gen, DIVERSITY_SAMPLES, seed))
     refs = {}
     for metric in noise_metrics:
         ref = M.evaluate([metric], lambda n: noise_batches(n, batch_size, gen.resolution, seed + 1),
@@ -284,7 +291,8 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
 
     decision = blessing.decide(results, rules, baseline_results=baseline_results)
     files = {}
-    samples = gen.sample(GRID_SAMPLES, seed=seed)
+    from facegan.metrics.attributes import sample_images
+    samples = sample_images(gen, GRID_SAMPLES, seed)
     files["sample_grid"] = save_grid(samples, os.path.join(out_dir, SAMPLE_GRID_FILE))
     mem = None
     if memorization:
