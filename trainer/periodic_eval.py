@@ -120,6 +120,12 @@ def generated_batches(sample_fn, z_dim: int, seed: int, batch_size: int):
     return batches
 
 
+def upsample_nearest(images: np.ndarray, factor: int) -> np.ndarray:
+    """uint8 [N, r, r, 3] -> [N, r*factor, r*factor, 3] by pixel repetition (PGGAN's export of an
+    unfinished stage; the same as trainer.networks.progan.upsampled_generator)."""
+    return np.repeat(np.repeat(images, factor, axis=1), factor, axis=2)
+
+
 # -- the records file -------------------------------------------------------------------------
 def read_records(path: str) -> List[Dict]:
     """The records of a metrics.jsonl (a torn last line, from a kill mid-write, is skipped)."""
@@ -311,8 +317,14 @@ class PeriodicEval:
         e, gan = self.ecfg, self.t.gan
         extractor = self._extractor_name() if any(r.spec.uses_extractor for r in self.requests) else None
         requests = [r.label for r in self.requests if r.label not in self.skipped]
-        gen = generated_batches(lambda z: gan.sample(z, ema=ema), self.t.cfg.network.z_dim, e.seed,
-                                e.batch_size)
+        # A progressive stage below the target is scored as it would be exported: its output
+        # upsampled (nearest, as PGGAN) to the target resolution, against reals at the target. So
+        # every evaluation of a run uses one protocol, and metrics with a minimum size (SWD's 7x7
+        # neighbourhoods) never see a 4x4 stage.
+        factor = resolution // int(gan.resolution)
+        sample = (lambda z: gan.sample(z, ema=ema)) if factor == 1 else \
+            (lambda z: upsample_nearest(np.asarray(gan.sample(z, ema=ema)), factor))
+        gen = generated_batches(sample, self.t.cfg.network.z_dim, e.seed, e.batch_size)
         results: Dict = {}
         if requests:
             n_real = max(self.metric_of[r].images_needed(e.num_images) for r in requests)
@@ -350,16 +362,17 @@ class PeriodicEval:
     def run(self, step: int, images_shown: int) -> Dict:
         """Evaluate now; write the record, TensorBoard scalars and (if better) the best checkpoint."""
         t0 = time.monotonic()
-        resolution = int(self.t.gan.resolution)
+        resolution = int(self.t.gan.resolution)          # the stage (progressive runs)
+        target = int(self.t.cfg.network.resolution)        # what is scored (see _score)
         weights = "ema" if self.t.gan.G_ema is not None else "generator"
-        results = self._score(True, resolution)
-        raw = self._score(False, resolution) if self.ecfg.also_raw and weights == "ema" else None
+        results = self._score(True, target)
+        raw = self._score(False, target) if self.ecfg.also_raw and weights == "ema" else None
         head = self.headline(results)
         seconds = time.monotonic() - t0
         self.seconds += seconds
         record = {
             "step": int(step), "images_shown": int(images_shown), "kimg": images_shown / 1000.0,
-            "resolution": resolution, "weights": weights, "real_split": self.real_split,
+            "resolution": resolution, "scored_resolution": target, "weights": weights, "real_split": self.real_split,
             "headline": head, "scalars": headline_scalars(results),
             "protocols": results.get("protocols", {}), "cache": results.get("cache", {}),
             "skipped": dict(self.skipped), "seconds": round(seconds, 3),
