@@ -33,6 +33,7 @@ from typing import Callable, Dict, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
+from facegan import machine
 from facegan.images import make_grid, save_grid
 from facegan.progress import Progress
 from facegan.trainer import data as data_lib
@@ -85,6 +86,11 @@ def make_strategy(name: str):
     raise ValueError(f"run.strategy {name!r} is not one of mirrored, multiworker, default")
 
 
+def resolve_precision(requested: str):
+    """(policy, reason) for run.mixed_precision: `auto` by hardware (facegan/machine.py)."""
+    return machine.resolve_precision(requested, has_gpu=bool(tf.config.list_physical_devices("GPU")))
+
+
 def set_precision(policy: str):
     if policy == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
         raise ValueError("run.mixed_precision 'mixed_float16' needs a GPU; use 'mixed_bfloat16' on CPU")
@@ -109,6 +115,9 @@ class Trainer:
         cfg = validate(cfg)
         if steps is not None:
             cfg = cfg.override({"run.steps": int(steps)})
+        policy, reason = resolve_precision(cfg.run.mixed_precision)   # config.json records both
+        cfg = cfg.override({"run.mixed_precision": policy, "run.precision_reason": reason})
+        log.info("precision %s: %s", policy, reason)
         self.cfg, self.run_dir = cfg, run_dir
         self.log_dir = log_dir or os.path.join(run_dir, "logs")
         self.ckpt_dir = os.path.join(run_dir, "checkpoints")
