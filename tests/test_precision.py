@@ -139,3 +139,23 @@ def test_auto_resolution_is_saved_in_config_json(tmp_path, keep_policy):
     assert (written.run.mixed_precision, written.run.precision_reason) == expected
     compute = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(expected[0], "float32")
     assert {layer.compute_dtype for layer in res.gan.G.layers if layer.weights} == {compute}
+
+
+def test_bf16_leaky_relu_is_leaky_relu():
+    """layers.leaky_relu's bf16 form (faster on CPU) is the same function with the same gradient,
+    to bf16 rounding: three roundings (alpha*x, (1-alpha)*relu(x), their sum) of 2^-9 each
+    bound the relative error by 3 * 2^-9 < 2^-7."""
+    import tensorflow as tf
+    from facegan.trainer.networks import layers
+    xb = tf.cast(np.random.default_rng(0).normal(size=(4, 8, 8, 16)) * 3, tf.bfloat16)
+    x = tf.cast(xb, tf.float32)     # the exact input the bf16 path sees
+    ref = tf.nn.leaky_relu(x, 0.2).numpy()
+    with tf.GradientTape() as tape:
+        tape.watch(xb)
+        y = layers.leaky_relu(xb, 0.2)
+    g = tape.gradient(y, xb, output_gradients=tf.ones_like(xb))
+    assert y.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), ref, rtol=2 ** -7, atol=1e-6)
+    np.testing.assert_allclose(tf.cast(g, tf.float32).numpy(), np.where(x.numpy() > 0, 1.0, 0.2), rtol=2 ** -7)
+    assert np.all(tf.cast(y, tf.float32).numpy()[x.numpy() < 0] < 0)   # leaky, not relu
+    np.testing.assert_array_equal(layers.leaky_relu(x, 0.2).numpy(), ref)   # float32: the TF op
