@@ -77,14 +77,13 @@ def test_auto_is_the_default():
 
 # -- training ----------------------------------------------------------------------------------
 STEPS = 6
-# Band (derivation): both runs start from identical float32 weights and data; bf16 keeps 8
-# significant bits (relative rounding 2^-9 ~ 0.2% per op), so the first step's losses differ by
-# the accumulated rounding of the forward pass, measured at ~0.2-0.5% of the loss for this
-# network; Adam's normalised updates then let the runs drift apart slowly. The band is 3% of the
-# float32 loss at step 1 and 10% (+0.02 absolute) over the first STEPS steps: about 5x the
-# observed differences, while a broken bf16 path (a loss computed in bf16 and reduced there, the
-# EMA or the optimizer state in bf16, a missing float32 cast of the logits) moves them by more.
-BAND_FIRST, BAND_REL, BAND_ABS = 0.03, 0.10, 0.02
+# Band (documented in ARCHITECTURE.md "Precision"): both runs start from identical float32
+# weights and data; bf16 keeps 8 significant bits (2^-9 relative rounding per op), Adam's
+# normalised updates then let the runs drift slowly. Measured on the smoke preset (EPYC with
+# avx512_bf16): relative loss differences <= 0.15% at step 1 and <= 0.42% over 6 steps. The band
+# is ~7x that: 1% at step 1, 3% (+0.005 absolute) over the first STEPS steps: a bf16 path that
+# drifts from float32 faster than its rounding explains fails it.
+BAND_FIRST, BAND_REL, BAND_ABS = 0.01, 0.03, 0.005
 
 
 def _losses(precision, run_dir):
