@@ -158,3 +158,20 @@ def test_bf16_leaky_relu_is_leaky_relu():
     np.testing.assert_allclose(tf.cast(g, tf.float32).numpy(), np.where(x.numpy() > 0, 1.0, 0.2), rtol=2 ** -7)
     assert np.all(tf.cast(y, tf.float32).numpy()[x.numpy() < 0] < 0)   # leaky, not relu
     np.testing.assert_array_equal(layers.leaky_relu(x, 0.2).numpy(), ref)   # float32: the TF op
+
+
+def test_bf16_selu_is_selu():
+    """layers.selu computes a bf16 input in float32: the result is tf.nn.selu of that input
+    rounded once to bf16 (2^-9 relative), and its gradient likewise."""
+    import tensorflow as tf
+    from facegan.trainer.networks import layers
+    xb = tf.cast(np.random.default_rng(1).normal(size=(4, 8, 8, 16)) * 3, tf.bfloat16)
+    x = tf.cast(xb, tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, xb])
+        y, ref = layers.selu(xb), tf.nn.selu(x)
+    assert y.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), ref.numpy(), rtol=2 ** -8, atol=1e-6)
+    g = tf.cast(tape.gradient(y, xb), tf.float32).numpy()
+    np.testing.assert_allclose(g, tape.gradient(ref, x).numpy(), rtol=2 ** -8)
+    np.testing.assert_array_equal(layers.selu(x).numpy(), ref.numpy())   # float32: the TF op
