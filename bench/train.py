@@ -27,6 +27,7 @@ XLA (`run.xla`) is not used: on CPU it compiles convolutions to Eigen loops inst
 kernels (measured 0.6-0.8 images/s vs 22-25 without, DCGAN 64px batch 64, EPYC with avx512_bf16).
 
     python bench/train.py [--steps 6] [--warmup 2] [--images 512] [--archs dcgan,hdcgan,facegan,progan]
+                          [--precision-only]
 """
 import argparse
 import json
@@ -215,6 +216,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--images", type=int, default=512)
     ap.add_argument("--archs", default="dcgan,hdcgan,facegan,progan")
+    ap.add_argument("--precision-only", action="store_true",
+                    help="only the per-architecture float32 vs bf16 figures (no plain keras reference)")
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf  # noqa: F401
@@ -239,7 +242,8 @@ def main():
         print(f"rates: {json.dumps(rates)}", file=sys.stderr)
 
         dcgan = get_preset("dcgan", dict(base, **{"run.mixed_precision": "float32"}))
-        out["plain_dcgan_images_per_s"] = bench_plain(dcgan, data, args.warmup, args.steps)
+        if not args.precision_only:
+            out["plain_dcgan_images_per_s"] = bench_plain(dcgan, data, args.warmup, args.steps)
         for arch, cfg in archs.items():
             f = flops[arch]
             row = {"overrides": dict(base, **ARCH_PRESETS[arch][1]), "step_gflop": f["total"] / 1e9,
@@ -262,6 +266,10 @@ def main():
                 row[prec]["fraction_of_matmul_rate"] = row[prec]["gflops"] / r["matmul_gflops"]
         out["rates"]["bf16_vs_float32"] = {k: out["rates"]["bfloat16"][k] / out["rates"]["float32"][k]
                                            for k in out["rates"]["float32"]}
+        if args.precision_only:
+            out["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+            print(json.dumps(out, indent=2))
+            return
         lib = out["library"]["dcgan"]["float32"]["images_per_s"] if "dcgan" in out["library"] else \
             bench_library(dcgan, data, os.path.join(tmp, "run_dcgan"), args.warmup, args.steps)
         out["dcgan_synthetic_images_per_s"] = bench_library(
