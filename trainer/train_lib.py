@@ -50,6 +50,7 @@ from typing import Callable, Dict, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
+from facegan import machine
 from facegan.images import make_grid, save_grid
 from facegan.progress import Progress
 from facegan.trainer import conditioning
@@ -157,6 +158,11 @@ def clean_partial_checkpoints(ckpt_dir: str) -> list:
     return removed
 
 
+def resolve_precision(requested: str):
+    """(policy, reason) for run.mixed_precision: `auto` by hardware (facegan/machine.py)."""
+    return machine.resolve_precision(requested, has_gpu=bool(tf.config.list_physical_devices("GPU")))
+
+
 def set_precision(policy: str):
     if policy == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
         raise ValueError("run.mixed_precision 'mixed_float16' needs a GPU; use 'mixed_bfloat16' on CPU")
@@ -185,6 +191,9 @@ class Trainer:
         self.strategy = strategy or make_strategy(cfg.run.strategy)
         self.n_replicas = self.strategy.num_replicas_in_sync
         self.chief, task_id, self.workers = worker_role(self.strategy)
+        policy, reason = resolve_precision(cfg.run.mixed_precision)   # config.json records both
+        cfg = cfg.override({"run.mixed_precision": policy, "run.precision_reason": reason})
+        log.info("precision %s: %s", policy, reason)
         self.cfg, self.run_dir = cfg, run_dir
         # Non-chief workers write the same files to their own scratch folder (see module docstring).
         self.scratch_dir = None if self.chief else os.path.join(run_dir, f"workertemp_{task_id}")
