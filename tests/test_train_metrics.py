@@ -236,3 +236,24 @@ def test_eval_under_two_replicas(tmp_path):
         for k in ("swd", "ms_ssim"):
             assert b["headline"][k] == pytest.approx(a["headline"][k], rel=1e-3), k
         assert a["best"] == b["best"]
+
+
+def test_progressive_stage_is_scored_upsampled_to_the_target(tmp_path):
+    """A progressive run evaluated while still at its 4x4 stage: SWD needs 7x7 neighbourhoods, so
+    the stage is scored as it is exported, upsampled (nearest) to the target resolution, against
+    reals at the target; the record names both resolutions."""
+    from facegan.trainer import periodic_eval, train_lib
+    data = examples_io.write_synthetic_examples(str(tmp_path / "examples"), n_train=32, n_eval=32,
+                                                resolution=16)
+    cfg = get_preset("smoke_progan", {"eval.every_images": 16, "eval.metrics": "swd",
+                                      "eval.num_images": 16, "eval.batch_size": 16,
+                                      "eval.memorization": 0, "eval.extractor": "random_tiny",
+                                      "run.checkpoint_every": 100, "run.image_every": 100})
+    run_dir = str(tmp_path / "run")
+    train_lib.train(cfg, data, run_dir, steps=2, progress=False)     # 32 images: still the 4x4 stage
+    records = _records(run_dir)
+    assert records and all(r["resolution"] == 4 and r["scored_resolution"] == 16 for r in records)
+    assert all(np.isfinite(r["headline"]["swd"]) for r in records)
+    small = np.arange(2 * 2 * 2 * 3, dtype=np.uint8).reshape(2, 2, 2, 3)
+    up = periodic_eval.upsample_nearest(small, 4)
+    assert up.shape == (2, 8, 8, 3) and (up[:, 4:8, 0:4] == small[:, 1:2, 0:1]).all()

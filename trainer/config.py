@@ -490,6 +490,7 @@ for _name, _sections in PRESETS.items():
     if _name.startswith("smoke"):
         _sections.setdefault("run", {}).setdefault("mixed_precision", "float32")
 
+
 def get_preset(name: str, overrides: Optional[Dict[str, Any]] = None) -> Config:
     """The preset `name` with dotted `overrides` applied (see `fit_preset_tables`)."""
     if name not in PRESETS:
