@@ -149,7 +149,9 @@ def test_sigkill_at_random_moments_then_same_command_equals_straight_run(synth, 
     rc = _finish(*_start(cmd, log_path, _env()), timeout=600)
     text = log_path.read_text()
     assert rc == 0, text[-3000:]
-    assert len(kills) >= 2 and all(n < steps for _, n, _ in kills), (kills, why)
+    # At least two kills landed mid-training; on a loaded machine a random kill can also land after
+    # the last checkpoint (the process still closing), which is a moment like any other.
+    assert sum(n < steps for _, n, _ in kills) >= 2, (kills, why)
     assert caught_mid_save, f"no kill landed inside a checkpoint save {why}: {kills}"
     assert "resumed from" in text
     assert "left by a checkpoint save that did not finish" in text    # removed on the next start
