@@ -25,13 +25,8 @@ Value conventions: uint8 [0, 255] RGB at every boundary (files, TFRecords, Saved
 signatures, metric inputs); float [-1, 1] only inside networks (`to_network` / `from_network`
 in trainer code).
 
-Generator SavedModel (exported by the trainer, loaded by evaluator and server only through these):
-- `serving_default`: `z` float32 [N, z_dim] -> `images` uint8 [N, H, W, 3]
-- `generate`: `z` float32 [N, z_dim], `truncation` float32 [] -> `images` uint8 (a SignatureDef
-  has no optional inputs, so "z with an optional truncation" is this second signature)
-- `sample`: `num` int32 [], `seed` int64 [], `truncation` float32 [] ->
-  `images` uint8 [N, H, W, 3], `png` string [N]; deterministic for a given seed.
-- assets/`facegan_metadata.json`: architecture, resolution, z_dim, steps, metrics at export.
+Generator SavedModel: the contract (three kinds, signatures, metadata asset, the one loader) is
+facegan/generator/; the signature and asset names below are its constants.
 """
 
 IMAGE = "image"

@@ -150,10 +150,11 @@ def main(args) -> int:
               f"(see {metrics_path}). Train longer (--steps) or check your data.", file=sys.stderr)
         return 1
 
+    from facegan.serving.client import format_status
     grid = os.path.join(out, "samples_grpc.png")
     print(f"\n== serving {serving_base} over gRPC and sampling {SAMPLE_NUM} images (seed {SAMPLE_SEED})")
     s = sample_through_server(serving_base, result.model_name, grid)
-    print(f"   model status {s['status']}; wrote {s['grid']} ({s['shape'][0]} images "
+    print(f"   model status {format_status(s['status'])}; wrote {s['grid']} ({s['shape'][0]} images "
           f"{s['shape'][1]}x{s['shape'][2]})")
 
     minutes = (time.monotonic() - t0) / 60

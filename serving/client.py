@@ -9,11 +9,11 @@ Library first (`GrpcClient`, `RestClient`, `latent_walk`), CLI thin:
 Grids use the `sample` signature (the server draws z from the seed with a stateless RNG, so a
 seed names the same images on every server and client). TF Serving with `--enable_batching`
 refuses `sample` (its inputs are scalars); the client then draws the same latents itself
-(`trainer.export.sample_latents`) and calls `serving_default`: same pixels either way. `--interpolate N` draws two latents from
+(`facegan.generator.sample_latents`) and calls `serving_default`: same pixels either way. `--interpolate N` draws two latents from
 the seed on the client, walks between them with spherical interpolation (slerp: White 2016,
 "Sampling Generative Networks", the path that stays on the Gaussian shell) and sends the N
 latents to `serving_default`; truncation is applied by scaling z toward the mean (0), exactly
-what the exported model's `generate`/`sample` do (see trainer/export.py).
+what the exported model's `generate`/`sample` do (see facegan/generator/).
 
 Works unchanged against real TF Serving and `facegan serve` (same protos, same status codes).
 """
@@ -62,9 +62,21 @@ def client_latents(seed: int, num: int, z_dim: int, truncation: float = 1.0) -> 
     """The latents the `sample` signature would use for (seed, num), pre-scaled by truncation."""
     if not 0.0 < truncation <= 1.0:
         raise ValueError(f"truncation must be in (0, 1], got {truncation}")
-    from facegan.trainer.export import sample_latents
+    from facegan.generator.ops import sample_latents   # the one definition (TensorFlow, imported here only)
     z = sample_latents(int(seed), 0, int(num), int(z_dim)).numpy()
     return z * np.float32(truncation)   # float32 product, as in the graph
+
+
+def _z_inputs(z, attributes=None) -> Dict[str, np.ndarray]:
+    inputs = {"z": np.asarray(z, np.float32)}
+    if attributes is not None:   # a conditional generator's serving_default takes both
+        inputs["attributes"] = np.asarray(attributes, np.float32)
+    return inputs
+
+
+def _translate_signature(direction: Optional[str]) -> str:
+    from facegan.generator import SIGNATURE_TRANSLATE, translate_signature   # TensorFlow-free
+    return translate_signature(direction) if direction else SIGNATURE_TRANSLATE
 
 
 def _is_batching_refusal(e: "ClientError") -> bool:
@@ -134,7 +146,7 @@ class GrpcClient:
         """uint8 [num, R, R, 3] for a seed (and PNG bytes per image if png=True).
 
         latents="server": the `sample` signature. "client": compute the seed's latents here
-        (trainer.export.sample_latents, the same stateless op the signature runs) and call
+        (facegan.generator.sample_latents, the same stateless op the signature runs) and call
         `serving_default`. "auto": server, falling back to client when TF Serving's batching
         session refuses `sample`'s scalar inputs. All three give the same pixels for a seed.
         """
@@ -156,9 +168,14 @@ class GrpcClient:
             return images, [encode_png(im) for im in images]
         return images
 
-    def generate(self, model: str, z: np.ndarray, version: Optional[int] = None) -> np.ndarray:
-        """uint8 images for latents z [N, z_dim] through `serving_default`."""
-        return self.predict(model, "serving_default", {"z": np.asarray(z, np.float32)}, version)["images"]
+    def generate(self, model: str, z: np.ndarray, version: Optional[int] = None, attributes=None) -> np.ndarray:
+        """uint8 images for latents z [N, z_dim] (+ attributes [N, A] when conditional): `serving_default`."""
+        return self.predict(model, "serving_default", _z_inputs(z, attributes), version)["images"]
+
+    def translate(self, model: str, images: np.ndarray, direction: Optional[str] = None,
+                  version: Optional[int] = None) -> np.ndarray:
+        """uint8 images through an image-to-image model's `translate[_<direction>]` signature."""
+        return self.predict(model, _translate_signature(direction), {"images": np.asarray(images)}, version)["images"]
 
     def signature_defs(self, model: str, version: Optional[int] = None):
         request = self._meta_pb2.GetModelMetadataRequest()
@@ -232,9 +249,14 @@ class RestClient:
                     raise
         return self.generate(model, client_latents(seed, num, self.z_dim(model, version), truncation), version)
 
-    def generate(self, model: str, z: np.ndarray, version: Optional[int] = None) -> np.ndarray:
-        out = self.predict(model, "serving_default", {"z": np.asarray(z, np.float32)}, version)
+    def generate(self, model: str, z: np.ndarray, version: Optional[int] = None, attributes=None) -> np.ndarray:
+        out = self.predict(model, "serving_default", _z_inputs(z, attributes), version)
         return np.asarray(out["images"] if isinstance(out, dict) else out, dtype=np.uint8)
+
+    def translate(self, model: str, images: np.ndarray, direction: Optional[str] = None,
+                  version: Optional[int] = None) -> np.ndarray:
+        out = self.predict(model, _translate_signature(direction), {"images": np.asarray(images, np.uint8)}, version)
+        return np.asarray(out, dtype=np.uint8)
 
     def z_dim(self, model: str, version: Optional[int] = None) -> int:
         meta = self._request(self._url(model, version, "/metadata"))
@@ -247,23 +269,40 @@ class RestClient:
                 for s in out["model_version_status"]]
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default and keeps the example's line breaks (`facegan serve` / `sample`)."""
+
+
+SAMPLE_EXAMPLE = """example:
+  facegan sample --server localhost:8500 --model facegan --num 16 --seed 7 --out grid.png
+  facegan sample --rest localhost:8501 --interpolate 8 --seed 3 --truncation 0.7 --out walk.png"""
+
+
+def format_status(statuses: List[Tuple[int, str, str]]) -> str:
+    """[(1796019555, 'AVAILABLE', '')] -> 'version 1796019555 AVAILABLE' (errors in parentheses)."""
+    if not statuses:
+        return "no versions"
+    return ", ".join(f"version {v} {state}" + (f" ({err})" if err else "") for v, state, err in statuses)
+
+
 def add_arguments(parser: argparse.ArgumentParser):
+    parser.formatter_class, parser.epilog = HelpFormatter, SAMPLE_EXAMPLE
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--server", help="TF Serving gRPC address HOST:PORT (e.g. localhost:8500)")
     where.add_argument("--rest", help="TF Serving REST address HOST:PORT (e.g. localhost:8501)")
-    parser.add_argument("--model", default="facegan", help="served model name (default: facegan)")
-    parser.add_argument("--version", type=int, default=None, help="model version (default: the latest served)")
-    parser.add_argument("--num", type=int, default=16, help="images in the grid (default 16)")
+    parser.add_argument("--model", default="facegan", help="served model name")
+    parser.add_argument("--version", type=int, default=None, help="model version (None: the latest served)")
+    parser.add_argument("--num", type=int, default=16, help="images in the grid")
     parser.add_argument("--seed", type=int, default=0, help="latent seed: same seed, same images")
     parser.add_argument("--truncation", type=float, default=1.0,
-                        help="psi in (0, 1]: scale z toward the mean; lower = safer, less varied (default 1)")
+                        help="psi in (0, 1]: scale z toward the mean; lower = safer, less varied")
     parser.add_argument("--latents", choices=("auto", "server", "client"), default="auto",
                         help="who draws z for a seed: the server's `sample` signature, this client (then "
                              "serving_default, batchable), or auto = server, client if batching refuses it")
     parser.add_argument("--interpolate", type=int, default=0, metavar="N",
-                        help="write an N-frame latent walk strip instead of a grid")
-    parser.add_argument("--cols", type=int, default=0, help="grid columns (default: square)")
-    parser.add_argument("--out", default="samples.png", help="output PNG path (default samples.png)")
+                        help="write an N-frame latent walk strip instead of a grid (0: a grid)")
+    parser.add_argument("--cols", type=int, default=0, help="grid columns (0: square)")
+    parser.add_argument("--out", default="samples.png", help="output PNG path")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="per-call timeout in seconds")
 
 

@@ -14,7 +14,6 @@ to gRPC status codes; it never lets an exception escape as a crash.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import threading
@@ -26,8 +25,7 @@ import numpy as np
 
 log = logging.getLogger("facegan.serving")
 
-DEFAULT_MAX_BATCH = 256
-METADATA_ASSET = "facegan_metadata.json"   # == facegan.schema.METADATA_ASSET (schema has no TF import)
+from facegan.generator import DEFAULT_MAX_BATCH
 
 # TF Serving's ModelVersionStatus.State values (tensorflow_serving/apis/get_model_status.proto).
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
@@ -121,28 +119,18 @@ def _dtype_name(dtype) -> str:
 
 
 class Servable:
-    """One loaded SavedModel version: its signatures, specs, SignatureDefMap and facegan metadata."""
+    """One loaded version: the generator (facegan.generator.load_generator) and its input specs."""
 
     def __init__(self, name: str, version: int, path: str, max_batch: Optional[int] = None):
-        import tensorflow as tf
-        from tensorflow.core.protobuf import saved_model_pb2
+        from facegan.generator import load_generator
 
         self.name, self.version, self.path = name, version, path
-        self.model = tf.saved_model.load(path)
-        self.signatures = dict(self.model.signatures)
+        self.generator = load_generator(path)
+        self.metadata, self.signatures = self.generator.metadata, self.generator.signatures
+        self.signature_defs = self.generator.signature_defs
         self.input_specs = {k: fn.structured_input_signature[1] for k, fn in self.signatures.items()}
         self.output_keys = {k: sorted(fn.structured_outputs) for k, fn in self.signatures.items()}
-        sm = saved_model_pb2.SavedModel()
-        with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
-            sm.ParseFromString(f.read())
-        self.signature_defs = dict(sm.meta_graphs[0].signature_def)
-        self.metadata = {}
-        meta_path = os.path.join(path, "assets", METADATA_ASSET)
-        if tf.io.gfile.exists(meta_path):
-            with tf.io.gfile.GFile(meta_path) as f:
-                self.metadata = json.load(f)
-        bounds = [b for b in (max_batch, self.metadata.get("max_batch")) if b]
-        self.max_batch = int(min(bounds)) if bounds else DEFAULT_MAX_BATCH
+        self.max_batch = int(min(b for b in (max_batch, self.generator.max_batch) if b))
 
     def check(self, signature_name: str, inputs: Dict[str, np.ndarray]):
         """Raise ServingError for anything TF Serving (or our bounds) would refuse."""
@@ -169,7 +157,8 @@ class Servable:
                                    f"input {alias!r}: shape {list(arr.shape)} is not compatible with the "
                                    f"signature's {spec.shape.as_list() if spec.shape.rank is not None else 'any'}")
             # Request-size bounds: batch inputs and facegan's `num` count images per request.
-            if spec.shape.rank and spec.shape[0] is None and not 1 <= arr.shape[0] <= self.max_batch:
+            # (Rank >= 2: z / attributes rows; `sample`'s attribute vector [A] is not a batch.)
+            if (spec.shape.rank or 0) >= 2 and spec.shape[0] is None and not 1 <= arr.shape[0] <= self.max_batch:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"input {alias!r}: batch size {arr.shape[0]} is outside [1, {self.max_batch}]")
             if alias == "num" and spec.shape.rank == 0 and not 1 <= int(arr) <= self.max_batch:

@@ -36,10 +36,14 @@ from typing import List, Optional
 import grpc
 import numpy as np
 
+from facegan.serving.client import HelpFormatter
 from facegan.serving.batching import Batcher, BatchingParameters, parse_batching_parameters
 from facegan.serving.manager import ModelManager, ModelSpec, ServingError, parse_model_config
 
 log = logging.getLogger("facegan.serving")
+
+# TF Serving's server builder sets the gRPC message limit to INT32_MAX (~2 GB), not gRPC's 4 MB.
+GRPC_MAX_RECEIVE_BYTES = 2 ** 31 - 1
 
 _STATE_CODES = {"UNKNOWN": 0, "START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 _HTTP_CODES = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400,
@@ -165,18 +169,49 @@ def _json_value(arr: np.ndarray):
     return arr.tolist()
 
 
-def _from_json(value, spec) -> np.ndarray:
+def _json_leaf_ok(v, dtype) -> bool:
+    """Whether one JSON scalar is of the input's type, as TF Serving's JSON parser decides.
+
+    TF Serving does not coerce: an int input takes JSON integers only (not 2.9, 2.0 or true) within
+    the dtype's range, a float input takes numbers (not strings or booleans), a bool input booleans.
+    """
+    if dtype.is_bool:
+        return isinstance(v, bool)
+    if isinstance(v, bool):
+        return False
+    if dtype.is_integer:
+        return isinstance(v, int) and dtype.min <= v <= dtype.max
+    if dtype.is_floating:
+        return isinstance(v, (int, float))
+    return False
+
+
+def _check_json_types(value, dtype, alias: str):
+    if isinstance(value, list):
+        for v in value:
+            _check_json_types(v, dtype, alias)
+    elif not _json_leaf_ok(value, dtype):
+        kind = {bool: "boolean", str: "string", int: "integer", float: "number"}.get(type(value), type(value).__name__)
+        extra = (f" (outside {dtype.name}'s range [{dtype.min}, {dtype.max}])"
+                 if dtype.is_integer and isinstance(value, int) and not isinstance(value, bool) else "")
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"input {alias!r}: JSON value {json.dumps(value)[:40]} ({kind}) cannot be converted to "
+                           f"{dtype.name}{extra}")
+
+
+def _from_json(value, spec, alias: str = "") -> np.ndarray:
     def dec(v):
         if isinstance(v, dict) and "b64" in v:
             return base64.b64decode(v["b64"])
         return v.encode("utf-8") if isinstance(v, str) else v
     if spec.dtype.name == "string":
         return np.vectorize(dec, otypes=[object])(np.asarray(value, dtype=object))
+    _check_json_types(value, spec.dtype, alias)
     try:
         return np.asarray(value, dtype=spec.dtype.as_numpy_dtype)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"JSON value cannot be converted to {spec.dtype.name}: {e}") from None
+                           f"input {alias!r}: JSON value cannot be converted to {spec.dtype.name}: {e}") from None
 
 
 def _make_rest_handler(manager: ModelManager, run):
@@ -268,7 +303,7 @@ def _make_rest_handler(manager: ModelManager, run):
                     else:
                         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                            f"instances must be objects naming the inputs {sorted(specs)}")
-                inputs = {k: _from_json(v, specs[k]) if k in specs else np.asarray(v) for k, v in raw.items()}
+                inputs = {k: _from_json(v, specs[k], k) if k in specs else np.asarray(v) for k, v in raw.items()}
                 outputs = run(servable, signature, inputs, ())
                 if "inputs" in body:
                     payload = {k: _json_value(v) for k, v in outputs.items()}
@@ -299,7 +334,7 @@ class Server:
     def __init__(self, specs: List[ModelSpec], port: int = 8500, rest_api_port: Optional[int] = None,
                  host: str = "0.0.0.0",
                  poll_wait_s: float = 1.0, max_workers: int = 16, max_batch: Optional[int] = None,
-                 max_request_bytes: int = 4 << 20, batching: Optional[BatchingParameters] = None,
+                 max_request_bytes: int = GRPC_MAX_RECEIVE_BYTES, batching: Optional[BatchingParameters] = None,
                  load_retry_interval_s: float = 5.0):
         self.manager = ModelManager(specs, poll_wait_s=poll_wait_s, max_batch=max_batch,
                                     load_retry_interval_s=load_retry_interval_s)
@@ -377,19 +412,27 @@ def _flag(value: str) -> bool:
     return v in ("true", "1")
 
 
+SERVE_EXAMPLE = """example:
+  facegan serve --model_base_path /srv/models/facegan --model_name facegan --rest_api_port 8501
+  facegan sample --server localhost:8500 --model facegan --num 16 --seed 7 --out grid.png"""
+
+
 def add_arguments(parser: argparse.ArgumentParser):
+    parser.formatter_class, parser.epilog = HelpFormatter, SERVE_EXAMPLE
     parser.add_argument("--model_base_path", help="directory of numbered SavedModel versions (<base>/<version>/)")
-    parser.add_argument("--model_name", default="facegan", help="name clients address (default: facegan)")
+    parser.add_argument("--model_name", default="facegan", help="name clients address")
     parser.add_argument("--model_config_file", help="TF Serving ModelServerConfig text proto (instead of the two above)")
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
-    parser.add_argument("--rest_api_port", type=int, default=0, help="REST port; 0 disables (default)")
+    parser.add_argument("--port", type=int, default=8500, help="gRPC port")
+    parser.add_argument("--rest_api_port", type=int, default=0, help="REST port; 0 disables REST")
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (127.0.0.1 for local only)")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
-                        help="how often to look for new versions; 0 loads once (default 1)")
+                        help="how often to look for new versions; 0 loads once")
     parser.add_argument("--load_retry_interval_seconds", type=float, default=5.0,
                         help="wait between attempts to load a version that failed (5 retries)")
     parser.add_argument("--max_batch", type=int, default=None,
-                        help="images per request bound (default: the model's max_batch metadata, else 256)")
+                        help="images per request bound (None: the model's max_batch metadata)")
+    parser.add_argument("--grpc_max_receive_message_bytes", type=int, default=GRPC_MAX_RECEIVE_BYTES,
+                        help="largest gRPC request accepted (TF Serving's limit: INT32_MAX, ~2 GB)")
     parser.add_argument("--workers", type=int, default=16, help="request thread pool size")
     parser.add_argument("--enable_batching", nargs="?", const="true", default="false", type=_flag,
                         metavar="true|false",
@@ -425,8 +468,12 @@ def main(args) -> int:
         except (ValueError, OSError) as e:
             print(f"facegan serve: {e}")
             return 2
+    if not 0 < args.grpc_max_receive_message_bytes <= GRPC_MAX_RECEIVE_BYTES:
+        print(f"facegan serve: --grpc_max_receive_message_bytes must be in [1, {GRPC_MAX_RECEIVE_BYTES}], "
+              f"got {args.grpc_max_receive_message_bytes}")
+        return 2
     server = Server(specs, port=args.port, host=args.host, poll_wait_s=args.file_system_poll_wait_seconds,
-                    max_workers=args.workers, max_batch=args.max_batch, batching=batching,
+                    max_request_bytes=args.grpc_max_receive_message_bytes, max_workers=args.workers, max_batch=args.max_batch, batching=batching,
                     load_retry_interval_s=args.load_retry_interval_seconds,
                     rest_api_port=args.rest_api_port or None)   # 0 disables REST, as in TF Serving
     stop = threading.Event()

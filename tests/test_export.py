@@ -1,4 +1,5 @@
-"""trainer/export.py: the generator SavedModel contract (signatures, determinism, bounds, metadata)."""
+"""facegan/generator (+ trainer/export.py's config metadata): the SavedModel contract of all three
+kinds (signatures, determinism, bounds and input checks in the graph, metadata, the one loader)."""
 import json
 import os
 import subprocess
@@ -12,7 +13,9 @@ tf = pytest.importorskip("tensorflow")
 from facegan import schema  # noqa: E402
 from facegan.images import decode_png  # noqa: E402
 from facegan.trainer.config import get_preset  # noqa: E402
-from facegan.trainer.export import export_generator, load_generator, read_metadata, to_uint8  # noqa: E402
+from facegan import generator as contract  # noqa: E402
+from facegan.generator import load_generator, read_metadata, to_uint8  # noqa: E402
+from facegan.trainer.export import export_generator  # noqa: E402
 
 Z_DIM, RES = 8, 16
 
@@ -117,7 +120,7 @@ def test_sample_deterministic_prefix_and_batches(loaded):
 
 
 def test_sample_latents_are_standard_normal(exported, loaded):
-    model = loaded._model
+    model = loaded.model
     # Row i is stateless_normal([z_dim], seed=[seed, i]): check the definition directly.
     z0 = tf.random.stateless_normal([Z_DIM], seed=tf.constant([7, 3], tf.int64))
     gen = exported[0]
@@ -194,3 +197,177 @@ def test_export_subclassed_generator_and_bad_output(tmp_path):
                                 tf.keras.layers.Reshape([RES, RES, 1])])
     with pytest.raises(ValueError, match=r"output must be \[N, R, R, 3\]"):
         export_generator(gray, str(tmp_path / "3"))
+
+
+# -- the contract's in-graph checks and the other two kinds ------------------------------------------
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_z_refused_in_graph(loaded, bad):
+    z = np.zeros((3, Z_DIM), np.float32)
+    z[1, 2] = bad
+    for name, extra in [(schema.SIGNATURE_DEFAULT, {}), ("generate", {"truncation": tf.constant(0.5)})]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match="z must be finite"):
+            loaded.signatures[name](z=tf.constant(z), **extra)
+
+
+def test_import_facegan_generator_is_tensorflow_free():
+    code = ("import sys, facegan, facegan.generator as g; assert 'tensorflow' not in sys.modules; "
+            "print(g.KINDS, g.translate_signature('a_to_b'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "('unconditional', 'conditional', 'image_to_image') translate_a_to_b" in out.stdout
+
+
+def test_old_exports_without_kind_load_as_unconditional(exported, tmp_path):
+    import shutil
+    path = str(tmp_path / "v1")
+    shutil.copytree(exported[1], path)
+    meta_path = os.path.join(path, "assets", schema.METADATA_ASSET)
+    meta = json.load(open(meta_path))
+    del meta["kind"], meta["contract_version"]                  # contract version 1 had neither
+    json.dump(meta, open(meta_path, "w"))
+    g = load_generator(path)
+    assert g.kind == contract.UNCONDITIONAL
+    np.testing.assert_array_equal(g.sample(2, 3), load_generator(exported[1]).sample(2, 3))
+    meta["kind"] = "video"
+    json.dump(meta, open(meta_path, "w"))
+    with pytest.raises(ValueError, match="unknown generator kind 'video'"):
+        load_generator(path)
+
+
+ATTRS = ["Smiling", "Male", "Eyeglasses"]
+
+
+def conditional_generator(seed=0):
+    from facegan.serving.testing import tiny_conditional_generator
+    return tiny_conditional_generator(Z_DIM, len(ATTRS), RES, seed)
+
+
+def translator(seed=0, res=RES, up=1):
+    from facegan.serving.testing import tiny_translator
+    return tiny_translator(res, up, seed)
+
+
+@pytest.fixture(scope="module")
+def conditional(tmp_path_factory):
+    gen = conditional_generator()
+    path = str(tmp_path_factory.mktemp("cond") / "1")
+    contract.export_generator(gen, path, kind=contract.CONDITIONAL, attributes=ATTRS, attribute_range=(-1, 1),
+                              metadata={"architecture": "test_cond"}, max_batch=16)
+    return gen, load_generator(path)
+
+
+@pytest.fixture(scope="module")
+def image_to_image(tmp_path_factory):
+    nets = {"a_to_b": translator(0), "b_to_a": translator(1)}
+    path = str(tmp_path_factory.mktemp("i2i") / "1")
+    contract.export_generator(nets, path, kind=contract.IMAGE_TO_IMAGE, max_batch=16)
+    return nets, load_generator(path)
+
+
+def test_conditional_round_trip(conditional):
+    gen, g = conditional
+    assert g.kind == contract.CONDITIONAL and g.attributes == ATTRS and g.attribute_range == (-1.0, 1.0)
+    meta = g.metadata
+    assert (meta["kind"], meta["z_dim"], meta["resolution"], meta["architecture"]) == ("conditional", Z_DIM, RES,
+                                                                                       "test_cond")
+    assert meta["signatures"]["sample"]["inputs"]["attributes"].startswith("float32 [3] in [-1, 1]")
+    assert set(meta["signatures"]["serving_default"]["inputs"]) == {"z", "attributes"}
+    z = np.random.default_rng(2).standard_normal((20, Z_DIM)).astype(np.float32)   # > max_batch: two calls
+    a = np.random.default_rng(3).uniform(-1, 1, (20, 3)).astype(np.float32)
+    want = to_uint8(gen([z, a], training=False)).numpy()
+    np.testing.assert_array_equal(g.generate(z, attributes=a), want)
+    np.testing.assert_array_equal(g.generate(z, 0.5, attributes=a), to_uint8(gen([z * 0.5, a], training=False)).numpy())
+    # sample: seed latents (as unconditional) with one attribute vector for every image.
+    vec = g.attribute_vector({"Smiling": 1.0, "Eyeglasses": 0.5})
+    np.testing.assert_array_equal(vec, [1.0, -1.0, 0.5])                      # unnamed -> range's low end
+    zs = contract.sample_latents(7, 0, 5, Z_DIM).numpy()
+    want = to_uint8(gen([zs, np.tile(vec, (5, 1))], training=False)).numpy()
+    got = g.signatures["sample"](num=tf.constant(5), seed=tf.constant(7, tf.int64), truncation=tf.constant(1.0),
+                                 attributes=tf.constant(vec))["images"].numpy()
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(g.sample(5, 7, attributes=vec), want)
+    np.testing.assert_array_equal(g.sample(3, 7, attributes={"Smiling": 1.0, "Eyeglasses": 0.5}), want[:3])
+    assert not np.array_equal(g.sample(5, 7, attributes=[0, 0, 0]), want)    # attributes matter
+    with pytest.raises(ValueError, match=r"unknown attribute\(s\) \['Hat'\]"):
+        g.attribute_vector({"Hat": 1})
+    with pytest.raises(ValueError, match="needs attributes"):
+        g.generate(z)
+
+
+@pytest.mark.parametrize("attributes,fragment", [
+    ([[0.0, 0.0]], "must be 3 values per image"),                 # wrong length
+    ([[0.0, 0.0, 0.0, 0.0]], "must be 3 values per image"),
+    ([[0.0, 1.5, 0.0]], r"in \[-1, 1\]"),                          # outside the documented range
+    ([[0.0, np.nan, 0.0]], r"in \[-1, 1\]"),
+    ([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], "must be 3 values per image"),   # 2 rows for 1 latent
+])
+def test_conditional_bad_attributes_refused_in_graph(conditional, attributes, fragment):
+    sig = conditional[1].signatures[schema.SIGNATURE_DEFAULT]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=fragment):
+        sig(z=tf.zeros([1, Z_DIM]), attributes=tf.constant(attributes, tf.float32))
+
+
+@pytest.mark.parametrize("vec,fragment", [([0.0, 0.0], "must be 3 values"), ([0.0, 0.0, -2.0], r"in \[-1, 1\]")])
+def test_conditional_sample_bad_attributes_refused_in_graph(conditional, vec, fragment):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=fragment):
+        conditional[1].signatures["sample"](num=tf.constant(2), seed=tf.constant(1, tf.int64),
+                                            truncation=tf.constant(1.0), attributes=tf.constant(vec, tf.float32))
+
+
+def test_conditional_export_refusals(tmp_path):
+    with pytest.raises(ValueError, match="needs attributes="):
+        contract.export_generator(conditional_generator(), str(tmp_path / "a"), kind=contract.CONDITIONAL)
+    with pytest.raises(ValueError, match="takes 3 attributes but 2 names"):
+        contract.export_generator(conditional_generator(), str(tmp_path / "b"), kind=contract.CONDITIONAL,
+                                  attributes=["Smiling", "Male"])
+    with pytest.raises(ValueError, match="unknown generator kind 'video'"):
+        contract.export_generator(conditional_generator(), str(tmp_path / "c"), kind="video")
+
+
+def test_image_to_image_round_trip(image_to_image):
+    nets, g = image_to_image
+    assert g.kind == contract.IMAGE_TO_IMAGE and g.directions == ["a_to_b", "b_to_a"]
+    assert (g.input_resolution, g.resolution, g.default_direction) == (RES, RES, "a_to_b")
+    assert {"serving_default", "translate", "translate_a_to_b", "translate_b_to_a"} <= set(g.signatures)
+    assert g.metadata["signatures"]["translate_b_to_a"]["inputs"] == {"images": f"uint8 [N, {RES}, {RES}, 3]"}
+    x = np.random.default_rng(4).integers(0, 256, (20, RES, RES, 3), dtype=np.uint8)
+    for d in ("a_to_b", "b_to_a"):
+        want = to_uint8(nets[d](tf.cast(x, tf.float32) / 127.5 - 1.0, training=False)).numpy().astype(int)
+        got = g.translate(x, d)
+        # Keras eager vs the saved graph may pick other conv kernels: last-bit float differences.
+        assert got.dtype == np.uint8 and np.abs(got.astype(int) - want).max() <= 1
+        np.testing.assert_array_equal(g.signatures[f"translate_{d}"](images=tf.constant(x[16:]))["images"], got[16:])
+    np.testing.assert_array_equal(g.translate(x[:3]), g.translate(x[:3], "a_to_b"))   # default direction
+    np.testing.assert_array_equal(g.signatures["translate"](images=tf.constant(x[:3]))["images"],
+                                  g.translate(x[:3], "a_to_b"))
+    assert not np.array_equal(g.translate(x[:3], "a_to_b"), g.translate(x[:3], "b_to_a"))
+    with pytest.raises(ValueError, match="unknown direction 'up'"):
+        g.translate(x, "up")
+
+
+def test_image_to_image_single_model_and_new_size(tmp_path):
+    net = translator(res=8, up=2)                                   # 8px in -> 16px out (super-resolution)
+    g = load_generator(contract.export_generator(net, str(tmp_path / "1"), kind=contract.IMAGE_TO_IMAGE))
+    assert (g.directions, g.input_resolution, g.resolution) == (["forward"], 8, 16)
+    x = np.full((2, 8, 8, 3), 200, np.uint8)
+    assert g.translate(x).shape == (2, 16, 16, 3)
+
+
+@pytest.mark.parametrize("images", [
+    np.zeros((1, RES // 2, RES // 2, 3), np.uint8),               # wrong size
+    np.zeros((1, RES, RES, 1), np.uint8),                         # wrong channels
+    np.zeros((1, RES, RES, 4), np.uint8),
+    np.zeros((RES, RES, 3), np.uint8),                            # no batch dimension
+    np.zeros((17, RES, RES, 3), np.uint8),                        # more than max_batch
+    np.zeros((0, RES, RES, 3), np.uint8),
+])
+def test_image_to_image_bad_inputs_refused_in_graph(image_to_image, images):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"images must be uint8 \[N, {RES}, {RES}, 3\]"):
+        image_to_image[1].signatures["translate_a_to_b"](images=tf.constant(images))
+
+
+def test_image_to_image_dtype_is_the_signatures(image_to_image):
+    fn = image_to_image[1].signatures["translate"]
+    assert fn.structured_input_signature[1]["images"].dtype == tf.uint8
+    with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
+        fn(images=tf.zeros([1, RES, RES, 3], tf.float32))

@@ -28,8 +28,10 @@ from facegan.serving import client as client_lib  # noqa: E402
 from facegan.serving.client import ClientError, GrpcClient, RestClient, latent_walk  # noqa: E402
 from facegan.serving.manager import ModelSpec  # noqa: E402
 from facegan.serving.server import Server  # noqa: E402
-from facegan.serving.testing import tiny_generator  # noqa: E402
-from facegan.trainer.export import export_generator, load_generator  # noqa: E402
+from facegan.generator import CONDITIONAL, IMAGE_TO_IMAGE, load_generator  # noqa: E402
+from facegan.generator import export_generator as export_kind  # noqa: E402
+from facegan.serving.testing import tiny_conditional_generator, tiny_generator, tiny_translator  # noqa: E402
+from facegan.trainer.export import export_generator  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 Z_DIM, RES, MAX_BATCH = 8, 16, 32
@@ -139,6 +141,11 @@ BAD_REQUESTS = [
      "INVALID_ARGUMENT", "batch size 33"),
     ("z_empty", "faces", "serving_default", {"z": np.zeros([0, Z_DIM], np.float32)}, None,
      "INVALID_ARGUMENT", "batch size 0"),
+    # Non-finite latents are refused by the graph itself (so TF Serving refuses them too).
+    ("z_nan", "faces", "serving_default", {"z": np.full([2, Z_DIM], np.nan, np.float32)}, None,
+     "INVALID_ARGUMENT", "z must be finite"),
+    ("z_inf", "faces", "generate", {"z": np.full([1, Z_DIM], np.inf, np.float32), "truncation": np.float32(0.5)},
+     None, "INVALID_ARGUMENT", "z must be finite"),
     ("unknown_model", "nobody", "sample", _sample_inputs(), None, "NOT_FOUND", "nobody"),
     ("unknown_version", "faces", "sample", _sample_inputs(), 7, "NOT_FOUND", "Specific(faces, 7)"),
     # TF Serving answers an unknown signature key with FAILED_PRECONDITION (predict_util.cc).
@@ -461,3 +468,109 @@ def test_port_in_use_is_a_clear_error(server, tmp_path, versions):
     base = make_base(tmp_path, versions, [1])
     with pytest.raises(OSError, match=f"could not bind the gRPC port 127.0.0.1:{server.port}"):
         Server([ModelSpec("faces", str(base))], port=server.port, host="127.0.0.1", poll_wait_s=0).start()
+
+
+# -- issue 9: REST types, big requests -------------------------------------------------------------
+def _rest_post(server, body: dict):
+    import urllib.error
+    import urllib.request
+    url = f"http://127.0.0.1:{server.rest_api_port}/v1/models/faces:predict"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=json.dumps(body).encode()), timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.parametrize("field,value,fragment", [
+    ("num", 2.9, "2.9 (number) cannot be converted to int32"),
+    ("num", True, "true (boolean) cannot be converted to int32"),
+    ("seed", 1.7, "1.7 (number) cannot be converted to int64"),
+    ("truncation", "0.5", '"0.5" (string) cannot be converted to float32'),
+    ("seed", 2 ** 70, "outside int64's range"),
+])
+def test_rest_refuses_type_coercion(server, field, value, fragment):
+    """TF Serving's JSON parser does not coerce; neither do we (400 with a message, never 500)."""
+    inputs = {"num": 2, "seed": 1, "truncation": 1.0, field: value}
+    code, body = _rest_post(server, {"signature_name": "sample", "inputs": inputs})
+    assert code == 400 and fragment in body["error"], (code, body)
+    code, body = _rest_post(server, {"signature_name": "sample", "inputs": {"num": 2, "seed": 1, "truncation": 1}})
+    assert code == 200 and np.asarray(body["outputs"]["images"]).shape == (2, RES, RES, 3)   # ints are floats
+
+
+def test_rest_nan_z_refused(server):
+    code, body = _rest_post(server, {"inputs": {"z": [[float("nan")] * Z_DIM]}})
+    assert code == 400 and "z must be finite" in body["error"]
+
+
+def test_grpc_accepts_large_requests_like_tf_serving(client):
+    """A 51 MB request reaches the model (and is refused for its batch size, not its bytes)."""
+    z = np.zeros([1_600_000, Z_DIM], np.float32)
+    with pytest.raises(ClientError) as err:
+        client.predict("faces", "serving_default", {"z": z})
+    assert err.value.code == "INVALID_ARGUMENT" and "batch size 1600000" in err.value.message
+
+
+def test_grpc_receive_limit_is_a_setting(tmp_path, versions):
+    base = make_base(tmp_path, versions, [1])
+    with Server([ModelSpec("faces", str(base))], port=0, host="127.0.0.1", poll_wait_s=0,
+                max_request_bytes=1 << 20) as srv, GrpcClient(f"127.0.0.1:{srv.port}", timeout=60) as c:
+        with pytest.raises(ClientError) as err:
+            c.predict("faces", "serving_default", {"z": np.zeros([80_000, Z_DIM], np.float32)})   # 2.5 MB
+        assert err.value.code == "RESOURCE_EXHAUSTED"
+        assert c.sample("faces", 2, seed=0).shape == (2, RES, RES, 3)
+
+
+# -- the other two kinds of the generator contract, served ------------------------------------------
+ATTRS = ["Smiling", "Male", "Eyeglasses"]
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kinds")
+    export_kind(tiny_conditional_generator(Z_DIM, len(ATTRS), RES), str(root / "cond" / "1"), kind=CONDITIONAL,
+                attributes=ATTRS, max_batch=MAX_BATCH)
+    export_kind({"a_to_b": tiny_translator(RES, 1, 0), "b_to_a": tiny_translator(RES, 1, 1)},
+                str(root / "i2i" / "1"), kind=IMAGE_TO_IMAGE, max_batch=MAX_BATCH)
+    srv = Server([ModelSpec("cond", str(root / "cond")), ModelSpec("i2i", str(root / "i2i"))], port=0,
+                 host="127.0.0.1", rest_api_port=0, poll_wait_s=0).start()
+    yield srv, {k: load_generator(str(root / k / "1")) for k in ("cond", "i2i")}
+    srv.stop()
+
+
+def test_conditional_served_equals_direct(kinds):
+    srv, direct = kinds
+    z = latent_walk(Z_DIM, 5, seed=1)
+    a = np.random.default_rng(0).uniform(0, 1, (5, len(ATTRS))).astype(np.float32)
+    want = direct["cond"].generate(z, attributes=a)
+    with GrpcClient(f"127.0.0.1:{srv.port}", timeout=60) as c:
+        np.testing.assert_array_equal(c.generate("cond", z, attributes=a), want)
+        vec = np.float32([1, 0, 1])
+        out = c.predict("cond", "sample", {"num": np.int32(4), "seed": np.int64(3), "truncation": np.float32(0.7),
+                                           "attributes": vec})
+        np.testing.assert_array_equal(out["images"], direct["cond"].sample(4, 3, 0.7, attributes=vec))
+        for bad, fragment in [(a[:, :2], "must be 3 values per image"), (a + 1.5, "in [0, 1]")]:
+            with pytest.raises(ClientError) as err:
+                c.generate("cond", z, attributes=bad)
+            assert err.value.code == "INVALID_ARGUMENT" and fragment in err.value.message
+        with pytest.raises(ClientError) as err:
+            c.predict("cond", "sample", {"num": np.int32(2), "seed": np.int64(3), "truncation": np.float32(1),
+                                         "attributes": np.float32([1, 0])})
+        assert err.value.code == "INVALID_ARGUMENT" and "must be 3 values" in err.value.message
+    rest = RestClient(f"127.0.0.1:{srv.rest_api_port}", timeout=60)
+    np.testing.assert_array_equal(rest.generate("cond", z, attributes=a), want)
+
+
+def test_image_to_image_served_equals_direct(kinds):
+    srv, direct = kinds
+    x = np.random.default_rng(5).integers(0, 256, (4, RES, RES, 3), dtype=np.uint8)
+    with GrpcClient(f"127.0.0.1:{srv.port}", timeout=60) as c:
+        for d in ("a_to_b", "b_to_a"):
+            np.testing.assert_array_equal(c.translate("i2i", x, d), direct["i2i"].translate(x, d))
+        np.testing.assert_array_equal(c.translate("i2i", x), direct["i2i"].translate(x))      # default direction
+        for bad in (x[:, :8, :8], x[..., :1], x.astype(np.float32)):
+            with pytest.raises(ClientError) as err:
+                c.translate("i2i", bad)
+            assert err.value.code == "INVALID_ARGUMENT", err.value
+    rest = RestClient(f"127.0.0.1:{srv.rest_api_port}", timeout=60)
+    np.testing.assert_array_equal(rest.translate("i2i", x, "b_to_a"), direct["i2i"].translate(x, "b_to_a"))

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from facegan.serving.client import latent_walk
+from facegan.serving.client import format_status, latent_walk
 from facegan.serving.manager import ModelSpec, list_versions, parse_model_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -128,3 +128,34 @@ def test_batching_parameters_parse():
         parse_batching_parameters("max_batch_size { value: 8 }\nallowed_batch_sizes: 4")
     with pytest.raises(ValueError, match="enable_large_batch_splitting has an invalid value"):
         parse_batching_parameters("enable_large_batch_splitting { value: 3 }")
+
+
+def test_status_is_printed_for_people():
+    assert format_status([(1796019555, "AVAILABLE", "")]) == "version 1796019555 AVAILABLE"
+    assert (format_status([(1, "END", "NotFoundError: gone"), (2, "AVAILABLE", "")])
+            == "version 1 END (NotFoundError: gone), version 2 AVAILABLE")
+    assert format_status([]) == "no versions"
+
+
+@pytest.mark.parametrize("command", ["serve", "sample"])
+def test_help_shows_defaults_and_an_example(command, capsys):
+    from facegan import cli
+    with pytest.raises(SystemExit) as done:
+        cli.main([command, "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())   # argparse wraps lines
+    assert "example: facegan serve --model_base_path" in text or "example: facegan sample --server" in text
+    expected = {"serve": ["--port PORT gRPC port (default: 8500)", "(default: 2147483647)", "(default: facegan)"],
+                "sample": ["--num NUM images in the grid (default: 16)", "--truncation TRUNCATION",
+                           "(default: 1.0)", "(default: samples.png)"]}[command]
+    for fragment in expected:
+        assert fragment in text, fragment
+
+
+def test_serving_modules_do_not_import_tensorflow():
+    import subprocess
+    import sys
+    code = ("import sys; import facegan.serving.client, facegan.serving.manager, facegan.serving.server; "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

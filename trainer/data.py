@@ -21,19 +21,19 @@ from typing import Dict, List, Optional, Sequence, Union
 import tensorflow as tf
 
 from facegan import examples_io, schema
+from facegan.generator.ops import from_uint8, to_uint8
 
 EPOCH_CYCLE = 16
 
 
 def to_network(images):
     """uint8 [0, 255] -> float32 [-1, 1]."""
-    return tf.cast(images, tf.float32) / 127.5 - 1.0
+    return from_uint8(images)   # the one conversion, shared with the SavedModel graph
 
 
 def from_network(images):
     """float [-1, 1] -> uint8 [0, 255] (rounded, clipped)."""
-    x = (tf.cast(images, tf.float32) + 1.0) * 127.5
-    return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+    return to_uint8(images)   # the one conversion, shared with the SavedModel graph
 
 
 def resolve_files(data: Union[str, Sequence[str]], split: str = schema.TRAIN_SPLIT) -> List[str]:

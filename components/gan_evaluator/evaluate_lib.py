@@ -1,7 +1,7 @@
 """The evaluator as a library: generator SavedModel + Examples -> metrics, pictures, a decision.
 
 Used unchanged by the TFX component (executor.py) and by `facegan evaluate` (cli.py); no TFX
-import here. The generator is loaded only through `trainer.export.load_generator`, i.e. through
+import here. The generator is loaded only through `facegan.generator.load_generator`, i.e. through
 its SavedModel signatures exactly as a server would; real images come from the Examples
 artifact's eval split (`facegan.examples_io.iterate_images`); the numbers come from the metrics
 library (`metrics.evaluate`, `metrics.memorization`).
@@ -254,7 +254,7 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
                    seed: int = 0, batch_size: int = 64, cache_dir: Optional[str] = None,
                    memorization: bool = True, log=print) -> Evaluation:
     """Evaluate the generator at `model_dir` against `examples_uri`'s eval split; write outputs."""
-    from facegan.trainer.export import load_generator
+    from facegan.generator import load_generator
 
     if num_images < 2:
         raise ValueError(f"num_images must be >= 2, got {num_images}")

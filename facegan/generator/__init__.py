@@ -1,0 +1,83 @@
+"""The generator contract: one SavedModel layout for every kind of generator, one loader.
+
+Training exports through `export_generator`; the evaluator, `facegan serve` (and so TF Serving's
+behaviour), `facegan sample` and the benchmarks load through `load_generator`, which returns an
+object with `.kind`, `.metadata` and the methods of its kind. This package is TensorFlow-free at
+import: `export_generator`, `load_generator`, `read_metadata`, `sample_latents`, `to_uint8`,
+`from_uint8` are imported by name on first use (PEP 562 `__getattr__`), so `import facegan` and
+the REST client stay light.
+
+Three kinds (metadata `kind`; a SavedModel without it is `unconditional`, the first kind):
+
+| kind             | signature         | inputs                                                  | outputs                 |
+|------------------|-------------------|---------------------------------------------------------|-------------------------|
+| `unconditional`  | `serving_default` | `z` f32 [N, Z]                                          | `images` u8 [N, R, R, 3]|
+|                  | `generate`        | `z` f32 [N, Z], `truncation` f32 []                     | `images`                |
+|                  | `sample`          | `num` i32 [], `seed` i64 [], `truncation` f32 []        | `images`, `png` str [N] |
+| `conditional`    | `serving_default` | `z` f32 [N, Z], `attributes` f32 [N, A]                 | `images`                |
+|                  | `generate`        | `z`, `attributes`, `truncation` f32 []                  | `images`                |
+|                  | `sample`          | `num`, `seed`, `truncation`, `attributes` f32 [A]       | `images`, `png`         |
+| `image_to_image` | `translate_<dir>` | `images` u8 [N, Ri, Ri, 3] (one per direction)          | `images` u8 [N, R, R, 3]|
+|                  | `translate`, `serving_default` | the default (first) direction              | `images`                |
+
+Z = z_dim, A = len(metadata["attributes"]) (names in the order of the vector), R = output
+resolution, Ri = metadata["input_resolution"]. A SignatureDef has no optional inputs (TF Serving's
+Predict rejects a request whose input keys differ), so "z with an optional truncation" is the second
+signature `generate`; `serving_default` is `generate` at truncation 1. Every output is uint8 RGB.
+
+Refused inside the graph (INVALID_ARGUMENT from any server, TF Serving included): N or `num`
+outside [1, max_batch]; truncation outside (0, 1]; z with NaN or Inf; an attribute vector of the
+wrong length, with NaN/Inf, or with values outside metadata["attribute_range"] (default [0, 1]);
+translate inputs that are not [N, Ri, Ri, 3] (dtype is fixed by the signature: uint8).
+
+Latents are exact: row i of a seed's stream is `stateless_normal([Z], seed=[seed, i])`
+(`sample_latents`), so the same seed gives the same images on any machine and batch split,
+`sample(num=4)` is the prefix of `sample(num=16)`, and a client can reproduce a seed through
+`serving_default` (what `facegan sample` does when TF Serving's batching refuses `sample`'s scalar
+inputs). Truncation is psi-scaling toward the prior's mean, z' = psi * z (mean 0): the "truncation
+trick" in the form of Karras et al. 2019 (StyleGAN), for a Gaussian prior the sampling temperature
+of Kingma & Dhariwal 2018 (Glow); psi = 1 is no truncation. (BigGAN's resampling variant has no
+"1 = off" value and needs rejection loops in the graph.)
+
+Metadata (assets/facegan_metadata.json): kind, contract_version, resolution, channels, max_batch,
+signatures (shapes as text) and per kind z_dim / latent_distribution / truncation, attributes /
+attribute_range, input_resolution / directions / default_direction; then whatever the caller adds
+(architecture, preset, steps, config, metrics ...; trainer/export.py adds the training config).
+"""
+from __future__ import annotations
+
+import importlib
+
+from facegan import schema
+
+UNCONDITIONAL, CONDITIONAL, IMAGE_TO_IMAGE = "unconditional", "conditional", "image_to_image"
+KINDS = (UNCONDITIONAL, CONDITIONAL, IMAGE_TO_IMAGE)
+CONTRACT_VERSION = 2              # 1: unconditional only, no `kind` field
+
+SIGNATURE_DEFAULT = schema.SIGNATURE_DEFAULT
+SIGNATURE_GENERATE = schema.SIGNATURE_GENERATE
+SIGNATURE_SAMPLE = schema.SIGNATURE_SAMPLE
+SIGNATURE_TRANSLATE = "translate"
+METADATA_ASSET = schema.METADATA_ASSET
+
+DEFAULT_MAX_BATCH = 256           # per-request image bound baked into the graph and the metadata
+DEFAULT_ATTRIBUTE_RANGE = (0.0, 1.0)
+DEFAULT_DIRECTION = "forward"     # the direction name of a single image-to-image model
+TRUNCATION_KIND = "scale_toward_mean"
+
+
+def translate_signature(direction: str) -> str:
+    """Signature name of one image-to-image direction (CycleGAN exports two)."""
+    return f"{SIGNATURE_TRANSLATE}_{direction}"
+
+
+# name -> submodule holding it (TensorFlow is imported there, on first use only)
+_LAZY = {"export_generator": "export", "build_metadata": "export",
+         "load_generator": "load", "read_metadata": "load", "Generator": "load",
+         "sample_latents": "ops", "to_uint8": "ops", "from_uint8": "ops"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,198 @@
+"""Load a facegan generator SavedModel: the one loader (evaluator, `facegan serve`, clients, benchmarks).
+
+`load_generator(dir)` reads the metadata asset, loads the SavedModel and returns the class of its
+`kind` (registry `LOADERS`): every object has `.kind`, `.metadata`, `.signatures` (the served
+functions, exactly what TF Serving runs), `.signature_defs` and `.max_batch`; then per kind
+`generate` / `sample` / `batches` (latent kinds) or `translate` (image_to_image). Calls larger
+than max_batch are split into bounded signature calls.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Dict, Iterator, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+
+from facegan import generator as contract
+
+
+def read_metadata(export_dir: str) -> dict:
+    """assets/facegan_metadata.json of a generator SavedModel; FileNotFoundError naming the path."""
+    path = os.path.join(export_dir, "assets", contract.METADATA_ASSET)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path}: not a facegan generator SavedModel (no metadata asset)")
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+class Generator:
+    """A loaded generator SavedModel (subclasses add the methods of their kind)."""
+
+    kind = ""
+    required = ()          # signatures the kind must have
+
+    def __init__(self, export_dir: str, metadata: dict, model):
+        self.export_dir, self.metadata, self.model = export_dir, metadata, model
+        self.signatures = dict(model.signatures)
+        missing = [s for s in self.required if s not in self.signatures]
+        if missing:
+            raise ValueError(f"{export_dir}: {self.kind} generator SavedModel lacks the signature(s) {missing}")
+        self.resolution = int(metadata["resolution"])
+        self.max_batch = int(metadata.get("max_batch", contract.DEFAULT_MAX_BATCH))
+
+    @functools.cached_property
+    def signature_defs(self) -> dict:
+        """name -> SignatureDef proto (what GetModelMetadata returns)."""
+        from tensorflow.core.protobuf import saved_model_pb2
+        sm = saved_model_pb2.SavedModel()
+        with tf.io.gfile.GFile(os.path.join(self.export_dir, "saved_model.pb"), "rb") as f:
+            sm.ParseFromString(f.read())
+        return dict(sm.meta_graphs[0].signature_def)
+
+    def _call(self, signature: str, **inputs) -> Dict[str, np.ndarray]:
+        out = self.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+        return {k: v.numpy() for k, v in out.items()}
+
+    def _chunks(self, n: int):
+        return range(0, n, self.max_batch)
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros([0, self.resolution, self.resolution, 3], np.uint8)
+
+
+def _truncation(truncation) -> np.float32:
+    t = float(truncation)
+    if not 0.0 < t <= 1.0:
+        raise ValueError(f"truncation must be in (0, 1], got {truncation!r}")
+    return np.float32(t)
+
+
+class LatentGenerator(Generator):
+    """`unconditional`: images from latents z or from a seed."""
+
+    kind = contract.UNCONDITIONAL
+    required = (contract.SIGNATURE_DEFAULT, contract.SIGNATURE_GENERATE, contract.SIGNATURE_SAMPLE)
+
+    def __init__(self, export_dir, metadata, model):
+        super().__init__(export_dir, metadata, model)
+        self.z_dim = int(metadata["z_dim"])
+
+    # the attribute hook: unconditional models take none
+    def _attribute_rows(self, attributes, n: int) -> dict:
+        if attributes is not None:
+            raise ValueError(f"{self.export_dir} is an unconditional generator: it takes no attributes")
+        return {}
+
+    def generate(self, z, truncation: float = 1.0, *, attributes=None) -> np.ndarray:
+        """uint8 [N, R, R, 3] for latents z [N, z_dim] (any N; split into bounded batches)."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must have shape [N, {self.z_dim}], got {list(z.shape)}")
+        t = _truncation(truncation)
+        attrs = self._attribute_rows(attributes, len(z))
+        out = []
+        for i in self._chunks(len(z)):
+            part = {"z": z[i:i + self.max_batch], **{k: v[i:i + self.max_batch] for k, v in attrs.items()}}
+            if t == 1.0:
+                out.append(self._call(contract.SIGNATURE_DEFAULT, **part)["images"])
+            else:
+                out.append(self._call(contract.SIGNATURE_GENERATE, truncation=t, **part)["images"])
+        return np.concatenate(out) if out else self._empty()
+
+    def sample_range(self, seed: int, start: int, num: int, truncation: float = 1.0, png: bool = False, *,
+                     attributes=None):
+        """Rows [start, start + num) of the seed's deterministic stream (num <= max_batch)."""
+        extra = {k: tf.constant(v[0]) for k, v in self._attribute_rows(attributes, 1).items()}
+        res = self.model.sample_range(seed=tf.constant(int(seed), tf.int64), start=tf.constant(int(start), tf.int64),
+                                      num=tf.constant(int(num), tf.int32),
+                                      truncation=tf.constant(_truncation(truncation)), **extra)
+        return (res["images"].numpy(), res["png"].numpy()) if png else res["images"].numpy()
+
+    def sample(self, num: int, seed: int, truncation: float = 1.0, *, attributes=None) -> np.ndarray:
+        """uint8 [num, R, R, 3]: identical to the `sample` signature for the same seed."""
+        if int(num) < 1:
+            raise ValueError(f"num must be >= 1, got {num}")
+        return np.concatenate(list(self.batches(int(num), self.max_batch, seed, truncation, attributes=attributes)))
+
+    def batches(self, total: int, batch_size: int, seed: int, truncation: float = 1.0, *,
+                attributes=None) -> Iterator[np.ndarray]:
+        """Yield uint8 batches covering `total` images of the seed's stream (last may be short)."""
+        if total < 0 or batch_size < 1:
+            raise ValueError(f"need total >= 0 and batch_size >= 1, got total={total} batch_size={batch_size}")
+        batch_size = min(int(batch_size), self.max_batch)
+        for start in range(0, int(total), batch_size):
+            yield self.sample_range(seed, start, min(batch_size, total - start), truncation, attributes=attributes)
+
+
+class ConditionalGenerator(LatentGenerator):
+    """`conditional`: latents plus an attribute vector (names and order in `.attributes`)."""
+
+    kind = contract.CONDITIONAL
+
+    def __init__(self, export_dir, metadata, model):
+        super().__init__(export_dir, metadata, model)
+        self.attributes = list(metadata["attributes"])
+        self.attribute_range = tuple(metadata.get("attribute_range", contract.DEFAULT_ATTRIBUTE_RANGE))
+
+    def attribute_vector(self, values: Union[Mapping[str, float], Sequence[float]]) -> np.ndarray:
+        """float32 [A] from {name: value} (unnamed attributes = the range's low end) or a sequence."""
+        if isinstance(values, Mapping):
+            unknown = sorted(set(values) - set(self.attributes))
+            if unknown:
+                raise ValueError(f"unknown attribute(s) {unknown}; this generator knows {self.attributes}")
+            return np.asarray([values.get(a, self.attribute_range[0]) for a in self.attributes], np.float32)
+        return np.asarray(values, np.float32)
+
+    def _attribute_rows(self, attributes, n: int) -> dict:
+        if attributes is None:
+            raise ValueError(f"a conditional generator needs attributes ({', '.join(self.attributes)})")
+        a = self.attribute_vector(attributes)
+        if a.ndim == 1:
+            a = np.broadcast_to(a, (n, a.shape[0]))
+        if a.shape != (n, len(self.attributes)):
+            raise ValueError(f"attributes must have shape [{len(self.attributes)}] or [{n}, {len(self.attributes)}] "
+                             f"({', '.join(self.attributes)}), got {list(a.shape)}")
+        return {"attributes": np.ascontiguousarray(a)}
+
+
+class ImageToImageGenerator(Generator):
+    """`image_to_image`: uint8 images in, uint8 images out, per named direction."""
+
+    kind = contract.IMAGE_TO_IMAGE
+    required = (contract.SIGNATURE_DEFAULT, contract.SIGNATURE_TRANSLATE)
+
+    def __init__(self, export_dir, metadata, model):
+        super().__init__(export_dir, metadata, model)
+        self.directions = list(metadata["directions"])
+        self.default_direction = metadata.get("default_direction", self.directions[0])
+        self.input_resolution = int(metadata["input_resolution"])
+
+    def translate(self, images, direction: Optional[str] = None) -> np.ndarray:
+        """uint8 [N, R, R, 3] from uint8 [N, Ri, Ri, 3] (any N; split into bounded batches)."""
+        direction = direction or self.default_direction
+        if direction not in self.directions:
+            raise ValueError(f"unknown direction {direction!r}; this model translates {self.directions}")
+        images = np.asarray(images)
+        r = self.input_resolution
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (r, r, 3):
+            raise ValueError(f"images must be uint8 [N, {r}, {r}, 3], got {images.dtype} {list(images.shape)}")
+        name = contract.translate_signature(direction)
+        out = [self._call(name, images=images[i:i + self.max_batch])["images"] for i in self._chunks(len(images))]
+        return np.concatenate(out) if out else self._empty()
+
+
+# kind -> loaded-model class
+LOADERS = {c.kind: c for c in (LatentGenerator, ConditionalGenerator, ImageToImageGenerator)}
+
+
+def load_generator(export_dir: str) -> Generator:
+    """The generator SavedModel at export_dir as the class of its kind (ValueError naming what is wrong)."""
+    metadata = read_metadata(export_dir)
+    kind = metadata.get("kind", contract.UNCONDITIONAL)   # contract version 1 had one kind only
+    if kind not in LOADERS:
+        raise ValueError(f"{export_dir}: unknown generator kind {kind!r} in {contract.METADATA_ASSET} "
+                         f"(this facegan knows {', '.join(contract.KINDS)})")
+    return LOADERS[kind](export_dir, metadata, tf.saved_model.load(export_dir))

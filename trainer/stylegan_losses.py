@@ -1,0 +1,102 @@
+"""StyleGAN2 losses and lazy regularizers as pure functions returning PER-EXAMPLE values [N].
+
+* Non-saturating logistic loss (StyleGAN2 §2 / Appendix B): D: softplus(-D(x)) + softplus(D(G(z))),
+  G: softplus(-D(G(z))). That is the project's `ns` family; `ns_logistic_*` below delegate to
+  `trainer.losses` (one implementation).
+* R1 (Mescheder et al. 2018): (gamma / 2) ||grad_x D(x)||^2 on reals. Lazy regularization
+  (StyleGAN2 §3.1, issue 10: "lazy regularization every 16 minibatches"): evaluated once every
+  `interval` minibatches and multiplied by `interval` so its expected strength is unchanged.
+* Path-length regularization (StyleGAN2 §3.2, Eq. 4): E_{w,y}(||J_w^T y||_2 - a)^2, y ~ N(0, I)
+  images scaled by 1/sqrt(H W), a the running mean of the lengths (NVlabs: a <- lerp(a,
+  mean ||J^T y||, 0.01), weight 2, interval 4; the lengths average the squared gradient over the
+  num_ws copies of w: sqrt(mean_layers sum_wdim g^2), as NVlabs' code does).
+  The running mean is state: `path_length_penalty` returns the new value and the caller assigns
+  it (`PathLengthMean` holds the checkpointed variable).
+* `lazy_optimizer_params`: lazy regularization also rescales Adam (StyleGAN2 Appendix B: "c =
+  interval / (interval + 1); lr' = c lr, beta' = beta^c").
+"""
+from __future__ import annotations
+
+from typing import Callable, Tuple
+
+import tensorflow as tf
+
+from facegan.trainer import losses as _losses
+
+
+def ns_logistic_discriminator_loss(real_logits, fake_logits):
+    return _losses.ns_discriminator_loss(real_logits, fake_logits)
+
+
+def ns_logistic_generator_loss(fake_logits):
+    return _losses.ns_generator_loss(fake_logits)
+
+
+def _check_interval(interval, what):
+    if int(interval) < 1:
+        raise ValueError(f"{what}: lazy regularization interval must be >= 1, got {interval}")
+
+
+def r1_penalty(discriminator_logits_fn: Callable, reals, gamma: float = 10.0, interval: int = 16) -> tf.Tensor:
+    """interval * (gamma / 2) * ||grad_x sum_i D(x_i)||^2 per example [N] (float32).
+
+    `discriminator_logits_fn(images) -> logits [N] / [N, 1]`. Differentiable w.r.t. D's weights
+    (call it inside the outer tape). The gradient is of the batch sum, as in NVlabs' code (with
+    minibatch stddev an example's logit also depends slightly on the others)."""
+    _check_interval(interval, "r1")
+    x = tf.cast(reals, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(_losses._flat(discriminator_logits_fn(x)))
+    g = tf.cast(tape.gradient(total, x), tf.float32)
+    sq = tf.reduce_sum(tf.square(tf.reshape(g, [tf.shape(g)[0], -1])), axis=1)
+    return sq * (0.5 * float(gamma) * int(interval))
+
+
+def path_length_noise(image_shape, seed) -> tf.Tensor:
+    """y ~ N(0, I) / sqrt(H W) for images [N, H, W, C] from a stateless seed (StyleGAN2 Eq. 4 code)."""
+    shape = tf.convert_to_tensor(image_shape, tf.int32)
+    return tf.random.stateless_normal(shape, seed=seed) / tf.sqrt(tf.cast(shape[1] * shape[2], tf.float32))
+
+
+def path_length_penalty(synthesis_fn: Callable, ws, pl_mean, seed, decay: float = 0.01,
+                        weight: float = 2.0, interval: int = 4) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(penalty [N], new_pl_mean scalar, lengths [N]).
+
+    `synthesis_fn(ws [N, L, w_dim]) -> images [N, H, W, C]`; lengths_i = sqrt(mean_l sum_d
+    g_ild^2) with g = grad_ws sum(images * y); new_pl_mean = pl_mean + decay (mean(lengths) -
+    pl_mean) (not differentiated); penalty_i = interval * weight * (lengths_i - new_pl_mean)^2."""
+    _check_interval(interval, "path length")
+    ws = tf.cast(ws, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(ws)
+        images = tf.cast(synthesis_fn(ws), tf.float32)
+        y = path_length_noise(tf.shape(images), seed)
+        total = tf.reduce_sum(images * y)
+    g = tf.cast(tape.gradient(total, ws), tf.float32)
+    lengths = tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(g), axis=2), axis=1))
+    pl_mean = tf.cast(pl_mean, tf.float32)
+    new_mean = tf.stop_gradient(pl_mean + decay * (tf.reduce_mean(lengths) - pl_mean))
+    penalty = tf.square(lengths - new_mean) * (float(weight) * int(interval))
+    return penalty, new_mean, lengths
+
+
+class PathLengthMean(tf.Module):
+    """The running mean `a` of the path lengths as a checkpointed variable (MEAN across replicas:
+    each replica assigns its update, the mirrored value is their average)."""
+
+    def __init__(self, name="path_length_mean"):
+        super().__init__(name=name)
+        self.value = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="pl_mean",
+                                 synchronization=tf.VariableSynchronization.ON_WRITE,
+                                 aggregation=tf.VariableAggregation.MEAN)
+
+
+def lazy_optimizer_params(lr: float, beta_1: float, beta_2: float, interval: int) -> Tuple[float, float, float]:
+    """Adam settings under lazy regularization every `interval` steps (StyleGAN2 App. B):
+    c = interval / (interval + 1); (c lr, beta_1^c, beta_2^c). interval 0/None: unchanged."""
+    if not interval:
+        return lr, beta_1, beta_2
+    _check_interval(interval, "lazy_optimizer_params")
+    c = interval / (interval + 1.0)
+    return lr * c, beta_1 ** c, beta_2 ** c
