@@ -44,6 +44,9 @@ class NetworkConfig:
     residual_g: bool = False
     residual_d: bool = False
     batch_sizes: Dict[str, int] = field(default_factory=dict)  # {"4": 64, ..., "128": 16}
+    # image-to-image (trainer/networks/image_to_image.py)
+    dropout: float = 0.5               # pix2pix: U-Net decoder dropout, the paper's only noise
+    resnet_blocks: int = 9             # cyclegan: residual blocks (paper: 6 at 128 px, 9 at 256)
 
 
 @dataclass
@@ -54,6 +57,9 @@ class LossConfig:
     lsgan_c: float = 1.0
     gp_weight: float = 10.0            # WGAN-GP lambda
     drift: float = 0.0                 # WGAN-GP epsilon drift (ProGAN: 0.001)
+    l1_weight: float = 100.0           # pix2pix: lambda of the L1 term (Isola et al. 2017)
+    cycle_weight: float = 10.0         # cyclegan: lambda of the cycle loss (Zhu et al. 2017)
+    identity_weight: float = 0.5       # cyclegan: identity loss weight as a fraction of cycle_weight
 
 
 @dataclass
@@ -248,7 +254,27 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"tricks.lens.anneal_steps must be >= 0, got {lens.anneal_steps}")
         if lens.learning_rate <= 0:
             raise ConfigError(f"tricks.lens.learning_rate must be > 0, got {lens.learning_rate}")
+    if not 0.0 <= n.dropout < 1.0:
+        raise ConfigError(f"network.dropout must be in [0, 1), got {n.dropout}")
+    if n.resnet_blocks < 0:
+        raise ConfigError(f"network.resnet_blocks must be >= 0, got {n.resnet_blocks}")
+    if lo.l1_weight < 0 or lo.cycle_weight < 0 or lo.identity_weight < 0:
+        raise ConfigError("loss.l1_weight, loss.cycle_weight and loss.identity_weight are loss weights "
+                          "and must be >= 0")
     # Incompatible combinations, refused with the reason.
+    if (arch.kind == "image_to_image") != (family.kind == "image_to_image"):
+        fitting = [f.name for f in registry.LOSSES.values() if (f.kind == "image_to_image") == (arch.kind == "image_to_image")]
+        raise ConfigError(f"loss.family {lo.family} is for {family.kind} generators but {n.architecture} is "
+                          f"{arch.kind}; use {' or '.join(fitting)}")
+    if arch.kind == "image_to_image":
+        unsupported = [name for name, on in (
+            ("tricks.lens.enabled", lens.enabled), ("tricks.minibatch_discrimination", t.minibatch_discrimination),
+            ("tricks.feature_matching", t.feature_matching), ("tricks.repelling", t.repelling),
+            ("tricks.historical_averaging", t.historical_averaging), ("tricks.instance_noise", t.instance_noise),
+            ("tricks.label_smoothing", t.label_smoothing), ("tricks.d_steps", t.d_steps != 1)) if on]
+        if unsupported:
+            raise ConfigError(f"{', '.join(unsupported)}: not implemented for the image-to-image "
+                              f"architecture {n.architecture} (z-based GAN tricks)")
     if not arch.min_resolution <= res <= arch.max_resolution:
         raise ConfigError("network.resolution: " + (arch.resolution_reason or (
             f"{n.architecture} works from {arch.min_resolution}x{arch.min_resolution} "
@@ -319,6 +345,13 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                           loss=dict(family="ns"),
                           tricks=dict(lens=dict(enabled=True, blocks=8, filters=32, anneal_steps=2000)),
                           optim=dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
+    # Isola et al. 2017 (pix2pix): U-Net + 70x70 PatchGAN (at 256 px), cGAN + 100 * L1, Adam 2e-4
+    # beta1 0.5, batch 1 in most of the paper's experiments; no EMA (not in the paper).
+    "pix2pix": _preset(network=dict(architecture="pix2pix", resolution=256, filters=64, max_filters=512,
+                                    dropout=0.5),
+                       loss=dict(family="pix2pix", l1_weight=100.0),
+                       tricks=dict(ema_decay=0.0),
+                       optim=dict(batch_size=1, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
     # Tiny and fast: CI and `make demo`; one per architecture (+ the lens), same tricks as the paper presets.
     "smoke": _preset(network=dict(architecture="dcgan", resolution=32, z_dim=32, filters=16),
                      loss=dict(family="ns"),
@@ -344,6 +377,11 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                           tricks=dict(lens=dict(enabled=True, blocks=8, filters=8, anneal_steps=10)),
                           optim=dict(batch_size=16),
                           run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
+    "smoke_pix2pix": _preset(network=dict(architecture="pix2pix", resolution=32, filters=8, max_filters=32),
+                             loss=dict(family="pix2pix", l1_weight=100.0),
+                             tricks=dict(ema_decay=0.0),
+                             optim=dict(batch_size=4, beta1=0.5),
+                             run=dict(steps=10, checkpoint_every=5, log_every=5, image_every=5)),
 }
 
 

@@ -71,7 +71,8 @@ def _compression(path: str) -> str:
 def inspect_files(files: Sequence[str]) -> Dict:
     """Read the first record: compression, target resolution and the stored resolutions.
 
-    Returns {"compression": "GZIP"|"", "target": R, "keys": {resolution: feature name}}.
+    Returns {"compression": "GZIP"|"", "target": R, "keys": {resolution: feature name},
+    "paired": whether records hold an `input_image` (image-to-image pairs)}.
     Raises ValueError naming the file if the record has no `image` feature.
     """
     compression = _compression(files[0])
@@ -88,10 +89,11 @@ def inspect_files(files: Sequence[str]) -> Dict:
     else:
         target = int(tf.io.decode_png(feats[schema.IMAGE].bytes_list.value[0]).shape[0])
     keys = {target: schema.IMAGE}
+    paired = schema.INPUT_IMAGE in feats
     for name in feats:
         if name.startswith(schema.IMAGE + "_") and name[len(schema.IMAGE) + 1:].isdigit():
             keys[int(name[len(schema.IMAGE) + 1:])] = name
-    return {"compression": compression, "target": target, "keys": keys}
+    return {"compression": compression, "target": target, "keys": keys, "paired": paired}
 
 
 def count_records(files: Sequence[str], compression: Optional[str] = None) -> int:
@@ -102,10 +104,12 @@ def count_records(files: Sequence[str], compression: Optional[str] = None) -> in
 
 def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, seed: int = 0,
                   shuffle_buffer: int = 2048, position: int = 0, info: Optional[Dict] = None,
-                  num_records: Optional[int] = None):
+                  num_records: Optional[int] = None, input_key: Optional[str] = None):
     """Infinite dataset of float32 [batch_size, R, R, 3] in [-1, 1], deterministic for a seed.
 
     `position` is the number of images already drawn (resume): the stream continues from there.
+    `input_key` (image-to-image, e.g. schema.INPUT_IMAGE): batches are [batch_size, R, R, 6], that
+    feature's image then the target `image` on the channel axis (stored at R: no resizing).
     """
     files = list(files)
     info = info or inspect_files(files)
@@ -132,6 +136,19 @@ def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, see
     if skip:
         ds = ds.skip(skip)
     spec = {key: tf.io.FixedLenFeature([], tf.string)}
+    if input_key is not None:
+        if not info.get("paired", True) or stored != resolution:
+            raise ValueError(f"{files[0]}: image-to-image training needs '{input_key}' pairs stored at "
+                             f"{resolution}x{resolution}; re-ingest with --paired and --resolution {resolution}")
+        spec[input_key] = tf.io.FixedLenFeature([], tf.string)
+
+        def decode_pair(serialized):
+            ex = tf.io.parse_single_example(serialized, spec)
+            imgs = [tf.ensure_shape(tf.io.decode_png(ex[k], channels=3), [stored, stored, 3]) for k in (input_key, key)]
+            return to_network(tf.concat(imgs, -1))
+
+        ds = ds.map(decode_pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
     def decode(serialized):
         img = tf.io.decode_png(tf.io.parse_single_example(serialized, spec)[key], channels=3)
@@ -145,8 +162,8 @@ def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, see
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def synthetic_dataset(resolution: int, batch_size: int, seed: int = 0):
-    """One fixed random batch repeated forever (benchmarks: input cost ~0)."""
-    x = tf.random.stateless_uniform([batch_size, resolution, resolution, 3], seed=[seed, 1],
+def synthetic_dataset(resolution: int, batch_size: int, seed: int = 0, channels: int = 3):
+    """One fixed random batch repeated forever (benchmarks: input cost ~0; 6 channels = pairs)."""
+    x = tf.random.stateless_uniform([batch_size, resolution, resolution, channels], seed=[seed, 1],
                                     minval=-1.0, maxval=1.0)
     return tf.data.Dataset.from_tensors(x).repeat()

@@ -88,6 +88,8 @@ def _ema_pairs(ema_generator, generator) -> List[Tuple[tf.Variable, tf.Variable]
 class GAN(tf.keras.Model):
     """Generator + discriminator (+ EMA generator, + lens) trained by one custom `train_step`."""
 
+    paired_input = False     # True for image-to-image models: the loop feeds (input, target) pairs
+
     def __init__(self, cfg: Config, networks, ema_networks=None, lens=None, *, global_batch_size: int):
         super().__init__(name="gan")
         self.cfg = cfg
@@ -215,6 +217,10 @@ class GAN(tf.keras.Model):
     @property
     def sampling_generator(self) -> tf.keras.Model:
         return self.G_ema if self.G_ema is not None else self.G
+
+    def export_models(self):
+        """What export writes: the sampling generator (image-to-image: {direction: model})."""
+        return self.sampling_generator
 
     def call(self, z, training=False):
         return self.G(z, training=training)

@@ -78,7 +78,10 @@ class Architecture:
     `batchnorm_critic`: D normalizes over the batch, so per-example gradient penalties are
     meaningless (losses with `refuses_batchnorm_critic` are refused at config time).
     `min_resolution` / `max_resolution` + `resolution_reason`: the range config validation allows.
-    `input_noise`: honours `network.input_noise_std`."""
+    `input_noise`: honours `network.input_noise_std`.
+    `model`: "module:Class", the `keras.Model` whose `train_step` the one training loop runs
+    (trainer/gan.py's GAN for z -> image; trainer/image_to_image.py's models for kind
+    image_to_image, which the loop feeds paired batches)."""
     name: str
     builder: str
     summary: str
@@ -90,6 +93,7 @@ class Architecture:
     max_resolution: int = 1024
     resolution_reason: str = ""
     checkpoints: Tuple[str, ...] = ("generator", "discriminator")
+    model: str = "facegan.trainer.gan:GAN"
 
     def __post_init__(self):
         if self.kind not in GENERATOR_KINDS:
@@ -132,6 +136,12 @@ register_architecture(Architecture(
     "progan", "facegan.trainer.networks.progan:build_progan",
     "Karras et al. 2018: progressive growing, equalized lr, pixel norm, minibatch stddev",
     progressive=True, checkpoints=("generator", "discriminator", "g_stages", "d_stages", "alpha")))
+register_architecture(Architecture(
+    "pix2pix", "facegan.trainer.networks.image_to_image:build_pix2pix",
+    "Isola et al. 2017: U-Net G with skips, PatchGAN D on (input, output), needs --paired data",
+    kind="image_to_image", batchnorm_critic=True, min_resolution=16,
+    resolution_reason="pix2pix's U-Net and PatchGAN need at least 16x16",
+    model="facegan.trainer.image_to_image:Pix2Pix"))
 
 
 # -- loss families -------------------------------------------------------------------------------
@@ -144,7 +154,9 @@ class LossFamily:
     `generator_loss(fake_logits, **g_params) -> [N]`,
     `discriminator_loss(real_logits, fake_logits, real_label_smoothing, **d_params) -> [N]`,
     `lens_loss(lensed_real_logits, fake_logits=None, **d_params) -> [N]` (the lens' adversarial
-    term, Sajjadi et al. 2018). `g_params` / `d_params`: (keyword, LossConfig field) pairs."""
+    term, Sajjadi et al. 2018). `g_params` / `d_params`: (keyword, LossConfig field) pairs.
+    `kind`: the generator kind it trains ("unconditional" covers z-based conditional ones too;
+    "image_to_image" families take patch logits [N, P, P, 1])."""
     name: str
     generator_loss: str
     discriminator_loss: str
@@ -155,6 +167,7 @@ class LossFamily:
     refuses_batchnorm_critic: bool = False
     g_params: Tuple[Tuple[str, str], ...] = ()
     d_params: Tuple[Tuple[str, str], ...] = ()
+    kind: str = "unconditional"
 
     @staticmethod
     def _fn(path: str) -> Callable:
@@ -204,6 +217,11 @@ register_loss(LossFamily("hinge", "hinge_generator_loss", "hinge_discriminator_l
                          "Lim & Ye 2017 / Miyato et al. 2018: hinge", supports_label_smoothing=False))
 register_loss(LossFamily("facegan", "facegan_generator_loss", "facegan_discriminator_loss",
                          "softplus_lens_loss", "Li et al. (FaceGANs): cross-entropy GAN objective"))
+_I2I = "facegan.trainer.image_to_image_losses:"
+register_loss(LossFamily("pix2pix", _I2I + "patch_ns_generator_loss", _I2I + "patch_ns_discriminator_loss",
+                         _I2I + "patch_ns_generator_loss",
+                         "Isola et al. 2017: patch cross-entropy cGAN (D halved) + loss.l1_weight * L1",
+                         supports_label_smoothing=False, kind="image_to_image"))
 
 
 def describe() -> str:

@@ -33,12 +33,13 @@ from typing import Callable, Dict, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
+from facegan import schema
 from facegan.images import make_grid, save_grid
 from facegan.progress import Progress
 from facegan.trainer import data as data_lib
+from facegan.trainer import registry
 from facegan.trainer.config import Config, validate
 from facegan.trainer.export import export_generator
-from facegan.trainer.gan import GAN
 from facegan.trainer.networks import build_networks
 from facegan.trainer.networks.lens import build_lens
 
@@ -140,8 +141,10 @@ class Trainer:
             lens = None
             if cfg.tricks.lens.enabled:
                 lens = build_lens(cfg)
-            self.gan = GAN(cfg, self.networks, self.ema_networks, lens,
-                           global_batch_size=self._batch_for(self._stage(0)))
+            # the architecture's keras.Model (GAN, or an image-to-image model with its own step)
+            model_cls = registry.import_by_name(registry.architecture(cfg.network.architecture).model)
+            self.gan = model_cls(cfg, self.networks, self.ema_networks, lens,
+                                 global_batch_size=self._batch_for(self._stage(0)))
             self.gan.compile()
 
         gan = self.gan
@@ -208,14 +211,17 @@ class Trainer:
     # -- input -------------------------------------------------------------------------------
     def _dataset(self, resolution: int, batch: int):
         per_step = batch * self.cfg.tricks.d_steps
+        paired = self.gan.paired_input
         if self.synthetic:
-            return data_lib.synthetic_dataset(resolution, per_step, seed=self.cfg.run.seed)
+            return data_lib.synthetic_dataset(resolution, per_step, seed=self.cfg.run.seed,
+                                              channels=6 if paired else 3)
         position = self.images_shown
         if position and self._num_records is None:
             self._num_records = data_lib.count_records(self.files, self.data_info["compression"])
         return data_lib.train_dataset(self.files, resolution, per_step, seed=self.cfg.run.seed,
                                       shuffle_buffer=self.cfg.run.shuffle_buffer, position=position,
-                                      info=self.data_info, num_records=self._num_records)
+                                      info=self.data_info, num_records=self._num_records,
+                                      input_key=schema.INPUT_IMAGE if paired else None)
 
     def _get_iterator(self):
         key = (self.gan.resolution, self.gan.global_batch_size)
@@ -246,6 +252,14 @@ class Trainer:
 
     # -- outputs -----------------------------------------------------------------------------
     def write_images(self, step: int):
+        if self.gan.paired_input:     # image-to-image: rows of inputs, outputs, targets
+            path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
+            imgs = self.gan.preview(self._fixed_reals(8)).numpy()
+            save_grid(imgs, path, cols=8)
+            with self.writer.as_default(step=step):
+                tf.summary.image("samples/input_output_target", make_grid(imgs, cols=8)[None], max_outputs=1)
+            self.writer.flush()
+            return path
         imgs = self.gan.sample(self.fixed_z, ema=True, truncation=1.0).numpy()
         path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
         save_grid(imgs, path, cols=4)
@@ -262,12 +276,15 @@ class Trainer:
         self.writer.flush()
         return path
 
-    def _fixed_reals(self):
-        """The first 16 images of the stream (position 0) at the current resolution, cached."""
+    def _fixed_reals(self, n: int = 16):
+        """The first n images (pairs) of the stream (position 0) at the current resolution, cached."""
         res = self.gan.resolution
+        if self.synthetic:
+            return next(iter(self._dataset(res, n).take(1)))
         if res not in self._reals:
-            ds = data_lib.train_dataset(self.files, res, 16, seed=self.cfg.run.seed,
-                                        shuffle_buffer=self.cfg.run.shuffle_buffer, info=self.data_info)
+            ds = data_lib.train_dataset(self.files, res, n, seed=self.cfg.run.seed,
+                                        shuffle_buffer=self.cfg.run.shuffle_buffer, info=self.data_info,
+                                        input_key=schema.INPUT_IMAGE if self.gan.paired_input else None)
             self._reals[res] = next(iter(ds.take(1)))
         return self._reals[res]
 
@@ -370,4 +387,6 @@ def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] 
     metadata = {"steps": result.steps, "images_shown": result.images_shown,
                 "trained_resolution": result.resolution, "nan_recoveries": result.nan_recoveries,
                 "final_metrics": result.metrics, **(extra_metadata or {})}
-    return export_generator(result.generator_ema, export_dir, cfg=result.cfg, metadata=metadata)
+    kind = registry.architecture(result.cfg.network.architecture).kind
+    model = result.gan.export_models() if result.gan is not None else result.generator_ema
+    return export_generator(model, export_dir, cfg=result.cfg, metadata=metadata, kind=kind)

@@ -37,6 +37,11 @@ def add_arguments(parser):
     parser.add_argument("--background", default="255,255,255", help="R,G,B for alpha and padding")
     parser.add_argument("--labels", default=None,
                         help="list_attr_celeba.txt, a JSON file, or a directory of per-image JSON")
+    parser.add_argument("--paired", default="",
+                        help="also store a derived input image per example for image-to-image "
+                             "training: grayscale, lowres[:factor=4|8], edges[:threshold=32], "
+                             "masked[:min_frac=0.25,max_frac=0.5,fill=127] (see paired.py)")
+    parser.add_argument("--paired-seed", type=int, default=0, help="seed of the paired transform")
     parser.add_argument("--beam-args", default=DEFAULT_BEAM_ARGS,
                         help=f"Beam pipeline args, passed unchanged (default: {DEFAULT_BEAM_ARGS})")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
@@ -49,7 +54,8 @@ def main(args) -> int:
             resolution=args.resolution, crop=args.crop, filter=args.filter, mirror=args.mirror,
             extra_resolutions=args.extra_resolutions, eval_fraction=args.eval_fraction,
             min_side=args.min_side, max_pixels=args.max_pixels, background=args.background,
-            labels=args.labels, max_rejected_fraction=args.max_rejected_fraction)
+            labels=args.labels, max_rejected_fraction=args.max_rejected_fraction,
+            paired=args.paired, paired_seed=args.paired_seed)
     except T.IngestError as e:
         print(f"facegan ingest: error: {e}", file=sys.stderr)
         return 2
@@ -80,7 +86,7 @@ def main(args) -> int:
         progress.close()
     short = {k: summary[k] for k in ("files_seen", "examples_written", "duplicates", "rejected",
                                      "rejected_by_reason", "mirrored", "splits", "channel_mean",
-                                     "channel_std", "resolutions", "crop", "filter")}
+                                     "channel_std", "resolutions", "crop", "filter", "paired")}
     print(json.dumps(short, indent=2))
     print(f"wrote {args.output} (Split-train, Split-eval, ingest_summary.json, rejections.jsonl, "
           f"sample_grid.png)", file=sys.stderr)
