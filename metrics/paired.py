@@ -1,0 +1,139 @@
+"""Paired image-to-image evaluation (issue 12): L1, PSNR, SSIM against held-out targets, SWD of the
+outputs vs the real faces, and the same figures for the *input itself* as the baseline.
+
+The held-out pairs are the eval split's (`input_image`, `image`) features written by
+`facegan ingest --paired` (components/image_example_gen/paired.py), without mirrored copies. The
+model translates each input; its output is compared with the target face:
+
+- `l1`: mean |output - target| over pixels and channels, in uint8 units (0..255), averaged over
+  images (lower is better);
+- `psnr`: 10 log10(255^2 / MSE) per image (dB), averaged over images; an exact copy (MSE 0) counts
+  as PSNR_CAP dB so one perfect image cannot make the mean infinite (higher is better);
+- `ssim`: single-scale SSIM (Wang et al. 2004) with the constants of metrics/ms_ssim.py: Gaussian
+  window 11, sigma 1.5, K1 0.01, K2 0.03, dynamic range 255, 'valid' filtering, the mean over
+  pixels and channels per image, averaged over images (higher is better);
+- `swd`: PGGAN's sliced Wasserstein distance (metrics/swd.py) between the outputs and the targets
+  (realism of the outputs as a set, x1e3, lower is better).
+
+`baseline` holds l1/psnr/ssim of the input used as the output unchanged. For `lowres` pairs that is
+exactly the bicubic upscale (paired.py makes the input by bicubic down then up), so a
+super-resolution model that does not beat `baseline` does not beat bicubic; `beats_baseline` says
+so per metric.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Iterator, Optional, Tuple
+
+import numpy as np
+
+from facegan import schema
+
+PSNR_CAP = 100.0      # dB for identical images (MSE 0)
+MAX_VAL = 255.0
+DIRECTIONS = {"l1": "lower", "psnr": "higher", "ssim": "higher"}
+
+
+def l1(output, target) -> np.ndarray:
+    """[N] mean absolute difference in uint8 units."""
+    d = np.abs(np.asarray(output, np.float64) - np.asarray(target, np.float64))
+    return d.reshape(len(d), -1).mean(1)
+
+
+def psnr(output, target) -> np.ndarray:
+    """[N] PSNR in dB (PSNR_CAP where the images are identical)."""
+    d = np.asarray(output, np.float64) - np.asarray(target, np.float64)
+    mse = (d * d).reshape(len(d), -1).mean(1)
+    with np.errstate(divide="ignore"):
+        out = 10.0 * np.log10(MAX_VAL * MAX_VAL / mse)
+    return np.minimum(out, PSNR_CAP)
+
+
+def ssim(output, target) -> np.ndarray:
+    """[N] single-scale SSIM, metrics/ms_ssim.py's constants (window shrunk below 11 px)."""
+    import tensorflow as tf
+
+    from facegan.metrics.ms_ssim import FILTER_SIGMA, FILTER_SIZE, _ssim_cs
+    x = tf.constant(np.asarray(output, np.float32))
+    y = tf.constant(np.asarray(target, np.float32))
+    size = min(FILTER_SIZE, x.shape[1], x.shape[2])
+    s, _ = _ssim_cs(tf, x, y, size, FILTER_SIGMA * size / FILTER_SIZE)
+    return np.asarray(s, np.float64)
+
+
+SCORES: Dict[str, Callable] = {"l1": l1, "psnr": psnr, "ssim": ssim}
+
+
+class PairedScores:
+    """Running sums of the per-image scores; `result()` -> {name: mean}."""
+
+    def __init__(self):
+        self.sums = {k: 0.0 for k in SCORES}
+        self.n = 0
+
+    def add(self, output, target):
+        for k, fn in SCORES.items():
+            self.sums[k] += float(np.sum(fn(output, target)))
+        self.n += len(output)
+
+    def result(self) -> Dict[str, float]:
+        return {k: (v / self.n if self.n else float("nan")) for k, v in self.sums.items()}
+
+
+def paired_batches(examples_uri: str, split: str = schema.EVAL_SPLIT, batch_size: int = 32,
+                   limit: Optional[int] = None) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """(inputs, targets) uint8 batches of a split's originals (mirrored copies skipped), in file
+    order; ValueError naming the split when it holds no pairs."""
+    import tensorflow as tf
+
+    from facegan import examples_io
+    files = examples_io.split_files(examples_uri, split)
+    spec = examples_io.feature_spec((schema.IMAGE,))
+    spec[schema.INPUT_IMAGE] = tf.io.FixedLenFeature([], tf.string, default_value="")
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").map(lambda s: tf.io.parse_single_example(s, spec))
+    ds = ds.filter(lambda e: tf.equal(e[schema.MIRRORED], 0))
+    if limit:
+        ds = ds.take(limit)
+    seen = 0
+    for e in ds.batch(batch_size):
+        if any(len(b) == 0 for b in e[schema.INPUT_IMAGE].numpy()):
+            raise ValueError(f"{examples_io.split_dir(examples_uri, split)}: records without "
+                             f"'{schema.INPUT_IMAGE}'; re-ingest with --paired")
+        dec = lambda key: np.stack([tf.io.decode_png(b, channels=3).numpy() for b in e[key].numpy()])  # noqa: E731
+        seen += len(e[schema.IMAGE])
+        yield dec(schema.INPUT_IMAGE), dec(schema.IMAGE)
+    if not seen:
+        raise ValueError(f"{examples_io.split_dir(examples_uri, split)} holds no examples to evaluate")
+
+
+def evaluate_paired(translate: Callable[[np.ndarray], np.ndarray], examples_uri: str, *,
+                    split: str = schema.EVAL_SPLIT, num_pairs: Optional[int] = None, batch_size: int = 32,
+                    swd: bool = True, seed: int = 0) -> Dict:
+    """Scores of `translate` (uint8 [N, R, R, 3] -> uint8) on the held-out pairs; see the module
+    docstring for the keys. `num_pairs`: at most this many (None: the whole split)."""
+    from facegan.metrics.swd import SWDAccumulator, swd_from_results
+    model, base = PairedScores(), PairedScores()
+    cap = num_pairs or 10 ** 9
+    acc_out = acc_real = None
+    if swd:
+        acc_out, acc_real = SWDAccumulator(cap, seed=[seed, 1]), SWDAccumulator(cap, seed=[seed, 1])
+    try:
+        for inputs, targets in paired_batches(examples_uri, split, batch_size, num_pairs):
+            outputs = np.asarray(translate(inputs), np.uint8)
+            if outputs.shape != targets.shape:
+                raise ValueError(f"the model makes {outputs.shape[1:]} images but the targets are {targets.shape[1:]}")
+            model.add(outputs, targets)
+            base.add(inputs, targets)
+            if swd:
+                acc_out.add(outputs, None)
+                acc_real.add(targets, None)
+        out = {**model.result(), "num_pairs": model.n, "baseline": {**base.result(), "what": "the input unchanged"}}
+        out["beats_baseline"] = {k: bool(out[k] < out["baseline"][k]) if d == "lower" else bool(out[k] > out["baseline"][k])
+                                 for k, d in DIRECTIONS.items()}
+        if swd:
+            # the PGGAN pyramid needs >= 16 px; fewer than 2 images give no distribution
+            out["swd"] = swd_from_results(acc_out.result(), acc_real.result(), seed) if model.n >= 2 else None
+        return out
+    finally:
+        for a in (acc_out, acc_real):
+            if a is not None:
+                a.close()
