@@ -19,30 +19,83 @@ implementation where it has one, all on the real faces (FFHQ 256px from $FACEGAN
 - IS from 10,000 x 1000 logits, 10 splits: ours vs TF-GAN's `classifier_score_from_logits`
   called per split.
 - SWD, PGGAN protocol (128 7x7 neighbourhoods per image per level, 4 x 128 directions) at 128x128
-  on `--swd-images` faces per side, extrapolated linearly to 10,000 (the sorts are n log n: a
-  slight under-estimate), vs TF-GAN's `sliced_wasserstein_distance` configured to the same
-  protocol (patches_per_image=128, random_sampling_count=4, random_projection_dim=128). TF-GAN
-  normalizes per patch (not per channel) and also computes a real-vs-real distance, so its
-  numbers differ from PGGAN's; both values are printed.
-- MS-SSIM: ours (PGGAN variant) at 128x128 (the protocol) and at 256x256, vs
-  `tf.image.ssim_multiscale` at 256x256 (it refuses 128x128 with five scales), on the same
-  consecutive FFHQ pairs; the mean of both variants at 256 shows the channel-averaging
-  difference documented in metrics/ms_ssim.py.
+  on `--swd-images` faces per side: the current implementation against the previous one
+  (`metrics/swd.py` at commit BASELINE_COMMIT, loaded from git into this process), the two timed
+  alternately (`--repeats`, best of), wall and CPU seconds, scaled linearly to 10,000 images per
+  side (the sorts are n log n: a slight under-estimate, so the current implementation is also
+  timed on `--swd-images-large` images per side, flipped/rolled copies of the faces, to show the
+  scaling). With shared positions the two implementations draw the same random numbers, so their
+  values must agree (`rel_diff_same_draws`); the protocol value (independent positions) is
+  printed too. TF-GAN's `sliced_wasserstein_distance` configured to the same protocol
+  (patches_per_image=128, random_sampling_count=4, random_projection_dim=128) normalizes per patch
+  (not per channel) and also computes a real-vs-real distance, so its numbers differ from PGGAN's.
+- MS-SSIM (PGGAN variant) at 256x256 and 128x128 on `--pairs` consecutive FFHQ pairs: current vs
+  previous implementation (same protocol as SWD; values must agree), and `tf.image.ssim_multiscale`
+  at 256x256 (it refuses 128x128 with five scales); the mean of both variants at 256 shows the
+  channel-averaging difference documented in metrics/ms_ssim.py.
 
-    python bench/metrics.py [--extract-images 64] [--swd-images 128] [--pairs 64]
+Every figure carries the CPU model and its avx512_bf16 / amx_bf16 / amx_tile flags and the load
+average (the machine is shared: wall seconds depend on the load, CPU seconds much less; the
+goals are judged on the current/previous ratio measured in the same run).
+
+    python bench/metrics.py [--only swd,ms_ssim] [--swd-images 128] [--pairs 64] [--repeats 2]
 """
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
+import types
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "bench"))
 
 import numpy as np  # noqa: E402
 
+from machine import cpu_info  # noqa: E402  (bench/machine.py: CPU model, bf16/AMX flags, load)
+
 PER = 10_000
+BASELINE_COMMIT = "3d48ca1"   # main before the metrics-perf work: the "previous implementation"
+GOALS_S_PER_10K = {"swd_128": 200.0, "ms_ssim_256": 60.0}   # issue 13 section 3
+
+
+def load_baseline(relpath: str):
+    """`relpath` as it was at BASELINE_COMMIT, as a module (None outside a git checkout).
+
+    Its `@register_metric` lines are dropped: the registry already holds the current classes.
+    """
+    try:
+        src = subprocess.run(["git", "-C", REPO, "show", f"{BASELINE_COMMIT}:{relpath}"], check=True,
+                             capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    mod = types.ModuleType(f"baseline_{os.path.basename(relpath)[:-3]}")
+    exec(compile(src.replace("@register_metric\n", ""), f"{BASELINE_COMMIT}:{relpath}", "exec"), mod.__dict__)
+    return mod
+
+
+def timed_cpu(fn):
+    """(wall seconds, process CPU seconds over all threads, result)."""
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - t, time.process_time() - c, out
+
+
+def alternate(fns: dict, repeats: int):
+    """Time each fn `repeats` times, interleaved (load drift hits all alike); best wall and CPU."""
+    best = {k: [float("inf"), float("inf"), None] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            w, c, out = timed_cpu(fn)
+            b = best[k]
+            b[0], b[1], b[2] = min(b[0], w), min(b[1], c), out
+    return best
+
+
+def per10k(seconds, n):
+    return round(seconds / n * PER, 2)
 
 
 def faces_root():
@@ -145,13 +198,67 @@ def bench_fid_kid_is(n, rng):
     }
 
 
-def bench_swd(faces128, n):
+def _old_swd(mod, gen, real, seed=0, batch=64):
+    """The previous implementation's SWD (its accumulators share positions by construction)."""
+    n = min(len(gen), len(real))
+    accs = [mod.SWDAccumulator(n, seed=[seed, 1]) for _ in range(2)]
+    for acc, images in zip(accs, (gen, real)):
+        for i in range(0, n, batch):
+            acc.add(images[i:i + batch], None)
+    out = mod.swd_from_results(accs[0].result(), accs[1].result(), seed)
+    for acc in accs:
+        acc.close()
+    return out
+
+
+def more_faces(faces, n):
+    """n images from the faces: the faces, then mirrored and rolled copies (timing only)."""
+    out, k = [], 0
+    while sum(len(o) for o in out) < n:
+        v = faces[:, :, ::-1] if k % 2 else faces
+        out.append(np.roll(v, 3 * (k // 2), axis=(1, 2)) if k > 1 else v)
+        k += 1
+    return np.concatenate(out)[:n]
+
+
+def bench_swd(faces128, n, n_large, repeats):
+    from facegan.metrics.swd import swd_of_images
+    old = load_baseline("metrics/swd.py")
+    real, fake = faces128[:n], faces128[n:2 * n]
+    fns = {"new": lambda: swd_of_images(fake, real, shared_positions=True)}
+    if old is not None:
+        fns["old"] = lambda: _old_swd(old, fake, real)
+    best = alternate(fns, repeats)
+    w_new, c_new, v_shared = best["new"]
+    _, _, v_protocol = timed_cpu(lambda: swd_of_images(fake, real))
+    _, _, v_self = timed_cpu(lambda: swd_of_images(real, real.copy()))
+    out = {"images_per_side": n, "resolution": int(real.shape[1]), "scaled_linearly_from": n,
+           "new_wall_s_per_10k": per10k(w_new, n), "new_cpu_s_per_10k": per10k(c_new, n),
+           "value_new_shared_positions": v_shared["per_level"],
+           "value_new_protocol_independent_positions": v_protocol["per_level"],
+           "value_new_protocol_identical_sets_avg": v_self["avg"]}
+    if old is not None:
+        w_old, c_old, v_old = best["old"]
+        out.update({"old_wall_s_per_10k": per10k(w_old, n), "old_cpu_s_per_10k": per10k(c_old, n),
+                    "speedup_wall": round(w_old / w_new, 2), "speedup_cpu": round(c_old / c_new, 2),
+                    "value_old": v_old["per_level"],
+                    "rel_diff_same_draws": max(abs(v_shared["per_level"][k] / v_old["per_level"][k] - 1)
+                                               for k in v_old["per_level"])})
+    else:
+        out["old"] = f"not measured: git show {BASELINE_COMMIT} failed (not a git checkout?)"
+    if n_large:
+        big = more_faces(faces128, 2 * n_large)
+        w, c, _ = timed_cpu(lambda: swd_of_images(big[n_large:], big[:n_large]))
+        out["new_large"] = {"images_per_side": n_large, "data": "faces + mirrored/rolled copies",
+                            "wall_s_per_10k": per10k(w, n_large), "cpu_s_per_10k": per10k(c, n_large)}
+    out["goal_s_per_10k"] = GOALS_S_PER_10K["swd_128"]
+    return out
+
+
+def bench_swd_tfgan(faces128, n):
     import tensorflow as tf
     import tensorflow_gan as tfgan
-    from facegan.metrics import evaluate
     real, fake = faces128[:n], faces128[n:2 * n]
-    t_ours, r = timed(lambda: evaluate(["swd"], fake, real, num_images=n, progress=False))
-    ours = r[f"swd{n}"] if f"swd{n}" in r else next(v for k, v in r.items() if k.startswith("swd"))
 
     def tf_swd():
         out = tfgan.eval.sliced_wasserstein_distance(
@@ -160,42 +267,60 @@ def bench_swd(faces128, n):
         return [float(x[1]) * 1e3 if np.isfinite(float(x[1])) else None for x in out]   # None: NaN
 
     t_tf, v_tf = timed(tf_swd)
-    return {"images_per_side": n, "resolution": int(real.shape[1]),
+    return {"images_per_side": n, "tfgan_s_per_10k": t_tf / n * PER, "value_tfgan_per_level_x1e3": v_tf,
             "tfgan_nan_levels": [i for i, v in enumerate(v_tf) if v is None],
-            "ours_s_per_10k": t_ours / n * PER, "tfgan_s_per_10k": t_tf / n * PER, "ours_over_tfgan": t_ours / t_tf,
-            "extrapolated_from": n, "value_ours_avg_x1e3": ours["avg"], "value_ours_per_level": ours["per_level"],
-            "value_tfgan_per_level_x1e3": v_tf,
             "note": "TF-GAN normalizes per patch (NaN when a patch is flat, e.g. saturated background on a "
                     "Laplacian level) and also computes real-vs-real: different numbers, ~1.5x the sorts"}
 
 
-def bench_ms_ssim(faces256, pairs):
+def bench_ms_ssim(faces256, pairs, repeats):
     import tensorflow as tf
     from facegan.metrics.ms_ssim import ms_ssim, resize_to
+    old = load_baseline("metrics/ms_ssim.py")
     a, b = faces256[0:2 * pairs:2], faces256[1:2 * pairs:2]
     a128, b128 = resize_to(a, 128), resize_to(b, 128)
-    ms_ssim(a128[:2], b128[:2])
-    ms_ssim(a[:2], b[:2])
-    t128, v128 = timed(lambda: ms_ssim(a128, b128))
-    t256, v256 = timed(lambda: ms_ssim(a, b))
+    out = {"pairs": pairs, "scaled_linearly_from": pairs}
+    for res, (x, y) in (("256", (a, b)), ("128", (a128, b128))):
+        fns = {"new": lambda: ms_ssim(x, y)}
+        if old is not None:
+            fns["old"] = lambda: old.ms_ssim(x, y)
+        for fn in fns.values():
+            fn()                                       # compile/trace outside the timing
+        best = alternate(fns, repeats)
+        w_new, c_new, v_new = best["new"]
+        r = {"new_wall_s_per_10k_pairs": per10k(w_new, pairs), "new_cpu_s_per_10k_pairs": per10k(c_new, pairs),
+             "mean_new": float(v_new.mean())}
+        if old is not None:
+            w_old, c_old, v_old = best["old"]
+            r.update({"old_wall_s_per_10k_pairs": per10k(w_old, pairs), "old_cpu_s_per_10k_pairs": per10k(c_old, pairs),
+                      "speedup_wall": round(w_old / w_new, 2), "speedup_cpu": round(c_old / c_new, 2),
+                      "max_abs_diff_new_vs_old": float(np.abs(v_new - v_old).max())})
+        out[res] = r
+    out["256"]["goal_s_per_10k_pairs"] = GOALS_S_PER_10K["ms_ssim_256"]
     fa, fb = tf.constant(a, tf.float32), tf.constant(b, tf.float32)
     tf.image.ssim_multiscale(fa[:2], fb[:2], 255.0)
     t_tf, v_tf = timed(lambda: tf.image.ssim_multiscale(fa, fb, 255.0).numpy())
-    return {"pairs": pairs, "ours_128_s_per_10k_pairs": t128 / pairs * PER,
-            "ours_256_s_per_10k_pairs": t256 / pairs * PER, "tf_image_256_s_per_10k_pairs": t_tf / pairs * PER,
-            "ours256_over_tf": t256 / t_tf,
-            "mean_ours_128": float(v128.mean()), "mean_ours_256": float(v256.mean()),
-            "mean_tf_image_256": float(v_tf.mean()),
-            "pggan_vs_tf_image_rel_diff_256": float(abs(v256.mean() - v_tf.mean()) / v_tf.mean())}
+    out["tf_image_256_s_per_10k_pairs"] = per10k(t_tf, pairs)
+    out["mean_tf_image_256"] = float(v_tf.mean())
+    out["pggan_vs_tf_image_rel_diff_256"] = float(abs(out["256"]["mean_new"] - v_tf.mean()) / v_tf.mean())
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="extraction,fid_kid_is,swd,swd_tfgan,ms_ssim",
+                    help="comma list of parts: extraction,fid_kid_is,swd,swd_tfgan,ms_ssim")
     ap.add_argument("--extract-images", type=int, default=32)
-    ap.add_argument("--swd-images", type=int, default=128, help="faces per side for SWD")
-    ap.add_argument("--pairs", type=int, default=32)
+    ap.add_argument("--swd-images", type=int, default=128, help="faces per side for SWD (old vs new)")
+    ap.add_argument("--swd-images-large", type=int, default=1024, help="per side, current SWD only (0: skip)")
+    ap.add_argument("--pairs", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=2, help="alternating timings of old and new; best of")
     ap.add_argument("--kid-n", type=int, default=PER)
     args = ap.parse_args()
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    known = {"extraction", "fid_kid_is", "swd", "swd_tfgan", "ms_ssim"}
+    if set(parts) - known:
+        ap.error(f"--only: unknown part(s) {sorted(set(parts) - known)}; known: {sorted(known)}")
     t0 = time.perf_counter()
     import tensorflow as tf  # noqa: F401  (import cost outside every timing)
     import tensorflow_gan  # noqa: F401
@@ -205,18 +330,22 @@ def main():
                          for f in faces256])
     rng = np.random.default_rng(0)
     result = {
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m_at_start": os.getloadavg()[0]},
+        "machine": cpu_info(),   # load_avg_1m: at the start
         "data": f"FFHQ {len(faces256)} faces at 256 (box-downscaled to 128 where noted), read in place",
-        "units": "seconds per 10,000 images (pairs for MS-SSIM); measured on fewer and extrapolated linearly",
+        "units": "seconds per 10,000 images per side (pairs for MS-SSIM); measured on fewer and scaled linearly",
+        "baseline": f"previous implementation = metrics/*.py at commit {BASELINE_COMMIT}",
     }
-    for name, fn in (("feature_extraction", lambda: bench_extraction(faces128[:args.extract_images], 32)),
-                     (None, lambda: bench_fid_kid_is(args.kid_n, rng)),
-                     ("swd", lambda: bench_swd(faces128, args.swd_images)),
-                     ("ms_ssim", lambda: bench_ms_ssim(faces256, args.pairs))):
+    jobs = {"extraction": ("feature_extraction", lambda: bench_extraction(faces128[:args.extract_images], 32)),
+            "fid_kid_is": (None, lambda: bench_fid_kid_is(args.kid_n, rng)),
+            "swd": ("swd", lambda: bench_swd(faces128, args.swd_images, args.swd_images_large, args.repeats)),
+            "swd_tfgan": ("swd_tfgan", lambda: bench_swd_tfgan(faces128, args.swd_images)),
+            "ms_ssim": ("ms_ssim", lambda: bench_ms_ssim(faces256, args.pairs, args.repeats))}
+    for part in parts:
+        name, fn = jobs[part]
         t = time.perf_counter()
         out = fn()
         result.update(out) if name is None else result.__setitem__(name, out)
-        print(f"bench/metrics.py: {name or 'fid/kid/is'} done in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        print(f"bench/metrics.py: {part} done in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     result["machine"]["load_avg_1m_at_end"] = os.getloadavg()[0]
     result["wall_s"] = time.perf_counter() - t0
     print(json.dumps(result, indent=2))

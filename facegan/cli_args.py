@@ -1,4 +1,5 @@
 """Argument parsers shared by the subcommands (`--set key=value`, JSON-or-file arguments)."""
+import argparse
 import json
 import os
 
@@ -29,3 +30,26 @@ def json_arg(value, name):
         return json.loads(value)
     except json.JSONDecodeError as e:
         raise ValueError(f"{name}: not valid JSON (or a JSON file): {e}") from None
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help that shows each option's default (unless it is None/False or the help already says
+    it) and keeps the description and the examples (epilog) as written."""
+
+    @staticmethod
+    def _shows_default(action) -> bool:
+        default = action.default
+        return (bool(action.option_strings) and not isinstance(default, bool)
+                and default is not None and default is not argparse.SUPPRESS
+                and default not in ([], ""))
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        if self._shows_default(action) and "default" not in help_text.lower():
+            help_text += (" " if help_text else "") + "(default: %(default)s)"
+        return help_text
+
+    def _format_action(self, action):
+        if action.help is None and self._shows_default(action):
+            action.help = "(default: %(default)s)"   # options without help still show it
+        return super()._format_action(action)

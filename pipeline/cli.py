@@ -1,71 +1,93 @@
 """`facegan pipeline`: run the TFX pipeline locally, or compile it for Kubeflow.
 
-    facegan pipeline run --data DIR --out DIR [--preset smoke] [--steps N] [--resolution R]
-                         [--set network.filters=32 ...] [--metrics swd,ms_ssim]
-                         [--thresholds JSON] [--min-improvement JSON] [--extractor random]
-                         [--beam-runner direct|dataflow|flink|spark ...] [--log-dir DIR] [--no-cache]
-    facegan pipeline compile --engine kubeflow|vertex --out DIR [--image IMAGE] [--gpus N] ...
-    facegan pipeline outputs --out DIR      (the newest artifacts recorded in ML Metadata)
+The one command-line entry point of the pipeline (`facegan demo` is the same local run with the
+demo's data and settings): `run` drives pipeline/local_runner.py, `compile` drives
+pipeline/kubeflow_runner.py (which is also the file the TFX CLI runs), `outputs` reads ML Metadata.
 """
 import json
 import os
 import sys
 
-from facegan.cli_args import json_arg, parse_set
+from facegan.cli_args import HelpFormatter, json_arg, parse_set
 from facegan.pipeline import configs
+
+EXAMPLES = """examples:
+  facegan pipeline run --data ~/faces --out out/ --steps 2000
+  facegan pipeline run --data ~/faces --out out/ --preset hdcgan --set optim.batch_size=32
+  facegan pipeline compile --engine kubeflow --out build/ --image gcr.io/PROJECT/facegan-pipeline:0.1.0 \\
+      --data gs://BUCKET/faces --pipeline-root gs://BUCKET/facegan/root --serving-dir gs://BUCKET/facegan/serving
+  facegan pipeline outputs --out out/
+"""
 
 
 def _common(p, data_required: bool):
-    p.add_argument("--data", required=data_required, help="face images: directory or archive")
-    p.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
-    p.add_argument("--model-name", default=configs.MODEL_NAME, help="serving name")
-    p.add_argument("--preset", default=configs.PRESET)
+    p.add_argument("--data", required=data_required,
+                   help="face images: directory or archive" + (
+                       "" if data_required else " (default: $FACEGAN_DATA_ROOT, else a placeholder)"))
+    p.add_argument("--pipeline-name", default=configs.PIPELINE_NAME, help="TFX pipeline name")
+    p.add_argument("--model-name", default=configs.MODEL_NAME,
+                   help="serving name: <serving dir>/<model name>/<version>/")
+    p.add_argument("--preset", default=configs.PRESET, help="training preset")
     p.add_argument("--steps", type=int, default=configs.TRAIN_STEPS, help="training steps")
-    p.add_argument("--resolution", type=int, default=None, help="default: the preset's")
+    p.add_argument("--resolution", type=int, default=None, help="image size (default: the preset's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="trainer config override, e.g. --set optim.batch_size=32 (repeatable)")
-    p.add_argument("--metrics", default=",".join(configs.METRICS))
-    p.add_argument("--num-eval-images", type=int, default=configs.NUM_EVAL_IMAGES)
-    p.add_argument("--thresholds", default=None, help="blessing rules as JSON or a JSON file")
-    p.add_argument("--min-improvement", default=None, help='e.g. {"swd": 1.0} or {"fid": "5%%"}')
+    p.add_argument("--metrics", default=",".join(configs.METRICS), help="comma-separated metrics")
+    p.add_argument("--num-eval-images", type=int, default=configs.NUM_EVAL_IMAGES,
+                   help="generated images per metric")
+    p.add_argument("--thresholds", default=None,
+                   help="blessing rules as JSON or a JSON file (default: pipeline/configs.py THRESHOLDS)")
+    p.add_argument("--min-improvement", default=None,
+                   help='over the last blessed model, e.g. {"swd": 1.0} or {"fid": "5%%"} (default: none)')
     p.add_argument("--extractor", default=configs.EXTRACTOR,
                    help="inception (needs weights) | random (not comparable) | path to weights")
-    p.add_argument("--beam-runner", default="direct", help="direct | dataflow | flink | spark")
+    p.add_argument("--beam-runner", default=None,
+                   help="direct | dataflow | flink | spark (default: $FACEGAN_BEAM_RUNNER, else direct; "
+                        "cluster settings from the FACEGAN_* variables of pipeline/configs.py)")
     p.add_argument("--beam-arg", action="append", default=[], help="extra Beam arg (repeatable)")
+    p.add_argument("--log-dir", default=None, help="TensorBoard dir of the Trainer and the evaluator "
+                   "(default: <out>/tensorboard/<run id> for run, <pipeline root>/tensorboard for compile)")
 
 
 def add_arguments(parser) -> None:
+    if parser.epilog is None:
+        parser.epilog = EXAMPLES
+    parser.formatter_class = HelpFormatter
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
-    run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner, SQLite MLMD)")
+
+    def add(name, help_text):
+        return sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES,
+                              formatter_class=HelpFormatter)
+
+    run = add("run", "run the pipeline locally (LocalDagRunner, SQLite MLMD, Beam DirectRunner)")
     _common(run, True)
     run.add_argument("--out", required=True, help="pipeline root, metadata and serving dir go here")
-    run.add_argument("--log-dir", default=None, help="TensorBoard dir (default <out>/tensorboard/<run>)")
     run.add_argument("--no-cache", action="store_true", help="disable TFX caching")
-    comp = sub.add_parser("compile", help="compile for Kubeflow Pipelines (v1) or KFP v2 / Vertex")
+    comp = add("compile", "compile for Kubeflow Pipelines (v1) or KFP v2 / Vertex")
     _common(comp, False)
-    comp.add_argument("--engine", choices=("kubeflow", "vertex"), default="kubeflow")
-    comp.add_argument("--out", default=".", help="output directory")
-    comp.add_argument("--image", default=configs.PIPELINE_IMAGE, help="pipeline container image")
+    comp.add_argument("--engine", choices=("kubeflow", "vertex"), default="kubeflow",
+                      help="kubeflow: KFP 1.8 Argo YAML; vertex: KFP v2 PipelineJob JSON")
+    comp.add_argument("--out", default="build", help="output directory")
+    comp.add_argument("--image", default=configs.PIPELINE_IMAGE,
+                      help="pipeline container image ($FACEGAN_PIPELINE_IMAGE)")
     comp.add_argument("--gpus", type=int, default=configs.TRAINER_GPUS, help="GPUs for the Trainer")
-    comp.add_argument("--pipeline-root", default=None, help="e.g. gs://bucket/facegan/root")
-    comp.add_argument("--serving-dir", default=None, help="e.g. gs://bucket/facegan/serving")
-    outs = sub.add_parser("outputs", help="newest artifacts of a local pipeline (from ML Metadata)")
-    outs.add_argument("--out", required=True)
-    outs.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
+    comp.add_argument("--pipeline-root", default=None,
+                      help="e.g. gs://bucket/facegan/root (default: $FACEGAN_PIPELINE_ROOT, else a placeholder)")
+    comp.add_argument("--serving-dir", default=None,
+                      help="e.g. gs://bucket/facegan/serving (default: $FACEGAN_SERVING_DIR, else a placeholder)")
+    outs = add("outputs", "newest artifacts of a local pipeline (from ML Metadata)")
+    outs.add_argument("--out", required=True, help="the --out of `facegan pipeline run`")
+    outs.add_argument("--pipeline-name", default=configs.PIPELINE_NAME, help="TFX pipeline name")
 
 
 def _pipeline_kwargs(a) -> dict:
-    beam = configs.beam_args("direct") if a.beam_runner == "direct" else configs.beam_args(
-        a.beam_runner, project=os.environ.get("FACEGAN_GCP_PROJECT"),
-        region=os.environ.get("FACEGAN_GCP_REGION"), temp_location=os.environ.get("FACEGAN_BEAM_TEMP"),
-        flink_master=os.environ.get("FACEGAN_FLINK_MASTER"),
-        spark_master=os.environ.get("FACEGAN_SPARK_MASTER"),
-        job_endpoint=os.environ.get("FACEGAN_SPARK_JOB_ENDPOINT"))
+    beam = configs.beam_args_from_env(a.beam_runner)
     return dict(preset=a.preset, train_steps=a.steps, resolution=a.resolution,
                 overrides=parse_set(a.set), metrics=[m for m in a.metrics.split(",") if m],
                 num_eval_images=a.num_eval_images, thresholds=json_arg(a.thresholds, "--thresholds"),
                 min_improvement=json_arg(a.min_improvement, "--min-improvement"),
-                extractor=a.extractor, beam_pipeline_args=beam + list(a.beam_arg))
+                extractor=a.extractor, beam_pipeline_args=beam + list(a.beam_arg),
+                log_dir=a.log_dir)
 
 
 def main(args) -> int:
@@ -80,26 +102,24 @@ def main(args) -> int:
             return 0
         kwargs = _pipeline_kwargs(args)
         if args.action == "run":
-            from facegan.pipeline.local_runner import run_local
+            from facegan.pipeline.local_runner import decision_rules, run_local
             r = run_local(data_root=args.data, out=args.out, pipeline_name=args.pipeline_name,
-                          model_name=args.model_name, log_dir=args.log_dir,
-                          enable_cache=not args.no_cache, **kwargs)
+                          model_name=args.model_name, enable_cache=not args.no_cache, **kwargs)
             push = r.outputs.get("PushedModel", {}).get("properties", {})
             bless = r.outputs.get("ModelBlessing", {}).get("properties", {})
             print(f"run {r.run_id}: blessed={bless.get('blessed')} pushed={push.get('pushed')} "
                   f"{push.get('pushed_destination', '')}")
+            for rule in decision_rules(r.outputs):
+                if not rule.get("passed"):
+                    print(f"  not blessed: {rule.get('reason')}", file=sys.stderr)
             print(f"tensorboard --logdir {r.log_dir}")
             return 0 if push.get("pushed") else 1
-        from facegan.pipeline import kubeflow_runner as k
-        extra = {}
-        for key in ("pipeline_root", "serving_dir"):
-            if getattr(args, key):
-                extra[key] = getattr(args, key)
-        if args.data:
-            extra["data_root"] = args.data
-        fn = k.compile_v2 if args.engine == "vertex" else k.compile_v1
-        path = fn(args.out, image=args.image, gpus=args.gpus, pipeline_name=args.pipeline_name,
-                  model_name=args.model_name, **kwargs, **extra)
+        from facegan.pipeline.kubeflow_runner import compile_pipeline
+        # A flag left out (None) keeps the FACEGAN_* environment value or the default.
+        path = compile_pipeline(args.engine, args.out, image=args.image, gpus=args.gpus,
+                                pipeline_name=args.pipeline_name, model_name=args.model_name,
+                                data_root=args.data, pipeline_root=args.pipeline_root,
+                                serving_dir=args.serving_dir, **kwargs)
         print(path)
         return 0
     except ValueError as e:

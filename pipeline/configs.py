@@ -35,14 +35,32 @@ INGEST_OPTIONS: Dict = {"mirror": True, "eval_fraction": 0.1}
 # Beam: the embedded default runs the DirectRunner with one worker process per core.
 LOCAL_BEAM_ARGS: List[str] = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
 
-# The pipeline image (see Dockerfile); the Kubeflow runners reference it.
-PIPELINE_IMAGE = os.environ.get("FACEGAN_PIPELINE_IMAGE", "gcr.io/my-project/facegan-pipeline:0.1.0")
+# The pipeline image (see Dockerfile); the Kubeflow runners reference it. The default and the
+# cluster buckets below are placeholders: compiling with them warns (kubeflow_runner.py).
+PLACEHOLDER_IMAGE = "gcr.io/my-project/facegan-pipeline:0.1.0"
+PLACEHOLDER_BUCKET = "gs://my-bucket"
+PIPELINE_IMAGE = os.environ.get("FACEGAN_PIPELINE_IMAGE", PLACEHOLDER_IMAGE)
 
 # GPUs for the Trainer step on Kubeflow (MirroredStrategy uses every GPU of its node).
 TRAINER_GPUS = int(os.environ.get("FACEGAN_TRAINER_GPUS", "1"))
 TRAINER_GPU_TYPE = os.environ.get("FACEGAN_TRAINER_GPU_TYPE", "NVIDIA_TESLA_T4")   # Vertex name
 TRAINER_CPU = os.environ.get("FACEGAN_TRAINER_CPU", "8")
 TRAINER_MEMORY = os.environ.get("FACEGAN_TRAINER_MEMORY", "32Gi")
+
+
+# FACEGAN_* variable -> beam_args keyword (the one place the environment reaches Beam's args).
+BEAM_ENV = {"FACEGAN_GCP_PROJECT": "project", "FACEGAN_GCP_REGION": "region",
+            "FACEGAN_BEAM_TEMP": "temp_location", "FACEGAN_FLINK_MASTER": "flink_master",
+            "FACEGAN_SPARK_MASTER": "spark_master", "FACEGAN_SPARK_JOB_ENDPOINT": "job_endpoint",
+            "FACEGAN_PIPELINE_IMAGE": "image"}
+
+
+def beam_args_from_env(runner: Optional[str] = None, env=None) -> List[str]:
+    """beam_args for `runner` (default FACEGAN_BEAM_RUNNER, else direct) from the FACEGAN_*
+    variables in BEAM_ENV."""
+    env = os.environ if env is None else env
+    runner = runner or env.get("FACEGAN_BEAM_RUNNER", "direct")
+    return beam_args(runner, **{kw: env[var] for var, kw in BEAM_ENV.items() if env.get(var)})
 
 
 def beam_args(runner: str = "direct", *, project: Optional[str] = None, region: Optional[str] = None,

@@ -11,11 +11,10 @@
    sampled through the gRPC client, server shut down.
 4. Where everything is, and the commands to open TensorBoard and sample again.
 """
-import json
 import os
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from facegan.pipeline import configs
 
@@ -42,6 +41,12 @@ DEMO_THRESHOLDS: Dict[str, Any] = {
 DEMO_OVERRIDES: Dict[str, Any] = {"tricks.ema_decay": 0.9}
 SAMPLE_SEED = 1
 SAMPLE_NUM = 16
+
+EXAMPLES = """examples:
+  facegan demo                                  (= make demo; writes demo_out/)
+  facegan demo --data ~/faces --out my_demo --steps 1000
+  facegan --verbose demo                        (also show third-party warnings and logs)
+"""
 
 
 def write_lfw_faces(data_dir: str) -> int:
@@ -93,22 +98,15 @@ def add_arguments(parser) -> None:
                         help="your face images (directory or archive); default: the embedded LFW crops")
     parser.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps (default {DEMO_STEPS})")
     parser.add_argument("--preset", default=configs.PRESET, help=f"training preset (default {configs.PRESET})")
-    parser.add_argument("--resolution", type=int, default=DEMO_RESOLUTION)
-    parser.add_argument("--num-eval-images", type=int, default=DEMO_NUM_EVAL_IMAGES)
+    parser.add_argument("--resolution", type=int, default=DEMO_RESOLUTION, help="image size")
+    parser.add_argument("--num-eval-images", type=int, default=DEMO_NUM_EVAL_IMAGES,
+                        help="generated images per metric")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="trainer config override (repeatable), e.g. --set optim.batch_size=32")
 
 
-def _read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def main(args) -> int:
-    from facegan.pipeline.local_runner import run_local
+    from facegan.pipeline.local_runner import decision_rules, run_local
 
     t0 = time.monotonic()
     out = os.path.abspath(args.out)
@@ -138,12 +136,11 @@ def main(args) -> int:
     o = result.outputs
     evaluation = o.get("ModelEvaluation", {}).get("uri")
     metrics_path = os.path.join(evaluation, "metrics.json") if evaluation else None
-    decision = _read_json(os.path.join(evaluation, "decision.json")) if evaluation else None
     pushed = o.get("PushedModel", {}).get("properties", {})
     serving_base = os.path.join(result.layout.serving_dir, result.model_name)
 
     print("\n== evaluation")
-    for r in (decision or {}).get("rules", []):
+    for r in decision_rules(o):
         print(f"   [{'pass' if r['passed'] else 'FAIL'}] {r['reason']}")
     if not pushed.get("pushed"):
         print(f"\nfacegan demo: the model was NOT blessed, so the Pusher did not push it "
@@ -154,7 +151,7 @@ def main(args) -> int:
     grid = os.path.join(out, "samples_grpc.png")
     print(f"\n== serving {serving_base} over gRPC and sampling {SAMPLE_NUM} images (seed {SAMPLE_SEED})")
     s = sample_through_server(serving_base, result.model_name, grid)
-    print(f"   model status {format_status(s['status'])}; wrote {s['grid']} ({s['shape'][0]} images "
+    print(f"   model {result.model_name}: {format_status(s['status'])}; wrote {s['grid']} ({s['shape'][0]} images "
           f"{s['shape'][1]}x{s['shape'][2]})")
 
     minutes = (time.monotonic() - t0) / 60

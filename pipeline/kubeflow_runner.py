@@ -1,68 +1,115 @@
 """Compile the facegan pipeline for Kubeflow Pipelines (v1, kfp 1.8) and for KFP v2 / Vertex AI.
 
-With the TFX CLI against a cluster:
+Two ways in, one code path (`compile_pipeline`):
 
-    tfx pipeline create --engine kubeflow --pipeline_path pipeline/kubeflow_runner.py --endpoint URL
-    tfx run create --engine kubeflow --pipeline_name facegan --endpoint URL
+    facegan pipeline compile --engine kubeflow|vertex --out DIR [--pipeline-root gs://...] ...
+    tfx pipeline compile|create|update --engine kubeflow|vertex --pipeline_path pipeline/kubeflow_runner.py
 
-The CLI executes this file as a script; settings come from the environment (below) and the
-defaults in configs.py. Every step runs in the pipeline image (Dockerfile, FACEGAN_PIPELINE_IMAGE);
-the Trainer step requests and is limited to FACEGAN_TRAINER_GPUS GPUs (nvidia.com/gpu) plus CPU
-and memory, tolerates GPU-node taints, and its MirroredStrategy uses every GPU of its node;
-ingestion runs on the Beam runner FACEGAN_BEAM_RUNNER (direct | dataflow | flink | spark).
+The TFX CLI executes this file as a script with no arguments, having wrapped the runner class of
+its `--engine` (KubeflowDagRunner for kubeflow, KubeflowV2DagRunner for vertex); this file
+compiles for whichever the CLI wrapped. Settings then come from the environment (below) and the
+defaults in configs.py, and the package goes to $FACEGAN_COMPILE_DIR, else the TFX CLI's own
+home for the engine (`$KUBEFLOW_HOME` / `$VERTEX_HOME`, default `~/tfx/<engine>/`) under
+`<pipeline name>/`, never into the repository. Every step runs in the pipeline image (Dockerfile,
+FACEGAN_PIPELINE_IMAGE); the Trainer step requests and is limited to FACEGAN_TRAINER_GPUS GPUs
+(nvidia.com/gpu) plus CPU and memory, tolerates GPU-node taints, and its MirroredStrategy uses
+every GPU of its node; ingestion runs on the Beam runner FACEGAN_BEAM_RUNNER.
 
     FACEGAN_PIPELINE_ROOT   gs://bucket/facegan/root      (pipeline artifacts)
     FACEGAN_DATA_ROOT       gs://bucket/faces             (input images)
     FACEGAN_SERVING_DIR     gs://bucket/facegan/serving   (Pusher: <dir>/<model>/<version>/)
-    FACEGAN_PRESET, FACEGAN_TRAIN_STEPS, FACEGAN_RESOLUTION
-    FACEGAN_BEAM_RUNNER, FACEGAN_GCP_PROJECT, FACEGAN_GCP_REGION, FACEGAN_BEAM_TEMP,
-    FACEGAN_FLINK_MASTER, FACEGAN_SPARK_MASTER, FACEGAN_SPARK_JOB_ENDPOINT
+    FACEGAN_LOG_DIR         TensorBoard dir (default: <pipeline root>/tensorboard, see below)
+    FACEGAN_PIPELINE_NAME, FACEGAN_PRESET, FACEGAN_TRAIN_STEPS, FACEGAN_RESOLUTION
+    FACEGAN_BEAM_RUNNER and the variables of configs.BEAM_ENV
 
-`python pipeline/kubeflow_runner.py --v2 [--out DIR]` compiles the KFP v2 PipelineJob JSON instead
-(submit it with Vertex AI Pipelines' `aiplatform.PipelineJob(template_path=...)` or a KFP v2 UI).
+TensorBoard: the Trainer and the GanEvaluator write to `<pipeline root>/tensorboard`. On Kubeflow
+v1 that path is written as the workflow's `pipeline-root` parameter, so overriding the pipeline
+root when starting a run moves it too. KFP v2 / Vertex resolve no pipeline-root placeholder inside
+a component's parameters (TFX 1.15 writes them as constants), so there the directory is fixed at
+compile time: compile with the root you run with (`--pipeline-root`) or pass `--log-dir`.
+
+Compiling warns, one line each, about placeholders left in (the image `gcr.io/my-project/...`,
+buckets `gs://my-bucket/...`) and about local paths that pods cannot reach, naming the flag and
+the variable to set.
 """
 import os
 import sys
+from typing import Any, Callable, Dict, List, Optional
 
-if __name__ == "__main__":
-    # The TFX CLI puts this file's directory first on sys.path, where `pipeline.py` would shadow
-    # the `pipeline` package; import from the repository root instead.
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
-
-from typing import Any, Callable, Dict, List, Optional  # noqa: E402
-
-from facegan.pipeline import configs  # noqa: E402
+from facegan.pipeline import configs
 
 V1_FILENAME = "facegan_kubeflow.yaml"
 V2_FILENAME = "facegan_pipeline.json"
 TRAINER_ID = "Trainer"
+ENGINES = ("kubeflow", "vertex")
+# How kfp 1.8 serializes the KubeflowDagRunner's `pipeline-root` workflow parameter inside a
+# step's arguments; its compiler rewrites it to Argo's {{inputs.parameters.pipeline-root}}.
+KFP_V1_PIPELINE_ROOT = "{{pipelineparam:op=;name=pipeline-root}}"
+TENSORBOARD_SUBDIR = "tensorboard"
+
+# setting -> (flag of `facegan pipeline compile`, environment variable), for messages.
+SETTING_SOURCES = {
+    "pipeline_root": ("--pipeline-root", "FACEGAN_PIPELINE_ROOT"),
+    "data_root": ("--data", "FACEGAN_DATA_ROOT"),
+    "serving_dir": ("--serving-dir", "FACEGAN_SERVING_DIR"),
+    "log_dir": ("--log-dir", "FACEGAN_LOG_DIR"),
+    "image": ("--image", "FACEGAN_PIPELINE_IMAGE"),
+}
 
 
 def settings_from_env(env=None) -> Dict[str, Any]:
-    """create_pipeline arguments for a cluster run, from FACEGAN_* variables (see module doc)."""
+    """create_pipeline arguments for a cluster run, from FACEGAN_* variables (see module doc).
+
+    `log_dir` is included only when FACEGAN_LOG_DIR is set: its default follows the final
+    pipeline root (`cluster_log_dir`), which a flag may still change.
+    """
     env = os.environ if env is None else env
-    root = env.get("FACEGAN_PIPELINE_ROOT", "gs://my-bucket/facegan/root")
-    runner = env.get("FACEGAN_BEAM_RUNNER", "direct")
-    beam = configs.beam_args(
-        runner, project=env.get("FACEGAN_GCP_PROJECT"), region=env.get("FACEGAN_GCP_REGION"),
-        temp_location=env.get("FACEGAN_BEAM_TEMP"), flink_master=env.get("FACEGAN_FLINK_MASTER"),
-        spark_master=env.get("FACEGAN_SPARK_MASTER"),
-        job_endpoint=env.get("FACEGAN_SPARK_JOB_ENDPOINT"),
-        image=env.get("FACEGAN_PIPELINE_IMAGE", configs.PIPELINE_IMAGE))
     res = env.get("FACEGAN_RESOLUTION")
-    return dict(
+    settings = dict(
         pipeline_name=env.get("FACEGAN_PIPELINE_NAME", configs.PIPELINE_NAME),
-        pipeline_root=root,
-        data_root=env.get("FACEGAN_DATA_ROOT", "gs://my-bucket/faces"),
-        serving_dir=env.get("FACEGAN_SERVING_DIR", "gs://my-bucket/facegan/serving"),
+        pipeline_root=env.get("FACEGAN_PIPELINE_ROOT", f"{configs.PLACEHOLDER_BUCKET}/facegan/root"),
+        data_root=env.get("FACEGAN_DATA_ROOT", f"{configs.PLACEHOLDER_BUCKET}/faces"),
+        serving_dir=env.get("FACEGAN_SERVING_DIR", f"{configs.PLACEHOLDER_BUCKET}/facegan/serving"),
         preset=env.get("FACEGAN_PRESET", configs.PRESET),
         train_steps=int(env.get("FACEGAN_TRAIN_STEPS", configs.TRAIN_STEPS)),
         resolution=int(res) if res else None,
-        log_dir=env.get("FACEGAN_LOG_DIR", os.path.join(root, "tensorboard")),
-        beam_pipeline_args=beam,
+        beam_pipeline_args=configs.beam_args_from_env(env=env),
     )
+    if env.get("FACEGAN_LOG_DIR"):
+        settings["log_dir"] = env["FACEGAN_LOG_DIR"]
+    return settings
+
+
+def cluster_log_dir(engine: str, pipeline_root: str) -> str:
+    """The default TensorBoard dir: under the pipeline root as the run will see it."""
+    root = KFP_V1_PIPELINE_ROOT if engine == "kubeflow" else pipeline_root.rstrip("/")
+    return f"{root}/{TENSORBOARD_SUBDIR}"
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path or path.startswith(KFP_V1_PIPELINE_ROOT)
+
+
+def placeholder_warnings(image: str, settings: Dict[str, Any]) -> List[str]:
+    """One line per placeholder or pod-unreachable local path left in a cluster compile."""
+    lines = []
+    if image == configs.PLACEHOLDER_IMAGE:
+        flag, var = SETTING_SOURCES["image"]
+        lines.append(f"the image {image} is a placeholder: build and push the Dockerfile's image "
+                     f"and pass it with {flag} or {var}")
+    for key in ("data_root", "pipeline_root", "serving_dir", "log_dir"):
+        value = str(settings.get(key) or "")
+        root = str(settings.get("pipeline_root") or "")
+        if not value or (key == "log_dir" and root and value.startswith(root)):
+            continue      # empty, or derived from the root (whose warning says it all)
+        flag, var = SETTING_SOURCES[key]
+        what = "the " + key.replace("_", " ")
+        if value.startswith(configs.PLACEHOLDER_BUCKET + "/"):
+            lines.append(f"{what} {value} is a placeholder bucket: set {flag} or {var} to yours")
+        elif not _is_remote(value):
+            lines.append(f"{what} {value} is a local path that the pipeline's pods cannot reach "
+                         f"(no volumes are mounted): set {flag} or {var} to a gs:// (or s3://) URI")
+    return lines
 
 
 def gpu_operator(component_id: str = TRAINER_ID, gpus: int = configs.TRAINER_GPUS,
@@ -86,31 +133,6 @@ def gpu_operator(component_id: str = TRAINER_ID, gpus: int = configs.TRAINER_GPU
     return apply
 
 
-def compile_v1(output_dir: str, *, image: str = configs.PIPELINE_IMAGE,
-               output_filename: Optional[str] = V1_FILENAME, gpus: int = configs.TRAINER_GPUS,
-               **pipeline_kwargs) -> str:
-    """Compile to an Argo workflow for Kubeflow Pipelines 1.8; returns the file's path.
-
-    output_filename None lets the runner (or the TFX CLI, which patches it) choose the name.
-    """
-    from tfx.orchestration.kubeflow import kubeflow_dag_runner as kdr
-
-    from facegan.pipeline.pipeline import create_pipeline
-
-    kwargs = settings_from_env()
-    kwargs.update(pipeline_kwargs)
-    config = kdr.KubeflowDagRunnerConfig(
-        kubeflow_metadata_config=kdr.get_default_kubeflow_metadata_config(),
-        tfx_image=image,
-        pipeline_operator_funcs=kdr.get_default_pipeline_operator_funcs() + [gpu_operator(gpus=gpus)])
-    p = create_pipeline(**kwargs)
-    os.makedirs(output_dir, exist_ok=True)
-    kdr.KubeflowDagRunner(config=config, output_dir=output_dir,
-                          output_filename=output_filename).run(p)
-    return os.path.join(output_dir, output_filename or
-                        kdr.get_default_output_filename(p.pipeline_info.pipeline_name))
-
-
 def vertex_trainer_resources(gpus: int = configs.TRAINER_GPUS, gpu_type: str = configs.TRAINER_GPU_TYPE,
                              cpu: str = configs.TRAINER_CPU, memory: str = configs.TRAINER_MEMORY):
     """The KFP v2 ResourceSpec for the Trainer (accelerator type/count, vCPU, GiB)."""
@@ -126,40 +148,110 @@ def vertex_trainer_resources(gpus: int = configs.TRAINER_GPUS, gpu_type: str = c
     return spec
 
 
+def cluster_settings(engine: str, image: str, pipeline_kwargs: Dict[str, Any], env=None,
+                     warn: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """Environment defaults, overridden by explicit arguments, with the log dir derived from the
+    final pipeline root; each placeholder/local-path warning goes to `warn` (stderr)."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
+    kwargs = settings_from_env(env)
+    kwargs.update({k: v for k, v in pipeline_kwargs.items() if v is not None})
+    kwargs.setdefault("log_dir", cluster_log_dir(engine, kwargs["pipeline_root"]))
+    warn = warn or (lambda line: print(f"facegan pipeline compile: warning: {line}", file=sys.stderr))
+    for line in placeholder_warnings(image, kwargs):
+        warn(line)
+    return kwargs
+
+
+def compile_v1(output_dir: str, *, image: str = configs.PIPELINE_IMAGE,
+               output_filename: Optional[str] = V1_FILENAME, gpus: int = configs.TRAINER_GPUS,
+               env=None, warn=None, **pipeline_kwargs) -> str:
+    """Compile to an Argo workflow for Kubeflow Pipelines 1.8; returns the file's path.
+
+    output_filename None lets the runner (or the TFX CLI, which patches it) choose the name.
+    """
+    from tfx.orchestration.kubeflow import kubeflow_dag_runner as kdr
+
+    from facegan.pipeline.pipeline import create_pipeline
+
+    kwargs = cluster_settings("kubeflow", image, pipeline_kwargs, env, warn)
+    config = kdr.KubeflowDagRunnerConfig(
+        kubeflow_metadata_config=kdr.get_default_kubeflow_metadata_config(),
+        tfx_image=image,
+        pipeline_operator_funcs=kdr.get_default_pipeline_operator_funcs() + [gpu_operator(gpus=gpus)])
+    p = create_pipeline(**kwargs)
+    os.makedirs(output_dir, exist_ok=True)
+    runner = kdr.KubeflowDagRunner(config=config, output_dir=output_dir,
+                                   output_filename=output_filename)
+    runner.run(p)
+    # Under the TFX CLI the patched run() may have chosen the name (a temporary package).
+    name = runner._output_filename or kdr.get_default_output_filename(p.pipeline_info.pipeline_name)  # noqa: SLF001
+    return os.path.join(output_dir, name)
+
+
 def compile_v2(output_dir: str, *, image: str = configs.PIPELINE_IMAGE,
                output_filename: str = V2_FILENAME, gpus: int = configs.TRAINER_GPUS,
-               **pipeline_kwargs) -> str:
+               env=None, warn=None, **pipeline_kwargs) -> str:
     """Compile to a KFP v2 PipelineJob JSON (Vertex AI Pipelines); returns the file's path."""
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2
 
     from facegan.pipeline.pipeline import create_pipeline
 
-    kwargs = settings_from_env()
-    kwargs.update(pipeline_kwargs)
+    kwargs = cluster_settings("vertex", image, pipeline_kwargs, env, warn)
     kwargs.setdefault("trainer_platform_config", vertex_trainer_resources(gpus=gpus))
     p = create_pipeline(**kwargs)
+    os.makedirs(output_dir, exist_ok=True)
     runner = v2.KubeflowV2DagRunner(config=v2.KubeflowV2DagRunnerConfig(default_image=image),
                                     output_dir=output_dir, output_filename=output_filename)
     runner.run(p, write_out=True)
-    return os.path.join(output_dir, output_filename)
+    # The TFX CLI's `pipeline create` moves the output into its own home.
+    return os.path.join(runner._output_dir, runner._output_filename)  # noqa: SLF001
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    import argparse
-    parser = argparse.ArgumentParser(description="compile the facegan pipeline for Kubeflow")
-    parser.add_argument("--v2", action="store_true", help="compile the KFP v2 / Vertex JSON")
-    parser.add_argument("--out", default=os.getcwd(), help="output directory")
-    parser.add_argument("--image", default=configs.PIPELINE_IMAGE)
-    a = parser.parse_args(argv)
-    if a.v2:
-        path = compile_v2(a.out, image=a.image)
-    else:  # no explicit file name: under `tfx pipeline create` the CLI chooses it
-        path = compile_v1(a.out, image=a.image, output_filename=None if not argv else V1_FILENAME)
-    print(path)
+COMPILERS = {"kubeflow": compile_v1, "vertex": compile_v2}
+
+
+def compile_pipeline(engine: str, output_dir: str, **kwargs) -> str:
+    """Compile for `engine` ("kubeflow": KFP v1 Argo YAML, "vertex": KFP v2 JSON)."""
+    if engine not in COMPILERS:
+        raise ValueError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
+    return COMPILERS[engine](output_dir, **kwargs)
+
+
+def tfx_cli_engine() -> Optional[str]:
+    """The engine whose runner the TFX CLI wrapped (its patcher decorates `run` with
+    functools.wraps while it executes this file), or None outside the TFX CLI."""
+    from tfx.orchestration.kubeflow import kubeflow_dag_runner as v1
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2
+
+    if hasattr(v2.KubeflowV2DagRunner.run, "__wrapped__"):
+        return "vertex"
+    if hasattr(v1.KubeflowDagRunner.run, "__wrapped__"):
+        return "kubeflow"
+    return None
+
+
+def default_output_dir(engine: str, pipeline_name: str, env=None) -> str:
+    """$FACEGAN_COMPILE_DIR, else the TFX CLI's home for the engine ($KUBEFLOW_HOME /
+    $VERTEX_HOME, default ~/tfx/<engine>/) under <pipeline name>/."""
+    env = os.environ if env is None else env
+    if env.get("FACEGAN_COMPILE_DIR"):
+        return env["FACEGAN_COMPILE_DIR"]
+    home = env.get(f"{engine.upper()}_HOME") or os.path.join(os.path.expanduser("~"), "tfx", engine)
+    return os.path.join(home, pipeline_name)
+
+
+def main_as_dsl_file() -> int:
+    """What the TFX CLI (or `python pipeline/kubeflow_runner.py`) runs: compile for the CLI's
+    engine (kubeflow when run directly) from the environment."""
+    engine = tfx_cli_engine() or "kubeflow"
+    name = os.environ.get("FACEGAN_PIPELINE_NAME", configs.PIPELINE_NAME)
+    out = default_output_dir(engine, name)
+    # Kubeflow: no file name, so the CLI's `pipeline create` uses (and deletes) a temporary package.
+    extra = {"output_filename": None} if engine == "kubeflow" else {}
+    print(compile_pipeline(engine, out, image=configs.PIPELINE_IMAGE, **extra))
     return 0
 
 
 if __name__ == "__main__":
-    # `tfx pipeline create/compile` runs this with no arguments; its patched KubeflowDagRunner.run
-    # picks the output location.
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main_as_dsl_file())

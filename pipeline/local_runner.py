@@ -4,7 +4,7 @@ The embedded default: every component runs in this process (Beam ingestion fans 
 DirectRunner worker process per core, `--direct_running_mode=multi_processing`). Each run gets
 its own TensorBoard directory `<out>/tensorboard/<run id>` unless one is given.
 
-    python -m pipeline.local_runner --data DIR --out DIR     (or `facegan pipeline run ...`)
+Its command line is `facegan pipeline run` (pipeline/cli.py); `facegan demo` calls `run_local`.
 """
 import datetime
 import os
@@ -72,6 +72,18 @@ def run_local(*, data_root: str, out: str, pipeline_name: str = configs.PIPELINE
                      outputs=pipeline_outputs(layout.metadata_path, pipeline_name))
 
 
+def decision_rules(outputs: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The blessing rules (each {"passed", "reason", ...}) of the newest evaluation, [] if none."""
+    import json
+
+    uri = outputs.get("ModelEvaluation", {}).get("uri")
+    try:
+        with open(os.path.join(uri, "decision.json")) as f:
+            return list(json.load(f).get("rules", []))
+    except (OSError, TypeError, ValueError):
+        return []
+
+
 def pipeline_outputs(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
     """The newest artifact of each kind this pipeline produced, read back from ML Metadata.
 
@@ -100,31 +112,3 @@ def pipeline_outputs(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
             props[k] = getattr(v, which) if which else None
         newest[kind] = {"id": a.id, "uri": a.uri, "properties": props}
     return newest
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--data", required=True, help="directory (or archive) of face images")
-    parser.add_argument("--out", required=True, help="output directory (pipeline root, MLMD, serving)")
-    parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
-    parser.add_argument("--model-name", default=configs.MODEL_NAME)
-    parser.add_argument("--preset", default=configs.PRESET)
-    parser.add_argument("--steps", type=int, default=configs.TRAIN_STEPS)
-    parser.add_argument("--resolution", type=int, default=None)
-    parser.add_argument("--log-dir", default=None,
-                        help="TensorBoard dir (default: <out>/tensorboard/<run id>)")
-
-
-def main(argv=None) -> int:
-    import argparse
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    a = parser.parse_args(argv)
-    r = run_local(data_root=a.data, out=a.out, pipeline_name=a.pipeline_name,
-                  model_name=a.model_name, preset=a.preset, train_steps=a.steps,
-                  resolution=a.resolution, log_dir=a.log_dir)
-    print(f"run {r.run_id}: tensorboard --logdir {r.log_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -269,11 +269,7 @@ class RestClient:
                 for s in out["model_version_status"]]
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows every option's default and keeps the example's line breaks (`facegan serve` / `sample`)."""
-
-
-SAMPLE_EXAMPLE = """example:
+EXAMPLES = """example:
   facegan sample --server localhost:8500 --model facegan --num 16 --seed 7 --out grid.png
   facegan sample --rest localhost:8501 --interpolate 8 --seed 3 --truncation 0.7 --out walk.png"""
 
@@ -286,7 +282,6 @@ def format_status(statuses: List[Tuple[int, str, str]]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser):
-    parser.formatter_class, parser.epilog = HelpFormatter, SAMPLE_EXAMPLE
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--server", help="TF Serving gRPC address HOST:PORT (e.g. localhost:8500)")
     where.add_argument("--rest", help="TF Serving REST address HOST:PORT (e.g. localhost:8501)")

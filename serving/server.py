@@ -36,7 +36,6 @@ from typing import List, Optional
 import grpc
 import numpy as np
 
-from facegan.serving.client import HelpFormatter
 from facegan.serving.batching import Batcher, BatchingParameters, parse_batching_parameters
 from facegan.serving.manager import ModelManager, ModelSpec, ServingError, parse_model_config
 
@@ -412,13 +411,12 @@ def _flag(value: str) -> bool:
     return v in ("true", "1")
 
 
-SERVE_EXAMPLE = """example:
+EXAMPLES = """example:
   facegan serve --model_base_path /srv/models/facegan --model_name facegan --rest_api_port 8501
   facegan sample --server localhost:8500 --model facegan --num 16 --seed 7 --out grid.png"""
 
 
 def add_arguments(parser: argparse.ArgumentParser):
-    parser.formatter_class, parser.epilog = HelpFormatter, SERVE_EXAMPLE
     parser.add_argument("--model_base_path", help="directory of numbered SavedModel versions (<base>/<version>/)")
     parser.add_argument("--model_name", default="facegan", help="name clients address")
     parser.add_argument("--model_config_file", help="TF Serving ModelServerConfig text proto (instead of the two above)")

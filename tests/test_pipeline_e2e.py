@@ -69,3 +69,41 @@ def test_local_pipeline_on_real_faces_pushes_a_servable_model(faces_subset, tmp_
     # Reading MLMD again from outside the run gives the same newest artifacts.
     assert pipeline_outputs(str(out / "metadata.sqlite"), "facegan-e2e")["PushedModel"]["id"] == \
         o["PushedModel"]["id"]
+
+
+def _run_facegan(args, cwd):
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "TF_CPP_MIN_LOG_LEVEL")}
+    return subprocess.run([sys.executable, "-m", "facegan.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_commands_print_no_third_party_noise_unless_verbose(tmp_path):
+    """`facegan ingest` (Beam workers, TensorFlow, the Google clients) and `facegan pipeline
+    compile` (TFX, kfp) print only their own lines by default; --verbose shows the rest."""
+    from PIL import Image
+    from facegan.noise import noise_lines
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(src / f"{i}.png")
+    quiet = _run_facegan(["ingest", "--input", str(src), "--output", str(tmp_path / "q"),
+                          "--resolution", "32"], tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    assert noise_lines(quiet.stdout + quiet.stderr) == []
+    assert '"examples_written": 6' in quiet.stdout          # our own output is all there
+    loud = _run_facegan(["--verbose", "ingest", "--input", str(src), "--output", str(tmp_path / "v"),
+                         "--resolution", "32"], tmp_path)
+    assert loud.returncode == 0, loud.stderr
+    assert len(noise_lines(loud.stderr)) >= 3, loud.stderr      # the counter sees real noise
+
+    comp = _run_facegan(["pipeline", "compile", "--out", str(tmp_path / "c"), "--image", "reg/img:1",
+                         "--data", "gs://b/faces", "--pipeline-root", "gs://b/root",
+                         "--serving-dir", "gs://b/serving"], tmp_path)
+    assert comp.returncode == 0, comp.stderr
+    assert noise_lines(comp.stdout + comp.stderr) == [], comp.stderr
+    assert comp.stdout.strip() == str(tmp_path / "c" / "facegan_kubeflow.yaml")
+    assert comp.stderr == ""                                  # nothing placeholder-like to warn about

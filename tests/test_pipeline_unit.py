@@ -88,3 +88,99 @@ def test_local_layout_keeps_everything_under_out(tmp_path):
         assert p.startswith(str(tmp_path))
     assert len({lay.pipeline_root, lay.metadata_path, lay.serving_dir, lay.tensorboard_root}) == 4
 
+
+
+def test_beam_args_from_env_is_the_one_env_mapping():
+    env = {"FACEGAN_BEAM_RUNNER": "dataflow", "FACEGAN_GCP_PROJECT": "p", "FACEGAN_GCP_REGION": "r",
+           "FACEGAN_BEAM_TEMP": "gs://b/t", "FACEGAN_PIPELINE_IMAGE": "img"}
+    assert configs.beam_args_from_env(env=env) == configs.beam_args(
+        "dataflow", project="p", region="r", temp_location="gs://b/t", image="img")
+    assert configs.beam_args_from_env("direct", env=env) == configs.LOCAL_BEAM_ARGS
+    assert configs.beam_args_from_env(env={}) == configs.LOCAL_BEAM_ARGS
+    flink = configs.beam_args_from_env("flink", env={"FACEGAN_FLINK_MASTER": "jm:8081"})
+    assert "--flink_master=jm:8081" in flink
+    with pytest.raises(ValueError, match="dataflow needs project, region, temp_location"):
+        configs.beam_args_from_env("dataflow", env={})
+    # Both entry points read it: the CLI flag and the Kubeflow settings.
+    from facegan.pipeline import kubeflow_runner as k
+    assert k.settings_from_env(env)["beam_pipeline_args"] == configs.beam_args_from_env(env=env)
+
+
+def test_kubeflow_settings_derive_the_log_dir_from_the_final_pipeline_root():
+    from facegan.pipeline import kubeflow_runner as k
+    lines = []
+    env = {"FACEGAN_PIPELINE_ROOT": "gs://env-bucket/root"}
+    v2 = k.cluster_settings("vertex", "img", {"pipeline_root": "gs://flag-bucket/root"}, env, lines.append)
+    assert v2["pipeline_root"] == "gs://flag-bucket/root"
+    assert v2["log_dir"] == "gs://flag-bucket/root/tensorboard"     # not the env's or the default's
+    v1 = k.cluster_settings("kubeflow", "img", {"pipeline_root": "gs://flag-bucket/root"}, env, lines.append)
+    assert v1["log_dir"] == k.KFP_V1_PIPELINE_ROOT + "/tensorboard"  # the workflow parameter
+    explicit = k.cluster_settings("vertex", "img", {"log_dir": "gs://tb/x"}, env, lines.append)
+    assert explicit["log_dir"] == "gs://tb/x"
+    assert k.cluster_settings("vertex", "img", {}, dict(env, FACEGAN_LOG_DIR="gs://tb/y"),
+                              lines.append)["log_dir"] == "gs://tb/y"
+    # A flag left out (None) keeps the environment's value.
+    assert k.cluster_settings("vertex", "img", {"pipeline_root": None}, env,
+                              lines.append)["pipeline_root"] == "gs://env-bucket/root"
+    with pytest.raises(ValueError, match="unknown engine 'argo'"):
+        k.cluster_settings("argo", "img", {}, env, lines.append)
+
+
+def test_compile_warns_once_per_placeholder_and_local_path_naming_flag_and_variable():
+    from facegan.pipeline import kubeflow_runner as k
+    lines = []
+    k.cluster_settings("vertex", configs.PLACEHOLDER_IMAGE, {"data_root": "/home/me/faces"}, {},
+                       lines.append)
+    assert len(lines) == 4, lines      # image, local data, placeholder root, placeholder serving dir
+    image, data, root, serving = lines
+    assert "gcr.io/my-project" in image and "--image" in image and "FACEGAN_PIPELINE_IMAGE" in image
+    assert "/home/me/faces" in data and "pods cannot reach" in data
+    assert "--data" in data and "FACEGAN_DATA_ROOT" in data
+    assert "gs://my-bucket/facegan/root" in root and "--pipeline-root" in root
+    assert "FACEGAN_PIPELINE_ROOT" in root
+    assert "--serving-dir" in serving and "FACEGAN_SERVING_DIR" in serving
+    # A local pipeline root: one line for it (its derived log dir says nothing more).
+    lines.clear()
+    k.cluster_settings("vertex", "reg/img:1", {"pipeline_root": "out/root", "data_root": "gs://b/f",
+                                               "serving_dir": "s3://b/s"}, {}, lines.append)
+    assert len(lines) == 1 and "out/root" in lines[0] and "--pipeline-root" in lines[0]
+    # All real: nothing to say.
+    lines.clear()
+    k.cluster_settings("kubeflow", "reg/img:1", {"pipeline_root": "gs://b/r", "data_root": "gs://b/f",
+                                                 "serving_dir": "gs://b/s"}, {}, lines.append)
+    assert lines == []
+
+
+def test_compiled_package_goes_to_the_tfx_cli_home_not_the_working_directory(tmp_path):
+    from facegan.pipeline import kubeflow_runner as k
+    assert k.default_output_dir("kubeflow", "facegan", {"FACEGAN_COMPILE_DIR": "/c"}) == "/c"
+    assert k.default_output_dir("vertex", "fg", {"VERTEX_HOME": "/v"}) == os.path.join("/v", "fg")
+    home = os.path.expanduser("~")
+    assert k.default_output_dir("kubeflow", "fg", {}) == os.path.join(home, "tfx", "kubeflow", "fg")
+
+
+def test_pipeline_cli_compile_passes_only_given_flags():
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    c = p.parse_args(["compile", "--pipeline-root", "gs://b/r", "--log-dir", "gs://b/tb"])
+    kw = cli._pipeline_kwargs(c)
+    assert kw["log_dir"] == "gs://b/tb" and c.pipeline_root == "gs://b/r"
+    assert c.data is None and c.serving_dir is None and c.out == "build"
+
+
+def test_local_runner_has_no_command_line_of_its_own():
+    """One local entry point: `facegan pipeline run` (and `facegan demo` calling run_local)."""
+    from facegan.pipeline import local_runner
+    assert not hasattr(local_runner, "main") and not hasattr(local_runner, "add_arguments")
+    import facegan.pipeline.kubeflow_runner as k
+    src = open(k.__file__).read()
+    assert "sys.path" not in src and "argparse" not in src
+
+
+def test_decision_rules_read_the_newest_evaluation(tmp_path):
+    from facegan.pipeline.local_runner import decision_rules
+    rules = [{"rule": "swd", "passed": False, "reason": "swd 9 > 3"}]
+    (tmp_path / "decision.json").write_text(json.dumps({"blessed": False, "rules": rules}))
+    assert decision_rules({"ModelEvaluation": {"uri": str(tmp_path)}}) == rules
+    assert decision_rules({}) == []
+    assert decision_rules({"ModelEvaluation": {"uri": str(tmp_path / "missing")}}) == []

@@ -34,7 +34,6 @@ def _epilog() -> str:
 
 def add_arguments(parser):
     # Reads only the TensorFlow-free config and registry, so `facegan train --help` is instant.
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _epilog()
     parser.add_argument("--preset", required=True, choices=preset_names(), metavar="PRESET",
                         help="named config (see presets below); --set overrides its fields")

@@ -21,19 +21,19 @@ from typing import Dict, List, Optional, Sequence, Union
 import tensorflow as tf
 
 from facegan import examples_io, schema
-from facegan.generator.ops import from_uint8, to_uint8
+from facegan.generator.ops import from_uint8, to_uint8   # the one conversion, shared with the SavedModel graph
 
 EPOCH_CYCLE = 16
 
 
 def to_network(images):
     """uint8 [0, 255] -> float32 [-1, 1]."""
-    return from_uint8(images)   # the one conversion, shared with the SavedModel graph
+    return from_uint8(images)
 
 
 def from_network(images):
     """float [-1, 1] -> uint8 [0, 255] (rounded, clipped)."""
-    return to_uint8(images)   # the one conversion, shared with the SavedModel graph
+    return to_uint8(images)
 
 
 def resolve_files(data: Union[str, Sequence[str]], split: str = schema.TRAIN_SPLIT) -> List[str]:
