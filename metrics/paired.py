@@ -49,15 +49,25 @@ def psnr(output, target) -> np.ndarray:
 
 
 def ssim(output, target) -> np.ndarray:
-    """[N] single-scale SSIM, metrics/ms_ssim.py's constants (window shrunk below 11 px)."""
+    """[N] single-scale SSIM, metrics/ms_ssim.py's constants (window shrunk below 11 px, as there)."""
     import tensorflow as tf
 
-    from facegan.metrics.ms_ssim import FILTER_SIGMA, FILTER_SIZE, _ssim_cs
-    x = tf.constant(np.asarray(output, np.float32))
-    y = tf.constant(np.asarray(target, np.float32))
+    from facegan.metrics.ms_ssim import FILTER_SIGMA, FILTER_SIZE, K1, K2, gaussian_1d
+    # centred values: the variances E[x^2] - mu^2 lose less to float32 cancellation
+    x = tf.constant(np.asarray(output, np.float32) - MAX_VAL / 2)
+    y = tf.constant(np.asarray(target, np.float32) - MAX_VAL / 2)
     size = min(FILTER_SIZE, x.shape[1], x.shape[2])
-    s, _ = _ssim_cs(tf, x, y, size, FILTER_SIGMA * size / FILTER_SIZE)
-    return np.asarray(s, np.float64)
+    g = tf.constant(gaussian_1d(size, FILTER_SIGMA * size / FILTER_SIZE), tf.float32)
+    ch = 5 * x.shape[-1]
+    f = tf.concat([x, y, x * x, y * y, x * y], axis=-1)
+    for k in (tf.reshape(g, [size, 1, 1, 1]), tf.reshape(g, [1, size, 1, 1])):      # separable, 'valid'
+        f = tf.nn.depthwise_conv2d(f, tf.tile(k, [1, 1, ch, 1]), [1, 1, 1, 1], "VALID")
+    mx, my, sxx, syy, sxy = tf.split(f, 5, axis=-1)
+    vx, vy, cxy = sxx - mx * mx, syy - my * my, sxy - mx * my
+    mx, my = mx + MAX_VAL / 2, my + MAX_VAL / 2
+    c1, c2 = (K1 * MAX_VAL) ** 2, (K2 * MAX_VAL) ** 2
+    s = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return tf.reduce_mean(s, axis=[1, 2, 3]).numpy().astype(np.float64)
 
 
 SCORES: Dict[str, Callable] = {"l1": l1, "psnr": psnr, "ssim": ssim}
@@ -79,6 +89,24 @@ class PairedScores:
         return {k: (v / self.n if self.n else float("nan")) for k, v in self.sums.items()}
 
 
+def _originals(examples_uri: str, split: str, spec: Dict):
+    import tensorflow as tf
+
+    from facegan import examples_io
+    files = examples_io.split_files(examples_uri, split)
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").map(lambda s: tf.io.parse_single_example(s, spec))
+    return ds.filter(lambda e: tf.equal(e[schema.MIRRORED], 0))
+
+
+def count_pairs(examples_uri: str, split: str = schema.EVAL_SPLIT) -> int:
+    """Originals (not mirrored copies) in a split: one cheap pass, no PNG decoding."""
+    import tensorflow as tf
+
+    from facegan import examples_io
+    ds = _originals(examples_uri, split, examples_io.feature_spec(()))
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+
+
 def paired_batches(examples_uri: str, split: str = schema.EVAL_SPLIT, batch_size: int = 32,
                    limit: Optional[int] = None) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
     """(inputs, targets) uint8 batches of a split's originals (mirrored copies skipped), in file
@@ -86,11 +114,9 @@ def paired_batches(examples_uri: str, split: str = schema.EVAL_SPLIT, batch_size
     import tensorflow as tf
 
     from facegan import examples_io
-    files = examples_io.split_files(examples_uri, split)
     spec = examples_io.feature_spec((schema.IMAGE,))
     spec[schema.INPUT_IMAGE] = tf.io.FixedLenFeature([], tf.string, default_value="")
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").map(lambda s: tf.io.parse_single_example(s, spec))
-    ds = ds.filter(lambda e: tf.equal(e[schema.MIRRORED], 0))
+    ds = _originals(examples_uri, split, spec)
     if limit:
         ds = ds.take(limit)
     seen = 0
@@ -107,20 +133,25 @@ def paired_batches(examples_uri: str, split: str = schema.EVAL_SPLIT, batch_size
 
 def evaluate_paired(translate: Callable[[np.ndarray], np.ndarray], examples_uri: str, *,
                     split: str = schema.EVAL_SPLIT, num_pairs: Optional[int] = None, batch_size: int = 32,
-                    swd: bool = True, seed: int = 0) -> Dict:
+                    swd: bool = True, seed: int = 0, keep: int = 0) -> Dict:
     """Scores of `translate` (uint8 [N, R, R, 3] -> uint8) on the held-out pairs; see the module
-    docstring for the keys. `num_pairs`: at most this many (None: the whole split)."""
-    from facegan.metrics.swd import SWDAccumulator, swd_from_results
+    docstring for the keys. `num_pairs`: at most this many (None: the whole split). `keep`: also
+    return the first `keep` (inputs, outputs, targets) under "samples" (grids, diversity)."""
+    from facegan.metrics.swd import SWDAccumulator, position_seed, swd_from_results
     model, base = PairedScores(), PairedScores()
-    cap = num_pairs or 10 ** 9
+    total = count_pairs(examples_uri, split)
+    cap = min(num_pairs, total) if num_pairs else total     # sizes the SWD descriptor stores
     acc_out = acc_real = None
+    kept = []
     if swd:
-        acc_out, acc_real = SWDAccumulator(cap, seed=[seed, 1]), SWDAccumulator(cap, seed=[seed, 1])
+        acc_out, acc_real = (SWDAccumulator(cap, position_seed(seed, role)) for role in ("generated", "real"))
     try:
-        for inputs, targets in paired_batches(examples_uri, split, batch_size, num_pairs):
+        for inputs, targets in paired_batches(examples_uri, split, batch_size, cap):
             outputs = np.asarray(translate(inputs), np.uint8)
             if outputs.shape != targets.shape:
                 raise ValueError(f"the model makes {outputs.shape[1:]} images but the targets are {targets.shape[1:]}")
+            if sum(len(k[0]) for k in kept) < keep:
+                kept.append((inputs, outputs, targets))
             model.add(outputs, targets)
             base.add(inputs, targets)
             if swd:
@@ -132,6 +163,9 @@ def evaluate_paired(translate: Callable[[np.ndarray], np.ndarray], examples_uri:
         if swd:
             # the PGGAN pyramid needs >= 16 px; fewer than 2 images give no distribution
             out["swd"] = swd_from_results(acc_out.result(), acc_real.result(), seed) if model.n >= 2 else None
+        if keep:
+            out["samples"] = {name: np.concatenate([k[i] for k in kept])[:keep]
+                              for i, name in enumerate(("inputs", "outputs", "targets"))}
         return out
     finally:
         for a in (acc_out, acc_real):

@@ -258,3 +258,67 @@ def test_pix2pix_trains_on_the_loop_and_exports_the_contract(tmp_path):
     np.testing.assert_array_equal(g.translate(x), want)
     with pytest.raises(ValueError, match="images must be uint8"):     # the loader's check (the
         g.translate(x[:, :16, :16])                                      # graph's: contract tests)
+
+
+# -- paired evaluation (metrics/paired.py, the evaluator, the blessing) ----------------------------
+def test_psnr_l1_ssim_against_hand_values_and_tf():
+    import tensorflow as tf
+    from facegan.metrics import paired as M
+    a = np.full((1, 16, 16, 3), 100, np.uint8)
+    b = a.copy()
+    b[0, :8] = 110                                           # half the pixels off by 10: MSE 50
+    assert M.l1(b, a)[0] == pytest.approx(5.0)
+    assert M.psnr(b, a)[0] == pytest.approx(10 * math.log10(255 ** 2 / 50.0))
+    assert M.psnr(a, a)[0] == M.PSNR_CAP
+    # constant images: SSIM = luminance term (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
+    c1 = (0.01 * 255) ** 2
+    assert M.ssim(a, a + 20)[0] == pytest.approx((2 * 100 * 120 + c1) / (100 ** 2 + 120 ** 2 + c1), rel=1e-3)
+    x = np.random.default_rng(0).integers(0, 256, (3, RES, RES, 3), dtype=np.uint8)
+    y = np.clip(x.astype(int) + np.random.default_rng(1).integers(-40, 40, x.shape), 0, 255).astype(np.uint8)
+    want = tf.image.ssim(tf.constant(x, tf.float32), tf.constant(y, tf.float32), 255.0).numpy()  # reference
+    np.testing.assert_allclose(M.ssim(x, y), want, rtol=1e-4)
+    np.testing.assert_allclose(M.ssim(x, x), 1.0, rtol=1e-6)
+
+
+def test_blessing_rule_beat_the_input():
+    from facegan.components.gan_evaluator import blessing
+    div = {"between_std": 30.0, "within_std": 30.0}
+    res = {"psnr": 26.0, "ssim": 0.80, "l1": 6.0, blessing.DIVERSITY_KEY: div,
+           blessing.INPUT_BASELINE_KEY: {"psnr": 25.0, "ssim": 0.85, "l1": 7.0}}
+    d = blessing.decide(res, {"psnr": {"min_gain_over_input": 0.5}, "l1": {"min_gain_over_input": 0.5},
+                              "ssim": {"min_gain_over_input": 0.0}})
+    verdict = {r.rule: r.passed for r in d.rules}
+    assert verdict["psnr beats the input by >= 0.5"] and verdict["l1 beats the input by >= 0.5"]
+    assert not verdict["ssim beats the input by >= 0"] and not d.blessed
+    with pytest.raises(ValueError, match="unknown rule"):
+        blessing.parse_thresholds({"psnr": {"max_noise_fraction": 1}})
+    # vs a baseline model: PSNR higher is better
+    d = blessing.decide(res, {}, {"psnr": 0.5}, baseline_results={"psnr": 25.0})
+    assert [r.passed for r in d.rules if r.rule.startswith("psnr beats baseline")] == [True]
+
+
+def test_evaluate_image_to_image_model(tmp_path):
+    from facegan.components.gan_evaluator.evaluate_lib import evaluate_model
+    from facegan.generator import IMAGE_TO_IMAGE, export_generator
+    from facegan.metrics import paired as M
+    from facegan.serving.testing import tiny_translator
+    import tensorflow as tf
+    root = _paired_examples(str(tmp_path / "ex"), n=6, spec="lowres:factor=4")
+    identity = tf.keras.Sequential([tf.keras.Input([RES, RES, 3]), tf.keras.layers.Lambda(lambda x: x)])
+    export_generator(identity, str(tmp_path / "id"), kind=IMAGE_TO_IMAGE)
+    export_generator(tiny_translator(RES), str(tmp_path / "tiny"), kind=IMAGE_TO_IMAGE)
+    ev = evaluate_model(str(tmp_path / "id"), root, str(tmp_path / "out"), num_images=100,
+                        thresholds={"psnr": {"min_gain_over_input": 0.0}, "ssim": {"min": 0.1}},
+                        baseline_dir=str(tmp_path / "tiny"), min_improvement={"l1": 1.0}, log=lambda *_: None)
+    r = ev.results
+    # the identity model's output IS the input (the bicubic upscale): same scores as the baseline
+    assert r["num_pairs"] == 6
+    for k in ("l1", "psnr", "ssim"):
+        assert r[k] == pytest.approx(r["input_baseline"][k])
+    ins, tgs = zip(*M.paired_batches(root, "eval", 64))
+    assert r["psnr"] == pytest.approx(float(np.mean(M.psnr(ins[0], tgs[0]))))
+    assert r["swd"]["avg"] > 0
+    verdict = {x.rule: x.passed for x in ev.decision.rules}
+    assert verdict["psnr beats the input by >= 0"] and verdict["ssim >= 0.1"]
+    assert verdict["l1 beats baseline by >= 1"]             # a random tiny translator is far worse
+    assert os.path.exists(ev.files["sample_grid"]) and json.load(open(ev.files["metrics"]))["results"]["num_pairs"] == 6

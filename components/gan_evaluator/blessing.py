@@ -31,8 +31,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 # Direction per metric family: True = lower is better.
-LOWER_IS_BETTER = {"fid": True, "kid": True, "swd": True, "is": False}
-FAMILIES = ("fid", "kid", "swd", "ms_ssim", "is")
+LOWER_IS_BETTER = {"fid": True, "kid": True, "swd": True, "is": False,
+                   "l1": True, "psnr": False, "ssim": False}           # the last three: paired tasks
+FAMILIES = ("fid", "kid", "swd", "ms_ssim", "is", "l1", "psnr", "ssim")
+INPUT_BASELINE_KEY = "input_baseline"  # paired tasks: results[...] = the scores of the input itself
 
 DEGENERATE = "degenerate"
 DIVERSITY_KEY = "diversity"          # results[DIVERSITY_KEY] = {"between_std":..., "within_std":...}
@@ -51,6 +53,11 @@ _ALLOWED_KEYS = {
     "swd": {"max", "min", "max_noise_fraction"},
     "is": {"max", "min"},
     "ms_ssim": {"max", "min", "max_above_real"},
+    # image-to-image (metrics/paired.py): min_gain_over_input = must beat the input used as the
+    # output (for lowres pairs: bicubic upscaling) by at least this much, in the metric's units
+    "l1": {"max", "min", "min_gain_over_input"},
+    "psnr": {"max", "min", "min_gain_over_input"},
+    "ssim": {"max", "min", "min_gain_over_input"},
     DEGENERATE: {"min_between_std", "min_within_std"},
 }
 
@@ -230,6 +237,16 @@ def decide(results: Mapping[str, Any], thresholds=None, min_improvement=None,
                 else:
                     rules.append(_bound_rule(family, name, value, "<=", real + bound, label))
                     rules[-1].reason += f" (real pairs {real:.4g} + margin {bound:g})"
+            elif k == "min_gain_over_input":
+                ref = scalar((results.get(INPUT_BASELINE_KEY) or {}).get(family))
+                lower = LOWER_IS_BETTER[family]
+                label = f"{family} beats the input by >= {bound:g}"
+                if ref is None:
+                    rules.append(RuleResult(label, False, f"{label}: the input's {family} was not computed", family))
+                else:
+                    rules.append(_bound_rule(family, name, value, "<=" if lower else ">=",
+                                             ref - bound if lower else ref + bound, label))
+                    rules[-1].reason += f" (the input scores {ref:.4g})"
             elif k == "max_noise_fraction" and not is_ms_ssim:
                 ref = scalar((results.get(REFERENCES_KEY) or {}).get(family))
                 label = f"{family} <= {bound:g} x noise"

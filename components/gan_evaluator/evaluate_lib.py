@@ -254,7 +254,13 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
                    seed: int = 0, batch_size: int = 64, cache_dir: Optional[str] = None,
                    memorization: bool = True, log=print) -> Evaluation:
     """Evaluate the generator at `model_dir` against `examples_uri`'s eval split; write outputs."""
-    from facegan.generator import load_generator
+    from facegan.generator import IMAGE_TO_IMAGE, load_generator, read_metadata
+
+    if read_metadata(resolve_model_dir(model_dir)).get("kind") == IMAGE_TO_IMAGE:   # paired tasks (issue 12)
+        from facegan.components.gan_evaluator.paired_eval import evaluate_translation
+        return evaluate_translation(model_dir, examples_uri, out_dir, num_images=num_images, thresholds=thresholds,
+                                    min_improvement=min_improvement, baseline_dir=baseline_dir, log_dir=log_dir,
+                                    seed=seed, batch_size=batch_size, log=log)
 
     if num_images < 2:
         raise ValueError(f"num_images must be >= 2, got {num_images}")

@@ -1,0 +1,93 @@
+"""The evaluator for image-to-image generators (issue 12): held-out pairs -> metrics, grid, decision.
+
+`evaluate_model` (evaluate_lib.py) hands an `image_to_image` generator here. The numbers come from
+metrics/paired.py: L1 / PSNR / SSIM of the outputs against the eval split's targets, SWD of the
+outputs vs the real faces, and the same L1 / PSNR / SSIM for the input itself under
+`input_baseline` (for `lowres` pairs, bicubic upscaling). The blessing is the same `decide()` as
+for every generator: degenerate-output checks on the outputs, bounds such as
+{"psnr": {"min": 20}}, {"ssim": {"min_gain_over_input": 0.0}} (must beat bicubic), and
+`min_improvement` against a baseline model evaluated with the same pairs.
+
+Outputs in `out_dir`: metrics.json, decision.json and sample_grid.png (rows of inputs, outputs,
+targets), as for the other kinds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Optional
+
+import numpy as np
+
+from facegan.components.gan_evaluator import blessing
+from facegan.components.gan_evaluator.evaluate_lib import (DECISION_FILE, METRICS_FILE, SAMPLE_GRID_FILE,
+                                                           Evaluation, _jsonable, diversity_stats,
+                                                           headline_scalars, resolve_model_dir,
+                                                           write_tensorboard)
+from facegan.images import save_grid
+
+GRID_PAIRS = 8
+KEEP = 64          # outputs kept for the degenerate-output check
+
+
+def translation_results(gen, examples_uri: str, *, num_pairs: Optional[int], seed: int, batch_size: int,
+                        direction: Optional[str] = None):
+    """(results dict for the blessing, kept samples) of one image-to-image generator."""
+    from facegan.metrics.paired import evaluate_paired
+    out = evaluate_paired(lambda x: gen.translate(x, direction), examples_uri, num_pairs=num_pairs,
+                          batch_size=batch_size, seed=seed, keep=KEEP)
+    samples = out.pop("samples")
+    results = {"l1": out["l1"], "psnr": out["psnr"], "ssim": out["ssim"], "swd": out["swd"],
+               blessing.INPUT_BASELINE_KEY: out["baseline"], "beats_input": out["beats_baseline"],
+               "num_pairs": out["num_pairs"], "direction": direction or gen.default_direction}
+    if len(samples["outputs"]) >= 2:
+        results[blessing.DIVERSITY_KEY] = diversity_stats(samples["outputs"])
+    return results, samples
+
+
+def evaluate_translation(model_dir: str, examples_uri: str, out_dir: str, *, num_images: Optional[int] = None,
+                         thresholds=None, min_improvement=None, baseline_dir: Optional[str] = None,
+                         log_dir: Optional[str] = None, seed: int = 0, batch_size: int = 64,
+                         direction: Optional[str] = None, log=print) -> Evaluation:
+    """Evaluate the image-to-image generator at `model_dir` on `examples_uri`'s eval pairs."""
+    from facegan.generator import load_generator
+
+    blessing.parse_thresholds(thresholds)            # validate before any expensive work
+    blessing.parse_min_improvement(min_improvement)
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.monotonic()
+    model_dir = resolve_model_dir(model_dir)
+    gen = load_generator(model_dir)
+    log(f"evaluating image-to-image {model_dir} on {examples_uri}'s eval pairs (L1, PSNR, SSIM, SWD)")
+    kw = dict(num_pairs=num_images, seed=seed, batch_size=batch_size, direction=direction)
+    results, samples = translation_results(gen, examples_uri, **kw)
+    baseline_results = None
+    if baseline_dir:
+        baseline_dir = resolve_model_dir(baseline_dir)
+        log(f"evaluating baseline {baseline_dir} on the same pairs")
+        baseline_results, _ = translation_results(load_generator(baseline_dir), examples_uri, **kw)
+    decision = blessing.decide(results, thresholds, min_improvement, baseline_results)
+    n = min(GRID_PAIRS, len(samples["outputs"]))
+    files = {"sample_grid": save_grid(np.concatenate([samples[k][:n] for k in ("inputs", "outputs", "targets")]),
+                                      os.path.join(out_dir, SAMPLE_GRID_FILE), cols=n)}
+    report = {"model": model_dir, "examples": examples_uri, "baseline_model": baseline_dir,
+              "protocol": {"metrics": ["l1", "psnr", "ssim", "swd"], "num_pairs": results["num_pairs"],
+                           "split": "eval (originals)", "seed": seed, "batch_size": batch_size},
+              "generator": {k: gen.metadata.get(k) for k in ("kind", "architecture", "preset", "resolution",
+                                                               "input_resolution", "steps", "exported_at")},
+              "results": results, "baseline_results": baseline_results,
+              "blessed": decision.blessed, "seconds": round(time.monotonic() - t0, 2)}
+    files["metrics"] = os.path.join(out_dir, METRICS_FILE)
+    with open(files["metrics"], "w") as f:
+        json.dump(_jsonable(report), f, indent=2, sort_keys=True)
+    files["decision"] = os.path.join(out_dir, DECISION_FILE)
+    with open(files["decision"], "w") as f:
+        json.dump(_jsonable(decision.to_dict()), f, indent=2)
+    scalars = headline_scalars(results)
+    if log_dir:
+        files["tensorboard"] = write_tensorboard(log_dir, scalars, files["sample_grid"], decision,
+                                                 int(gen.metadata.get("steps", 0) or 0))
+    log(decision.summary())
+    return Evaluation(results=results, decision=decision, baseline_results=baseline_results,
+                      files=files, scalars=scalars)
