@@ -47,6 +47,7 @@ class NetworkConfig:
     # image-to-image (trainer/networks/image_to_image.py)
     dropout: float = 0.5               # pix2pix: U-Net decoder dropout, the paper's only noise
     resnet_blocks: int = 9             # cyclegan: residual blocks (paper: 6 at 128 px, 9 at 256)
+    domain_attribute: str = "eyeglasses"   # cyclegan: domain A = attr/<name> 0, domain B = 1
 
 
 @dataclass
@@ -85,6 +86,7 @@ class TricksConfig:
     ema_decay: float = 0.999           # generator EMA; 0 disables
     truncation: float = 1.0            # sampling-time latent truncation (1 = none)
     d_steps: int = 1                   # D updates per G update
+    history_pool: int = 0              # cyclegan: D sees fakes from a pool of this many past ones
     lens: LensConfig = field(default_factory=LensConfig)
 
 
@@ -96,6 +98,7 @@ class OptimConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     epsilon: float = 1e-8
+    lr_decay_start: float = 1.0        # fraction of run.steps after which lr decays linearly to 0 (1 = never)
 
 
 @dataclass
@@ -256,6 +259,12 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"tricks.lens.learning_rate must be > 0, got {lens.learning_rate}")
     if not 0.0 <= n.dropout < 1.0:
         raise ConfigError(f"network.dropout must be in [0, 1), got {n.dropout}")
+    if t.history_pool < 0:
+        raise ConfigError(f"tricks.history_pool must be >= 0, got {t.history_pool}")
+    if not 0.0 <= o.lr_decay_start <= 1.0:
+        raise ConfigError(f"optim.lr_decay_start must be in [0, 1] (a fraction of run.steps), got {o.lr_decay_start}")
+    if not n.domain_attribute:
+        raise ConfigError("network.domain_attribute must name an ingested attribute (e.g. eyeglasses)")
     if n.resnet_blocks < 0:
         raise ConfigError(f"network.resnet_blocks must be >= 0, got {n.resnet_blocks}")
     if lo.l1_weight < 0 or lo.cycle_weight < 0 or lo.identity_weight < 0:
@@ -352,6 +361,15 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                        loss=dict(family="pix2pix", l1_weight=100.0),
                        tricks=dict(ema_decay=0.0),
                        optim=dict(batch_size=1, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
+    # Zhu et al. 2017 (CycleGAN): ResNet G (9 blocks at 256 px), 70x70 PatchGAN, LSGAN, cycle lambda 10,
+    # identity 0.5 lambda, history pool 50, Adam 2e-4 beta1 0.5, batch 1, lr constant for the first half
+    # of training then linearly to 0 (their 100 + 100 epochs). Domains: Eyeglasses 0 (A) vs 1 (B).
+    "cyclegan": _preset(network=dict(architecture="cyclegan", resolution=256, filters=64, resnet_blocks=9,
+                                     domain_attribute="eyeglasses"),
+                        loss=dict(family="cyclegan", cycle_weight=10.0, identity_weight=0.5),
+                        tricks=dict(ema_decay=0.0, history_pool=50),
+                        optim=dict(batch_size=1, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5,
+                                   lr_decay_start=0.5)),
     # Tiny and fast: CI and `make demo`; one per architecture (+ the lens), same tricks as the paper presets.
     "smoke": _preset(network=dict(architecture="dcgan", resolution=32, z_dim=32, filters=16),
                      loss=dict(family="ns"),
@@ -377,6 +395,12 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                           tricks=dict(lens=dict(enabled=True, blocks=8, filters=8, anneal_steps=10)),
                           optim=dict(batch_size=16),
                           run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
+    "smoke_cyclegan": _preset(network=dict(architecture="cyclegan", resolution=32, filters=8, resnet_blocks=2,
+                                           domain_attribute="eyeglasses"),
+                              loss=dict(family="cyclegan", cycle_weight=10.0, identity_weight=0.5),
+                              tricks=dict(ema_decay=0.0, history_pool=50),
+                              optim=dict(batch_size=2, beta1=0.5, lr_decay_start=0.5),
+                              run=dict(steps=10, checkpoint_every=5, log_every=5, image_every=5)),
     "smoke_pix2pix": _preset(network=dict(architecture="pix2pix", resolution=32, filters=8, max_filters=32),
                              loss=dict(family="pix2pix", l1_weight=100.0),
                              tricks=dict(ema_decay=0.0),

@@ -162,6 +162,55 @@ def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, see
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
+def domain_filter(attribute: str, value: int):
+    """A predicate on serialized Examples: `attr/<attribute>` == value (records without it: False)."""
+    key = schema.attr_key(attribute)
+    spec = {key: tf.io.FixedLenFeature([], tf.int64, default_value=-1)}
+    return lambda serialized: tf.equal(tf.io.parse_single_example(serialized, spec)[key], value)
+
+
+def count_domains(files: Sequence[str], attribute: str, compression: str = "GZIP") -> Dict[str, int]:
+    """{"a": records with attr/<attribute> == 0, "b": == 1, "unlabeled": neither} (one pass, no decoding)."""
+    key = schema.attr_key(attribute)
+    spec = {key: tf.io.FixedLenFeature([], tf.int64, default_value=-1)}
+    ds = tf.data.TFRecordDataset(list(files), compression_type=compression)
+    values = ds.map(lambda s: tf.io.parse_single_example(s, spec)[key])
+    counts = values.reduce(tf.zeros([3], tf.int64), lambda c, v: c + tf.one_hot(
+        tf.where(v == 0, 0, tf.where(v == 1, 1, 2)), 3, dtype=tf.int64)).numpy()
+    return {"a": int(counts[0]), "b": int(counts[1]), "unlabeled": int(counts[2])}
+
+
+def domains_dataset(files: Sequence[str], resolution: int, batch_size: int, attribute: str, *, seed: int = 0,
+                    shuffle_buffer: int = 2048, position: int = 0, info: Optional[Dict] = None):
+    """Unpaired image-to-image (CycleGAN): float32 [batch_size, R, R, 6] = an image of domain A
+    (`attr/<attribute>` == 0) then an independent image of domain B (== 1) on the channel axis.
+
+    Each domain is its own stream, shuffled per epoch from its own seed and repeated, so the two are
+    unaligned (no pairs) and each is a pure function of (files, seed): resume skips `position`
+    records of each (both advance one image per example shown).
+    """
+    files = list(files)
+    info = info or inspect_files(files)
+    if info["target"] != resolution:
+        raise ValueError(f"{files[0]}: CycleGAN trains at the stored resolution {info['target']}, not {resolution}")
+    raw = tf.data.TFRecordDataset(files, compression_type=info["compression"])
+
+    def stream(value):
+        ds = raw.filter(domain_filter(attribute, value))
+        ds = ds.shuffle(shuffle_buffer, seed=seed * 1_000_003 + 17 + value, reshuffle_each_iteration=True).repeat()
+        return ds.skip(position) if position else ds
+
+    spec = {schema.IMAGE: tf.io.FixedLenFeature([], tf.string)}
+
+    def decode(serialized):
+        img = tf.io.decode_png(tf.io.parse_single_example(serialized, spec)[schema.IMAGE], channels=3)
+        return to_network(tf.ensure_shape(img, [resolution, resolution, 3]))
+
+    a, b = (stream(v).map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) for v in (0, 1))
+    ds = tf.data.Dataset.zip((a, b)).map(lambda x, y: tf.concat([x, y], -1))
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
 def synthetic_dataset(resolution: int, batch_size: int, seed: int = 0, channels: int = 3):
     """One fixed random batch repeated forever (benchmarks: input cost ~0; 6 channels = pairs)."""
     x = tf.random.stateless_uniform([batch_size, resolution, resolution, channels], seed=[seed, 1],

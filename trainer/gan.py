@@ -88,7 +88,7 @@ def _ema_pairs(ema_generator, generator) -> List[Tuple[tf.Variable, tf.Variable]
 class GAN(tf.keras.Model):
     """Generator + discriminator (+ EMA generator, + lens) trained by one custom `train_step`."""
 
-    paired_input = False     # True for image-to-image models: the loop feeds (input, target) pairs
+    input_kind = "images"    # what the loop feeds train_step: "images", or (image-to-image) "pairs" / "domains"
 
     def __init__(self, cfg: Config, networks, ema_networks=None, lens=None, *, global_batch_size: int):
         super().__init__(name="gan")
@@ -199,8 +199,14 @@ class GAN(tf.keras.Model):
         self.global_batch_size = int(global_batch_size)
         self._ema_pairs = _ema_pairs(self.G_ema, self.G) if self.G_ema is not None else []
 
+    decays_lr = False        # True: the loop calls apply_lr_scale before every step (a schedule)
+
+    def lr_multiplier(self) -> float:
+        """The schedule's factor at the current step (1: constant learning rates)."""
+        return 1.0
+
     def apply_lr_scale(self):
-        s = float(self.lr_scale.numpy())
+        s = float(self.lr_scale.numpy()) * self.lr_multiplier()
         self.g_optimizer.learning_rate = self.cfg.optim.g_learning_rate * s
         self.d_optimizer.learning_rate = self.cfg.optim.d_learning_rate * s
         if self.lens_optimizer is not None:

@@ -142,6 +142,12 @@ register_architecture(Architecture(
     kind="image_to_image", batchnorm_critic=True, min_resolution=16,
     resolution_reason="pix2pix's U-Net and PatchGAN need at least 16x16",
     model="facegan.trainer.image_to_image:Pix2Pix"))
+register_architecture(Architecture(
+    "cyclegan", "facegan.trainer.networks.image_to_image:build_cyclegan",
+    "Zhu et al. 2017: two ResNet Gs, two PatchGAN Ds, unpaired domains from an attribute",
+    kind="image_to_image", min_resolution=16, resolution_reason="cyclegan's PatchGAN needs at least 16x16",
+    checkpoints=("generator", "discriminator", "generator_ba", "discriminator_a"),
+    model="facegan.trainer.image_to_image:CycleGAN"))
 
 
 # -- loss families -------------------------------------------------------------------------------
@@ -222,6 +228,10 @@ register_loss(LossFamily("pix2pix", _I2I + "patch_ns_generator_loss", _I2I + "pa
                          _I2I + "patch_ns_generator_loss",
                          "Isola et al. 2017: patch cross-entropy cGAN (D halved) + loss.l1_weight * L1",
                          supports_label_smoothing=False, kind="image_to_image"))
+register_loss(LossFamily("cyclegan", _I2I + "patch_lsgan_generator_loss", _I2I + "patch_lsgan_discriminator_loss",
+                         _I2I + "patch_lsgan_generator_loss",
+                         "Zhu et al. 2017: patch LSGAN (D halved) + cycle + identity (loss.cycle_weight, "
+                         "loss.identity_weight)", supports_label_smoothing=False, kind="image_to_image"))
 
 
 def describe() -> str:

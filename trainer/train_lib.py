@@ -209,19 +209,39 @@ class Trainer:
         self.gan.apply_lr_scale()
 
     # -- input -------------------------------------------------------------------------------
-    def _dataset(self, resolution: int, batch: int):
+    def _dataset(self, resolution: int, batch: int, position: Optional[int] = None):
+        """The model's input stream (`input_kind`: images; image-to-image pairs [.., 6]; or
+        unpaired domains [.., 6]) from `position` images on (default: the images shown)."""
         per_step = batch * self.cfg.tricks.d_steps
-        paired = self.gan.paired_input
+        kind = self.gan.input_kind
         if self.synthetic:
             return data_lib.synthetic_dataset(resolution, per_step, seed=self.cfg.run.seed,
-                                              channels=6 if paired else 3)
-        position = self.images_shown
+                                              channels=3 if kind == "images" else 6)
+        position = self.images_shown if position is None else position
+        common = dict(seed=self.cfg.run.seed, shuffle_buffer=self.cfg.run.shuffle_buffer, position=position,
+                      info=self.data_info)
+        if kind == "domains":
+            self._check_domains()
+            return data_lib.domains_dataset(self.files, resolution, per_step, self.cfg.network.domain_attribute,
+                                            **common)
         if position and self._num_records is None:
             self._num_records = data_lib.count_records(self.files, self.data_info["compression"])
-        return data_lib.train_dataset(self.files, resolution, per_step, seed=self.cfg.run.seed,
-                                      shuffle_buffer=self.cfg.run.shuffle_buffer, position=position,
-                                      info=self.data_info, num_records=self._num_records,
-                                      input_key=schema.INPUT_IMAGE if paired else None)
+        return data_lib.train_dataset(self.files, resolution, per_step, num_records=self._num_records,
+                                      input_key=schema.INPUT_IMAGE if kind == "pairs" else None, **common)
+
+    def _check_domains(self):
+        """Count the two domains once; refuse an empty one; record the counts (domains.json)."""
+        if getattr(self, "domain_counts", None) is None:
+            attr = self.cfg.network.domain_attribute
+            counts = data_lib.count_domains(self.files, attr, self.data_info["compression"])
+            if not counts["a"] or not counts["b"]:
+                raise ValueError(f"network.domain_attribute {attr!r}: domain A (attr/{attr} = 0) has {counts['a']} "
+                                 f"and domain B (= 1) {counts['b']} training images in {self.files[0]}...; both "
+                                 f"need some (ingest with --labels)")
+            self.domain_counts = dict(counts, attribute=attr)
+            write_json_atomic(os.path.join(self.run_dir, "domains.json"), self.domain_counts)
+            log.info("domains of %s: A (=0) %d, B (=1) %d, unlabeled %d", attr, counts["a"], counts["b"],
+                     counts["unlabeled"])
 
     def _get_iterator(self):
         key = (self.gan.resolution, self.gan.global_batch_size)
@@ -252,12 +272,13 @@ class Trainer:
 
     # -- outputs -----------------------------------------------------------------------------
     def write_images(self, step: int):
-        if self.gan.paired_input:     # image-to-image: rows of inputs, outputs, targets
+        if self.gan.input_kind != "images":     # image-to-image: the model's preview rows
             path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
-            imgs = self.gan.preview(self._fixed_reals(8)).numpy()
-            save_grid(imgs, path, cols=8)
+            imgs, cols = self.gan.preview(self._fixed_reals(8))
+            imgs = imgs.numpy()
+            save_grid(imgs, path, cols=cols)
             with self.writer.as_default(step=step):
-                tf.summary.image("samples/input_output_target", make_grid(imgs, cols=8)[None], max_outputs=1)
+                tf.summary.image("samples/translations", make_grid(imgs, cols=cols)[None], max_outputs=1)
             self.writer.flush()
             return path
         imgs = self.gan.sample(self.fixed_z, ema=True, truncation=1.0).numpy()
@@ -279,13 +300,8 @@ class Trainer:
     def _fixed_reals(self, n: int = 16):
         """The first n images (pairs) of the stream (position 0) at the current resolution, cached."""
         res = self.gan.resolution
-        if self.synthetic:
-            return next(iter(self._dataset(res, n).take(1)))
         if res not in self._reals:
-            ds = data_lib.train_dataset(self.files, res, n, seed=self.cfg.run.seed,
-                                        shuffle_buffer=self.cfg.run.shuffle_buffer, info=self.data_info,
-                                        input_key=schema.INPUT_IMAGE if self.gan.paired_input else None)
-            self._reals[res] = next(iter(ds.take(1)))
+            self._reals[res] = next(iter(self._dataset(res, n // self.cfg.tricks.d_steps or 1, position=0).take(1)))[:n]
         return self._reals[res]
 
     def write_scalars(self, step: int, metrics: Dict[str, float], perf: Dict[str, float]):
@@ -315,6 +331,8 @@ class Trainer:
         recoveries = int(self.gan.nan_recoveries.numpy())
         while step < total:
             self._sync_stage()
+            if self.gan.decays_lr:        # a learning-rate schedule (CycleGAN's linear decay)
+                self.gan.apply_lr_scale()
             out = self._step_fn()(self._get_iterator())
             metrics = {k: float(v) for k, v in out.items()}
             step = self.step

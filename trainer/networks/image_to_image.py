@@ -29,6 +29,9 @@ import math
 
 import tensorflow as tf
 
+import dataclasses
+from typing import Dict, Optional
+
 from facegan.trainer.networks import Networks
 
 
@@ -177,3 +180,24 @@ def build_pix2pix(cfg, alpha=None) -> Networks:
     g = unet_generator(n.resolution, n.filters, n.max_filters, n.dropout)
     d = patch_discriminator(n.resolution, 6, n.filters, n.max_filters, norm="batch")
     return Networks(g, d, resolution=n.resolution, default_batch_size=cfg.optim.batch_size)
+
+
+@dataclasses.dataclass
+class CycleNetworks(Networks):
+    """CycleGAN's four networks: `generator` G (A -> B) and `discriminator` D_B (on B), as the
+    contract names them, plus `generator_ba` F (B -> A) and `discriminator_a` D_A (on A)."""
+    generator_ba: Optional[tf.keras.Model] = None
+    discriminator_a: Optional[tf.keras.Model] = None
+
+    def checkpoint_items(self) -> Dict[str, object]:
+        return dict(super().checkpoint_items(), generator_ba=self.generator_ba, discriminator_a=self.discriminator_a)
+
+
+def build_cyclegan(cfg, alpha=None) -> CycleNetworks:
+    n = cfg.network
+    g = resnet_generator(n.resolution, n.filters, n.resnet_blocks, name="generator_ab")
+    f = resnet_generator(n.resolution, n.filters, n.resnet_blocks, name="generator_ba")
+    d_b = patch_discriminator(n.resolution, 3, n.filters, n.max_filters, norm="instance", name="discriminator_b")
+    d_a = patch_discriminator(n.resolution, 3, n.filters, n.max_filters, norm="instance", name="discriminator_a")
+    return CycleNetworks(g, d_b, resolution=n.resolution, default_batch_size=cfg.optim.batch_size,
+                         generator_ba=f, discriminator_a=d_a)
