@@ -322,3 +322,59 @@ def test_evaluate_image_to_image_model(tmp_path):
     assert verdict["psnr beats the input by >= 0"] and verdict["ssim >= 0.1"]
     assert verdict["l1 beats baseline by >= 1"]             # a random tiny translator is far worse
     assert os.path.exists(ev.files["sample_grid"]) and json.load(open(ev.files["metrics"]))["results"]["num_pairs"] == 6
+
+
+# -- CycleGAN -------------------------------------------------------------------------------------
+def test_history_pool_behaviour():
+    import tensorflow as tf
+    from facegan.trainer.image_to_image import history_pool_query
+    P_ = 3
+    pool, count = tf.zeros([P_, 1]), tf.constant(0, tf.int64)
+    imgs = tf.constant([[1.0], [2.0]])
+    # not full: images are stored in order and returned unchanged, whatever the draws say
+    out, pool, count = history_pool_query(pool, count, imgs, tf.constant([0.9, 0.9]), tf.constant([0, 0], tf.int64))
+    assert out.numpy().ravel().tolist() == [1, 2] and int(count) == 2
+    out, pool, count = history_pool_query(pool, count, tf.constant([[3.0], [4.0]]), tf.constant([0.9, 0.9]),
+                                          tf.constant([0, 0], tf.int64))
+    # 3 fills the pool; 4 meets a full pool with u > 0.5: it gets the stored image at index 0 (1) back
+    assert out.numpy().ravel().tolist() == [3, 1] and int(count) == 3
+    assert pool.numpy().ravel().tolist() == [4, 2, 3]
+    # u <= 0.5: the new image is returned and the pool is untouched
+    out, pool2, _ = history_pool_query(pool, count, tf.constant([[5.0]]), tf.constant([0.2]), tf.constant([1], tf.int64))
+    assert out.numpy().ravel().tolist() == [5] and pool2.numpy().ravel().tolist() == [4, 2, 3]
+    # u > 0.5 with index 2: swap with slot 2
+    out, pool3, _ = history_pool_query(pool, count, tf.constant([[6.0]]), tf.constant([0.7]), tf.constant([2], tf.int64))
+    assert out.numpy().ravel().tolist() == [3] and pool3.numpy().ravel().tolist() == [4, 2, 6]
+
+
+def test_linear_lr_decay():
+    from facegan.trainer.image_to_image import linear_decay
+    assert [linear_decay(s, 200, 0.5) for s in (0, 100, 150, 200)] == [1.0, 1.0, 0.5, 0.0]
+    assert linear_decay(150, 200, 1.0) == 1.0
+
+
+def test_cyclegan_trains_and_exports_both_directions(tmp_path):
+    from facegan.generator import load_generator
+    from facegan.generator.ops import from_uint8, to_uint8
+    from facegan.trainer import config, train_lib
+    rng = np.random.default_rng(0)
+    ex = [examples_io.make_example(_face(k), sha256=str(k), attrs={"eyeglasses": int(k % 3 == 0)}) for k in range(9)]
+    for split in (schema.TRAIN_SPLIT, schema.EVAL_SPLIT):
+        examples_io.write_examples(os.path.join(examples_io.split_dir(str(tmp_path / "ex"), split), "d.gz"), ex)
+    cfg = config.get_preset("smoke_cyclegan", {"run.steps": 4, "run.checkpoint_every": 2, "run.image_every": 4,
+                                               "network.resnet_blocks": 1, "network.filters": 4})
+    res = train_lib.train(cfg, str(tmp_path / "ex"), str(tmp_path / "run"), progress=False)
+    assert json.load(open(tmp_path / "run" / "domains.json")) == {"a": 6, "b": 3, "unlabeled": 0, "attribute": "eyeglasses"}
+    m = res.metrics
+    assert m["loss/g"] == pytest.approx(m["loss/g_adv"] + 10 * m["loss/cycle"] + 5 * m["loss/identity"], rel=1e-5)
+    assert m["lr/g"] == pytest.approx(2e-4 * 0.5)          # step 3 of 4, decay from step 2: half way
+    assert int(res.gan.pool_b.count.numpy()) == 8          # 4 steps x 2 fakes, pool of 50 not full
+    out = train_lib.export(res, str(tmp_path / "export"))
+    g = load_generator(out)
+    assert g.directions == ["a_to_b", "b_to_a"]
+    x = rng.integers(0, 256, (2, RES, RES, 3), dtype=np.uint8)
+    for d, net in (("a_to_b", res.gan.G), ("b_to_a", res.gan.F)):
+        np.testing.assert_array_equal(g.translate(x, d), to_uint8(net(from_uint8(x), training=False)).numpy())
+    with pytest.raises(ValueError, match="both need some"):
+        train_lib.train(cfg.override({"network.domain_attribute": "smiling"}), str(tmp_path / "ex"),
+                        str(tmp_path / "run2"), progress=False).steps
