@@ -271,19 +271,6 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("loss.l1_weight, loss.cycle_weight and loss.identity_weight are loss weights "
                           "and must be >= 0")
     # Incompatible combinations, refused with the reason.
-    if (arch.kind == "image_to_image") != (family.kind == "image_to_image"):
-        fitting = [f.name for f in registry.LOSSES.values() if (f.kind == "image_to_image") == (arch.kind == "image_to_image")]
-        raise ConfigError(f"loss.family {lo.family} is for {family.kind} generators but {n.architecture} is "
-                          f"{arch.kind}; use {' or '.join(fitting)}")
-    if arch.kind == "image_to_image":
-        unsupported = [name for name, on in (
-            ("tricks.lens.enabled", lens.enabled), ("tricks.minibatch_discrimination", t.minibatch_discrimination),
-            ("tricks.feature_matching", t.feature_matching), ("tricks.repelling", t.repelling),
-            ("tricks.historical_averaging", t.historical_averaging), ("tricks.instance_noise", t.instance_noise),
-            ("tricks.label_smoothing", t.label_smoothing), ("tricks.d_steps", t.d_steps != 1)) if on]
-        if unsupported:
-            raise ConfigError(f"{', '.join(unsupported)}: not implemented for the image-to-image "
-                              f"architecture {n.architecture} (z-based GAN tricks)")
     if not arch.min_resolution <= res <= arch.max_resolution:
         raise ConfigError("network.resolution: " + (arch.resolution_reason or (
             f"{n.architecture} works from {arch.min_resolution}x{arch.min_resolution} "
@@ -319,6 +306,19 @@ def validate(cfg: Config) -> Config:
                           "discriminator uses batch normalization, which couples the examples of a batch "
                           "(Gulrajani et al. 2017, sec. 4: no batch norm in the critic); "
                           f"use {' or '.join(others)} or another loss")
+    if (arch.kind == "image_to_image") != (family.kind == "image_to_image"):
+        fitting = [f.name for f in registry.LOSSES.values() if (f.kind == "image_to_image") == (arch.kind == "image_to_image")]
+        raise ConfigError(f"loss.family {lo.family} is for {family.kind} generators but {n.architecture} is "
+                          f"{arch.kind}; use {' or '.join(fitting)}")
+    if arch.kind == "image_to_image":
+        unsupported = [name for name, on in (
+            ("tricks.lens.enabled", lens.enabled), ("tricks.minibatch_discrimination", t.minibatch_discrimination),
+            ("tricks.feature_matching", t.feature_matching), ("tricks.repelling", t.repelling),
+            ("tricks.historical_averaging", t.historical_averaging), ("tricks.instance_noise", t.instance_noise),
+            ("tricks.label_smoothing", t.label_smoothing), ("tricks.d_steps", t.d_steps != 1)) if on]
+        if unsupported:
+            raise ConfigError(f"{', '.join(unsupported)}: not implemented for the image-to-image "
+                              f"architecture {n.architecture} (z-based GAN tricks)")
     return cfg
 
 

@@ -223,13 +223,15 @@ register_loss(LossFamily("hinge", "hinge_generator_loss", "hinge_discriminator_l
                          "Lim & Ye 2017 / Miyato et al. 2018: hinge", supports_label_smoothing=False))
 register_loss(LossFamily("facegan", "facegan_generator_loss", "facegan_discriminator_loss",
                          "softplus_lens_loss", "Li et al. (FaceGANs): cross-entropy GAN objective"))
+# Image-to-image families take patch logits (trainer/image_to_image_losses.py). The lens is refused for
+# image-to-image architectures at config time; their lens entries name the matching z-family's term.
 _I2I = "facegan.trainer.image_to_image_losses:"
 register_loss(LossFamily("pix2pix", _I2I + "patch_ns_generator_loss", _I2I + "patch_ns_discriminator_loss",
-                         _I2I + "patch_ns_generator_loss",
+                         "softplus_lens_loss",
                          "Isola et al. 2017: patch cross-entropy cGAN (D halved) + loss.l1_weight * L1",
                          supports_label_smoothing=False, kind="image_to_image"))
 register_loss(LossFamily("cyclegan", _I2I + "patch_lsgan_generator_loss", _I2I + "patch_lsgan_discriminator_loss",
-                         _I2I + "patch_lsgan_generator_loss",
+                         "lsgan_lens_loss",
                          "Zhu et al. 2017: patch LSGAN (D halved) + cycle + identity (loss.cycle_weight, "
                          "loss.identity_weight)", supports_label_smoothing=False, kind="image_to_image"))
 
