@@ -27,6 +27,7 @@ from typing import Callable, Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from facegan import schema
+from facegan.metrics.registry import Metric
 
 PSNR_CAP = 100.0      # dB for identical images (MSE 0)
 MAX_VAL = 255.0
@@ -171,3 +172,16 @@ def evaluate_paired(translate: Callable[[np.ndarray], np.ndarray], examples_uri:
         for a in (acc_out, acc_real):
             if a is not None:
                 a.close()
+
+
+
+class PairedOnly(Metric):
+    """The registry's implementation entry for l1 / psnr / ssim: they compare a translation with its
+    held-out target, so only `evaluate_paired` (image-to-image generators) computes them."""
+
+    def accumulator(self, n, role, seed=0):
+        raise ValueError(f"metric {self.name!r} compares image-to-image outputs with held-out targets; "
+                         f"`facegan evaluate` computes it for image_to_image generators only")
+
+    def compute(self, generated, real, seed=0):
+        raise ValueError(f"metric {self.name!r} is computed by metrics.paired.evaluate_paired")

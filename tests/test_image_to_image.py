@@ -283,7 +283,8 @@ def test_psnr_l1_ssim_against_hand_values_and_tf():
 def test_blessing_rule_beat_the_input():
     from facegan.components.gan_evaluator import blessing
     div = {"between_std": 30.0, "within_std": 30.0}
-    res = {"psnr": 26.0, "ssim": 0.80, "l1": 6.0, blessing.DIVERSITY_KEY: div,
+    protocols = {k: {"request": k} for k in ("psnr", "ssim", "l1")}
+    res = {"psnr": 26.0, "ssim": 0.80, "l1": 6.0, blessing.DIVERSITY_KEY: div, blessing.PROTOCOLS_KEY: protocols,
            blessing.INPUT_BASELINE_KEY: {"psnr": 25.0, "ssim": 0.85, "l1": 7.0}}
     d = blessing.decide(res, {"psnr": {"min_gain_over_input": 0.5}, "l1": {"min_gain_over_input": 0.5},
                               "ssim": {"min_gain_over_input": 0.0}})
@@ -293,7 +294,7 @@ def test_blessing_rule_beat_the_input():
     with pytest.raises(ValueError, match="unknown rule"):
         blessing.parse_thresholds({"psnr": {"max_noise_fraction": 1}})
     # vs a baseline model: PSNR higher is better
-    d = blessing.decide(res, {}, {"psnr": 0.5}, baseline_results={"psnr": 25.0})
+    d = blessing.decide(res, {}, {"psnr": 0.5}, baseline_results={"psnr": 25.0, blessing.PROTOCOLS_KEY: protocols})
     assert [r.passed for r in d.rules if r.rule.startswith("psnr beats baseline")] == [True]
 
 

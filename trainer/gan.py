@@ -46,10 +46,21 @@ def _first_replica_var(value, dtype, name):
                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
+def optimizer_name(cfg: Config) -> str:
+    """`optim.optimizer`, with "auto" resolved to the loss family's paper optimizer (RMSProp for
+    WGAN with weight clipping, Arjovsky et al. 2017; Adam otherwise)."""
+    if cfg.optim.optimizer != "auto":
+        return cfg.optim.optimizer
+    return registry.loss_family(cfg.loss.family).optimizer
+
+
 def make_optimizer(cfg: Config, learning_rate: float) -> tf.keras.optimizers.Optimizer:
     o = cfg.optim
-    opt = tf.keras.optimizers.Adam(learning_rate=learning_rate, beta_1=o.beta1, beta_2=o.beta2,
-                                   epsilon=o.epsilon)
+    if optimizer_name(cfg) == "rmsprop":
+        opt = tf.keras.optimizers.RMSprop(learning_rate=learning_rate, epsilon=o.epsilon)
+    else:
+        opt = tf.keras.optimizers.Adam(learning_rate=learning_rate, beta_1=o.beta1, beta_2=o.beta2,
+                                       epsilon=o.epsilon)
     if cfg.run.mixed_precision == "mixed_float16":   # loss scaling: float16 gradients underflow
         opt = tf.keras.mixed_precision.LossScaleOptimizer(opt)
     return opt
@@ -133,7 +144,8 @@ class GAN(tf.keras.Model):
     def _regularizer_terms(self) -> Dict[str, List[Term]]:
         """The optional weighted terms of D's ("d") and G's ("g") losses, from the config.
         `inputs` (see train_step): D gets real, fake (its inputs), key, j (D step); G gets
-        real_features, fake_features. Values are this replica's share (replica sum = global)."""
+        real (D's last real input: feature matching takes its features from the updated D) and
+        fake_features. Values are this replica's share (replica sum = global)."""
         cfg, t = self.cfg, self.cfg.tricks
         per_replica = self._per_replica_scalar
         d_terms, g_terms = [], []
@@ -142,7 +154,7 @@ class GAN(tf.keras.Model):
                 self._gradient_penalty(c["real"], c["fake"], c["key"], _GP_EPS + c["j"]))))
         if t.feature_matching > 0:
             g_terms.append(Term("feature_matching", t.feature_matching, lambda c: per_replica(
-                feature_matching_loss(tf.stop_gradient(c["real_features"]), c["fake_features"]))))
+                feature_matching_loss(tf.stop_gradient(self._disc(c["real"])[1]), c["fake_features"]))))
         if t.repelling > 0:
             g_terms.append(Term("repelling", t.repelling, lambda c: per_replica(repelling_loss(c["fake_features"]))))
         if t.historical_averaging > 0:
@@ -294,6 +306,14 @@ class GAN(tf.keras.Model):
         optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
         return norm
 
+    def _clip_critic(self, variables):
+        """WGAN (Arjovsky et al. 2017, Algorithm 1): w <- clip(w, -c, c) after each critic update.
+        Plain replica-context assigns, as `_update_ema`: every replica holds the same D weights
+        after the all-reduced update, so each clips its own copy to the same values."""
+        c = float(self.cfg.loss.clip_value)
+        for v in variables:
+            v.assign(tf.clip_by_value(v, -c, c))
+
     def _update_ema(self):
         """G_ema <- G + decay (G_ema - G) for trainable weights (Karras et al. 2018, sec. A.1);
         BatchNorm statistics are copied (they are running averages already).
@@ -343,12 +363,14 @@ class GAN(tf.keras.Model):
                 x_in = tf.cast(self.lens(x, training=True), tf.float32) if self.lens is not None else x
                 x_in = self._noisy(x_in, noise_std, key, _NOISE_REAL + j)
                 f_in = self._noisy(fake, noise_std, key, _NOISE_FAKE + j)
-                real_logits, real_feats = self._disc(x_in)
+                real_logits, _ = self._disc(x_in)
                 fake_logits, _ = self._disc(f_in)
                 d_adv = self._avg(self.d_loss_fn(real_logits, fake_logits,
                                                  real_label_smoothing=t.label_smoothing))
                 d_loss = self._add_terms(self.terms["d"], d_adv, dict(real=x_in, fake=f_in, key=key, j=j), sums)
             sums["grad_norm/d"] = self._apply(self.d_optimizer, tape, d_loss, d_vars) / n_rep
+            if self.family.clips_weights:
+                self._clip_critic(d_vars)
         sums["loss/d"] = d_loss
         sums["loss/d_adv"] = d_adv
         sums["d/real_logit"] = self._avg(tf.reduce_mean(real_logits, axis=-1))
@@ -365,8 +387,11 @@ class GAN(tf.keras.Model):
             f_in = self._noisy(fake, noise_std, key, _NOISE_G)
             fake_logits, fake_feats = self._disc(f_in)
             g_adv = self._avg(self.g_loss_fn(fake_logits))
+            # Feature matching (Salimans et al. 2016 sec. 3.1) takes f(x) and f(G(z)) from the SAME
+            # discriminator: the term recomputes the real features with D as updated above, on D's
+            # last real input (see `_regularizer_terms`).
             g_loss = self._add_terms(self.terms["g"], g_adv,
-                                     dict(real_features=real_feats, fake_features=fake_feats), sums)
+                                     dict(real=tf.stop_gradient(x_in), fake_features=fake_feats), sums)
         sums["grad_norm/g"] = self._apply(self.g_optimizer, tape, g_loss, g_vars) / n_rep
         sums["loss/g"] = g_loss
         sums["loss/g_adv"] = g_adv
@@ -381,7 +406,7 @@ class GAN(tf.keras.Model):
                 lx = tf.cast(self.lens(x, training=True), tf.float32)
                 l_logits, _ = self._disc(self._noisy(lx, noise_std, key, _NOISE_REAL))
                 l_adv = tf.cast(self.lens_adv_fn(l_logits), tf.float32)
-                recon = lens_reconstruction_loss(x, lx)   # mean over pixels (see losses.py)
+                recon = lens_reconstruction_loss(x, lx)   # summed over pixels (see losses.py)
                 l_loss = self._avg(lens_lambda * l_adv + recon)
             sums["grad_norm/lens"] = self._apply(self.lens_optimizer, tape, l_loss,
                                                  self.lens.trainable_variables) / n_rep
@@ -414,8 +439,8 @@ class GAN(tf.keras.Model):
         return {k: vec[i] for i, k in enumerate(names)}
 
     # -- sampling --------------------------------------------------------------------------------
-    def sample(self, z, ema=True, truncation: float = 1.0):
-        """uint8 images from latents (optionally truncated toward the prior mean 0)."""
+    def sample(self, z, ema=True, temperature: float = 1.0):
+        """uint8 images from latents, z scaled by the sampling temperature (z' = psi * z)."""
         g = self.sampling_generator if ema else self.G
-        z = tf.convert_to_tensor(z, tf.float32) * truncation
+        z = tf.convert_to_tensor(z, tf.float32) * temperature
         return from_network(g(z, training=False))

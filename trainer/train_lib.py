@@ -281,7 +281,7 @@ class Trainer:
                 tf.summary.image("samples/translations", make_grid(imgs, cols=cols)[None], max_outputs=1)
             self.writer.flush()
             return path
-        imgs = self.gan.sample(self.fixed_z, ema=True, truncation=1.0).numpy()
+        imgs = self.gan.sample(self.fixed_z, ema=True).numpy()
         path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
         save_grid(imgs, path, cols=4)
         with self.writer.as_default(step=step):

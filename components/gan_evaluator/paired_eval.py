@@ -40,7 +40,10 @@ def translation_results(gen, examples_uri: str, *, num_pairs: Optional[int], see
     samples = out.pop("samples")
     results = {"l1": out["l1"], "psnr": out["psnr"], "ssim": out["ssim"], "swd": out["swd"],
                blessing.INPUT_BASELINE_KEY: out["baseline"], "beats_input": out["beats_baseline"],
-               "num_pairs": out["num_pairs"], "direction": direction or gen.default_direction}
+               "num_pairs": out["num_pairs"], "direction": direction or gen.default_direction,
+               # the request behind each result key, as the blessing looks results up
+               blessing.PROTOCOLS_KEY: {k: {"request": k, "num_pairs": out["num_pairs"]}
+                                        for k in ("l1", "psnr", "ssim", "swd")}}
     if len(samples["outputs"]) >= 2:
         results[blessing.DIVERSITY_KEY] = diversity_stats(samples["outputs"])
     return results, samples
@@ -53,8 +56,7 @@ def evaluate_translation(model_dir: str, examples_uri: str, out_dir: str, *, num
     """Evaluate the image-to-image generator at `model_dir` on `examples_uri`'s eval pairs."""
     from facegan.generator import load_generator
 
-    blessing.parse_thresholds(thresholds)            # validate before any expensive work
-    blessing.parse_min_improvement(min_improvement)
+    rules = blessing.parse_rules(thresholds, min_improvement)   # validate before any expensive work
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.monotonic()
     model_dir = resolve_model_dir(model_dir)
@@ -67,7 +69,7 @@ def evaluate_translation(model_dir: str, examples_uri: str, out_dir: str, *, num
         baseline_dir = resolve_model_dir(baseline_dir)
         log(f"evaluating baseline {baseline_dir} on the same pairs")
         baseline_results, _ = translation_results(load_generator(baseline_dir), examples_uri, **kw)
-    decision = blessing.decide(results, thresholds, min_improvement, baseline_results)
+    decision = blessing.decide(results, rules, baseline_results=baseline_results)
     n = min(GRID_PAIRS, len(samples["outputs"]))
     files = {"sample_grid": save_grid(np.concatenate([samples[k][:n] for k in ("inputs", "outputs", "targets")]),
                                       os.path.join(out_dir, SAMPLE_GRID_FILE), cols=n)}
