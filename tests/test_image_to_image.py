@@ -373,6 +373,7 @@ def test_cyclegan_trains_and_exports_both_directions(tmp_path):
     out = train_lib.export(res, str(tmp_path / "export"))
     g = load_generator(out)
     assert g.directions == ["a_to_b", "b_to_a"]
+    assert g.metadata["domains"] == {"a": 6, "b": 3, "unlabeled": 0, "attribute": "eyeglasses"}
     x = rng.integers(0, 256, (2, RES, RES, 3), dtype=np.uint8)
     for d, net in (("a_to_b", res.gan.G), ("b_to_a", res.gan.F)):
         np.testing.assert_array_equal(g.translate(x, d), to_uint8(net(from_uint8(x), training=False)).numpy())

@@ -32,6 +32,17 @@ def split_pair(batch):
     return x[..., :3], x[..., 3:]
 
 
+def finish_step(gan: GAN, sums: Dict[str, tf.Tensor]):
+    """The end of every image-to-image step: EMA, counters (one image shown per example), the
+    learning rates, one all-reduce of the metrics (GAN._reduce)."""
+    gan._update_ema()
+    gan.step.assign_add(1)
+    gan.images_shown.assign_add(gan.global_batch_size)
+    shared = {"lr/g": tf.cast(gan.g_optimizer.learning_rate, tf.float32),
+              "lr/d": tf.cast(gan.d_optimizer.learning_rate, tf.float32)}
+    return gan._reduce(sums, shared)
+
+
 class Pix2Pix(GAN):
     """pix2pix: conditional PatchGAN + L1 (see the module docstring)."""
 
@@ -68,12 +79,7 @@ class Pix2Pix(GAN):
         sums["loss/g_adv"] = g_adv
         sums["loss/l1"] = l1
 
-        self._update_ema()
-        self.step.assign_add(1)
-        self.images_shown.assign_add(self.global_batch_size)
-        shared = {"lr/g": tf.cast(self.g_optimizer.learning_rate, tf.float32),
-                  "lr/d": tf.cast(self.d_optimizer.learning_rate, tf.float32)}
-        return self._reduce(sums, shared)
+        return finish_step(self, sums)
 
     def translate(self, images, ema=True):
         """uint8 outputs for float [-1, 1] inputs [N, R, R, 3] (deterministic: training=False)."""
@@ -234,12 +240,7 @@ class CycleGAN(GAN):
         sums["grad_norm/d"] = self._apply(self.d_optimizer, tape, d_loss, d_vars) / n_rep
         sums.update({"loss/d": d_loss, "loss/d_a": d_a, "loss/d_b": d_b})
 
-        self._update_ema()
-        self.step.assign_add(1)
-        self.images_shown.assign_add(self.global_batch_size)
-        shared = {"lr/g": tf.cast(self.g_optimizer.learning_rate, tf.float32),
-                  "lr/d": tf.cast(self.d_optimizer.learning_rate, tf.float32)}
-        return self._reduce(sums, shared)
+        return finish_step(self, sums)
 
     def translate(self, images, direction: str = "a_to_b"):
         g = self.export_models()[direction]

@@ -405,6 +405,10 @@ def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] 
     metadata = {"steps": result.steps, "images_shown": result.images_shown,
                 "trained_resolution": result.resolution, "nan_recoveries": result.nan_recoveries,
                 "final_metrics": result.metrics, **(extra_metadata or {})}
+    domains = os.path.join(result.run_dir, "domains.json")     # CycleGAN: the images per domain
+    if tf.io.gfile.exists(domains):
+        with tf.io.gfile.GFile(domains) as f:
+            metadata.setdefault("domains", json.load(f))
     kind = registry.architecture(result.cfg.network.architecture).kind
     model = result.gan.export_models() if result.gan is not None else result.generator_ema
     return export_generator(model, export_dir, cfg=result.cfg, metadata=metadata, kind=kind)

@@ -320,16 +320,22 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
         "results": results, "baseline_results": baseline_results,
         "blessed": decision.blessed, "seconds": round(time.monotonic() - t0, 2),
     }
+    return write_report(out_dir, report, decision, files, log_dir, steps, log)
+
+
+def write_report(out_dir: str, report: Dict[str, Any], decision: blessing.Decision, files: Dict[str, str],
+                 log_dir: Optional[str], steps: int, log=print) -> Evaluation:
+    """metrics.json (the report), decision.json, TensorBoard (with log_dir); the Evaluation."""
+    results, baseline_results = report["results"], report["baseline_results"]
     files["metrics"] = os.path.join(out_dir, METRICS_FILE)
     with open(files["metrics"], "w") as f:
         json.dump(_jsonable(report), f, indent=2, sort_keys=True)
     files["decision"] = os.path.join(out_dir, DECISION_FILE)
     with open(files["decision"], "w") as f:
         json.dump(_jsonable(decision.to_dict()), f, indent=2)
-
     scalars = headline_scalars(results)
     if log_dir:
-        files["tensorboard"] = write_tensorboard(log_dir, scalars, files["sample_grid"], decision, steps)
+        files["tensorboard"] = write_tensorboard(log_dir, scalars, files.get("sample_grid"), decision, steps)
     log(decision.summary())
     return Evaluation(results=results, decision=decision, baseline_results=baseline_results,
                       files=files, scalars=scalars)

@@ -13,7 +13,6 @@ targets), as for the other kinds.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Optional
@@ -21,10 +20,8 @@ from typing import Optional
 import numpy as np
 
 from facegan.components.gan_evaluator import blessing
-from facegan.components.gan_evaluator.evaluate_lib import (DECISION_FILE, METRICS_FILE, SAMPLE_GRID_FILE,
-                                                           Evaluation, _jsonable, diversity_stats,
-                                                           headline_scalars, resolve_model_dir,
-                                                           write_tensorboard)
+from facegan.components.gan_evaluator.evaluate_lib import (SAMPLE_GRID_FILE, Evaluation, diversity_stats,
+                                                           resolve_model_dir, write_report)
 from facegan.images import save_grid
 
 GRID_PAIRS = 8
@@ -80,16 +77,4 @@ def evaluate_translation(model_dir: str, examples_uri: str, out_dir: str, *, num
                                                                "input_resolution", "steps", "exported_at")},
               "results": results, "baseline_results": baseline_results,
               "blessed": decision.blessed, "seconds": round(time.monotonic() - t0, 2)}
-    files["metrics"] = os.path.join(out_dir, METRICS_FILE)
-    with open(files["metrics"], "w") as f:
-        json.dump(_jsonable(report), f, indent=2, sort_keys=True)
-    files["decision"] = os.path.join(out_dir, DECISION_FILE)
-    with open(files["decision"], "w") as f:
-        json.dump(_jsonable(decision.to_dict()), f, indent=2)
-    scalars = headline_scalars(results)
-    if log_dir:
-        files["tensorboard"] = write_tensorboard(log_dir, scalars, files["sample_grid"], decision,
-                                                 int(gen.metadata.get("steps", 0) or 0))
-    log(decision.summary())
-    return Evaluation(results=results, decision=decision, baseline_results=baseline_results,
-                      files=files, scalars=scalars)
+    return write_report(out_dir, report, decision, files, log_dir, int(gen.metadata.get("steps", 0) or 0), log)
