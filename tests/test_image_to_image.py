@@ -377,6 +377,17 @@ def test_cyclegan_trains_and_exports_both_directions(tmp_path):
     x = rng.integers(0, 256, (2, RES, RES, 3), dtype=np.uint8)
     for d, net in (("a_to_b", res.gan.G), ("b_to_a", res.gan.F)):
         np.testing.assert_array_equal(g.translate(x, d), to_uint8(net(from_uint8(x), training=False)).numpy())
+    # facegan evaluate on a CycleGAN: the eval split's domains, SWD per direction, cycle error
+    from facegan.components.gan_evaluator.evaluate_lib import evaluate_model
+    ev = evaluate_model(out, str(tmp_path / "ex"), str(tmp_path / "eval"), thresholds={"swd": {"max": 1e6}},
+                        log=lambda *_: None)
+    r = ev.results
+    a = np.stack([_face(k) for k in range(9) if k % 3 != 0])
+    rec = g.translate(g.translate(a, "a_to_b"), "b_to_a")
+    assert r["directions"]["a_to_b"]["cycle_l1"] == pytest.approx(np.abs(rec.astype(float) - a).mean(), rel=1e-6)
+    assert (r["directions"]["a_to_b"]["num_inputs"], r["directions"]["b_to_a"]["num_inputs"]) == (6, 3)
+    assert r["swd"]["avg"] == pytest.approx((r["directions"]["a_to_b"]["swd"] + r["directions"]["b_to_a"]["swd"]) / 2)
+    assert [x.passed for x in ev.decision.rules if x.rule.startswith("swd")] == [True]
     with pytest.raises(ValueError, match="both need some"):
         train_lib.train(cfg.override({"network.domain_attribute": "smiling"}), str(tmp_path / "ex"),
                         str(tmp_path / "run2"), progress=False).steps
