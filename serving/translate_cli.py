@@ -21,10 +21,9 @@ from typing import Optional
 
 import numpy as np
 
-from facegan.serving.client import (DEFAULT_TIMEOUT_S, ClientError, GrpcClient, HelpFormatter, RestClient,
-                                    _translate_signature)
+from facegan.serving.client import DEFAULT_TIMEOUT_S, ClientError, GrpcClient, RestClient, _translate_signature
 
-EXAMPLE = """example:
+EXAMPLES = """example:
   facegan translate --server localhost:8500 --model pix2pix --in photo.jpg --out out.png
   facegan translate --rest localhost:8501 --model pix2pix --in photo.jpg --derive grayscale --compare --out cmp.png"""
 
@@ -59,7 +58,6 @@ def output_resolution(client, model: str, direction: Optional[str], version: Opt
 
 def add_arguments(parser: argparse.ArgumentParser):
     from facegan.components.image_example_gen import transforms as T
-    parser.formatter_class, parser.epilog = HelpFormatter, EXAMPLE
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--server", help="TF Serving gRPC address HOST:PORT (e.g. localhost:8500)")
     where.add_argument("--rest", help="TF Serving REST address HOST:PORT (e.g. localhost:8501)")
@@ -70,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--out", required=True, help="output PNG path")
     parser.add_argument("--crop", default="center", choices=T.CROPS, help="crop policy, as at ingestion")
     parser.add_argument("--filter", default=T.DEFAULT_FILTER, choices=T.FILTERS, help="resize filter, as at ingestion")
-    parser.add_argument("--resolution", type=int, default=0, help="input side (0: read from the served signature)")
+    parser.add_argument("--resolution", type=int, default=0, help="input side (default 0: read from the served signature)")
     parser.add_argument("--derive", default="", help="apply a paired transform first (e.g. grayscale, lowres:factor=4)")
     parser.add_argument("--derive-seed", type=int, default=0, help="seed of --derive (masked)")
     parser.add_argument("--compare", action="store_true", help="write [photo |] input | output side by side")
