@@ -136,6 +136,9 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     preset: str = ""
+    # What resolving the preset changed on the user's behalf (e.g. batch-size entries dropped
+    # for resolutions the run never reaches); written to config.json and logged at start.
+    notes: List[str] = field(default_factory=list)
 
     # -- serialization -------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -200,6 +203,10 @@ def _coerce(value, default, name):
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}")
         return value
+    if isinstance(default, list):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+        return list(value)
     if isinstance(default, dict):
         if not isinstance(value, dict):
             raise ConfigError(f"{name} must be a mapping, got {value!r}")
@@ -463,10 +470,43 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 
 
 def get_preset(name: str, overrides: Optional[Dict[str, Any]] = None) -> Config:
+    """The preset `name` with dotted `overrides` applied (see `fit_preset_tables`)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
     cfg = Config.from_dict(dict(copy.deepcopy(PRESETS[name]), preset=name))
-    return cfg.override(overrides) if overrides else cfg
+    return cfg.override(fit_preset_tables(cfg, overrides)) if overrides else cfg
+
+
+def fit_preset_tables(cfg: Config, overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """`overrides`, plus the preset's per-resolution batch-size table trimmed to what they leave.
+
+    The table belongs to the preset, not the user: `--preset progan --set network.resolution=32`
+    drops the preset's entries for 64 and 128 (and a non-progressive architecture drops the whole
+    table) instead of refusing them, and records that in `notes`. A table the user sets
+    (`network.batch_sizes`) is theirs and is validated as given.
+    """
+    table = cfg.network.batch_sizes
+    if not table or "network.batch_sizes" in overrides or "network" in overrides:
+        return overrides
+    net = cfg.network
+    res = overrides.get("network.resolution", net.resolution)
+    start = overrides.get("network.start_resolution", net.start_resolution)
+    arch_name = overrides.get("network.architecture", net.architecture)
+    try:
+        progressive = registry.architecture(arch_name).progressive
+    except registry.RegistryError:
+        return overrides                   # validation names the bad architecture
+    if not (isinstance(res, int) and isinstance(start, int)):
+        return overrides                   # validation names the bad value
+    keep = {k: v for k, v in table.items() if progressive and str(k).isdigit() and start <= int(k) <= res}
+    dropped = [k for k in table if k not in keep]
+    if not dropped:
+        return overrides
+    why = (f"outside the grown range [{start}, {res}]" if progressive
+           else f"{arch_name} is not progressive (optim.batch_size applies)")
+    note = (f"network.batch_sizes: dropped the {cfg.preset or 'preset'} preset's entries for "
+            f"{', '.join(sorted(dropped, key=lambda k: int(k) if str(k).isdigit() else 0))} ({why})")
+    return {**overrides, "network.batch_sizes": keep, "notes": [*cfg.notes, note]}
 
 
 def preset_names() -> List[str]:

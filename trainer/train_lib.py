@@ -9,6 +9,21 @@ Run directory layout:
                                    file is rewritten only after the shard files are complete)
     run_dir/logs/ (or log_dir)     TensorBoard events: scalars + image grids
     run_dir/samples/step_XXXXXXX.png   EMA-generator grids from fixed latents
+    run_dir/workertemp_<i>/        multi-worker only: worker i's (non-chief) writes, removed at the end
+
+Killed at any moment (SIGKILL included), the same command resumes: a checkpoint counts only once
+the CheckpointManager's index names it (written by atomic rename after the shards), and on start
+the pieces a killed save can leave (`*_temp` shard folders, `checkpoint.tmp*`, `ckpt-N` files
+newer than the index) are removed before training, so they are never mistaken for a checkpoint.
+
+Multi-worker (run.strategy "multiworker", TF_CONFIG per worker): the strategy is created before
+anything touches TensorFlow's context (collective ops must be configured at program startup).
+Every worker runs the same loop, because saving and sampling read synchronized variables with
+collective ops; the chief (task `chief`, or worker 0 without one) writes run_dir, the others write
+the same files to their own `workertemp_<i>` folder and delete it at the end. All workers resume
+from the chief's checkpoints, so run_dir must be storage every worker reads (GCS, NFS). The input
+stream is sharded by data (each worker takes its replicas' slices of every global batch), so N
+workers train exactly like one process with the same global batch.
 
 Full state in every checkpoint: G, D, G_ema, lens, all optimizers (slots, iterations, lr), the
 step, images shown (= position in the input stream, which is a pure function of it; see
@@ -42,6 +57,7 @@ from facegan.trainer.config import Config, validate
 from facegan.trainer.export import export_generator
 from facegan.trainer.networks import build_networks
 from facegan.trainer.networks.lens import build_lens
+from facegan.trainer.networks.progan import upsampled_generator
 
 log = logging.getLogger("facegan.train")
 
@@ -65,11 +81,21 @@ class TrainResult:
     checkpoint: Optional[str]
     replicas: int = 1
     gan: object = None
+    stage_alpha: Optional[float] = None   # progressive: fade-in weight of the stage at the end
+    chief: bool = True                    # multi-worker: False on workers whose outputs are scratch
+    workers: int = 1                      # processes training together (multi-worker cluster size)
+    scratch_dir: Optional[str] = None     # a non-chief worker's writes (removed by `release`)
 
 
 # -- environment -----------------------------------------------------------------------------
 def make_strategy(name: str):
-    """mirrored: all local GPUs (or the CPU); multiworker: from TF_CONFIG; default: no wrapping."""
+    """mirrored: all local GPUs (or the CPU); multiworker: from TF_CONFIG; default: no wrapping.
+
+    Call before anything initializes TensorFlow's context (a tf.data pipeline, a tensor, a
+    seed): MultiWorkerMirroredStrategy configures collective ops, which TensorFlow accepts only
+    at program startup."""
+
+
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "multiworker":
@@ -84,6 +110,47 @@ def make_strategy(name: str):
         cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=cpus)
     raise ValueError(f"run.strategy {name!r} is not one of mirrored, multiworker, default")
+
+
+def worker_role(strategy):
+    """(is_chief, task_id, workers) of this process: (True, 0, 1) outside a multi-worker cluster.
+    The chief is task `chief`, or `worker` 0 when the cluster has no chief (TF's convention)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True, 0, 1
+    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+    cluster = resolver.cluster_spec().as_dict()
+    workers = sum(len(cluster.get(t, [])) for t in ("chief", "worker"))
+    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
+    return chief, task_id, workers
+
+
+def clean_partial_checkpoints(ckpt_dir: str) -> list:
+    """Remove what a save killed midway leaves in `ckpt_dir`; returns the removed paths.
+
+    tf.train.CheckpointManager writes `ckpt-N_temp/` shards, merges them into `ckpt-N.index` +
+    `ckpt-N.data-*`, then names ckpt-N in the `checkpoint` index by atomic rename. Anything not
+    yet named there (shard folders, index temp files, ckpt-M files with M above the latest
+    named one) belongs to a save that never finished."""
+    if not tf.io.gfile.isdir(ckpt_dir):
+        return []
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    latest_n = int(latest.rsplit("-", 1)[1]) if latest else -1
+    removed = []
+    for name in tf.io.gfile.listdir(ckpt_dir):
+        name = name.rstrip("/")
+        path = os.path.join(ckpt_dir, name)
+        stem = name.split(".", 1)[0]
+        number = stem[len("ckpt-"):].removesuffix("_temp")
+        partial = (name.endswith("_temp") or name.startswith("checkpoint.tmp")
+                   or (stem.startswith("ckpt-") and number.isdigit() and int(number) > latest_n))
+        if partial:
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+            removed.append(path)
+    return removed
 
 
 def set_precision(policy: str):
@@ -110,13 +177,27 @@ class Trainer:
         cfg = validate(cfg)
         if steps is not None:
             cfg = cfg.override({"run.steps": int(steps)})
+        # First, before anything touches TensorFlow's context (see make_strategy).
+        self.strategy = strategy or make_strategy(cfg.run.strategy)
+        self.n_replicas = self.strategy.num_replicas_in_sync
+        self.chief, task_id, self.workers = worker_role(self.strategy)
         self.cfg, self.run_dir = cfg, run_dir
-        self.log_dir = log_dir or os.path.join(run_dir, "logs")
-        self.ckpt_dir = os.path.join(run_dir, "checkpoints")
-        self.sample_dir = os.path.join(run_dir, "samples")
+        # Non-chief workers write the same files to their own scratch folder (see module docstring).
+        self.scratch_dir = None if self.chief else os.path.join(run_dir, f"workertemp_{task_id}")
+        out_dir = self.scratch_dir or run_dir
+        self.log_dir = (log_dir if self.chief else None) or os.path.join(out_dir, "logs")
+        self.ckpt_dir = os.path.join(out_dir, "checkpoints")
+        self.sample_dir = os.path.join(out_dir, "samples")
         for d in (run_dir, self.log_dir, self.ckpt_dir, self.sample_dir):
             tf.io.gfile.makedirs(d)
-        write_json_atomic(os.path.join(run_dir, "config.json"), cfg.to_dict())
+        for path in clean_partial_checkpoints(self.ckpt_dir):
+            log.warning("removed %s, left by a checkpoint save that did not finish", path)
+        # Every worker resumes from the chief's checkpoint, looked up before any variable exists:
+        # variable creation is collective, so no worker can have saved a newer one yet.
+        resume_from = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+        write_json_atomic(os.path.join(out_dir, "config.json"), cfg.to_dict())
+        for note in cfg.notes:
+            log.info("config: %s", note)
 
         self.synthetic = synthetic
         self.show_progress = progress
@@ -127,8 +208,6 @@ class Trainer:
             self._num_records = None
         tf.keras.utils.set_random_seed(cfg.run.seed)
         set_precision(cfg.run.mixed_precision)
-        self.strategy = strategy or make_strategy(cfg.run.strategy)
-        self.n_replicas = self.strategy.num_replicas_in_sync
 
         # The key generator lives outside the strategy scope: it is used in cross-replica context
         # once per step and its key is broadcast to the replicas (see trainer/gan.py).
@@ -159,9 +238,9 @@ class Trainer:
         self._iterator = None
         self._iter_key = None
         self.resumed_from = None
-        if self.manager.latest_checkpoint:
-            self._restore(self.manager.latest_checkpoint)
-            self.resumed_from = self.manager.latest_checkpoint
+        if resume_from:
+            self._restore(resume_from)
+            self.resumed_from = resume_from
             log.info("resumed from %s at step %d", self.resumed_from, self.step)
         else:
             gan.copy_to_ema()
@@ -246,7 +325,12 @@ class Trainer:
     def _get_iterator(self):
         key = (self.gan.resolution, self.gan.global_batch_size)
         if self._iterator is None or self._iter_key != key:
-            ds = self._dataset(*key)
+            # Shard by data, never by file: every worker then takes its replicas' slices of the
+            # same global batch, as the replicas of one process do (file sharding would give
+            # each worker other images, and N workers would not train like one process).
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            ds = self._dataset(*key).with_options(options)
             self._iterator = iter(self.strategy.experimental_distribute_dataset(ds))
             self._iter_key = key
         return self._iterator
@@ -283,7 +367,8 @@ class Trainer:
             return path
         imgs = self.gan.sample(self.fixed_z, ema=True).numpy()
         path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
-        save_grid(imgs, path, cols=4)
+        save_grid(imgs, path + ".tmp", cols=4)     # rename: a killed run leaves no truncated PNG
+        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
         with self.writer.as_default(step=step):
             tf.summary.image("samples/ema", make_grid(imgs, cols=4)[None], max_outputs=1)
             if self.gan.G_ema is not None:
@@ -381,6 +466,9 @@ class Trainer:
                 self.manager.save(checkpoint_number=step)
         if progress is not None:
             progress.close()
+        # The stage the schedule gives for the images shown (PGGAN snapshots use the level of
+        # detail at the current kimg): a straight and a resumed run then report and export the same.
+        self._sync_stage()
         if not metrics and self.step >= total:
             log.info("nothing to do: run_dir already at step %d >= %d", self.step, total)
         return TrainResult(cfg=cfg, run_dir=self.run_dir, log_dir=self.log_dir, steps=self.step,
@@ -388,7 +476,10 @@ class Trainer:
                            generator=self.gan.G, generator_ema=self.gan.sampling_generator,
                            metrics=metrics, nan_recoveries=recoveries,
                            checkpoint=self.manager.latest_checkpoint,
-                           replicas=self.n_replicas, gan=self.gan)
+                           replicas=self.n_replicas, gan=self.gan,
+                           stage_alpha=(float(self.networks.alpha.numpy())
+                                        if self.networks.alpha is not None else None),
+                           chief=self.chief, workers=self.workers, scratch_dir=self.scratch_dir)
 
 
 def train(cfg: Config, examples_uri: Union[str, Sequence[str], None], run_dir: str,
@@ -401,7 +492,14 @@ def train(cfg: Config, examples_uri: Union[str, Sequence[str], None], run_dir: s
 
 
 def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] = None) -> str:
-    """Export the EMA generator as the serving SavedModel (trainer/export.py's signatures)."""
+    """Export the EMA generator as the serving SavedModel (trainer/export.py's signatures).
+
+    A progressive run exports at any point, as PGGAN snapshots do: a run stopped before its final
+    stage serves the current stage's output upsampled (nearest) to the target resolution, with
+    the stage resolution and alpha in the metadata. A non-chief worker exports to its scratch
+    folder (saving is collective, so every worker must) and returns that path."""
+    if not result.chief:
+        export_dir = os.path.join(result.scratch_dir, "export")
     metadata = {"steps": result.steps, "images_shown": result.images_shown,
                 "trained_resolution": result.resolution, "nan_recoveries": result.nan_recoveries,
                 "final_metrics": result.metrics, **(extra_metadata or {})}
@@ -410,5 +508,37 @@ def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] 
         with tf.io.gfile.GFile(domains) as f:
             metadata.setdefault("domains", json.load(f))
     kind = registry.architecture(result.cfg.network.architecture).kind
-    model = result.gan.export_models() if result.gan is not None else result.generator_ema
-    return export_generator(model, export_dir, cfg=result.cfg, metadata=metadata, kind=kind)
+    if kind == "image_to_image":    # one stage; one direction, or CycleGAN's two (single worker)
+        return export_generator(result.gan.export_models(), export_dir, cfg=result.cfg, metadata=metadata,
+                                kind=kind)
+    generator = result.generator_ema
+    if result.workers > 1:
+        generator = local_copy(result, generator)
+    target = int(result.cfg.network.resolution)
+    if result.stage_alpha is not None:
+        metadata.update(stage_resolution=result.resolution, stage_alpha=result.stage_alpha,
+                        final_stage=result.resolution == target)
+    if result.resolution != target:
+        generator = upsampled_generator(generator, target)
+        metadata["upsampling"] = f"nearest {result.resolution} -> {target}"
+        log.info("progressive run at stage %dx%d (alpha %.3f): exporting it upsampled to %dx%d",
+                 result.resolution, result.resolution, result.stage_alpha or 1.0, target, target)
+    return export_generator(generator, export_dir, cfg=result.cfg, metadata=metadata)
+
+
+def local_copy(result: TrainResult, generator):
+    """The generator rebuilt outside any strategy with the trained weights. SavedModel signatures
+    cannot capture MultiWorkerMirroredStrategy's variables; reading them is collective, so every
+    worker makes this copy."""
+    nets = build_networks(result.cfg)
+    if nets.alpha is not None and result.stage_alpha is not None:
+        nets.alpha.assign(result.stage_alpha)
+    copy = nets.stage_models(result.resolution)[0]
+    copy.set_weights(generator.get_weights())
+    return copy
+
+
+def release(result: TrainResult) -> None:
+    """Remove a non-chief worker's scratch folder (nothing to do on the chief)."""
+    if result.scratch_dir and tf.io.gfile.exists(result.scratch_dir):
+        tf.io.gfile.rmtree(result.scratch_dir)
