@@ -45,6 +45,10 @@ class NetworkConfig:
     residual_g: bool = False
     residual_d: bool = False
     batch_sizes: Dict[str, int] = field(default_factory=dict)  # {"4": 64, ..., "128": 16}
+    # image-to-image (trainer/networks/image_to_image.py)
+    dropout: float = 0.5               # pix2pix: U-Net decoder dropout, the paper's only noise
+    resnet_blocks: int = 9             # cyclegan: residual blocks (paper: 6 at 128 px, 9 at 256)
+    domain_attribute: str = "eyeglasses"   # cyclegan: domain A = attr/<name> 0, domain B = 1
 
 
 @dataclass
@@ -56,6 +60,9 @@ class LossConfig:
     gp_weight: float = 10.0            # WGAN-GP lambda
     clip_value: float = 0.01           # WGAN: critic weights clipped to [-c, c] (Arjovsky et al.: 0.01)
     drift: float = 0.0                 # WGAN-GP epsilon drift (ProGAN: 0.001)
+    l1_weight: float = 100.0           # pix2pix: lambda of the L1 term (Isola et al. 2017)
+    cycle_weight: float = 10.0         # cyclegan: lambda of the cycle loss (Zhu et al. 2017)
+    identity_weight: float = 0.5       # cyclegan: identity loss weight as a fraction of cycle_weight
 
 
 @dataclass
@@ -87,6 +94,7 @@ class TricksConfig:
     # Dhariwal 2018). Not StyleGAN's truncation in W (that needs a mapping network); 1 = none.
     temperature: float = 1.0
     d_steps: int = 1                   # D updates per G update
+    history_pool: int = 0              # cyclegan: D sees fakes from a pool of this many past ones
     lens: LensConfig = field(default_factory=LensConfig)
 
 
@@ -101,6 +109,7 @@ class OptimConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     epsilon: float = 1e-8
+    lr_decay_start: float = 1.0        # fraction of run.steps after which lr decays linearly to 0 (1 = never)
 
 
 @dataclass
@@ -306,6 +315,19 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"tricks.lens.anneal_steps must be >= 0, got {lens.anneal_steps}")
         if lens.learning_rate <= 0:
             raise ConfigError(f"tricks.lens.learning_rate must be > 0, got {lens.learning_rate}")
+    if not 0.0 <= n.dropout < 1.0:
+        raise ConfigError(f"network.dropout must be in [0, 1), got {n.dropout}")
+    if t.history_pool < 0:
+        raise ConfigError(f"tricks.history_pool must be >= 0, got {t.history_pool}")
+    if not 0.0 <= o.lr_decay_start <= 1.0:
+        raise ConfigError(f"optim.lr_decay_start must be in [0, 1] (a fraction of run.steps), got {o.lr_decay_start}")
+    if not n.domain_attribute:
+        raise ConfigError("network.domain_attribute must name an ingested attribute (e.g. eyeglasses)")
+    if n.resnet_blocks < 0:
+        raise ConfigError(f"network.resnet_blocks must be >= 0, got {n.resnet_blocks}")
+    if lo.l1_weight < 0 or lo.cycle_weight < 0 or lo.identity_weight < 0:
+        raise ConfigError("loss.l1_weight, loss.cycle_weight and loss.identity_weight are loss weights "
+                          "and must be >= 0")
     # Incompatible combinations, refused with the reason.
     if not arch.min_resolution <= res <= arch.max_resolution:
         raise ConfigError("network.resolution: " + (arch.resolution_reason or (
@@ -350,6 +372,20 @@ def validate(cfg: Config) -> Config:
                           "(Gulrajani et al. 2017, sec. 4: no batch norm in the critic); "
                           f"{fix}use {' or '.join(others)} or another loss")
     conditioning.validate(cfg, ConfigError)   # issue 11: condition.* (trainer/conditioning.py)
+
+    if (arch.kind == "image_to_image") != (family.kind == "image_to_image"):
+        fitting = [f.name for f in registry.LOSSES.values() if (f.kind == "image_to_image") == (arch.kind == "image_to_image")]
+        raise ConfigError(f"loss.family {lo.family} is for {family.kind} generators but {n.architecture} is "
+                          f"{arch.kind}; use {' or '.join(fitting)}")
+    if arch.kind == "image_to_image":
+        unsupported = [name for name, on in (
+            ("tricks.lens.enabled", lens.enabled), ("tricks.minibatch_discrimination", t.minibatch_discrimination),
+            ("tricks.feature_matching", t.feature_matching), ("tricks.repelling", t.repelling),
+            ("tricks.historical_averaging", t.historical_averaging), ("tricks.instance_noise", t.instance_noise),
+            ("tricks.label_smoothing", t.label_smoothing), ("tricks.d_steps", t.d_steps != 1)) if on]
+        if unsupported:
+            raise ConfigError(f"{', '.join(unsupported)}: not implemented for the image-to-image "
+                              f"architecture {n.architecture} (z-based GAN tricks)")
     return cfg
 
 
@@ -426,6 +462,22 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                           loss=dict(family="ns"),
                           tricks=dict(lens=dict(enabled=True, blocks=8, filters=32)),
                           optim=dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
+    # Isola et al. 2017 (pix2pix): U-Net + 70x70 PatchGAN (at 256 px), cGAN + 100 * L1, Adam 2e-4
+    # beta1 0.5, batch 1 in most of the paper's experiments; no EMA (not in the paper).
+    "pix2pix": _preset(network=dict(architecture="pix2pix", resolution=256, filters=64, max_filters=512,
+                                    dropout=0.5),
+                       loss=dict(family="pix2pix", l1_weight=100.0),
+                       tricks=dict(ema_decay=0.0),
+                       optim=dict(batch_size=1, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
+    # Zhu et al. 2017 (CycleGAN): ResNet G (9 blocks at 256 px), 70x70 PatchGAN, LSGAN, cycle lambda 10,
+    # identity 0.5 lambda, history pool 50, Adam 2e-4 beta1 0.5, batch 1, lr constant for the first half
+    # of training then linearly to 0 (their 100 + 100 epochs). Domains: Eyeglasses 0 (A) vs 1 (B).
+    "cyclegan": _preset(network=dict(architecture="cyclegan", resolution=256, filters=64, resnet_blocks=9,
+                                     domain_attribute="eyeglasses"),
+                        loss=dict(family="cyclegan", cycle_weight=10.0, identity_weight=0.5),
+                        tricks=dict(ema_decay=0.0, history_pool=50),
+                        optim=dict(batch_size=1, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5,
+                                   lr_decay_start=0.5)),
     # Sajjadi et al. 2018, the paper's own setting: DCGAN-style network with 4x4 kernels and
     # Xavier init at 32x32, lr 1e-4, the lens on; then its two variants: LSGAN without BatchNorm,
     # and WGAN-GP with RMSProp on a DCGAN-style critic without BatchNorm.
@@ -476,6 +528,18 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                                  condition=dict(attributes="male,smiling", discriminator="projection"),
                                  optim=dict(batch_size=16),
                                  run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
+
+    "smoke_cyclegan": _preset(network=dict(architecture="cyclegan", resolution=32, filters=8, resnet_blocks=2,
+                                           domain_attribute="eyeglasses"),
+                              loss=dict(family="cyclegan", cycle_weight=10.0, identity_weight=0.5),
+                              tricks=dict(ema_decay=0.0, history_pool=50),
+                              optim=dict(batch_size=2, beta1=0.5, lr_decay_start=0.5),
+                              run=dict(steps=10, checkpoint_every=5, log_every=5, image_every=5)),
+    "smoke_pix2pix": _preset(network=dict(architecture="pix2pix", resolution=32, filters=8, max_filters=32),
+                             loss=dict(family="pix2pix", l1_weight=100.0),
+                             tricks=dict(ema_decay=0.0),
+                             optim=dict(batch_size=4, beta1=0.5),
+                             run=dict(steps=10, checkpoint_every=5, log_every=5, image_every=5)),
 }
 
 

@@ -100,6 +100,8 @@ def _ema_pairs(ema_generator, generator) -> List[Tuple[tf.Variable, tf.Variable]
 class GAN(tf.keras.Model):
     """Generator + discriminator (+ EMA generator, + lens) trained by one custom `train_step`."""
 
+    input_kind = "images"    # what the loop feeds train_step: "images", or (image-to-image) "pairs" / "domains"
+
     def __init__(self, cfg: Config, networks, ema_networks=None, lens=None, *, global_batch_size: int):
         super().__init__(name="gan")
         self.cfg = cfg
@@ -220,8 +222,14 @@ class GAN(tf.keras.Model):
         self.global_batch_size = int(global_batch_size)
         self._ema_pairs = _ema_pairs(self.G_ema, self.G) if self.G_ema is not None else []
 
+    decays_lr = False        # True: the loop calls apply_lr_scale before every step (a schedule)
+
+    def lr_multiplier(self) -> float:
+        """The schedule's factor at the current step (1: constant learning rates)."""
+        return 1.0
+
     def apply_lr_scale(self):
-        s = float(self.lr_scale.numpy())
+        s = float(self.lr_scale.numpy()) * self.lr_multiplier()
         self.g_optimizer.learning_rate = self.cfg.optim.g_learning_rate * s
         self.d_optimizer.learning_rate = self.cfg.optim.d_learning_rate * s
         if self.lens_optimizer is not None:
@@ -238,6 +246,10 @@ class GAN(tf.keras.Model):
     @property
     def sampling_generator(self) -> tf.keras.Model:
         return self.G_ema if self.G_ema is not None else self.G
+
+    def export_models(self):
+        """What export writes: the sampling generator (image-to-image: {direction: model})."""
+        return self.sampling_generator
 
     def call(self, z, training=False):
         return self.G(z, training=training)

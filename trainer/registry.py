@@ -80,7 +80,10 @@ class Architecture:
     `min_resolution` / `max_resolution` + `resolution_reason`: the range config validation allows.
     `input_noise`: honours `network.input_noise_std`.
     `batchnorm_optional`: honours `network.batch_norm = false` (no BatchNorm anywhere, so a
-    `batchnorm_critic` architecture then has an example-independent critic)."""
+    `batchnorm_critic` architecture then has an example-independent critic).
+    `model`: "module:Class", the `keras.Model` whose `train_step` the one training loop runs
+    (trainer/gan.py's GAN for z -> image; trainer/image_to_image.py's models for kind
+    image_to_image, which the loop feeds paired batches)."""
     name: str
     builder: str
     summary: str
@@ -93,6 +96,7 @@ class Architecture:
     max_resolution: int = 1024
     resolution_reason: str = ""
     checkpoints: Tuple[str, ...] = ("generator", "discriminator")
+    model: str = "facegan.trainer.gan:GAN"
 
     def __post_init__(self):
         if self.kind not in GENERATOR_KINDS:
@@ -151,6 +155,18 @@ register_architecture(Architecture(
     "progan", "facegan.trainer.networks.progan:build_progan",
     "Karras et al. 2018: progressive growing, equalized lr, pixel norm, minibatch stddev",
     progressive=True, checkpoints=("generator", "discriminator", "g_stages", "d_stages", "alpha")))
+register_architecture(Architecture(
+    "pix2pix", "facegan.trainer.networks.image_to_image:build_pix2pix",
+    "Isola et al. 2017: U-Net G with skips, PatchGAN D on (input, output), needs --paired data",
+    kind="image_to_image", batchnorm_critic=True, min_resolution=16,
+    resolution_reason="pix2pix's U-Net and PatchGAN need at least 16x16",
+    model="facegan.trainer.image_to_image:Pix2Pix"))
+register_architecture(Architecture(
+    "cyclegan", "facegan.trainer.networks.image_to_image:build_cyclegan",
+    "Zhu et al. 2017: two ResNet Gs, two PatchGAN Ds, unpaired domains from an attribute",
+    kind="image_to_image", min_resolution=16, resolution_reason="cyclegan's PatchGAN needs at least 16x16",
+    checkpoints=("generator", "discriminator", "generator_ba", "discriminator_a"),
+    model="facegan.trainer.image_to_image:CycleGAN"))
 
 
 # -- loss families -------------------------------------------------------------------------------
@@ -163,7 +179,9 @@ class LossFamily:
     `generator_loss(fake_logits, **g_params) -> [N]`,
     `discriminator_loss(real_logits, fake_logits, real_label_smoothing, **d_params) -> [N]`,
     `lens_loss(lensed_real_logits, fake_logits=None, **d_params) -> [N]` (the lens' adversarial
-    term, Sajjadi et al. 2018). `g_params` / `d_params`: (keyword, LossConfig field) pairs."""
+    term, Sajjadi et al. 2018). `g_params` / `d_params`: (keyword, LossConfig field) pairs.
+    `kind`: the generator kind it trains ("unconditional" covers z-based conditional ones too;
+    "image_to_image" families take patch logits [N, P, P, 1])."""
     name: str
     generator_loss: str
     discriminator_loss: str
@@ -176,6 +194,7 @@ class LossFamily:
     optimizer: str = "adam"            # the paper's optimizer, used when optim.optimizer = "auto"
     g_params: Tuple[Tuple[str, str], ...] = ()
     d_params: Tuple[Tuple[str, str], ...] = ()
+    kind: str = "unconditional"
 
     @staticmethod
     def _fn(path: str) -> Callable:
@@ -230,6 +249,17 @@ register_loss(LossFamily("hinge", "hinge_generator_loss", "hinge_discriminator_l
 register_loss(LossFamily("facegan", "facegan_generator_loss", "facegan_discriminator_loss",
                          "softplus_lens_loss",
                          "Li et al. (FaceGANs) eq. 1-2: -log sig(D(x)) - log sig(1 - D(G(z)))"))
+# Image-to-image families take patch logits (trainer/image_to_image_losses.py). The lens is refused for
+# image-to-image architectures at config time; their lens entries name the matching z-family's term.
+_I2I = "facegan.trainer.image_to_image_losses:"
+register_loss(LossFamily("pix2pix", _I2I + "patch_ns_generator_loss", _I2I + "patch_ns_discriminator_loss",
+                         "softplus_lens_loss",
+                         "Isola et al. 2017: patch cross-entropy cGAN (D halved) + loss.l1_weight * L1",
+                         supports_label_smoothing=False, kind="image_to_image"))
+register_loss(LossFamily("cyclegan", _I2I + "patch_lsgan_generator_loss", _I2I + "patch_lsgan_discriminator_loss",
+                         "lsgan_lens_loss",
+                         "Zhu et al. 2017: patch LSGAN (D halved) + cycle + identity (loss.cycle_weight, "
+                         "loss.identity_weight)", supports_label_smoothing=False, kind="image_to_image"))
 
 
 def describe() -> str:

@@ -50,14 +50,14 @@ from typing import Callable, Dict, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from facegan import machine
+from facegan import machine, schema
 from facegan.images import make_grid, save_grid
 from facegan.progress import Progress
 from facegan.trainer import conditioning
 from facegan.trainer import data as data_lib
+from facegan.trainer import registry
 from facegan.trainer.config import Config, validate
 from facegan.trainer.export import export_generator
-from facegan.trainer.gan import GAN
 from facegan.trainer.networks import build_networks
 from facegan.trainer.networks.lens import build_lens
 from facegan.trainer.networks.progan import upsampled_generator
@@ -241,8 +241,10 @@ class Trainer:
             lens = None
             if cfg.tricks.lens.enabled:
                 lens = build_lens(cfg)
-            self.gan = GAN(cfg, self.networks, self.ema_networks, lens,
-                           global_batch_size=self._batch_for(self._stage(0)))
+            # the architecture's keras.Model (GAN, or an image-to-image model with its own step)
+            model_cls = registry.import_by_name(registry.architecture(cfg.network.architecture).model)
+            self.gan = model_cls(cfg, self.networks, self.ema_networks, lens,
+                                 global_batch_size=self._batch_for(self._stage(0)))
             self.gan.compile()
 
         gan = self.gan
@@ -316,17 +318,41 @@ class Trainer:
         self.gan.apply_lr_scale()
 
     # -- input -------------------------------------------------------------------------------
-    def _dataset(self, resolution: int, batch: int):
+    def _dataset(self, resolution: int, batch: int, position: Optional[int] = None):
+        """The model's input stream (`input_kind`: images; image-to-image pairs [.., 6]; or
+        unpaired domains [.., 6]) from `position` images on (default: the images shown)."""
         per_step = batch * self.cfg.tricks.d_steps
+        kind = self.gan.input_kind
         if self.synthetic:
             return data_lib.synthetic_dataset(resolution, per_step, seed=self.cfg.run.seed,
-                                              num_attributes=len(self.attribute_names))
-        position = self.images_shown
+                                              num_attributes=len(self.attribute_names),
+                                              channels=3 if kind == "images" else 6)
+        position = self.images_shown if position is None else position
+        common = dict(seed=self.cfg.run.seed, shuffle_buffer=self.cfg.run.shuffle_buffer, position=position,
+                      info=self.data_info)
+        if kind == "domains":
+            self._check_domains()
+            return data_lib.domains_dataset(self.files, resolution, per_step, self.cfg.network.domain_attribute,
+                                            **common)
         if position and self._num_records is None:
             self._num_records = data_lib.count_records(self.files, self.data_info["compression"])
-        return data_lib.train_dataset(self.files, resolution, per_step, seed=self.cfg.run.seed,
-                                      shuffle_buffer=self.cfg.run.shuffle_buffer, position=position,
-                                      info=self.data_info, num_records=self._num_records, labels=self.labels)
+        return data_lib.train_dataset(self.files, resolution, per_step, num_records=self._num_records,
+                                      labels=self.labels,
+                                      input_key=schema.INPUT_IMAGE if kind == "pairs" else None, **common)
+
+    def _check_domains(self):
+        """Count the two domains once; refuse an empty one; record the counts (domains.json)."""
+        if getattr(self, "domain_counts", None) is None:
+            attr = self.cfg.network.domain_attribute
+            counts = data_lib.count_domains(self.files, attr, self.data_info["compression"])
+            if not counts["a"] or not counts["b"]:
+                raise ValueError(f"network.domain_attribute {attr!r}: domain A (attr/{attr} = 0) has {counts['a']} "
+                                 f"and domain B (= 1) {counts['b']} training images in {self.files[0]}...; both "
+                                 f"need some (ingest with --labels)")
+            self.domain_counts = dict(counts, attribute=attr)
+            write_json_atomic(os.path.join(self.run_dir, "domains.json"), self.domain_counts)
+            log.info("domains of %s: A (=0) %d, B (=1) %d, unlabeled %d", attr, counts["a"], counts["b"],
+                     counts["unlabeled"])
 
     def _get_iterator(self):
         key = (self.gan.resolution, self.gan.global_batch_size)
@@ -362,6 +388,15 @@ class Trainer:
 
     # -- outputs -----------------------------------------------------------------------------
     def write_images(self, step: int):
+        if self.gan.input_kind != "images":     # image-to-image: the model's preview rows
+            path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
+            imgs, cols = self.gan.preview(self._fixed_reals(8))
+            imgs = imgs.numpy()
+            save_grid(imgs, path, cols=cols)
+            with self.writer.as_default(step=step):
+                tf.summary.image("samples/translations", make_grid(imgs, cols=cols)[None], max_outputs=1)
+            self.writer.flush()
+            return path
         imgs = self.gan.sample(self.fixed_z, ema=True, attributes=self.fixed_attributes).numpy()
         path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
         save_grid(imgs, path + ".tmp", cols=4)     # rename: a killed run leaves no truncated PNG
@@ -379,13 +414,11 @@ class Trainer:
         self.writer.flush()
         return path
 
-    def _fixed_reals(self):
-        """The first 16 images of the stream (position 0) at the current resolution, cached."""
+    def _fixed_reals(self, n: int = 16):
+        """The first n images (pairs) of the stream (position 0) at the current resolution, cached."""
         res = self.gan.resolution
         if res not in self._reals:
-            ds = data_lib.train_dataset(self.files, res, 16, seed=self.cfg.run.seed,
-                                        shuffle_buffer=self.cfg.run.shuffle_buffer, info=self.data_info)
-            self._reals[res] = next(iter(ds.take(1)))
+            self._reals[res] = next(iter(self._dataset(res, n // self.cfg.tricks.d_steps or 1, position=0).take(1)))[:n]
         return self._reals[res]
 
     def write_scalars(self, step: int, metrics: Dict[str, float], perf: Dict[str, float]):
@@ -420,6 +453,8 @@ class Trainer:
                 ev.run(step, self.images_shown)   # an evaluation lost to a kill after its checkpoint
         while step < total:
             self._sync_stage()
+            if self.gan.decays_lr:        # a learning-rate schedule (CycleGAN's linear decay)
+                self.gan.apply_lr_scale()
             out = self._step_fn()(self._get_iterator())
             metrics = {k: float(v) for k, v in out.items()}
             step = self.step
@@ -526,6 +561,14 @@ def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] 
                 **({"eval_best": {k: result.eval_best.get(k) for k in ("step", "images_shown", "headline", "weights")}}
                    if result.eval_best else {}),
                 **(extra_metadata or {})}
+    domains = os.path.join(result.run_dir, "domains.json")     # CycleGAN: the images per domain
+    if tf.io.gfile.exists(domains):
+        with tf.io.gfile.GFile(domains) as f:
+            metadata.setdefault("domains", json.load(f))
+    kind = registry.architecture(result.cfg.network.architecture).kind
+    if kind == "image_to_image":    # one stage; one direction, or CycleGAN's two (single worker)
+        return export_generator(result.gan.export_models(), export_dir, cfg=result.cfg, metadata=metadata,
+                                kind=kind)
     generator = result.generator_ema
     if result.workers > 1:
         generator = local_copy(result, generator)

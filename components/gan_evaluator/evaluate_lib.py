@@ -251,7 +251,13 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
                    seed: int = 0, batch_size: int = 64, cache_dir: Optional[str] = None,
                    memorization: bool = True, log=print) -> Evaluation:
     """Evaluate the generator at `model_dir` against `examples_uri`'s eval split; write outputs."""
-    from facegan.generator import load_generator
+    from facegan.generator import IMAGE_TO_IMAGE, load_generator, read_metadata
+
+    if read_metadata(resolve_model_dir(model_dir)).get("kind") == IMAGE_TO_IMAGE:   # paired tasks (issue 12)
+        from facegan.components.gan_evaluator.paired_eval import evaluate_translation
+        return evaluate_translation(model_dir, examples_uri, out_dir, num_images=num_images, thresholds=thresholds,
+                                    min_improvement=min_improvement, baseline_dir=baseline_dir, log_dir=log_dir,
+                                    seed=seed, batch_size=batch_size, log=log)
 
     if num_images < 2:
         raise ValueError(f"num_images must be >= 2, got {num_images}")
@@ -322,16 +328,22 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
         "results": results, "baseline_results": baseline_results,
         "blessed": decision.blessed, "seconds": round(time.monotonic() - t0, 2),
     }
+    return write_report(out_dir, report, decision, files, log_dir, steps, log)
+
+
+def write_report(out_dir: str, report: Dict[str, Any], decision: blessing.Decision, files: Dict[str, str],
+                 log_dir: Optional[str], steps: int, log=print) -> Evaluation:
+    """metrics.json (the report), decision.json, TensorBoard (with log_dir); the Evaluation."""
+    results, baseline_results = report["results"], report["baseline_results"]
     files["metrics"] = os.path.join(out_dir, METRICS_FILE)
     with open(files["metrics"], "w") as f:
         json.dump(_jsonable(report), f, indent=2, sort_keys=True)
     files["decision"] = os.path.join(out_dir, DECISION_FILE)
     with open(files["decision"], "w") as f:
         json.dump(_jsonable(decision.to_dict()), f, indent=2)
-
     scalars = headline_scalars(results)
     if log_dir:
-        files["tensorboard"] = write_tensorboard(log_dir, scalars, files["sample_grid"], decision, steps)
+        files["tensorboard"] = write_tensorboard(log_dir, scalars, files.get("sample_grid"), decision, steps)
     log(decision.summary())
     return Evaluation(results=results, decision=decision, baseline_results=baseline_results,
                       files=files, scalars=scalars)

@@ -358,6 +358,7 @@ def make_summary(counts: Dict[str, int], stats: Dict, cfg: T.IngestConfig, input
                        for r in sorted(set(cfg.extra_resolutions) | {cfg.resolution})},
         "crop": cfg.crop,
         "filter": cfg.filter,
+        "paired": T.P.summary(cfg.paired, cfg.paired_seed),
         "config": cfg.to_json(),
     }
 
