@@ -52,8 +52,11 @@ lock: $(TOOLS)/bin/uv
 	$(TOOLS)/bin/uv pip compile requirements.in --python-version 3.10 \
 	  --python-platform x86_64-manylinux_2_36 -o requirements.lock
 
+# The speed benchmarks (JSON on stdout, with the CPU model and its bf16/AMX flags). The quality
+# studies (bench/quality.py, bench/i2i_quality.py) train for hours: run them by hand.
+BENCHMARKS := ingest train metrics serving
 bench: $(STAMP)
-	for b in bench/*.py; do $(PY) $$b; done
+	set -e; for b in $(BENCHMARKS); do $(PY) bench/$$b.py; done
 
 clean:
 	rm -rf $(VENV) $(TOOLS) $(OUT) .pytest_cache
