@@ -78,7 +78,9 @@ class Architecture:
     `batchnorm_critic`: D normalizes over the batch, so per-example gradient penalties are
     meaningless (losses with `refuses_batchnorm_critic` are refused at config time).
     `min_resolution` / `max_resolution` + `resolution_reason`: the range config validation allows.
-    `input_noise`: honours `network.input_noise_std`."""
+    `input_noise`: honours `network.input_noise_std`.
+    `w_space`: G maps z to an intermediate latent W (StyleGAN): it tracks w_avg, truncates and
+    mixes styles in W, exports `style_mix`, and path length regularization applies."""
     name: str
     builder: str
     summary: str
@@ -90,6 +92,7 @@ class Architecture:
     max_resolution: int = 1024
     resolution_reason: str = ""
     checkpoints: Tuple[str, ...] = ("generator", "discriminator")
+    w_space: bool = False
 
     def __post_init__(self):
         if self.kind not in GENERATOR_KINDS:
@@ -132,6 +135,13 @@ register_architecture(Architecture(
     "progan", "facegan.trainer.networks.progan:build_progan",
     "Karras et al. 2018: progressive growing, equalized lr, pixel norm, minibatch stddev",
     progressive=True, checkpoints=("generator", "discriminator", "g_stages", "d_stages", "alpha")))
+_STYLE = "facegan.trainer.networks.stylegan2"
+register_architecture(Architecture(
+    "stylegan2", f"{_STYLE}:build", "Karras et al. 2020: mapping to W, modulated/demodulated convs, "
+    "noise, skip G, residual D", w_space=True))
+register_architecture(Architecture(
+    "stylegan", f"{_STYLE}:build_adain", "Karras et al. 2019: StyleGAN2's topology with AdaIN styles",
+    w_space=True))
 
 
 # -- loss families -------------------------------------------------------------------------------
@@ -153,6 +163,7 @@ class LossFamily:
     needs_gradient_penalty: bool = False
     supports_label_smoothing: bool = True
     refuses_batchnorm_critic: bool = False
+    lazy_r1: bool = False
     g_params: Tuple[Tuple[str, str], ...] = ()
     d_params: Tuple[Tuple[str, str], ...] = ()
 
@@ -204,6 +215,9 @@ register_loss(LossFamily("hinge", "hinge_generator_loss", "hinge_discriminator_l
                          "Lim & Ye 2017 / Miyato et al. 2018: hinge", supports_label_smoothing=False))
 register_loss(LossFamily("facegan", "facegan_generator_loss", "facegan_discriminator_loss",
                          "softplus_lens_loss", "Li et al. (FaceGANs): cross-entropy GAN objective"))
+register_loss(LossFamily("nsgan_r1", "ns_generator_loss", "ns_discriminator_loss", "softplus_lens_loss",
+                         "StyleGAN2: non-saturating logistic + lazy R1 (every 16) + lazy path length (every 4)",
+                         supports_label_smoothing=False, refuses_batchnorm_critic=True, lazy_r1=True))
 
 
 def describe() -> str:
