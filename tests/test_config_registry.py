@@ -36,7 +36,7 @@ def test_stage_resolutions_are_the_registry_s():
     grown = C.get_preset("progan", {"network.start_resolution": 16, "network.resolution": 64,
                                     "network.batch_sizes": {}})
     assert registry.stage_resolutions(grown.network) == (16, 32, 64)
-    assert registry.stage_resolutions(C.get_preset("hdcgan").network) == (128,)
+    assert registry.stage_resolutions(C.get_preset("hdcgan").network) == (512,)   # issue 14: the paper trains at 512
 
 
 def test_import_by_name_and_unknown_names():

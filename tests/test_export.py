@@ -77,7 +77,8 @@ def test_metadata_asset(exported):
     assert (meta["resolution"], meta["z_dim"], meta["max_batch"]) == (RES, Z_DIM, 32)
     assert meta["steps"] == 123 and meta["metrics"] == {"fid": 42.5}   # caller's metadata wins
     assert meta["config"]["network"]["z_dim"] == Z_DIM
-    assert meta["truncation"] == "scale_toward_mean"
+    assert meta["truncation"] == "temperature_scaling"
+    assert meta["generator_weights"] == "ema" and meta["ema_decay"] == 0.999   # smoke trains an EMA
 
 
 def test_serving_default_matches_keras_model(exported, loaded):

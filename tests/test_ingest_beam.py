@@ -246,6 +246,31 @@ def test_multiprocessing_matches_in_memory_and_is_deterministic(tree, in_memory_
         assert a.read() == b.read()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_runner_matches_beam(tree, in_memory_run, tmp_path, monkeypatch, workers):
+    """The output does not depend on the runner: the local runner (no Beam; one process or a
+    fork pool) writes the same records, rejection report and counts as the Beam pipeline."""
+    from facegan.components.image_example_gen import local_runner
+    monkeypatch.setattr(local_runner, "POOL_MIN_FILES", 2)
+    root, _, _ = tree
+    out0, s0, cfg = in_memory_run
+    out = str(tmp_path / "local")
+    s = local_runner.ingest(str(root), out, cfg, runner="local", workers=workers)
+    assert s["runner"] == "local" and s0["runner"] == "beam"
+    for k in ("files_seen", "examples_written", "records_written", "duplicates",
+              "rejected_by_reason", "splits", "channel_mean", "channel_std", "mirrored",
+              "unlabeled", "grid_images"):
+        assert s[k] == s0[k], k
+
+    def keyed(uri):
+        return {split: sorted(tuple(sorted((k, repr(v)) for k, v in r.items())) for r in rows)
+                for split, rows in _read_examples(uri).items()}
+    assert keyed(out) == keyed(out0)
+    for name in (schema.REJECTIONS_FILE, schema.GRID_FILE):
+        with open(os.path.join(out, name), "rb") as a, open(os.path.join(out0, name), "rb") as b:
+            assert a.read() == b.read(), name
+
+
 def test_fail_fast_before_beam(tmp_path):
     from facegan.components.image_example_gen import beam_pipeline as B
     cfg = T.IngestConfig(resolution=16)
@@ -357,21 +382,41 @@ def test_component_in_local_dag_runner_on_real_faces(tmp_path, ffhq_dir, celeba_
         assert stats_pb.datasets[0].num_examples == summary["splits"][split]["examples"]
 
 
-def test_tfrecord_writer_matches_tf_and_beam(tmp_path):
-    """The workers' own gzipped TFRecord writer: Beam's masked CRC, and TF reads every record."""
-    import tensorflow as tf
-    from apache_beam.io.tfrecordio import _TFRecordUtil
-    from facegan.components.image_example_gen import beam_pipeline as B
-    for data in (b"", b"x", bytes(range(256)) * 50):
-        assert B.masked_crc32c(data) == _TFRecordUtil._masked_crc32c(data)
-    records = [bytes([k % 256]) * (k * 37 % 5000) for k in range(300)]
-    B.TFRecordGzipWriter.FLUSH_BYTES = 4096          # force many compress chunks
-    try:
-        w = B.TFRecordGzipWriter(str(tmp_path / "a.gz"))
-        for r in records:
-            w.write(r)
-        w.close()
-    finally:
-        B.TFRecordGzipWriter.FLUSH_BYTES = 1 << 20
-    got = [r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / "a.gz"), compression_type="GZIP")]
-    assert got == records and w.n == 300
+
+
+def test_component_input_fingerprint_drives_the_tfx_cache(tmp_path):
+    """LocalDagRunner with caching on: an unchanged folder is a cache hit, a changed one re-runs."""
+    from tfx import v1 as tfx
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    from facegan.components.image_example_gen.component import ImageExampleGen
+    rng = np.random.default_rng(11)
+    src = tmp_path / "faces"
+    src.mkdir()
+    for k in range(4):
+        (src / f"{k}.png").write_bytes(_enc(_face_like(rng, 32, 32), "PNG"))
+    db = str(tmp_path / "mlmd.sqlite")
+    conn = tfx.orchestration.metadata.sqlite_metadata_connection_config(db)
+
+    def run():
+        gen = ImageExampleGen(input_base=str(src), resolution=8, min_side=8)
+        tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+            pipeline_name="ingest-cache", pipeline_root=str(tmp_path / "root"),
+            components=[gen], enable_cache=True, metadata_connection_config=conn))
+        store = metadata_store.MetadataStore(conn)
+        execs = sorted(store.get_executions(), key=lambda e: e.id)
+        return [e.last_known_state for e in execs], store.get_artifacts_by_type("Examples")
+
+    E = metadata_store_pb2.Execution
+    states, arts = run()
+    assert states == [E.COMPLETE] and len(arts) == 1
+    fp = arts[0].custom_properties["input_fingerprint"].string_value
+    assert fp.startswith("files:4,")
+    states, arts = run()                                   # unchanged: cache hit
+    assert states == [E.COMPLETE, E.CACHED] and len(arts) == 1
+    (src / "4.png").write_bytes(_enc(_face_like(rng, 32, 32), "PNG"))   # changed folder
+    states, arts = run()
+    assert states == [E.COMPLETE, E.CACHED, E.COMPLETE] and len(arts) == 2
+    new = max(arts, key=lambda a: a.id)
+    assert new.custom_properties["files_seen"].int_value == 5
+    assert new.custom_properties["input_fingerprint"].string_value.startswith("files:5,")

@@ -6,6 +6,7 @@ same inputs only where PIL *is* the named reference, e.g. the filter registry).
 """
 import io
 import json
+import os
 import struct
 import tarfile
 import zipfile
@@ -477,3 +478,26 @@ def test_json_single_file_forms(tmp_path):
 def test_labels_missing_path():
     with pytest.raises(T.IngestError, match="does not exist"):
         T.load_labels("/no/such/labels.txt")
+
+
+def test_max_pixels_is_the_one_limit(rng, monkeypatch):
+    """PIL refuses images above 2 * Image.MAX_IMAGE_PIXELS before we see their size; a larger
+    max_pixels must raise that limit (simulated with a small PIL limit: 64x64 > 2 * 1000)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    data = enc(Image.fromarray(rgb_image(rng, 64, 64)), "PNG")
+    p = T.process_bytes(data, cfg(max_pixels=10_000))
+    assert p.image.shape == (32, 32, 3)
+    assert reason_of(data, max_pixels=4000) == T.OVERSIZED      # ours still applies
+    assert Image.MAX_IMAGE_PIXELS >= 10_000
+
+
+def test_input_fingerprint_changes_with_names_sizes_mtimes(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x" * 10)
+    (tmp_path / "b.png").write_bytes(b"y" * 20)
+    fp = T.input_fingerprint(str(tmp_path))
+    assert fp == T.input_fingerprint(str(tmp_path)) and fp.startswith("files:2,bytes:30,")
+    os.utime(tmp_path / "a.png", ns=(1, 10**18))
+    fp2 = T.input_fingerprint(str(tmp_path))
+    assert fp2 != fp
+    (tmp_path / "b.png").rename(tmp_path / "c.png")
+    assert T.input_fingerprint(str(tmp_path)) not in (fp, fp2)

@@ -145,7 +145,8 @@ class TestFaceGAN(LossFamilyCase):
         return softplus(-f)
 
     def np_d(self, r, f, s, lc):
-        return (1 - s) * softplus(-r) + s * softplus(r) + softplus(f)
+        # Li et al. eq. 1: -log sigmoid(D(x)) - log sigmoid(1 - D(G(z))), real target 1 - s
+        return (1 - s) * softplus(-r) + s * softplus(r) + softplus(f - 1)
 
 
 def test_registry_drives_config_validation():
@@ -221,7 +222,7 @@ def test_gradient_penalty_with_generator_and_in_tf_function():
     ("ns", lambda r, f: softplus(r)),                       # -log(1 - D(L(x)))
     ("facegan", lambda r, f: softplus(r)),
     ("minimax", lambda r, f: -softplus(-r)),                # log D(L(x))
-    ("lsgan", lambda r, f: 0.5 * (r - (-1.0)) ** 2),        # towards the fake label a = -1
+    ("lsgan", lambda r, f: (r - (-1.0)) ** 2),              # ||D(L(X)) - a||^2, fake label a = -1
     ("wgan_gp", lambda r, f: r - f),                        # -L_D of the critic
     ("hinge", lambda r, f: r - f),
 ])
@@ -244,11 +245,11 @@ def test_lens_adversarial_loss_opposes_discriminator_on_reals():
         assert np.all(np.sign(t.gradient(lens, x).numpy()) == -np.sign(t.gradient(d, x).numpy())), fam
 
 
-def test_lens_reconstruction_loss_is_mean_squared_error_per_example():
+def test_lens_reconstruction_loss_is_squared_norm_per_example():
     a = np.random.default_rng(0).uniform(-1, 1, (3, 4, 4, 3)).astype(np.float32)
     b = np.random.default_rng(1).uniform(-1, 1, (3, 4, 4, 3)).astype(np.float32)
     got = L.lens_reconstruction_loss(a, b).numpy()
-    np.testing.assert_allclose(got, ((a - b) ** 2).reshape(3, -1).mean(1), rtol=1e-5)
+    np.testing.assert_allclose(got, ((a - b) ** 2).reshape(3, -1).sum(1), rtol=1e-5)
 
 
 def test_registered_functions_exist():
@@ -256,3 +257,14 @@ def test_registered_functions_exist():
     for fam in registry.LOSSES.values():
         for path in (fam.generator_loss, fam.discriminator_loss, fam.lens_loss):
             assert callable(getattr(L, path)), (fam.name, path)
+
+
+class TestWGAN(LossFamilyCase):
+    family = "wgan"
+    smoothing = (0.0,)
+
+    def np_g(self, f, lc):
+        return -f
+
+    def np_d(self, r, f, s, lc):
+        return f - r

@@ -32,6 +32,7 @@ class NetworkConfig:
     filters: int = 64
     max_filters: int = 512
     input_noise_std: float = 0.0       # HDCGAN: additive Gaussian noise on G and D inputs (training)
+    batch_norm: bool = True            # dcgan/hdcgan/facegan/tan: false drops every BatchNorm
     # progan only
     start_resolution: int = 4
     fade_images: int = 600_000         # images shown while a new block fades in
@@ -62,6 +63,7 @@ class LossConfig:
     lsgan_b: float = 1.0
     lsgan_c: float = 1.0
     gp_weight: float = 10.0            # WGAN-GP lambda
+    clip_value: float = 0.01           # WGAN: critic weights clipped to [-c, c] (Arjovsky et al.: 0.01)
     drift: float = 0.0                 # WGAN-GP epsilon drift (ProGAN: 0.001)
     # nsgan_r1 (StyleGAN2, trainer/stylegan_losses.py): lazy R1 and lazy path length.
     r1_gamma: float = 10.0             # R1 gamma (Mescheder et al. 2018)
@@ -77,7 +79,9 @@ class LensConfig:
     enabled: bool = False
     blocks: int = 8
     filters: int = 32
-    anneal_steps: int = 2000           # K in lambda = 1 - sin(t*pi/(2K))
+    # K in lambda = 1 - sin(t*pi/(2K)). Sajjadi et al. give K = 10^5 in the text (their figure
+    # captions say 10k); we follow the text.
+    anneal_steps: int = 100_000
     learning_rate: float = 2e-4
 
 
@@ -106,8 +110,12 @@ class TricksConfig:
     instance_noise: float = 0.0        # initial std, annealed linearly to 0
     instance_noise_steps: int = 0
     repelling: float = 0.0             # weight of the pulling-away / repelling term
-    ema_decay: float = 0.999           # generator EMA; 0 disables
-    truncation: float = 1.0            # sampling-time latent truncation (1 = none)
+    # Generator EMA (Karras et al. 2018). Off unless a preset's paper uses it (ProGAN); the
+    # export metadata says which weights were exported ("generator_weights": "ema" | "raw").
+    ema_decay: float = 0.0
+    # Sampling temperature psi: z' = psi * z scales the N(0, I) prior's temperature (Kingma &
+    # Dhariwal 2018). Not StyleGAN's truncation in W (that needs a mapping network); 1 = none.
+    temperature: float = 1.0
     d_steps: int = 1                   # D updates per G update
     lens: LensConfig = field(default_factory=LensConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -117,6 +125,9 @@ class TricksConfig:
 @dataclass
 class OptimConfig:
     batch_size: int = 64               # global batch (all replicas)
+    # adam | rmsprop | auto (= the loss family's paper optimizer: rmsprop for wgan, else adam).
+    # rmsprop uses the learning rates and epsilon, not beta1/beta2.
+    optimizer: str = "auto"
     g_learning_rate: float = 2e-4
     d_learning_rate: float = 2e-4
     beta1: float = 0.5
@@ -224,6 +235,7 @@ def _coerce(value, default, name):
 # TensorFlow-free, so configs validate before TensorFlow loads.
 STRATEGIES = ("mirrored", "multiworker", "default")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+OPTIMIZERS = ("auto", "adam", "rmsprop")
 
 
 def validate(cfg: Config) -> Config:
@@ -249,8 +261,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"tricks.label_smoothing must be in [0, 0.5), got {t.label_smoothing}")
     if not 0.0 <= t.ema_decay < 1.0:
         raise ConfigError(f"tricks.ema_decay must be in [0, 1), got {t.ema_decay}")
-    if not 0.0 < t.truncation <= 1.0:
-        raise ConfigError(f"tricks.truncation must be in (0, 1], got {t.truncation}")
+    if not 0.0 < t.temperature <= 1.0:
+        raise ConfigError(f"tricks.temperature must be in (0, 1], got {t.temperature}")
+    if o.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optim.optimizer {o.optimizer!r} is not one of {OPTIMIZERS}")
+    if lo.clip_value <= 0:
+        raise ConfigError(f"loss.clip_value must be > 0 (the WGAN critic's weight box), got {lo.clip_value}")
     if t.d_steps < 1:
         raise ConfigError(f"tricks.d_steps must be >= 1, got {t.d_steps}")
     if n.max_filters < 1 or n.filters < 1:
@@ -311,12 +327,18 @@ def validate(cfg: Config) -> Config:
                           "(use optim.batch_size)")
     if t.label_smoothing and not family.supports_label_smoothing:
         raise ConfigError(f"tricks.label_smoothing has no meaning for {lo.family} (the critic has no labels)")
-    if family.refuses_batchnorm_critic and arch.batchnorm_critic:
+    if n.batch_norm is False and not arch.batchnorm_optional:
+        raise ConfigError(f"network.batch_norm: {n.architecture} has no BatchNorm switch "
+                          "(the DCGAN family honours network.batch_norm=false)")
+    if family.refuses_batchnorm_critic and arch.batchnorm_critic and n.batch_norm:
         others = [a.name for a in registry.ARCHITECTURES.values() if not a.batchnorm_critic]
-        raise ConfigError(f"loss.family {lo.family} penalizes each example's gradient norm, but {n.architecture}'s "
+        why = ("penalizes each example's gradient norm" if family.needs_gradient_penalty else
+               "keeps the critic Lipschitz by clipping its weights (Arjovsky et al. 2017)")
+        fix = "set network.batch_norm=false, " if arch.batchnorm_optional else ""
+        raise ConfigError(f"loss.family {lo.family} {why}, but {n.architecture}'s "
                           "discriminator uses batch normalization, which couples the examples of a batch "
                           "(Gulrajani et al. 2017, sec. 4: no batch norm in the critic); "
-                          f"use {' or '.join(others)} or another loss")
+                          f"{fix}use {' or '.join(others)} or another loss")
     return cfg
 
 
@@ -384,27 +406,39 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "dcgan": _preset(network=dict(architecture="dcgan", resolution=64, z_dim=100, filters=64),
                      loss=dict(family="ns"),
                      optim=dict(batch_size=128, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
-    # Curto et al. (HDCGAN): SELU+BN, 4x4 stride 2, Adam 2e-4 fixed, batch 32, 64 filters, noise on inputs.
-    "hdcgan": _preset(network=dict(architecture="hdcgan", resolution=128, z_dim=100, filters=64,
+    # Curto et al. (HDCGAN): SELU+BN, 4x4 stride 2, Adam 2e-4 fixed, batch 32, 64 filters, noise on
+    # inputs, trained at 512x512 as the paper does.
+    "hdcgan": _preset(network=dict(architecture="hdcgan", resolution=512, z_dim=100, filters=64,
                                    input_noise_std=0.1),
                       loss=dict(family="ns"),
                       optim=dict(batch_size=32, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
+    # HDCGAN's settings at 64x64: small enough to train on a CPU (NOT the paper's resolution).
+    "hdcgan_cpu": _preset(network=dict(architecture="hdcgan", resolution=64, z_dim=100, filters=64,
+                                       input_noise_std=0.1),
+                          loss=dict(family="ns"),
+                          optim=dict(batch_size=32, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
     # Li et al. (FaceGANs): two FC + four deconvs / four convs + two FC, BN + LeakyReLU.
     "facegan": _preset(network=dict(architecture="facegan", resolution=64, z_dim=100, filters=64),
                        loss=dict(family="facegan"),
                        optim=dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
     # Karras et al. 2018 as the Columbia report re-implements it: WGAN-GP + drift 0.001,
-    # Adam 1e-3 beta1 0, beta2 0.99, eps 1e-8, per-resolution batch sizes.
+    # Adam 1e-3 beta1 0, beta2 0.99, eps 1e-8, per-resolution batch sizes, generator EMA 0.999.
     "progan": _preset(network=dict(architecture="progan", resolution=128, z_dim=512, filters=512,
                                    max_filters=512, start_resolution=4,
                                    batch_sizes={"4": 64, "8": 64, "16": 64, "32": 32, "64": 16, "128": 16}),
                       loss=dict(family="wgan_gp", gp_weight=10.0, drift=0.001),
                       tricks=dict(ema_decay=0.999),
                       optim=dict(batch_size=16, g_learning_rate=1e-3, d_learning_rate=1e-3, beta1=0.0, beta2=0.99)),
-    # Sajjadi et al. 2018: the lens on DCGAN (their main setting), 8 residual blocks.
+    # Arjovsky et al. 2017 (Algorithm 1): WGAN with weight clipping c = 0.01, RMSProp lr 5e-5,
+    # 5 critic updates per generator update, on a DCGAN without BatchNorm (refused with it).
+    "wgan": _preset(network=dict(architecture="dcgan", resolution=64, z_dim=100, filters=64, batch_norm=False),
+                    loss=dict(family="wgan", clip_value=0.01),
+                    tricks=dict(d_steps=5),
+                    optim=dict(batch_size=64, optimizer="rmsprop", g_learning_rate=5e-5, d_learning_rate=5e-5)),
+    # Sajjadi et al. 2018: the lens (8 residual blocks, K from the text) on DCGAN.
     "dcgan_lens": _preset(network=dict(architecture="dcgan", resolution=64, z_dim=100, filters=64),
                           loss=dict(family="ns"),
-                          tricks=dict(lens=dict(enabled=True, blocks=8, filters=32, anneal_steps=2000)),
+                          tricks=dict(lens=dict(enabled=True, blocks=8, filters=32)),
                           optim=dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
     # StyleGAN2-ADA's `paper256` setting (Karras et al. 2020b, train.py cfg_specs; 256x256 FFHQ):
     # batch 64, mbstd group 8, fmaps 0.5 (channel_base 16384), lr 0.0025, Adam (0, 0.99), R1 gamma
@@ -426,9 +460,27 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                                tricks=dict(ema_decay=0.99778, augment=dict(mode="ada", target=0.6)),
                                optim=dict(batch_size=32, g_learning_rate=0.0025, d_learning_rate=0.0025,
                                           beta1=0.0, beta2=0.99)),
+    # Sajjadi et al. 2018, the paper's own setting: DCGAN-style network with 4x4 kernels and
+    # Xavier init at 32x32, lr 1e-4, the lens on; then its two variants: LSGAN without BatchNorm,
+    # and WGAN-GP with RMSProp on a DCGAN-style critic without BatchNorm.
+    "tan": _preset(network=dict(architecture="tan", resolution=32, z_dim=100, filters=64),
+                   loss=dict(family="ns"),
+                   tricks=dict(lens=dict(enabled=True, blocks=8, filters=32, learning_rate=1e-4)),
+                   optim=dict(batch_size=64, g_learning_rate=1e-4, d_learning_rate=1e-4, beta1=0.5)),
+    "tan_lsgan": _preset(network=dict(architecture="tan", resolution=32, z_dim=100, filters=64, batch_norm=False),
+                         loss=dict(family="lsgan"),
+                         tricks=dict(lens=dict(enabled=True, blocks=8, filters=32, learning_rate=1e-4)),
+                         optim=dict(batch_size=64, g_learning_rate=1e-4, d_learning_rate=1e-4, beta1=0.5)),
+    "tan_wgan_gp": _preset(network=dict(architecture="tan", resolution=32, z_dim=100, filters=64, batch_norm=False),
+                           loss=dict(family="wgan_gp", gp_weight=10.0),
+                           tricks=dict(lens=dict(enabled=True, blocks=8, filters=32, learning_rate=1e-4)),
+                           optim=dict(batch_size=64, optimizer="rmsprop", g_learning_rate=1e-4,
+                                      d_learning_rate=1e-4)),
     # Tiny and fast: CI and `make demo`; one per architecture (+ the lens), same tricks as the paper presets.
+    # `smoke` turns the generator EMA on (an option for DCGAN, not the paper's) so CI exercises it.
     "smoke": _preset(network=dict(architecture="dcgan", resolution=32, z_dim=32, filters=16),
                      loss=dict(family="ns"),
+                     tricks=dict(ema_decay=0.999),
                      optim=dict(batch_size=16),
                      run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
     "smoke_hdcgan": _preset(network=dict(architecture="hdcgan", resolution=32, z_dim=32, filters=8,
@@ -444,13 +496,14 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                                          start_resolution=4, fade_images=64, stable_images=64,
                                          batch_sizes={"4": 16, "8": 16, "16": 8}),
                             loss=dict(family="wgan_gp", gp_weight=10.0, drift=0.001),
+                            tricks=dict(ema_decay=0.999),
                             optim=dict(batch_size=8, g_learning_rate=1e-3, d_learning_rate=1e-3, beta1=0.0, beta2=0.99),
                             run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
     "smoke_stylegan2": _preset(network=dict(architecture="stylegan2", resolution=32, z_dim=32, w_dim=32,
                                             mapping_layers=2, channel_base=256, channel_max=32,
                                             mbstd_group_size=4),
                                loss=dict(family="nsgan_r1", r1_gamma=0.0256),
-                               tricks=dict(augment=dict(mode="ada", target=0.6, speed_images=1000)),
+                               tricks=dict(ema_decay=0.999, augment=dict(mode="ada", target=0.6, speed_images=1000)),
                                optim=dict(batch_size=8, g_learning_rate=0.0025, d_learning_rate=0.0025,
                                           beta1=0.0, beta2=0.99),
                                run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),

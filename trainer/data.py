@@ -39,16 +39,18 @@ def from_network(images):
 def resolve_files(data: Union[str, Sequence[str]], split: str = schema.TRAIN_SPLIT) -> List[str]:
     """TFRecord files from an Examples artifact dir, a Split-<name> dir, or file patterns.
 
-    Raises FileNotFoundError naming what was looked at when nothing matches.
+    Raises FileNotFoundError naming what was looked at when nothing matches, and
+    examples_io.ExamplesError (a ValueError) naming the file of an unfinished ingestion output or
+    one that is not a TFRecord of the Examples schema.
     """
     if isinstance(data, str):
         if tf.io.gfile.isdir(examples_io.split_dir(data, split)):
-            return examples_io.split_files(data, split)
+            return examples_io.open_checked(examples_io.split_files(data, split))
         if tf.io.gfile.isdir(data):
             files = sorted(f for f in tf.io.gfile.glob(os.path.join(data, "*"))
                            if not tf.io.gfile.isdir(f) and not f.endswith((".json", ".jsonl", ".png")))
             if files:
-                return files
+                return examples_io.open_checked(files)
             raise FileNotFoundError(f"no TFRecord files in {data} and no Split-{split} directory under it")
         data = [data]
     files: List[str] = []
@@ -59,7 +61,7 @@ def resolve_files(data: Union[str, Sequence[str]], split: str = schema.TRAIN_SPL
             files.extend(sorted(tf.io.gfile.glob(pattern)))
     if not files:
         raise FileNotFoundError(f"no TFRecord files match {list(data)!r}")
-    return files
+    return examples_io.open_checked(files)
 
 
 def _compression(path: str) -> str:

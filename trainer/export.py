@@ -18,7 +18,12 @@ def config_metadata(cfg) -> Dict[str, Any]:
     if cfg is None:
         return {}
     return dict(architecture=cfg.network.architecture, preset=cfg.preset, steps=cfg.run.steps,
-                ema_decay=cfg.tricks.ema_decay, default_truncation=cfg.tricks.truncation, config=cfg.to_dict())
+                ema_decay=cfg.tricks.ema_decay, default_temperature=cfg.tricks.temperature,
+                # which weights a trainer export holds (it exports the EMA generator iff one exists), so
+                # an evaluation can say which it scored; a caller exporting other weights says so in
+                # `metadata`, which wins
+                generator_weights="ema" if cfg.tricks.ema_decay > 0 else "raw",
+                config=cfg.to_dict())
 
 
 def check_against_config(meta: dict, cfg) -> None:

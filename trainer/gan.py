@@ -60,13 +60,24 @@ def _first_replica_var(value, dtype, name):
                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
+def optimizer_name(cfg: Config) -> str:
+    """`optim.optimizer`, with "auto" resolved to the loss family's paper optimizer (RMSProp for
+    WGAN with weight clipping, Arjovsky et al. 2017; Adam otherwise)."""
+    if cfg.optim.optimizer != "auto":
+        return cfg.optim.optimizer
+    return registry.loss_family(cfg.loss.family).optimizer
+
+
 def make_optimizer(cfg: Config, learning_rate: float, lazy_interval: int = 0) -> tf.keras.optimizers.Optimizer:
-    """Adam from the config; `lazy_interval` > 0: StyleGAN2's lazy-regularization rescaling."""
+    """The config's optimizer; `lazy_interval` > 0: StyleGAN2's lazy-regularization Adam rescaling."""
     o = cfg.optim
-    learning_rate, beta1, beta2 = stylegan_losses.lazy_optimizer_params(learning_rate, o.beta1, o.beta2,
-                                                                        lazy_interval)
-    opt = tf.keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta1, beta_2=beta2,
-                                   epsilon=o.epsilon)
+    if optimizer_name(cfg) == "rmsprop":
+        opt = tf.keras.optimizers.RMSprop(learning_rate=learning_rate, epsilon=o.epsilon)
+    else:
+        learning_rate, beta1, beta2 = stylegan_losses.lazy_optimizer_params(learning_rate, o.beta1, o.beta2,
+                                                                            lazy_interval)
+        opt = tf.keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta1, beta_2=beta2,
+                                       epsilon=o.epsilon)
     if cfg.run.mixed_precision == "mixed_float16":   # loss scaling: float16 gradients underflow
         opt = tf.keras.mixed_precision.LossScaleOptimizer(opt)
     return opt
@@ -158,7 +169,8 @@ class GAN(tf.keras.Model):
     def _regularizer_terms(self) -> Dict[str, List[Term]]:
         """The optional weighted terms of D's ("d") and G's ("g") losses, from the config.
         `inputs` (see train_step): D gets real, fake (its inputs), key, j (D step); G gets
-        real_features, fake_features. Values are this replica's share (replica sum = global)."""
+        real (D's last real input: feature matching takes its features from the updated D) and
+        fake_features. Values are this replica's share (replica sum = global)."""
         cfg, t = self.cfg, self.cfg.tricks
         per_replica = self._per_replica_scalar
         d_terms, g_terms = [], []
@@ -167,7 +179,7 @@ class GAN(tf.keras.Model):
                 self._gradient_penalty(c["real"], c["fake"], c["key"], _GP_EPS + c["j"]))))
         if t.feature_matching > 0:
             g_terms.append(Term("feature_matching", t.feature_matching, lambda c: per_replica(
-                feature_matching_loss(tf.stop_gradient(c["real_features"]), c["fake_features"]))))
+                feature_matching_loss(tf.stop_gradient(self._disc(c["real"])[1]), c["fake_features"]))))
         if t.repelling > 0:
             g_terms.append(Term("repelling", t.repelling, lambda c: per_replica(repelling_loss(c["fake_features"]))))
         if t.historical_averaging > 0:
@@ -395,6 +407,14 @@ class GAN(tf.keras.Model):
         optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
         return norm
 
+    def _clip_critic(self, variables):
+        """WGAN (Arjovsky et al. 2017, Algorithm 1): w <- clip(w, -c, c) after each critic update.
+        Plain replica-context assigns, as `_update_ema`: every replica holds the same D weights
+        after the all-reduced update, so each clips its own copy to the same values."""
+        c = float(self.cfg.loss.clip_value)
+        for v in variables:
+            v.assign(tf.clip_by_value(v, -c, c))
+
     def _update_ema(self):
         """G_ema <- G + decay (G_ema - G) for trainable weights (Karras et al. 2018, sec. A.1);
         BatchNorm statistics are copied (they are running averages already).
@@ -445,12 +465,14 @@ class GAN(tf.keras.Model):
                 x_in = tf.cast(self.lens(x, training=True), tf.float32) if self.lens is not None else x
                 x_in = self._augment(self._noisy(x_in, noise_std, key, _NOISE_REAL + j), key, _AUG_REAL + j)
                 f_in = self._augment(self._noisy(fake, noise_std, key, _NOISE_FAKE + j), key, _AUG_FAKE + j)
-                real_logits, real_feats = self._disc(x_in)
+                real_logits, _ = self._disc(x_in)
                 fake_logits, _ = self._disc(f_in)
                 d_adv = self._avg(self.d_loss_fn(real_logits, fake_logits,
                                                  real_label_smoothing=t.label_smoothing))
                 d_loss = self._add_terms(self.terms["d"], d_adv, dict(real=x_in, fake=f_in, key=key, j=j), sums)
             sums["grad_norm/d"] = self._apply(self.d_optimizer, tape, d_loss, d_vars) / n_rep
+            if self.family.clips_weights:
+                self._clip_critic(d_vars)
             if self.ada is not None:   # ADA's overfitting heuristic r_t = E[sign(D(real))]
                 s_sum, s_count = sign_stats(real_logits)
                 sums["ada/sign_sum"] = sums.get("ada/sign_sum", 0.0) + s_sum
@@ -472,8 +494,11 @@ class GAN(tf.keras.Model):
             f_in = self._augment(self._noisy(fake, noise_std, key, _NOISE_G), key, _AUG_G)
             fake_logits, fake_feats = self._disc(f_in)
             g_adv = self._avg(self.g_loss_fn(fake_logits))
+            # Feature matching (Salimans et al. 2016 sec. 3.1) takes f(x) and f(G(z)) from the SAME
+            # discriminator: the term recomputes the real features with D as updated above, on D's
+            # last real input (see `_regularizer_terms`).
             g_loss = self._add_terms(self.terms["g"], g_adv,
-                                     dict(real_features=real_feats, fake_features=fake_feats), sums)
+                                     dict(real=tf.stop_gradient(x_in), fake_features=fake_feats), sums)
         sums["grad_norm/g"] = self._apply(self.g_optimizer, tape, g_loss, g_vars) / n_rep
         if phase[1]:
             self._pl_step(key, sums, shared)
@@ -490,7 +515,7 @@ class GAN(tf.keras.Model):
                 lx = tf.cast(self.lens(x, training=True), tf.float32)
                 l_logits, _ = self._disc(self._noisy(lx, noise_std, key, _NOISE_REAL))
                 l_adv = tf.cast(self.lens_adv_fn(l_logits), tf.float32)
-                recon = lens_reconstruction_loss(x, lx)   # mean over pixels (see losses.py)
+                recon = lens_reconstruction_loss(x, lx)   # summed over pixels (see losses.py)
                 l_loss = self._avg(lens_lambda * l_adv + recon)
             sums["grad_norm/lens"] = self._apply(self.lens_optimizer, tape, l_loss,
                                                  self.lens.trainable_variables) / n_rep
@@ -529,10 +554,10 @@ class GAN(tf.keras.Model):
         return {k: vec[i] for i, k in enumerate(names)}
 
     # -- sampling --------------------------------------------------------------------------------
-    def sample(self, z, ema=True, truncation: float = 1.0):
-        """uint8 images from latents (optionally truncated toward the prior mean 0)."""
+    def sample(self, z, ema=True, temperature: float = 1.0):
+        """uint8 images from latents, z scaled by the sampling temperature (z' = psi * z)."""
         g = self.sampling_generator if ema else self.G
         if self.w_space:   # truncation in W toward w_avg (Karras et al. 2019)
-            return from_network(g(tf.convert_to_tensor(z, tf.float32), training=False, psi=truncation))
-        z = tf.convert_to_tensor(z, tf.float32) * truncation
+            return from_network(g(tf.convert_to_tensor(z, tf.float32), training=False, psi=temperature))
+        z = tf.convert_to_tensor(z, tf.float32) * temperature
         return from_network(g(z, training=False))

@@ -12,8 +12,9 @@ Families (registered in trainer/registry.py, keyed like `LossConfig.family`):
 | ns       | same as minimax                                           | softplus(-D(G(z)))         |
 | lsgan    | (D(x)-b')^2/2 + (D(G(z))-a)^2/2, b' = b - s(b - a)        | (D(G(z))-c)^2/2            |
 | wgan_gp  | D(G(z)) - D(x) + drift*D(x)^2   (+ gp_weight * GP, loop)  | -D(G(z))                   |
+| wgan     | D(G(z)) - D(x)   (+ weight clipping to [-c, c], loop)     | -D(G(z))                   |
 | hinge    | relu(1 - D(x)) + relu(1 + D(G(z)))                        | -D(G(z))                   |
-| facegan  | sigmoid cross-entropy, real target 1-s                    | softplus(-D(G(z)))         |
+| facegan  | softplus(-D(x)) [target 1-s] + softplus(D(G(z)) - 1)      | softplus(-D(G(z)))         |
 
 Where TF-GAN has the loss we call its implementation (`tensorflow_gan.python.losses.losses_impl`)
 with `Reduction.NONE`. Two deliberate exceptions, both noted at the function:
@@ -126,6 +127,30 @@ def wgan_gp_generator_loss(fake_logits):
     return _tfgan.wasserstein_generator_loss(_flat(fake_logits), reduction=_NONE, loss_collection=None)
 
 
+# -- WGAN with weight clipping (Arjovsky et al. 2017) -----------------------------------------
+WGAN_CLIP = 0.01          # Arjovsky et al., Algorithm 1: c = 0.01 (with RMSProp, lr 5e-5, n_critic 5)
+
+
+def wgan_discriminator_loss(real_logits, fake_logits, real_label_smoothing: float = 0.0):
+    """D(G(z)) - D(x): the critic's side of the Wasserstein estimate (Arjovsky et al. 2017,
+    Algorithm 1). The Lipschitz constraint is weight clipping after every critic update
+    (`clip_weights`, box [-loss.clip_value, clip_value]), not a penalty term."""
+    _no_smoothing(real_label_smoothing, "wgan")
+    return _flat(fake_logits) - _flat(real_logits)
+
+
+def wgan_generator_loss(fake_logits):
+    """-D(G(z)) (Arjovsky et al. 2017, Algorithm 1)."""
+    return -_flat(fake_logits)
+
+
+def clip_weights(variables, clip_value: float):
+    """w <- clip(w, -c, c) for every critic weight, in place (Arjovsky et al. 2017, Algorithm 1:
+    "w <- clip(w, -c, c)" after each RMSProp step). Returns the assign ops (eager: the values)."""
+    c = float(clip_value)
+    return [v.assign(tf.clip_by_value(v, -c, c)) for v in variables]
+
+
 # -- hinge (Lim & Ye 2017; Miyato et al. 2018) ------------------------------------------------
 def hinge_discriminator_loss(real_logits, fake_logits, real_label_smoothing: float = 0.0):
     """relu(1 - D(x)) + relu(1 + D(G(z))). TF-GAN `wasserstein_hinge_discriminator_loss`."""
@@ -141,25 +166,33 @@ def hinge_generator_loss(fake_logits):
 
 
 # -- FaceGANs (Li et al.) ---------------------------------------------------------------------
-# FaceGANs trains with the cross-entropy GAN objective and the -log D(G(z)) generator term; it is
-# written out separately (tf.nn directly, sum of the two per-example D terms) so presets name the
-# paper's loss and it can diverge from `ns` without touching the other families. Numerically it
-# currently equals `ns` (tested against the same formulas).
 def facegan_discriminator_loss(real_logits, fake_logits, real_label_smoothing: float = 0.0):
-    """FaceGANs' discriminator objective: sigmoid cross-entropy on real (target 1 - s) and fake
-    (target 0) examples, written as the sum of the two per-example terms."""
+    """FaceGANs' discriminator objective (Li et al., eq. 1), on D's raw outputs:
+
+        L_D = mean[-log sigmoid(D(x)) - log sigmoid(1 - D(G(z)))]
+
+    (issue 14 quoting the paper: "the paper applies the sigmoid to D(x), D(G(z)) and to
+    (1 - D(G(z))) with D's raw outputs"). Per example: softplus(-D(x)) + softplus(D(G(z)) - 1);
+    at logits (0, 0) that is log 2 + softplus(-1) = 1.0064 (NS-GAN: 2 log 2 = 1.3863).
+
+    What it does to D's gradient: the fake term is NS-GAN's softplus(D(G(z))) with the logit
+    shifted by -1, so d L_D / d D(G(z)) = sigmoid(D(G(z)) - 1) instead of sigmoid(D(G(z))): D's
+    push on fakes is weaker at every logit (0.27 vs 0.5 at 0) and keeps a fake "satisfied" only
+    once its logit is well below 1 rather than below 0, i.e. D's optimal logit where real and fake
+    densities are equal moves from 0 to 1/2 (the optimum where real and fake densities are equal). The real term and its
+    gradient -sigmoid(-D(x)) are NS-GAN's. One-sided label smoothing (real target 1 - s)
+    applies to the real term as in the other log-loss families."""
     _check_smoothing(real_label_smoothing, "facegan")
     r, f = _flat(real_logits), _flat(fake_logits)
     real = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(r), 1.0 - real_label_smoothing),
                                                    logits=r)
-    fake = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.zeros_like(f), logits=f)
-    return real + fake
+    return real + tf.nn.softplus(f - 1.0)     # -log sigmoid(1 - D(G(z)))
 
 
 def facegan_generator_loss(fake_logits):
-    """FaceGANs' generator objective: cross-entropy against the real label, -log D(G(z))."""
-    f = _flat(fake_logits)
-    return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(f), logits=f)
+    """FaceGANs' generator objective (Li et al., eq. 2): mean[-log sigmoid(D(G(z)))] =
+    softplus(-D(G(z))) per example (the same as NS-GAN's generator term)."""
+    return tf.nn.softplus(-_flat(fake_logits))
 
 
 # -- gradient penalty -------------------------------------------------------------------------
@@ -206,10 +239,10 @@ def gradient_penalty(discriminator_logits_fn: Callable, real, fake, seed_or_gene
 
 
 # -- lens (Sajjadi et al. 2018) ---------------------------------------------------------------
-# Per-example adversarial term of the lens loss L_L = lambda * term + ||X - L(X)||^2. The lens
-# works against D on the real batch: it tries to make lensed reals look FAKE. Sajjadi et al. give
-# the term per GAN family; as for the generator, the log-losses use the non-saturating form. Each
-# family names its term in trainer/registry.py; the keyword arguments are the family's d_params.
+# Per-example adversarial term L_A of the lens loss L_L = lambda * L_A + ||X - L(X)||^2_2. The
+# lens works against D on the real batch: it tries to make lensed reals look FAKE. Sajjadi et al.
+# give the term per GAN family; as for the generator, the log-losses use the non-saturating form.
+# Each family names its term in trainer/registry.py; the keyword arguments are the family's d_params.
 def softplus_lens_loss(lensed_real_logits, fake_logits=None, **_):
     """ns / facegan: -log(1 - D(L(x))) = softplus(D(L(x)))."""
     return tf.nn.softplus(_flat(lensed_real_logits))
@@ -221,19 +254,22 @@ def minimax_lens_loss(lensed_real_logits, fake_logits=None, **_):
 
 
 def lsgan_lens_loss(lensed_real_logits, fake_logits=None, a: float = 0.0, **_):
-    """lsgan: (D(L(x)) - a)^2 / 2, lensed reals pushed to the fake label a."""
-    return 0.5 * tf.square(_flat(lensed_real_logits) - a)
+    """lsgan: ||D(L(X)) - a||^2 = (D(L(x)) - a)^2, lensed reals pushed to the fake label a.
+    Sajjadi et al. eq. 11 gives ||D(L(X))||^2 (a = 0, the default): no factor 1/2."""
+    return tf.square(_flat(lensed_real_logits) - a)
 
 
 def critic_lens_loss(lensed_real_logits, fake_logits=None, **_):
-    """wgan_gp / hinge: D(L(x)) [- D(G(z)) when fake_logits is given] (= -L_D of the critic; the
-    fake part is constant for the lens and only makes the value comparable)."""
+    """wgan_gp / wgan / hinge: D(L(x)) [- D(G(z)) when fake_logits is given] (= -L_D of the
+    critic; the fake part is constant for the lens and only makes the value comparable)."""
     r = _flat(lensed_real_logits)
     return r - _flat(fake_logits) if fake_logits is not None else r
 
 
 def lens_reconstruction_loss(real, lensed):
-    """||X - L(X)||^2 per example, as the MEAN over pixels/channels (a per-pixel sum would make
-    the adversarial term, lambda <= 1, negligible at any resolution)."""
+    """||X - L(X)||^2_2 per example: the squared L2 norm SUMMED over pixels and channels
+    (Sajjadi et al.: L_L = lambda * L_A + ||X - L(X)||^2_2); the loop averages it over the batch.
+    At 64x64 this is H*W*3 = 12,288 times the per-pixel mean, which is what keeps the lens close
+    to the identity against the lambda-weighted adversarial term."""
     d = tf.cast(real, tf.float32) - tf.cast(lensed, tf.float32)
-    return tf.reduce_mean(tf.reshape(tf.square(d), [tf.shape(d)[0], -1]), axis=1)
+    return tf.reduce_sum(tf.reshape(tf.square(d), [tf.shape(d)[0], -1]), axis=1)

@@ -79,6 +79,8 @@ class Architecture:
     meaningless (losses with `refuses_batchnorm_critic` are refused at config time).
     `min_resolution` / `max_resolution` + `resolution_reason`: the range config validation allows.
     `input_noise`: honours `network.input_noise_std`.
+    `batchnorm_optional`: honours `network.batch_norm = false` (no BatchNorm anywhere, so a
+    `batchnorm_critic` architecture then has an example-independent critic).
     `w_space`: G maps z to an intermediate latent W (StyleGAN): it tracks w_avg, truncates and
     mixes styles in W, exports `style_mix`, and path length regularization applies."""
     name: str
@@ -88,6 +90,7 @@ class Architecture:
     progressive: bool = False
     batchnorm_critic: bool = False
     input_noise: bool = False
+    batchnorm_optional: bool = False
     min_resolution: int = 8
     max_resolution: int = 1024
     resolution_reason: str = ""
@@ -122,15 +125,18 @@ def stage_resolutions(network) -> Tuple[int, ...]:
 _CONV = "facegan.trainer.networks.convnets"
 register_architecture(Architecture(
     "dcgan", f"{_CONV}:build_dcgan", "Radford et al. 2016: strided (de)convolutions, BatchNorm",
-    batchnorm_critic=True))
+    batchnorm_critic=True, batchnorm_optional=True))
 register_architecture(Architecture(
     "hdcgan", f"{_CONV}:build_hdcgan", "Curto et al.: BatchNorm + SELU, noise on G and D inputs",
-    batchnorm_critic=True, input_noise=True, min_resolution=32, max_resolution=512,
+    batchnorm_critic=True, batchnorm_optional=True, input_noise=True, min_resolution=32, max_resolution=512,
     resolution_reason="hdcgan works from 32x32 up to 512x512 (the paper's range)"))
 register_architecture(Architecture(
     "facegan", f"{_CONV}:build_facegan", "Li et al. (FaceGANs): two FC + four deconvolutions",
-    batchnorm_critic=True, min_resolution=16,
+    batchnorm_critic=True, batchnorm_optional=True, min_resolution=16,
     resolution_reason="facegan has four stride-2 deconvolutions, so it needs at least 16x16"))
+register_architecture(Architecture(
+    "tan", f"{_CONV}:build_tan", "Sajjadi et al. 2018 (TAN): DCGAN-style, 4x4 kernels, Xavier init",
+    batchnorm_critic=True, batchnorm_optional=True))
 register_architecture(Architecture(
     "progan", "facegan.trainer.networks.progan:build_progan",
     "Karras et al. 2018: progressive growing, equalized lr, pixel norm, minibatch stddev",
@@ -164,6 +170,8 @@ class LossFamily:
     supports_label_smoothing: bool = True
     refuses_batchnorm_critic: bool = False
     lazy_r1: bool = False
+    clips_weights: bool = False        # critic weights clipped to [-loss.clip_value, c] after each update
+    optimizer: str = "adam"            # the paper's optimizer, used when optim.optimizer = "auto"
     g_params: Tuple[Tuple[str, str], ...] = ()
     d_params: Tuple[Tuple[str, str], ...] = ()
 
@@ -211,10 +219,15 @@ register_loss(LossFamily("wgan_gp", "wgan_gp_generator_loss", "wgan_gp_discrimin
                          "Gulrajani et al. 2017: Wasserstein + gradient penalty (+ drift, Karras et al.)",
                          needs_gradient_penalty=True, supports_label_smoothing=False,
                          refuses_batchnorm_critic=True, d_params=(("drift", "drift"),)))
+register_loss(LossFamily("wgan", "wgan_generator_loss", "wgan_discriminator_loss", "critic_lens_loss",
+                         "Arjovsky et al. 2017: Wasserstein with weight clipping (RMSProp)",
+                         supports_label_smoothing=False, refuses_batchnorm_critic=True,
+                         clips_weights=True, optimizer="rmsprop"))
 register_loss(LossFamily("hinge", "hinge_generator_loss", "hinge_discriminator_loss", "critic_lens_loss",
                          "Lim & Ye 2017 / Miyato et al. 2018: hinge", supports_label_smoothing=False))
 register_loss(LossFamily("facegan", "facegan_generator_loss", "facegan_discriminator_loss",
-                         "softplus_lens_loss", "Li et al. (FaceGANs): cross-entropy GAN objective"))
+                         "softplus_lens_loss",
+                         "Li et al. (FaceGANs) eq. 1-2: -log sig(D(x)) - log sig(1 - D(G(z)))"))
 register_loss(LossFamily("nsgan_r1", "ns_generator_loss", "ns_discriminator_loss", "softplus_lens_loss",
                          "StyleGAN2: non-saturating logistic + lazy R1 (every 16) + lazy path length (every 4)",
                          supports_label_smoothing=False, refuses_batchnorm_critic=True, lazy_r1=True))

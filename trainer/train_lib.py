@@ -250,7 +250,7 @@ class Trainer:
 
     # -- outputs -----------------------------------------------------------------------------
     def write_images(self, step: int):
-        imgs = self.gan.sample(self.fixed_z, ema=True, truncation=1.0).numpy()
+        imgs = self.gan.sample(self.fixed_z, ema=True).numpy()
         path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
         save_grid(imgs, path, cols=4)
         with self.writer.as_default(step=step):

@@ -1,17 +1,18 @@
-"""`facegan ingest`: run the ImageExampleGen Beam pipeline outside TFX, with a progress display.
-
-    facegan ingest --input faces/ --output out/examples --resolution 64 \
-        [--crop center|celeba|none] [--mirror] [--extra-resolutions 4,8,16,32] \
-        [--labels list_attr_celeba.txt] [--eval-fraction 0.1] \
-        [--beam-args "--direct_running_mode=multi_processing --direct_num_workers=2"]
+"""`facegan ingest`: run the ImageExampleGen pipeline outside TFX, with a progress display.
 
 The output directory has the Examples layout the pipeline's artifact has (Split-train/,
 Split-eval/, ingest_summary.json, rejections.jsonl, sample_grid.png), so `facegan train` and
-`facegan evaluate` read it directly.
+`facegan evaluate` read it directly. An existing output is replaced only when the new run
+succeeds (output.Staging); a failed or interrupted run leaves it byte-identical.
+
+Ctrl-C / SIGTERM: one line, no partial files left (the staging folder, its .ingest-tmp and the
+progress folder are removed), exit 130 / 143.
 """
+import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 
@@ -19,27 +20,144 @@ from facegan.components.image_example_gen import transforms as T
 
 DEFAULT_BEAM_ARGS = f"--direct_running_mode=multi_processing --direct_num_workers={os.cpu_count() or 1}"
 
+# configuration field (library and TFX component parameter) -> this command's flag
+FLAGS = {"input_base": "--input", "output": "--output", "output_uri": "--output",
+         "resolution": "--resolution", "crop": "--crop", "filter": "--filter",
+         "mirror": "--mirror", "extra_resolutions": "--extra-resolutions",
+         "eval_fraction": "--eval-fraction", "min_side": "--min-side",
+         "max_pixels": "--max-pixels", "max_rejected_fraction": "--max-rejected-fraction",
+         "background": "--background", "labels": "--labels"}
+
+DESCRIPTION = """\
+Ingest face images (a folder tree, .zip/.tar/.tar.gz archives or one image) into the Examples
+layout (gzipped TFRecords of tf.Example in Split-train/ and Split-eval/, plus
+ingest_summary.json, rejections.jsonl and sample_grid.png) that `facegan train` and
+`facegan evaluate` read. Every file is written or listed in rejections.jsonl with a reason.
+
+An existing --output is replaced, but only when the new run succeeds: the new output is built
+beside it and swapped in at the end; a failed or interrupted run leaves it unchanged."""
+
+EPILOG = """\
+example:
+  facegan ingest --input ~/faces --output out/examples --resolution 64 --mirror \\
+      --extra-resolutions 4,8,16,32 --labels list_attr_celeba.txt
+
+Large sets on a cluster: the same pipeline on another Beam runner, e.g.
+  --beam-args "--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp \\
+      --setup_file=./setup.py" --input gs://B/faces --output gs://B/examples"""
+
 
 def add_arguments(parser):
-    parser.add_argument("--input", required=True, help="directory tree, archive or image file")
-    parser.add_argument("--output", required=True, help="output directory (Examples layout)")
-    parser.add_argument("--resolution", type=int, required=True, help="power of two in [8, 1024]")
-    parser.add_argument("--crop", default="center", choices=T.CROPS)
+    parser.description = DESCRIPTION
+    parser.epilog = EPILOG
+    parser.formatter_class = _Formatter
+    parser.add_argument("--input", required=True,
+                        help="folder (searched recursively, symlinks followed once), archive "
+                             "(.zip/.tar/.tar.gz) or one image file; gs:// and other Beam "
+                             "filesystems work too")
+    parser.add_argument("--output", required=True,
+                        help="output folder (Examples layout); replaced only if the run succeeds")
+    parser.add_argument("--resolution", type=int, required=True,
+                        help="side of the stored square images, a power of two in [8, 1024]")
+    parser.add_argument("--crop", default="center", choices=T.CROPS,
+                        help="center: largest centred square; celeba: the square on the face of "
+                             "an aligned CelebA frame; none: pad to a square with --background")
     parser.add_argument("--filter", default=T.DEFAULT_FILTER, choices=T.FILTERS,
-                        help="resize filter (default lanczos: antialiased, what FID tools expect)")
-    parser.add_argument("--mirror", action="store_true", help="add mirrored copies (same split)")
+                        help="resize filter (lanczos: antialiased, what FID tools expect)")
+    parser.add_argument("--mirror", action="store_true",
+                        help="also store a mirrored copy of every image (same split)")
     parser.add_argument("--extra-resolutions", default="",
-                        help="comma list of lower resolutions to store too, e.g. 4,8,16,32")
-    parser.add_argument("--eval-fraction", type=float, default=T.DEFAULT_EVAL_FRACTION)
-    parser.add_argument("--min-side", type=int, default=T.DEFAULT_MIN_SIDE)
-    parser.add_argument("--max-pixels", type=int, default=T.DEFAULT_MAX_PIXELS)
-    parser.add_argument("--max-rejected-fraction", type=float, default=T.DEFAULT_MAX_REJECTED_FRACTION)
-    parser.add_argument("--background", default="255,255,255", help="R,G,B for alpha and padding")
+                        help="comma list of lower resolutions to store too (2x2 box averages, "
+                             "for progressive growing), e.g. 4,8,16,32")
+    parser.add_argument("--eval-fraction", type=float, default=T.DEFAULT_EVAL_FRACTION,
+                        help="share of images in the eval split, in [0, 1); chosen by content "
+                             "hash, so deterministic")
+    parser.add_argument("--min-side", type=int, default=T.DEFAULT_MIN_SIDE,
+                        help="reject images whose shorter side is below this (too_small)")
+    parser.add_argument("--max-pixels", type=int, default=T.DEFAULT_MAX_PIXELS,
+                        help="reject images with more pixels than this (oversized); the one "
+                             "decompression-bomb limit (PIL's own is raised to match)")
+    parser.add_argument("--max-rejected-fraction", type=float,
+                        default=T.DEFAULT_MAX_REJECTED_FRACTION,
+                        help="fail (keeping any previous output) when more than this share of "
+                             "the files is rejected, in [0, 1]")
+    parser.add_argument("--background", default="255,255,255",
+                        help="R,G,B that transparent pixels are composited on and --crop none "
+                             "pads with")
     parser.add_argument("--labels", default=None,
-                        help="list_attr_celeba.txt, a JSON file, or a directory of per-image JSON")
-    parser.add_argument("--beam-args", default=DEFAULT_BEAM_ARGS,
-                        help=f"Beam pipeline args, passed unchanged (default: {DEFAULT_BEAM_ARGS})")
+                        help="list_attr_celeba.txt, a JSON file, or a folder of per-image JSON "
+                             "(stored as attr/<name> features)")
+    parser.add_argument("--runner", default="auto", choices=("auto", "local", "beam"),
+                        help="local: this machine's cores without Beam (fork pool; no worker "
+                             "start-up); beam: the Beam pipeline on --beam-args; auto: local "
+                             "unless --beam-args names another runner")
+    parser.add_argument("--beam-args", default=None,
+                        help="Beam pipeline args, passed unchanged, e.g. "
+                             "'--runner=DataflowRunner ...' for large sets; with --runner beam "
+                             f"and none given: '{DEFAULT_BEAM_ARGS}'")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show third-party warnings and Beam's logs (quiet by default)")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks and shows every flag's default (or that it is required)."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if action.option_strings and action.default is not argparse.SUPPRESS:
+            h += " (required)" if action.required else " (default: %(default)r)"
+        return h
+
+
+def _quiet_third_party():
+    """Beam's and google-api-core's start-up chatter (FutureWarnings, worker log lines) is not
+    ours: hidden unless --verbose. Our own messages and real errors are unaffected."""
+    import logging
+    import warnings
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # Beam's worker interpreters inherit this (their import-time FutureWarnings)
+    os.environ["PYTHONWARNINGS"] = ",".join(
+        w for w in (os.environ.get("PYTHONWARNINGS"), "ignore::FutureWarning") if w)
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+
+
+class _WorkerStderrToFile:
+    """Point file descriptor 2 at a temp file while the run goes, keeping `sys.stderr` (our own
+    messages) on the terminal. Beam's worker interpreters inherit fd 2 and print tracebacks when
+    a Ctrl-C reaches the whole process group; those now land in the file, removed afterwards."""
+
+    def __enter__(self):
+        import tempfile
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        fd, self.path = tempfile.mkstemp(prefix="facegan-ingest-workers-", suffix=".log")
+        os.dup2(fd, 2)
+        os.close(fd)
+        self.old = sys.stderr
+        sys.stderr = os.fdopen(os.dup(self.saved), "w", buffering=1)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        sys.stderr.close()
+        sys.stderr = self.old
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass
+        return False
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt is for SIGINT."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 def main(args) -> int:
@@ -51,10 +169,12 @@ def main(args) -> int:
             min_side=args.min_side, max_pixels=args.max_pixels, background=args.background,
             labels=args.labels, max_rejected_fraction=args.max_rejected_fraction)
     except T.IngestError as e:
-        print(f"facegan ingest: error: {e}", file=sys.stderr)
+        print(f"facegan ingest: error: {T.for_flags(e, FLAGS)}", file=sys.stderr)
         return 2
-    from facegan.components.image_example_gen import beam_pipeline   # imports Beam (~8 s)
-
+    if not args.verbose:
+        _quiet_third_party()
+    previous = os.path.isdir(args.output) and bool(os.listdir(args.output))
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     progress = None
 
     def on_progress(done, total):
@@ -69,19 +189,42 @@ def main(args) -> int:
         if done != progress.done:
             progress.update(done - progress.done)
 
+    import contextlib
+    quiet = contextlib.nullcontext() if args.verbose else _WorkerStderrToFile()
     try:
-        summary = beam_pipeline.run_ingest(args.input, args.output, cfg,
-                                           beam_args=shlex.split(args.beam_args or ""),
-                                           on_progress=None if args.quiet else on_progress)
+        from facegan.components.image_example_gen import local_runner
+        beam_args = None if args.beam_args is None else shlex.split(args.beam_args)
+        if args.runner == "beam" and beam_args is None:
+            beam_args = shlex.split(DEFAULT_BEAM_ARGS)
+        with quiet:
+            summary = local_runner.ingest(args.input, args.output, cfg, beam_args=beam_args,
+                                          on_progress=None if args.quiet else on_progress,
+                                          runner=args.runner)
+            if progress is not None:
+                progress.close()
     except T.IngestError as e:
-        print(f"facegan ingest: error: {e}", file=sys.stderr)
+        kept = f" (the previous output in {args.output} is unchanged)" if previous else ""
+        print(f"facegan ingest: error: {T.for_flags(e, FLAGS)}{kept}", file=sys.stderr)
         return 1
-    if progress is not None:
-        progress.close()
-    short = {k: summary[k] for k in ("files_seen", "examples_written", "duplicates", "rejected",
-                                     "rejected_by_reason", "mirrored", "splits", "channel_mean",
-                                     "channel_std", "resolutions", "crop", "filter")}
+    except (KeyboardInterrupt, Terminated) as e:
+        name, code = ("SIGTERM", 143) if isinstance(e, Terminated) else ("SIGINT", 130)
+        kept = f"; the previous output in {args.output} is unchanged" if previous else ""
+        print(f"facegan ingest: interrupted ({name}); partial files removed{kept}",
+              file=sys.stderr)
+        return code
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    short = {k: summary[k] for k in ("files_seen", "originals_written", "records_written",
+                                     "examples_written", "duplicates", "rejected",
+                                     "rejected_by_reason", "mirrored", "splits", "symlink_loops",
+                                     "channel_mean", "channel_std", "resolutions", "crop",
+                                     "filter", "runner")
+             if k in summary}
     print(json.dumps(short, indent=2))
-    print(f"wrote {args.output} (Split-train, Split-eval, ingest_summary.json, rejections.jsonl, "
-          f"sample_grid.png)", file=sys.stderr)
+    mirror = (f" ({summary['originals_written']} originals + {summary['mirrored']} mirrored = "
+              f"{summary['records_written']} records)") if summary.get("mirrored") else ""
+    print(f"wrote {args.output}{mirror}: Split-train, Split-eval, ingest_summary.json, "
+          f"rejections.jsonl, sample_grid.png", file=sys.stderr)
+    for loop in summary.get("symlink_loops", []):
+        print(f"facegan ingest: warning: symlink loop not followed: {loop}", file=sys.stderr)
     return 0

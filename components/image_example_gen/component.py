@@ -7,6 +7,10 @@ StatisticsGen/SchemaGen/Trainer read it, plus `ingest_summary.json`, `rejections
 the artifact in MLMD (files_seen, examples_written, duplicates, rejected, mirrored,
 train_examples, eval_examples, resolution, crop, filter).
 
+Caching: the driver fingerprints the input folder (names, sizes, mtimes) at run time, as TFX's
+file-based ExampleGens do, so a changed folder re-runs ingestion and an unchanged one is a
+cache hit.
+
 Beam args come from the pipeline (`beam_pipeline_args`) or `.with_beam_pipeline_args(...)` and
 are passed to Beam unchanged (DirectRunner multi-processing locally; Dataflow/Flink/Spark).
 For remote runners add `--setup_file=<repo>/setup.py` so the workers get the `components`
@@ -16,13 +20,13 @@ from typing import Optional, Sequence, Union
 
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx import types
+from tfx.types.standard_component_specs import EXAMPLES_KEY
 from tfx.types import component_spec, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from facegan.components.image_example_gen import executor
+from facegan.components.image_example_gen import driver, executor
 from facegan.components.image_example_gen import transforms as T
 
-EXAMPLES_KEY = "examples"
 
 
 class ImageExampleGenSpec(component_spec.ComponentSpec):
@@ -39,6 +43,8 @@ class ImageExampleGenSpec(component_spec.ComponentSpec):
         "max_rejected_fraction": ExecutionParameter(type=float),
         "background": ExecutionParameter(type=str),
         "labels": ExecutionParameter(type=str, optional=True),
+        # set by the driver at run time (driver.py), part of the cache key
+        driver.FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
@@ -67,6 +73,7 @@ class ImageExampleGen(base_beam_component.BaseBeamComponent):
     """
 
     SPEC_CLASS = ImageExampleGenSpec
+    DRIVER_CLASS = driver.ImageExampleGenDriver
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, input_base: str, resolution: int, crop: str = "center",

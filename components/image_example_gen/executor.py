@@ -1,19 +1,20 @@
-"""ImageExampleGen executor: runs the Beam ingestion pipeline (beam_pipeline.run_ingest) on the
-component's Beam pipeline and records the summary counts on the Examples artifact."""
+"""ImageExampleGen executor: runs ingestion (local_runner.ingest: the Beam pipeline on the
+component's Beam args, or the local runner for inputs up to IN_PROCESS_MAX_FILES on the local
+DirectRunner) and records the summary counts on the Examples artifact."""
 import logging
 from typing import Any, Dict, List
 
 from tfx import types
+from tfx.types.standard_component_specs import EXAMPLES_KEY
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from facegan.components.image_example_gen import beam_pipeline
+from facegan.components.image_example_gen import local_runner
 from facegan.components.image_example_gen import transforms as T
 from facegan import schema
 
-EXAMPLES_KEY = "examples"
 # summary key -> MLMD custom property on the Examples artifact
 _INT_PROPERTIES = ("files_seen", "examples_written", "duplicates", "rejected", "mirrored",
                    "unlabeled", "resolution")
@@ -41,13 +42,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples.split_names = artifact_utils.encode_split_names(
             [schema.TRAIN_SPLIT, schema.EVAL_SPLIT])
         examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
-        summary = beam_pipeline.run_ingest(exec_properties["input_base"], examples.uri, cfg,
-                                           pipeline=self._make_beam_pipeline())
+        summary = local_runner.ingest(exec_properties["input_base"], examples.uri, cfg,
+                                           pipeline=self._make_beam_pipeline(), in_place=True)
         for key in _INT_PROPERTIES:
             examples.set_int_custom_property(key, int(summary[key]))
         for split in (schema.TRAIN_SPLIT, schema.EVAL_SPLIT):
             examples.set_int_custom_property(f"{split}_examples", summary["splits"][split]["examples"])
         examples.set_string_custom_property("crop", summary["crop"])
+        examples.set_string_custom_property("input_fingerprint",
+                                            exec_properties.get("input_fingerprint") or "")
+        examples.set_string_custom_property("runner", summary.get("runner", ""))
         examples.set_string_custom_property("filter", summary["filter"])
         examples.set_string_custom_property(
             "resolutions", ",".join(str(r) for r in summary["resolutions"]))

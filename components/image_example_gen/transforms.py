@@ -5,7 +5,7 @@ what is tested here is exactly what runs on the workers.
 
 Per file:  read bytes -> sha256 -> decode (PIL) -> reject or -> EXIF orientation -> RGB
            -> crop policy -> resize to the target (named filter) -> optional 2x2 box chain for the
-           extra resolutions -> PNG -> tf.Example (wire format written here, see `encode_example`).
+           extra resolutions -> PNG -> tf.Example (facegan/examples_io.py: `schema_features`, `encode_example`).
 
 Choices that change the data (and so FID) are named and documented here:
 
@@ -35,7 +35,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from facegan import schema
+from facegan import examples_io, schema
 
 # ---------------------------------------------------------------------------------------------
 # Rejection reasons (the rejection report and the summary use exactly these strings).
@@ -45,8 +45,10 @@ NOT_AN_IMAGE = "not_an_image"    # PIL cannot identify any image format
 UNREADABLE = "unreadable"        # I/O error, broken archive, or a recognised image that fails to decode
 TOO_SMALL = "too_small"          # shorter side below `min_side`
 OVERSIZED = "oversized"          # more pixels than `max_pixels` (decompression bomb guard)
+NOT_A_FILE = "not_a_file"        # archive member: a link to nothing inside the archive, device, fifo
 DUPLICATE = "duplicate"          # same sha256 as an earlier file: written once (not a rejection)
-REJECTION_REASONS = (ZERO_BYTE, TRUNCATED, NOT_AN_IMAGE, UNREADABLE, TOO_SMALL, OVERSIZED)
+REJECTION_REASONS = (ZERO_BYTE, TRUNCATED, NOT_AN_IMAGE, UNREADABLE, TOO_SMALL, OVERSIZED,
+                     NOT_A_FILE)
 
 CROPS = ("center", "celeba", "none")
 DEFAULT_BACKGROUND = (255, 255, 255)
@@ -74,7 +76,24 @@ DEFAULT_FILTER = "lanczos"
 
 
 class IngestError(ValueError):
-    """Bad configuration or input that stops ingestion (the message names what is wrong)."""
+    """Bad configuration or input that stops ingestion (the message names what is wrong).
+
+    Messages name configuration fields by their parameter names (`input_base`, `eval_fraction`);
+    a front end rewrites them to its own flags with `for_flags`. `field`: the field at fault.
+    """
+
+    def __init__(self, message: str, field: Optional[str] = None):
+        super().__init__(message)
+        self.field = field
+
+
+def for_flags(err: Exception, flags: Dict[str, str]) -> str:
+    """The message with each configuration field name (`input_base`, `eval_fraction`) replaced by
+    the user's flag (`--input`, `--eval-fraction`); names inside paths are left alone."""
+    msg = str(err)
+    for name in sorted(flags, key=len, reverse=True):
+        msg = re.sub(rf"(?<![\w/.\-]){re.escape(name)}(?![\w/.\-])", flags[name], msg)
+    return msg
 
 
 class Rejected(Exception):
@@ -187,15 +206,27 @@ def is_archive(path: str) -> bool:
     return p.endswith((".zip", ".tar", ".tar.gz", ".tgz"))
 
 
-def enumerate_inputs(input_base: str, skip: Sequence[str] = ()) -> List[str]:
-    """Sorted list of input units under `input_base`: image-or-other files and archives.
+@dataclass
+class InputListing:
+    """What `list_inputs` found: the units to read, plus what it did not follow (reported)."""
+    units: List[str]
+    symlink_loops: List[str] = field(default_factory=list)     # "link -> target (an ancestor)"
+    aliases: List[str] = field(default_factory=list)           # second paths to a counted file/dir
 
-    Every regular file counts (a stray .txt is reported as not_an_image, nothing is dropped
-    silently) except those in `skip` (e.g. the labels table) and sidecar dot-files of the OS
-    (names starting with '.'). Raises IngestError naming the path when it is missing or empty.
+
+def list_inputs(input_base: str, skip: Sequence[str] = ()) -> InputListing:
+    """The input units under `input_base`, each real directory and file once.
+
+    Symlinks are followed, but a directory is entered only once (by its real path): a link back
+    to one of its own ancestors is a loop, reported once with its path and not followed; a second
+    link to a directory or file already counted is an alias, reported and not counted again.
+    Every other regular file counts (a stray .txt is reported as not_an_image, nothing is
+    dropped silently) except those in `skip` (e.g. the labels table) and OS sidecar dot-files.
+    Raises IngestError naming the path when it is missing or empty.
     """
     if not input_base:
-        raise IngestError("input_base is empty: give a directory, an archive or an image file")
+        raise IngestError("input_base is empty: give a directory, an archive or an image file",
+                          field="input_base")
     skip_abs = {os.path.abspath(s) for s in skip if s and not is_remote(s)}
     if is_remote(input_base):
         from apache_beam.io.filesystems import FileSystems
@@ -203,27 +234,95 @@ def enumerate_inputs(input_base: str, skip: Sequence[str] = ()) -> List[str]:
         try:
             files = sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
         except Exception as e:  # noqa: BLE001 - any filesystem error means the path is unusable
-            raise IngestError(f"input_base {input_base} cannot be listed: {e}") from e
+            raise IngestError(f"input_base {input_base} cannot be listed: {e}",
+                              field="input_base") from e
         if not files:
-            raise IngestError(f"input_base {input_base} is missing or contains no files")
-        return files
+            raise IngestError(f"input_base {input_base} is missing or contains no files",
+                              field="input_base")
+        return InputListing(files)
     if not os.path.exists(input_base):
-        raise IngestError(f"input_base {input_base} does not exist")
+        raise IngestError(f"input_base {input_base} does not exist", field="input_base")
     if os.path.isfile(input_base):
-        return [input_base]
-    files = []
-    for root, dirs, names in os.walk(input_base, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for n in names:
-            if n.startswith("."):
+        return InputListing([input_base])
+    out = InputListing([])
+    seen_dirs, seen_files = set(), set()
+
+    def walk(d: str, ancestors: Tuple[str, ...]):
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as e:
+            out.units.append(d)               # read later: rejected as unreadable, with the error
+            return
+        for e in entries:
+            if e.name.startswith("."):
                 continue
-            path = os.path.join(root, n)
-            if os.path.abspath(path) in skip_abs:
+            path = os.path.join(d, e.name)
+            try:
+                is_dir = e.is_dir()           # follows symlinks
+            except OSError:
+                is_dir = False
+            real = os.path.realpath(path)
+            if is_dir:
+                if real in ancestors:
+                    out.symlink_loops.append(f"{path} -> {real}")
+                elif real in seen_dirs:
+                    out.aliases.append(path)
+                else:
+                    seen_dirs.add(real)
+                    walk(path, ancestors + (real,))
+            elif os.path.abspath(path) in skip_abs:
                 continue
-            files.append(path)
-    if not files:
-        raise IngestError(f"input_base {input_base} is an empty directory (no files found)")
-    return sorted(files)
+            elif real in seen_files:
+                out.aliases.append(path)
+            else:
+                seen_files.add(real)
+                out.units.append(path)
+
+    root = os.path.realpath(input_base)
+    seen_dirs.add(root)
+    walk(input_base, (root,))
+    if not out.units:
+        raise IngestError(f"input_base {input_base} is an empty directory (no files found)",
+                          field="input_base")
+    out.units.sort()
+    return out
+
+
+def input_fingerprint(input_base: str, labels: Optional[str] = None) -> str:
+    """A fingerprint of the input: every unit's path, size and mtime (ns) plus the labels file's,
+    as TFX's file-based ExampleGen fingerprints its input (`io_utils.generate_fingerprint`:
+    names, sizes, mtimes), hashed with sha256 so that any rename, edit, addition or removal
+    changes it. Cheap: one stat per file, no file content read."""
+    units = list_inputs(input_base, skip=[labels] if labels else []).units
+    h = hashlib.sha256()
+    total = 0
+    stats = _remote_stats(units) if is_remote(input_base) else None
+    for u in units + ([labels] if labels else []):
+        if stats is not None and u in stats:
+            size, mtime = stats[u]
+        else:
+            try:
+                st = os.stat(u)
+                size, mtime = st.st_size, st.st_mtime_ns
+            except OSError:
+                size, mtime = -1, -1
+        total += max(size, 0)
+        h.update(f"{u}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
+    return f"files:{len(units)},bytes:{total},sha256:{h.hexdigest()}"
+
+
+def _remote_stats(paths: Sequence[str]) -> Dict[str, Tuple[int, int]]:
+    from apache_beam.io.filesystems import FileSystems
+    out = {}
+    for r in FileSystems.match(list(paths)):
+        for m in r.metadata_list:
+            out[m.path] = (int(m.size_in_bytes), int(1e9 * (m.last_updated_in_seconds or 0)))
+    return out
+
+
+def enumerate_inputs(input_base: str, skip: Sequence[str] = ()) -> List[str]:
+    """Sorted input units under `input_base` (see `list_inputs`)."""
+    return list_inputs(input_base, skip).units
 
 
 def read_bytes(path: str) -> bytes:
@@ -235,27 +334,57 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def iter_archive(path: str, data: Optional[bytes] = None) -> Iterator[Tuple[str, bytes]]:
-    """Yield (`archive!member`, bytes) for each regular file of a zip/tar/tar.gz, in stored order.
+def iter_archive(path: str, data: Optional[bytes] = None) -> Iterator[Tuple[str, object]]:
+    """Yield (`archive!member`, bytes or Rejected) for each member of a zip/tar/tar.gz that is not
+    a directory, in stored order: every member is seen and accounted for.
 
-    Raises Rejected(UNREADABLE) if the archive itself cannot be opened.
+    A symlink or hard link member whose target is a file inside the archive yields that file's
+    bytes under the link's name (then the sha256 makes it a duplicate); a link to anything else,
+    a device or a fifo yields Rejected(NOT_A_FILE). Raises Rejected(UNREADABLE) if the archive
+    itself cannot be opened.
     """
     data = read_bytes(path) if data is None else data
     buf = io.BytesIO(data)
+    src = lambda name: f"{path}{ARCHIVE_SEP}{name}"  # noqa: E731
     try:
         if path.lower().endswith(".zip"):
             with zipfile.ZipFile(buf) as zf:
+                names = set(zf.namelist())
                 for info in zf.infolist():
                     if info.is_dir() or os.path.basename(info.filename).startswith("."):
                         continue
-                    yield f"{path}{ARCHIVE_SEP}{info.filename}", zf.read(info)
+                    if (info.external_attr >> 16) & 0o170000 == 0o120000:       # S_IFLNK
+                        target = zf.read(info).decode("utf-8", "replace")
+                        t = os.path.normpath(os.path.join(os.path.dirname(info.filename), target))
+                        if t in names and not t.endswith("/"):
+                            yield src(info.filename), zf.read(t)
+                        else:
+                            yield src(info.filename), Rejected(
+                                NOT_A_FILE, f"symlink to {target}, not a file inside the archive")
+                        continue
+                    yield src(info.filename), zf.read(info)
         else:
             with tarfile.open(fileobj=buf, mode="r:*") as tf:
                 for m in tf:
-                    if not m.isfile() or os.path.basename(m.name).startswith("."):
+                    if m.isdir() or os.path.basename(m.name).startswith("."):
                         continue
-                    f = tf.extractfile(m)
-                    yield f"{path}{ARCHIVE_SEP}{m.name}", (f.read() if f else b"")
+                    if m.isfile():
+                        f = tf.extractfile(m)
+                        yield src(m.name), (f.read() if f else b"")
+                    elif m.issym() or m.islnk():
+                        kind = "symlink" if m.issym() else "hard link"
+                        try:
+                            f = tf.extractfile(m)     # resolves links inside the archive
+                        except (KeyError, tarfile.TarError):
+                            f = None
+                        if f is None:
+                            yield src(m.name), Rejected(
+                                NOT_A_FILE, f"{kind} to {m.linkname}, not a file inside the archive")
+                        else:
+                            yield src(m.name), f.read()
+                    else:
+                        yield src(m.name), Rejected(
+                            NOT_A_FILE, f"not a regular file (tar type {m.type!r})")
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise Rejected(UNREADABLE, f"broken archive: {type(e).__name__}: {e}") from e
 
@@ -309,6 +438,10 @@ def decode(data: bytes, min_side: int = DEFAULT_MIN_SIDE, max_pixels: int = DEFA
     from PIL import Image, ImageOps, UnidentifiedImageError
     if len(data) == 0:
         raise Rejected(ZERO_BYTE, "file is empty (0 bytes)")
+    # `max_pixels` is the one limit: PIL refuses images above 2 * MAX_IMAGE_PIXELS before we can
+    # look at the size, so raise its limit to ours (never lower it for other PIL users).
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # DecompressionBombWarning, corrupt-EXIF chatter
         try:
@@ -441,65 +574,16 @@ def assign_split(sha256: str, eval_fraction: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# tf.Example wire format, without TensorFlow (workers stay light: no 10 s TF import each).
-# Example{features=1: Features{feature=1: map<string, Feature>}}; Feature oneof
-# bytes_list=1 / float_list=2 / int64_list=3, each {value=1 repeated}. Checked against
-# tf.train.Example in the tests.
+# tf.Example: the schema's one encoder lives in facegan/examples_io.py (TensorFlow-free, so the
+# workers stay light: no 11 s TF import each).
 
-def _varint_slow(n: int) -> bytes:
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-_VARINT_SMALL = [_varint_slow(n) for n in range(1 << 14)]   # lengths, tags, small ints
-
-
-def _varint(n: int) -> bytes:
-    return _VARINT_SMALL[n] if 0 <= n < 16384 else _varint_slow(n)
-
-
-def _ld(field_no: int, payload: bytes) -> bytes:
-    return _varint(field_no << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _feature(value) -> bytes:
-    values = value if isinstance(value, (list, tuple)) else [value]
-    if all(isinstance(v, (bool, int, np.integer)) for v in values) and values:
-        return _ld(3, _ld(1, b"".join(_varint(int(v)) for v in values)))
-    if all(isinstance(v, (float, np.floating, int, np.integer)) for v in values) and values:
-        return _ld(2, _ld(1, struct.pack(f"<{len(values)}f", *[float(v) for v in values])))
-    return _ld(1, b"".join(_ld(1, v if isinstance(v, bytes) else str(v).encode("utf-8"))
-                           for v in values))
-
-
-def encode_example(features: Dict[str, object]) -> bytes:
-    """Serialize {name: int | float | bytes | str | list of one kind} as a tf.train.Example."""
-    entries = b"".join(_ld(1, _ld(1, k.encode("utf-8")) + _ld(2, _feature(v)))
-                       for k, v in sorted(features.items()))
-    return _ld(1, entries)
+encode_example = examples_io.encode_example
 
 
 def example_features(p: Processed, source: str, sha256: str, mirrored: bool,
                      attrs: Optional[Dict] = None) -> Dict[str, object]:
-    from facegan.images import encode_png
-    r = p.image.shape[0]
-    feats = {schema.IMAGE: encode_png(p.image), schema.HEIGHT: r, schema.WIDTH: p.image.shape[1],
-             schema.ORIG_HEIGHT: p.orig_height, schema.ORIG_WIDTH: p.orig_width,
-             schema.SOURCE: source, schema.SHA256: sha256, schema.MIRRORED: int(bool(mirrored))}
-    for res, a in p.extra.items():
-        feats[schema.image_key(res, r)] = encode_png(a)
-    for name, v in (attrs or {}).items():
-        feats[schema.attr_key(name)] = v
-    return feats
+    return examples_io.schema_features(p.image, source, sha256, mirrored, p.extra,
+                                       (p.orig_height, p.orig_width), attrs)
 
 
 def channel_sums(image: np.ndarray) -> Tuple[np.ndarray, np.ndarray, int]:

@@ -71,7 +71,7 @@ METADATA_ASSET = schema.METADATA_ASSET
 DEFAULT_MAX_BATCH = 256           # per-request image bound baked into the graph and the metadata
 DEFAULT_ATTRIBUTE_RANGE = (0.0, 1.0)
 DEFAULT_DIRECTION = "forward"     # the direction name of a single image-to-image model
-TRUNCATION_KIND = "scale_toward_mean"
+TRUNCATION_KIND = "temperature_scaling"   # z' = psi * z (not StyleGAN's truncation in W)
 TRUNCATION_W = "w_space"          # W-space generators (StyleGAN): w' = w_avg + psi (w - w_avg)
 SIGNATURE_STYLE_MIX = "style_mix"
 

@@ -12,8 +12,18 @@ Widths double per layer away from the image: filters, 2 filters, ... capped at m
   LeCun-normal init (SELU's self-normalizing init), additive Gaussian noise (training only) on
   the inputs of G (z) and D (images) with `network.input_noise_std`; 32x32 up to 512x512.
 * facegan (Li et al., FaceGANs): G = two FC layers then four deconvolutions; D = four convolutions
-  then two FC layers; BatchNorm + LeakyReLU between layers, no BN after D's first conv. With four
-  stride-2 layers the FC maps to [R/16, R/16, 8 filters]; hidden FC width `FACEGAN_FC`.
+  then two FC layers; BatchNorm + LeakyReLU between layers, no BN after D's first conv. As in the
+  paper, G's first FC layer EXPANDS the latent to a large size (`FACEGAN_G_FC` = 4096) and the
+  second SHRINKS it to the deconvolution input [R/16, R/16, C0]; C0 is the usual width
+  (8 filters, capped at max_filters) capped again so the deconvolution input is at most half the
+  first FC layer (`ConvSpec.project_ratio`): 64px, 64 filters -> 100 -> 4096 -> 2048 = 4x4x128.
+  D's hidden FC width is `FACEGAN_FC` (1024).
+* tan (Sajjadi et al. 2018, Tempered Adversarial Networks): their DCGAN-style setting, 4x4
+  kernels and Xavier (Glorot uniform) init, ReLU in G, LeakyReLU 0.2 in D, trained at 32x32.
+
+`network.batch_norm = false` drops every BatchNorm (layers get biases instead): TAN's LSGAN and
+WGAN-GP variants use a DCGAN-style critic without BatchNorm, which is also what lets a
+per-example gradient penalty be used with this family.
 """
 from __future__ import annotations
 
@@ -26,7 +36,8 @@ import tensorflow as tf
 from facegan.trainer.networks import Networks, layers
 from facegan.trainer.regularizers import MinibatchDiscrimination
 
-FACEGAN_FC = 1024
+FACEGAN_FC = 1024       # D: flatten -> 1024 -> 1
+FACEGAN_G_FC = 4096     # G: z -> 4096 -> deconvolution input (smaller)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +51,9 @@ class ConvSpec:
     d_fc: Tuple[int, ...] = ()       # hidden FC widths in D after flatten
     n_layers: int = 0                # fixed number of stride-2 layers (0: log2(R / 4))
     input_noise: bool = False
+    # > 0: the projection to the deconvolution input has at most g_fc[-1] * project_ratio units,
+    # so G's FC layers expand then shrink (FaceGANs); 0: no cap.
+    project_ratio: float = 0.0
 
 
 def _normal002():
@@ -49,8 +63,9 @@ def _normal002():
 DCGAN = ConvSpec("dcgan", kernel=5, g_act="relu", d_act="lrelu", init=_normal002)
 HDCGAN = ConvSpec("hdcgan", kernel=4, g_act="selu", d_act="selu", init=tf.keras.initializers.LecunNormal,
                   input_noise=True)
+TAN = ConvSpec("tan", kernel=4, g_act="relu", d_act="lrelu", init=tf.keras.initializers.GlorotUniform)
 FACEGAN = ConvSpec("facegan", kernel=5, g_act="lrelu", d_act="lrelu", init=_normal002,
-                   g_fc=(FACEGAN_FC,), d_fc=(FACEGAN_FC,), n_layers=4)
+                   g_fc=(FACEGAN_G_FC,), d_fc=(FACEGAN_FC,), n_layers=4, project_ratio=0.5)
 
 
 def _n_layers(spec: ConvSpec, resolution: int) -> int:
@@ -73,13 +88,17 @@ def build_generator(spec: ConvSpec, cfg) -> tf.keras.Model:
     x = z
     if spec.input_noise and net.input_noise_std > 0:
         x = tf.keras.layers.GaussianNoise(net.input_noise_std, name="g_input_noise")(x)
+    bn = net.batch_norm
     for i, units in enumerate(spec.g_fc):
-        x = layers.dense_block(x, units, spec.g_act, spec.init(), name=f"g_fc{i}")
+        x = layers.dense_block(x, units, spec.g_act, spec.init(), norm=bn, name=f"g_fc{i}")
     c0 = _width(cfg, n - 1)
-    x = layers.dense_block(x, s * s * c0, spec.g_act, spec.init(), name="g_project")
+    if spec.project_ratio and spec.g_fc:
+        c0 = max(1, min(c0, int(spec.g_fc[-1] * spec.project_ratio) // (s * s)))
+    x = layers.dense_block(x, s * s * c0, spec.g_act, spec.init(), norm=bn, name="g_project")
     x = tf.keras.layers.Reshape((s, s, c0), name="g_reshape")(x)
     for i in range(1, n):
-        x = layers.up_block(x, _width(cfg, n - 1 - i), spec.kernel, spec.g_act, spec.init(), name=f"g_up{i}")
+        x = layers.up_block(x, _width(cfg, n - 1 - i), spec.kernel, spec.g_act, spec.init(), norm=bn,
+                            name=f"g_up{i}")
     x = tf.keras.layers.Conv2DTranspose(3, spec.kernel, strides=2, padding="same",
                                         kernel_initializer=spec.init(), name="g_to_rgb")(x)
     out = tf.keras.layers.Activation("tanh", dtype="float32", name="images")(x)
@@ -95,11 +114,11 @@ def build_discriminator(spec: ConvSpec, cfg) -> tf.keras.Model:
     if spec.input_noise and net.input_noise_std > 0:
         x = tf.keras.layers.GaussianNoise(net.input_noise_std, name="d_input_noise")(x)
     for i in range(n):
-        x = layers.down_block(x, _width(cfg, i), spec.kernel, spec.d_act, spec.init(), norm=i > 0,
+        x = layers.down_block(x, _width(cfg, i), spec.kernel, spec.d_act, spec.init(), norm=net.batch_norm and i > 0,
                               name=f"d_down{i}")
     x = tf.keras.layers.Flatten(name="d_flatten")(x)
     for i, units in enumerate(spec.d_fc):
-        x = layers.dense_block(x, units, spec.d_act, spec.init(), name=f"d_fc{i}")
+        x = layers.dense_block(x, units, spec.d_act, spec.init(), norm=net.batch_norm, name=f"d_fc{i}")
     features = x
     if tricks.minibatch_discrimination:
         x = MinibatchDiscrimination(tricks.mbd_kernels, tricks.mbd_kernel_dim, name="d_mbd")(x)
@@ -123,3 +142,7 @@ def build_hdcgan(cfg, alpha=None) -> Networks:
 
 def build_facegan(cfg, alpha=None) -> Networks:
     return _build(FACEGAN, cfg)
+
+
+def build_tan(cfg, alpha=None) -> Networks:
+    return _build(TAN, cfg)

@@ -7,8 +7,14 @@ and D's input path is lerp(fromRGB_{r/2}(avgpool(x)), block_r(fromRGB_r(x)), alp
 Nearest-neighbour upsampling, 2x2 average-pool downsampling, 1x1 toRGB / fromRGB, 3x3 convs,
 LeakyReLU 0.2, equalized learning rate (`equalized_lr`), pixelwise feature normalization in G
 (`pixelnorm`), minibatch stddev with group size 4 before D's last block (`minibatch_stddev`,
-`mbstd_extra_stats` adds skewness and kurtosis maps), optional residual blocks per resolution in G
-(`residual_g`) and/or D (`residual_d`), per-resolution batch sizes, schedule by images shown.
+`mbstd_extra_stats` adds skewness and kurtosis maps), per-resolution batch sizes, schedule by
+images shown.
+
+Residual blocks (the Columbia report): "additional residual blocks within each resolution, before
+upsampling in G and after downsampling in D, adding depth". With `residual_g` every G block r
+starts with x + f(x) at resolution r/2 (f = two 3x3 convs at that width) before its upsampling;
+with `residual_d` every D block r ends with one at r/2 after its downsampling. Each adds two
+convolutions per resolution; the merge is (x + f(x)) / sqrt(2) (`layers.ScaledAdd`).
 
 Widths: nf(r) = min(max_filters, filters * 32 / r) — with filters = max_filters = 512 this is
 Karras' table (512 up to 32x32, 256 at 64, 128 at 128, ...).
@@ -100,15 +106,25 @@ class ProGAN:
         x = self._pn(self._act(x))
         return self._pn(self._act(self._conv("g_base_conv", nf)(x)))
 
+    def _res_block(self, prefix, x, pn: bool):
+        """x + f(x) (scaled by 1/sqrt 2), f = two 3x3 convs at x's width and resolution: the
+        Columbia report's "additional residual blocks within each resolution", which add depth."""
+        nf = x.shape[-1]
+        h = self._act(self._conv(f"{prefix}_res_conv0", nf)(x))
+        h = self._pn(h) if pn else h
+        h = self._act(self._conv(f"{prefix}_res_conv1", nf)(h))
+        h = self._layer(f"{prefix}_res_add", lambda: layers.ScaledAdd(name=f"{prefix}_res_add"))([x, h])
+        return self._pn(h) if pn else h
+
     def _g_block(self, r, x):
+        """Block r: [residual block at r/2, before upsampling (`residual_g`)] -> upsample ->
+        conv 3x3 -> conv 3x3 (Karras). The residual block belongs to block r, so it fades in with it."""
         nf = self.nf(r)
+        if self.net.residual_g:
+            x = self._res_block(f"g_{r}", x, pn=True)
         up = tf.keras.layers.UpSampling2D(2, interpolation="nearest")(x)
         h = self._pn(self._act(self._conv(f"g_{r}_conv0", nf)(up)))
-        h = self._act(self._conv(f"g_{r}_conv1", nf)(h))
-        if self.net.residual_g:
-            sc = up if up.shape[-1] == nf else self._conv(f"g_{r}_shortcut", nf, k=1, gain=1.0, use_bias=False)(up)
-            h = layers.ScaledAdd()([h, sc])
-        return self._pn(h)
+        return self._pn(self._act(self._conv(f"g_{r}_conv1", nf)(h)))
 
     def _to_rgb(self, r, x):
         return self._conv(f"g_{r}_to_rgb", 3, k=1, gain=1.0)(x)
@@ -137,14 +153,13 @@ class ProGAN:
         return self._act(self._conv(f"d_{r}_from_rgb", self.nf(r), k=1)(x))
 
     def _d_block(self, r, x):
+        """Block r: conv 3x3 -> conv 3x3 -> downsample (Karras) -> [residual block at r/2, after
+        downsampling (`residual_d`)], the mirror image of G's block."""
         h = self._act(self._conv(f"d_{r}_conv0", self.nf(r))(x))
         h = self._act(self._conv(f"d_{r}_conv1", self.nf(r // 2))(h))
         h = tf.keras.layers.AveragePooling2D(2)(h)
         if self.net.residual_d:
-            sc = tf.keras.layers.AveragePooling2D(2)(x)
-            if sc.shape[-1] != self.nf(r // 2):
-                sc = self._conv(f"d_{r}_shortcut", self.nf(r // 2), k=1, gain=1.0, use_bias=False)(sc)
-            h = layers.ScaledAdd()([h, sc])
+            h = self._res_block(f"d_{r}", h, pn=False)
         return h
 
     def _d_final(self, x):
