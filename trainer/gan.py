@@ -444,7 +444,6 @@ class GAN(tf.keras.Model):
         ctx = tf.distribute.get_replica_context()
         n_rep = ctx.num_replicas_in_sync
         local_b = self.global_batch_size // n_rep
-        z_dim = cfg.network.z_dim
         images = tf.cast(images, tf.float32)
         reals = tf.reshape(images, [t.d_steps, local_b] + list(images.shape[1:]))
         step = tf.identity(self.step)
