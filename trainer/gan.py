@@ -291,12 +291,7 @@ class GAN(tf.keras.Model):
 
     def _global_rows(self, key, purpose, n_global):
         """z [n_global, z_dim] from the key, this replica's rows."""
-        n_global_saved = self.global_batch_size
-        self.global_batch_size = n_global
-        try:
-            return self._global_slice(key, purpose, [self.cfg.network.z_dim])
-        finally:
-            self.global_batch_size = n_global_saved
+        return self._global_slice(key, purpose, [self.cfg.network.z_dim], n_global=n_global)
 
     def _augment(self, images, key, purpose):
         if self.ada is None:
@@ -345,13 +340,14 @@ class GAN(tf.keras.Model):
     # -- end style --
 
     # -- randomness ------------------------------------------------------------------------------
-    def _global_slice(self, key, purpose, shape_tail, kind="normal"):
-        """Draw [global_batch, *tail] from a stateless key and return this replica's rows."""
+    def _global_slice(self, key, purpose, shape_tail, kind="normal", n_global=None):
+        """Draw [global_batch (or n_global), *tail] from a stateless key and return this replica's rows."""
         ctx = tf.distribute.get_replica_context()
         n = ctx.num_replicas_in_sync
-        local = self.global_batch_size // n
+        n_global = n_global or self.global_batch_size
+        local = n_global // n
         seed = tf.random.experimental.stateless_fold_in(key, purpose)
-        shape = [self.global_batch_size] + list(shape_tail)
+        shape = [n_global] + list(shape_tail)
         if kind == "normal":
             full = tf.random.stateless_normal(shape, seed=seed)
         else:
