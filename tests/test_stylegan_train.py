@@ -209,3 +209,17 @@ def test_served_psi_and_style_mix_pixel_equal(exported, tmp_path):
             np.testing.assert_array_equal(grid[y:y + r, pad:pad + r], row[0])
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("arch,mode", [("stylegan2", "modulated"), ("stylegan", "adain")])
+def test_registered_builders_map_the_network_config(arch, mode):
+    import tensorflow as tf
+    from facegan.trainer.networks import build_networks
+    cfg = get_preset("smoke_stylegan2", dict(TINY, **{"network.architecture": arch, "network.mapping_layers": 3}))
+    nets = build_networks(cfg)
+    G, D = nets.generator, nets.discriminator
+    assert G.cfg.style_mode == mode and len(G.mapping.fcs) == 3 and G.cfg.w_dim == 16
+    assert G.cfg.nf(16) == 4 and G.cfg.nf(4) == 16          # min(channel_max 16, channel_base 64 // r)
+    out = G(tf.zeros([2, 16]), training=False)
+    assert out.shape == (2, 16, 16, 3) and float(tf.reduce_max(tf.abs(out))) <= 1.0
+    assert D(out)["logits"].shape == (2, 1)
