@@ -1,11 +1,13 @@
-"""facegan metrics: FID, KID, IS, SWD, MS-SSIM and a memorization check, streamed and cached.
+"""facegan metrics: FID, KID, IS, SWD, MS-SSIM, face detection and a memorization check, streamed
+and cached.
 
 API (what the GanEvaluator component and `facegan evaluate` use)::
 
     from facegan.metrics import METRICS, register_metric, evaluate, memorization
 
     result = evaluate(
-        ["fid", "kid", "is", "swd", "ms_ssim"],   # names validated first (ValueError lists known ones)
+        ["fid", "kid", "is", "swd", "ms_ssim"],   # registry names, validated first (ValueError
+                               # lists known ones); options: "fid:downscale=64" (HDCGAN protocol)
         generated_batches,     # fn(n) -> iterator of uint8 [B,H,W,3] yielding >= n images, or an
                                # iterator, or a uint8 array [N,H,W,3]; read once, as far as needed
         real_batches,          # iterator of uint8 [B,H,W,3] (eval split, e.g.
@@ -14,7 +16,7 @@ API (what the GanEvaluator component and `facegan evaluate` use)::
         num_images={"fid": 10000, "swd": 16384},  # per metric (ms_ssim: pairs) or one int; defaults:
                                # fid/kid/is 10000, swd 16384, ms_ssim 10000 pairs
         extractor="inception", # "inception" (Keras ImageNet weights) | "random" | "random_tiny" |
-                               # path to InceptionV3 .h5 weights
+                               # path to InceptionV3 .h5 weights | path to the 2015 FID graph .pb
         cache_dir=None,        # real-data statistics cache (npz)
         real_cache_key=None,   # content key of the real data, e.g.
                                # metrics.cache.examples_split_key(uri, "eval")
@@ -30,7 +32,9 @@ API (what the GanEvaluator component and `facegan evaluate` use)::
         "comparable": True,           # False with a random extractor; FID/KID/IS keys then end in
                                       # "_random" (e.g. "fid10k_random") and are never called FID
         "extractor": "inception",
-        "protocols": {key: {... parameters, num_generated, num_real, extractor fingerprint}},
+        "preprocessing": "resize299-bilinear-antialias;x/127.5-1",
+        "protocols": {key: {... parameters, "metric", "request", num_generated, num_real,
+                            "extractor" fingerprint, "extractor_name", "resize"}},
         "cache": {"fid": "hit" | "miss" | ...},             # only when cache_dir is given
     }
 
@@ -38,20 +42,24 @@ API (what the GanEvaluator component and `facegan evaluate` use)::
                  reference_batches=eval_batches)  -> {"score", "copy_fraction", "nn_ratio",
                  "exact_copy_fraction", per-sample NN distances/indices, "sheet": path}
 
-Each metric is a feature/statistics accumulator plus a distance (metrics/registry.py); the modules
-document their protocols and paper references: fid.py, kid.py, inception_score.py, swd.py,
-ms_ssim.py, memorization.py. Extractors and the InceptionV3 weights lookup (Keras download,
-FACEGAN_INCEPTION_WEIGHTS, an explicit path; a clear error otherwise) are in features.py; the
+Every metric is registered once in metrics/registry.py (`MetricSpec`: direction, headline key,
+needs images/features/logits, blessing rule keys, default size, "module:Class" imported lazily);
+its implementation is a feature/statistics accumulator plus a distance; the modules document
+their protocols and paper references: fid.py, kid.py, inception_score.py, swd.py, ms_ssim.py,
+face_detection.py, memorization.py. The extractor registry and the InceptionV3 weights lookup
+(Keras download, FACEGAN_INCEPTION_WEIGHTS, an explicit .h5 or 2015-graph .pb path; a clear
+error otherwise) are in features.py; the
 real-statistics cache in cache.py. Nothing here imports TensorFlow until a metric runs.
 
-Adding a metric: subclass `metrics.registry.Metric`, implement `accumulator()` and `compute()`,
-decorate with `@register_metric`; `evaluate()` then streams it with the others.
+Adding a metric: one module with a `metrics.registry.Metric` subclass (`accumulator()` and
+`compute()`) plus one `register_metric(MetricSpec(...))` (see ARCHITECTURE.md, Evaluation);
+`evaluate()`, the blessing rules and the CLI help then know it.
 """
-from facegan.metrics.registry import METRICS, Metric, register_metric, validate_metric_names  # noqa: F401
-from facegan.metrics import fid, kid, inception_score, swd, ms_ssim  # noqa: F401  (register the metrics)
+from facegan.metrics.registry import (  # noqa: F401
+    METRICS, Metric, MetricSpec, get_metric, register_metric, validate_metric_names)
 from facegan.metrics.evaluate import evaluate  # noqa: F401
 from facegan.metrics.features import WeightsUnavailableError, get_extractor  # noqa: F401
 from facegan.metrics.memorization import memorization  # noqa: F401
 
-__all__ = ["METRICS", "Metric", "register_metric", "validate_metric_names", "evaluate", "memorization",
+__all__ = ["METRICS", "Metric", "MetricSpec", "get_metric", "register_metric", "validate_metric_names", "evaluate", "memorization",
            "WeightsUnavailableError", "get_extractor"]

@@ -14,7 +14,7 @@ from typing import Dict
 
 import numpy as np
 
-from facegan.metrics.registry import Accumulator, Metric, register_metric
+from facegan.metrics.registry import Accumulator, Metric
 
 
 class MomentAccumulator(Accumulator):
@@ -83,11 +83,8 @@ def frechet_distance_from_activations(act1, act2) -> float:
     return frechet_distance(s[0]["mu"], s[0]["sigma"], s[1]["mu"], s[1]["sigma"])
 
 
-@register_metric
 class FID(Metric):
-    name = "fid"
-    default_num = 10_000
-    uses_extractor = True
+    """Registered in metrics/registry.py (direction, headline, rule keys, default size)."""
 
     def protocol(self, n):
         return {"metric": "fid", "n": int(n), "features": "pool", "covariance": "unbiased"}

@@ -12,7 +12,7 @@ from typing import Dict
 
 import numpy as np
 
-from facegan.metrics.registry import Accumulator, Metric, register_metric
+from facegan.metrics.registry import Accumulator, Metric
 
 NUM_SPLITS = 10
 
@@ -79,13 +79,8 @@ def inception_score_from_logits(logits, splits: int = NUM_SPLITS) -> Dict:
     return score_from_sums(**acc.result())
 
 
-@register_metric
 class InceptionScore(Metric):
-    name = "is"
-    default_num = 10_000
-    uses_extractor = True
-    needs_real = False
-    cacheable = False
+    """Registered in metrics/registry.py (direction, headline, rule keys, default size)."""
 
     def protocol(self, n):
         return {"metric": "is", "n": int(n), "splits": NUM_SPLITS}

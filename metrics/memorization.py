@@ -5,7 +5,8 @@ training images in two spaces:
 - feature space: L2 between the extractor's pool features (semantic near-duplicates);
 - pixel space: L2 between images box-downscaled to `pixel_size` (default 64) on [0, 255]
   (RMSE reported: literal copies).
-The PNG sheet has one row per sample: generated | k feature-space NNs | gap | k pixel-space NNs,
+The PNG sheet has one row per sample: generated | k feature-space NNs | gap | k pixel-space NNs
+(k = 5 by default, as HDCGAN's figure shows 5 neighbours per sample),
 like the nearest-neighbour figure of the HDCGAN paper (Curto et al. 2017) and DCGAN/PGGAN.
 
 Score (lower is better, 0 = nothing looks copied):
@@ -28,6 +29,8 @@ import numpy as np
 
 from facegan.images import save_grid
 from facegan.progress import Progress
+
+NEIGHBOURS = 5   # per space and sample, as in HDCGAN's nearest-neighbour figure (Curto et al.)
 
 
 def _box_resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -80,7 +83,7 @@ class _TopK:
 
 def memorization(generated: np.ndarray, train_batches: Iterable[np.ndarray], out_png_path: Optional[str],
                  extractor="inception", reference_batches: Optional[Iterable[np.ndarray]] = None,
-                 k: int = 3, pixel_size: int = 64, quantile: float = 0.05, copy_rmse: float = 4.0,
+                 k: int = NEIGHBOURS, pixel_size: int = 64, quantile: float = 0.05, copy_rmse: float = 4.0,
                  max_reference: int = 1000, max_train: Optional[int] = None, progress: bool = True) -> Dict:
     """Nearest training images of each generated sample; writes the sheet; returns the score dict.
 
@@ -131,8 +134,9 @@ def memorization(generated: np.ndarray, train_batches: Iterable[np.ndarray], out
                 ref_nn = np.minimum(ref_nn, _sqdist(rfeat, tfeat).min(axis=1))
             seen += len(b)
             bar.update(len(b))
-        if progress:
-            bar.close()
+        print(f"memorization: compared {len(gen)} samples with {seen} training images"
+              + (f" ({max_train} at most)" if max_train is not None else " (the whole split)"),
+              file=out, flush=True)
     finally:
         if not progress:
             out.close()

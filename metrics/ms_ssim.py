@@ -45,7 +45,7 @@ from typing import Dict
 
 import numpy as np
 
-from facegan.metrics.registry import Accumulator, Metric, register_metric
+from facegan.metrics.registry import Accumulator, Metric
 
 WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 FILTER_SIZE = 11
@@ -210,16 +210,8 @@ class PairsAccumulator(Accumulator):
         return {"mean": np.float64(self.total / self.pairs), "pairs": np.int64(self.pairs)}
 
 
-@register_metric
 class MSSSIM(Metric):
-    name = "ms_ssim"
-    default_num = 10_000   # pairs
-
-    def images_needed(self, n):
-        return 2 * int(n)
-
-    def key(self, n, comparable=True):
-        return f"ms_ssim{super().key(n)[len('ms_ssim'):]}_pairs"
+    """Registered in metrics/registry.py (unit "pairs": n pairs need 2n images; key `..._pairs`)."""
 
     def protocol(self, n):
         return {"metric": "ms_ssim", "pairs": int(n), "resolution": RESOLUTION, "weights": list(WEIGHTS),

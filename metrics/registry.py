@@ -1,6 +1,12 @@
-"""The metric registry: one `Metric` subclass per name, validated before any work starts.
+"""The metric registry: every fact the system needs about a metric, registered once, TF-free.
 
-A metric is split into
+Each metric registers one `MetricSpec` (the idiom of stylegan3's `metric_main.register_metric`):
+its direction (lower/higher is better, or none), the headline sub-key of its result, what it
+consumes (images, extractor features or classifier logits), the blessing rule keys it accepts, its
+default protocol size, and where its implementation lives ("module:Class", imported by name on
+first use, so this module, the blessing rules and the CLI help never import TensorFlow).
+
+The implementation is a `Metric` subclass split into
 - an *accumulator* per side ("generated", "real") that consumes uint8 image batches and/or their
   extractor features as they stream past and keeps only what the distance needs (running moments,
   descriptors, per-pair scores); its `result()` is a dict of numpy arrays (the real side's result
@@ -8,13 +14,23 @@ A metric is split into
 - `compute(generated_result, real_result)`: the distance on those features.
 
 `evaluate()` (metrics/evaluate.py) drives them: one pass over the generator, at most one pass over
-the real images, one feature-extractor forward per batch shared by every feature metric.
+the real images, one feature-extractor forward per batch (and per input view) shared by every
+feature metric.
+
+A metric is requested by name, optionally with options: `fid:downscale=64` (HDCGAN's protocol:
+images downscaled to 64x64 before the extractor). Options are labelled in the result key
+(`fid10k_downscale64`).
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Type
+import importlib
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, Optional, Tuple, Union
 
-METRICS: Dict[str, "Metric"] = {}
+LOWER, HIGHER = "lower", "higher"
+NEEDS = ("images", "features", "logits")
+# Options a metric may accept (name -> parser); a spec lists the ones it supports.
+OPTION_TYPES = {"downscale": int}
 
 
 def protocol_count(n: int) -> str:
@@ -25,6 +41,52 @@ def protocol_count(n: int) -> str:
     if n >= 1024 and n % 1024 == 0:
         return f"{n // 1024}k"
     return str(n)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What the rest of the system knows about a metric, without importing it."""
+
+    name: str
+    impl: Union[str, type]                # "package.module:Class" (imported lazily) or the class
+    direction: Optional[str]              # LOWER | HIGHER | None (no better direction, e.g. MS-SSIM)
+    headline: Optional[str]               # result sub-key of the headline number; None: a number
+    needs: str                            # "images" | "features" | "logits"
+    rule_keys: FrozenSet[str]             # blessing rule keys accepted for this metric
+    default_num: int                      # protocol size (images, or pairs when unit == "pairs")
+    needs_real: bool = True
+    cacheable: bool = True                # real-side result small enough to store as npz
+    unit: str = "images"                  # what `num_images` counts: "images" | "pairs"
+    options: Tuple[str, ...] = ()         # accepted request options (OPTION_TYPES keys)
+    description: str = ""
+
+    def __post_init__(self):
+        if self.direction not in (LOWER, HIGHER, None):
+            raise ValueError(f"metric {self.name!r}: direction must be {LOWER!r}, {HIGHER!r} or None")
+        if self.needs not in NEEDS:
+            raise ValueError(f"metric {self.name!r}: needs must be one of {NEEDS}, got {self.needs!r}")
+        unknown = set(self.options) - set(OPTION_TYPES)
+        if unknown:
+            raise ValueError(f"metric {self.name!r}: unknown options {sorted(unknown)}")
+
+    @property
+    def uses_extractor(self) -> bool:
+        return self.needs in ("features", "logits")
+
+    def key(self, n: int, comparable: bool = True, options: Optional[Dict] = None) -> str:
+        """The protocol-named result key, e.g. `fid10k`, `ms_ssim10k_pairs`, `fid10k_downscale64`;
+        `_random` marks a non-comparable extractor."""
+        k = f"{self.name}{protocol_count(n)}" + ("_pairs" if self.unit == "pairs" else "")
+        k += "".join(f"_{o}{v}" for o, v in sorted((options or {}).items()))
+        return k if comparable or not self.uses_extractor else k + "_random"
+
+    def headline_value(self, value) -> Optional[float]:
+        """The headline float of a result value (None when absent or not a number)."""
+        if self.headline is not None:
+            value = value.get(self.headline) if isinstance(value, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return float(value)
 
 
 class Accumulator:
@@ -52,22 +114,37 @@ class Accumulator:
 
 
 class Metric:
-    """Base class. Subclasses set the class attributes and implement the three methods."""
+    """Base class of an implementation; `spec` (and request `options`) are set by `get_metric`."""
 
-    name: str = ""
-    default_num: int = 10_000       # images (pairs for ms_ssim) of the protocol
-    uses_extractor: bool = False    # True: results depend on the feature extractor
-    needs_real: bool = True
-    cacheable: bool = True          # real-side result small enough to store as npz
+    spec: MetricSpec
+
+    def __init__(self, spec: MetricSpec, options: Optional[Dict] = None):
+        self.spec = spec
+        self.options = dict(options or {})
+
+    name = property(lambda self: self.spec.name)
+    default_num = property(lambda self: self.spec.default_num)
+    uses_extractor = property(lambda self: self.spec.uses_extractor)
+    needs_real = property(lambda self: self.spec.needs_real)
+    cacheable = property(lambda self: self.spec.cacheable)
+
+    @property
+    def view(self) -> Optional[int]:
+        """The extractor input view: None (the images as they are) or a downscale size."""
+        return self.options.get("downscale")
 
     def images_needed(self, n: int) -> int:
         """Generated images needed for `n` (pairs metrics need 2n)."""
-        return int(n)
+        return 2 * int(n) if self.spec.unit == "pairs" else int(n)
 
     def key(self, n: int, comparable: bool = True) -> str:
-        """The protocol-named result key, e.g. `fid10k`; `_random` marks a non-comparable extractor."""
-        k = f"{self.name}{protocol_count(n)}"
-        return k if comparable or not self.uses_extractor else k + "_random"
+        return self.spec.key(n, comparable, self.options)
+
+    def base_protocol(self, n: int) -> Dict:
+        """`protocol(n)` plus the request options (part of the real-statistics cache key)."""
+        p = dict(self.protocol(n))
+        p.update(self.options)
+        return p
 
     def protocol(self, n: int) -> Dict:
         """Parameters that define the protocol (part of the real-statistics cache key)."""
@@ -80,37 +157,126 @@ class Metric:
         raise NotImplementedError
 
 
-def register_metric(cls: Type[Metric] = None, *, name: Optional[str] = None):
-    """Class decorator (or call) adding a Metric subclass to METRICS under its name."""
+METRICS: Dict[str, MetricSpec] = {}
 
-    def deco(c):
-        key = name or c.name
-        if not key:
-            raise ValueError(f"metric class {c.__name__} has no name")
-        if key in METRICS and type(METRICS[key]) is not c:
-            raise ValueError(f"metric {key!r} is already registered by {type(METRICS[key]).__name__}")
-        inst = c()
-        inst.name = key
-        METRICS[key] = inst
-        return c
 
-    return deco(cls) if cls is not None else deco
+def register_metric(spec: MetricSpec) -> MetricSpec:
+    """Add `spec` to METRICS (once per name); returns it."""
+    if not spec.name or not spec.name.replace("_", "").isalnum():
+        raise ValueError(f"metric name {spec.name!r} must be a non-empty identifier")
+    if spec.name in METRICS and METRICS[spec.name] != spec:
+        raise ValueError(f"metric {spec.name!r} is already registered (impl {METRICS[spec.name].impl})")
+    METRICS[spec.name] = spec
+    return spec
+
+
+@dataclass(frozen=True)
+class MetricRequest:
+    """A metric name plus its options, e.g. `fid:downscale=64`."""
+
+    name: str
+    options: Tuple[Tuple[str, int], ...] = field(default=())
+
+    @property
+    def spec(self) -> MetricSpec:
+        return METRICS[self.name]
+
+    @property
+    def label(self) -> str:
+        return self.name + "".join(f":{k}={v}" for k, v in self.options)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def _known() -> str:
+    return ", ".join(sorted(METRICS))
+
+
+def parse_request(text: str) -> MetricRequest:
+    """'fid' or 'fid:downscale=64' -> MetricRequest; ValueError naming the bad part."""
+    parts = [p.strip() for p in str(text).strip().split(":")]
+    name = parts[0].lower()
+    if name not in METRICS:
+        extra = " ('memorization' is its own function: metrics.memorization)" if name == "memorization" else ""
+        raise ValueError(f"unknown metric {name!r}; known metrics: {_known()}{extra}")
+    spec, opts = METRICS[name], {}
+    for p in parts[1:]:
+        k, eq, v = p.partition("=")
+        k = k.strip()
+        if not eq or k not in spec.options:
+            allowed = ", ".join(f"{o}=N" for o in spec.options) or "none"
+            raise ValueError(f"metric {text!r}: bad option {p!r}; {name} accepts: {allowed}")
+        try:
+            opts[k] = OPTION_TYPES[k](v.strip())
+        except ValueError:
+            raise ValueError(f"metric {text!r}: option {k} needs a {OPTION_TYPES[k].__name__}, "
+                             f"got {v!r}") from None
+        if opts[k] < 2:
+            raise ValueError(f"metric {text!r}: option {k} must be >= 2, got {opts[k]}")
+    return MetricRequest(name, tuple(sorted(opts.items())))
 
 
 def validate_metric_names(names) -> list:
-    """A list of known metric names; ValueError listing the known ones on any unknown name."""
+    """Metric requests (a list or comma string) -> de-duplicated list of MetricRequest.
+
+    ValueError listing the known metrics on any unknown name."""
     if isinstance(names, str):
         names = [s for s in (p.strip() for p in names.split(",")) if s]
-    names = list(names)
+    names = [n if isinstance(n, MetricRequest) else parse_request(n) for n in names]
     if not names:
-        raise ValueError(f"no metrics requested; known metrics: {', '.join(sorted(METRICS))}")
-    unknown = [n for n in names if n not in METRICS]
-    if unknown:
-        extra = " ('memorization' is its own function: metrics.memorization)" if "memorization" in unknown else ""
-        raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; known metrics: "
-                         f"{', '.join(sorted(METRICS))}{extra}")
-    seen = []
-    for n in names:
-        if n not in seen:
-            seen.append(n)
-    return seen
+        raise ValueError(f"no metrics requested; known metrics: {_known()}")
+    return list(dict.fromkeys(names))
+
+
+_IMPLS: Dict[Tuple[str, Tuple], Metric] = {}
+
+
+def get_metric(request: Union[str, MetricRequest]) -> Metric:
+    """The implementation instance of a request, importing its module on first use."""
+    req = request if isinstance(request, MetricRequest) else parse_request(request)
+    spec = req.spec
+    cached = _IMPLS.get((spec.name, req.options))
+    if cached is not None and cached.spec is spec:
+        return cached
+    cls = spec.impl
+    if isinstance(cls, str):
+        module, _, attr = cls.partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+    inst = cls(spec, dict(req.options))
+    _IMPLS[(spec.name, req.options)] = inst
+    return inst
+
+
+def help_text() -> str:
+    """One line per registered metric, for CLI help."""
+    return "; ".join(f"{s.name} ({s.description or s.needs}"
+                     + (f", {s.direction} is better" if s.direction else "") + ")"
+                     for s in METRICS.values())
+
+
+# -- the built-in metrics: one registration each --------------------------------------------------
+_BOUNDS = frozenset({"max", "min"})
+_NOISE = frozenset({"max_noise_fraction"})
+
+register_metric(MetricSpec(
+    "fid", "facegan.metrics.fid:FID", LOWER, None, "features", _BOUNDS | _NOISE, 10_000,
+    options=("downscale",), description="Frechet Inception Distance"))
+register_metric(MetricSpec(
+    "kid", "facegan.metrics.kid:KID", LOWER, "mean", "features", _BOUNDS | _NOISE, 10_000,
+    options=("downscale",), description="Kernel Inception Distance"))
+register_metric(MetricSpec(
+    "is", "facegan.metrics.inception_score:InceptionScore", HIGHER, "mean", "logits", _BOUNDS,
+    10_000, needs_real=False, cacheable=False, options=("downscale",), description="Inception Score"))
+register_metric(MetricSpec(
+    "swd", "facegan.metrics.swd:SWD", LOWER, "avg", "images", _BOUNDS | _NOISE, 16_384,
+    cacheable=False,   # GBs of descriptors at the protocol's size: recomputed from the images
+    description="PGGAN sliced Wasserstein distance, x1e3"))
+register_metric(MetricSpec(
+    "ms_ssim", "facegan.metrics.ms_ssim:MSSSIM", None, "generated", "images",
+    _BOUNDS | frozenset({"max_above_real"}), 10_000, unit="pairs",
+    description="MS-SSIM of sample pairs (diversity; compared with real pairs)"))
+register_metric(MetricSpec(
+    "face_detection", "facegan.metrics.face_detection:FaceDetection", HIGHER, "detected_fraction",
+    "images", _BOUNDS, 2_000, description="fraction of images with a face found by scikit-image's "
+    "bundled LBP cascade (no download; never a stand-in for FID)"))

@@ -54,7 +54,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from facegan.metrics.registry import Accumulator, Metric, register_metric
+from facegan.metrics.registry import Accumulator, Metric
 
 NHOOD_SIZE = 7
 NHOODS_PER_IMAGE = 128
@@ -376,11 +376,8 @@ def swd_of_images(generated: np.ndarray, real: np.ndarray, seed: int = 0, shared
             acc.close()
 
 
-@register_metric
 class SWD(Metric):
-    name = "swd"
-    default_num = 16_384
-    cacheable = False   # GBs of descriptors at the protocol's size: recomputed from the images
+    """Registered in metrics/registry.py (direction, headline, rule keys, default size)."""
     shared_positions = False   # True: common random positions on both sides (see module doc)
 
     def protocol(self, n):

@@ -8,9 +8,18 @@ from facegan.components.gan_evaluator import blessing as B
 GOOD_DIV = {"between_std": 30.0, "within_std": 40.0}
 
 
+# Result key -> the metric request evaluate() records for it in results["protocols"].
+REQUEST = {"fid10k": "fid", "is10k": "is", "swd16k": "swd", "ms_ssim10k_pairs": "ms_ssim",
+           "fid10k_downscale64": "fid:downscale=64"}
+
+
 def results(**kw):
-    r = {"diversity": dict(GOOD_DIV), "comparable": True}
-    r.update(kw)
+    """Hand-written results laid out as evaluate() writes them (keys + their protocols)."""
+    r = {"diversity": dict(GOOD_DIV), "comparable": True, "protocols": {}}
+    for k, v in kw.items():
+        r[k] = v
+        if k in REQUEST:
+            r["protocols"][k] = {"metric": REQUEST[k].split(":")[0], "request": REQUEST[k]}
     return r
 
 
@@ -35,7 +44,7 @@ def test_defaults_bless_diverse_samples_and_refuse_constant_ones():
 
 
 def test_missing_diversity_fails_rather_than_passing_silently():
-    d = B.decide({"swd16k": 10.0})
+    d = B.decide({"swd16k": {"avg": 10.0}, "protocols": {"swd16k": {"metric": "swd", "request": "swd"}}})
     assert not d.blessed
     assert "missing" in by_rule(d, "not degenerate").reason
 
@@ -54,13 +63,13 @@ def test_absolute_bounds_match_protocol_named_results():
 
 
 def test_rule_on_a_metric_not_computed_fails():
-    d = B.decide(results(swd16k=1.0), {"fid": {"max": 50}})
+    d = B.decide(results(swd16k={"avg": 1.0}), {"fid": {"max": 50}})
     assert not d.blessed
     assert "not computed" in by_rule(d, "fid <= 50").reason
 
 
 def test_nan_never_passes():
-    d = B.decide(results(swd16k=float("nan")), {"swd": {"max": 1e9}})
+    d = B.decide(results(swd16k={"avg": float("nan")}), {"swd": {"max": 1e9}})
     assert not d.blessed
 
 
@@ -78,21 +87,21 @@ def test_ms_ssim_relative_to_real_pairs_plus_margin():
 
 def test_noise_fraction_uses_the_noise_reference():
     th = {"swd": {"max_noise_fraction": 0.5}}
-    ok = B.decide(results(swd16k=40.0, noise_reference={"swd": 100.0}), th)
+    ok = B.decide(results(swd16k={"avg": 40.0}, noise_reference={"swd": 100.0}), th)
     assert ok.blessed and by_rule(ok, "swd <= 0.5 x noise").threshold == pytest.approx(50.0)
-    bad = B.decide(results(swd16k=60.0, noise_reference={"swd": 100.0}), th)
+    bad = B.decide(results(swd16k={"avg": 60.0}, noise_reference={"swd": 100.0}), th)
     assert not bad.blessed
-    no_ref = B.decide(results(swd16k=1.0), th)
+    no_ref = B.decide(results(swd16k={"avg": 1.0}), th)
     assert not no_ref.blessed and "noise reference" in no_ref.rules[-1].reason
-    assert B.noise_reference_families(json.dumps(th)) == ["swd"]
+    assert B.parse_rules(json.dumps(th)).noise_reference_metrics() == ["swd"]
 
 
 def test_improvement_over_baseline_absolute_and_relative():
-    cand = results(swd16k=90.0, fid10k=40.0)
-    base = results(swd16k=100.0, fid10k=50.0)
+    cand = results(swd16k={"avg": 90.0}, fid10k=40.0)
+    base = results(swd16k={"avg": 100.0}, fid10k=50.0)
     # Absolute: needs <= 100 - 5 = 95; 90 passes, 96 fails.
     assert B.decide(cand, min_improvement={"swd": 5}, baseline_results=base).blessed
-    worse = B.decide(results(swd16k=96.0), min_improvement={"swd": 5}, baseline_results=base)
+    worse = B.decide(results(swd16k={"avg": 96.0}), min_improvement={"swd": 5}, baseline_results=base)
     assert not worse.blessed
     assert by_rule(worse, "swd beats baseline").threshold == pytest.approx(95.0)
     # Relative: 25% of 50 -> needs <= 37.5; 40 fails.
@@ -108,7 +117,7 @@ def test_improvement_over_baseline_absolute_and_relative():
 
 
 def test_no_baseline_rubber_stamps_improvement_rules_but_still_checks_bounds():
-    d = B.decide(results(swd16k=10.0), {"swd": {"max": 5}}, min_improvement={"swd": 1})
+    d = B.decide(results(swd16k={"avg": 10.0}), {"swd": {"max": 5}}, min_improvement={"swd": 1})
     assert not d.has_baseline
     assert by_rule(d, "swd beats baseline").passed
     assert "no baseline" in by_rule(d, "swd beats baseline").reason
@@ -136,15 +145,50 @@ def test_bad_min_improvement_is_refused():
 
 
 def test_decision_serializes_with_reasons():
-    d = B.decide(results(swd16k=3.0), {"swd": {"max": 5}})
+    d = B.decide(results(swd16k={"avg": 3.0}), {"swd": {"max": 5}})
     out = json.loads(json.dumps(d.to_dict()))
     assert out["blessed"] is True and out["failed"] == []
     assert all(r["reason"] for r in out["rules"])
     assert "BLESSED" in d.summary() and "swd16k = 3" in d.summary()
 
 
-def test_find_metric_prefers_exact_family_and_protocol_names():
-    assert B.find_metric({"fid10k": 1.0}, "fid") == ("fid10k", 1.0)
-    assert B.find_metric({"ms_ssim10k_pairs": {"generated": 0.2}}, "ms_ssim")[0] == "ms_ssim10k_pairs"
-    assert B.find_metric({"kid10k": 1.0}, "fid") == (None, None)
-    assert B.find_metric({"is10k": 1.0}, "is")[0] == "is10k"
+def test_find_metric_reads_the_recorded_request_not_the_key_text():
+    r = results(fid10k=1.0, ms_ssim10k_pairs={"generated": 0.2}, is10k={"mean": 3.0},
+                fid10k_downscale64=7.0)
+    assert B.find_metric(r, "fid") == ("fid10k", 1.0)
+    assert B.find_metric(r, "fid:downscale=64") == ("fid10k_downscale64", 7.0)
+    assert B.find_metric(r, "ms_ssim")[0] == "ms_ssim10k_pairs"
+    assert B.find_metric(r, "kid") == (None, None)
+    # A key that merely looks like a metric is not one: only protocols say what was computed.
+    assert B.find_metric({"kid10k": 1.0}, "kid") == (None, None)
+    # The headline number is the one the registry names (IS: mean; MS-SSIM: generated pairs).
+    assert B.headline(r, "is") == ("is10k", 3.0) and B.headline(r, "ms_ssim") == ("ms_ssim10k_pairs", 0.2)
+
+
+def test_rules_follow_the_registry_directions_and_rule_keys():
+    from facegan.metrics.registry import METRICS
+    for name, spec in METRICS.items():
+        for k in spec.rule_keys:   # every key the registry allows parses ...
+            assert B.parse_rules({name: {k: 1.0}}).thresholds[-1] == B.Rule(name, k, 1.0)
+        with pytest.raises(ValueError, match="unknown rule"):   # ... and nothing else
+            B.parse_rules({name: {"max_above_real" if "max_above_real" not in spec.rule_keys
+                                  else "max_noise_fraction": 1.0}})
+        if spec.direction is None:
+            with pytest.raises(ValueError, match="no better direction"):
+                B.parse_rules(min_improvement={name: 1.0})
+
+
+def test_rules_are_parsed_once_into_typed_rules_and_round_trip():
+    rules = B.parse_rules({"fid:downscale=64": {"max": 30}, "degenerate": {"min_within_std": 5}},
+                          {"swd": "10%", "fid": 2})
+    assert B.Rule("fid:downscale=64", "max", 30.0) in rules.thresholds
+    assert B.Rule("degenerate", "min_within_std", 5.0) in rules.thresholds
+    assert B.Rule("degenerate", "min_between_std", 2.0) in rules.thresholds   # the default stays
+    assert rules.improvements == [B.Rule("swd", "min_improvement", 0.1, True),
+                                  B.Rule("fid", "min_improvement", 2.0)]
+    assert rules.metrics() == ["fid:downscale=64", "swd", "fid"]
+    again = B.parse_rules(rules.thresholds_json(), rules.min_improvement_json())
+    assert set(again) == set(rules)
+    # decide() takes the parsed rules as they are
+    d = B.decide(results(fid10k_downscale64=31.0, swd16k={"avg": 1.0}, fid10k=1.0), rules)
+    assert not d.blessed and not by_rule(d, "fid:downscale=64 <= 30").passed

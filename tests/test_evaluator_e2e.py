@@ -120,3 +120,27 @@ def test_component_blesses_good_refuses_constant_and_pusher_obeys(tmp_path):
     assert [_prop(p, "pushed") for p in pushes] == [1, 0]
     # TensorBoard got both evaluations.
     assert os.listdir(os.path.join(root, "tb", "evaluation"))
+
+
+def test_component_validates_metrics_and_rules_at_pipeline_construction():
+    from tfx import v1 as tfx
+    from tfx.types import standard_component_specs
+
+    from facegan.components.gan_evaluator import component as C
+    examples = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples)
+    model = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model)
+    for kw, needle in (
+            (dict(thresholds={"fid": {"maximum": 1}}, metrics="fid"),
+             "GanEvaluator: thresholds.fid: unknown rule 'maximum'; choose from max, max_noise_fraction, min"),
+            (dict(metrics="swd,fdi"), "GanEvaluator: metrics: unknown metric 'fdi'"),
+            (dict(thresholds={"fid": {"max": 1}}), "GanEvaluator: thresholds/min_improvement name metric(s) fid"),
+            (dict(min_improvement={"ms_ssim": 0.1}), "GanEvaluator: min_improvement: 'ms_ssim' has no better")):
+        with pytest.raises(ValueError) as e:
+            C.GanEvaluator(examples=examples, model=model, **kw)
+        assert needle in str(e.value)
+    ok = C.GanEvaluator(examples=examples, model=model, metrics=["swd", "fid:downscale=64"],
+                        thresholds={"fid:downscale=64": {"max": 40}}, min_improvement={"swd": "5%"})
+    assert ok.exec_properties["metrics"] == "swd,fid:downscale=64"
+    assert json.loads(ok.exec_properties["thresholds"])["fid:downscale=64"] == {"max": 40.0}
+    assert json.loads(ok.exec_properties["min_improvement"]) == {"swd": "5%"}
+    assert C.EXAMPLES_KEY == standard_component_specs.EXAMPLES_KEY and "examples" in ok.inputs

@@ -53,6 +53,10 @@ def test_good_generator_is_blessed_and_everything_is_written(world, blob_eval):
     grid = decode_png((out / "sample_grid.png").read_bytes())
     assert grid.shape == (8 * (RES + 2) + 2, 8 * (RES + 2) + 2, 3)
     assert (out / "memorization.png").exists() and ev.results["memorization"]["num_generated"] == 8
+    # HDCGAN's figure: each sample, its 5 nearest training images in feature space, a gap, 5 in pixels.
+    sheet = decode_png((out / "memorization.png").read_bytes())
+    assert ev.results["memorization"]["k"] == 5
+    assert sheet.shape == (8 * (RES + 2) + 2, (1 + 5 + 1 + 5) * (RES + 2) + 2, 3)
     # Headline scalars exclude protocol counts.
     assert "swd48/avg" in ev.scalars and "ms_ssim48_pairs/generated" in ev.scalars
     assert not any(k.endswith("/num_images") or k.startswith("protocols") for k in ev.scalars)
@@ -109,11 +113,14 @@ def test_resolution_mismatch_is_a_clear_error(world, tmp_path):
 
 
 def test_rules_on_metrics_not_computed_are_refused_before_any_work(world, tmp_path):
-    with pytest.raises(ValueError, match="thresholds name metric\\(s\\) fid"):
+    with pytest.raises(ValueError, match="name metric\\(s\\) fid that are not computed"):
         EL.evaluate_model(world["blob"], world["examples"], str(tmp_path), thresholds={"fid": {"max": 1}},
                           **FAST)
-    with pytest.raises(ValueError, match="unknown metric\\(s\\) fdi"):
+    with pytest.raises(ValueError, match="unknown metric 'fdi'; known metrics: face_detection, fid, is, kid, ms_ssim, swd"):
         EL.parse_metric_names("swd,fdi")
+    with pytest.raises(ValueError, match="bad option 'downscale'; swd accepts: none"):
+        EL.parse_metric_names("swd:downscale")
+    assert EL.parse_metric_names('["swd", "fid:downscale=64", "swd"]') == ["swd", "fid:downscale=64"]
     assert not os.listdir(tmp_path)
 
 
@@ -177,3 +184,32 @@ def test_missing_inception_weights(world, tmp_path, capsys):
     assert "does not exist" in ev.results["memorization"]["error"]
     assert "memorization" not in ev.files and ev.results["swd16"]["avg"] > 0
     assert "error" in json.loads((tmp_path / "b" / "metrics.json").read_text())["results"]["memorization"]
+
+
+def test_cli_help_lists_registered_metrics_defaults_and_an_example(capsys):
+    from facegan.cli import main
+    from facegan.metrics.registry import METRICS
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())   # argparse wraps lines
+    assert all(f"{name} (" in out for name in METRICS)        # straight from the registry
+    assert "(default: swd,ms_ssim)" in out and "(default: 10000)" in out
+    assert "examples:" in out and "facegan evaluate --model" in out
+    assert "classify_image_graph_def.pb" in out             # the standard FID network is offered
+
+
+def test_cli_errors_name_the_users_flags(world, tmp_path, capsys):
+    import argparse
+    from facegan.components.gan_evaluator import cli
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    base = ["--model", world["blob"], "--data", world["examples"], "--out", str(tmp_path)]
+    for extra, needle in (
+            (["--num-images", "1"], "facegan evaluate: --num-images must be >= 2, got 1"),
+            (["--thresholds", '{"fid": {"max": 1}}'], "--thresholds/--min-improvement name metric(s) fid"),
+            (["--thresholds", '{"swd": {"max": "x"}}'], "--thresholds: swd.max must be a finite number"),
+            (["--metrics", "swd,fdi"], "--metrics: unknown metric 'fdi'")):
+        assert cli.main(p.parse_args(base + extra)) == 2
+        err = capsys.readouterr().err
+        assert needle in err, err
+        assert "num_images" not in err and "min_improvement" not in err

@@ -36,11 +36,17 @@ def test_registry_names_and_unknown_metric_error():
     assert "'fld'" in msg and all(n in msg for n in ("fid", "kid", "is", "swd", "ms_ssim"))
     with pytest.raises(ValueError, match="its own function"):
         metrics.validate_metric_names("fid,memorization")
-    assert metrics.validate_metric_names("fid, swd") == ["fid", "swd"]
+    assert [r.label for r in metrics.validate_metric_names("fid, swd,fid")] == ["fid", "swd"]
+    req = metrics.validate_metric_names("fid:downscale=64")[0]
+    assert (req.name, dict(req.options), req.label) == ("fid", {"downscale": 64}, "fid:downscale=64")
+    for bad, needle in (("swd:downscale=64", "swd accepts: none"), ("fid:downscale=x", "needs a int"),
+                        ("fid:size=3", "bad option 'size=3'; fid accepts: downscale=N")):
+        with pytest.raises(ValueError, match=needle):
+            metrics.validate_metric_names(bad)
 
 
 def test_register_metric_adds_a_streamed_metric():
-    from facegan.metrics.registry import Accumulator, Metric, register_metric
+    from facegan.metrics.registry import Accumulator, Metric, MetricSpec, register_metric
 
     class MeanAcc(Accumulator):
         needs_images = True
@@ -57,16 +63,15 @@ def test_register_metric_adds_a_streamed_metric():
         def result(self):
             return {"mean": self.s / self.count}
 
-    @register_metric
     class MeanDiff(Metric):
-        name = "test_mean_diff"
-
         def accumulator(self, n, role, seed=0):
             return MeanAcc(n)
 
         def compute(self, g, r, seed=0):
             return g["mean"] - r["mean"]
 
+    register_metric(MetricSpec("test_mean_diff", MeanDiff, "lower", None, "images",
+                               frozenset({"max"}), 10))
     try:
         a, b = blobs(10, seed=1), blobs(12, seed=2)
         r = evaluate(["test_mean_diff"], a, batches(b), num_images=10, progress=False)
@@ -200,7 +205,7 @@ def no_weights(tmp_path, monkeypatch):
     monkeypatch.delenv(feat_lib.WEIGHTS_ENV, raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
 
-    def offline(url, dest, timeout=60.0):
+    def offline(url, dest, file_hash):
         raise OSError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(feat_lib, "_download", offline)
@@ -250,3 +255,152 @@ def test_memorization_flags_copies_and_writes_sheet(tmp_path):
     assert no_ref["score"] == 0.5 and "copy_fraction" not in no_ref
     capped = memorization(gen, batches(train, 16), None, extractor="random_tiny", max_train=20, progress=False)
     assert capped["num_train"] == 20 and capped["exact_copies"][:4] == [True, True, False, False]
+
+
+def test_a_real_split_smaller_than_the_protocol_says_all_of_it_is_used(capsys):
+    gen, real = blobs(16, seed=1), blobs(12, seed=2)
+    r = evaluate(["swd"], gen, batches(real, 8), num_images=16, progress=True)
+    err = capsys.readouterr().err
+    assert "real: the stream holds 12 images, fewer than the 16 the protocol asks for at most; " \
+           "all 12 are used" in err
+    assert "generated: done, 16 images" in err
+    assert r["protocols"]["swd16"]["num_real"] == 12
+
+
+def write_tiny_fid_graph(path, dim=8, classes=5, size=11):
+    """A frozen GraphDef shaped like the 2015 FID Inception graph (same node names, own resize and
+    (x-128)/128 scaling inside the graph), with tiny random constant weights."""
+    import tensorflow as tf
+    rng = np.random.default_rng(0)
+    g = tf.Graph()
+    with g.as_default():
+        img = tf.compat.v1.placeholder(tf.float32, [None, None, 3], name="Cast")
+        x = tf.expand_dims(img, 0, name="ExpandDims")
+        x = tf.compat.v1.image.resize_bilinear(x, [size, size], name="ResizeBilinear")
+        x = tf.multiply(tf.subtract(x, 128.0, name="Sub"), 1.0 / 128.0, name="Mul")
+        w = tf.constant(rng.standard_normal((3, 3, 3, dim)).astype(np.float32))
+        x = tf.nn.relu(tf.nn.conv2d(x, w, 2, "SAME"))
+        pool = tf.nn.avg_pool2d(x, ksize=int(x.shape[1]), strides=1, padding="VALID", name="pool_3")
+        flat = tf.reshape(pool, [1, dim], name="pool_3/_reshape")   # batch 1, as in the 2015 graph
+        wl = tf.constant(rng.standard_normal((dim, classes)).astype(np.float32))
+        logits = tf.matmul(flat, wl, name="softmax/logits/MatMul")
+        tf.nn.softmax(tf.nn.bias_add(logits, tf.ones([classes])), name="softmax")
+    with open(path, "wb") as f:
+        f.write(g.as_graph_def().SerializeToString())
+    return g
+
+
+def test_fid_inception_graph_from_a_path_batches_like_the_per_image_graph(tmp_path):
+    import tensorflow as tf
+    path = str(tmp_path / "classify_image_graph_def.pb")
+    g = write_tiny_fid_graph(path)
+    imgs = blobs(10, res=20, seed=3)
+    # Reference: the graph run image by image in a TF1 session, fed where TTUR feeds it.
+    with tf.compat.v1.Session(graph=g) as sess:
+        ref = [sess.run(["pool_3:0", "softmax/logits/MatMul:0"], {"Cast:0": im.astype(np.float32)})
+               for im in imgs]
+    ref_pool = np.concatenate([p.reshape(1, -1) for p, _ in ref])
+    ref_logits = np.concatenate([lg for _, lg in ref])
+    ext = feat_lib.get_extractor(path, batch_size=2)          # batches of 2 (+1) through one graph
+    out = ext(imgs)
+    np.testing.assert_allclose(out["pool"], ref_pool, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["logits"], ref_logits, rtol=1e-5, atol=1e-5)   # no bias (IS code)
+    assert ext.name == "inception2015" and ext.comparable and ext.has_logits and ext.dim == 8
+    assert feat_lib.weights_fingerprint(path) in ext.fingerprint
+    real = blobs(10, res=20, seed=4)
+    r = evaluate(["fid", "is"], imgs, real, num_images=10, extractor=path, progress=False)
+    assert r["comparable"] is True and {"fid10", "is10"} <= set(r)        # a real FID, no _random
+    assert r["fid10"] == pytest.approx(frechet_distance_from_activations(
+        ref_pool.astype(np.float64), ext(real)["pool"].astype(np.float64)), rel=1e-6)
+    assert r["protocols"]["fid10"]["extractor_name"] == "inception2015"
+    assert r["protocols"]["fid10"]["resize"] == feat_lib.GRAPH_RESIZE
+    # A .pb without the FID graph's nodes is named, with what is missing.
+    bad = tmp_path / "other.pb"
+    bad.write_bytes(tf.Graph().as_graph_def().SerializeToString())
+    with pytest.raises(ValueError, match=r"other.pb lacks node\(s\) \['ExpandDims', 'pool_3'\]"):
+        feat_lib.get_extractor(str(bad))
+    (tmp_path / "junk.pb").write_bytes(b"\xff\xfe not a graph")
+    with pytest.raises(ValueError, match="junk.pb is not a readable frozen GraphDef"):
+        feat_lib.get_extractor(str(tmp_path / "junk.pb"))
+
+
+def test_hdcgan_downscale_option_feeds_64px_views_and_labels_the_key():
+    from PIL import Image
+    gen, real = blobs(16, res=32, seed=1), blobs(16, res=32, seed=2)
+    r = evaluate(["fid", "fid:downscale=8"], gen, real, num_images=16, extractor="random_tiny",
+                 progress=False)
+    assert {"fid16_random", "fid16_downscale8_random"} <= set(r)
+    ext = feat_lib.get_extractor("random_tiny")
+
+    def small(x):   # independent: PIL bicubic, image by image
+        return np.stack([np.asarray(Image.fromarray(im).resize((8, 8), Image.BICUBIC)) for im in x])
+
+    ref = frechet_distance_from_activations(ext(small(gen))["pool"].astype(np.float64),
+                                            ext(small(real))["pool"].astype(np.float64))
+    assert r["fid16_downscale8_random"] == pytest.approx(ref, rel=1e-6)
+    assert r["fid16_downscale8_random"] != pytest.approx(r["fid16_random"], rel=1e-3)
+    p = r["protocols"]["fid16_downscale8_random"]
+    assert p["request"] == "fid:downscale=8" and p["downscale"] == 8
+    assert p["resize"].startswith("downscale to 8x8 (PIL bicubic), then tf.image.resize")
+
+
+def _lfw_subset_uint8():
+    from skimage.data import lfw_subset   # bundled with scikit-image: 100 faces, 100 non-faces
+    x = (lfw_subset() * 255).round().astype(np.uint8)
+    return np.repeat(x[..., None], 3, axis=-1)
+
+
+def test_face_detection_is_registered_and_separates_faces_from_noise():
+    """Measured (metrics/face_detection.py docstring): bundled LFW faces 0.82, its non-faces 0.04,
+    uniform noise 0.00-0.01; real CelebA/FFHQ 0.93. Margins are set well inside those gaps."""
+    from facegan.metrics.registry import METRICS
+    spec = METRICS["face_detection"]
+    assert spec.direction == "higher" and spec.headline == "detected_fraction" and spec.needs == "images"
+    lfw = _lfw_subset_uint8()
+    faces, nonfaces = lfw[:100], lfw[100:]
+    noise = np.random.default_rng(0).integers(0, 256, (100, 64, 64, 3), dtype=np.uint8)
+    r = evaluate(["face_detection"], faces, nonfaces, num_images=100, progress=False)
+    res = r["face_detection100"]
+    # A direct skimage Cascade call on the float images (same cascade settings) found 82 faces
+    # and 7 non-faces; the detector is deterministic.
+    assert res["detected_fraction"] == pytest.approx(0.82, abs=0.02)
+    assert res["real"]["detected_fraction"] < 0.10
+    assert 0.3 < res["face_size_mean"] < 1.0 and res["detections_per_image"] >= res["detected_fraction"]
+    r_noise = evaluate(["face_detection"], noise, faces, num_images=100, progress=False)
+    assert res["detected_fraction"] - r_noise["face_detection100"]["detected_fraction"] > 0.6
+    from facegan.components.gan_evaluator import blessing
+    d = blessing.decide(r_noise, {"face_detection": {"min": 0.5}})
+    assert not [x for x in d.rules if x.rule == "face_detection >= 0.5"][0].passed
+
+
+def test_face_detection_on_real_faces_beats_noise_and_blur(celeba_dir):
+    from facegan.metrics.face_detection import FaceAccumulator, _validation_sets, summary
+    sets = _validation_sets(str(celeba_dir), 64, 64)
+    frac = {}
+    for name, imgs in sets.items():
+        acc = FaceAccumulator(len(imgs))
+        acc.add(imgs, None)
+        frac[name] = summary(acc.result())["detected_fraction"]
+    # Measured on 1,000: real 0.93, noise 0.001, blurred 0.27 (binomial sd at n=64 <= 0.06).
+    assert frac["real"] - frac["noise"] > 0.6
+    assert frac["real"] - frac["blurred"] > 0.3
+
+
+def test_weights_download_goes_through_keras_get_file_and_checks_the_hash(tmp_path, monkeypatch):
+    """The download is Keras' get_file with file_hash (md5): a good file lands in Keras' cache, a
+    corrupt one is refused and the refusal is in the how-to message (file:// stands in for http)."""
+    import hashlib
+    src = tmp_path / "served.h5"
+    src.write_bytes(b"pretend weights " * 64)
+    md5 = hashlib.md5(src.read_bytes()).hexdigest()
+    dest = tmp_path / "keras" / "models" / "w.h5"
+    got = feat_lib._download(src.as_uri(), str(dest), md5)
+    assert got == str(dest) and dest.read_bytes() == src.read_bytes()
+    with pytest.raises(ValueError, match="(?i)corrupt|incomplete"):
+        feat_lib._download(src.as_uri(), str(tmp_path / "keras" / "models" / "bad.h5"), "0" * 32)
+    # resolve_inception_weights reports a failed download (here: the wrong hash) in its message
+    monkeypatch.delenv(feat_lib.WEIGHTS_ENV, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "k2"))
+    monkeypatch.setattr(feat_lib, "INCEPTION_TOP_URL", src.as_uri())
+    with pytest.raises(metrics.WeightsUnavailableError, match="failed: ValueError"):
+        feat_lib.resolve_inception_weights()

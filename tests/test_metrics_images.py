@@ -5,6 +5,7 @@ import scipy.ndimage
 import scipy.signal
 
 from facegan.metrics import swd as swd_lib
+from facegan.metrics.registry import get_metric
 from facegan.metrics.ms_ssim import PairsAccumulator, ms_ssim
 
 
@@ -158,7 +159,7 @@ def test_swd_sides_draw_positions_independently_by_default():
     assert swd_lib.position_seed(0, "real", True) == swd_lib.position_seed(0, "generated", True)
     with pytest.raises(ValueError, match="role"):
         swd_lib.position_seed(0, "fake")
-    metric = swd_lib.SWD()
+    metric = get_metric("swd")   # the registered implementation (spec attached)
     assert metric.shared_positions is False and metric.protocol(6)["positions"] == "independent"
     accs = {role: metric.accumulator(6, role, seed=0) for role in swd_lib.ROLES}
     for acc in accs.values():

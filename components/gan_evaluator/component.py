@@ -14,27 +14,30 @@ Outputs
   with `current_model`/`current_model_id` (and baseline ones), exactly as TFX's Evaluator writes
   them, so the standard Pusher honours it and `LatestBlessedModelStrategy` finds it.
 
-Parameters: `metrics` (list or comma string), `num_images`, `thresholds` (dict/JSON, see
-blessing.py), `min_improvement` (dict/JSON), `extractor` ("inception" | "random" | "random_tiny" | weights path; the
-default random_tiny only feeds the memorization sheet and `_random`-labelled extras),
-`log_dir` (TensorBoard dir shared by the pipeline run), `seed`, `batch_size`, `cache_dir`.
+Parameters: `metrics` (list or comma string of registry names, options allowed:
+`fid:downscale=64`), `num_images`, `thresholds` (dict/JSON, see blessing.py), `min_improvement`
+(dict/JSON), `extractor` ("inception" | "random" | "random_tiny" | .h5 weights path | 2015 FID
+graph .pb path; the default random_tiny only feeds the memorization sheet and `_random`-labelled
+extras), `log_dir` (TensorBoard dir shared by the pipeline run), `seed`, `batch_size`, `cache_dir`.
+Metrics and rules are validated when the pipeline is built (ValueError naming the bad metric or
+rule); channel names are TFX's standard ones (`standard_component_specs`).
 """
-import json
 from typing import Any, Dict, Optional, Sequence, Union
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
-from tfx.types import standard_artifacts
+from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from facegan.components.gan_evaluator import blessing
+from facegan.components.gan_evaluator import blessing, evaluate_lib
 from facegan.components.gan_evaluator.executor import Executor
 
-EXAMPLES_KEY = "examples"
-MODEL_KEY = "model"
-BASELINE_MODEL_KEY = "baseline_model"
-EVALUATION_KEY = "evaluation"
-BLESSING_KEY = "blessing"
+# TFX's own channel names (the standard Evaluator uses the same ones).
+EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
+MODEL_KEY = standard_component_specs.MODEL_KEY
+BASELINE_MODEL_KEY = standard_component_specs.BASELINE_MODEL_KEY
+EVALUATION_KEY = standard_component_specs.EVALUATION_KEY
+BLESSING_KEY = standard_component_specs.BLESSING_KEY
 
 
 class GanEvaluatorSpec(types.ComponentSpec):
@@ -60,14 +63,6 @@ class GanEvaluatorSpec(types.ComponentSpec):
     }
 
 
-def _json_param(value, parse) -> str:
-    """Validate at pipeline construction (errors name the field), store as canonical JSON."""
-    if value is None or value == "":
-        return ""
-    parse(value)
-    return json.dumps(json.loads(value) if isinstance(value, str) else value, sort_keys=True)
-
-
 class GanEvaluator(base_component.BaseComponent):
     """Computes GAN metrics for a generator, writes pictures and blesses it by rules."""
 
@@ -83,19 +78,22 @@ class GanEvaluator(base_component.BaseComponent):
                  extractor: str = "random_tiny",
                  log_dir: Optional[str] = None,
                  seed: int = 0, batch_size: int = 64, cache_dir: Optional[str] = None):
-        if isinstance(metrics, str):
-            names = [m.strip() for m in metrics.split(",") if m.strip()]
-        else:
-            names = [str(m) for m in metrics]
-        if not names:
-            raise ValueError("GanEvaluator: metrics must name at least one metric")
+        # Validated here, at pipeline construction, with errors naming the bad metric or rule.
+        try:
+            names = evaluate_lib.parse_metric_names(metrics)
+            rules = blessing.parse_rules(thresholds, min_improvement)
+        except ValueError as e:
+            raise ValueError(f"GanEvaluator: {e}") from None
+        missing = [m for m in rules.metrics() if m not in names]
+        if missing:
+            raise ValueError(f"GanEvaluator: thresholds/min_improvement name metric(s) "
+                             f"{', '.join(missing)} that are not computed (metrics: {', '.join(names)})")
         if int(num_images) < 2:
             raise ValueError(f"GanEvaluator: num_images must be >= 2, got {num_images}")
         spec = GanEvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model,
             metrics=",".join(names), num_images=int(num_images),
-            thresholds=_json_param(thresholds, blessing.parse_thresholds),
-            min_improvement=_json_param(min_improvement, blessing.parse_min_improvement),
+            thresholds=rules.thresholds_json(), min_improvement=rules.min_improvement_json(),
             extractor=str(extractor), log_dir=log_dir or "", seed=int(seed),
             batch_size=int(batch_size), cache_dir=cache_dir or "",
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),

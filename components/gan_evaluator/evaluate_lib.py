@@ -71,26 +71,16 @@ def resolve_model_dir(path: str) -> str:
 
 
 def parse_metric_names(metrics) -> List[str]:
-    """'swd,ms_ssim' or a list -> validated list of metric names (known to the metrics library)."""
+    """'swd,ms_ssim' (or a JSON list, or a list) -> validated, de-duplicated metric request labels
+    (registry names, optionally with options: 'fid:downscale=64')."""
+    from facegan.metrics.registry import validate_metric_names
     if isinstance(metrics, str):
         s = metrics.strip()
-        names = json.loads(s) if s.startswith("[") else [m.strip() for m in s.split(",")]
-    else:
-        names = list(metrics)
-    names = [str(n).strip().lower() for n in names if str(n).strip()]
-    if not names:
-        raise ValueError("metrics: name at least one metric (e.g. swd,ms_ssim)")
-    known = _known_metrics()
-    bad = [n for n in names if known and n not in known]
-    if bad:
-        raise ValueError(f"metrics: unknown metric(s) {', '.join(bad)}; choose from {', '.join(sorted(known))}")
-    return list(dict.fromkeys(names))
-
-
-def _known_metrics() -> Sequence[str]:
-    import facegan.metrics as M
-    reg = getattr(M, "METRICS", None)
-    return tuple(reg) if reg else ()
+        metrics = json.loads(s) if s.startswith("[") else s
+    try:
+        return [r.label for r in validate_metric_names(metrics)]
+    except ValueError as e:
+        raise ValueError(f"metrics: {e}") from None
 
 
 def _real_batches(examples_uri: str, batch_size: int, limit: Optional[int] = None,
@@ -187,7 +177,8 @@ def _real_key(examples_uri: str, cache_dir: Optional[str]) -> Optional[str]:
 
 def compute_metrics(gen, examples_uri: str, metric_names: Sequence[str], *, num_images: int,
                     extractor: str, seed: int, batch_size: int, cache_dir: Optional[str],
-                    noise_families: Sequence[str] = (), progress: bool = True) -> Dict[str, Any]:
+                    noise_metrics: Sequence[str] = (), progress: bool = True,
+                    label: str = "generated") -> Dict[str, Any]:
     """The metrics for one loaded generator, plus diversity stats and noise references.
 
     Real images are the eval split without mirrored copies (a mirrored pair would count one face
@@ -198,14 +189,13 @@ def compute_metrics(gen, examples_uri: str, metric_names: Sequence[str], *, num_
     common = dict(num_images=num_images, extractor=extractor, cache_dir=cache_dir,
                   real_cache_key=_real_key(examples_uri, cache_dir), progress=progress, seed=seed)
     results = dict(M.evaluate(list(metric_names), lambda n: gen.batches(n, batch_size, seed), real,
-                              **common))
+                              label=label, **common))
     results[blessing.DIVERSITY_KEY] = diversity_stats(gen.sample(DIVERSITY_SAMPLES, seed=seed))
     refs = {}
-    for family in noise_families:
-        ref = M.evaluate([family], lambda n: noise_batches(n, batch_size, gen.resolution, seed + 1),
-                         real, **common)
-        _, value = blessing.find_metric(ref, family)
-        refs[family] = blessing.scalar(value)
+    for metric in noise_metrics:
+        ref = M.evaluate([metric], lambda n: noise_batches(n, batch_size, gen.resolution, seed + 1),
+                         real, label=f"uniform noise ({metric} reference)", **common)
+        refs[metric] = blessing.headline(ref, metric)[1]
     if refs:
         results[blessing.REFERENCES_KEY] = refs
     return results
@@ -259,17 +249,11 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
     if num_images < 2:
         raise ValueError(f"num_images must be >= 2, got {num_images}")
     names = parse_metric_names(metrics)
-    th = blessing.parse_thresholds(thresholds)          # validate before any expensive work
-    blessing.parse_min_improvement(min_improvement)
-    noise_families = [f for f in blessing.noise_reference_families(th)]
-    missing = [f for f in th if f not in (blessing.DEGENERATE,) and f not in names]
+    rules = blessing.parse_rules(thresholds, min_improvement)   # once, before any expensive work
+    missing = [m for m in rules.metrics() if m not in names]
     if missing:
-        raise ValueError(f"thresholds name metric(s) {', '.join(missing)} that are not computed "
-                         f"(metrics: {', '.join(names)})")
-    imp_missing = [f for f in blessing.parse_min_improvement(min_improvement) if f not in names]
-    if imp_missing:
-        raise ValueError(f"min_improvement names metric(s) {', '.join(imp_missing)} that are not "
-                         f"computed (metrics: {', '.join(names)})")
+        raise ValueError(f"thresholds/min_improvement name metric(s) {', '.join(missing)} that are "
+                         f"not computed (metrics: {', '.join(names)})")
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.monotonic()
 
@@ -284,7 +268,8 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
               cache_dir=cache_dir)
     log(f"evaluating {model_dir} on {examples_uri} ({', '.join(names)}; {num_images} images, "
         f"extractor {extractor})")
-    results = compute_metrics(gen, examples_uri, names, noise_families=noise_families, **kw)
+    results = compute_metrics(gen, examples_uri, names,
+                              noise_metrics=rules.noise_reference_metrics(), **kw)
 
     baseline_results = None
     if baseline_dir:
@@ -295,9 +280,9 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
                 f"not comparable, evaluating without a baseline")
         else:
             log(f"evaluating baseline {baseline_dir} with the same protocol")
-            baseline_results = compute_metrics(base, examples_uri, names, **kw)
+            baseline_results = compute_metrics(base, examples_uri, names, label="baseline", **kw)
 
-    decision = blessing.decide(results, th, min_improvement, baseline_results)
+    decision = blessing.decide(results, rules, baseline_results=baseline_results)
     files = {}
     samples = gen.sample(GRID_SAMPLES, seed=seed)
     files["sample_grid"] = save_grid(samples, os.path.join(out_dir, SAMPLE_GRID_FILE))
