@@ -45,7 +45,9 @@ def straight(synth16, tmp_path_factory):
 
 def test_config_refusals():
     with pytest.raises(ConfigError, match="loss.pl_weight: path length .* no W space"):
-        get_preset("smoke", {"loss.family": "nsgan_r1"})
+        get_preset("smoke_progan", {"loss.family": "nsgan_r1"})
+    with pytest.raises(ConfigError, match="batch normalization"):   # R1 is per example, like WGAN-GP
+        get_preset("smoke", {"loss.family": "nsgan_r1", "loss.pl_weight": 0.0})
     get_preset("smoke_progan", {"loss.family": "nsgan_r1", "loss.pl_weight": 0.0})   # R1 alone: fine
     with pytest.raises(ConfigError, match="tricks.augment.mode 'adaa'"):
         get_preset("smoke", {"tricks.augment.mode": "adaa"})

@@ -296,7 +296,6 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"tricks.lens.anneal_steps must be >= 0, got {lens.anneal_steps}")
         if lens.learning_rate <= 0:
             raise ConfigError(f"tricks.lens.learning_rate must be > 0, got {lens.learning_rate}")
-    _validate_style(cfg, arch, family)
     # Incompatible combinations, refused with the reason.
     if not arch.min_resolution <= res <= arch.max_resolution:
         raise ConfigError("network.resolution: " + (arch.resolution_reason or (
@@ -339,6 +338,7 @@ def validate(cfg: Config) -> Config:
                           "discriminator uses batch normalization, which couples the examples of a batch "
                           "(Gulrajani et al. 2017, sec. 4: no batch norm in the critic); "
                           f"{fix}use {' or '.join(others)} or another loss")
+    _validate_style(cfg, arch, family)
     return cfg
 
 
