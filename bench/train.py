@@ -1,25 +1,38 @@
-"""Benchmark: the training library vs a plain keras-io style `train_step`, same network, same command.
+"""Benchmark: the training library vs a plain keras-io style `train_step`, and float32 vs bf16.
 
 Prints one JSON object. All measurements at 64x64, global batch 64, on real faces (FFHQ 256px from
 $FACEGAN_FACES_DIR or ../shared/data/faces, downscaled into a temporary Examples artifact that is
 deleted afterwards; never copied into the repository):
 
-- `library`: images/s of `trainer.train_lib` (its real loop: MirroredStrategy, metrics fetched
-  every step, EMA generator, NaN check) for each architecture, real TFRecord input, float32.
+- `machine`: CPU model and its avx512_bf16 / amx_bf16 / amx_tile flags (bf16 is native only with
+  them; elsewhere TensorFlow emulates it, slower than float32), and what `run.mixed_precision:
+  auto` resolves to here (facegan/machine.py).
+- `rates`: the machine's float32 and bfloat16 GFLOP/s measured in this run: a 1024^3 matmul and a
+  conv2d (4x4, 128->256 channels, stride 2) -- the ceiling each training figure is compared to.
+- `library`: per architecture, images/s of `trainer.train_lib` (its real loop: MirroredStrategy,
+  metrics fetched every step, EMA generator, NaN check), real TFRecord input, in float32 and in
+  mixed_bfloat16, their ratio (goal on AMX: >= 3.5), the step's FLOP count (analytic, from the
+  traced step's graph: every Conv2D / Conv2DBackpropInput / Conv2DBackpropFilter / MatMul at its
+  static shapes, so the gradient penalty's double backprop is counted too) and the achieved
+  GFLOP/s as a fraction of the measured conv and matmul rates of the same dtype.
 - `plain_dcgan`: images/s of a keras-io `dcgan_overriding_train_step`-style model (`fit`, one D
   step on concat(fake, real), one G step, BCE) around the SAME DCGAN networks
-  (trainer.networks.build_networks), on the same real input pipeline.
+  (trainer.networks.build_networks), on the same real input pipeline, float32.
 - ratios: library/plain (goal >= 0.95), library mixed_bfloat16 / plain float32 (goal >= 1.3),
   library real input / library synthetic input (goal >= 0.95).
 
-Each measurement: `--warmup` steps (tracing, allocation) then `--steps` timed steps.
+Each measurement: `--warmup` steps (tracing, allocation) then `--steps` timed steps; float32 and
+bf16 of one architecture run back to back (the load of this shared machine drifts).
+XLA (`run.xla`) is not used: on CPU it compiles convolutions to Eigen loops instead of oneDNN
+kernels (measured 0.6-0.8 images/s vs 22-25 without, DCGAN 64px batch 64, EPYC with avx512_bf16).
 
 `--stylegan` measures instead (issue 10) stylegan2_small at 64x64 (its preset: batch 32, lazy
 R1/path length, ADA) with and without ADA (tricks.augment.mode none), alternating, against the
 plain DCGAN baseline measured in the same run; warmup >= 5 so the three lazy phases (R1 + path
 length, none, path length) are traced before timing.
 
-    python bench/train.py [--steps 12] [--warmup 3] [--images 512] [--archs dcgan,hdcgan,facegan,progan]
+    python bench/train.py [--steps 6] [--warmup 2] [--images 512] [--archs dcgan,hdcgan,facegan,progan]
+                          [--precision-only]
     python bench/train.py --stylegan [--steps 8] [--warmup 5]
 """
 import argparse
@@ -40,10 +53,73 @@ ARCH_PRESETS = {
     "hdcgan": ("hdcgan", {}),
     "facegan": ("facegan", {}),
     # progan measured at its full 64x64 network (no growing); preset widths (512 filters) would
-    # take minutes per step on 2 cores, so widths are capped at 128 (noted in the JSON).
-    "progan": ("progan", {"network.start_resolution": 64, "network.filters": 128, "network.max_filters": 128,
+    # take minutes per step on 2 cores, so widths are capped at 64 (noted in the JSON; at 128 one
+    # step is 2.4 TFLOP, 4x this).
+    "progan": ("progan", {"network.start_resolution": 64, "network.filters": 64, "network.max_filters": 64,
                           "network.batch_sizes": {}}),
 }
+PRECISIONS = ("float32", "mixed_bfloat16")
+CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
+
+
+def op_flops(op) -> int:
+    """FLOPs (2 per multiply-add) of one conv / matmul graph op from its static shapes, else 0.
+    A conv's backprops cost what its forward costs: 2 * |out| * kh * kw * C_in, with |out| the
+    forward output (the out_backprop input of both gradient ops)."""
+    if op.type in CONV_OPS:
+        out = op.outputs[0].shape if op.type == "Conv2D" else op.inputs[2].shape
+        # Conv2DBackpropFilter's filter_sizes input is a shape tensor: its output has the shape
+        filt = op.outputs[0].shape if op.type == "Conv2DBackpropFilter" else op.inputs[1].shape
+        return 2 * out.num_elements() * filt[0] * filt[1] * filt[2]
+    if op.type == "MatMul":
+        a, b = op.inputs[0].shape, op.inputs[1].shape
+        m, k = (a[1], a[0]) if op.get_attr("transpose_a") else (a[0], a[1])
+        n = b[0] if op.get_attr("transpose_b") else b[1]
+        return 2 * m * k * n
+    return 0
+
+
+def step_flops(cfg, run_dir) -> dict:
+    """FLOPs of one training step of `cfg` (its whole train_step: D and G updates, EMA), by op type,
+    from the graph traced at the benchmark's shapes. Same count in float32 and bf16."""
+    import tensorflow as tf
+    from facegan.trainer import train_lib
+    trainer = train_lib.Trainer(cfg.override({"run.mixed_precision": "float32"}), None, run_dir, steps=0,
+                                synthetic=True, progress=False, strategy=tf.distribute.get_strategy())
+    n = trainer.gan.global_batch_size * cfg.tricks.d_steps
+    spec = (tf.TensorSpec([n, RES, RES, 3], tf.float32), tf.TensorSpec([2], tf.int64))
+    graph = tf.function(trainer.gan.train_step, autograph=False).get_concrete_function(spec).graph
+    by_type = {}
+    for op in graph.get_operations():
+        f = op_flops(op)
+        if f:
+            by_type[op.type] = by_type.get(op.type, 0) + f
+    return {"total": sum(by_type.values()), "by_op": by_type, "images": n}
+
+
+def measure_rates(reps: int = 5) -> dict:
+    """GFLOP/s of a 1024^3 matmul and of a conv2d (4x4, 128->256, stride 2, batch 16 at 32x32),
+    float32 and bfloat16, best of `reps` after one warm-up call (oneDNN kernels, both cores)."""
+    import tensorflow as tf
+    out = {}
+    for dtype in (tf.float32, tf.bfloat16):
+        a = tf.cast(tf.random.normal([1024, 1024]), dtype)
+        x = tf.cast(tf.random.normal([16, 32, 32, 128]), dtype)
+        w = tf.cast(tf.random.normal([4, 4, 128, 256]), dtype)
+        cases = {"matmul": (tf.function(lambda: tf.matmul(a, a), autograph=False), 2 * 1024 ** 3),
+                 "conv": (tf.function(lambda: tf.nn.conv2d(x, w, 2, "SAME"), autograph=False),
+                          2 * 16 * 16 * 16 * 256 * 4 * 4 * 128)}
+        for name, (fn, flops) in cases.items():
+            fn().numpy()
+            best, t_end = float("inf"), time.perf_counter() + 0.5
+            for i in range(10 * reps):     # at least `reps` calls and 0.5 s (load spikes)
+                if i >= reps and time.perf_counter() > t_end:
+                    break
+                t0 = time.perf_counter()
+                fn().numpy()
+                best = min(best, time.perf_counter() - t0)
+            out.setdefault(dtype.name, {})[f"{name}_gflops"] = flops / best / 1e9
+    return out
 
 
 def faces_dir():
@@ -165,54 +241,89 @@ def bench_stylegan(data, tmp, warmup, steps, rounds=1):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--images", type=int, default=512)
     ap.add_argument("--archs", default="dcgan,hdcgan,facegan,progan")
     ap.add_argument("--stylegan", action="store_true", help="measure stylegan2_small with/without ADA instead")
+    ap.add_argument("--precision-only", action="store_true",
+                    help="only the per-architecture float32 vs bf16 figures (no plain keras reference)")
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf  # noqa: F401
+    from facegan import machine
+    from facegan.trainer import train_lib
     from facegan.trainer.config import get_preset
 
     tmp = tempfile.mkdtemp(prefix="facegan_bench_train_")
     try:
         data = make_examples(os.path.join(tmp, "examples"), args.images)
         if args.stylegan:
-            from machine import cpu_info   # bench/machine.py (bench/ is on sys.path as the script dir)
-            print(json.dumps({"machine": cpu_info(), **bench_stylegan(data, tmp, args.warmup, args.steps)},
+            print(json.dumps({"machine": machine.cpu_info(), **bench_stylegan(data, tmp, args.warmup, args.steps)},
                              indent=2))
             return
         base = {"network.resolution": RES, "optim.batch_size": BATCH}
+        auto = train_lib.resolve_precision("auto")
         out = {"resolution": RES, "batch": BATCH, "steps": args.steps, "warmup": args.warmup,
-               "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()[0], "library": {}}
+               "machine": dict(machine.cpu_info(), bf16_units=machine.bf16_units(machine.cpu_flags()),
+                               auto_precision=auto[0], auto_reason=auto[1]),
+               "xla": False, "library": {}}
+        archs = {a: get_preset(ARCH_PRESETS[a][0], dict(base, **ARCH_PRESETS[a][1])) for a in args.archs.split(",")}
+        # FLOP counts first: tracing in a fresh process avoids a Keras/autograph clash seen when
+        # progan's PixelNorm is built after other runs in the same process
+        flops = {a: step_flops(cfg, os.path.join(tmp, f"flops_{a}")) for a, cfg in archs.items()}
+        rates = measure_rates()
+        print(f"rates: {json.dumps(rates)}", file=sys.stderr)
 
-        dcgan = get_preset("dcgan", base)
-        out["plain_dcgan_images_per_s"] = bench_plain(dcgan, data, args.warmup, args.steps)
-        for arch in args.archs.split(","):
-            preset, extra = ARCH_PRESETS[arch]
-            cfg = get_preset(preset, dict(base, **extra))
-            ips = bench_library(cfg, data, os.path.join(tmp, f"run_{arch}"), args.warmup, args.steps)
-            out["library"][arch] = {"images_per_s": ips, "overrides": dict(base, **extra)}
-            print(f"{arch}: {ips:.1f} images/s", file=sys.stderr)
-        lib = out["library"]["dcgan"]["images_per_s"] if "dcgan" in out["library"] else \
+        dcgan = get_preset("dcgan", dict(base, **{"run.mixed_precision": "float32"}))
+        if not args.precision_only:
+            out["plain_dcgan_images_per_s"] = bench_plain(dcgan, data, args.warmup, args.steps)
+        for arch, cfg in archs.items():
+            f = flops[arch]
+            row = {"overrides": dict(base, **ARCH_PRESETS[arch][1]), "step_gflop": f["total"] / 1e9,
+                   "step_gflop_by_op": {k: v / 1e9 for k, v in f["by_op"].items()}}
+            for prec in PRECISIONS:
+                ips = bench_library(cfg.override({"run.mixed_precision": prec}), data,
+                                    os.path.join(tmp, f"run_{arch}_{prec}"), args.warmup, args.steps)
+                row[prec] = {"images_per_s": ips, "gflops": ips / f["images"] * f["total"] / 1e9}
+                print(f"{arch} {prec}: {ips:.1f} images/s", file=sys.stderr)
+            row["ratio_bfloat16_vs_float32"] = row["mixed_bfloat16"]["images_per_s"] / row["float32"]["images_per_s"]
+            out["library"][arch] = row
+        # the rates again at the end (load drifts); each figure is compared to the better of the two
+        rates_end = measure_rates()
+        out["rates"] = {d: {k: max(rates[d][k], rates_end[d][k]) for k in rates[d]} for d in rates}
+        out["rates_runs"] = [rates, rates_end]
+        for row in out["library"].values():
+            for prec, d in (("float32", "float32"), ("mixed_bfloat16", "bfloat16")):
+                r = out["rates"][d]
+                row[prec]["fraction_of_conv_rate"] = row[prec]["gflops"] / r["conv_gflops"]
+                row[prec]["fraction_of_matmul_rate"] = row[prec]["gflops"] / r["matmul_gflops"]
+        out["rates"]["bf16_vs_float32"] = {k: out["rates"]["bfloat16"][k] / out["rates"]["float32"][k]
+                                           for k in out["rates"]["float32"]}
+        if args.precision_only:
+            out["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+            print(json.dumps(out, indent=2))
+            return
+        lib = out["library"]["dcgan"]["float32"]["images_per_s"] if "dcgan" in out["library"] else \
             bench_library(dcgan, data, os.path.join(tmp, "run_dcgan"), args.warmup, args.steps)
         out["dcgan_synthetic_images_per_s"] = bench_library(
             dcgan, None, os.path.join(tmp, "run_syn"), args.warmup, args.steps, synthetic=True)
-        bf16 = dcgan.override({"run.mixed_precision": "mixed_bfloat16"})
-        out["dcgan_mixed_bfloat16_images_per_s"] = bench_library(
-            bf16, data, os.path.join(tmp, "run_bf16"), args.warmup, args.steps)
+        bf16_ips = out["library"]["dcgan"]["mixed_bfloat16"]["images_per_s"] if "dcgan" in out["library"] else \
+            bench_library(dcgan.override({"run.mixed_precision": "mixed_bfloat16"}), data,
+                          os.path.join(tmp, "run_bf16"), args.warmup, args.steps)
         # the plain reference once more at the end: load on this shared machine drifts
         plain2 = bench_plain(dcgan, data, args.warmup, args.steps)
         plain = (out["plain_dcgan_images_per_s"] + plain2) / 2
         out["plain_dcgan_images_per_s_runs"] = [out.pop("plain_dcgan_images_per_s"), plain2]
         out["plain_dcgan_images_per_s"] = plain
         out["ratio_library_vs_plain_float32"] = lib / plain
-        out["ratio_bfloat16_vs_plain_float32"] = out["dcgan_mixed_bfloat16_images_per_s"] / plain
+        out["ratio_bfloat16_vs_plain_float32"] = bf16_ips / plain
         out["ratio_real_vs_synthetic_input"] = lib / out["dcgan_synthetic_images_per_s"]
         out["goals"] = {"library_vs_plain": ">= 0.95", "bfloat16_vs_plain": ">= 1.3",
-                        "real_vs_synthetic": ">= 0.95"}
-        out["load_avg_end"] = os.getloadavg()[0]
+                        "real_vs_synthetic": ">= 0.95",
+                        "bfloat16_vs_float32_per_arch": ">= 3.5 on AMX (bf16 is native only with "
+                                                        "amx_bf16/avx512_bf16; see machine)"}
+        out["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
         print(json.dumps(out, indent=2))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

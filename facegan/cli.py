@@ -20,8 +20,10 @@ SUBCOMMANDS = {
     "train": ("facegan.trainer.cli", "train a GAN from an Examples directory"),
     "evaluate": ("facegan.components.gan_evaluator.cli", "compute FID/KID/SWD/MS-SSIM/IS for a generator"),
     "sample": ("facegan.serving.client", "sample images from a served generator (gRPC or REST)"),
+    "translate": ("facegan.serving.translate_cli", "translate a photo with a served image-to-image model"),
     "serve": ("facegan.serving.server", "serve generator SavedModels over TF Serving's gRPC API"),
     "pipeline": ("facegan.pipeline.cli", "run the TFX pipeline locally, or compile it for Kubeflow"),
+    "study": ("facegan.study", "the quality study: train a matrix of presets, write docs/quality.md"),
     "demo": ("facegan.pipeline.demo", "run the whole pipeline on embedded data, then sample from it"),
 }
 VERBOSE_FLAG = "--verbose"

@@ -385,8 +385,10 @@ def make_example(image: np.ndarray, source: str = "", sha256: str = "", mirrored
 
 
 def write_synthetic_examples(examples_uri: str, n_train: int = 32, n_eval: int = 8,
-                             resolution: int = 32, seed: int = 0, extra_resolutions=()) -> str:
-    """A tiny Examples artifact of smooth random 'blob' images, for tests that need no real faces."""
+                             resolution: int = 32, seed: int = 0, extra_resolutions=(),
+                             attributes=()) -> str:
+    """A tiny Examples artifact of smooth random 'blob' images, for tests that need no real faces;
+    `attributes` names random 0/1 `attr/<name>` labels to add (conditional presets, issue 11)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:resolution, 0:resolution] / max(resolution - 1, 1)
 
@@ -404,5 +406,7 @@ def write_synthetic_examples(examples_uri: str, n_train: int = 32, n_eval: int =
         imgs = [one() for _ in range(n)]
         write_examples(os.path.join(split_dir(examples_uri, split), "data_tfrecord-00000-of-00001.gz"),
                        (make_example(im, source=f"synthetic/{split}/{k}.png", sha256=f"{split}{k}",
-                                     extra_images=extra(im)) for k, im in enumerate(imgs)))
+                                     extra_images=extra(im),
+                                     attrs={a: int(rng.integers(0, 2)) for a in attributes} or None)
+                        for k, im in enumerate(imgs)))
     return examples_uri

@@ -16,6 +16,12 @@ One tf.Example per ingested image (and one more per mirrored copy):
 | `mirrored`              | int64 0/1     | 1 for the horizontally mirrored copy                        |
 | `attr/<name>`           | int64/float/bytes | optional labels: CelebA table -> int64 {0,1}; JSON      |
 |                         |               | attributes -> int64 (bool/int), float, or bytes (strings)   |
+| `input_image`           | bytes         | optional: PNG of the input derived from `image` for         |
+|                         |               | image-to-image training (ingest `--paired`, see             |
+|                         |               | components/image_example_gen/paired.py)                     |
+| `pair/transform`,       | bytes, bytes, | with `input_image`: the transform's name, its full          |
+| `pair/params`,          | int64         | parameters (JSON) and the example's seed                    |
+| `pair/seed`             |               |                                                             |
 
 Splits: `Split-train`, `Split-eval` (gzipped TFRecords), assigned by content hash.
 Extra files at the Examples artifact root: `ingest_summary.json`, `rejections.jsonl`,
@@ -38,6 +44,8 @@ SOURCE = "source"
 SHA256 = "sha256"
 MIRRORED = "mirrored"
 ATTR_PREFIX = "attr/"
+INPUT_IMAGE = "input_image"      # image-to-image: the derived input; `image` is the target
+PAIR_PREFIX = "pair/"
 
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"

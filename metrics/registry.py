@@ -280,3 +280,21 @@ register_metric(MetricSpec(
     "face_detection", "facegan.metrics.face_detection:FaceDetection", HIGHER, "detected_fraction",
     "images", _BOUNDS, 2_000, description="fraction of images with a face found by scikit-image's "
     "bundled LBP cascade (no download; never a stand-in for FID)"))
+# issue 11: computed by the evaluator for conditional generators (metrics/attributes.py), not from
+# the shared image stream: it needs the requests behind each image and its own classifier.
+register_metric(MetricSpec(
+    "attribute_control", "facegan.metrics.attributes:AttributeControl", HIGHER, "control", "images",
+    _BOUNDS, 1_000, needs_real=False, cacheable=False,
+    description="conditional generators: balanced accuracy of an attribute classifier (trained on the "
+                "real train split) against the requested attributes"))
+
+# Image-to-image (issue 12): scores of a translation against its held-out target, computed by
+# metrics/paired.py for `image_to_image` generators (facegan evaluate hands those to
+# components/gan_evaluator/paired_eval.py); `min_gain_over_input` = beat the input used as the output.
+_GAIN = frozenset({"min_gain_over_input"})
+for _name, _dir, _what in (("l1", LOWER, "mean |output - target|, uint8 units"),
+                           ("psnr", HIGHER, "PSNR of output vs target, dB"),
+                           ("ssim", HIGHER, "SSIM of output vs target")):
+    register_metric(MetricSpec(_name, "facegan.metrics.paired:PairedOnly", _dir, None, "images", _BOUNDS | _GAIN,
+                               10_000, unit="pairs", description=f"image-to-image: {_what}"))
+del _name, _dir, _what

@@ -6,11 +6,20 @@ Library first (`GrpcClient`, `RestClient`, `latent_walk`), CLI thin:
     facegan sample --rest HOST:8501 --model NAME --num 16 --seed 1 --out grid.png
     facegan sample --server HOST:8500 --model NAME --interpolate 8 --seed 1 --out walk.png
     facegan sample --server HOST:8500 --model NAME --style-mix 1,2 --num 4 --psi 0.7 --out mix.png
+    facegan sample --server HOST:8500 --model NAME --attr Smiling=1,Eyeglasses=0 --num 16 --out grid.png
+    facegan sample --rest HOST:8501 --model NAME --attr-sweep Smiling --num 4 --seed 1 --out sweep.png
 
 StyleGAN generators (metadata truncation "w_space") apply `--psi`/`--truncation` in W toward the
 tracked w_avg inside the graph, and `--style-mix SEED_A,SEED_B` calls their `style_mix`
 signature: a grid whose first row is SEED_A's images, then one row per `--crossover` layer
 (SEED_A's styles below it, SEED_B's from it on), and SEED_B's images last.
+
+Conditional generators (issue 11): `--attr NAME=VALUE,...` sets attributes by name (unnamed ones
+take the range's low end, 0); the names and their order come from the model's input-less
+`attribute_names` signature (TF Serving's API does not expose the metadata asset). `--attr-sweep
+NAME` writes a grid whose rows are `--num` latents of the seed (fixed along a row) and whose
+columns step NAME from the low to the high end of the range (`--sweep-steps`), the other
+attributes as `--attr` sets them.
 
 Grids use the `sample` signature (the server draws z from the seed with a stateless RNG, so a
 seed names the same images on every server and client). TF Serving with `--enable_batching`
@@ -28,6 +37,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -80,6 +90,25 @@ def _z_inputs(z, attributes=None) -> Dict[str, np.ndarray]:
     return inputs
 
 
+def _attribute_input(attributes) -> Dict[str, np.ndarray]:
+    return {} if attributes is None else {"attributes": np.asarray(attributes, np.float32)}
+
+
+def _decode_names(values) -> List[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(values).reshape(-1)]
+
+
+def sweep_inputs(z: np.ndarray, base: np.ndarray, index: int, steps: int, low: float = 0.0, high: float = 1.0):
+    """(z [R*steps, Z], attributes [R*steps, A]) for an attribute sweep grid: row r holds latent r
+    in every column; column j sets attribute `index` to low + j (high - low) / (steps - 1)."""
+    if steps < 2:
+        raise ValueError(f"--sweep-steps must be >= 2, got {steps}")
+    values = np.linspace(low, high, steps, dtype=np.float32)
+    attrs = np.repeat(np.asarray(base, np.float32)[None], len(z) * steps, axis=0)
+    attrs[:, index] = np.tile(values, len(z))
+    return np.repeat(np.asarray(z, np.float32), steps, axis=0), attrs
+
+
 def _translate_signature(direction: Optional[str]) -> str:
     from facegan.generator import SIGNATURE_TRANSLATE, translate_signature   # TensorFlow-free
     return translate_signature(direction) if direction else SIGNATURE_TRANSLATE
@@ -91,6 +120,22 @@ ALL_LAYERS = 1 << 30   # a crossover past the last layer: every layer takes seed
 def style_mix_crossovers(crossovers) -> List[int]:
     """Grid rows of --style-mix: seed_a alone, each crossover, seed_b alone (crossover 0)."""
     return [ALL_LAYERS] + [int(c) for c in crossovers] + [0]
+
+
+def _rows(attributes, num: int):
+    """One attribute vector repeated for `num` images (None stays None)."""
+    return None if attributes is None else np.repeat(np.asarray(attributes, np.float32)[None], int(num), axis=0)
+
+
+def _names_call(call, model: str):
+    try:
+        out = call()
+    except ClientError as e:
+        if "attribute_names" in e.message:   # no such signature: not a conditional generator
+            raise ValueError(f"model {model!r} takes no attributes (it has no attribute_names signature: "
+                             "not a conditional generator)") from None
+        raise
+    return out["attribute_names"] if isinstance(out, dict) and "attribute_names" in out else out
 
 
 def _is_batching_refusal(e: "ClientError") -> bool:
@@ -174,8 +219,9 @@ class GrpcClient:
         return {k: self._tf.make_ndarray(v) for k, v in response.outputs.items()}
 
     def sample(self, model: str, num: int, seed: int, truncation: float = 1.0, version: Optional[int] = None,
-               png: bool = False, latents: str = "auto"):
-        """uint8 [num, R, R, 3] for a seed (and PNG bytes per image if png=True).
+               png: bool = False, latents: str = "auto", attributes=None):
+        """uint8 [num, R, R, 3] for a seed (and PNG bytes per image if png=True); a conditional
+        model also takes `attributes` float32 [A] (the same vector for every image).
 
         latents="server": the `sample` signature. "client": compute the seed's latents here
         (facegan.generator.sample_latents, the same stateless op the signature runs) and call
@@ -187,7 +233,8 @@ class GrpcClient:
         if latents != "client":
             try:
                 out = self.predict(model, "sample", {"num": np.int32(num), "seed": np.int64(seed),
-                                                     "truncation": np.float32(truncation)}, version,
+                                                     "truncation": np.float32(truncation),
+                                                     **_attribute_input(attributes)}, version,
                                    output_filter=("images", "png") if png else ("images",))
                 return (out["images"], list(out["png"])) if png else out["images"]
             except ClientError as e:
@@ -195,7 +242,7 @@ class GrpcClient:
                     raise
         _refuse_w_space_fallback(self.signature_defs(model, version), truncation)
         z = client_latents(seed, num, self.z_dim(model, version), truncation)
-        images = self.generate(model, z, version)
+        images = self.generate(model, z, version, _rows(attributes, num))
         if png:
             from facegan.images import encode_png
             return images, [encode_png(im) for im in images]
@@ -210,6 +257,10 @@ class GrpcClient:
     def generate(self, model: str, z: np.ndarray, version: Optional[int] = None, attributes=None) -> np.ndarray:
         """uint8 images for latents z [N, z_dim] (+ attributes [N, A] when conditional): `serving_default`."""
         return self.predict(model, "serving_default", _z_inputs(z, attributes), version)["images"]
+
+    def attribute_names(self, model: str, version: Optional[int] = None) -> List[str]:
+        """A conditional model's attribute names in vector order (its `attribute_names` signature)."""
+        return _decode_names(_names_call(lambda: self.predict(model, "attribute_names", {}, version), model))
 
     def translate(self, model: str, images: np.ndarray, direction: Optional[str] = None,
                   version: Optional[int] = None) -> np.ndarray:
@@ -274,14 +325,15 @@ class RestClient:
         return out["outputs"]
 
     def sample(self, model: str, num: int, seed: int, truncation: float = 1.0, version: Optional[int] = None,
-               latents: str = "auto"):
+               latents: str = "auto", attributes=None):
         """As GrpcClient.sample (without png: TF Serving's JSON cannot carry our binary strings)."""
         if latents not in ("auto", "server", "client"):
             raise ValueError(f"latents must be auto, server or client, got {latents!r}")
         if latents != "client":
             try:
                 out = self.predict(model, "sample", {"num": int(num), "seed": int(seed),
-                                                     "truncation": float(truncation)}, version)
+                                                     "truncation": float(truncation),
+                                                     **_attribute_input(attributes)}, version)
                 return np.asarray(out["images"], dtype=np.uint8)
             except ClientError as e:
                 if latents == "server" or not (e.code == "HTTP 400" and "at least one dimension" in e.message):
@@ -289,7 +341,12 @@ class RestClient:
         if truncation != 1.0:
             meta = self._request(self._url(model, version, "/metadata"))["metadata"]["signature_def"]["signature_def"]
             _refuse_w_space_fallback(meta, truncation)
-        return self.generate(model, client_latents(seed, num, self.z_dim(model, version), truncation), version)
+        return self.generate(model, client_latents(seed, num, self.z_dim(model, version), truncation), version,
+                             _rows(attributes, num))
+
+    def attribute_names(self, model: str, version: Optional[int] = None) -> List[str]:
+        out = _names_call(lambda: self.predict(model, "attribute_names", {}, version), model)
+        return _decode_names(out["attribute_names"] if isinstance(out, dict) else out)
 
     def style_mix(self, model: str, seed_a: int, seed_b: int, num: int, crossover: int, truncation: float = 1.0,
                   version: Optional[int] = None) -> np.ndarray:
@@ -320,7 +377,9 @@ class RestClient:
 
 EXAMPLES = """example:
   facegan sample --server localhost:8500 --model facegan --num 16 --seed 7 --out grid.png
-  facegan sample --rest localhost:8501 --interpolate 8 --seed 3 --truncation 0.7 --out walk.png"""
+  facegan sample --rest localhost:8501 --interpolate 8 --seed 3 --truncation 0.7 --out walk.png
+  facegan sample --server localhost:8500 --attr Smiling=1,Eyeglasses=0 --num 16 --out smiling.png
+  facegan sample --server localhost:8500 --attr-sweep Smiling --num 4 --seed 1 --out sweep.png"""
 
 
 def format_status(statuses: List[Tuple[int, str, str]]) -> str:
@@ -351,6 +410,22 @@ def add_arguments(parser: argparse.ArgumentParser):
                              "serving_default, batchable), or auto = server, client if batching refuses it")
     parser.add_argument("--interpolate", type=int, default=0, metavar="N",
                         help="write an N-frame latent walk strip instead of a grid (0: a grid)")
+    parser.add_argument("--attr", default="", metavar="NAME=VALUE,...",
+                        help="conditional models: attribute values by name (e.g. Smiling=1,Eyeglasses=0); "
+                             "unnamed attributes are 0")
+    parser.add_argument("--attr-sweep", default="", metavar="NAME",
+                        help="conditional models: a grid of --num latents (rows) with NAME stepped from 0 to 1 "
+                             "across the columns, the latent fixed along each row")
+    parser.add_argument("--sweep-steps", type=int, default=5, help="columns of an --attr-sweep grid")
+    parser.add_argument("--out-dir", default="", metavar="DIR",
+                        help="write the --num images as DIR/images/NNNNNN.png plus DIR/manifest.json (a synthetic "
+                             "data set: `facegan ingest --input DIR/images --labels DIR/manifest.json`) "
+                             "instead of a grid")
+    parser.add_argument("--refuse-copies-of", default="", metavar="EXAMPLES",
+                        help="with --out-dir: compare the images with this Examples artifact's train split first "
+                             "(metrics.memorization, pixel space) and write nothing if any is a near-copy")
+    parser.add_argument("--copy-rmse", type=float, default=4.0,
+                        help="near-copy threshold for --refuse-copies-of: pixel RMSE in grey levels")
     parser.add_argument("--cols", type=int, default=0, help="grid columns (0: square)")
     parser.add_argument("--out", default="samples.png", help="output PNG path")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="per-call timeout in seconds")
@@ -378,19 +453,35 @@ def main(args) -> int:
         return 2
     client = GrpcClient(args.server, args.timeout) if args.server else RestClient(args.rest, args.timeout)
     try:
+        attributes, sweep = _attribute_request(client, args)
         if args.style_mix:
             seed_a, seed_b = _parse_ints(args.style_mix, "--style-mix", 2)
             rows = [client.style_mix(args.model, seed_a, seed_b, args.num, c, args.truncation, args.version)
                     for c in style_mix_crossovers(_parse_ints(args.crossover, "--crossover"))]
             images, cols = np.concatenate(rows), args.num
+        elif sweep is not None:
+            z = client_latents(args.seed, args.num, client.z_dim(args.model, args.version), args.truncation)
+            z, rows = sweep_inputs(z, attributes, sweep, args.sweep_steps)
+            images = client.generate(args.model, z, args.version, rows)
+            cols = args.sweep_steps
         elif args.interpolate:
             z = latent_walk(client.z_dim(args.model, args.version), args.interpolate, args.seed, args.truncation)
-            images = client.generate(args.model, z, args.version)
+            images = client.generate(args.model, z, args.version, _rows(attributes, len(z)))
             cols = len(images)
         else:
             images = client.sample(args.model, args.num, args.seed, args.truncation, args.version,
-                                   latents=args.latents)
+                                   latents=args.latents, attributes=attributes)
             cols = args.cols
+        if args.out_dir:
+            if args.interpolate or args.attr_sweep or args.style_mix:
+                raise ValueError("--out-dir writes --num samples of a seed; not with --interpolate, --attr-sweep "
+                                 "or --style-mix")
+            names = client.attribute_names(args.model, args.version) if attributes is not None else None
+            if args.refuse_copies_of:
+                check_not_copies(images, args.refuse_copies_of, args.copy_rmse)
+            manifest = write_synthetic_set(images, args.out_dir, model=args.model,
+                                           version=_served_version(client, args), seed=args.seed,
+                                           truncation=args.truncation, attributes=attributes, names=names)
     except ClientError as e:
         print(f"facegan sample: {args.model} at {args.server or args.rest}: {e}", file=sys.stderr)
         return 1
@@ -400,10 +491,92 @@ def main(args) -> int:
     finally:
         if isinstance(client, GrpcClient):
             client.close()
+    if args.out_dir:
+        print(f"wrote {len(images)} images and {manifest} (ingest: facegan ingest --input "
+              f"{os.path.join(args.out_dir, SYNTHETIC_IMAGES)} --labels {manifest})")
+        return 0
     save_grid(images, args.out, cols=cols)
     kind = (f"{len(images)}-frame latent walk" if args.interpolate else
             f"style-mixing grid {args.style_mix} (crossovers {args.crossover})" if args.style_mix else
             f"grid of {len(images)} images")
+    if args.attr_sweep:
+        kind = f"{args.num} x {args.sweep_steps} sweep of {args.attr_sweep}"
+    if args.attr:
+        kind += f" with {args.attr}"
     print(f"wrote {args.out}: {kind} {images.shape[1]}x{images.shape[2]} from {args.model} "
           f"(seed {args.seed}, truncation {args.truncation})")
     return 0
+
+
+def _attribute_request(client, args):
+    """(attribute vector or None, index of the swept attribute or None) from --attr/--attr-sweep.
+    Names match the model's after normalization ("Smiling" = "smiling", as ingestion stores them)."""
+    if not args.attr and not args.attr_sweep:
+        return None, None
+    from facegan.trainer.conditioning import normalize_name, parse_assignments   # TensorFlow-free
+    names = client.attribute_names(args.model, args.version)
+    keys = [normalize_name(n) for n in names]
+    values = parse_assignments(args.attr, known=keys)
+    vector = np.asarray([values.get(k, 0.0) for k in keys], np.float32)
+    if not args.attr_sweep:
+        return vector, None
+    sweep = normalize_name(args.attr_sweep)
+    if sweep not in keys:
+        raise ValueError(f"--attr-sweep {args.attr_sweep!r}: the model conditions on {', '.join(names)}")
+    return vector, keys.index(sweep)
+
+
+# -- synthetic data sets (issue 11; HDCGAN's augmentation) ------------------------------------------
+SYNTHETIC_IMAGES, SYNTHETIC_MANIFEST, PROVENANCE = "images", "manifest.json", "synthetic"
+
+
+def _served_version(client, args) -> Optional[int]:
+    if args.version is not None:
+        return int(args.version)
+    if getattr(client, "last_version", None):
+        return int(client.last_version)
+    served = [v for v, state, _ in client.status(args.model) if state == "AVAILABLE"]
+    return max(served) if served else None
+
+
+def write_synthetic_set(images: np.ndarray, out_dir: str, *, model: str, version: Optional[int], seed: int,
+                        truncation: float, attributes=None, names=None) -> str:
+    """PNG files plus a manifest the ingestion reads as labels (a JSON list of per-image records:
+    `file`, provenance "synthetic", model, model_version, seed, index (latent row of the seed),
+    truncation, and the attribute values by name when conditional). Refuses a non-empty DIR/images."""
+    from facegan.images import encode_png
+    img_dir = os.path.join(out_dir, SYNTHETIC_IMAGES)
+    if os.path.isdir(img_dir) and os.listdir(img_dir):
+        raise ValueError(f"--out-dir {out_dir}: {img_dir} is not empty (a synthetic set is written once)")
+    os.makedirs(img_dir, exist_ok=True)
+    records = []
+    for i, im in enumerate(images):
+        name = f"{i:06d}.png"
+        with open(os.path.join(img_dir, name), "wb") as f:
+            f.write(encode_png(im))
+        rec = {"file": name, "provenance": PROVENANCE, "model": model, "seed": int(seed), "index": i,
+               "truncation": float(truncation)}
+        if version is not None:
+            rec["model_version"] = int(version)
+        if attributes is not None:
+            rec.update({n: float(v) for n, v in zip(names, np.asarray(attributes).reshape(-1))})
+        records.append(rec)
+    path = os.path.join(out_dir, SYNTHETIC_MANIFEST)
+    with open(path + ".tmp", "w") as f:
+        json.dump(records, f, indent=1)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def check_not_copies(images: np.ndarray, examples_uri: str, copy_rmse: float = 4.0) -> Dict:
+    """ValueError naming the near-copies (pixel RMSE <= copy_rmse to a training image of
+    `examples_uri`, the memorization check's `exact_copies`); else the check's summary."""
+    from facegan.examples_io import iterate_images
+    from facegan.metrics.memorization import memorization
+    result = memorization(images, iterate_images(examples_uri, "train", batch_size=64), None, extractor="random",
+                          copy_rmse=copy_rmse, progress=False)
+    copies = [i for i, c in enumerate(result["exact_copies"]) if c]
+    if copies:
+        raise ValueError(f"--refuse-copies-of {examples_uri}: {len(copies)} of {len(images)} images are within "
+                         f"{copy_rmse} grey levels RMSE of a training image (indices {copies[:10]}); nothing written")
+    return result

@@ -35,6 +35,15 @@ def celeba_dir(faces_root) -> pathlib.Path:
     return faces_root / "celeba89x109" / "images"
 
 
+@pytest.fixture(scope="session")
+def celeba_attributes(faces_root) -> pathlib.Path:
+    """CelebA's 40-attribute table for the shared CelebA images (read in place, issue 11)."""
+    path = faces_root / "celeba89x109" / "list_attr_celeba.txt"
+    if not path.is_file():
+        pytest.skip(f"CelebA attribute table not found at {path}")
+    return path
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -116,7 +116,7 @@ def test_rules_on_metrics_not_computed_are_refused_before_any_work(world, tmp_pa
     with pytest.raises(ValueError, match="name metric\\(s\\) fid that are not computed"):
         EL.evaluate_model(world["blob"], world["examples"], str(tmp_path), thresholds={"fid": {"max": 1}},
                           **FAST)
-    with pytest.raises(ValueError, match="unknown metric 'fdi'; known metrics: face_detection, fid, is, kid, ms_ssim, swd"):
+    with pytest.raises(ValueError, match="unknown metric 'fdi'; known metrics: attribute_control, face_detection, fid, is, kid, l1, ms_ssim, psnr, ssim, swd"):
         EL.parse_metric_names("swd,fdi")
     with pytest.raises(ValueError, match="bad option 'downscale'; swd accepts: none"):
         EL.parse_metric_names("swd:downscale")

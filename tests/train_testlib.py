@@ -7,7 +7,10 @@ import numpy as np
 from facegan import examples_io
 
 TINY = {"optim.batch_size": 8, "network.resolution": 32, "network.filters": 8, "network.z_dim": 16,
-        "run.checkpoint_every": 2, "run.log_every": 1, "run.image_every": 2, "run.shuffle_buffer": 64}
+        "run.checkpoint_every": 2, "run.log_every": 1, "run.image_every": 2, "run.shuffle_buffer": 64,
+        # float32: CI losses must not depend on the machine's bf16 units (auto is tested in
+        # tests/test_precision.py, which forces the bf16 path)
+        "run.mixed_precision": "float32"}
 # progan: grow 8 -> 16 within a few steps (8 images stable, 8 images fade)
 TINY_ARCH = {"progan": {"network.resolution": 16, "network.start_resolution": 8, "network.filters": 8,
                         "network.max_filters": 16, "network.fade_images": 8, "network.stable_images": 8,

@@ -4,8 +4,10 @@
                   [--set optim.batch_size=32 --set tricks.lens.enabled=true ...]
 
 Runs trainer.train_lib.train (the same code the TFX Trainer's run_fn runs): checkpoints and
-TensorBoard logs under DIR (re-running with the same DIR resumes), the EMA generator exported
-as a SavedModel to DIR/export (unless --no-export).
+TensorBoard logs under DIR (re-running with the same DIR resumes, also after a kill -9), the EMA
+generator exported as a SavedModel to DIR/export (unless --no-export; a progressive run stopped
+early exports its current stage upsampled). With `--set run.strategy='"multiworker"'` and
+TF_CONFIG, start the same command once per worker (README: "Training on several machines").
 """
 from __future__ import annotations
 
@@ -71,10 +73,18 @@ def main(args) -> int:
         print(f"facegan train: {e}", file=sys.stderr)
         return 1
     summary = {"run_dir": result.run_dir, "steps": result.steps, "images_shown": result.images_shown,
-               "resolution": result.resolution, "nan_recoveries": result.nan_recoveries,
-               "checkpoint": result.checkpoint, "log_dir": result.log_dir,
+               "resolution": result.resolution, "replicas": result.replicas, "nan_recoveries": result.nan_recoveries,
+               "checkpoint": result.checkpoint, "log_dir": result.log_dir, "selected": result.selected,
                "metrics": {k: round(v, 5) for k, v in result.metrics.items()}}
-    if not args.no_export:
-        summary["export"] = train_lib.export(result, os.path.join(args.out, "export"))
+    if result.stage_alpha is not None:
+        summary["stage_alpha"] = result.stage_alpha
+    try:
+        if not args.no_export:
+            summary["export"] = train_lib.export(result, os.path.join(args.out, "export"))
+    finally:
+        train_lib.release(result)
+    if not result.chief:
+        summary["role"] = "non-chief worker: the chief writes the run directory and the export"
+        summary.update(export=None, checkpoint=None, log_dir=None)   # its scratch is gone
     print(json.dumps(summary, indent=2))
     return 0

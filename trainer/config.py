@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from facegan.trainer import registry
+from facegan.trainer import conditioning, registry
 
 
 class ConfigError(ValueError):
@@ -54,6 +54,10 @@ class NetworkConfig:
     channel_max: int = 512
     w_avg_beta: float = 0.995          # w_avg EMA (NVlabs)
     mixing_prob: float = 0.9           # style mixing regularization (StyleGAN sec. 3.1)
+    # image-to-image (trainer/networks/image_to_image.py)
+    dropout: float = 0.5               # pix2pix: U-Net decoder dropout, the paper's only noise
+    resnet_blocks: int = 9             # cyclegan: residual blocks (paper: 6 at 128 px, 9 at 256)
+    domain_attribute: str = "eyeglasses"   # cyclegan: domain A = attr/<name> 0, domain B = 1
 
 
 @dataclass
@@ -72,6 +76,9 @@ class LossConfig:
     pl_interval: int = 4               # issue 10: "path length regularization (lazy, every 4)"
     pl_decay: float = 0.01             # running-mean rate of the path lengths (NVlabs)
     pl_batch_shrink: int = 2           # path length on batch / shrink examples (NVlabs: 2)
+    l1_weight: float = 100.0           # pix2pix: lambda of the L1 term (Isola et al. 2017)
+    cycle_weight: float = 10.0         # cyclegan: lambda of the cycle loss (Zhu et al. 2017)
+    identity_weight: float = 0.5       # cyclegan: identity loss weight as a fraction of cycle_weight
 
 
 @dataclass
@@ -117,6 +124,7 @@ class TricksConfig:
     # Dhariwal 2018). Not StyleGAN's truncation in W (that needs a mapping network); 1 = none.
     temperature: float = 1.0
     d_steps: int = 1                   # D updates per G update
+    history_pool: int = 0              # cyclegan: D sees fakes from a pool of this many past ones
     lens: LensConfig = field(default_factory=LensConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     truncation_cutoff: int = 0         # W-space generators: truncate layers < cutoff (0 = all)
@@ -133,6 +141,7 @@ class OptimConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     epsilon: float = 1e-8
+    lr_decay_start: float = 1.0        # fraction of run.steps after which lr decays linearly to 0 (1 = never)
 
 
 @dataclass
@@ -140,7 +149,10 @@ class RunConfig:
     steps: int = 1000                  # generator steps (TFX: TrainArgs.num_steps overrides)
     seed: int = 0
     strategy: str = "mirrored"         # mirrored | multiworker | default
-    mixed_precision: str = "float32"   # float32 | mixed_float16 | mixed_bfloat16
+    # auto | float32 | mixed_float16 | mixed_bfloat16; auto is resolved by hardware when training
+    # starts (facegan/machine.py) and config.json records the policy used + precision_reason.
+    mixed_precision: str = "auto"
+    precision_reason: str = ""         # written by the trainer: why this policy (not an input)
     xla: bool = False
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
@@ -151,6 +163,36 @@ class RunConfig:
     shuffle_buffer: int = 2048
 
 
+# -- metrics during training (trainer/periodic_eval.py) --------------------------------------
+@dataclass
+class EvalConfig:
+    every_images: int = 0              # evaluate every N images shown (0: off; see EVAL_EVERY_IMAGES)
+    metrics: str = "swd,ms_ssim,fid,kid,face_detection"   # registry requests (metrics/registry.py)
+    num_images: int = 1024             # bounded sample per metric (pairs for ms_ssim)
+    batch_size: int = 64
+    seed: int = 0                      # latent stream, as `facegan evaluate --seed`
+    extractor: str = "inception"       # FID/KID/IS features; skipped (with the reason) if missing
+    memorization: int = 16             # samples checked against the training images (0: off)
+    best_metric: str = "swd"           # keeps best/ by it (direction from the registry); "": none
+    export: str = "last"               # last | best: which generator the run exports
+    also_raw: bool = False             # also score the raw generator (eval_raw/<metric>)
+    cache_dir: str = ""                # real-statistics cache (default: <run_dir>/eval_cache)
+
+
+EVAL_EXPORTS = ("last", "best")
+EVAL_EVERY_IMAGES = 50_000             # paper presets; smoke presets keep it off
+
+
+# -- conditioning (issue 11; the rules are in trainer/conditioning.py) ---------------------------
+@dataclass
+class ConditionConfig:
+    attributes: str = ""               # "male,smiling": ingested attr/<name> features, vector order
+    discriminator: str = "projection"  # projection (Miyato & Koyama 2018) | acgan (Odena et al. 2017)
+    acgan_weight: float = 1.0          # auxiliary classification loss weight (acgan)
+    embedding: int = 0                 # G: 0 = concatenate the vector to z; > 0 = dense embedding width
+    unlabelled: str = "refuse"         # Examples lacking an attribute: refuse | skip
+
+
 @dataclass
 class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -158,7 +200,12 @@ class Config:
     tricks: TricksConfig = field(default_factory=TricksConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    condition: ConditionConfig = field(default_factory=ConditionConfig)
     preset: str = ""
+    # What resolving the preset changed on the user's behalf (e.g. batch-size entries dropped
+    # for resolutions the run never reaches); written to config.json and logged at start.
+    notes: List[str] = field(default_factory=list)
 
     # -- serialization -------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -223,6 +270,10 @@ def _coerce(value, default, name):
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}")
         return value
+    if isinstance(default, list):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+        return list(value)
     if isinstance(default, dict):
         if not isinstance(value, dict):
             raise ConfigError(f"{name} must be a mapping, got {value!r}")
@@ -234,7 +285,7 @@ def _coerce(value, default, name):
 # Architecture and loss names (and what each allows) come from trainer/registry.py, which is
 # TensorFlow-free, so configs validate before TensorFlow loads.
 STRATEGIES = ("mirrored", "multiworker", "default")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("auto", "adam", "rmsprop")
 
 
@@ -296,6 +347,19 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"tricks.lens.anneal_steps must be >= 0, got {lens.anneal_steps}")
         if lens.learning_rate <= 0:
             raise ConfigError(f"tricks.lens.learning_rate must be > 0, got {lens.learning_rate}")
+    if not 0.0 <= n.dropout < 1.0:
+        raise ConfigError(f"network.dropout must be in [0, 1), got {n.dropout}")
+    if t.history_pool < 0:
+        raise ConfigError(f"tricks.history_pool must be >= 0, got {t.history_pool}")
+    if not 0.0 <= o.lr_decay_start <= 1.0:
+        raise ConfigError(f"optim.lr_decay_start must be in [0, 1] (a fraction of run.steps), got {o.lr_decay_start}")
+    if not n.domain_attribute:
+        raise ConfigError("network.domain_attribute must name an ingested attribute (e.g. eyeglasses)")
+    if n.resnet_blocks < 0:
+        raise ConfigError(f"network.resnet_blocks must be >= 0, got {n.resnet_blocks}")
+    if lo.l1_weight < 0 or lo.cycle_weight < 0 or lo.identity_weight < 0:
+        raise ConfigError("loss.l1_weight, loss.cycle_weight and loss.identity_weight are loss weights "
+                          "and must be >= 0")
     # Incompatible combinations, refused with the reason.
     if not arch.min_resolution <= res <= arch.max_resolution:
         raise ConfigError("network.resolution: " + (arch.resolution_reason or (
@@ -326,6 +390,7 @@ def validate(cfg: Config) -> Config:
                           "(use optim.batch_size)")
     if t.label_smoothing and not family.supports_label_smoothing:
         raise ConfigError(f"tricks.label_smoothing has no meaning for {lo.family} (the critic has no labels)")
+    validate_eval(cfg.eval)
     if n.batch_norm is False and not arch.batchnorm_optional:
         raise ConfigError(f"network.batch_norm: {n.architecture} has no BatchNorm switch "
                           "(the DCGAN family honours network.batch_norm=false)")
@@ -338,6 +403,21 @@ def validate(cfg: Config) -> Config:
                           "discriminator uses batch normalization, which couples the examples of a batch "
                           "(Gulrajani et al. 2017, sec. 4: no batch norm in the critic); "
                           f"{fix}use {' or '.join(others)} or another loss")
+    conditioning.validate(cfg, ConfigError)   # issue 11: condition.* (trainer/conditioning.py)
+
+    if (arch.kind == "image_to_image") != (family.kind == "image_to_image"):
+        fitting = [f.name for f in registry.LOSSES.values() if (f.kind == "image_to_image") == (arch.kind == "image_to_image")]
+        raise ConfigError(f"loss.family {lo.family} is for {family.kind} generators but {n.architecture} is "
+                          f"{arch.kind}; use {' or '.join(fitting)}")
+    if arch.kind == "image_to_image":
+        unsupported = [name for name, on in (
+            ("tricks.lens.enabled", lens.enabled), ("tricks.minibatch_discrimination", t.minibatch_discrimination),
+            ("tricks.feature_matching", t.feature_matching), ("tricks.repelling", t.repelling),
+            ("tricks.historical_averaging", t.historical_averaging), ("tricks.instance_noise", t.instance_noise),
+            ("tricks.label_smoothing", t.label_smoothing), ("tricks.d_steps", t.d_steps != 1)) if on]
+        if unsupported:
+            raise ConfigError(f"{', '.join(unsupported)}: not implemented for the image-to-image "
+                              f"architecture {n.architecture} (z-based GAN tricks)")
     _validate_style(cfg, arch, family)
     return cfg
 
@@ -394,6 +474,35 @@ def _validate_style(cfg: Config, arch, family) -> None:
     bad = [x for x in a.policy.split(",") if x.strip() not in DIFFAUGMENT_POLICIES]
     if bad:
         raise ConfigError(f"tricks.augment.policy: {bad} not in {', '.join(DIFFAUGMENT_POLICIES)} (comma list)")
+
+
+def validate_eval(e: EvalConfig) -> None:
+    """The eval block: metric requests and the best metric checked against the metric registry
+    (TensorFlow-free), so a typo fails before training starts."""
+    if e.every_images < 0:
+        raise ConfigError(f"eval.every_images must be >= 0 (0: off), got {e.every_images}")
+    if e.export not in EVAL_EXPORTS:
+        raise ConfigError(f"eval.export {e.export!r} is not one of {EVAL_EXPORTS}")
+    if e.num_images < 2 or e.batch_size < 1 or e.memorization < 0:
+        raise ConfigError(f"eval.num_images must be >= 2, eval.batch_size >= 1 and eval.memorization "
+                          f">= 0, got {e.num_images}, {e.batch_size}, {e.memorization}")
+    from facegan.metrics.registry import validate_metric_names
+    try:
+        requests = validate_metric_names(e.metrics) if e.metrics.strip() else []
+    except ValueError as err:
+        raise ConfigError(f"eval.metrics: {err}") from None
+    labels = [r.label for r in requests]
+    if e.best_metric:
+        if e.best_metric not in labels:
+            raise ConfigError(f"eval.best_metric {e.best_metric!r} is not among eval.metrics ({e.metrics})")
+        if requests[labels.index(e.best_metric)].spec.direction is None:
+            with_dir = [r.label for r in requests if r.spec.direction]
+            raise ConfigError(f"eval.best_metric {e.best_metric!r} has no better direction in the metric "
+                              f"registry; choose one of {', '.join(with_dir) or 'swd, fid, kid'}")
+    if e.export == "best" and not e.best_metric:
+        raise ConfigError("eval.export 'best' needs eval.best_metric")
+    if e.every_images and not labels and not e.memorization:
+        raise ConfigError("eval.every_images is on but eval.metrics is empty and eval.memorization is 0")
 
 
 # -- presets ----------------------------------------------------------------------------------
@@ -460,6 +569,22 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                                tricks=dict(ema_decay=0.99778, augment=dict(mode="ada", target=0.6)),
                                optim=dict(batch_size=32, g_learning_rate=0.0025, d_learning_rate=0.0025,
                                           beta1=0.0, beta2=0.99)),
+    # Isola et al. 2017 (pix2pix): U-Net + 70x70 PatchGAN (at 256 px), cGAN + 100 * L1, Adam 2e-4
+    # beta1 0.5, batch 1 in most of the paper's experiments; no EMA (not in the paper).
+    "pix2pix": _preset(network=dict(architecture="pix2pix", resolution=256, filters=64, max_filters=512,
+                                    dropout=0.5),
+                       loss=dict(family="pix2pix", l1_weight=100.0),
+                       tricks=dict(ema_decay=0.0),
+                       optim=dict(batch_size=1, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
+    # Zhu et al. 2017 (CycleGAN): ResNet G (9 blocks at 256 px), 70x70 PatchGAN, LSGAN, cycle lambda 10,
+    # identity 0.5 lambda, history pool 50, Adam 2e-4 beta1 0.5, batch 1, lr constant for the first half
+    # of training then linearly to 0 (their 100 + 100 epochs). Domains: Eyeglasses 0 (A) vs 1 (B).
+    "cyclegan": _preset(network=dict(architecture="cyclegan", resolution=256, filters=64, resnet_blocks=9,
+                                     domain_attribute="eyeglasses"),
+                        loss=dict(family="cyclegan", cycle_weight=10.0, identity_weight=0.5),
+                        tricks=dict(ema_decay=0.0, history_pool=50),
+                        optim=dict(batch_size=1, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5,
+                                   lr_decay_start=0.5)),
     # Sajjadi et al. 2018, the paper's own setting: DCGAN-style network with 4x4 kernels and
     # Xavier init at 32x32, lr 1e-4, the lens on; then its two variants: LSGAN without BatchNorm,
     # and WGAN-GP with RMSProp on a DCGAN-style critic without BatchNorm.
@@ -512,14 +637,77 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                           tricks=dict(lens=dict(enabled=True, blocks=8, filters=8, anneal_steps=10)),
                           optim=dict(batch_size=16),
                           run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
+    # issue 11: conditional DCGAN on two CelebA attributes, projection discriminator.
+    "smoke_conditional": _preset(network=dict(architecture="cdcgan", resolution=32, z_dim=32, filters=16),
+                                 loss=dict(family="ns"),
+                                 condition=dict(attributes="male,smiling", discriminator="projection"),
+                                 optim=dict(batch_size=16),
+                                 run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
+
+    "smoke_cyclegan": _preset(network=dict(architecture="cyclegan", resolution=32, filters=8, resnet_blocks=2,
+                                           domain_attribute="eyeglasses"),
+                              loss=dict(family="cyclegan", cycle_weight=10.0, identity_weight=0.5),
+                              tricks=dict(ema_decay=0.0, history_pool=50),
+                              optim=dict(batch_size=2, beta1=0.5, lr_decay_start=0.5),
+                              run=dict(steps=10, checkpoint_every=5, log_every=5, image_every=5)),
+    "smoke_pix2pix": _preset(network=dict(architecture="pix2pix", resolution=32, filters=8, max_filters=32),
+                             loss=dict(family="pix2pix", l1_weight=100.0),
+                             tricks=dict(ema_decay=0.0),
+                             optim=dict(batch_size=4, beta1=0.5),
+                             run=dict(steps=10, checkpoint_every=5, log_every=5, image_every=5)),
 }
 
 
+# Metrics during training (issue 14 §2): on for the paper presets, off for the smoke ones.
+for _name, _p in PRESETS.items():
+    _p.setdefault("eval", {"every_images": 0 if _name.startswith("smoke") else EVAL_EVERY_IMAGES})
+
+
+# Smoke presets pin float32 (issue 13): CI losses must not depend on whether the machine has
+# bf16 units; the paper presets keep `auto`.
+for _name, _sections in PRESETS.items():
+    if _name.startswith("smoke"):
+        _sections.setdefault("run", {}).setdefault("mixed_precision", "float32")
+
+
 def get_preset(name: str, overrides: Optional[Dict[str, Any]] = None) -> Config:
+    """The preset `name` with dotted `overrides` applied (see `fit_preset_tables`)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
     cfg = Config.from_dict(dict(copy.deepcopy(PRESETS[name]), preset=name))
-    return cfg.override(overrides) if overrides else cfg
+    return cfg.override(fit_preset_tables(cfg, overrides)) if overrides else cfg
+
+
+def fit_preset_tables(cfg: Config, overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """`overrides`, plus the preset's per-resolution batch-size table trimmed to what they leave.
+
+    The table belongs to the preset, not the user: `--preset progan --set network.resolution=32`
+    drops the preset's entries for 64 and 128 (and a non-progressive architecture drops the whole
+    table) instead of refusing them, and records that in `notes`. A table the user sets
+    (`network.batch_sizes`) is theirs and is validated as given.
+    """
+    table = cfg.network.batch_sizes
+    if not table or "network.batch_sizes" in overrides or "network" in overrides:
+        return overrides
+    net = cfg.network
+    res = overrides.get("network.resolution", net.resolution)
+    start = overrides.get("network.start_resolution", net.start_resolution)
+    arch_name = overrides.get("network.architecture", net.architecture)
+    try:
+        progressive = registry.architecture(arch_name).progressive
+    except registry.RegistryError:
+        return overrides                   # validation names the bad architecture
+    if not (isinstance(res, int) and isinstance(start, int)):
+        return overrides                   # validation names the bad value
+    keep = {k: v for k, v in table.items() if progressive and str(k).isdigit() and start <= int(k) <= res}
+    dropped = [k for k in table if k not in keep]
+    if not dropped:
+        return overrides
+    why = (f"outside the grown range [{start}, {res}]" if progressive
+           else f"{arch_name} is not progressive (optim.batch_size applies)")
+    note = (f"network.batch_sizes: dropped the {cfg.preset or 'preset'} preset's entries for "
+            f"{', '.join(sorted(dropped, key=lambda k: int(k) if str(k).isdigit() else 0))} ({why})")
+    return {**overrides, "network.batch_sizes": keep, "notes": [*cfg.notes, note]}
 
 
 def preset_names() -> List[str]:

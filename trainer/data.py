@@ -73,7 +73,8 @@ def _compression(path: str) -> str:
 def inspect_files(files: Sequence[str]) -> Dict:
     """Read the first record: compression, target resolution and the stored resolutions.
 
-    Returns {"compression": "GZIP"|"", "target": R, "keys": {resolution: feature name}}.
+    Returns {"compression": "GZIP"|"", "target": R, "keys": {resolution: feature name},
+    "paired": whether records hold an `input_image` (image-to-image pairs)}.
     Raises ValueError naming the file if the record has no `image` feature.
     """
     compression = _compression(files[0])
@@ -90,10 +91,11 @@ def inspect_files(files: Sequence[str]) -> Dict:
     else:
         target = int(tf.io.decode_png(feats[schema.IMAGE].bytes_list.value[0]).shape[0])
     keys = {target: schema.IMAGE}
+    paired = schema.INPUT_IMAGE in feats
     for name in feats:
         if name.startswith(schema.IMAGE + "_") and name[len(schema.IMAGE) + 1:].isdigit():
             keys[int(name[len(schema.IMAGE) + 1:])] = name
-    return {"compression": compression, "target": target, "keys": keys}
+    return {"compression": compression, "target": target, "keys": keys, "paired": paired}
 
 
 def count_records(files: Sequence[str], compression: Optional[str] = None) -> int:
@@ -104,10 +106,16 @@ def count_records(files: Sequence[str], compression: Optional[str] = None) -> in
 
 def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, seed: int = 0,
                   shuffle_buffer: int = 2048, position: int = 0, info: Optional[Dict] = None,
-                  num_records: Optional[int] = None):
+                  num_records: Optional[int] = None, labels: Optional[Dict] = None,
+                  input_key: Optional[str] = None):
     """Infinite dataset of float32 [batch_size, R, R, 3] in [-1, 1], deterministic for a seed.
 
     `position` is the number of images already drawn (resume): the stream continues from there.
+    `labels` (issue 11; `scan_attributes`' result): batches are (images, attributes float32
+    [batch_size, A]); with labels["rule"] == "skip", records lacking an attribute are left out
+    before shuffling, so positions count labelled records (num_records = labels["usable"]).
+    `input_key` (image-to-image, e.g. schema.INPUT_IMAGE): batches are [batch_size, R, R, 6], that
+    feature's image then the target `image` on the channel axis (stored at R: no resizing).
     """
     files = list(files)
     info = info or inspect_files(files)
@@ -117,6 +125,9 @@ def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, see
                          f"{info['target']} ({files[0]}); re-ingest at >= {resolution}")
     stored = resolution if key != schema.IMAGE else info["target"]
     raw = tf.data.TFRecordDataset(files, compression_type=info["compression"])
+    if labels is not None:
+        raw = raw.filter(_has_labels(labels)) if labels["rule"] == "skip" else raw
+        num_records = labels["usable"]
 
     start_epoch, skip = 0, 0
     if position:
@@ -134,6 +145,19 @@ def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, see
     if skip:
         ds = ds.skip(skip)
     spec = {key: tf.io.FixedLenFeature([], tf.string)}
+    if input_key is not None:
+        if not info.get("paired", True) or stored != resolution:
+            raise ValueError(f"{files[0]}: image-to-image training needs '{input_key}' pairs stored at "
+                             f"{resolution}x{resolution}; re-ingest with --paired and --resolution {resolution}")
+        spec[input_key] = tf.io.FixedLenFeature([], tf.string)
+
+        def decode_pair(serialized):
+            ex = tf.io.parse_single_example(serialized, spec)
+            imgs = [tf.ensure_shape(tf.io.decode_png(ex[k], channels=3), [stored, stored, 3]) for k in (input_key, key)]
+            return to_network(tf.concat(imgs, -1))
+
+        ds = ds.map(decode_pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
     def decode(serialized):
         img = tf.io.decode_png(tf.io.parse_single_example(serialized, spec)[key], channels=3)
@@ -143,12 +167,154 @@ def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, see
             x = tf.image.resize(x, [resolution, resolution], method="area")
         return x
 
+    if labels is not None:
+        image_decode = decode
+
+        def decode(serialized):   # noqa: F811 - the labelled variant wraps the image decoder
+            return image_decode(serialized), _parse_labels(labels)(serialized)
+
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def synthetic_dataset(resolution: int, batch_size: int, seed: int = 0):
-    """One fixed random batch repeated forever (benchmarks: input cost ~0)."""
-    x = tf.random.stateless_uniform([batch_size, resolution, resolution, 3], seed=[seed, 1],
+def domain_filter(attribute: str, value: int):
+    """A predicate on serialized Examples: `attr/<attribute>` == value (records without it: False)."""
+    key = schema.attr_key(attribute)
+    spec = {key: tf.io.FixedLenFeature([], tf.int64, default_value=-1)}
+    return lambda serialized: tf.equal(tf.io.parse_single_example(serialized, spec)[key], value)
+
+
+def count_domains(files: Sequence[str], attribute: str, compression: str = "GZIP") -> Dict[str, int]:
+    """{"a": records with attr/<attribute> == 0, "b": == 1, "unlabeled": neither} (one pass, no decoding)."""
+    key = schema.attr_key(attribute)
+    spec = {key: tf.io.FixedLenFeature([], tf.int64, default_value=-1)}
+    ds = tf.data.TFRecordDataset(list(files), compression_type=compression)
+    values = ds.map(lambda s: tf.io.parse_single_example(s, spec)[key])
+    counts = values.reduce(tf.zeros([3], tf.int64), lambda c, v: c + tf.one_hot(
+        tf.where(v == 0, 0, tf.where(v == 1, 1, 2)), 3, dtype=tf.int64)).numpy()
+    return {"a": int(counts[0]), "b": int(counts[1]), "unlabeled": int(counts[2])}
+
+
+def domains_dataset(files: Sequence[str], resolution: int, batch_size: int, attribute: str, *, seed: int = 0,
+                    shuffle_buffer: int = 2048, position: int = 0, info: Optional[Dict] = None):
+    """Unpaired image-to-image (CycleGAN): float32 [batch_size, R, R, 6] = an image of domain A
+    (`attr/<attribute>` == 0) then an independent image of domain B (== 1) on the channel axis.
+
+    Each domain is its own stream, shuffled per epoch from its own seed and repeated, so the two are
+    unaligned (no pairs) and each is a pure function of (files, seed): resume skips `position`
+    records of each (both advance one image per example shown).
+    """
+    files = list(files)
+    info = info or inspect_files(files)
+    if info["target"] != resolution:
+        raise ValueError(f"{files[0]}: CycleGAN trains at the stored resolution {info['target']}, not {resolution}")
+    raw = tf.data.TFRecordDataset(files, compression_type=info["compression"])
+
+    def stream(value):
+        ds = raw.filter(domain_filter(attribute, value))
+        ds = ds.shuffle(shuffle_buffer, seed=seed * 1_000_003 + 17 + value, reshuffle_each_iteration=True).repeat()
+        return ds.skip(position) if position else ds
+
+    spec = {schema.IMAGE: tf.io.FixedLenFeature([], tf.string)}
+
+    def decode(serialized):
+        img = tf.io.decode_png(tf.io.parse_single_example(serialized, spec)[schema.IMAGE], channels=3)
+        return to_network(tf.ensure_shape(img, [resolution, resolution, 3]))
+
+    a, b = (stream(v).map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) for v in (0, 1))
+    ds = tf.data.Dataset.zip((a, b)).map(lambda x, y: tf.concat([x, y], -1))
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def synthetic_dataset(resolution: int, batch_size: int, seed: int = 0, num_attributes: int = 0,
+                      channels: int = 3):
+    """One fixed random batch repeated forever (benchmarks: input cost ~0; 6 channels = pairs); with
+    num_attributes, (images, random 0/1 attributes)."""
+    x = tf.random.stateless_uniform([batch_size, resolution, resolution, channels], seed=[seed, 1],
                                     minval=-1.0, maxval=1.0)
+    if num_attributes:
+        y = tf.cast(tf.random.stateless_uniform([batch_size, num_attributes], seed=[seed, 2]) < 0.5, tf.float32)
+        return tf.data.Dataset.from_tensors((x, y)).repeat()
     return tf.data.Dataset.from_tensors(x).repeat()
+
+
+# -- attribute labels (issue 11; rules in trainer/conditioning.py) ------------------------------
+_KINDS = {"int64_list": tf.int64, "float_list": tf.float32}
+
+
+def _label_spec(labels: Dict) -> Dict:
+    return {schema.attr_key(n): tf.io.VarLenFeature(_KINDS[labels["kinds"][n]]) for n in labels["names"]}
+
+
+def _has_labels(labels: Dict):
+    spec = _label_spec(labels)
+
+    def has(serialized):
+        parsed = tf.io.parse_single_example(serialized, spec)
+        return tf.reduce_all(tf.stack([tf.size(parsed[k].values) > 0 for k in spec]))
+    return has
+
+
+def _parse_labels(labels: Dict):
+    spec = _label_spec(labels)
+
+    def parse(serialized):
+        parsed = tf.io.parse_single_example(serialized, spec)
+        return tf.stack([tf.cast(tf.sparse.to_dense(parsed[k])[0], tf.float32) for k in spec])
+    return parse
+
+
+def scan_attributes(files: Sequence[str], names: Sequence[str], rule: str = "refuse") -> Dict:
+    """Check the Examples carry the attributes to condition on; one pass over the serialized
+    records (images are not decoded).
+
+    Returns {"names", "kinds" (feature kind per name), "rule", "total", "usable" (records with every
+    attribute), "unlabelled", "positive_rate" {name: fraction of labelled records with value >= 0.5}}.
+    Raises ValueError naming: attributes no record carries (and the ones they do carry); string
+    attributes; values outside [0, 1] (with the source); unlabelled records under rule "refuse"
+    (how many and the first source, and the `condition.unlabelled` setting that skips them).
+    """
+    names = list(names)
+    kinds: Dict[str, str] = {}
+    carried, total, usable, first_missing = set(), 0, 0, None
+    positives = {n: 0 for n in names}
+    raw = tf.data.TFRecordDataset(list(files), compression_type=_compression(files[0]))
+    for rec in raw.as_numpy_iterator():
+        feats = tf.train.Example.FromString(rec).features.feature
+        total += 1
+        carried.update(k[len(schema.ATTR_PREFIX):] for k in feats if k.startswith(schema.ATTR_PREFIX))
+        values = {}
+        for n in names:
+            f = feats.get(schema.attr_key(n))
+            kind = f.WhichOneof("kind") if f is not None else None
+            if kind is None or not getattr(f, kind).value:
+                continue
+            if kind == "bytes_list":
+                raise ValueError(f"condition.attributes: attr/{n} holds strings in {files[0]}; conditioning "
+                                 "needs 0/1 (or [0, 1]) numbers")
+            if kinds.setdefault(n, kind) != kind:
+                raise ValueError(f"condition.attributes: attr/{n} is {kinds[n]} in some records and {kind} in others")
+            v = float(getattr(f, kind).value[0])
+            if not 0.0 <= v <= 1.0:
+                source = feats[schema.SOURCE].bytes_list.value[0].decode() if schema.SOURCE in feats else "?"
+                raise ValueError(f"condition.attributes: attr/{n} = {v} for {source}; values must be in [0, 1]")
+            values[n] = v
+        if len(values) == len(names):
+            usable += 1
+            for n, v in values.items():
+                positives[n] += v >= 0.5
+        elif first_missing is None:
+            first_missing = feats[schema.SOURCE].bytes_list.value[0].decode() if schema.SOURCE in feats else "?"
+    unknown = [n for n in names if n not in carried]
+    if unknown:
+        have = ", ".join(sorted(carried)) or "no attr/* features (ingest with --labels)"
+        raise ValueError(f"condition.attributes: {', '.join(unknown)} not in the Examples ({files[0]}...); "
+                         f"they carry: {have}")
+    if usable < total and rule != "skip":
+        raise ValueError(f"condition.attributes: {total - usable} of {total} Examples lack one of "
+                         f"{', '.join(names)} (first: {first_missing}); set condition.unlabelled=skip to "
+                         "train on the labelled ones")
+    if usable == 0:
+        raise ValueError(f"condition.attributes: no Example carries all of {', '.join(names)}")
+    return {"names": names, "kinds": kinds, "rule": rule, "total": total, "usable": usable,
+            "unlabelled": total - usable, "positive_rate": {n: positives[n] / usable for n in names}}

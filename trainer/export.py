@@ -38,11 +38,18 @@ def check_against_config(meta: dict, cfg) -> None:
 
 
 def export_generator(generator, export_dir: str, *, cfg=None, metadata: Optional[dict] = None,
-                     max_batch: int = contract.DEFAULT_MAX_BATCH, kind: str = contract.UNCONDITIONAL,
+                     max_batch: int = contract.DEFAULT_MAX_BATCH, kind: Optional[str] = None,
                      **kind_args) -> str:
-    """facegan.generator.export_generator with the config's metadata (caller's `metadata` wins)."""
+    """facegan.generator.export_generator with the config's metadata (caller's `metadata` wins).
+    `kind` defaults to the config's: a conditional architecture exports the `conditional` kind
+    with the config's attribute names (trainer/conditioning.py)."""
     from facegan.generator.export import export_generator as export
+    from facegan.trainer.conditioning import export_kind_args
 
+    if kind is None:
+        derived = export_kind_args(cfg)
+        kind = derived.pop("kind", contract.UNCONDITIONAL)
+        kind_args = {**derived, **kind_args}
     if cfg is not None:
         kind_args.setdefault("z_dim", int(cfg.network.z_dim))   # for subclassed models without inputs
         if cfg.tricks.truncation_cutoff:   # W-space generators: truncate only the layers below it

@@ -42,6 +42,7 @@ from facegan.trainer.augment import PIPELINES, AdaptiveAugment, sign_stats
 from facegan.trainer.config import Config
 from facegan.trainer.data import from_network
 from facegan.trainer.losses import gradient_penalty, lens_reconstruction_loss
+from facegan.trainer.networks.conditional import acgan_loss
 from facegan.trainer.networks.lens import lens_lambda as lens_lambda_at
 from facegan.trainer.regularizers import (HistoricalAveraging, feature_matching_loss, instance_noise_std,
                                           repelling_loss)
@@ -116,6 +117,8 @@ def _ema_pairs(ema_generator, generator) -> List[Tuple[tf.Variable, tf.Variable]
 class GAN(tf.keras.Model):
     """Generator + discriminator (+ EMA generator, + lens) trained by one custom `train_step`."""
 
+    input_kind = "images"    # what the loop feeds train_step: "images", or (image-to-image) "pairs" / "domains"
+
     def __init__(self, cfg: Config, networks, ema_networks=None, lens=None, *, global_batch_size: int):
         super().__init__(name="gan")
         self.cfg = cfg
@@ -144,6 +147,9 @@ class GAN(tf.keras.Model):
         self.pl_mean = stylegan_losses.PathLengthMean() if self.use_pl else None
         self.lr_lazy = {"g": cfg.loss.pl_interval if self.use_pl else 0, "d": cfg.loss.r1_interval if self.lazy else 0}
         # -- end style --
+        # issue 11: a conditional architecture's G takes [z, y]; its D takes [x, y] (projection) or
+        # x and returns class_logits (acgan). Batches are then (images, attributes).
+        self.conditional = registry.architecture(cfg.network.architecture).kind == "conditional"
         self.set_stage(networks.schedule(0).resolution, self.global_batch_size)
 
     # -- setup -----------------------------------------------------------------------------------
@@ -176,10 +182,17 @@ class GAN(tf.keras.Model):
         d_terms, g_terms = [], []
         if self.family.needs_gradient_penalty:
             d_terms.append(Term("gp", cfg.loss.gp_weight, lambda c: self._avg(
-                self._gradient_penalty(c["real"], c["fake"], c["key"], _GP_EPS + c["j"]))))
+                self._gradient_penalty(c["real"], c["fake"], c["key"], _GP_EPS + c["j"], c["attributes"]))))
+        if self.conditional and cfg.condition.discriminator == "acgan":   # Odena et al. 2017
+            w = cfg.condition.acgan_weight
+            d_terms.append(Term("acgan_d", w, lambda c: self._avg(
+                acgan_loss(c["real_out"]["class_logits"], c["attributes"]) +
+                acgan_loss(c["fake_out"]["class_logits"], c["attributes"]))))
+            g_terms.append(Term("acgan_g", w, lambda c: self._avg(
+                acgan_loss(c["fake_out"]["class_logits"], c["attributes"]))))
         if t.feature_matching > 0:
             g_terms.append(Term("feature_matching", t.feature_matching, lambda c: per_replica(
-                feature_matching_loss(tf.stop_gradient(self._disc(c["real"])[1]), c["fake_features"]))))
+                feature_matching_loss(tf.stop_gradient(self._disc(c["real"], c["attributes"])[1]), c["fake_features"]))))
         if t.repelling > 0:
             g_terms.append(Term("repelling", t.repelling, lambda c: per_replica(repelling_loss(c["fake_features"]))))
         if t.historical_averaging > 0:
@@ -240,8 +253,14 @@ class GAN(tf.keras.Model):
         self.global_batch_size = int(global_batch_size)
         self._ema_pairs = _ema_pairs(self.G_ema, self.G) if self.G_ema is not None else []
 
+    decays_lr = False        # True: the loop calls apply_lr_scale before every step (a schedule)
+
+    def lr_multiplier(self) -> float:
+        """The schedule's factor at the current step (1: constant learning rates)."""
+        return 1.0
+
     def apply_lr_scale(self):
-        s = float(self.lr_scale.numpy())
+        s = float(self.lr_scale.numpy()) * self.lr_multiplier()
         o = self.cfg.optim
         for opt, lr, k in ((self.g_optimizer, o.g_learning_rate, "g"), (self.d_optimizer, o.d_learning_rate, "d")):
             opt.learning_rate = stylegan_losses.lazy_optimizer_params(lr, o.beta1, o.beta2, self.lr_lazy[k])[0] * s
@@ -260,6 +279,10 @@ class GAN(tf.keras.Model):
     def sampling_generator(self) -> tf.keras.Model:
         return self.G_ema if self.G_ema is not None else self.G
 
+    def export_models(self):
+        """What export writes: the sampling generator (image-to-image: {direction: model})."""
+        return self.sampling_generator
+
     def call(self, z, training=False):
         return self.G(z, training=training)
 
@@ -276,13 +299,14 @@ class GAN(tf.keras.Model):
         local = n_global // ctx.num_replicas_in_sync
         return n_global, tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
 
-    def _generate(self, key, purpose, n_global=None):
-        """G(z) for the training step: z from the global key; W-space generators also get
-        per-layer noise and style-mixing crossovers drawn for the global batch (replica-independent)."""
+    def _generate(self, key, purpose, a=None, n_global=None):
+        """G(z) (G(z, a) for a conditional G) for the training step: z from the global key;
+        W-space generators also get per-layer noise and style-mixing crossovers drawn for the
+        global batch (replica-independent)."""
         n_global = n_global or self.global_batch_size
         z = self._global_rows(key, purpose, n_global)
         if not self.w_space:
-            return self.G(z, training=True)
+            return self._gen(z, a)
         rows = self._rows(n_global)
         fold = tf.random.experimental.stateless_fold_in
         z2 = self._global_rows(key, purpose + _W_MIX_Z, n_global)
@@ -300,11 +324,12 @@ class GAN(tf.keras.Model):
         return tf.cast(self.ada(tf.cast(images, tf.float32), seed, rows=self._rows(self.global_batch_size)),
                        images.dtype)
 
-    def _r1_step(self, x_in, sums):
+    def _r1_step(self, x_in, a, sums):
         """Dreg: lazy R1 on the (augmented) reals as its own D optimizer step."""
         lo = self.cfg.loss
         with tf.GradientTape() as tape:
-            r1 = self._avg(stylegan_losses.r1_penalty(lambda x: self._disc(x)[0], x_in, lo.r1_gamma, lo.r1_interval))
+            r1 = self._avg(stylegan_losses.r1_penalty(lambda x: self._disc_out(x, a)["logits"], x_in,
+                                                      lo.r1_gamma, lo.r1_interval))
         self._apply(self.d_optimizer, tape, r1, self.D.trainable_variables)
         sums["loss/r1"] = r1
 
@@ -339,6 +364,9 @@ class GAN(tf.keras.Model):
         shared["pl/mean"] = new_mean
     # -- end style --
 
+    def _gen(self, z, attributes=None, training=True):
+        return self.G([z, attributes] if self.conditional else z, training=training)
+
     # -- randomness ------------------------------------------------------------------------------
     def _global_slice(self, key, purpose, shape_tail, kind="normal", n_global=None):
         """Draw [global_batch (or n_global), *tail] from a stateless key and return this replica's rows."""
@@ -367,9 +395,15 @@ class GAN(tf.keras.Model):
         n = tf.distribute.get_replica_context().num_replicas_in_sync
         return tf.cast(scalar, tf.float32) / n
 
-    def _disc(self, images, training=True):
-        out = self.D(images, training=training)
-        return tf.cast(out["logits"], tf.float32), tf.cast(out["features"], tf.float32)
+    def _disc_out(self, images, attributes=None, training=True):
+        """D's outputs as float32 (a projection D also takes the attributes)."""
+        takes_y = self.conditional and len(self.D.inputs) == 2
+        out = self.D([images, attributes] if takes_y else images, training=training)
+        return {k: tf.cast(v, tf.float32) for k, v in out.items()}
+
+    def _disc(self, images, attributes=None, training=True):
+        out = self._disc_out(images, attributes, training)
+        return out["logits"], out["features"]
 
     def _instance_noise(self, step):
         t = self.cfg.tricks
@@ -383,11 +417,11 @@ class GAN(tf.keras.Model):
         noise = self._global_slice(key, purpose, images.shape[1:])
         return images + tf.cast(std, images.dtype) * tf.cast(noise, images.dtype)
 
-    def _gradient_penalty(self, real, fake, key, purpose):
+    def _gradient_penalty(self, real, fake, key, purpose, attributes=None):
         """WGAN-GP per example, trainer.losses.gradient_penalty with eps drawn here: it must come
         from the global-batch key (replica-count independence)."""
         eps = self._global_slice(key, purpose, [1, 1, 1], kind="uniform")
-        return gradient_penalty(lambda x: self._disc(x)[0], real, fake, interpolation=eps)
+        return gradient_penalty(lambda x: self._disc(x, attributes)[0], real, fake, interpolation=eps)
 
     def _apply(self, optimizer, tape, loss, variables):
         """Gradients of `loss`, all-reduced across replicas, applied; returns the global norm."""
@@ -435,6 +469,9 @@ class GAN(tf.keras.Model):
             images, key = data
         else:   # plain `fit`: key from (seed, step); the library loop passes a Generator key
             images, key = data, tf.stack([tf.constant(self.seed, tf.int64), tf.identity(self.step)])
+        attrs = None
+        if self.conditional:   # issue 11: the batch is (images, attributes)
+            images, attrs = images
         key = tf.cast(key, tf.int64)
         cfg, t = self.cfg, self.cfg.tricks
         ctx = tf.distribute.get_replica_context()
@@ -442,6 +479,9 @@ class GAN(tf.keras.Model):
         local_b = self.global_batch_size // n_rep
         images = tf.cast(images, tf.float32)
         reals = tf.reshape(images, [t.d_steps, local_b] + list(images.shape[1:]))
+        # fakes are conditioned on the labels of the reals they meet (the data's label distribution)
+        labels = (tf.reshape(tf.cast(attrs, tf.float32), [t.d_steps, local_b, -1]) if self.conditional
+                  else [None] * t.d_steps)
         step = tf.identity(self.step)
         noise_std = self._instance_noise(step)
         lens_lambda = None
@@ -455,16 +495,19 @@ class GAN(tf.keras.Model):
         d_vars = self.D.trainable_variables
         for j in range(t.d_steps):
             x = reals[j]
+            a = labels[j]
             with tf.GradientTape() as tape:
-                fake = tf.cast(self._generate(key, _Z_D + j), tf.float32)
+                fake = tf.cast(self._generate(key, _Z_D + j, a), tf.float32)
                 x_in = tf.cast(self.lens(x, training=True), tf.float32) if self.lens is not None else x
                 x_in = self._augment(self._noisy(x_in, noise_std, key, _NOISE_REAL + j), key, _AUG_REAL + j)
                 f_in = self._augment(self._noisy(fake, noise_std, key, _NOISE_FAKE + j), key, _AUG_FAKE + j)
-                real_logits, _ = self._disc(x_in)
-                fake_logits, _ = self._disc(f_in)
+                real_out, fake_out = self._disc_out(x_in, a), self._disc_out(f_in, a)
+                real_logits = real_out["logits"]
+                fake_logits = fake_out["logits"]
                 d_adv = self._avg(self.d_loss_fn(real_logits, fake_logits,
                                                  real_label_smoothing=t.label_smoothing))
-                d_loss = self._add_terms(self.terms["d"], d_adv, dict(real=x_in, fake=f_in, key=key, j=j), sums)
+                d_loss = self._add_terms(self.terms["d"], d_adv, dict(
+                    real=x_in, fake=f_in, key=key, j=j, attributes=a, real_out=real_out, fake_out=fake_out), sums)
             sums["grad_norm/d"] = self._apply(self.d_optimizer, tape, d_loss, d_vars) / n_rep
             if self.family.clips_weights:
                 self._clip_critic(d_vars)
@@ -473,7 +516,7 @@ class GAN(tf.keras.Model):
                 sums["ada/sign_sum"] = sums.get("ada/sign_sum", 0.0) + s_sum
                 sums["ada/count"] = sums.get("ada/count", 0.0) + s_count
         if phase[0]:
-            self._r1_step(x_in, sums)
+            self._r1_step(x_in, a, sums)
         sums["loss/d"] = d_loss
         sums["loss/d_adv"] = d_adv
         sums["d/real_logit"] = self._avg(tf.reduce_mean(real_logits, axis=-1))
@@ -484,16 +527,18 @@ class GAN(tf.keras.Model):
 
         # ---- generator ----
         g_vars = self.G.trainable_variables
+        a = labels[-1]
         with tf.GradientTape() as tape:
-            fake = tf.cast(self._generate(key, _Z_G), tf.float32)
+            fake = tf.cast(self._generate(key, _Z_G, a), tf.float32)
             f_in = self._augment(self._noisy(fake, noise_std, key, _NOISE_G), key, _AUG_G)
-            fake_logits, fake_feats = self._disc(f_in)
+            fake_out = self._disc_out(f_in, a)
+            fake_logits, fake_feats = fake_out["logits"], fake_out["features"]
             g_adv = self._avg(self.g_loss_fn(fake_logits))
             # Feature matching (Salimans et al. 2016 sec. 3.1) takes f(x) and f(G(z)) from the SAME
             # discriminator: the term recomputes the real features with D as updated above, on D's
             # last real input (see `_regularizer_terms`).
-            g_loss = self._add_terms(self.terms["g"], g_adv,
-                                     dict(real=tf.stop_gradient(x_in), fake_features=fake_feats), sums)
+            g_loss = self._add_terms(self.terms["g"], g_adv, dict(
+                real=tf.stop_gradient(x_in), fake_features=fake_feats, attributes=a, fake_out=fake_out), sums)
         sums["grad_norm/g"] = self._apply(self.g_optimizer, tape, g_loss, g_vars) / n_rep
         if phase[1]:
             self._pl_step(key, sums, shared)
@@ -508,7 +553,7 @@ class GAN(tf.keras.Model):
             x = reals[-1]
             with tf.GradientTape() as tape:
                 lx = tf.cast(self.lens(x, training=True), tf.float32)
-                l_logits, _ = self._disc(self._noisy(lx, noise_std, key, _NOISE_REAL))
+                l_logits, _ = self._disc(self._noisy(lx, noise_std, key, _NOISE_REAL), labels[-1])
                 l_adv = tf.cast(self.lens_adv_fn(l_logits), tf.float32)
                 recon = lens_reconstruction_loss(x, lx)   # summed over pixels (see losses.py)
                 l_loss = self._avg(lens_lambda * l_adv + recon)
@@ -549,10 +594,13 @@ class GAN(tf.keras.Model):
         return {k: vec[i] for i, k in enumerate(names)}
 
     # -- sampling --------------------------------------------------------------------------------
-    def sample(self, z, ema=True, temperature: float = 1.0):
-        """uint8 images from latents, z scaled by the sampling temperature (z' = psi * z)."""
+    def sample(self, z, ema=True, temperature: float = 1.0, attributes=None):
+        """uint8 images from latents, z scaled by the sampling temperature (z' = psi * z); a
+        conditional GAN also takes the attribute vectors [N, A]."""
         g = self.sampling_generator if ema else self.G
         if self.w_space:   # truncation in W toward w_avg (Karras et al. 2019)
             return from_network(g(tf.convert_to_tensor(z, tf.float32), training=False, psi=temperature))
         z = tf.convert_to_tensor(z, tf.float32) * temperature
+        if self.conditional:
+            z = [z, tf.convert_to_tensor(attributes, tf.float32)]
         return from_network(g(z, training=False))

@@ -82,7 +82,10 @@ class Architecture:
     `batchnorm_optional`: honours `network.batch_norm = false` (no BatchNorm anywhere, so a
     `batchnorm_critic` architecture then has an example-independent critic).
     `w_space`: G maps z to an intermediate latent W (StyleGAN): it tracks w_avg, truncates and
-    mixes styles in W, exports `style_mix`, and path length regularization applies."""
+    mixes styles in W, exports `style_mix`, and path length regularization applies.
+    `model`: "module:Class", the `keras.Model` whose `train_step` the one training loop runs
+    (trainer/gan.py's GAN for z -> image; trainer/image_to_image.py's models for kind
+    image_to_image, which the loop feeds paired batches)."""
     name: str
     builder: str
     summary: str
@@ -96,6 +99,7 @@ class Architecture:
     resolution_reason: str = ""
     checkpoints: Tuple[str, ...] = ("generator", "discriminator")
     w_space: bool = False
+    model: str = "facegan.trainer.gan:GAN"
 
     def __post_init__(self):
         if self.kind not in GENERATOR_KINDS:
@@ -134,6 +138,19 @@ register_architecture(Architecture(
     "facegan", f"{_CONV}:build_facegan", "Li et al. (FaceGANs): two FC + four deconvolutions",
     batchnorm_critic=True, batchnorm_optional=True, min_resolution=16,
     resolution_reason="facegan has four stride-2 deconvolutions, so it needs at least 16x16"))
+# Issue 11: the same three networks conditioned on attributes (trainer/networks/convnets.py; G
+# concatenates the attribute vector to z, D is a projection or AC-GAN discriminator).
+register_architecture(Architecture(
+    "cdcgan", f"{_CONV}:build_cdcgan", "conditional dcgan: G(z, y); projection or AC-GAN D (condition.*)",
+    kind="conditional", batchnorm_critic=True, batchnorm_optional=True))
+register_architecture(Architecture(
+    "chdcgan", f"{_CONV}:build_chdcgan", "conditional hdcgan: G(z, y); projection or AC-GAN D (condition.*)",
+    kind="conditional", batchnorm_critic=True, batchnorm_optional=True, input_noise=True, min_resolution=32, max_resolution=512,
+    resolution_reason="hdcgan works from 32x32 up to 512x512 (the paper's range)"))
+register_architecture(Architecture(
+    "cfacegan", f"{_CONV}:build_cfacegan", "conditional facegan: G(z, y); projection or AC-GAN D (condition.*)",
+    kind="conditional", batchnorm_critic=True, batchnorm_optional=True, min_resolution=16,
+    resolution_reason="facegan has four stride-2 deconvolutions, so it needs at least 16x16"))
 register_architecture(Architecture(
     "tan", f"{_CONV}:build_tan", "Sajjadi et al. 2018 (TAN): DCGAN-style, 4x4 kernels, Xavier init",
     batchnorm_critic=True, batchnorm_optional=True))
@@ -148,6 +165,18 @@ register_architecture(Architecture(
 register_architecture(Architecture(
     "stylegan", f"{_STYLE}:build_adain", "Karras et al. 2019: StyleGAN2's topology with AdaIN styles",
     w_space=True))
+register_architecture(Architecture(
+    "pix2pix", "facegan.trainer.networks.image_to_image:build_pix2pix",
+    "Isola et al. 2017: U-Net G with skips, PatchGAN D on (input, output), needs --paired data",
+    kind="image_to_image", batchnorm_critic=True, min_resolution=16,
+    resolution_reason="pix2pix's U-Net and PatchGAN need at least 16x16",
+    model="facegan.trainer.image_to_image:Pix2Pix"))
+register_architecture(Architecture(
+    "cyclegan", "facegan.trainer.networks.image_to_image:build_cyclegan",
+    "Zhu et al. 2017: two ResNet Gs, two PatchGAN Ds, unpaired domains from an attribute",
+    kind="image_to_image", min_resolution=16, resolution_reason="cyclegan's PatchGAN needs at least 16x16",
+    checkpoints=("generator", "discriminator", "generator_ba", "discriminator_a"),
+    model="facegan.trainer.image_to_image:CycleGAN"))
 
 
 # -- loss families -------------------------------------------------------------------------------
@@ -160,7 +189,9 @@ class LossFamily:
     `generator_loss(fake_logits, **g_params) -> [N]`,
     `discriminator_loss(real_logits, fake_logits, real_label_smoothing, **d_params) -> [N]`,
     `lens_loss(lensed_real_logits, fake_logits=None, **d_params) -> [N]` (the lens' adversarial
-    term, Sajjadi et al. 2018). `g_params` / `d_params`: (keyword, LossConfig field) pairs."""
+    term, Sajjadi et al. 2018). `g_params` / `d_params`: (keyword, LossConfig field) pairs.
+    `kind`: the generator kind it trains ("unconditional" covers z-based conditional ones too;
+    "image_to_image" families take patch logits [N, P, P, 1])."""
     name: str
     generator_loss: str
     discriminator_loss: str
@@ -174,6 +205,7 @@ class LossFamily:
     optimizer: str = "adam"            # the paper's optimizer, used when optim.optimizer = "auto"
     g_params: Tuple[Tuple[str, str], ...] = ()
     d_params: Tuple[Tuple[str, str], ...] = ()
+    kind: str = "unconditional"
 
     @staticmethod
     def _fn(path: str) -> Callable:
@@ -231,6 +263,17 @@ register_loss(LossFamily("facegan", "facegan_generator_loss", "facegan_discrimin
 register_loss(LossFamily("nsgan_r1", "ns_generator_loss", "ns_discriminator_loss", "softplus_lens_loss",
                          "StyleGAN2: non-saturating logistic + lazy R1 (every 16) + lazy path length (every 4)",
                          supports_label_smoothing=False, refuses_batchnorm_critic=True, lazy_r1=True))
+# Image-to-image families take patch logits (trainer/image_to_image_losses.py). The lens is refused for
+# image-to-image architectures at config time; their lens entries name the matching z-family's term.
+_I2I = "facegan.trainer.image_to_image_losses:"
+register_loss(LossFamily("pix2pix", _I2I + "patch_ns_generator_loss", _I2I + "patch_ns_discriminator_loss",
+                         "softplus_lens_loss",
+                         "Isola et al. 2017: patch cross-entropy cGAN (D halved) + loss.l1_weight * L1",
+                         supports_label_smoothing=False, kind="image_to_image"))
+register_loss(LossFamily("cyclegan", _I2I + "patch_lsgan_generator_loss", _I2I + "patch_lsgan_discriminator_loss",
+                         "lsgan_lens_loss",
+                         "Zhu et al. 2017: patch LSGAN (D halved) + cycle + identity (loss.cycle_weight, "
+                         "loss.identity_weight)", supports_label_smoothing=False, kind="image_to_image"))
 
 
 def describe() -> str:

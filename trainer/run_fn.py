@@ -71,5 +71,9 @@ def run_fn(fn_args) -> None:
         raise ValueError("run_fn: fn_args.model_run_dir and fn_args.serving_model_dir are required")
     log_dir = extras["log_dir"] or os.path.join(run_dir, "logs")
     result = train_lib.train(cfg, files, run_dir, steps=steps, log_dir=log_dir, progress=True)
-    train_lib.export(result, serving_dir, extra_metadata=dict(extras["metadata"], run_dir=run_dir))
-    log.info("exported generator (step %d) to %s", result.steps, serving_dir)
+    try:
+        path = train_lib.export(result, serving_dir, extra_metadata=dict(extras["metadata"], run_dir=run_dir))
+    finally:
+        train_lib.release(result)   # a non-chief worker's scratch (multi-worker Trainer replicas)
+    if result.chief:
+        log.info("exported generator (step %d) to %s", result.steps, path)

@@ -9,6 +9,23 @@ Run directory layout:
                                    file is rewritten only after the shard files are complete)
     run_dir/logs/ (or log_dir)     TensorBoard events: scalars + image grids
     run_dir/samples/step_XXXXXXX.png   EMA-generator grids from fixed latents
+    run_dir/metrics.jsonl, run_dir/best/   metrics during training (eval.every_images > 0;
+                                   trainer/periodic_eval.py)
+    run_dir/workertemp_<i>/        multi-worker only: worker i's (non-chief) writes, removed at the end
+
+Killed at any moment (SIGKILL included), the same command resumes: a checkpoint counts only once
+the CheckpointManager's index names it (written by atomic rename after the shards), and on start
+the pieces a killed save can leave (`*_temp` shard folders, `checkpoint.tmp*`, `ckpt-N` files
+newer than the index) are removed before training, so they are never mistaken for a checkpoint.
+
+Multi-worker (run.strategy "multiworker", TF_CONFIG per worker): the strategy is created before
+anything touches TensorFlow's context (collective ops must be configured at program startup).
+Every worker runs the same loop, because saving and sampling read synchronized variables with
+collective ops; the chief (task `chief`, or worker 0 without one) writes run_dir, the others write
+the same files to their own `workertemp_<i>` folder and delete it at the end. All workers resume
+from the chief's checkpoints, so run_dir must be storage every worker reads (GCS, NFS). The input
+stream is sharded by data (each worker takes its replicas' slices of every global batch), so N
+workers train exactly like one process with the same global batch.
 
 Full state in every checkpoint: G, D, G_ema, lens, all optimizers (slots, iterations, lr), the
 step, images shown (= position in the input stream, which is a pure function of it; see
@@ -34,14 +51,17 @@ from typing import Callable, Dict, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
+from facegan import machine, schema
 from facegan.images import make_grid, save_grid
 from facegan.progress import Progress
+from facegan.trainer import conditioning
 from facegan.trainer import data as data_lib
+from facegan.trainer import registry
 from facegan.trainer.config import Config, validate
 from facegan.trainer.export import export_generator
-from facegan.trainer.gan import GAN
 from facegan.trainer.networks import build_networks
 from facegan.trainer.networks.lens import build_lens
+from facegan.trainer.networks.progan import upsampled_generator
 
 log = logging.getLogger("facegan.train")
 
@@ -65,11 +85,23 @@ class TrainResult:
     checkpoint: Optional[str]
     replicas: int = 1
     gan: object = None
+    selected: str = "last"             # which state the result (and its export) holds: last | best
+    eval_best: Optional[dict] = None   # the best metrics.jsonl record (eval.best_metric), if any
+    stage_alpha: Optional[float] = None   # progressive: fade-in weight of the stage at the end
+    chief: bool = True                    # multi-worker: False on workers whose outputs are scratch
+    workers: int = 1                      # processes training together (multi-worker cluster size)
+    scratch_dir: Optional[str] = None     # a non-chief worker's writes (removed by `release`)
 
 
 # -- environment -----------------------------------------------------------------------------
 def make_strategy(name: str):
-    """mirrored: all local GPUs (or the CPU); multiworker: from TF_CONFIG; default: no wrapping."""
+    """mirrored: all local GPUs (or the CPU); multiworker: from TF_CONFIG; default: no wrapping.
+
+    Call before anything initializes TensorFlow's context (a tf.data pipeline, a tensor, a
+    seed): MultiWorkerMirroredStrategy configures collective ops, which TensorFlow accepts only
+    at program startup."""
+
+
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "multiworker":
@@ -84,6 +116,52 @@ def make_strategy(name: str):
         cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=cpus)
     raise ValueError(f"run.strategy {name!r} is not one of mirrored, multiworker, default")
+
+
+def worker_role(strategy):
+    """(is_chief, task_id, workers) of this process: (True, 0, 1) outside a multi-worker cluster.
+    The chief is task `chief`, or `worker` 0 when the cluster has no chief (TF's convention)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True, 0, 1
+    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+    cluster = resolver.cluster_spec().as_dict()
+    workers = sum(len(cluster.get(t, [])) for t in ("chief", "worker"))
+    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
+    return chief, task_id, workers
+
+
+def clean_partial_checkpoints(ckpt_dir: str) -> list:
+    """Remove what a save killed midway leaves in `ckpt_dir`; returns the removed paths.
+
+    tf.train.CheckpointManager writes `ckpt-N_temp/` shards, merges them into `ckpt-N.index` +
+    `ckpt-N.data-*`, then names ckpt-N in the `checkpoint` index by atomic rename. Anything not
+    yet named there (shard folders, index temp files, ckpt-M files with M above the latest
+    named one) belongs to a save that never finished."""
+    if not tf.io.gfile.isdir(ckpt_dir):
+        return []
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    latest_n = int(latest.rsplit("-", 1)[1]) if latest else -1
+    removed = []
+    for name in tf.io.gfile.listdir(ckpt_dir):
+        name = name.rstrip("/")
+        path = os.path.join(ckpt_dir, name)
+        stem = name.split(".", 1)[0]
+        number = stem[len("ckpt-"):].removesuffix("_temp")
+        partial = (name.endswith("_temp") or name.startswith("checkpoint.tmp")
+                   or (stem.startswith("ckpt-") and number.isdigit() and int(number) > latest_n))
+        if partial:
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+            removed.append(path)
+    return removed
+
+
+def resolve_precision(requested: str):
+    """(policy, reason) for run.mixed_precision: `auto` by hardware (facegan/machine.py)."""
+    return machine.resolve_precision(requested, has_gpu=bool(tf.config.list_physical_devices("GPU")))
 
 
 def set_precision(policy: str):
@@ -110,13 +188,30 @@ class Trainer:
         cfg = validate(cfg)
         if steps is not None:
             cfg = cfg.override({"run.steps": int(steps)})
+        # First, before anything touches TensorFlow's context (see make_strategy).
+        self.strategy = strategy or make_strategy(cfg.run.strategy)
+        self.n_replicas = self.strategy.num_replicas_in_sync
+        self.chief, task_id, self.workers = worker_role(self.strategy)
+        policy, reason = resolve_precision(cfg.run.mixed_precision)   # config.json records both
+        cfg = cfg.override({"run.mixed_precision": policy, "run.precision_reason": reason})
+        log.info("precision %s: %s", policy, reason)
         self.cfg, self.run_dir = cfg, run_dir
-        self.log_dir = log_dir or os.path.join(run_dir, "logs")
-        self.ckpt_dir = os.path.join(run_dir, "checkpoints")
-        self.sample_dir = os.path.join(run_dir, "samples")
+        # Non-chief workers write the same files to their own scratch folder (see module docstring).
+        self.scratch_dir = None if self.chief else os.path.join(run_dir, f"workertemp_{task_id}")
+        out_dir = self.scratch_dir or run_dir
+        self.log_dir = (log_dir if self.chief else None) or os.path.join(out_dir, "logs")
+        self.ckpt_dir = os.path.join(out_dir, "checkpoints")
+        self.sample_dir = os.path.join(out_dir, "samples")
         for d in (run_dir, self.log_dir, self.ckpt_dir, self.sample_dir):
             tf.io.gfile.makedirs(d)
-        write_json_atomic(os.path.join(run_dir, "config.json"), cfg.to_dict())
+        for path in clean_partial_checkpoints(self.ckpt_dir):
+            log.warning("removed %s, left by a checkpoint save that did not finish", path)
+        # Every worker resumes from the chief's checkpoint, looked up before any variable exists:
+        # variable creation is collective, so no worker can have saved a newer one yet.
+        resume_from = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+        write_json_atomic(os.path.join(out_dir, "config.json"), cfg.to_dict())
+        for note in cfg.notes:
+            log.info("config: %s", note)
 
         self.synthetic = synthetic
         self.show_progress = progress
@@ -125,10 +220,16 @@ class Trainer:
             self.files = data_lib.resolve_files(data)
             self.data_info = data_lib.inspect_files(self.files)
             self._num_records = None
+        # issue 11: a conditional config reads (images, attributes); checked before any step
+        self.attribute_names = conditioning.attribute_names(cfg)
+        self.labels = None
+        if self.attribute_names and not synthetic:
+            self.labels = data_lib.scan_attributes(self.files, self.attribute_names, cfg.condition.unlabelled)
+            if self.labels["unlabelled"]:
+                log.warning("condition.unlabelled=skip: %d of %d Examples lack one of %s and are left out",
+                            self.labels["unlabelled"], self.labels["total"], ", ".join(self.attribute_names))
         tf.keras.utils.set_random_seed(cfg.run.seed)
         set_precision(cfg.run.mixed_precision)
-        self.strategy = strategy or make_strategy(cfg.run.strategy)
-        self.n_replicas = self.strategy.num_replicas_in_sync
 
         # The key generator lives outside the strategy scope: it is used in cross-replica context
         # once per step and its key is broadcast to the replicas (see trainer/gan.py).
@@ -141,8 +242,10 @@ class Trainer:
             lens = None
             if cfg.tricks.lens.enabled:
                 lens = build_lens(cfg)
-            self.gan = GAN(cfg, self.networks, self.ema_networks, lens,
-                           global_batch_size=self._batch_for(self._stage(0)))
+            # the architecture's keras.Model (GAN, or an image-to-image model with its own step)
+            model_cls = registry.import_by_name(registry.architecture(cfg.network.architecture).model)
+            self.gan = model_cls(cfg, self.networks, self.ema_networks, lens,
+                                 global_batch_size=self._batch_for(self._stage(0)))
             self.gan.compile()
 
         gan = self.gan
@@ -152,19 +255,28 @@ class Trainer:
         self.writer = tf.summary.create_file_writer(self.log_dir)
         z_rng = np.random.default_rng(cfg.run.seed + 7)
         self.fixed_z = z_rng.standard_normal((16, cfg.network.z_dim)).astype(np.float32)
+        self.fixed_attributes = (conditioning.grid_attributes(16, len(self.attribute_names))
+                                 if self.attribute_names else None)
         self._step_fns: Dict = {}
         self._reals: Dict = {}
         self._iterator = None
         self._iter_key = None
         self.resumed_from = None
-        if self.manager.latest_checkpoint:
-            self._restore(self.manager.latest_checkpoint)
-            self.resumed_from = self.manager.latest_checkpoint
+        if resume_from:
+            self._restore(resume_from)
+            self.resumed_from = resume_from
             log.info("resumed from %s at step %d", self.resumed_from, self.step)
         else:
             gan.copy_to_ema()
             self._sync_stage()
             self.manager.save(checkpoint_number=0)   # always something good to go back to
+        # Metrics during training (trainer/periodic_eval.py): built after the restore, so best
+        # tracking resumes from metrics.jsonl at the resumed step.
+        self.evaluator = None
+        if cfg.eval.every_images:
+            from facegan.trainer.periodic_eval import PeriodicEval
+            self.evaluator = PeriodicEval(self)
+            self.evaluator.restore(self.step if self.resumed_from else None)
 
     # -- state helpers -----------------------------------------------------------------------
     @property
@@ -207,21 +319,51 @@ class Trainer:
         self.gan.apply_lr_scale()
 
     # -- input -------------------------------------------------------------------------------
-    def _dataset(self, resolution: int, batch: int):
+    def _dataset(self, resolution: int, batch: int, position: Optional[int] = None):
+        """The model's input stream (`input_kind`: images; image-to-image pairs [.., 6]; or
+        unpaired domains [.., 6]) from `position` images on (default: the images shown)."""
         per_step = batch * self.cfg.tricks.d_steps
+        kind = self.gan.input_kind
         if self.synthetic:
-            return data_lib.synthetic_dataset(resolution, per_step, seed=self.cfg.run.seed)
-        position = self.images_shown
+            return data_lib.synthetic_dataset(resolution, per_step, seed=self.cfg.run.seed,
+                                              num_attributes=len(self.attribute_names),
+                                              channels=3 if kind == "images" else 6)
+        position = self.images_shown if position is None else position
+        common = dict(seed=self.cfg.run.seed, shuffle_buffer=self.cfg.run.shuffle_buffer, position=position,
+                      info=self.data_info)
+        if kind == "domains":
+            self._check_domains()
+            return data_lib.domains_dataset(self.files, resolution, per_step, self.cfg.network.domain_attribute,
+                                            **common)
         if position and self._num_records is None:
             self._num_records = data_lib.count_records(self.files, self.data_info["compression"])
-        return data_lib.train_dataset(self.files, resolution, per_step, seed=self.cfg.run.seed,
-                                      shuffle_buffer=self.cfg.run.shuffle_buffer, position=position,
-                                      info=self.data_info, num_records=self._num_records)
+        return data_lib.train_dataset(self.files, resolution, per_step, num_records=self._num_records,
+                                      labels=self.labels,
+                                      input_key=schema.INPUT_IMAGE if kind == "pairs" else None, **common)
+
+    def _check_domains(self):
+        """Count the two domains once; refuse an empty one; record the counts (domains.json)."""
+        if getattr(self, "domain_counts", None) is None:
+            attr = self.cfg.network.domain_attribute
+            counts = data_lib.count_domains(self.files, attr, self.data_info["compression"])
+            if not counts["a"] or not counts["b"]:
+                raise ValueError(f"network.domain_attribute {attr!r}: domain A (attr/{attr} = 0) has {counts['a']} "
+                                 f"and domain B (= 1) {counts['b']} training images in {self.files[0]}...; both "
+                                 f"need some (ingest with --labels)")
+            self.domain_counts = dict(counts, attribute=attr)
+            write_json_atomic(os.path.join(self.run_dir, "domains.json"), self.domain_counts)
+            log.info("domains of %s: A (=0) %d, B (=1) %d, unlabeled %d", attr, counts["a"], counts["b"],
+                     counts["unlabeled"])
 
     def _get_iterator(self):
         key = (self.gan.resolution, self.gan.global_batch_size)
         if self._iterator is None or self._iter_key != key:
-            ds = self._dataset(*key)
+            # Shard by data, never by file: every worker then takes its replicas' slices of the
+            # same global batch, as the replicas of one process do (file sharding would give
+            # each worker other images, and N workers would not train like one process).
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            ds = self._dataset(*key).with_options(options)
             self._iterator = iter(self.strategy.experimental_distribute_dataset(ds))
             self._iter_key = key
         return self._iterator
@@ -232,7 +374,8 @@ class Trainer:
         key = (self.gan.resolution, self.gan.global_batch_size, phase)
         if key not in self._step_fns:
             gan, strategy, rng = self.gan, self.strategy, self.rng
-            step_fn = functools.partial(gan.train_step, phase=phase)
+            # models without lazy regularizers (image-to-image) keep the plain train_step(data)
+            step_fn = functools.partial(gan.train_step, phase=phase) if any(phase) else gan.train_step
             replica_fn = tf.function(step_fn, jit_compile=True) if self.cfg.run.xla else step_fn
 
             # autograph off: train_step has no tensor-dependent Python control flow, and
@@ -250,13 +393,23 @@ class Trainer:
 
     # -- outputs -----------------------------------------------------------------------------
     def write_images(self, step: int):
-        imgs = self.gan.sample(self.fixed_z, ema=True).numpy()
+        if self.gan.input_kind != "images":     # image-to-image: the model's preview rows
+            path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
+            imgs, cols = self.gan.preview(self._fixed_reals(8))
+            imgs = imgs.numpy()
+            save_grid(imgs, path, cols=cols)
+            with self.writer.as_default(step=step):
+                tf.summary.image("samples/translations", make_grid(imgs, cols=cols)[None], max_outputs=1)
+            self.writer.flush()
+            return path
+        imgs = self.gan.sample(self.fixed_z, ema=True, attributes=self.fixed_attributes).numpy()
         path = os.path.join(self.sample_dir, f"step_{step:07d}.png")
-        save_grid(imgs, path, cols=4)
+        save_grid(imgs, path + ".tmp", cols=4)     # rename: a killed run leaves no truncated PNG
+        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
         with self.writer.as_default(step=step):
             tf.summary.image("samples/ema", make_grid(imgs, cols=4)[None], max_outputs=1)
             if self.gan.G_ema is not None:
-                raw = self.gan.sample(self.fixed_z, ema=False).numpy()
+                raw = self.gan.sample(self.fixed_z, ema=False, attributes=self.fixed_attributes).numpy()
                 tf.summary.image("samples/generator", make_grid(raw, cols=4)[None], max_outputs=1)
             if self.gan.lens is not None and not self.synthetic:
                 reals = self._fixed_reals()
@@ -266,13 +419,11 @@ class Trainer:
         self.writer.flush()
         return path
 
-    def _fixed_reals(self):
-        """The first 16 images of the stream (position 0) at the current resolution, cached."""
+    def _fixed_reals(self, n: int = 16):
+        """The first n images (pairs) of the stream (position 0) at the current resolution, cached."""
         res = self.gan.resolution
         if res not in self._reals:
-            ds = data_lib.train_dataset(self.files, res, 16, seed=self.cfg.run.seed,
-                                        shuffle_buffer=self.cfg.run.shuffle_buffer, info=self.data_info)
-            self._reals[res] = next(iter(ds.take(1)))
+            self._reals[res] = next(iter(self._dataset(res, n // self.cfg.tricks.d_steps or 1, position=0).take(1)))[:n]
         return self._reals[res]
 
     def write_scalars(self, step: int, metrics: Dict[str, float], perf: Dict[str, float]):
@@ -300,15 +451,24 @@ class Trainer:
         metrics: Dict[str, float] = {}
         t_last, img_last, step_last = time.monotonic(), self.images_shown, step
         recoveries = int(self.gan.nan_recoveries.numpy())
+        ev = self.evaluator
+        if ev is not None:
+            ev.started = time.monotonic()
+            if ev.due(self.images_shown) or (step >= total and ev.final_due(self.images_shown)):
+                ev.run(step, self.images_shown)   # an evaluation lost to a kill after its checkpoint
         while step < total:
             self._sync_stage()
+            if self.gan.decays_lr:        # a learning-rate schedule (CycleGAN's linear decay)
+                self.gan.apply_lr_scale()
             out = self._step_fn()(self._get_iterator())
             metrics = {k: float(v) for k, v in out.items()}
             step = self.step
             if self.on_step is not None:     # test hook (e.g. inject a NaN)
                 metrics = self.on_step(self, step, metrics) or metrics
             bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-            save_now = step % cfg.run.checkpoint_every == 0 or step == total
+            eval_now = ev is not None and (ev.due(self.images_shown) or
+                                           (step == total and ev.final_due(self.images_shown)))
+            save_now = step % cfg.run.checkpoint_every == 0 or step == total or eval_now
             if save_now and not bad:    # never save a checkpoint that is not "good"
                 bad = [f"weight {name}" for name in self._nonfinite_weights()]
                 metrics.update({k: float("nan") for k in bad})
@@ -348,8 +508,26 @@ class Trainer:
                 self.write_images(step)
             if save_now:
                 self.manager.save(checkpoint_number=step)
+            if eval_now:      # after the save: every record's step has a checkpoint
+                ev.run(step, self.images_shown)
+            if progress is not None and ev is not None:
+                progress.label = f"train {name} step {step}/{total}  eval {ev.fraction():.0%} of time"
         if progress is not None:
             progress.close()
+        selected = "last"
+        if ev is not None and cfg.eval.export == "best":
+            best = ev.best_checkpoint()
+            if best:
+                self._restore(best)
+                selected = "best"
+                log.info("eval.export=best: the result holds step %d (%s %s)", self.step,
+                         cfg.eval.best_metric, ev.best["headline"].get(cfg.eval.best_metric))
+            else:
+                log.warning("eval.export=best but no evaluation has a best checkpoint; the last "
+                            "state is exported")
+        # The stage the schedule gives for the images shown (PGGAN snapshots use the level of
+        # detail at the current kimg): a straight and a resumed run then report and export the same.
+        self._sync_stage()
         if not metrics and self.step >= total:
             log.info("nothing to do: run_dir already at step %d >= %d", self.step, total)
         return TrainResult(cfg=cfg, run_dir=self.run_dir, log_dir=self.log_dir, steps=self.step,
@@ -357,7 +535,11 @@ class Trainer:
                            generator=self.gan.G, generator_ema=self.gan.sampling_generator,
                            metrics=metrics, nan_recoveries=recoveries,
                            checkpoint=self.manager.latest_checkpoint,
-                           replicas=self.n_replicas, gan=self.gan)
+                           replicas=self.n_replicas, gan=self.gan,
+                           stage_alpha=(float(self.networks.alpha.numpy())
+                                        if self.networks.alpha is not None else None),
+                           chief=self.chief, workers=self.workers, scratch_dir=self.scratch_dir,
+                           selected=selected, eval_best=ev.best if ev is not None else None)
 
 
 def train(cfg: Config, examples_uri: Union[str, Sequence[str], None], run_dir: str,
@@ -370,8 +552,56 @@ def train(cfg: Config, examples_uri: Union[str, Sequence[str], None], run_dir: s
 
 
 def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] = None) -> str:
-    """Export the EMA generator as the serving SavedModel (trainer/export.py's signatures)."""
+    """Export the EMA generator as the serving SavedModel (trainer/export.py's signatures).
+
+    A progressive run exports at any point, as PGGAN snapshots do: a run stopped before its final
+    stage serves the current stage's output upsampled (nearest) to the target resolution, with
+    the stage resolution and alpha in the metadata. A non-chief worker exports to its scratch
+    folder (saving is collective, so every worker must) and returns that path."""
+    if not result.chief:
+        export_dir = os.path.join(result.scratch_dir, "export")
     metadata = {"steps": result.steps, "images_shown": result.images_shown,
                 "trained_resolution": result.resolution, "nan_recoveries": result.nan_recoveries,
-                "final_metrics": result.metrics, **(extra_metadata or {})}
-    return export_generator(result.generator_ema, export_dir, cfg=result.cfg, metadata=metadata)
+                "final_metrics": result.metrics, "selected_checkpoint": result.selected,
+                **({"eval_best": {k: result.eval_best.get(k) for k in ("step", "images_shown", "headline", "weights")}}
+                   if result.eval_best else {}),
+                **(extra_metadata or {})}
+    domains = os.path.join(result.run_dir, "domains.json")     # CycleGAN: the images per domain
+    if tf.io.gfile.exists(domains):
+        with tf.io.gfile.GFile(domains) as f:
+            metadata.setdefault("domains", json.load(f))
+    kind = registry.architecture(result.cfg.network.architecture).kind
+    if kind == "image_to_image":    # one stage; one direction, or CycleGAN's two (single worker)
+        return export_generator(result.gan.export_models(), export_dir, cfg=result.cfg, metadata=metadata,
+                                kind=kind)
+    generator = result.generator_ema
+    if result.workers > 1:
+        generator = local_copy(result, generator)
+    target = int(result.cfg.network.resolution)
+    if result.stage_alpha is not None:
+        metadata.update(stage_resolution=result.resolution, stage_alpha=result.stage_alpha,
+                        final_stage=result.resolution == target)
+    if result.resolution != target:
+        generator = upsampled_generator(generator, target)
+        metadata["upsampling"] = f"nearest {result.resolution} -> {target}"
+        log.info("progressive run at stage %dx%d (alpha %.3f): exporting it upsampled to %dx%d",
+                 result.resolution, result.resolution, result.stage_alpha or 1.0, target, target)
+    return export_generator(generator, export_dir, cfg=result.cfg, metadata=metadata)
+
+
+def local_copy(result: TrainResult, generator):
+    """The generator rebuilt outside any strategy with the trained weights. SavedModel signatures
+    cannot capture MultiWorkerMirroredStrategy's variables; reading them is collective, so every
+    worker makes this copy."""
+    nets = build_networks(result.cfg)
+    if nets.alpha is not None and result.stage_alpha is not None:
+        nets.alpha.assign(result.stage_alpha)
+    copy = nets.stage_models(result.resolution)[0]
+    copy.set_weights(generator.get_weights())
+    return copy
+
+
+def release(result: TrainResult) -> None:
+    """Remove a non-chief worker's scratch folder (nothing to do on the chief)."""
+    if result.scratch_dir and tf.io.gfile.exists(result.scratch_dir):
+        tf.io.gfile.rmtree(result.scratch_dir)

@@ -41,6 +41,7 @@ DEGENERATE = "degenerate"
 DIVERSITY_KEY = "diversity"          # results[DIVERSITY_KEY] = {"between_std":..., "within_std":...}
 REFERENCES_KEY = "noise_reference"   # results[REFERENCES_KEY] = {"swd": value on noise images, ...}
 PROTOCOLS_KEY = "protocols"          # results[PROTOCOLS_KEY] = {result key: {"request": "fid", ...}}
+INPUT_BASELINE_KEY = "input_baseline"  # image-to-image: results[...] = {"psnr": the input's own score, ...}
 
 # Pixel standard deviations in uint8 units. Between: per-pixel std across samples, averaged over
 # pixels (0 when every sample is the same image). Within: per-image std over its pixels, averaged
@@ -267,6 +268,15 @@ def _threshold_rule(rule: Rule, results: Mapping[str, Any]) -> RuleResult:
                               f"computed", m)
         r = _bound_rule(m, name, value, "<=", real + bound, label)
         r.reason += f" (real pairs {real:.4g} + margin {bound:g})"
+        return r
+    if rule.kind == "min_gain_over_input":   # image-to-image: beat the input used as the output
+        ref = _as_float((results.get(INPUT_BASELINE_KEY) or {}).get(m))
+        lower = rule.request.spec.direction == LOWER
+        label = f"{m} beats the input by >= {bound:g}"
+        if ref is None:
+            return RuleResult(label, False, f"{label}: the input's {m} was not computed", m)
+        r = _bound_rule(m, name, value, "<=" if lower else ">=", ref - bound if lower else ref + bound, label)
+        r.reason += f" (the input scores {ref:.4g})"
         return r
     # max_noise_fraction
     ref = _as_float((results.get(REFERENCES_KEY) or {}).get(m))

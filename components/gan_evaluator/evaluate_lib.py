@@ -185,12 +185,19 @@ def compute_metrics(gen, examples_uri: str, metric_names: Sequence[str], *, num_
     twice); the generator is read through its `sample` stream for `seed`.
     """
     import facegan.metrics as M
+    from facegan.metrics import attributes as A   # issue 11: conditional generators
     real = lambda: _real_batches(examples_uri, batch_size)  # noqa: E731 - fresh iterator per call
     common = dict(num_images=num_images, extractor=extractor, cache_dir=cache_dir,
                   real_cache_key=_real_key(examples_uri, cache_dir), progress=progress, seed=seed)
-    results = dict(M.evaluate(list(metric_names), lambda n: gen.batches(n, batch_size, seed), real,
-                              label=label, **common))
-    results[blessing.DIVERSITY_KEY] = diversity_stats(gen.sample(DIVERSITY_SAMPLES, seed=seed))
+    streamed = [m for m in metric_names if m != A.METRIC]
+    results = dict(M.evaluate(streamed, lambda n: A.generated_batches(gen, n, batch_size, seed), real,
+                              label=label, **common)) if streamed else {"protocols": {}}
+    if A.METRIC in metric_names:
+        control = A.evaluate_attribute_control(gen, examples_uri, num=num_images, seed=seed,
+                                               batch_size=batch_size, cache_dir=cache_dir)
+        results["protocols"] = {**results.get("protocols", {}), **control.pop("protocols")}
+        results.update(control)
+    results[blessing.DIVERSITY_KEY] = diversity_stats(A.sample_images(gen, DIVERSITY_SAMPLES, seed))
     refs = {}
     for metric in noise_metrics:
         ref = M.evaluate([metric], lambda n: noise_batches(n, batch_size, gen.resolution, seed + 1),
@@ -244,7 +251,13 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
                    seed: int = 0, batch_size: int = 64, cache_dir: Optional[str] = None,
                    memorization: bool = True, log=print) -> Evaluation:
     """Evaluate the generator at `model_dir` against `examples_uri`'s eval split; write outputs."""
-    from facegan.generator import load_generator
+    from facegan.generator import IMAGE_TO_IMAGE, load_generator, read_metadata
+
+    if read_metadata(resolve_model_dir(model_dir)).get("kind") == IMAGE_TO_IMAGE:   # paired tasks (issue 12)
+        from facegan.components.gan_evaluator.paired_eval import evaluate_translation
+        return evaluate_translation(model_dir, examples_uri, out_dir, num_images=num_images, thresholds=thresholds,
+                                    min_improvement=min_improvement, baseline_dir=baseline_dir, log_dir=log_dir,
+                                    seed=seed, batch_size=batch_size, log=log)
 
     if num_images < 2:
         raise ValueError(f"num_images must be >= 2, got {num_images}")
@@ -284,7 +297,8 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
 
     decision = blessing.decide(results, rules, baseline_results=baseline_results)
     files = {}
-    samples = gen.sample(GRID_SAMPLES, seed=seed)
+    from facegan.metrics.attributes import sample_images
+    samples = sample_images(gen, GRID_SAMPLES, seed)
     files["sample_grid"] = save_grid(samples, os.path.join(out_dir, SAMPLE_GRID_FILE))
     mem = None
     if memorization:
@@ -314,16 +328,22 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
         "results": results, "baseline_results": baseline_results,
         "blessed": decision.blessed, "seconds": round(time.monotonic() - t0, 2),
     }
+    return write_report(out_dir, report, decision, files, log_dir, steps, log)
+
+
+def write_report(out_dir: str, report: Dict[str, Any], decision: blessing.Decision, files: Dict[str, str],
+                 log_dir: Optional[str], steps: int, log=print) -> Evaluation:
+    """metrics.json (the report), decision.json, TensorBoard (with log_dir); the Evaluation."""
+    results, baseline_results = report["results"], report["baseline_results"]
     files["metrics"] = os.path.join(out_dir, METRICS_FILE)
     with open(files["metrics"], "w") as f:
         json.dump(_jsonable(report), f, indent=2, sort_keys=True)
     files["decision"] = os.path.join(out_dir, DECISION_FILE)
     with open(files["decision"], "w") as f:
         json.dump(_jsonable(decision.to_dict()), f, indent=2)
-
     scalars = headline_scalars(results)
     if log_dir:
-        files["tensorboard"] = write_tensorboard(log_dir, scalars, files["sample_grid"], decision, steps)
+        files["tensorboard"] = write_tensorboard(log_dir, scalars, files.get("sample_grid"), decision, steps)
     log(decision.summary())
     return Evaluation(results=results, decision=decision, baseline_results=baseline_results,
                       files=files, scalars=scalars)

@@ -26,7 +26,8 @@ FLAGS = {"input_base": "--input", "output": "--output", "output_uri": "--output"
          "mirror": "--mirror", "extra_resolutions": "--extra-resolutions",
          "eval_fraction": "--eval-fraction", "min_side": "--min-side",
          "max_pixels": "--max-pixels", "max_rejected_fraction": "--max-rejected-fraction",
-         "background": "--background", "labels": "--labels"}
+         "background": "--background", "labels": "--labels", "paired": "--paired",
+         "paired_seed": "--paired-seed"}
 
 DESCRIPTION = """\
 Ingest face images (a folder tree, .zip/.tar/.tar.gz archives or one image) into the Examples
@@ -87,6 +88,11 @@ def add_arguments(parser):
     parser.add_argument("--labels", default=None,
                         help="list_attr_celeba.txt, a JSON file, or a folder of per-image JSON "
                              "(stored as attr/<name> features)")
+    parser.add_argument("--paired", default="",
+                        help="also store a derived input image per example for image-to-image "
+                             "training: grayscale, lowres[:factor=4|8], edges[:threshold=32], "
+                             "masked[:min_frac=0.25,max_frac=0.5,fill=127] (see paired.py)")
+    parser.add_argument("--paired-seed", type=int, default=0, help="seed of the paired transform")
     parser.add_argument("--runner", default="auto", choices=("auto", "local", "beam"),
                         help="local: this machine's cores without Beam (fork pool; no worker "
                              "start-up); beam: the Beam pipeline on --beam-args; auto: local "
@@ -167,7 +173,8 @@ def main(args) -> int:
             resolution=args.resolution, crop=args.crop, filter=args.filter, mirror=args.mirror,
             extra_resolutions=args.extra_resolutions, eval_fraction=args.eval_fraction,
             min_side=args.min_side, max_pixels=args.max_pixels, background=args.background,
-            labels=args.labels, max_rejected_fraction=args.max_rejected_fraction)
+            labels=args.labels, max_rejected_fraction=args.max_rejected_fraction,
+            paired=args.paired, paired_seed=args.paired_seed)
     except T.IngestError as e:
         print(f"facegan ingest: error: {T.for_flags(e, FLAGS)}", file=sys.stderr)
         return 2
@@ -218,7 +225,7 @@ def main(args) -> int:
                                      "examples_written", "duplicates", "rejected",
                                      "rejected_by_reason", "mirrored", "splits", "symlink_loops",
                                      "channel_mean", "channel_std", "resolutions", "crop",
-                                     "filter", "runner")
+                                     "filter", "paired", "runner")
              if k in summary}
     print(json.dumps(short, indent=2))
     mirror = (f" ({summary['originals_written']} originals + {summary['mirrored']} mirrored = "

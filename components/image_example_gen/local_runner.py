@@ -72,13 +72,103 @@ def _worker_init(cfg=None, tmp_dir=None, progress_dir=None):
     """Job state for `_process_chunk` (passed, so spawned workers get it too). Pool workers
     ignore Ctrl-C (the terminal sends it to the whole process group): the driver
     alone handles it, removes the partial output and kills them (no worker tracebacks). SIGTERM
-    (the pool's own stop signal) ends them silently: the driver's handler is not inherited."""
+    ends them silently (the driver's handler, inherited by a fork, is reset): the driver then
+    sees Terminated and SIGKILLs and reaps whatever is left (`_Workers.kill`)."""
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if cfg is not None:
         _JOB.clear()
         _JOB.update(cfg=cfg, tmp_dir=tmp_dir, progress_dir=progress_dir)
+
+
+def _worker_loop(conn, init_args) -> None:
+    """A `_Workers` process: run `(fn, arg)` messages until `None` or the driver is gone."""
+    _worker_init(*init_args)
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
+        fn, arg = msg
+        try:
+            out = (True, fn(arg))
+        except Exception as e:  # noqa: BLE001 - re-raised in the driver
+            out = (False, e)
+        try:
+            conn.send(out)
+        except Exception as e:  # noqa: BLE001 - an unpicklable result or exception
+            conn.send((False, RuntimeError(f"ingest worker: {type(e).__name__}: {e}")))
+
+
+class _Workers:
+    """`n` worker processes, each with its own pipe; `imap(fn, items)` yields in input order.
+
+    Not multiprocessing.Pool: its workers share the task queue's read lock and hold it while
+    waiting for a task. A SIGTERM sent to the process group (`kill -TERM -<pgid>`, a service
+    manager stopping the job) kills such a worker holding the lock, and `Pool.terminate()` then
+    waits for that lock forever (Pool._help_stuff_finish). Here no lock is shared: `kill()`
+    SIGKILLs and reaps the workers whatever state they died in.
+    """
+
+    def __init__(self, ctx, n: int, init_args: Tuple):
+        self.procs, self.conns = [], []
+        for _ in range(n):
+            ours, theirs = ctx.Pipe()
+            p = ctx.Process(target=_worker_loop, args=(theirs, init_args), daemon=True)
+            p.start()
+            theirs.close()
+            self.procs.append(p)
+            self.conns.append(ours)
+
+    def imap(self, fn, items: Sequence):
+        from multiprocessing.connection import wait
+        todo = list(enumerate(items))[::-1]
+        idle, busy, done, next_out = list(self.conns), {}, {}, 0
+        while todo or busy:
+            while idle and todo:
+                conn = idle.pop()
+                i, item = todo.pop()
+                conn.send((fn, item))
+                busy[conn] = i
+            for conn in wait(list(busy)):
+                try:
+                    ok, value = conn.recv()
+                except EOFError:
+                    p = self.procs[self.conns.index(conn)]
+                    p.join(5)
+                    raise RuntimeError(f"an ingest worker process (pid {p.pid}) died "
+                                       f"(exit code {p.exitcode})") from None
+                if not ok:
+                    raise value
+                done[busy.pop(conn)] = value
+                idle.append(conn)
+            while next_out in done:
+                yield done.pop(next_out)
+                next_out += 1
+
+    def close(self) -> None:
+        """Stop idle workers (after `imap` is exhausted)."""
+        for conn in self.conns:
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+        for p in self.procs:
+            p.join()
+        for conn in self.conns:
+            conn.close()
+
+    def kill(self) -> None:
+        for p in self.procs:
+            if p.exitcode is None:
+                p.kill()
+        for p in self.procs:
+            p.join()
+        for conn in self.conns:
+            conn.close()
 
 
 def _chunks(items: List, n: int) -> List[List]:
@@ -113,8 +203,8 @@ def run_local(listing: T.InputListing, stage_path: str, cfg: T.IngestConfig, inp
             # that runs other threads (a TFX executor: gRPC, absl) can deadlock a child on a
             # lock held at fork time, so there the workers are spawned (numpy + PIL imports).
             method = "fork" if threading.active_count() == 1 else "spawn"
-            pool = multiprocessing.get_context(method).Pool(
-                workers, initializer=_worker_init, initargs=(cfg, tmp_dir, progress_dir))
+            pool = _Workers(multiprocessing.get_context(method), workers,
+                            (cfg, tmp_dir, progress_dir))
             imap = pool.imap
         else:
             imap = map
@@ -139,10 +229,12 @@ def run_local(listing: T.InputListing, stage_path: str, cfg: T.IngestConfig, inp
             sample.extend(sm)
             if poll:
                 poll()
-    finally:
+    except BaseException:
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            pool.kill()     # before the caller removes the staging folder they write into
+        raise
+    if pool is not None:
+        pool.close()
     return S.write_reports(stage_path, tmp_dir, cfg, input_base, len(units), counts,
                            S.combine_stats(stats), rejections,
                            S.smallest_sample(sample, cfg.grid_size), shards, listing)

@@ -222,6 +222,7 @@ class GroupProcessor:
         attrs = self.labels.lookup(source) if self.labels is not None else None
         if self.labels is not None and attrs is None:
             self.counts["unlabeled"] += 1
+        count_attributes(self.counts, attrs)
         feats = T.example_features(p, source, sha, False, attrs)
         write(split, T.encode_example(feats))
         self.counts["examples_written"] += 1
@@ -294,6 +295,31 @@ def smallest_sample(entries, k: int) -> List[Tuple[int, bytes]]:
     return heapq.nsmallest(k, ((-neg, png) for neg, png in entries), key=lambda kv: kv[0])
 
 
+# -- attribute statistics (issue 11) --------------------------------------------------------------
+def count_attributes(counts, attrs: Optional[Dict]) -> None:
+    """Per original image: counters attr_labelled/<name>, attr_binary/<name> (value 0 or 1) and
+    attr_positive/<name> (value 1), combined like every other counter."""
+    for name, v in (attrs or {}).items():
+        counts[f"attr_labelled/{name}"] += 1
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v in (0, 1):
+            counts[f"attr_binary/{name}"] += 1
+            counts[f"attr_positive/{name}"] += int(v == 1)
+
+
+def attribute_summary(counts: Dict[str, int]) -> Dict[str, Dict]:
+    """{name: {labelled, positive, positive_rate}} from count_attributes' counters; positive and
+    positive_rate are null for attributes that are not all 0/1 (JSON floats, strings)."""
+    out = {}
+    for key in sorted(counts):
+        if key.startswith("attr_labelled/"):
+            name = key[len("attr_labelled/"):]
+            n, binary = int(counts[key]), int(counts.get(f"attr_binary/{name}", 0))
+            pos = int(counts.get(f"attr_positive/{name}", 0)) if binary == n else None
+            out[name] = {"labelled": n, "positive": pos,
+                         "positive_rate": round(pos / n, 6) if pos is not None and n else None}
+    return out
+
+
 def make_summary(counts: Dict[str, int], stats: Dict, cfg: T.IngestConfig, input_base: str,
                  n_units: int, listing: Optional[T.InputListing] = None) -> Dict:
     """The ingest_summary.json content from the combined counters."""
@@ -319,6 +345,7 @@ def make_summary(counts: Dict[str, int], stats: Dict, cfg: T.IngestConfig, input
         "rejected_fraction": round(rejected / seen, 6) if seen else 0.0,
         "mirrored": mirrored,
         "unlabeled": int(counts.get("unlabeled", 0)),
+        "attributes": attribute_summary(counts),   # per attribute: labelled originals, positive rate
         "invariant_holds": seen == written + dups + rejected,
         "symlink_loops": list(listing.symlink_loops) if listing else [],
         "symlink_aliases_not_counted": len(listing.aliases) if listing else 0,
@@ -331,6 +358,7 @@ def make_summary(counts: Dict[str, int], stats: Dict, cfg: T.IngestConfig, input
                        for r in sorted(set(cfg.extra_resolutions) | {cfg.resolution})},
         "crop": cfg.crop,
         "filter": cfg.filter,
+        "paired": T.P.summary(cfg.paired, cfg.paired_seed),
         "config": cfg.to_json(),
     }
 

@@ -36,6 +36,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from facegan import examples_io, schema
+from facegan.components.image_example_gen import paired as P
 
 # ---------------------------------------------------------------------------------------------
 # Rejection reasons (the rejection report and the summary use exactly these strings).
@@ -159,6 +160,8 @@ class IngestConfig:
     labels: Optional[str] = None
     max_rejected_fraction: float = DEFAULT_MAX_REJECTED_FRACTION
     grid_size: int = 64
+    paired: str = ""                   # paired.py spec, e.g. "lowres:factor=4" ("" = no pairs)
+    paired_seed: int = 0
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -186,6 +189,10 @@ class IngestConfig:
         set_("min_side", int(self.min_side))
         set_("max_pixels", int(self.max_pixels))
         set_("labels", self.labels or None)   # existence is checked at run time (load_labels)
+        try:
+            set_("paired", P.canonical_spec(self.paired))
+        except ValueError as e:
+            raise IngestError(str(e), field="paired") from None
 
     def to_json(self) -> Dict:
         d = dict(self.__dict__)
@@ -549,20 +556,22 @@ class Processed:
     extra: Dict[int, np.ndarray] = field(default_factory=dict)
     orig_height: int = 0
     orig_width: int = 0
+    paired: Optional[P.Pair] = None                 # the derived input (paired.py), if asked for
 
 
 def process_bytes(data: bytes, cfg: IngestConfig) -> Processed:
     """Bytes of one file -> the processed image(s); raises Rejected with a reason."""
     rgb, (oh, ow) = decode(data, cfg.min_side, cfg.max_pixels, cfg.background)
     img = square_crop_resize(rgb, cfg.resolution, cfg.crop, cfg.filter, cfg.background)
-    return Processed(img, box_downsample_chain(img, cfg.extra_resolutions), oh, ow)
+    pair = P.apply(img, cfg.paired, cfg.paired_seed) if cfg.paired else None
+    return Processed(img, box_downsample_chain(img, cfg.extra_resolutions), oh, ow, pair)
 
 
 def mirror(p: Processed) -> Processed:
     """Horizontal flip of every stored resolution (flip commutes with the 2x2 box chain)."""
     return Processed(np.ascontiguousarray(p.image[:, ::-1]),
                      {r: np.ascontiguousarray(a[:, ::-1]) for r, a in p.extra.items()},
-                     p.orig_height, p.orig_width)
+                     p.orig_height, p.orig_width, p.paired.mirrored() if p.paired else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,8 +591,10 @@ encode_example = examples_io.encode_example
 
 def example_features(p: Processed, source: str, sha256: str, mirrored: bool,
                      attrs: Optional[Dict] = None) -> Dict[str, object]:
-    return examples_io.schema_features(p.image, source, sha256, mirrored, p.extra,
+    feats = examples_io.schema_features(p.image, source, sha256, mirrored, p.extra,
                                        (p.orig_height, p.orig_width), attrs)
+    feats.update(P.features(p.paired))   # image-to-image pairs (paired.py), when asked for
+    return feats
 
 
 def channel_sums(image: np.ndarray) -> Tuple[np.ndarray, np.ndarray, int]:

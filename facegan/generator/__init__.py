@@ -17,6 +17,7 @@ Three kinds (metadata `kind`; a SavedModel without it is `unconditional`, the fi
 | `conditional`    | `serving_default` | `z` f32 [N, Z], `attributes` f32 [N, A]                 | `images`                |
 |                  | `generate`        | `z`, `attributes`, `truncation` f32 []                  | `images`                |
 |                  | `sample`          | `num`, `seed`, `truncation`, `attributes` f32 [A]       | `images`, `png`         |
+|                  | `attribute_names` | none                                                    | `attribute_names` str [A] |
 | `image_to_image` | `translate_<dir>` | `images` u8 [N, Ri, Ri, 3] (one per direction)          | `images` u8 [N, R, R, 3]|
 |                  | `translate`, `serving_default` | the default (first) direction              | `images`                |
 
@@ -66,6 +67,7 @@ SIGNATURE_DEFAULT = schema.SIGNATURE_DEFAULT
 SIGNATURE_GENERATE = schema.SIGNATURE_GENERATE
 SIGNATURE_SAMPLE = schema.SIGNATURE_SAMPLE
 SIGNATURE_TRANSLATE = "translate"
+SIGNATURE_ATTRIBUTE_NAMES = "attribute_names"   # conditional: () -> attribute_names str [A] (issue 11)
 METADATA_ASSET = schema.METADATA_ASSET
 
 DEFAULT_MAX_BATCH = 256           # per-request image bound baked into the graph and the metadata

@@ -285,6 +285,15 @@ class _ConditionalModule(_LatentModule):
     def describe(self):
         return {**super().describe(), "attributes": self.attributes, "attribute_range": list(self.attribute_range)}
 
+    # issue 11: a network client (TF Serving's API has no access to the metadata asset) reads the
+    # attribute names, in vector order, from this input-less signature.
+    def _attribute_names(self):
+        return {"attribute_names": tf.constant(self.attributes, tf.string)}
+
+    def signatures(self):
+        names = tf.function(self._attribute_names, input_signature=[])
+        return {**super().signatures(), contract.SIGNATURE_ATTRIBUTE_NAMES: names.get_concrete_function()}
+
 
 class _TranslateModule(_Module):
     """Image-to-image: uint8 images -> uint8 images, one `translate_<direction>` per direction."""

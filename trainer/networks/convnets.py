@@ -33,7 +33,7 @@ from typing import Callable, Tuple
 
 import tensorflow as tf
 
-from facegan.trainer.networks import Networks, layers
+from facegan.trainer.networks import Networks, conditional, layers
 from facegan.trainer.regularizers import MinibatchDiscrimination
 
 FACEGAN_FC = 1024       # D: flatten -> 1024 -> 1
@@ -79,7 +79,8 @@ def _width(cfg, i):
     return min(cfg.network.max_filters, cfg.network.filters * 2 ** i)
 
 
-def build_generator(spec: ConvSpec, cfg) -> tf.keras.Model:
+def build_generator(spec: ConvSpec, cfg, num_attributes: int = 0) -> tf.keras.Model:
+    """z -> images, or [z, attributes] -> images when num_attributes > 0 (issue 11)."""
     net = cfg.network
     R = net.resolution
     n = _n_layers(spec, R)
@@ -88,6 +89,9 @@ def build_generator(spec: ConvSpec, cfg) -> tf.keras.Model:
     x = z
     if spec.input_noise and net.input_noise_std > 0:
         x = tf.keras.layers.GaussianNoise(net.input_noise_std, name="g_input_noise")(x)
+    if num_attributes:
+        y = conditional.attribute_input(num_attributes)
+        x = conditional.generator_input(x, y, cfg.condition.embedding, spec.init())
     bn = net.batch_norm
     for i, units in enumerate(spec.g_fc):
         x = layers.dense_block(x, units, spec.g_act, spec.init(), norm=bn, name=f"g_fc{i}")
@@ -102,10 +106,12 @@ def build_generator(spec: ConvSpec, cfg) -> tf.keras.Model:
     x = tf.keras.layers.Conv2DTranspose(3, spec.kernel, strides=2, padding="same",
                                         kernel_initializer=spec.init(), name="g_to_rgb")(x)
     out = tf.keras.layers.Activation("tanh", dtype="float32", name="images")(x)
-    return tf.keras.Model(z, out, name=f"{spec.name}_generator_{R}")
+    return tf.keras.Model([z, y] if num_attributes else z, out, name=f"{spec.name}_generator_{R}")
 
 
-def build_discriminator(spec: ConvSpec, cfg) -> tf.keras.Model:
+def build_discriminator(spec: ConvSpec, cfg, num_attributes: int = 0) -> tf.keras.Model:
+    """images -> {logits, features}; conditional (num_attributes > 0, issue 11): projection D takes
+    [images, attributes]; AC-GAN D takes images and adds `class_logits` [N, A]."""
     net, tricks = cfg.network, cfg.tricks
     R = net.resolution
     n = _n_layers(spec, R)
@@ -123,13 +129,24 @@ def build_discriminator(spec: ConvSpec, cfg) -> tf.keras.Model:
     if tricks.minibatch_discrimination:
         x = MinibatchDiscrimination(tricks.mbd_kernels, tricks.mbd_kernel_dim, name="d_mbd")(x)
     logits = tf.keras.layers.Dense(1, kernel_initializer=spec.init(), name="d_logits")(x)
-    outputs = {"logits": layers.to_float32(logits, "logits"), "features": layers.to_float32(features, "features")}
-    return tf.keras.Model(img, outputs, name=f"{spec.name}_discriminator_{R}")
+    inputs, extra = img, {}
+    if num_attributes and cfg.condition.discriminator == "projection":
+        y = conditional.attribute_input(num_attributes)
+        inputs = [img, y]
+        logits = tf.keras.layers.Add(name="d_projected")(
+            [logits, conditional.Projection(spec.init(), name="d_projection")([features, y])])
+    elif num_attributes:   # acgan
+        cls = tf.keras.layers.Dense(num_attributes, kernel_initializer=spec.init(), name="d_class")(features)
+        extra["class_logits"] = layers.to_float32(cls, "class_logits")
+    outputs = {"logits": layers.to_float32(logits, "logits"), "features": layers.to_float32(features, "features"),
+               **extra}
+    return tf.keras.Model(inputs, outputs, name=f"{spec.name}_discriminator_{R}")
 
 
-def _build(spec: ConvSpec, cfg, alpha=None) -> Networks:
-    return Networks(build_generator(spec, cfg), build_discriminator(spec, cfg), progressive=False,
-                    alpha=None, resolution=cfg.network.resolution, default_batch_size=cfg.optim.batch_size)
+def _build(spec: ConvSpec, cfg, alpha=None, num_attributes: int = 0) -> Networks:
+    return Networks(build_generator(spec, cfg, num_attributes), build_discriminator(spec, cfg, num_attributes),
+                    progressive=False, alpha=None, resolution=cfg.network.resolution,
+                    default_batch_size=cfg.optim.batch_size)
 
 
 def build_dcgan(cfg, alpha=None) -> Networks:
@@ -142,6 +159,24 @@ def build_hdcgan(cfg, alpha=None) -> Networks:
 
 def build_facegan(cfg, alpha=None) -> Networks:
     return _build(FACEGAN, cfg)
+
+
+# Conditional variants (issue 11): the attributes come from cfg.condition (trainer/conditioning.py).
+def _build_conditional(spec: ConvSpec, cfg) -> Networks:
+    from facegan.trainer.conditioning import attribute_names
+    return _build(spec, cfg, num_attributes=len(attribute_names(cfg)))
+
+
+def build_cdcgan(cfg, alpha=None) -> Networks:
+    return _build_conditional(DCGAN, cfg)
+
+
+def build_chdcgan(cfg, alpha=None) -> Networks:
+    return _build_conditional(HDCGAN, cfg)
+
+
+def build_cfacegan(cfg, alpha=None) -> Networks:
+    return _build_conditional(FACEGAN, cfg)
 
 
 def build_tan(cfg, alpha=None) -> Networks:

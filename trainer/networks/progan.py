@@ -216,6 +216,21 @@ class ProGAN:
         return self.generator(res), self.discriminator(res)
 
 
+def upsampled_generator(stage_generator: tf.keras.Model, resolution: int) -> tf.keras.Model:
+    """z -> the stage generator's images upsampled (nearest) to `resolution`: the export of a run
+    stopped before its last stage. PGGAN's snapshots do the same: G's output at a lower level of
+    detail is `upscale2d`'d (nearest-neighbour repeat) to the full resolution (Karras et al.
+    2018, networks.py `grow`), so early and interrupted runs keep the served shape."""
+    r = int(stage_generator.outputs[0].shape[1])
+    if resolution % r or (resolution // r) & (resolution // r - 1):
+        raise ValueError(f"cannot upsample {r}x{r} images to {resolution}x{resolution} by a power of two")
+    z = tf.keras.Input(stage_generator.inputs[0].shape[1:], name="z")
+    x = stage_generator(z, training=False)
+    # float32 layer: under a mixed policy the repeat must not round the float32 output
+    x = tf.keras.layers.UpSampling2D(resolution // r, interpolation="nearest", dtype="float32")(x)
+    return tf.keras.Model(z, x, name=f"{stage_generator.name}_upsampled_{resolution}")
+
+
 def build_progan(cfg, alpha=None) -> Networks:
     net = cfg.network
     if alpha is None:

@@ -1,0 +1,270 @@
+"""Measured attribute control of a conditional generator (issue 11).
+
+1. An attribute classifier (a small CNN: three stride-2 3x3 convolutions 32-64-128 with
+   LeakyReLU, global average pooling, one logit per attribute; sigmoid cross-entropy, Adam) is
+   trained on the real *train* split's `attr/<name>` labels and scored on the real *eval* split:
+   per-attribute accuracy next to the majority-class baseline (an accuracy means little without
+   it: CelebA's `eyeglasses` is ~94% "no"). The trained weights and the report are cached by
+   content, like the real-data statistics (metrics/cache.py): the key hashes both splits' bytes,
+   the attribute names and the training protocol, so a changed split or protocol retrains.
+2. Control: for `num` generated images the requested vectors are `requested_attributes(seed,
+   i, A)` (each attribute 0/1 with probability 1/2, a pure function of (seed, i)), the latents
+   the seed's stream (`sample_latents`). The classifier reads every image; reported per attribute:
+   `present` = P(classified 1 | requested 1), `absent` = P(classified 0 | requested 0),
+   `others_kept` = P(every other attribute classified as requested), and overall `control` =
+   mean over attributes of (present + absent) / 2 (balanced accuracy against the request) and
+   `all_as_requested` = P(every attribute classified as requested). The classifier's own eval
+   accuracy bounds what these can show: compare them with `classifier_accuracy`.
+
+The `attribute_control` metric (metrics/registry.py) is computed by the evaluator for
+conditional generators (components/gan_evaluator/evaluate_lib.py), so the blessing can gate on
+it (`{"attribute_control": {"min": 0.7}}`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from facegan import schema
+
+CLASSIFIER_VERSION = 1
+DEFAULT_STEPS = 1500    # measured on 9,053 CelebA train faces at 32x32: see README, conditional generation
+DEFAULT_BATCH = 64
+
+
+def requested_attributes(seed: int, start: int, num: int, num_attributes: int) -> np.ndarray:
+    """float32 [num, A] 0/1: rows [start, start + num) of the seed's request stream (row i depends
+    only on (seed, i), so any batch split gives the same requests)."""
+    rows = [np.random.default_rng([int(seed), 7919, int(i)]).integers(0, 2, int(num_attributes))
+            for i in range(int(start), int(start) + int(num))]
+    return np.asarray(rows, np.float32).reshape(int(num), int(num_attributes))
+
+
+# -- labelled real images --------------------------------------------------------------------------
+def labelled_dataset(examples_uri: str, split: str, names: Sequence[str], batch_size: int,
+                     include_mirrored: bool = False):
+    """tf.data of (uint8 images [B, R, R, 3], float32 labels [B, A]); records lacking a label are left
+    out (the classifier learns and is scored only on labelled faces)."""
+    import tensorflow as tf
+    from facegan.examples_io import split_files
+    files = split_files(examples_uri, split)
+    from facegan.trainer.data import _compression, scan_attributes
+    info = scan_attributes(files, list(names), rule="skip")
+    kinds = {"int64_list": tf.int64, "float_list": tf.float32}
+    spec = {schema.attr_key(n): tf.io.VarLenFeature(kinds[info["kinds"][n]]) for n in names}
+    spec[schema.IMAGE] = tf.io.FixedLenFeature([], tf.string)
+    spec[schema.MIRRORED] = tf.io.FixedLenFeature([], tf.int64, default_value=0)
+
+    def parse(rec):
+        p = tf.io.parse_single_example(rec, spec)
+        labels = [tf.sparse.to_dense(p[schema.attr_key(n)]) for n in names]
+        ok = tf.reduce_all(tf.stack([tf.size(v) > 0 for v in labels]))
+        if not include_mirrored:
+            ok = tf.logical_and(ok, tf.equal(p[schema.MIRRORED], 0))
+        y = tf.stack([tf.cast(tf.concat([v, tf.zeros([1], v.dtype)], 0)[0], tf.float32) for v in labels])
+        return tf.io.decode_png(p[schema.IMAGE], channels=3), y, ok
+
+    def labelled(x, y, ok):
+        return ok
+
+    def drop_flag(x, y, ok):
+        return x, y
+
+    ds = tf.data.TFRecordDataset(files, compression_type=_compression(files[0]))
+    return ds.map(parse).filter(labelled).map(drop_flag), info
+
+
+def build_classifier(resolution: int, num_attributes: int, seed: int = 0):
+    """uint8 images -> attribute logits [N, A] (see the module docstring)."""
+    import tensorflow as tf
+    tf.keras.utils.set_random_seed(seed)
+    x = inp = tf.keras.Input((resolution, resolution, 3), dtype=tf.uint8, name="images")
+    x = tf.keras.layers.Lambda(lambda t: tf.cast(t, tf.float32) / 127.5 - 1.0, name="to_network")(x)
+    for i, f in enumerate((32, 64, 128)):
+        x = tf.keras.layers.Conv2D(f, 3, strides=2, padding="same", name=f"conv{i}")(x)
+        x = tf.keras.layers.LeakyReLU(0.2)(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    out = tf.keras.layers.Dense(num_attributes, name="logits")(x)
+    return tf.keras.Model(inp, out, name="attribute_classifier")
+
+
+def _split_key(examples_uri: str, split: str) -> str:
+    from facegan.metrics.cache import examples_split_key
+    return examples_split_key(examples_uri, split)
+
+
+def classifier_key(examples_uri: str, names: Sequence[str], protocol: Dict) -> str:
+    payload = json.dumps({"v": CLASSIFIER_VERSION, "train": _split_key(examples_uri, schema.TRAIN_SPLIT),
+                          "eval": _split_key(examples_uri, schema.EVAL_SPLIT), "names": list(names),
+                          "protocol": protocol}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def evaluate_classifier(model, batches: Iterator[Tuple[np.ndarray, np.ndarray]], names: Sequence[str]) -> Dict:
+    """Per-attribute accuracy and majority baseline over (images, labels) batches."""
+    correct, positives, n = np.zeros(len(names)), np.zeros(len(names)), 0
+    for x, y in batches:
+        pred = np.asarray(model(np.asarray(x), training=False)) > 0.0
+        y = np.asarray(y) >= 0.5
+        correct += (pred == y).sum(0)
+        positives += y.sum(0)
+        n += len(y)
+    if n == 0:
+        raise ValueError("no labelled images to score the attribute classifier on")
+    acc = correct / n
+    base = np.maximum(positives / n, 1 - positives / n)
+    return {"accuracy": {a: float(v) for a, v in zip(names, acc)},
+            "majority_baseline": {a: float(v) for a, v in zip(names, base)},
+            "mean_accuracy": float(acc.mean()), "examples": int(n)}
+
+
+def train_classifier(examples_uri: str, names: Sequence[str], *, steps: int = DEFAULT_STEPS,
+                     batch_size: int = DEFAULT_BATCH, learning_rate: float = 1e-3, seed: int = 0,
+                     cache_dir: Optional[str] = None, progress: bool = False):
+    """(classifier model, report) for `names` on the Examples' train split, scored on its eval split.
+
+    With `cache_dir` the weights and report are stored as `attr-classifier-<key>.npz/.json` and
+    reused while the splits, names and protocol are the same (report["cache"] says hit or miss)."""
+    import tensorflow as tf
+    names = list(names)
+    protocol = {"steps": int(steps), "batch_size": int(batch_size), "learning_rate": float(learning_rate),
+                "seed": int(seed), "arch": "conv32-64-128-gap"}
+    train_ds, info = labelled_dataset(examples_uri, schema.TRAIN_SPLIT, names, batch_size)
+    first = next(iter(train_ds.take(1)))[0]
+    resolution = int(first.shape[0])
+    model = build_classifier(resolution, len(names), seed)
+    paths = None
+    if cache_dir:
+        key = classifier_key(examples_uri, names, protocol)
+        paths = tuple(os.path.join(cache_dir, f"attr-classifier-{key}{ext}") for ext in (".npz", ".json"))
+        if all(os.path.isfile(p) for p in paths):
+            with np.load(paths[0]) as z:
+                model.set_weights([z[f"w{i}"] for i in range(len(z.files))])
+            with open(paths[1]) as f:
+                report = json.load(f)
+            return model, dict(report, cache="hit")
+    ds = (train_ds.repeat().shuffle(2048, seed=seed).batch(batch_size, drop_remainder=True)
+          .prefetch(2))
+    opt = tf.keras.optimizers.Adam(learning_rate)
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(y, model(x, training=True)))
+        opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    it = iter(ds)
+    for i in range(int(steps)):
+        loss = step(*next(it))
+        if progress and (i + 1) % 100 == 0:
+            print(f"attribute classifier: step {i + 1}/{steps} loss {float(loss):.4f}", flush=True)
+    eval_ds, eval_info = labelled_dataset(examples_uri, schema.EVAL_SPLIT, names, batch_size)
+    report = evaluate_classifier(model, eval_ds.batch(256).as_numpy_iterator(), names)
+    report.update(names=names, protocol=protocol, train_examples=info["usable"],
+                  train_positive_rate=info["positive_rate"], resolution=resolution)
+    if paths:
+        os.makedirs(cache_dir, exist_ok=True)
+        np.savez(paths[0] + ".tmp.npz", **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+        os.replace(paths[0] + ".tmp.npz", paths[0])
+        with open(paths[1], "w") as f:
+            json.dump(report, f, indent=2, sort_keys=True)
+    return model, dict(report, cache="miss" if paths else "none")
+
+
+# -- control ---------------------------------------------------------------------------------------
+def control_rates(requested: np.ndarray, predicted: np.ndarray, names: Sequence[str]) -> Dict:
+    """Rates from requested and classified 0/1 vectors [N, A] (see the module docstring)."""
+    req, pred = np.asarray(requested) >= 0.5, np.asarray(predicted) >= 0.5
+    match = req == pred
+    per = {}
+    for a, name in enumerate(names):
+        others = np.delete(match, a, axis=1).all(axis=1) if len(names) > 1 else np.ones(len(req), bool)
+        on, off = req[:, a], ~req[:, a]
+        per[name] = {"present": float(pred[on, a].mean()) if on.any() else float("nan"),
+                     "absent": float((~pred[off, a]).mean()) if off.any() else float("nan"),
+                     "others_kept": float(others.mean())}
+    balanced = [np.nanmean([v["present"], v["absent"]]) for v in per.values()]
+    return {"control": float(np.mean(balanced)), "all_as_requested": float(match.all(axis=1).mean()),
+            "per_attribute": per, "images": int(len(req))}
+
+
+def attribute_control(gen, classifier, *, num: int = 1000, seed: int = 0, batch_size: int = 64,
+                      names: Optional[Sequence[str]] = None) -> Dict:
+    """Control rates of a loaded conditional generator (facegan.generator) read by `classifier`.
+
+    `names`: the classifier's attributes (default: the generator's, in its order); the generator
+    must condition on each of them."""
+    from facegan.generator.ops import sample_latents
+    gen_names = list(gen.attributes)
+    names = list(names or gen_names)
+    missing = [n for n in names if n not in gen_names]
+    if missing:
+        raise ValueError(f"attribute_control: the generator does not condition on {missing} (it has {gen_names})")
+    req_all, pred_all = [], []
+    for start in range(0, int(num), int(batch_size)):
+        n = min(int(batch_size), int(num) - start)
+        req = requested_attributes(seed, start, n, len(gen_names))
+        z = sample_latents(int(seed), start, n, gen.z_dim).numpy()
+        images = gen.generate(z, attributes=req)
+        pred = np.asarray(classifier(images, training=False)) > 0.0
+        req_all.append(req[:, [gen_names.index(a) for a in names]])
+        pred_all.append(pred)
+    return control_rates(np.concatenate(req_all), np.concatenate(pred_all), names)
+
+
+# -- the registered metric ----------------------------------------------------------------------------
+from facegan.metrics.registry import Metric  # noqa: E402  (TensorFlow-free)
+
+METRIC = "attribute_control"
+
+
+class AttributeControl(Metric):
+    """Registry entry point. The evaluator computes it through `evaluate_attribute_control`; the
+    shared image stream of metrics.evaluate carries no requests, so it refuses to run there."""
+
+    def accumulator(self, n, role, seed=0):
+        raise ValueError("attribute_control needs the attributes requested for each image: it is computed "
+                         "by the evaluator for conditional generators (facegan evaluate / GanEvaluator), "
+                         "not by metrics.evaluate")
+
+
+def evaluate_attribute_control(gen, examples_uri: str, *, num: int, seed: int = 0, batch_size: int = 64,
+                               cache_dir: Optional[str] = None) -> Dict:
+    """{key: result, "protocols": {key: ...}} in metrics.evaluate's layout, for a conditional generator:
+    the classifier is trained (or read from the cache) on the Examples, then the control rates."""
+    if getattr(gen, "kind", "") != "conditional":
+        raise ValueError(f"{METRIC} needs a conditional generator; this one is {getattr(gen, 'kind', '?')}")
+    from facegan.metrics.registry import get_metric
+    classifier, report = train_classifier(examples_uri, gen.attributes, cache_dir=cache_dir, seed=seed)
+    result = attribute_control(gen, classifier, num=num, seed=seed, batch_size=batch_size)
+    result["classifier_accuracy"] = report["accuracy"]
+    result["classifier_majority_baseline"] = report["majority_baseline"]
+    result["classifier_cache"] = report["cache"]
+    key = get_metric(METRIC).key(num)
+    return {key: result, "protocols": {key: {"metric": METRIC, "request": METRIC, "n": int(num),
+                                             "num_generated": int(num), "classifier": report["protocol"]}}}
+
+
+def generated_batches(gen, total: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
+    """The evaluator's generated stream: the seed's `sample` stream, or for a conditional generator
+    the seed's latents with `requested_attributes(seed, i, A)` (the same requests as the control)."""
+    if getattr(gen, "kind", "") != "conditional":
+        yield from gen.batches(total, batch_size, seed)
+        return
+    from facegan.generator.ops import sample_latents
+    for start in range(0, int(total), int(batch_size)):
+        n = min(int(batch_size), int(total) - start)
+        yield gen.generate(sample_latents(int(seed), start, n, gen.z_dim).numpy(),
+                           attributes=requested_attributes(seed, start, n, len(gen.attributes)))
+
+
+def sample_images(gen, num: int, seed: int) -> np.ndarray:
+    """`gen.sample(num, seed)`, conditional generators through `generated_batches`."""
+    if getattr(gen, "kind", "") != "conditional":
+        return gen.sample(num, seed=seed)
+    return np.concatenate(list(generated_batches(gen, num, min(num, gen.max_batch), seed)))

@@ -1,0 +1,175 @@
+"""The quality study (facegan/study.py, bench/quality.py): aggregation, verdicts, plots, rerun
+comparison (unit), and the whole command on synthetic examples with a tiny budget (e2e)."""
+import json
+import os
+import types
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facegan import study as S
+
+
+# -- unit: pure functions ----------------------------------------------------------------------
+def test_mean_spread_covers_every_seed():
+    assert S.mean_spread([2.0]) == (2.0, 0.0)
+    m, sp = S.mean_spread([10.0, 14.0, 11.0])
+    assert m == pytest.approx(35 / 3) and sp == 2.0       # (14 - 10) / 2
+    m, sp = S.mean_spread([10.0, 14.0])                   # two seeds: mean ± spread spans both
+    assert (m - sp, m + sp) == (10.0, 14.0)
+
+
+def _row(vals, n):
+    return {"n": n, "metrics": {k: {"mean": m, "spread": s, "n": n} for k, (m, s) in vals.items()}}
+
+
+def test_judge_directions_and_spread():
+    claim = S.Claim("lens helps", "base", "swd")
+    base = _row({"swd": (60.0, 1.0)}, 2)
+    assert S.judge(claim, _row({"swd": (50.0, 1.0)}, 2), base, 128)[1] == "in direction, at 128 kimg"
+    assert S.judge(claim, _row({"swd": (70.0, 1.0)}, 2), base, 128)[1] == "not reproduced, at 128 kimg"
+    # a gap of 1.5 within the spreads 1 + 1: inconclusive
+    assert S.judge(claim, _row({"swd": (58.5, 1.0)}, 2), base, 128)[1] == "inconclusive, at 128 kimg"
+    # face detection: higher is better (registry direction)
+    fd = S.Claim("x", "base", "face_detection")
+    assert S.judge(fd, _row({"face_detection": (0.5, 0.0)}, 1), _row({"face_detection": (0.4, 0.0)}, 1),
+                   64)[1].startswith("in direction, at 64 kimg (one seed")
+    assert S.judge(fd, _row({}, 1), _row({"face_detection": (0.4, 0.0)}, 1), 64)[0] == "not measured"
+
+
+def test_compare_rerun_uses_reported_spread():
+    crow = {"row": "r", "per_seed": {"1": {"values": {"swd": 50.0, "ms_ssim": 0.3}}},
+            "metrics": {"swd": {"mean": 52.0, "spread": 2.0, "n": 2}, "ms_ssim": {"mean": 0.3, "spread": 0.01, "n": 2}}}
+    out = {c["metric"]: c for c in S.compare_rerun(crow, 1, {"swd": 51.9, "ms_ssim": 0.32})}
+    assert out["swd"]["within"] and not out["ms_ssim"]["within"]
+    assert out["ms_ssim"]["tolerance"] == 0.01
+    with pytest.raises(S.StudyError, match="seed 2"):
+        S.compare_rerun(crow, 2, {})
+
+
+def test_progressive_schedule_reaches_the_final_resolution_within_budget():
+    sched = S.progressive_schedule({"resolution": 32, "start_resolution": 4}, 128_000)
+    phases = 2 * 3 + 1                     # stable 4; (fade + stable) at 8, 16, 32
+    assert sched["network.fade_images"] == sched["network.stable_images"] == 128_000 // phases
+    assert phases * sched["network.fade_images"] <= 128_000
+
+
+def test_default_matrix_resolves_and_names_its_baselines():
+    rows, common = S.load_matrix(None)
+    names = {r.name for r in rows}
+    assert all(r.claim.baseline in names for r in rows if r.claim)
+    ok, skipped = S.available_rows(rows)
+    for r in ok:
+        cfg = S.resolve_config(r, common, 1, 128_000)
+        assert (cfg.network.resolution, cfg.optim.batch_size, cfg.run.seed) == (32, 64, 1)
+    assert set(skipped) <= {"stylegan2_small", "stylegan2_small_ada", "conditional"}
+
+
+def test_bad_flags_are_refused_in_one_line(tmp_path):
+    with pytest.raises(S.StudyError, match="unknown row"):
+        S.select_rows(S.DEFAULT_ROWS, "dcgan,nope")
+    with pytest.raises(S.StudyError, match="--seeds"):
+        S.parse_seeds("1,x")
+    bad = tmp_path / "m.json"
+    bad.write_text(json.dumps({"rows": [{"name": "a", "preset": "smoke", "overrides": {"optim.nope": 1}}]}))
+    rows, common = S.load_matrix(str(bad))
+    with pytest.raises(S.StudyError, match="row 'a'.*optim.nope"):
+        S.resolve_config(rows[0], common, 1, 1000)
+
+
+def test_line_plot_draws_each_series(tmp_path):
+    path = S.line_plot({"a": [(0, 1.0), (8, 3.0), (16, 2.0)], "b": [(0, 2.0), (16, 0.5)]},
+                       str(tmp_path / "p.png"), "t", "kimg", hline=("real", 1.5))
+    px = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
+    colours = {tuple(c) for c in px}
+    assert S.PALETTE[0] in colours and S.PALETTE[1] in colours
+    # the lines cover more than the legend swatches (20x3 px each) and the markers
+    assert (px == S.PALETTE[0]).all(axis=1).sum() > 200
+
+
+# -- e2e: the command on synthetic examples ----------------------------------------------------
+def _args(**kw):
+    p = S.argparse.ArgumentParser()
+    S.add_arguments(p)
+    argv = []
+    for k, v in kw.items():
+        argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
+    return p.parse_args(argv), argv
+
+
+@pytest.mark.e2e
+def test_study_tiny_run_table_plots_resume_and_rerun(tmp_path):
+    from facegan.examples_io import write_synthetic_examples
+    data = write_synthetic_examples(str(tmp_path / "examples"), n_train=48, n_eval=24, resolution=32)
+    matrix = tmp_path / "matrix.json"
+    matrix.write_text(json.dumps({"rows": [
+        {"name": "base", "preset": "smoke"},
+        {"name": "smooth", "preset": "smoke", "overrides": {"tricks.label_smoothing": 0.1},
+         "claim": {"text": "smoothing helps", "baseline": "base"}}]}))
+    out, work = tmp_path / "docs", tmp_path / "runs"
+    common = dict(matrix=matrix, data=data, work_dir=work, out=out, seeds="1", batch_size=16,
+                  budget_kimg=0.064, eval_every_kimg=0.032, eval_images=8,
+                  metrics="swd,ms_ssim,face_detection", backend="study")
+    lines = []
+    args, argv = _args(**common)
+    assert S.main(args, argv, log=lines.append) == 0
+
+    table = {r["row"]: r for r in S.parse_markdown_table((out / "quality.md").read_text())}
+    assert set(table) == {"base", "smooth"}
+    for name in ("base", "smooth"):
+        recs = S.read_records(str(work / name / "seed1" / S.RECORDS_FILE))
+        assert [r["images_shown"] for r in recs] == [32, 64]       # two evaluations, at 32 and 64 images
+        final = S.record_values(recs[-1])
+        assert set(final) == {"swd", "ms_ssim", "ms_ssim_real", "face_detection"}
+        for key, header in (("swd", "SWD ↓"), ("ms_ssim", "MS-SSIM"), ("ms_ssim_real", "MS-SSIM real pairs"),
+                            ("face_detection", "faces ↑")):
+            assert float(table[name][header]) == pytest.approx(final[key], rel=5e-4, abs=1e-9), (name, key)
+        assert table[name]["kimg"] == "0.064"
+        assert (out / "quality" / f"grid_{name}.png").exists()
+    assert "at 0.064 kimg" in table["smooth"]["note"]
+    for metric in ("swd", "ms_ssim", "face_detection"):
+        img = np.asarray(Image.open(out / "quality" / f"{metric}.png").convert("RGB"))
+        assert img.shape[0] > 100 and len(np.unique(img.reshape(-1, 3), axis=0)) > 4
+        assert (img.reshape(-1, 3) == S.PALETTE[0]).all(axis=1).sum() > 50   # the first row's line
+    committed = json.loads((out / "quality.json").read_text())
+    assert committed["meta"]["budget_kimg"] == 0.064 and committed["meta"]["machine"]["cpu_model"]
+
+    # resume: both rows finished -> skipped, nothing retrained or re-evaluated
+    before = {p: p.read_bytes() for p in work.glob("*/seed1/" + S.RECORDS_FILE)}
+    lines.clear()
+    args, argv = _args(**common)
+    assert S.main(args, argv, log=lines.append) == 0
+    assert sum("skipped" in ln for ln in lines) == 2, lines
+    assert {p: p.read_bytes() for p in work.glob("*/seed1/" + S.RECORDS_FILE)} == before
+
+    # a changed protocol on finished runs is refused, naming the field
+    args, argv = _args(**dict(common, eval_images=6))
+    assert S.main(args, argv, log=lines.append) == 2
+
+    # rerun one row with the same seed: reproduces the committed numbers
+    args, argv = _args(**{k: v for k, v in common.items() if k != "seeds"}, rerun_row="base", seed=1)
+    assert S.main(args, argv, log=lines.append) == 0
+
+
+@pytest.mark.e2e
+def test_study_backend_matches_the_trainers_metrics_during_training(tmp_path):
+    """Both backends write the same records: the study's own evaluation between segments and the
+    trainer's metrics during training (when the trainer has them) score the same images."""
+    if not S.trainer_has_eval():
+        pytest.skip("this trainer has no metrics during training (no `eval` config block)")
+    from facegan.examples_io import write_synthetic_examples
+    data = write_synthetic_examples(str(tmp_path / "examples"), n_train=48, n_eval=24, resolution=32)
+    matrix = tmp_path / "matrix.json"
+    matrix.write_text(json.dumps({"rows": [{"name": "base", "preset": "smoke"}]}))
+    heads = {}
+    for backend in ("study", "trainer"):
+        args, argv = _args(matrix=matrix, data=data, work_dir=tmp_path / backend, out=tmp_path / f"docs_{backend}",
+                           seeds="1", batch_size=16, budget_kimg=0.064, eval_every_kimg=0.032, eval_images=8,
+                           metrics="swd,ms_ssim", backend=backend)
+        assert S.main(args, argv, log=lambda s: None) == 0
+        recs = S.read_records(str(tmp_path / backend / "base" / "seed1" / S.RECORDS_FILE))
+        heads[backend] = [(r["images_shown"], S.record_values(r)) for r in recs]
+    assert [x for x, _ in heads["study"]] == [x for x, _ in heads["trainer"]] == [32, 64]
+    for (_, a), (_, b) in zip(heads["study"], heads["trainer"]):
+        assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-6) for k in a)
