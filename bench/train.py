@@ -26,8 +26,14 @@ bf16 of one architecture run back to back (the load of this shared machine drift
 XLA (`run.xla`) is not used: on CPU it compiles convolutions to Eigen loops instead of oneDNN
 kernels (measured 0.6-0.8 images/s vs 22-25 without, DCGAN 64px batch 64, EPYC with avx512_bf16).
 
+`--stylegan` measures instead (issue 10) stylegan2_small at 64x64 (its preset: batch 32, lazy
+R1/path length, ADA) with and without ADA (tricks.augment.mode none), alternating, against the
+plain DCGAN baseline measured in the same run; warmup >= 5 so the three lazy phases (R1 + path
+length, none, path length) are traced before timing.
+
     python bench/train.py [--steps 6] [--warmup 2] [--images 512] [--archs dcgan,hdcgan,facegan,progan]
                           [--precision-only]
+    python bench/train.py --stylegan [--steps 8] [--warmup 5]
 """
 import argparse
 import json
@@ -210,12 +216,36 @@ def bench_plain(cfg, data, warmup, steps):
     return steps * BATCH / (times[warmup + steps - 1] - times[warmup - 1])
 
 
+def bench_stylegan(data, tmp, warmup, steps, rounds=1):
+    """stylegan2_small at 64x64 with / without ADA, and the plain DCGAN baseline, same process."""
+    from facegan.trainer.config import get_preset
+    sg = get_preset("stylegan2_small", {"network.resolution": RES})
+    variants = {"ada": sg, "no_ada": sg.override({"tricks.augment.mode": "none"})}
+    res = {k: [] for k in variants}
+    plain = [bench_plain(get_preset("dcgan", {"network.resolution": RES, "optim.batch_size": BATCH}),
+                         data, 3, 12)]
+    for r in range(rounds):   # alternate: load on this shared machine drifts
+        for name, cfg in variants.items():
+            res[name].append(bench_library(cfg, data, os.path.join(tmp, f"sg_{name}_{r}"), max(warmup, 5), steps))
+            print(f"stylegan2_small {name}: {res[name][-1]:.2f} images/s", file=sys.stderr)
+    plain.append(bench_plain(get_preset("dcgan", {"network.resolution": RES, "optim.batch_size": BATCH}),
+                             data, 3, 12))
+    mean = {k: sum(v) / len(v) for k, v in res.items()}
+    p = sum(plain) / len(plain)
+    return {"stylegan2_small": {"resolution": RES, "batch": sg.optim.batch_size, "images_per_s": mean,
+                                "runs": res, "warmup": max(warmup, 5), "steps": steps},
+            "plain_dcgan_images_per_s": p, "plain_dcgan_runs": plain,
+            "ratio_stylegan2_small_vs_plain_dcgan": mean["ada"] / p,
+            "ratio_ada_vs_no_ada": mean["ada"] / mean["no_ada"]}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--images", type=int, default=512)
     ap.add_argument("--archs", default="dcgan,hdcgan,facegan,progan")
+    ap.add_argument("--stylegan", action="store_true", help="measure stylegan2_small with/without ADA instead")
     ap.add_argument("--precision-only", action="store_true",
                     help="only the per-architecture float32 vs bf16 figures (no plain keras reference)")
     args = ap.parse_args()
@@ -228,6 +258,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="facegan_bench_train_")
     try:
         data = make_examples(os.path.join(tmp, "examples"), args.images)
+        if args.stylegan:
+            print(json.dumps({"machine": machine.cpu_info(), **bench_stylegan(data, tmp, args.warmup, args.steps)},
+                             indent=2))
+            return
         base = {"network.resolution": RES, "optim.batch_size": BATCH}
         auto = train_lib.resolve_precision("auto")
         out = {"resolution": RES, "batch": BATCH, "steps": args.steps, "warmup": args.warmup,

@@ -5,8 +5,14 @@ Library first (`GrpcClient`, `RestClient`, `latent_walk`), CLI thin:
     facegan sample --server HOST:8500 --model NAME --num 16 --seed 1 --out grid.png [--truncation 0.7]
     facegan sample --rest HOST:8501 --model NAME --num 16 --seed 1 --out grid.png
     facegan sample --server HOST:8500 --model NAME --interpolate 8 --seed 1 --out walk.png
+    facegan sample --server HOST:8500 --model NAME --style-mix 1,2 --num 4 --psi 0.7 --out mix.png
     facegan sample --server HOST:8500 --model NAME --attr Smiling=1,Eyeglasses=0 --num 16 --out grid.png
     facegan sample --rest HOST:8501 --model NAME --attr-sweep Smiling --num 4 --seed 1 --out sweep.png
+
+StyleGAN generators (metadata truncation "w_space") apply `--psi`/`--truncation` in W toward the
+tracked w_avg inside the graph, and `--style-mix SEED_A,SEED_B` calls their `style_mix`
+signature: a grid whose first row is SEED_A's images, then one row per `--crossover` layer
+(SEED_A's styles below it, SEED_B's from it on), and SEED_B's images last.
 
 Conditional generators (issue 11): `--attr NAME=VALUE,...` sets attributes by name (unnamed ones
 take the range's low end, 0); the names and their order come from the model's input-less
@@ -108,6 +114,14 @@ def _translate_signature(direction: Optional[str]) -> str:
     return translate_signature(direction) if direction else SIGNATURE_TRANSLATE
 
 
+ALL_LAYERS = 1 << 30   # a crossover past the last layer: every layer takes seed_a's styles
+
+
+def style_mix_crossovers(crossovers) -> List[int]:
+    """Grid rows of --style-mix: seed_a alone, each crossover, seed_b alone (crossover 0)."""
+    return [ALL_LAYERS] + [int(c) for c in crossovers] + [0]
+
+
 def _rows(attributes, num: int):
     """One attribute vector repeated for `num` images (None stays None)."""
     return None if attributes is None else np.repeat(np.asarray(attributes, np.float32)[None], int(num), axis=0)
@@ -132,6 +146,24 @@ def _is_batching_refusal(e: "ClientError") -> bool:
 def _split_target(target: str, default_port: int) -> str:
     target = target.replace("http://", "").rstrip("/")
     return target if ":" in target else f"{target}:{default_port}"
+
+
+def _style_mix_inputs(seed_a, seed_b, num, crossover, truncation, np_types) -> Dict[str, object]:
+    """style_mix request inputs: numpy scalars for gRPC protos, plain JSON numbers for REST."""
+    if np_types is None:
+        return {"seed_a": int(seed_a), "seed_b": int(seed_b), "num": int(num), "crossover": int(crossover),
+                "truncation": float(truncation)}
+    return {"seed_a": np.int64(seed_a), "seed_b": np.int64(seed_b), "num": np.int32(num),
+            "crossover": np.int32(crossover), "truncation": np.float32(truncation)}
+
+
+def _refuse_w_space_fallback(signature_defs, truncation: float) -> None:
+    """Client-drawn latents reproduce a seed only at psi = 1 for a W-space generator (its psi acts
+    in W, inside the graph): refuse instead of returning different images."""
+    if "style_mix" in signature_defs and truncation != 1.0:
+        raise ClientError("FAILED_PRECONDITION", "this StyleGAN model applies truncation in W inside `sample`, "
+                          "which the server's batching refuses; client-drawn latents cannot reproduce psi < 1 "
+                          "(serve without --enable_batching or use --truncation 1)")
 
 
 class GrpcClient:
@@ -208,12 +240,19 @@ class GrpcClient:
             except ClientError as e:
                 if latents == "server" or not _is_batching_refusal(e):
                     raise
+        _refuse_w_space_fallback(self.signature_defs(model, version), truncation)
         z = client_latents(seed, num, self.z_dim(model, version), truncation)
         images = self.generate(model, z, version, _rows(attributes, num))
         if png:
             from facegan.images import encode_png
             return images, [encode_png(im) for im in images]
         return images
+
+    def style_mix(self, model: str, seed_a: int, seed_b: int, num: int, crossover: int, truncation: float = 1.0,
+                  version: Optional[int] = None) -> np.ndarray:
+        """uint8 [num, R, R, 3] from a W-space generator's `style_mix` signature."""
+        return self.predict(model, "style_mix", _style_mix_inputs(seed_a, seed_b, num, crossover, truncation, np),
+                            version, output_filter=("images",))["images"]
 
     def generate(self, model: str, z: np.ndarray, version: Optional[int] = None, attributes=None) -> np.ndarray:
         """uint8 images for latents z [N, z_dim] (+ attributes [N, A] when conditional): `serving_default`."""
@@ -299,12 +338,22 @@ class RestClient:
             except ClientError as e:
                 if latents == "server" or not (e.code == "HTTP 400" and "at least one dimension" in e.message):
                     raise
+        if truncation != 1.0:
+            meta = self._request(self._url(model, version, "/metadata"))["metadata"]["signature_def"]["signature_def"]
+            _refuse_w_space_fallback(meta, truncation)
         return self.generate(model, client_latents(seed, num, self.z_dim(model, version), truncation), version,
                              _rows(attributes, num))
 
     def attribute_names(self, model: str, version: Optional[int] = None) -> List[str]:
         out = _names_call(lambda: self.predict(model, "attribute_names", {}, version), model)
         return _decode_names(out["attribute_names"] if isinstance(out, dict) else out)
+
+    def style_mix(self, model: str, seed_a: int, seed_b: int, num: int, crossover: int, truncation: float = 1.0,
+                  version: Optional[int] = None) -> np.ndarray:
+        """As GrpcClient.style_mix, over REST."""
+        out = self.predict(model, "style_mix", _style_mix_inputs(seed_a, seed_b, num, crossover, truncation, None),
+                           version)
+        return np.asarray(out["images"], dtype=np.uint8)
 
     def generate(self, model: str, z: np.ndarray, version: Optional[int] = None, attributes=None) -> np.ndarray:
         out = self.predict(model, "serving_default", _z_inputs(z, attributes), version)
@@ -348,8 +397,14 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--version", type=int, default=None, help="model version (None: the latest served)")
     parser.add_argument("--num", type=int, default=16, help="images in the grid")
     parser.add_argument("--seed", type=int, default=0, help="latent seed: same seed, same images")
-    parser.add_argument("--truncation", type=float, default=1.0,
-                        help="psi in (0, 1]: scale z toward the mean; lower = safer, less varied")
+    parser.add_argument("--truncation", "--psi", dest="truncation", type=float, default=1.0,
+                        help="psi in (0, 1]: scale z toward the mean (StyleGAN models: w toward w_avg, in W); "
+                             "lower = safer, less varied")
+    parser.add_argument("--style-mix", default="", metavar="SEED_A,SEED_B",
+                        help="StyleGAN models: a style-mixing grid of --num columns: SEED_A's images, one row "
+                             "per --crossover, SEED_B's images")
+    parser.add_argument("--crossover", default="2,4,6", metavar="K[,K...]",
+                        help="--style-mix rows: layers < K take SEED_A's styles, the rest SEED_B's")
     parser.add_argument("--latents", choices=("auto", "server", "client"), default="auto",
                         help="who draws z for a seed: the server's `sample` signature, this client (then "
                              "serving_default, batchable), or auto = server, client if batching refuses it")
@@ -376,6 +431,17 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="per-call timeout in seconds")
 
 
+def _parse_ints(text: str, flag: str, count: int = 0) -> List[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from None
+    if (count and len(values) != count) or not values or min(values) < 0:
+        raise ValueError(f"{flag} must be {count or 'one or more'} non-negative integers separated by commas, "
+                         f"got {text!r}")
+    return values
+
+
 def main(args) -> int:
     from facegan.images import save_grid
 
@@ -388,7 +454,12 @@ def main(args) -> int:
     client = GrpcClient(args.server, args.timeout) if args.server else RestClient(args.rest, args.timeout)
     try:
         attributes, sweep = _attribute_request(client, args)
-        if sweep is not None:
+        if args.style_mix:
+            seed_a, seed_b = _parse_ints(args.style_mix, "--style-mix", 2)
+            rows = [client.style_mix(args.model, seed_a, seed_b, args.num, c, args.truncation, args.version)
+                    for c in style_mix_crossovers(_parse_ints(args.crossover, "--crossover"))]
+            images, cols = np.concatenate(rows), args.num
+        elif sweep is not None:
             z = client_latents(args.seed, args.num, client.z_dim(args.model, args.version), args.truncation)
             z, rows = sweep_inputs(z, attributes, sweep, args.sweep_steps)
             images = client.generate(args.model, z, args.version, rows)
@@ -402,8 +473,9 @@ def main(args) -> int:
                                    latents=args.latents, attributes=attributes)
             cols = args.cols
         if args.out_dir:
-            if args.interpolate or args.attr_sweep:
-                raise ValueError("--out-dir writes --num samples of a seed; not with --interpolate or --attr-sweep")
+            if args.interpolate or args.attr_sweep or args.style_mix:
+                raise ValueError("--out-dir writes --num samples of a seed; not with --interpolate, --attr-sweep "
+                                 "or --style-mix")
             names = client.attribute_names(args.model, args.version) if attributes is not None else None
             if args.refuse_copies_of:
                 check_not_copies(images, args.refuse_copies_of, args.copy_rmse)
@@ -424,7 +496,9 @@ def main(args) -> int:
               f"{os.path.join(args.out_dir, SYNTHETIC_IMAGES)} --labels {manifest})")
         return 0
     save_grid(images, args.out, cols=cols)
-    kind = f"{len(images)}-frame latent walk" if args.interpolate else f"grid of {len(images)} images"
+    kind = (f"{len(images)}-frame latent walk" if args.interpolate else
+            f"style-mixing grid {args.style_mix} (crossovers {args.crossover})" if args.style_mix else
+            f"grid of {len(images)} images")
     if args.attr_sweep:
         kind = f"{args.num} x {args.sweep_steps} sweep of {args.attr_sweep}"
     if args.attr:

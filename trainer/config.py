@@ -45,6 +45,15 @@ class NetworkConfig:
     residual_g: bool = False
     residual_d: bool = False
     batch_sizes: Dict[str, int] = field(default_factory=dict)  # {"4": 64, ..., "128": 16}
+    # stylegan2 / stylegan only (trainer/networks/stylegan2.py StyleGANConfig; z_dim above).
+    # Widths nf(r) = min(channel_max, channel_base // r); mbstd_group_size above is D's group.
+    w_dim: int = 512
+    mapping_layers: int = 8            # issue 10: "8 FC layers by default"
+    mapping_lr_mul: float = 0.01       # issue 10: "learning-rate multiplier 0.01"
+    channel_base: int = 32768          # NVlabs config-f
+    channel_max: int = 512
+    w_avg_beta: float = 0.995          # w_avg EMA (NVlabs)
+    mixing_prob: float = 0.9           # style mixing regularization (StyleGAN sec. 3.1)
     # image-to-image (trainer/networks/image_to_image.py)
     dropout: float = 0.5               # pix2pix: U-Net decoder dropout, the paper's only noise
     resnet_blocks: int = 9             # cyclegan: residual blocks (paper: 6 at 128 px, 9 at 256)
@@ -60,6 +69,13 @@ class LossConfig:
     gp_weight: float = 10.0            # WGAN-GP lambda
     clip_value: float = 0.01           # WGAN: critic weights clipped to [-c, c] (Arjovsky et al.: 0.01)
     drift: float = 0.0                 # WGAN-GP epsilon drift (ProGAN: 0.001)
+    # nsgan_r1 (StyleGAN2, trainer/stylegan_losses.py): lazy R1 and lazy path length.
+    r1_gamma: float = 10.0             # R1 gamma (Mescheder et al. 2018)
+    r1_interval: int = 16              # issue 10: "lazy regularization every 16 minibatches"
+    pl_weight: float = 2.0             # path length weight (StyleGAN2 sec. 3.2); 0 disables
+    pl_interval: int = 4               # issue 10: "path length regularization (lazy, every 4)"
+    pl_decay: float = 0.01             # running-mean rate of the path lengths (NVlabs)
+    pl_batch_shrink: int = 2           # path length on batch / shrink examples (NVlabs: 2)
     l1_weight: float = 100.0           # pix2pix: lambda of the L1 term (Isola et al. 2017)
     cycle_weight: float = 10.0         # cyclegan: lambda of the cycle loss (Zhu et al. 2017)
     identity_weight: float = 0.5       # cyclegan: identity loss weight as a fraction of cycle_weight
@@ -74,6 +90,20 @@ class LensConfig:
     # captions say 10k); we follow the text.
     anneal_steps: int = 100_000
     learning_rate: float = 2e-4
+
+
+@dataclass
+class AugmentConfig:
+    """Discriminator-input augmentation (trainer/augment.py), any architecture. mode: none | ada
+    (Karras et al. 2020: p tuned toward r_t = target every `interval` minibatches) | fixed (p
+    constant) | diffaugment (Zhao et al. 2020: `policy` always on)."""
+    mode: str = "none"
+    p: float = 0.0                     # initial (ada) or constant (fixed) probability
+    target: float = 0.6                # ADA sec. 3: r_t target
+    interval: int = 4                  # ADA: adjust p every 4 minibatches
+    speed_images: int = 500_000        # images for p to move 0 -> 1 (NVlabs ada_kimg = 500)
+    pipeline: str = "bgc"              # trainer/augment.py PIPELINES
+    policy: str = "color,translation,cutout"   # diffaugment mode
 
 
 @dataclass
@@ -96,6 +126,8 @@ class TricksConfig:
     d_steps: int = 1                   # D updates per G update
     history_pool: int = 0              # cyclegan: D sees fakes from a pool of this many past ones
     lens: LensConfig = field(default_factory=LensConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    truncation_cutoff: int = 0         # W-space generators: truncate layers < cutoff (0 = all)
 
 
 @dataclass
@@ -386,7 +418,62 @@ def validate(cfg: Config) -> Config:
         if unsupported:
             raise ConfigError(f"{', '.join(unsupported)}: not implemented for the image-to-image "
                               f"architecture {n.architecture} (z-based GAN tricks)")
+    _validate_style(cfg, arch, family)
     return cfg
+
+
+# names of trainer/augment.py (TensorFlow-free copies; a test checks they agree)
+AUGMENT_MODES = ("ada", "fixed", "diffaugment", "none")
+AUGMENT_PIPELINES = ("bgc", "bgcc", "blit", "geom", "color")
+DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
+
+
+def _validate_style(cfg: Config, arch, family) -> None:
+    """StyleGAN fields, the nsgan_r1 regularizers and the augmentation block."""
+    n, lo, a = cfg.network, cfg.loss, cfg.tricks.augment
+    if arch.w_space:
+        if n.w_dim < 1 or n.mapping_layers < 1 or n.channel_base < 1 or n.channel_max < 1:
+            raise ConfigError("network.w_dim, network.mapping_layers, network.channel_base and "
+                              "network.channel_max must be >= 1")
+        if not 0.0 < n.mapping_lr_mul <= 1.0:
+            raise ConfigError(f"network.mapping_lr_mul must be in (0, 1], got {n.mapping_lr_mul}")
+        if not 0.0 <= n.w_avg_beta < 1.0:
+            raise ConfigError(f"network.w_avg_beta must be in [0, 1), got {n.w_avg_beta}")
+        if not 0.0 <= n.mixing_prob <= 1.0:
+            raise ConfigError(f"network.mixing_prob must be in [0, 1], got {n.mixing_prob}")
+        if n.mbstd_group_size < 1:
+            raise ConfigError(f"network.mbstd_group_size must be >= 1, got {n.mbstd_group_size}")
+    if cfg.tricks.truncation_cutoff < 0:
+        raise ConfigError(f"tricks.truncation_cutoff must be >= 0 (0 = every layer), got {cfg.tricks.truncation_cutoff}")
+    if cfg.tricks.truncation_cutoff and not arch.w_space:
+        raise ConfigError(f"tricks.truncation_cutoff truncates W per layer; {n.architecture} has no W space")
+    if family.lazy_r1:
+        if lo.r1_gamma < 0 or lo.r1_interval < 1 or lo.pl_interval < 1 or lo.pl_weight < 0:
+            raise ConfigError("loss.r1_gamma and loss.pl_weight must be >= 0, loss.r1_interval and "
+                              "loss.pl_interval >= 1")
+        if lo.pl_batch_shrink < 1 or cfg.optim.batch_size % lo.pl_batch_shrink:
+            raise ConfigError(f"loss.pl_batch_shrink must be >= 1 and divide optim.batch_size "
+                              f"({cfg.optim.batch_size}), got {lo.pl_batch_shrink}")
+        if lo.pl_weight > 0 and not arch.w_space:
+            raise ConfigError(f"loss.pl_weight: path length regularization differentiates G through W, and "
+                              f"{n.architecture} has no W space; set loss.pl_weight 0 (R1 alone) or use "
+                              + " or ".join(x.name for x in registry.ARCHITECTURES.values() if x.w_space))
+        if not 0.0 < lo.pl_decay <= 1.0:
+            raise ConfigError(f"loss.pl_decay must be in (0, 1], got {lo.pl_decay}")
+        if cfg.tricks.d_steps != 1:
+            raise ConfigError("tricks.d_steps: nsgan_r1 counts lazy R1 intervals in D steps of one per G "
+                              "step (StyleGAN2); use tricks.d_steps 1")
+    if a.mode not in AUGMENT_MODES:
+        raise ConfigError(f"tricks.augment.mode {a.mode!r} is not one of {', '.join(AUGMENT_MODES)}")
+    if not 0.0 <= a.p <= 1.0:
+        raise ConfigError(f"tricks.augment.p must be in [0, 1], got {a.p}")
+    if a.interval < 1 or a.speed_images < 1:
+        raise ConfigError(f"tricks.augment.interval and speed_images must be >= 1, got {a.interval}, {a.speed_images}")
+    if a.pipeline not in AUGMENT_PIPELINES:
+        raise ConfigError(f"tricks.augment.pipeline {a.pipeline!r} is not one of {', '.join(AUGMENT_PIPELINES)}")
+    bad = [x for x in a.policy.split(",") if x.strip() not in DIFFAUGMENT_POLICIES]
+    if bad:
+        raise ConfigError(f"tricks.augment.policy: {bad} not in {', '.join(DIFFAUGMENT_POLICIES)} (comma list)")
 
 
 def validate_eval(e: EvalConfig) -> None:
@@ -462,6 +549,26 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                           loss=dict(family="ns"),
                           tricks=dict(lens=dict(enabled=True, blocks=8, filters=32)),
                           optim=dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
+    # StyleGAN2-ADA's `paper256` setting (Karras et al. 2020b, train.py cfg_specs; 256x256 FFHQ):
+    # batch 64, mbstd group 8, fmaps 0.5 (channel_base 16384), lr 0.0025, Adam (0, 0.99), R1 gamma
+    # 1, EMA half-life 20 kimg (0.5 ** (64 / 20000) = 0.99778), 8 mapping layers, ADA target 0.6.
+    # Set network.resolution to the resolution of your Examples.
+    "stylegan2": _preset(network=dict(architecture="stylegan2", resolution=256, z_dim=512, w_dim=512,
+                                      mapping_layers=8, channel_base=16384, channel_max=512, mbstd_group_size=8),
+                         loss=dict(family="nsgan_r1", r1_gamma=1.0),
+                         tricks=dict(ema_decay=0.99778, augment=dict(mode="ada", target=0.6)),
+                         optim=dict(batch_size=64, g_learning_rate=0.0025, d_learning_rate=0.0025,
+                                    beta1=0.0, beta2=0.99)),
+    # StyleGAN2-ADA's `auto` setting at 64x64 (train.py: batch 32, mbstd 4, lr 0.0025, gamma
+    # 0.0002 R^2 / batch = 0.0256, EMA 10 kimg, 2 mapping layers) with CPU-practical widths
+    # (channel_base 4096, channel_max 128: 128 channels up to 32x32, 64 at 64x64; z = w = 256).
+    "stylegan2_small": _preset(network=dict(architecture="stylegan2", resolution=64, z_dim=256, w_dim=256,
+                                            mapping_layers=2, channel_base=4096, channel_max=128,
+                                            mbstd_group_size=4),
+                               loss=dict(family="nsgan_r1", r1_gamma=0.0256),
+                               tricks=dict(ema_decay=0.99778, augment=dict(mode="ada", target=0.6)),
+                               optim=dict(batch_size=32, g_learning_rate=0.0025, d_learning_rate=0.0025,
+                                          beta1=0.0, beta2=0.99)),
     # Isola et al. 2017 (pix2pix): U-Net + 70x70 PatchGAN (at 256 px), cGAN + 100 * L1, Adam 2e-4
     # beta1 0.5, batch 1 in most of the paper's experiments; no EMA (not in the paper).
     "pix2pix": _preset(network=dict(architecture="pix2pix", resolution=256, filters=64, max_filters=512,
@@ -517,6 +624,14 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                             tricks=dict(ema_decay=0.999),
                             optim=dict(batch_size=8, g_learning_rate=1e-3, d_learning_rate=1e-3, beta1=0.0, beta2=0.99),
                             run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
+    "smoke_stylegan2": _preset(network=dict(architecture="stylegan2", resolution=32, z_dim=32, w_dim=32,
+                                            mapping_layers=2, channel_base=256, channel_max=32,
+                                            mbstd_group_size=4),
+                               loss=dict(family="nsgan_r1", r1_gamma=0.0256),
+                               tricks=dict(ema_decay=0.999, augment=dict(mode="ada", target=0.6, speed_images=1000)),
+                               optim=dict(batch_size=8, g_learning_rate=0.0025, d_learning_rate=0.0025,
+                                          beta1=0.0, beta2=0.99),
+                               run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
     "smoke_lens": _preset(network=dict(architecture="dcgan", resolution=32, z_dim=32, filters=16),
                           loss=dict(family="ns"),
                           tricks=dict(lens=dict(enabled=True, blocks=8, filters=8, anneal_steps=10)),

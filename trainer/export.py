@@ -52,5 +52,7 @@ def export_generator(generator, export_dir: str, *, cfg=None, metadata: Optional
         kind_args = {**derived, **kind_args}
     if cfg is not None:
         kind_args.setdefault("z_dim", int(cfg.network.z_dim))   # for subclassed models without inputs
+        if cfg.tricks.truncation_cutoff:   # W-space generators: truncate only the layers below it
+            kind_args.setdefault("truncation_cutoff", int(cfg.tricks.truncation_cutoff))
     return export(generator, export_dir, kind=kind, metadata={**config_metadata(cfg), **(metadata or {})},
                   max_batch=max_batch, validate=lambda meta: check_against_config(meta, cfg), **kind_args)

@@ -18,7 +18,16 @@ Distribution rules (so a run gives the same result on 1 or N replicas for the sa
   replica and averaged over replicas (documented approximation; exact on one replica).
 
 Returned metrics are global values (all-reduced inside the step) named as TensorBoard tags:
-loss/*, grad_norm/*, lens/*, progan/alpha, lr/*, noise/*, d/*.
+loss/*, grad_norm/*, lens/*, progan/alpha, lr/*, noise/*, d/*, ada/*, pl/*.
+
+StyleGAN2 / ADA (issue 10; the `# -- style:` blocks): W-space generators (registry `w_space`) are
+called with per-layer noise and style-mixing crossovers drawn for the global batch
+(`rows=(global_batch, offset)`); D-input augmentation (trainer/augment.py, any architecture)
+sees reals and fakes with different seeds; the `nsgan_r1` family adds StyleGAN2's lazy R1 (on
+augmented reals) and lazy path length as SEPARATE optimizer steps ("Dreg"/"Greg", as NVlabs' code)
+on the minibatches `lazy_phase(step)` names, with Adam rescaled by `lazy_optimizer_params`. The
+phase is a Python value: the loop traces one step function per phase (no tf.cond around an
+optimizer step, which would need merge_call inside a cond branch).
 """
 from __future__ import annotations
 
@@ -28,6 +37,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import tensorflow as tf
 
 from facegan.trainer import registry
+from facegan.trainer import stylegan_losses
+from facegan.trainer.augment import PIPELINES, AdaptiveAugment, sign_stats
 from facegan.trainer.config import Config
 from facegan.trainer.data import from_network
 from facegan.trainer.losses import gradient_penalty, lens_reconstruction_loss
@@ -40,6 +51,9 @@ SUM = tf.distribute.ReduceOp.SUM
 
 # Stateless-key purposes (fold_in data) so each random draw is independent and reproducible.
 _Z_G, _Z_D, _NOISE_REAL, _NOISE_FAKE, _GP_EPS, _NOISE_G = 1, 100, 200, 300, 400, 500
+# style: augmentation, W-space draws (offsets added to a z purpose), lazy regularizers
+_AUG_REAL, _AUG_FAKE, _AUG_G, _Z_PL = 600, 700, 800, 900
+_W_MIX_Z, _W_MIX_CUT, _W_NOISE, _PL_NOISE = 10_000, 20_000, 30_000, 40_000
 
 
 def _first_replica_var(value, dtype, name):
@@ -55,12 +69,15 @@ def optimizer_name(cfg: Config) -> str:
     return registry.loss_family(cfg.loss.family).optimizer
 
 
-def make_optimizer(cfg: Config, learning_rate: float) -> tf.keras.optimizers.Optimizer:
+def make_optimizer(cfg: Config, learning_rate: float, lazy_interval: int = 0) -> tf.keras.optimizers.Optimizer:
+    """The config's optimizer; `lazy_interval` > 0: StyleGAN2's lazy-regularization Adam rescaling."""
     o = cfg.optim
     if optimizer_name(cfg) == "rmsprop":
         opt = tf.keras.optimizers.RMSprop(learning_rate=learning_rate, epsilon=o.epsilon)
     else:
-        opt = tf.keras.optimizers.Adam(learning_rate=learning_rate, beta_1=o.beta1, beta_2=o.beta2,
+        learning_rate, beta1, beta2 = stylegan_losses.lazy_optimizer_params(learning_rate, o.beta1, o.beta2,
+                                                                            lazy_interval)
+        opt = tf.keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta1, beta_2=beta2,
                                        epsilon=o.epsilon)
     if cfg.run.mixed_precision == "mixed_float16":   # loss scaling: float16 gradients underflow
         opt = tf.keras.mixed_precision.LossScaleOptimizer(opt)
@@ -120,6 +137,16 @@ class GAN(tf.keras.Model):
         self.g_optimizer = self.d_optimizer = self.lens_optimizer = None
         self.historical = None
         self.resolution = None
+        # -- style: W space, augmentation, lazy regularizers (issue 10) --
+        self.w_space = registry.architecture(cfg.network.architecture).w_space
+        a = cfg.tricks.augment
+        self.ada = None if a.mode == "none" else AdaptiveAugment(
+            a.mode, a.p, a.target, a.interval, a.speed_images, ops=PIPELINES[a.pipeline], policy=a.policy)
+        self.lazy = self.family.lazy_r1
+        self.use_pl = self.lazy and self.w_space and cfg.loss.pl_weight > 0
+        self.pl_mean = stylegan_losses.PathLengthMean() if self.use_pl else None
+        self.lr_lazy = {"g": cfg.loss.pl_interval if self.use_pl else 0, "d": cfg.loss.r1_interval if self.lazy else 0}
+        # -- end style --
         # issue 11: a conditional architecture's G takes [z, y]; its D takes [x, y] (projection) or
         # x and returns class_logits (acgan). Batches are then (images, attributes).
         self.conditional = registry.architecture(cfg.network.architecture).kind == "conditional"
@@ -129,8 +156,8 @@ class GAN(tf.keras.Model):
     def compile(self, g_optimizer=None, d_optimizer=None, lens_optimizer=None, **kwargs):
         super().compile(**kwargs)
         cfg = self.cfg
-        self.g_optimizer = g_optimizer or make_optimizer(cfg, cfg.optim.g_learning_rate)
-        self.d_optimizer = d_optimizer or make_optimizer(cfg, cfg.optim.d_learning_rate)
+        self.g_optimizer = g_optimizer or make_optimizer(cfg, cfg.optim.g_learning_rate, self.lr_lazy["g"])
+        self.d_optimizer = d_optimizer or make_optimizer(cfg, cfg.optim.d_learning_rate, self.lr_lazy["d"])
         if self.lens is not None:
             self.lens_optimizer = lens_optimizer or make_optimizer(cfg, cfg.tricks.lens.learning_rate)
         # Build optimizer slots for every variable of every stage now, so a checkpoint restores
@@ -203,6 +230,10 @@ class GAN(tf.keras.Model):
             items.update(lens=self.lens, lens_optimizer=self.lens_optimizer)
         if self.historical is not None:
             items["historical"] = list(self.historical)
+        if self.ada is not None:
+            items["ada"] = self.ada
+        if self.pl_mean is not None:
+            items["path_length_mean"] = self.pl_mean
         return items
 
     def trained_variables(self) -> List[tf.Variable]:
@@ -230,8 +261,9 @@ class GAN(tf.keras.Model):
 
     def apply_lr_scale(self):
         s = float(self.lr_scale.numpy()) * self.lr_multiplier()
-        self.g_optimizer.learning_rate = self.cfg.optim.g_learning_rate * s
-        self.d_optimizer.learning_rate = self.cfg.optim.d_learning_rate * s
+        o = self.cfg.optim
+        for opt, lr, k in ((self.g_optimizer, o.g_learning_rate, "g"), (self.d_optimizer, o.d_learning_rate, "d")):
+            opt.learning_rate = stylegan_losses.lazy_optimizer_params(lr, o.beta1, o.beta2, self.lr_lazy[k])[0] * s
         if self.lens_optimizer is not None:
             self.lens_optimizer.learning_rate = self.cfg.tricks.lens.learning_rate * s
 
@@ -254,17 +286,96 @@ class GAN(tf.keras.Model):
     def call(self, z, training=False):
         return self.G(z, training=training)
 
+    # -- style: W-space generation, augmentation, lazy phases ----------------------------------
+    def lazy_phase(self, step: int) -> Tuple[bool, bool]:
+        """(R1 due, path length due) for the step about to run: StyleGAN2's lazy regularization
+        every loss.r1_interval / loss.pl_interval minibatches (NVlabs: phase.interval)."""
+        lo = self.cfg.loss
+        return (bool(self.lazy and step % lo.r1_interval == 0), bool(self.use_pl and step % lo.pl_interval == 0))
+
+    def _rows(self, n_global):
+        """(global rows, this replica's offset) for a global batch of n_global rows."""
+        ctx = tf.distribute.get_replica_context()
+        local = n_global // ctx.num_replicas_in_sync
+        return n_global, tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
+
+    def _generate(self, key, purpose, a=None, n_global=None):
+        """G(z) (G(z, a) for a conditional G) for the training step: z from the global key;
+        W-space generators also get per-layer noise and style-mixing crossovers drawn for the
+        global batch (replica-independent)."""
+        n_global = n_global or self.global_batch_size
+        z = self._global_rows(key, purpose, n_global)
+        if not self.w_space:
+            return self._gen(z, a)
+        rows = self._rows(n_global)
+        fold = tf.random.experimental.stateless_fold_in
+        z2 = self._global_rows(key, purpose + _W_MIX_Z, n_global)
+        cross = self.G.mixing_crossover(fold(key, purpose + _W_MIX_CUT), tf.shape(z)[0], rows=rows)
+        return self.G(z, training=True, noise_seed=fold(key, purpose + _W_NOISE), z2=z2, crossover=cross, rows=rows)
+
+    def _global_rows(self, key, purpose, n_global):
+        """z [n_global, z_dim] from the key, this replica's rows."""
+        return self._global_slice(key, purpose, [self.cfg.network.z_dim], n_global=n_global)
+
+    def _augment(self, images, key, purpose):
+        if self.ada is None:
+            return images
+        seed = tf.random.experimental.stateless_fold_in(key, purpose)
+        return tf.cast(self.ada(tf.cast(images, tf.float32), seed, rows=self._rows(self.global_batch_size)),
+                       images.dtype)
+
+    def _r1_step(self, x_in, a, sums):
+        """Dreg: lazy R1 on the (augmented) reals as its own D optimizer step."""
+        lo = self.cfg.loss
+        with tf.GradientTape() as tape:
+            r1 = self._avg(stylegan_losses.r1_penalty(lambda x: self._disc_out(x, a)["logits"], x_in,
+                                                      lo.r1_gamma, lo.r1_interval))
+        self._apply(self.d_optimizer, tape, r1, self.D.trainable_variables)
+        sums["loss/r1"] = r1
+
+    def _pl_step(self, key, sums, shared):
+        """Greg: lazy path length on batch / pl_batch_shrink examples as its own G optimizer step;
+        the running mean uses the global mean length (all-reduced) and is then assigned."""
+        lo, G = self.cfg.loss, self.G
+        n_pl = self.global_batch_size // lo.pl_batch_shrink
+        rows = self._rows(n_pl)
+        fold = tf.random.experimental.stateless_fold_in
+        ctx = tf.distribute.get_replica_context()
+
+        def global_mean(x):
+            total = tf.reduce_sum(x)
+            if ctx.num_replicas_in_sync > 1:
+                total = ctx.all_reduce(SUM, total)
+            return total / n_pl
+
+        z = self._global_rows(key, _Z_PL, n_pl)
+        z2 = self._global_rows(key, _Z_PL + _W_MIX_Z, n_pl)
+        with tf.GradientTape() as tape:
+            cross = G.mixing_crossover(fold(key, _Z_PL + _W_MIX_CUT), tf.shape(z)[0], rows=rows)
+            ws = G.mix(G.map(z), G.map(z2), cross)
+            penalty, new_mean, _ = stylegan_losses.path_length_penalty(
+                lambda w: G.synthesis(w, noise_seed=fold(key, _Z_PL + _W_NOISE), rows=rows), ws,
+                self.pl_mean.value, fold(key, _PL_NOISE), lo.pl_decay, lo.pl_weight, lo.pl_interval,
+                rows=rows, mean_fn=global_mean)
+            pl = tf.nn.compute_average_loss(penalty, global_batch_size=n_pl)
+        self._apply(self.g_optimizer, tape, pl, G.trainable_variables)
+        self.pl_mean.value.assign(new_mean)
+        sums["loss/pl"] = pl
+        shared["pl/mean"] = new_mean
+    # -- end style --
+
     def _gen(self, z, attributes=None, training=True):
         return self.G([z, attributes] if self.conditional else z, training=training)
 
     # -- randomness ------------------------------------------------------------------------------
-    def _global_slice(self, key, purpose, shape_tail, kind="normal"):
-        """Draw [global_batch, *tail] from a stateless key and return this replica's rows."""
+    def _global_slice(self, key, purpose, shape_tail, kind="normal", n_global=None):
+        """Draw [global_batch (or n_global), *tail] from a stateless key and return this replica's rows."""
         ctx = tf.distribute.get_replica_context()
         n = ctx.num_replicas_in_sync
-        local = self.global_batch_size // n
+        n_global = n_global or self.global_batch_size
+        local = n_global // n
         seed = tf.random.experimental.stateless_fold_in(key, purpose)
-        shape = [self.global_batch_size] + list(shape_tail)
+        shape = [n_global] + list(shape_tail)
         if kind == "normal":
             full = tf.random.stateless_normal(shape, seed=seed)
         else:
@@ -351,7 +462,9 @@ class GAN(tf.keras.Model):
                 e.assign(v)
 
     # -- the step --------------------------------------------------------------------------------
-    def train_step(self, data):
+    def train_step(self, data, phase: Tuple[bool, bool] = (False, False)):
+        """One step; `phase` = lazy_phase(step) (R1 due, path length due), a Python value (the
+        library loop passes it; plain `fit` runs no lazy regularizer)."""
         if isinstance(data, (tuple, list)):
             images, key = data
         else:   # plain `fit`: key from (seed, step); the library loop passes a Generator key
@@ -364,7 +477,6 @@ class GAN(tf.keras.Model):
         ctx = tf.distribute.get_replica_context()
         n_rep = ctx.num_replicas_in_sync
         local_b = self.global_batch_size // n_rep
-        z_dim = cfg.network.z_dim
         images = tf.cast(images, tf.float32)
         reals = tf.reshape(images, [t.d_steps, local_b] + list(images.shape[1:]))
         # fakes are conditioned on the labels of the reals they meet (the data's label distribution)
@@ -383,13 +495,12 @@ class GAN(tf.keras.Model):
         d_vars = self.D.trainable_variables
         for j in range(t.d_steps):
             x = reals[j]
-            z = self._global_slice(key, _Z_D + j, [z_dim])
             a = labels[j]
             with tf.GradientTape() as tape:
-                fake = tf.cast(self._gen(z, a), tf.float32)
+                fake = tf.cast(self._generate(key, _Z_D + j, a), tf.float32)
                 x_in = tf.cast(self.lens(x, training=True), tf.float32) if self.lens is not None else x
-                x_in = self._noisy(x_in, noise_std, key, _NOISE_REAL + j)
-                f_in = self._noisy(fake, noise_std, key, _NOISE_FAKE + j)
+                x_in = self._augment(self._noisy(x_in, noise_std, key, _NOISE_REAL + j), key, _AUG_REAL + j)
+                f_in = self._augment(self._noisy(fake, noise_std, key, _NOISE_FAKE + j), key, _AUG_FAKE + j)
                 real_out, fake_out = self._disc_out(x_in, a), self._disc_out(f_in, a)
                 real_logits = real_out["logits"]
                 fake_logits = fake_out["logits"]
@@ -400,6 +511,12 @@ class GAN(tf.keras.Model):
             sums["grad_norm/d"] = self._apply(self.d_optimizer, tape, d_loss, d_vars) / n_rep
             if self.family.clips_weights:
                 self._clip_critic(d_vars)
+            if self.ada is not None:   # ADA's overfitting heuristic r_t = E[sign(D(real))]
+                s_sum, s_count = sign_stats(real_logits)
+                sums["ada/sign_sum"] = sums.get("ada/sign_sum", 0.0) + s_sum
+                sums["ada/count"] = sums.get("ada/count", 0.0) + s_count
+        if phase[0]:
+            self._r1_step(x_in, a, sums)
         sums["loss/d"] = d_loss
         sums["loss/d_adv"] = d_adv
         sums["d/real_logit"] = self._avg(tf.reduce_mean(real_logits, axis=-1))
@@ -409,12 +526,11 @@ class GAN(tf.keras.Model):
                 term.after_update()
 
         # ---- generator ----
-        z = self._global_slice(key, _Z_G, [z_dim])
         g_vars = self.G.trainable_variables
         a = labels[-1]
         with tf.GradientTape() as tape:
-            fake = tf.cast(self._gen(z, a), tf.float32)
-            f_in = self._noisy(fake, noise_std, key, _NOISE_G)
+            fake = tf.cast(self._generate(key, _Z_G, a), tf.float32)
+            f_in = self._augment(self._noisy(fake, noise_std, key, _NOISE_G), key, _AUG_G)
             fake_out = self._disc_out(f_in, a)
             fake_logits, fake_feats = fake_out["logits"], fake_out["features"]
             g_adv = self._avg(self.g_loss_fn(fake_logits))
@@ -424,6 +540,8 @@ class GAN(tf.keras.Model):
             g_loss = self._add_terms(self.terms["g"], g_adv, dict(
                 real=tf.stop_gradient(x_in), fake_features=fake_feats, attributes=a, fake_out=fake_out), sums)
         sums["grad_norm/g"] = self._apply(self.g_optimizer, tape, g_loss, g_vars) / n_rep
+        if phase[1]:
+            self._pl_step(key, sums, shared)
         sums["loss/g"] = g_loss
         sums["loss/g_adv"] = g_adv
         for term in self.terms["g"]:
@@ -456,7 +574,13 @@ class GAN(tf.keras.Model):
             shared["progan/alpha"] = tf.cast(self.nets.alpha, tf.float32)
         if noise_std is not None:
             shared["noise/instance_std"] = noise_std
-        return self._reduce(sums, shared)
+        out = self._reduce(sums, shared)
+        if self.ada is not None:
+            # Every replica holds the same global sums, so each updates its own copy of the ADA
+            # variables identically (plain replica-context assigns, as _update_ema does).
+            self.ada.observe(out.pop("ada/sign_sum"), out.pop("ada/count"), self.global_batch_size)
+            out.update(self.ada.metrics())
+        return out
 
     def _reduce(self, sums, shared):
         """All-reduce every metric in one collective; every replica returns the global values."""
@@ -474,6 +598,8 @@ class GAN(tf.keras.Model):
         """uint8 images from latents, z scaled by the sampling temperature (z' = psi * z); a
         conditional GAN also takes the attribute vectors [N, A]."""
         g = self.sampling_generator if ema else self.G
+        if self.w_space:   # truncation in W toward w_avg (Karras et al. 2019)
+            return from_network(g(tf.convert_to_tensor(z, tf.float32), training=False, psi=temperature))
         z = tf.convert_to_tensor(z, tf.float32) * temperature
         if self.conditional:
             z = [z, tf.convert_to_tensor(attributes, tf.float32)]

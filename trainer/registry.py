@@ -81,6 +81,8 @@ class Architecture:
     `input_noise`: honours `network.input_noise_std`.
     `batchnorm_optional`: honours `network.batch_norm = false` (no BatchNorm anywhere, so a
     `batchnorm_critic` architecture then has an example-independent critic).
+    `w_space`: G maps z to an intermediate latent W (StyleGAN): it tracks w_avg, truncates and
+    mixes styles in W, exports `style_mix`, and path length regularization applies.
     `model`: "module:Class", the `keras.Model` whose `train_step` the one training loop runs
     (trainer/gan.py's GAN for z -> image; trainer/image_to_image.py's models for kind
     image_to_image, which the loop feeds paired batches)."""
@@ -96,6 +98,7 @@ class Architecture:
     max_resolution: int = 1024
     resolution_reason: str = ""
     checkpoints: Tuple[str, ...] = ("generator", "discriminator")
+    w_space: bool = False
     model: str = "facegan.trainer.gan:GAN"
 
     def __post_init__(self):
@@ -155,6 +158,13 @@ register_architecture(Architecture(
     "progan", "facegan.trainer.networks.progan:build_progan",
     "Karras et al. 2018: progressive growing, equalized lr, pixel norm, minibatch stddev",
     progressive=True, checkpoints=("generator", "discriminator", "g_stages", "d_stages", "alpha")))
+_STYLE = "facegan.trainer.networks.stylegan2"
+register_architecture(Architecture(
+    "stylegan2", f"{_STYLE}:build", "Karras et al. 2020: mapping to W, modulated/demodulated convs, "
+    "noise, skip G, residual D", w_space=True))
+register_architecture(Architecture(
+    "stylegan", f"{_STYLE}:build_adain", "Karras et al. 2019: StyleGAN2's topology with AdaIN styles",
+    w_space=True))
 register_architecture(Architecture(
     "pix2pix", "facegan.trainer.networks.image_to_image:build_pix2pix",
     "Isola et al. 2017: U-Net G with skips, PatchGAN D on (input, output), needs --paired data",
@@ -190,6 +200,7 @@ class LossFamily:
     needs_gradient_penalty: bool = False
     supports_label_smoothing: bool = True
     refuses_batchnorm_critic: bool = False
+    lazy_r1: bool = False
     clips_weights: bool = False        # critic weights clipped to [-loss.clip_value, c] after each update
     optimizer: str = "adam"            # the paper's optimizer, used when optim.optimizer = "auto"
     g_params: Tuple[Tuple[str, str], ...] = ()
@@ -249,6 +260,9 @@ register_loss(LossFamily("hinge", "hinge_generator_loss", "hinge_discriminator_l
 register_loss(LossFamily("facegan", "facegan_generator_loss", "facegan_discriminator_loss",
                          "softplus_lens_loss",
                          "Li et al. (FaceGANs) eq. 1-2: -log sig(D(x)) - log sig(1 - D(G(z)))"))
+register_loss(LossFamily("nsgan_r1", "ns_generator_loss", "ns_discriminator_loss", "softplus_lens_loss",
+                         "StyleGAN2: non-saturating logistic + lazy R1 (every 16) + lazy path length (every 4)",
+                         supports_label_smoothing=False, refuses_batchnorm_critic=True, lazy_r1=True))
 # Image-to-image families take patch logits (trainer/image_to_image_losses.py). The lens is refused for
 # image-to-image architectures at config time; their lens entries name the matching z-family's term.
 _I2I = "facegan.trainer.image_to_image_losses:"

@@ -53,30 +53,40 @@ def r1_penalty(discriminator_logits_fn: Callable, reals, gamma: float = 10.0, in
     return sq * (0.5 * float(gamma) * int(interval))
 
 
-def path_length_noise(image_shape, seed) -> tf.Tensor:
-    """y ~ N(0, I) / sqrt(H W) for images [N, H, W, C] from a stateless seed (StyleGAN2 Eq. 4 code)."""
+def path_length_noise(image_shape, seed, rows=None) -> tf.Tensor:
+    """y ~ N(0, I) / sqrt(H W) for images [N, H, W, C] from a stateless seed (StyleGAN2 Eq. 4 code).
+    `rows = (global_batch, offset)`: draw the global batch's noise and take rows [offset, offset + N)
+    (replica independence, as trainer/augment.py)."""
     shape = tf.convert_to_tensor(image_shape, tf.int32)
-    return tf.random.stateless_normal(shape, seed=seed) / tf.sqrt(tf.cast(shape[1] * shape[2], tf.float32))
+    if rows is None:
+        y = tf.random.stateless_normal(shape, seed=seed)
+    else:
+        total, offset = rows
+        y = tf.random.stateless_normal(tf.concat([[total], shape[1:]], 0), seed=seed)[offset:offset + shape[0]]
+    return y / tf.sqrt(tf.cast(shape[1] * shape[2], tf.float32))
 
 
 def path_length_penalty(synthesis_fn: Callable, ws, pl_mean, seed, decay: float = 0.01,
-                        weight: float = 2.0, interval: int = 4) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                        weight: float = 2.0, interval: int = 4, rows=None,
+                        mean_fn: Callable = tf.reduce_mean) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(penalty [N], new_pl_mean scalar, lengths [N]).
 
     `synthesis_fn(ws [N, L, w_dim]) -> images [N, H, W, C]`; lengths_i = sqrt(mean_l sum_d
     g_ild^2) with g = grad_ws sum(images * y); new_pl_mean = pl_mean + decay (mean(lengths) -
-    pl_mean) (not differentiated); penalty_i = interval * weight * (lengths_i - new_pl_mean)^2."""
+    pl_mean) (not differentiated); penalty_i = interval * weight * (lengths_i - new_pl_mean)^2.
+    Distributed: `rows` slices the global batch's y, `mean_fn` is the global mean of the lengths
+    (the GAN passes an all-reduce), so every replica uses the same new_pl_mean."""
     _check_interval(interval, "path length")
     ws = tf.cast(ws, tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(ws)
         images = tf.cast(synthesis_fn(ws), tf.float32)
-        y = path_length_noise(tf.shape(images), seed)
+        y = path_length_noise(tf.shape(images), seed, rows)
         total = tf.reduce_sum(images * y)
     g = tf.cast(tape.gradient(total, ws), tf.float32)
     lengths = tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(g), axis=2), axis=1))
     pl_mean = tf.cast(pl_mean, tf.float32)
-    new_mean = tf.stop_gradient(pl_mean + decay * (tf.reduce_mean(lengths) - pl_mean))
+    new_mean = tf.stop_gradient(pl_mean + decay * (mean_fn(tf.stop_gradient(lengths)) - pl_mean))
     penalty = tf.square(lengths - new_mean) * (float(weight) * int(interval))
     return penalty, new_mean, lengths
 

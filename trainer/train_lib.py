@@ -40,6 +40,7 @@ naming the step and the loss.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -368,10 +369,14 @@ class Trainer:
         return self._iterator
 
     def _step_fn(self):
-        key = (self.gan.resolution, self.gan.global_batch_size)
+        # phase: which lazy regularizers run this step (StyleGAN2; a Python value, one trace each)
+        phase = self.gan.lazy_phase(self.step)
+        key = (self.gan.resolution, self.gan.global_batch_size, phase)
         if key not in self._step_fns:
             gan, strategy, rng = self.gan, self.strategy, self.rng
-            replica_fn = tf.function(gan.train_step, jit_compile=True) if self.cfg.run.xla else gan.train_step
+            # models without lazy regularizers (image-to-image) keep the plain train_step(data)
+            step_fn = functools.partial(gan.train_step, phase=phase) if any(phase) else gan.train_step
+            replica_fn = tf.function(step_fn, jit_compile=True) if self.cfg.run.xla else step_fn
 
             # autograph off: train_step has no tensor-dependent Python control flow, and
             # converting it (and every Keras call inside) costs seconds of tracing per stage.

@@ -40,6 +40,14 @@ trick" in the form of Karras et al. 2019 (StyleGAN), for a Gaussian prior the sa
 of Kingma & Dhariwal 2018 (Glow); psi = 1 is no truncation. (BigGAN's resampling variant has no
 "1 = off" value and needs rejection loops in the graph.)
 
+W-space generators (StyleGAN/StyleGAN2, metadata `truncation: "w_space"`) keep the
+`unconditional` signatures, but `truncation` is psi applied in W (w' = w_avg + psi (w - w_avg), on
+the layers below metadata `truncation_cutoff`, 0 = all; Karras et al. 2019), and add
+`style_mix`: `seed_a`, `seed_b` i64 [], `num` i32 [], `crossover` i32 [], `truncation` f32 [] ->
+`images`, `png`: image i uses row i of seed_a's stream on layers < crossover and row i of seed_b's
+on the rest (0 = seed_b's image, >= num_ws = seed_a's). Metadata adds num_ws, truncation_cutoff and
+w_avg_updates (how many training batches the exported w_avg averaged: "w_avg's step").
+
 Metadata (assets/facegan_metadata.json): kind, contract_version, resolution, channels, max_batch,
 signatures (shapes as text) and per kind z_dim / latent_distribution / truncation, attributes /
 attribute_range, input_resolution / directions / default_direction; then whatever the caller adds
@@ -66,6 +74,8 @@ DEFAULT_MAX_BATCH = 256           # per-request image bound baked into the graph
 DEFAULT_ATTRIBUTE_RANGE = (0.0, 1.0)
 DEFAULT_DIRECTION = "forward"     # the direction name of a single image-to-image model
 TRUNCATION_KIND = "temperature_scaling"   # z' = psi * z (not StyleGAN's truncation in W)
+TRUNCATION_W = "w_space"          # W-space generators (StyleGAN): w' = w_avg + psi (w - w_avg)
+SIGNATURE_STYLE_MIX = "style_mix"
 
 
 def translate_signature(direction: str) -> str:

@@ -164,6 +164,59 @@ class _LatentModule(_Module):
                 "truncation": contract.TRUNCATION_KIND}
 
 
+class _StyleModule(_LatentModule):
+    """Unconditional with a W space (StyleGAN): truncation is psi in W toward the tracked w_avg
+    (on layers < cutoff), plus the `style_mix` signature. The model must offer
+    `model(z, training=False, psi=, cutoff=, z2=, crossover=)`, `num_ws` and `w_avg_updates`
+    (facegan.trainer.networks.stylegan2.StyleGenerator)."""
+
+    def __init__(self, generator, z_dim, resolution, max_batch, truncation_cutoff: int = 0):
+        super().__init__(generator, z_dim, resolution, max_batch)
+        self.num_ws, self.truncation_cutoff = int(generator.num_ws), int(truncation_cutoff)
+        if not 0 <= self.truncation_cutoff <= self.num_ws:
+            raise ValueError(f"truncation_cutoff must be in [0, {self.num_ws}] (0 = every layer), "
+                             f"got {truncation_cutoff}")
+        self.style_mix = tf.function(self._style_mix, input_signature=[
+            _scalar(tf.int64, "seed_a"), _scalar(tf.int64, "seed_b"), _scalar(tf.int32, "num"),
+            _scalar(tf.int32, "crossover"), _scalar(tf.float32, "truncation")])
+
+    @staticmethod
+    def accepts(model) -> bool:
+        return all(hasattr(model, a) for a in ("num_ws", "w_avg", "style_mix"))
+
+    @classmethod
+    def build(cls, model, max_batch, z_dim=None, truncation_cutoff=0, **_):
+        z_dim = int(z_dim or model.cfg.z_dim)
+        resolution = _check_images_out(model(tf.zeros([1, z_dim]), training=False), "generator")
+        return cls(model, z_dim, resolution, max_batch, truncation_cutoff)
+
+    def _cutoff(self):
+        return None if self.truncation_cutoff == 0 else self.truncation_cutoff
+
+    def _images(self, z, attributes, truncation, n, what):
+        z = _guard(z, self._checks(z, attributes, truncation, n, what))
+        return to_uint8(self.generator(z, training=False, psi=truncation, cutoff=self._cutoff()))
+
+    def _style_mix(self, seed_a, seed_b, num, crossover, truncation):
+        checks = [self._check_truncation(truncation), self._check_count(num, "num"),
+                  tf.debugging.Assert(crossover >= 0, ["crossover must be >= 0 (0 = seed_b's image)"])]
+        num = _guard(num, checks)
+        za = sample_latents(seed_a, tf.constant(0, tf.int64), num, self.z_dim)
+        zb = sample_latents(seed_b, tf.constant(0, tf.int64), num, self.z_dim)
+        images = to_uint8(self.generator(za, training=False, z2=zb, crossover=crossover, psi=truncation,
+                                         cutoff=self._cutoff()))
+        png = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.TensorSpec([], tf.string))
+        return {"images": images, "png": png}
+
+    def signatures(self):
+        return {**super().signatures(), contract.SIGNATURE_STYLE_MIX: self.style_mix.get_concrete_function()}
+
+    def describe(self):
+        return {**super().describe(), "truncation": contract.TRUNCATION_W, "num_ws": self.num_ws,
+                "truncation_cutoff": self.truncation_cutoff,
+                "w_avg_updates": int(self.generator.w_avg_updates.numpy())}
+
+
 class _ConditionalModule(_LatentModule):
     """Conditional: (z, attribute vector) -> images; names and order of the vector in the metadata."""
 
@@ -347,7 +400,10 @@ def export_generator(model, export_dir: str, *, kind: str = contract.UNCONDITION
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     if tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
         raise ValueError(f"{export_dir} already holds a SavedModel; export to a new directory")
-    module = MODULES[kind].build(model, max_batch, **kind_args)
+    module_cls = MODULES[kind]
+    if kind == contract.UNCONDITIONAL and _StyleModule.accepts(model):   # W-space generator
+        module_cls = _StyleModule
+    module = module_cls.build(model, max_batch, **kind_args)
     signatures = module.signatures()
     module.trace_hidden()
     meta = build_metadata(module, signatures, metadata)

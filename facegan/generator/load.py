@@ -127,6 +127,23 @@ class LatentGenerator(Generator):
             yield self.sample_range(seed, start, min(batch_size, total - start), truncation, attributes=attributes)
 
 
+    @property
+    def w_space(self) -> bool:
+        """True for StyleGAN generators: truncation is psi in W, and `style_mix` exists."""
+        return self.metadata.get("truncation") == contract.TRUNCATION_W
+
+    def style_mix(self, seed_a: int, seed_b: int, num: int, crossover: int, truncation: float = 1.0) -> np.ndarray:
+        """uint8 [num, R, R, 3]: row i of seed_a's stream on layers < crossover, seed_b's on the rest."""
+        if contract.SIGNATURE_STYLE_MIX not in self.signatures:
+            raise ValueError(f"{self.export_dir}: this generator has no W space, so no style mixing "
+                             f"(architecture {self.metadata.get('architecture', 'unknown')})")
+        if not 1 <= int(num) <= self.max_batch or int(crossover) < 0:
+            raise ValueError(f"style_mix needs 1 <= num <= {self.max_batch} and crossover >= 0, got {num}, {crossover}")
+        return self._call(contract.SIGNATURE_STYLE_MIX, seed_a=np.int64(seed_a), seed_b=np.int64(seed_b),
+                          num=np.int32(num), crossover=np.int32(crossover),
+                          truncation=_truncation(truncation))["images"]
+
+
 class ConditionalGenerator(LatentGenerator):
     """`conditional`: latents plus an attribute vector (names and order in `.attributes`)."""
 

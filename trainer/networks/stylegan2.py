@@ -41,8 +41,8 @@ const followed by a conv) and differs only in how styles are applied.
 
 Contract (trainer/networks/__init__.py): G(z float32 [N, z_dim]) -> float32 [N, R, R, 3] in
 [-1, 1]; D(images) -> {"logits": float32 [N, 1], "features": float32 [N, F]}.
-Not registered as an architecture yet (the registry/config are being refactored); see
-`build_stylegan`.
+Registered as the `stylegan2` (modulated) and `stylegan` (AdaIN) architectures (trainer/registry.py);
+`build(cfg)` / `build_adain(cfg)` map the NetworkConfig onto a StyleGANConfig (`style_config`).
 """
 from __future__ import annotations
 
@@ -416,3 +416,24 @@ def config_from(widths: str = "stylegan2", **overrides) -> StyleGANConfig:
     if widths not in WIDTHS:
         raise ValueError(f"stylegan widths {widths!r} is not one of {', '.join(sorted(WIDTHS))}")
     return StyleGANConfig(**dict(WIDTHS[widths], **overrides))
+
+
+def style_config(cfg, style_mode: str = "modulated") -> StyleGANConfig:
+    """The StyleGANConfig of a trainer Config (its NetworkConfig fields of the same names)."""
+    n = cfg.network
+    return StyleGANConfig(resolution=n.resolution, z_dim=n.z_dim, w_dim=n.w_dim, mapping_layers=n.mapping_layers,
+                          mapping_lr_mul=n.mapping_lr_mul, channel_base=n.channel_base,
+                          channel_max=n.channel_max, style_mode=style_mode, w_avg_beta=n.w_avg_beta,
+                          mixing_prob=n.mixing_prob, mbstd_group_size=n.mbstd_group_size)
+
+
+def build(cfg, alpha=None, style_mode: str = "modulated"):
+    """Registry builder (`stylegan2`): Networks of a StyleGenerator and the residual D."""
+    from facegan.trainer.networks import Networks
+    G, D = build_stylegan(style_config(cfg, style_mode))
+    return Networks(G, D, resolution=cfg.network.resolution, default_batch_size=cfg.optim.batch_size)
+
+
+def build_adain(cfg, alpha=None):
+    """Registry builder (`stylegan`): the AdaIN variant."""
+    return build(cfg, alpha, style_mode="adain")
