@@ -10,8 +10,6 @@ import dataclasses
 import json
 import math
 import os
-import subprocess
-import sys
 import textwrap
 import types
 
@@ -20,7 +18,8 @@ import pytest
 
 from facegan import examples_io
 from facegan.images import decode_png
-from train_testlib import checkpoint_weights, tiny_overrides, write_face_examples
+from train_testlib import (checkpoint_weights, replica_progan, run_replica_script, tiny_overrides,
+                           write_face_examples)
 from facegan.trainer.config import Config, ConfigError, get_preset, preset_names
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -258,22 +257,7 @@ def test_nan_after_limit_raises_naming_step_and_loss(synth, tmp_path):
 
 
 # -- replicas ----------------------------------------------------------------------------------
-REPLICA_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from facegan.trainer.config import get_preset
-    from facegan.trainer import train_lib
-    uri, out = sys.argv[1], sys.argv[2]
-    # progan without BatchNorm / minibatch-stddev (both are per-replica batch statistics by
-    # design); WGAN-GP exercises the gradient penalty's double backprop across replicas.
-    cfg = get_preset("progan", {"network.resolution": 8, "network.start_resolution": 8,
-        "network.filters": 8, "network.max_filters": 8, "network.z_dim": 8,
-        "network.minibatch_stddev": False, "network.batch_sizes": {}, "optim.batch_size": 8,
-        "run.checkpoint_every": 100, "run.image_every": 100, "run.log_every": 1,
-        "run.mixed_precision": "float32"})
+REPLICA_BODY = textwrap.dedent("""
     res = {}
     for n in (1, 2):
         strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(n)])
@@ -293,12 +277,7 @@ REPLICA_SCRIPT = textwrap.dedent("""
 
 def test_one_vs_two_replicas_same_update(tmp_path):
     uri = examples_io.write_synthetic_examples(str(tmp_path / "ex8"), n_train=16, n_eval=2, resolution=8)
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", REPLICA_SCRIPT, uri, str(tmp_path / "out")],
-                          capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_replica_script(REPLICA_BODY, replica_progan(8), uri, str(tmp_path / "out"))
     assert out["replicas"] == [1, 2]
     assert out["max_weight_change"] > 1e-4          # the step did move the weights (Adam ~ lr)
     assert out["max_weight_diff"] < 1e-5

@@ -13,8 +13,6 @@ import io
 import json
 import os
 import re
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -22,6 +20,7 @@ import pytest
 
 from facegan import examples_io
 from facegan.trainer.config import ConfigError, get_preset
+from train_testlib import replica_progan, run_replica_script
 
 EVERY = 16
 OVERRIDES = {"optim.batch_size": 8, "network.filters": 8, "network.z_dim": 16,
@@ -191,22 +190,7 @@ def test_eval_config_validation():
 
 
 # -- under a 2-replica MirroredStrategy ---------------------------------------------------------
-REPLICA_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from facegan.trainer.config import get_preset
-    from facegan.trainer import train_lib
-    uri, out = sys.argv[1], sys.argv[2]
-    # no BatchNorm / minibatch stddev (per-replica batch statistics by design), so one and two
-    # replicas train the same weights (tests/test_train_loop.py) and must score the same
-    cfg = get_preset("progan", {"network.resolution": 16, "network.start_resolution": 16,
-        "network.filters": 8, "network.max_filters": 8, "network.z_dim": 8,
-        "network.minibatch_stddev": False, "network.batch_sizes": {}, "optim.batch_size": 8,
-        "run.checkpoint_every": 100, "run.image_every": 100, "run.log_every": 1,
-        "eval.every_images": 8, "eval.metrics": "swd,ms_ssim", "eval.num_images": 16,
-        "eval.memorization": 0, "eval.best_metric": "swd"})
+REPLICA_BODY = textwrap.dedent("""
     recs = {}
     for n in (1, 2):
         strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(n)])
@@ -221,13 +205,9 @@ REPLICA_SCRIPT = textwrap.dedent("""
 def test_eval_under_two_replicas(tmp_path):
     """The evaluation runs outside the replica step: with 2 replicas it scores what 1 does."""
     uri = examples_io.write_synthetic_examples(str(tmp_path / "ex16"), n_train=16, n_eval=32, resolution=16)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", REPLICA_SCRIPT, uri, str(tmp_path / "out")],
-                          capture_output=True, text=True, env=env, timeout=600, cwd=repo)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_replica_script(REPLICA_BODY, replica_progan(
+        16, **{"eval.every_images": 8, "eval.metrics": "swd,ms_ssim", "eval.num_images": 16,
+               "eval.memorization": 0, "eval.best_metric": "swd"}), uri, str(tmp_path / "out"))
     assert [out[k]["replicas"] for k in ("1", "2")] == [1, 2]
     one, two = out["1"]["records"], out["2"]["records"]
     assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2]

@@ -56,3 +56,45 @@ def checkpoint_weights(path: str, prefix: str):
     reader = tf.train.load_checkpoint(path)
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
             if k.startswith(prefix) and "OPTIMIZER_SLOT" not in k and k.endswith("VARIABLE_VALUE")}
+
+
+# -- one vs two replicas, in a fresh process ----------------------------------------------------
+# The head of a script run with `run_replica_script`: two logical CPUs (a second MirroredStrategy
+# replica needs them before TensorFlow's context starts), then `cfg`: progan without BatchNorm /
+# minibatch stddev (both are per-replica batch statistics by design), so one and two replicas
+# train the same weights. argv: uri, out.
+REPLICA_PRELUDE = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from facegan.trainer.config import get_preset
+from facegan.trainer import train_lib
+uri, out = sys.argv[1], sys.argv[2]
+"""
+
+
+def replica_progan(resolution: int, **extra) -> dict:
+    return {"network.resolution": resolution, "network.start_resolution": resolution,
+            "network.filters": 8, "network.max_filters": 8, "network.z_dim": 8,
+            "network.minibatch_stddev": False, "network.batch_sizes": {}, "optim.batch_size": 8,
+            "run.checkpoint_every": 100, "run.image_every": 100, "run.log_every": 1,
+            "run.mixed_precision": "float32", **extra}
+
+
+def run_replica_script(body: str, overrides: dict, uri: str, out: str) -> dict:
+    """Run REPLICA_PRELUDE + `cfg = get_preset("progan", overrides)` + body; its last stdout line is
+    JSON, returned parsed."""
+    import json
+    import os
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = REPLICA_PRELUDE + f"cfg = get_preset('progan', {overrides!r})\n" + body
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", script, uri, out], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=repo)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
