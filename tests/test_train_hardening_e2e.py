@@ -129,11 +129,17 @@ def test_sigkill_at_random_moments_then_same_command_equals_straight_run(synth, 
         try:
             deadline = time.monotonic() + 300
             if mode == "random":
-                # wait until this start has saved something new (it is training), then a random delay
-                while proc.poll() is None and _ckpt_state(ckpt_dir)[0] <= latest_before \
+                # a random moment within training, whatever the machine's speed: wait for a random
+                # checkpoint number this start has not reached yet (well before the last step), then
+                # a random fraction of a step's time
+                low = max(latest_before, 0) + 2
+                if low > steps - 4:
+                    break                                  # too close to the end for another kill
+                target = rng.randrange(low, steps - 4 + 1, 2)
+                while proc.poll() is None and _ckpt_state(ckpt_dir)[0] < target \
                         and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                time.sleep(rng.uniform(0.0, 3.0))
+                    time.sleep(0.002)
+                time.sleep(rng.uniform(0.0, 0.02))
             else:
                 while proc.poll() is None and not _partial(ckpt_dir) and time.monotonic() < deadline:
                     time.sleep(0.001)                      # a save lasts tens of milliseconds
