@@ -23,9 +23,11 @@ Our own warnings (`warnings.warn` from facegan modules, the `facegan.*` loggers)
 stay visible. `NOISE_PATTERNS` lists what a user must not see by default; the tests and CI count
 lines matching them (`noise_lines`).
 """
+import contextlib
 import logging
 import os
 import re
+import sys
 import warnings
 from typing import Iterable, List
 
@@ -87,6 +89,31 @@ def noise_lines(text: str) -> List[str]:
     return [line for line in text.splitlines() if _NOISE.search(line)]
 
 
+QUIET_MARKER = "FACEGAN_QUIET"   # "1" once quiet() ran (inherited by child processes)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """In quiet mode, point file descriptor 2 at /dev/null for the duration: for native code whose
+    logging no environment variable reaches (XLA's first compile prints absl's "All log messages
+    before absl::InitializeLog() is called are written to STDERR" regardless of
+    TF_CPP_MIN_LOG_LEVEL). A Python exception raised inside still propagates and is shown after
+    the descriptor is restored. A no-op unless quiet() ran (--verbose shows everything)."""
+    if os.environ.get(QUIET_MARKER) != "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _python_warnings_env() -> str:
     """PYTHONWARNINGS entries for the known messages (inherited by worker subprocesses)."""
     return ",".join(f"ignore:{msg}:{cat.__name__}" for msg, cat in KNOWN_WARNINGS)
@@ -95,6 +122,7 @@ def _python_warnings_env() -> str:
 def quiet(env=None, loggers: Iterable[str] = THIRD_PARTY_LOGGERS) -> None:
     """Silence the known third-party noise for this process and the processes it starts."""
     env = os.environ if env is None else env
+    env[QUIET_MARKER] = "1"
     for key, value in QUIET_ENV.items():
         env.setdefault(key, value)
     extra = _python_warnings_env()
@@ -114,6 +142,7 @@ def quiet(env=None, loggers: Iterable[str] = THIRD_PARTY_LOGGERS) -> None:
 def verbose(env=None) -> None:
     """Show everything: all warnings once per location, third-party INFO logs."""
     env = os.environ if env is None else env
+    env[QUIET_MARKER] = "0"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
     warnings.simplefilter("default")
     for name in THIRD_PARTY_LOGGERS:

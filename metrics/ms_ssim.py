@@ -132,6 +132,12 @@ def _compile(shape):
                 u, d = _avg_pool2(tf, u), _avg_pool2(tf, d)
         return out
 
+    # Compile now (a zero batch), with native stderr silenced in quiet mode: XLA's first compile
+    # in a process prints absl's pre-InitializeLog warning, which no environment variable mutes.
+    from facegan.noise import native_stderr_silenced
+    with native_stderr_silenced():
+        zeros = tf.zeros(shape, tf.float32)
+        fn(zeros, zeros)
     return fn
 
 

@@ -260,3 +260,22 @@ def test_pairs_accumulator_streams_consecutive_pairs_across_odd_batches():
     r = acc.result()
     assert int(r["pairs"]) == 5
     assert float(r["mean"]) == pytest.approx(ref_msssim_pggan(imgs[0::2], imgs[1::2]).mean(), rel=2e-4)
+
+
+def test_ms_ssim_compile_prints_no_native_noise_when_quiet(tmp_path):
+    """XLA's first compile prints absl's pre-InitializeLog warning on fd 2, which no environment
+    variable mutes: quiet mode silences it around the compile; --verbose (noise.verbose) keeps it."""
+    import subprocess
+    import sys
+    script = ("import sys\nfrom facegan import noise\n"
+              "noise.quiet() if sys.argv[1] == 'quiet' else noise.verbose()\n"
+              "import numpy as np\nfrom facegan.metrics.ms_ssim import ms_ssim\n"
+              "a = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)\n"
+              "print(float(ms_ssim(a, a).mean()))\n")
+    runs = {mode: subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True,
+                                 timeout=300, cwd=tmp_path) for mode in ("quiet", "verbose")}
+    for mode, run in runs.items():
+        assert run.returncode == 0, run.stderr
+        assert abs(float(run.stdout.strip().splitlines()[-1]) - 1.0) < 1e-5   # identical pairs: 1
+    assert "InitializeLog" not in runs["quiet"].stderr
+    assert "InitializeLog" in runs["verbose"].stderr
