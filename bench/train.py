@@ -84,7 +84,7 @@ def step_flops(cfg, run_dir) -> dict:
     from the graph traced at the benchmark's shapes. Same count in float32 and bf16."""
     import tensorflow as tf
     from facegan.trainer import train_lib
-    trainer = train_lib.Trainer(cfg.override({"run.mixed_precision": "float32"}), None, run_dir, steps=0,
+    trainer = train_lib.Trainer(cfg.override({"run.mixed_precision": "float32", "eval.every_images": 0}), None, run_dir, steps=0,
                                 synthetic=True, progress=False, strategy=tf.distribute.get_strategy())
     n = trainer.gan.global_batch_size * cfg.tricks.d_steps
     spec = (tf.TensorSpec([n, RES, RES, 3], tf.float32), tf.TensorSpec([2], tf.int64))
@@ -155,7 +155,9 @@ def bench_library(cfg, data, run_dir, warmup, steps, synthetic=False):
         if step == warmup + steps:
             marks["t1"], marks["i1"] = time.perf_counter(), trainer.images_shown
 
-    cfg = cfg.override({"run.checkpoint_every": 10 ** 6, "run.image_every": 10 ** 6, "run.log_every": 10 ** 6})
+    # Metrics during training are not part of the step being timed (trainer/periodic_eval.py).
+    cfg = cfg.override({"run.checkpoint_every": 10 ** 6, "run.image_every": 10 ** 6, "run.log_every": 10 ** 6,
+                        "eval.every_images": 0})
     trainer = train_lib.Trainer(cfg, data, run_dir, steps=warmup + steps, synthetic=synthetic,
                                 progress=False, on_step=on_step)
     trainer.run()
