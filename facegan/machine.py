@@ -44,11 +44,26 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> set:
     return _read_cpuinfo(path)[1]
 
 
+def scheduling_priority(autogroup_path: str = "/proc/self/autogroup") -> dict:
+    """This process's nice value and, where the kernel groups processes by session (autogroup), the
+    group's nice. On a shared machine the load average alone does not say how much CPU a
+    benchmark got: a run whose autogroup nice is -15 over load 12 gets most of the cores."""
+    out = {"nice": os.nice(0) if hasattr(os, "nice") else None, "autogroup_nice": None}
+    try:
+        with open(autogroup_path) as f:             # "/autogroup-145 nice -15"
+            out["autogroup_nice"] = int(f.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
 def cpu_info(path: str = "/proc/cpuinfo") -> dict:
-    """CPU model, core count, the bf16/AMX flags and the 1-minute load (for benchmark JSON)."""
+    """CPU model, core count, the bf16/AMX flags, the 1-minute load and this process's scheduling
+    priority (for benchmark JSON)."""
     model, flags = _read_cpuinfo(path)
     return {"cpu_model": model, "cpu_count": os.cpu_count(), **{f: f in flags for f in FLAGS},
-            "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+            "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+            "priority": scheduling_priority()}
 
 
 def bf16_units(flags: Iterable[str]) -> Optional[str]:

@@ -175,3 +175,13 @@ def test_bf16_selu_is_selu():
     g = tf.cast(tape.gradient(y, xb), tf.float32).numpy()
     np.testing.assert_allclose(g, tape.gradient(ref, x).numpy(), rtol=2 ** -8)
     np.testing.assert_array_equal(layers.selu(x).numpy(), ref.numpy())   # float32: the TF op
+
+
+def test_scheduling_priority_reads_the_autogroup_nice(tmp_path):
+    """Benchmarks record how much CPU they could get: the process nice and the autogroup's nice."""
+    p = tmp_path / "autogroup"
+    p.write_text("/autogroup-145 nice -15\n")
+    got = machine.scheduling_priority(str(p))
+    assert got == {"nice": os.nice(0), "autogroup_nice": -15}
+    assert machine.scheduling_priority(str(tmp_path / "missing"))["autogroup_nice"] is None
+    assert set(machine.cpu_info()["priority"]) == {"nice", "autogroup_nice"}
