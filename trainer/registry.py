@@ -158,6 +158,10 @@ register_architecture(Architecture(
     "progan", "facegan.trainer.networks.progan:build_progan",
     "Karras et al. 2018: progressive growing, equalized lr, pixel norm, minibatch stddev",
     progressive=True, checkpoints=("generator", "discriminator", "g_stages", "d_stages", "alpha")))
+register_architecture(Architecture(
+    "cprogan", "facegan.trainer.networks.progan:build_cprogan",
+    "conditional progan: [z, y] before pixel norm; projection or AC-GAN D (condition.*)",
+    kind="conditional", progressive=True, checkpoints=("generator", "discriminator", "g_stages", "d_stages", "alpha")))
 _STYLE = "facegan.trainer.networks.stylegan2"
 register_architecture(Architecture(
     "stylegan2", f"{_STYLE}:build", "Karras et al. 2020: mapping to W, modulated/demodulated convs, "
