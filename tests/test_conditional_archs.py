@@ -105,3 +105,63 @@ def test_cprogan_two_step_smoke_run_exports_the_conditional_kind(tmp_path, label
     assert g.metadata["stage_resolution"] == 4
     direct = result.gan.sample(z, attributes=y).numpy()
     np.testing.assert_array_equal(out, np.repeat(np.repeat(direct, 4, axis=1), 4, axis=2))
+
+
+# -- cstylegan2 ---------------------------------------------------------------------------------------
+def _style(disc="projection", **extra):
+    return C.get_preset("smoke_stylegan2", {"network.architecture": "cstylegan2", "condition.attributes": ATTRS,
+                                            "condition.discriminator": disc, **extra})
+
+
+@pytest.mark.parametrize("disc", ["projection", "acgan"])
+def test_cstylegan2_conditioning_shapes(disc):
+    import tensorflow as tf
+    from facegan.trainer.networks import build_networks
+    cfg = _style(disc)
+    nets = build_networks(cfg)
+    z, y = tf.random.normal([4, cfg.network.z_dim], seed=3), tf.constant([[0, 1, 1]] * 4, tf.float32)
+    G = nets.generator
+    w = G.map(z, attributes=y)
+    assert w.shape == (4, cfg.network.w_dim)
+    # the mapping's first layer reads [pixelnorm(z), pixelnorm(embed(y))]: z_dim + w_dim inputs
+    assert G.mapping.fcs[0].kernel.shape[0] == cfg.network.z_dim + cfg.network.w_dim
+    x = G(z, training=False, attributes=y)
+    assert x.shape == (4, 32, 32, 3)
+    out = nets.discriminator([x, y] if disc == "projection" else x, training=False)
+    assert out["logits"].shape == (4, 1) and ("class_logits" in out) == (disc == "acgan")
+    assert len(nets.discriminator.inputs) == (2 if disc == "projection" else 1)
+    # unconditional stylegan2 keeps its mapping input (no embedding): z_dim inputs
+    plain = build_networks(C.get_preset("smoke_stylegan2")).generator
+    assert plain.mapping.embed is None and plain.mapping.fcs[0].kernel.shape[0] == cfg.network.z_dim
+
+
+def test_cstylegan2_generator_depends_on_the_label_through_w():
+    import tensorflow as tf
+    from facegan.trainer.networks import build_networks
+    G = build_networks(_style()).generator
+    z = tf.random.normal([2, 32], seed=1)
+    y0, y1 = tf.zeros([2, 3]), tf.constant([[1, 0, 0]] * 2, tf.float32)
+    assert np.abs(G.map(z, attributes=y0).numpy() - G.map(z, attributes=y1).numpy()).max() > 1e-4
+    a, b = G(z, training=False, attributes=y0).numpy(), G(z, training=False, attributes=y1).numpy()
+    np.testing.assert_array_equal(a, G(z, training=False, attributes=y0).numpy())
+    assert np.abs(a - b).max() > 1e-3 * np.abs(a).max()
+
+
+def test_cstylegan2_projection_d_changes_with_the_label_and_not_otherwise():
+    import tensorflow as tf
+    from facegan.trainer.networks import build_networks
+    _check_projection(build_networks(_style()).discriminator, tf.random.uniform([3, 32, 32, 3], -1, 1, seed=4))
+
+
+@pytest.fixture(scope="module")
+def labelled32(tmp_path_factory):
+    return examples_io.write_synthetic_examples(str(tmp_path_factory.mktemp("lab32") / "examples"), n_train=32,
+                                                n_eval=8, resolution=32, attributes=("male", "smiling", "young"))
+
+
+def test_cstylegan2_two_step_smoke_run_exports_the_conditional_kind(tmp_path, labelled32):
+    # lazy R1 and path length both due at step 0 (intervals 1): every conditional path runs
+    cfg = _style(**{"optim.batch_size": 8, "loss.r1_interval": 1, "loss.pl_interval": 1})
+    result, g, z, y, out = _smoke(cfg, labelled32, tmp_path)
+    assert np.isfinite(result.metrics["loss/r1"]) and np.isfinite(result.metrics["loss/pl"])
+    np.testing.assert_array_equal(out, result.gan.sample(z, attributes=y).numpy())

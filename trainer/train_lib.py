@@ -604,6 +604,9 @@ def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] 
         metadata["upsampling"] = f"nearest {result.resolution} -> {target}"
         log.info("progressive run at stage %dx%d (alpha %.3f): exporting it upsampled to %dx%d",
                  result.resolution, result.resolution, result.stage_alpha or 1.0, target, target)
+    if kind == "conditional" and registry.architecture(result.cfg.network.architecture).w_space:
+        from facegan.trainer.networks.stylegan2 import conditional_model   # cstylegan2 (issue 11)
+        generator = conditional_model(generator)
     return export_generator(generator, export_dir, cfg=result.cfg, metadata=metadata)
 
 
