@@ -234,3 +234,28 @@ def test_cached_real_statistics_are_keyed_by_the_real_only_rule(mixed_eval):
     with open(examples_io.split_files(mixed_eval, "eval")[0], "rb") as f:
         h.update(b"data-00000-of-00001.gz\0" + f.read())
     assert examples_split_key(mixed_eval, "eval", include_mirrored=False) != "examples:" + h.hexdigest()
+
+
+def test_evaluator_scores_equal_without_the_synthetic_examples_and_reports_them(tmp_path):
+    """The evaluator on an eval split with 8 synthetic images added gives the numbers it gives on
+    the real images alone, and reports the 8 it left out."""
+    import json
+    import shutil
+
+    from facegan.components.gan_evaluator import evaluate_lib as EL
+    from facegan.components.gan_evaluator.testing import export_test_generator
+    real = examples_io.write_synthetic_examples(str(tmp_path / "real"), n_train=8, n_eval=24, resolution=32)
+    mixed = str(tmp_path / "mixed")
+    shutil.copytree(real, mixed)
+    exs = [examples_io.make_example(np.full((32, 32, 3), 255, np.uint8), source=f"s{k}", sha256=f"s{k:062d}",
+                                    attrs={"provenance": schema.SYNTHETIC}) for k in range(8)]
+    examples_io.write_examples(os.path.join(examples_io.split_dir(mixed, "eval"), "data-synthetic.gz"), exs)
+    gen = export_test_generator("blob", str(tmp_path / "gen"), resolution=32, steps=1)
+    kw = dict(metrics=["swd"], num_images=24, extractor="random_tiny", batch_size=24, memorization=False,
+              log=lambda *_: None)
+    a = EL.evaluate_model(gen, real, str(tmp_path / "out_real"), **kw)
+    b = EL.evaluate_model(gen, mixed, str(tmp_path / "out_mixed"), **kw)
+    assert a.results["swd24"]["avg"] == b.results["swd24"]["avg"]
+    report = json.loads((tmp_path / "out_mixed" / "metrics.json").read_text())
+    assert report["protocol"]["real_excluded_synthetic"] == 8
+    assert json.loads((tmp_path / "out_real" / "metrics.json").read_text())["protocol"]["real_excluded_synthetic"] == 0

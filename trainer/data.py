@@ -249,13 +249,12 @@ def choice_stream(weights, seed: int, tag: int, position: int = 0):
     return ds.skip(skip) if skip else ds
 
 
-def choose(streams: Sequence, weights, seed: int, tag: int, position: int = 0, make=None):
-    """Mix sub-streams at `weights` from `position` on; `make(k, pos_k)` builds sub-stream k resumed
-    at its own draw count (or `streams` are given already at position 0)."""
-    if make is not None:
-        counts = choice_counts(weights, seed, tag, position) if position else np.zeros(len(weights), np.int64)
-        streams = [make(k, int(counts[k])) for k in range(len(weights))]
-    return tf.data.Dataset.choose_from_datasets(list(streams), choice_stream(weights, seed, tag, position),
+def choose(weights, seed: int, tag: int, position: int, make):
+    """Sub-streams mixed at `weights` from element `position` on; `make(k, pos_k)` builds sub-stream
+    k resumed at its own draw count pos_k (how many of the first `position` elements it gave)."""
+    counts = choice_counts(weights, seed, tag, position) if position else np.zeros(len(weights), np.int64)
+    streams = [make(k, int(counts[k])) for k in range(len(weights))]
+    return tf.data.Dataset.choose_from_datasets(streams, choice_stream(weights, seed, tag, position),
                                                 stop_on_empty_dataset=True)
 
 
@@ -295,9 +294,9 @@ def source_stream(source: Dict, resolution: int, *, seed: int, shuffle_buffer: i
     labels = source["labels"]
     weights = balance_weights(labels["cells"], len(labels["names"]))
     cells = sorted(weights)
-    return choose(None, [weights[c] for c in cells], seed, TAG_BALANCE, position,
-                  make=lambda k, pos: example_stream(source["files"], resolution, seed=seed + 7919 * (k + 1),
-                                                     position=pos, cell=cells[k], **common))
+    return choose([weights[c] for c in cells], seed, TAG_BALANCE, position,
+                  lambda k, pos: example_stream(source["files"], resolution, seed=seed + 7919 * (k + 1),
+                                                position=pos, cell=cells[k], **common))
 
 
 def mixed_dataset(real: Dict, synthetic: Optional[Dict], ratio: float, resolution: int, batch_size: int, *,
@@ -312,7 +311,7 @@ def mixed_dataset(real: Dict, synthetic: Optional[Dict], ratio: float, resolutio
     if synthetic is None or ratio <= 0:
         ds = make(0, position)
     else:
-        ds = choose(None, [1.0 - ratio, ratio], seed, TAG_SYNTHETIC, position, make=make)
+        ds = choose([1.0 - ratio, ratio], seed, TAG_SYNTHETIC, position, make)
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
