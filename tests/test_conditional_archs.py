@@ -37,7 +37,7 @@ def test_cprogan_conditioning_shapes_per_stage(disc):
     assert len(heads) == 1
 
 
-def _check_projection(d, x, features_layer=None):
+def _check_projection(d, x):
     y0 = np.array([[0, 0, 0], [1, 0, 1], [0, 1, 0]], np.float32)
     y1 = np.array([[1, 0, 0], [1, 0, 1], [1, 1, 1]], np.float32)
     o0, o1 = d([x, y0], training=False), d([x, y1], training=False)
