@@ -331,13 +331,39 @@ def feature_spec(image_keys=(schema.IMAGE,)) -> Dict:
         schema.SOURCE: tf.io.FixedLenFeature([], tf.string, default_value=""),
         schema.SHA256: tf.io.FixedLenFeature([], tf.string, default_value=""),
         schema.MIRRORED: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        schema.PROVENANCE_KEY: tf.io.VarLenFeature(tf.string),
     })
     return spec
 
 
+def is_real(parsed):
+    """TF predicate on a record parsed with `feature_spec`: False for synthetic provenance."""
+    import tensorflow as tf
+    values = parsed[schema.PROVENANCE_KEY].values
+    return tf.logical_not(tf.reduce_any(tf.equal(values, schema.SYNTHETIC)))
+
+
+def count_synthetic(files: Sequence[str], include_mirrored: bool = False) -> int:
+    """How many records of `files` have synthetic provenance (what the real side leaves out)."""
+    import tensorflow as tf
+    files = list(files)
+    spec = {k: v for k, v in feature_spec(()).items() if k in (schema.MIRRORED, schema.PROVENANCE_KEY)}
+    with (tf.io.gfile.GFile(files[0], "rb") if _is_remote(files[0]) else open(files[0], "rb")) as f:
+        compression = "GZIP" if f.read(2) == b"\x1f\x8b" else ""
+    ds = tf.data.TFRecordDataset(files, compression_type=compression)
+    ds = ds.map(lambda s: tf.io.parse_single_example(s, spec))
+    if not include_mirrored:
+        ds = ds.filter(lambda e: tf.equal(e[schema.MIRRORED], 0))
+    return int(ds.reduce(tf.constant(0, tf.int64),
+                         lambda n, e: n + tf.cast(tf.logical_not(is_real(e)), tf.int64)).numpy())
+
+
 def image_dataset(examples_uri: str, split: str, key: str = schema.IMAGE, batch_size: int = 64,
-                  include_mirrored: bool = True, limit: Optional[int] = None):
-    """tf.data.Dataset of uint8 [B, H, W, 3] batches decoded from one split, in file order."""
+                  include_mirrored: bool = True, limit: Optional[int] = None, include_synthetic: bool = False):
+    """tf.data.Dataset of uint8 [B, H, W, 3] batches decoded from one split, in file order.
+
+    Examples of synthetic provenance are left out unless `include_synthetic` (this is the real
+    side of every metric; `count_synthetic` says how many were left out)."""
     import tensorflow as tf
     check_complete(examples_uri)            # the evaluator and metrics refuse unfinished outputs
     files = split_files(examples_uri, split)
@@ -346,6 +372,8 @@ def image_dataset(examples_uri: str, split: str, key: str = schema.IMAGE, batch_
                 num_parallel_calls=tf.data.AUTOTUNE)
     if not include_mirrored:
         ds = ds.filter(lambda e: tf.equal(e[schema.MIRRORED], 0))
+    if not include_synthetic:
+        ds = ds.filter(is_real)
     if limit:
         ds = ds.take(limit)
     ds = ds.map(lambda e: tf.ensure_shape(tf.io.decode_png(e[key], channels=3), [None, None, 3]),
@@ -354,9 +382,11 @@ def image_dataset(examples_uri: str, split: str, key: str = schema.IMAGE, batch_
 
 
 def iterate_images(examples_uri: str, split: str, key: str = schema.IMAGE, batch_size: int = 64,
-                   include_mirrored: bool = True, limit: Optional[int] = None) -> Iterator[np.ndarray]:
-    """numpy uint8 [B, H, W, 3] batches from one split (streams; never loads the whole split)."""
-    for batch in image_dataset(examples_uri, split, key, batch_size, include_mirrored, limit):
+                   include_mirrored: bool = True, limit: Optional[int] = None,
+                   include_synthetic: bool = False) -> Iterator[np.ndarray]:
+    """numpy uint8 [B, H, W, 3] batches from one split (streams; never loads the whole split;
+    synthetic provenance left out unless `include_synthetic`)."""
+    for batch in image_dataset(examples_uri, split, key, batch_size, include_mirrored, limit, include_synthetic):
         yield batch.numpy()
 
 

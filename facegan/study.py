@@ -114,8 +114,11 @@ DEFAULT_ROWS: Tuple[Row, ...] = (
     Row("stylegan2_small", "stylegan2_small", {"tricks.augment.mode": "none"}, group="stylegan2"),
     Row("stylegan2_small_ada", "stylegan2_small", group="stylegan2",
         claim=Claim("Karras et al. 2020 (ADA): adaptive augmentation helps on small data", "stylegan2_small")),
-    Row("conditional", "cdcgan", group="conditional",
-        note="conditional DCGAN on CelebA attributes (the ingest cache carries the labels)"),
+    Row("conditional", "dcgan", {"network.architecture": "cdcgan", "condition.attributes": "male,smiling"},
+        group="conditional",
+        claim=Claim("Miyato & Koyama 2018: a projection-conditional GAN beats its unconditional twin", "dcgan"),
+        note="conditional DCGAN on CelebA attributes (the ingest cache carries the labels); also scored "
+             "with attribute_control"),
 )
 
 COMMON = {"network.resolution": 32, "optim.batch_size": 64}
@@ -506,7 +509,8 @@ def mean_curves(summary_row: Dict[str, Any], metric: str) -> List[Tuple[float, f
 
 # -- the report --------------------------------------------------------------------------------
 COLUMNS = (("swd", "SWD ↓"), ("ms_ssim", "MS-SSIM"), ("ms_ssim_real", "MS-SSIM real pairs"),
-           ("face_detection", "faces ↑"), ("fid", "FID ↓"), ("kid", "KID ↓"))
+           ("face_detection", "faces ↑"), ("fid", "FID ↓"), ("kid", "KID ↓"),
+           ("attribute_control", "attribute control ↑"))
 METRIC_TITLES = {"swd": "SWD (x1e3, lower is better)", "ms_ssim": "MS-SSIM of sample pairs (dashed: real pairs)",
                  "face_detection": "face-detection rate (higher is better)", "fid": "FID (lower is better)",
                  "kid": "KID (lower is better)"}

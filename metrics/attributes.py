@@ -48,7 +48,8 @@ def requested_attributes(seed: int, start: int, num: int, num_attributes: int) -
 def labelled_dataset(examples_uri: str, split: str, names: Sequence[str], batch_size: int,
                      include_mirrored: bool = False):
     """tf.data of (uint8 images [B, R, R, 3], float32 labels [B, A]); records lacking a label are left
-    out (the classifier learns and is scored only on labelled faces)."""
+    out (the classifier learns and is scored only on labelled faces), and so are synthetic ones
+    (`attr/provenance` synthetic: the classifier learns real faces only)."""
     import tensorflow as tf
     from facegan.examples_io import split_files
     files = split_files(examples_uri, split)
@@ -58,11 +59,13 @@ def labelled_dataset(examples_uri: str, split: str, names: Sequence[str], batch_
     spec = {schema.attr_key(n): tf.io.VarLenFeature(kinds[info["kinds"][n]]) for n in names}
     spec[schema.IMAGE] = tf.io.FixedLenFeature([], tf.string)
     spec[schema.MIRRORED] = tf.io.FixedLenFeature([], tf.int64, default_value=0)
+    spec[schema.PROVENANCE_KEY] = tf.io.VarLenFeature(tf.string)
+    from facegan.examples_io import is_real
 
     def parse(rec):
         p = tf.io.parse_single_example(rec, spec)
         labels = [tf.sparse.to_dense(p[schema.attr_key(n)]) for n in names]
-        ok = tf.reduce_all(tf.stack([tf.size(v) > 0 for v in labels]))
+        ok = tf.logical_and(tf.reduce_all(tf.stack([tf.size(v) > 0 for v in labels])), is_real(p))
         if not include_mirrored:
             ok = tf.logical_and(ok, tf.equal(p[schema.MIRRORED], 0))
         y = tf.stack([tf.cast(tf.concat([v, tf.zeros([1], v.dtype)], 0)[0], tf.float32) for v in labels])
@@ -234,13 +237,13 @@ class AttributeControl(Metric):
 
 
 def evaluate_attribute_control(gen, examples_uri: str, *, num: int, seed: int = 0, batch_size: int = 64,
-                               cache_dir: Optional[str] = None) -> Dict:
+                               cache_dir: Optional[str] = None, steps: int = DEFAULT_STEPS) -> Dict:
     """{key: result, "protocols": {key: ...}} in metrics.evaluate's layout, for a conditional generator:
     the classifier is trained (or read from the cache) on the Examples, then the control rates."""
     if getattr(gen, "kind", "") != "conditional":
         raise ValueError(f"{METRIC} needs a conditional generator; this one is {getattr(gen, 'kind', '?')}")
     from facegan.metrics.registry import get_metric
-    classifier, report = train_classifier(examples_uri, gen.attributes, cache_dir=cache_dir, seed=seed)
+    classifier, report = train_classifier(examples_uri, gen.attributes, cache_dir=cache_dir, seed=seed, steps=steps)
     result = attribute_control(gen, classifier, num=num, seed=seed, batch_size=batch_size)
     result["classifier_accuracy"] = report["accuracy"]
     result["classifier_majority_baseline"] = report["majority_baseline"]
@@ -248,6 +251,36 @@ def evaluate_attribute_control(gen, examples_uri: str, *, num: int, seed: int = 
     key = get_metric(METRIC).key(num)
     return {key: result, "protocols": {key: {"metric": METRIC, "request": METRIC, "n": int(num),
                                              "num_generated": int(num), "classifier": report["protocol"]}}}
+
+
+class LiveGenerator:
+    """A generator being trained, seen as the loaded conditional generator `attribute_control`
+    reads (metrics during training, trainer/periodic_eval.py): `sample_fn(z, attributes)` -> uint8."""
+    kind = "conditional"
+
+    def __init__(self, sample_fn, attributes: Sequence[str], z_dim: int):
+        self.sample_fn, self.attributes, self.z_dim = sample_fn, list(attributes), int(z_dim)
+
+    def generate(self, z, attributes):
+        return np.asarray(self.sample_fn(z, attributes))
+
+
+def examples_artifact(train_files: Sequence[str]) -> Optional[str]:
+    """The Examples artifact whose `Split-train` holds all of `train_files`, if it has an eval split
+    (the classifier trains on one and is scored on the other); else None."""
+    dirs = {os.path.dirname(str(f).rstrip("/")) for f in train_files}
+    if len(dirs) != 1:
+        return None
+    d = dirs.pop()
+    if os.path.basename(d) != f"Split-{schema.TRAIN_SPLIT}":
+        return None
+    uri = os.path.dirname(d)
+    from facegan.examples_io import split_files
+    try:
+        split_files(uri, schema.EVAL_SPLIT)
+    except FileNotFoundError:
+        return None
+    return uri
 
 
 def generated_batches(gen, total: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:

@@ -73,7 +73,9 @@ def examples_split_key(examples_uri: str, split: str, image_key: str = "image",
     hit.) Reads the split once, no decoding (~1 s per 300 MB).
     """
     from facegan.examples_io import split_files
-    h = hashlib.sha256(f"{split}|{image_key}|mirrored={include_mirrored}".encode())
+    # "real-only": the real side leaves synthetic provenance out (issue 11), so statistics cached
+    # before that rule are not reused for a split that may hold synthetic Examples.
+    h = hashlib.sha256(f"{split}|{image_key}|mirrored={include_mirrored}|real-only".encode())
     for path in split_files(examples_uri, split):
         if "://" in path:
             import tensorflow as tf

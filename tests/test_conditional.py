@@ -15,7 +15,7 @@ CONDITIONAL_ARCHS = [a.name for a in registry.ARCHITECTURES.values() if a.kind =
 
 # -- config (TensorFlow-free) -----------------------------------------------------------------
 def test_conditional_architectures_are_registered_with_their_kind():
-    assert set(CONDITIONAL_ARCHS) == {"cdcgan", "chdcgan", "cfacegan"}
+    assert {"cdcgan", "chdcgan", "cfacegan", "cprogan"} <= set(CONDITIONAL_ARCHS)
     cfg = C.get_preset("smoke_conditional")
     assert conditioning.attribute_names(cfg) == ["male", "smiling"]
     assert conditioning.export_kind_args(cfg)["attributes"] == ["male", "smiling"]
@@ -24,7 +24,7 @@ def test_conditional_architectures_are_registered_with_their_kind():
 
 @pytest.mark.parametrize("overrides, needle", [
     ({"condition.attributes": ""}, "condition.attributes must name"),
-    ({"network.architecture": "dcgan"}, "use a conditional architecture (cdcgan, chdcgan, cfacegan)"),
+    ({"network.architecture": "dcgan"}, "use a conditional architecture (cdcgan, chdcgan, cfacegan, cprogan"),
     ({"condition.discriminator": "concat"}, "condition.discriminator 'concat'"),
     ({"condition.unlabelled": "zero"}, "condition.unlabelled 'zero'"),
     ({"condition.attributes": "Male,male"}, "repeats a name"),

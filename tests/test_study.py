@@ -173,3 +173,18 @@ def test_study_backend_matches_the_trainers_metrics_during_training(tmp_path):
     assert [x for x, _ in heads["study"]] == [x for x, _ in heads["trainer"]] == [32, 64]
     for (_, a), (_, b) in zip(heads["study"], heads["trainer"]):
         assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-6) for k in a)
+
+
+def test_conditional_row_trains_a_conditional_dcgan_against_its_unconditional_twin():
+    """Issue 11: the conditional row is the dcgan preset made conditional (not skipped), compared on
+    SWD with the `dcgan` row; conditional runs add attribute_control to their records."""
+    rows, common = S.load_matrix(None)
+    row = next(r for r in rows if r.name == "conditional")
+    ok, skipped = S.available_rows([row])
+    assert ok == [row] and not skipped
+    cfg, twin = (S.resolve_config(r, common, 1, 128_000) for r in (row, next(r for r in rows if r.name == "dcgan")))
+    assert (cfg.network.architecture, cfg.condition.attributes) == ("cdcgan", "male,smiling")
+    assert row.claim.baseline == "dcgan" and row.claim.metric == "swd"
+    # same budget and training settings as the twin apart from conditioning
+    assert (cfg.optim, cfg.run.steps, cfg.network.resolution) == (twin.optim, twin.run.steps, twin.network.resolution)
+    assert ("attribute_control", "attribute control ↑") in S.COLUMNS

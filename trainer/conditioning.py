@@ -20,6 +20,21 @@ A config conditions on attributes when its architecture's registered kind is `co
                            many and the first such source; "skip": they are left out of the
                            training stream (the count is logged; the ingest summary's `unlabeled`
                            says how many images had no label row at all)
+    condition.balance      resample the training stream so each attribute's positive rate moves
+                           to 0.5: records are grouped by joint label cell (the binarized vector)
+                           and cell c is drawn with the probability q_c that iterative
+                           proportional fitting (raking, Deming & Stephan 1940) gives when it
+                           fits the data's cell frequencies to marginals of 0.5 (the distribution
+                           closest to the data's joint in KL divergence with all rates 0.5;
+                           trainer/data.balance_weights). Within a cell, records keep the plain
+                           stream's per-epoch shuffle. Rare cells repeat more often (an attribute
+                           at 7% is shown ~7x as often per image).
+
+Synthetic sets (`data.synthetic`, `data.synthetic_ratio`, config.DataConfig): each training example
+is drawn from the synthetic Examples with probability `synthetic_ratio`, independently and as a
+pure function of (run.seed, example index), so the stream stays deterministic and resumable
+(trainer/data.mixed_dataset). The evaluator's real side never holds Examples whose
+`attr/provenance` is "synthetic" (facegan/examples_io.py).
 
 Values are the ingested labels: CelebA's -1/1 table is stored as int64 0/1; float labels must lie
 in [0, 1]. The served vector has the same range (metadata `attribute_range` [0, 1]).
@@ -83,8 +98,24 @@ def validate(cfg, error) -> None:
         raise error(f"condition.unlabelled {c.unlabelled!r} is not one of {UNLABELLED_RULES}")
     if c.acgan_weight < 0:
         raise error(f"condition.acgan_weight must be >= 0, got {c.acgan_weight}")
+    if c.balance and not names:
+        raise error("condition.balance needs condition.attributes (the attributes to balance)")
+    d = cfg.data
+    if not 0.0 <= d.synthetic_ratio < 1.0:
+        raise error(f"data.synthetic_ratio must be in [0, 1) (the share of examples drawn from data.synthetic), "
+                    f"got {d.synthetic_ratio}")
+    if (d.synthetic_ratio > 0) != bool(synthetic_paths(cfg)):
+        raise error("data.synthetic and data.synthetic_ratio go together: name the synthetic Examples and a ratio "
+                    f"> 0 (got synthetic={d.synthetic!r}, synthetic_ratio={d.synthetic_ratio})")
+    if d.synthetic_ratio > 0 and arch.kind == "image_to_image":
+        raise error(f"data.synthetic: {arch.name} trains on pairs/domains; synthetic sets mix into image streams only")
     if c.embedding < 0:
         raise error(f"condition.embedding must be >= 0 (0: concatenate the raw vector), got {c.embedding}")
+
+
+def synthetic_paths(cfg) -> List[str]:
+    """`data.synthetic` as a list of Examples locations ("a,b" -> ["a", "b"])."""
+    return [p.strip() for p in str(cfg.data.synthetic or "").split(",") if p.strip()]
 
 
 def grid_attributes(n: int, num_attributes: int) -> np.ndarray:

@@ -191,6 +191,15 @@ class ConditionConfig:
     acgan_weight: float = 1.0          # auxiliary classification loss weight (acgan)
     embedding: int = 0                 # G: 0 = concatenate the vector to z; > 0 = dense embedding width
     unlabelled: str = "refuse"         # Examples lacking an attribute: refuse | skip
+    balance: bool = False              # resample joint label cells toward positive rates of 0.5
+    classifier_steps: int = 1500       # attribute_control's classifier during training (metrics/attributes.py)
+
+
+# -- extra training data (issue 11: synthetic sets; the stream is trainer/data.mixed_dataset) -----
+@dataclass
+class DataConfig:
+    synthetic: str = ""                # comma-separated synthetic Examples (artifact dirs / patterns)
+    synthetic_ratio: float = 0.0       # P(a training example is drawn from `synthetic`), in [0, 1)
 
 
 @dataclass
@@ -202,6 +211,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     condition: ConditionConfig = field(default_factory=ConditionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     preset: str = ""
     # What resolving the preset changed on the user's behalf (e.g. batch-size entries dropped
     # for resolutions the run never reaches); written to config.json and logged at start.

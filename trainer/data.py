@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Optional, Sequence, Union
 
+import numpy as np
 import tensorflow as tf
 
 from facegan import examples_io, schema
@@ -119,16 +120,39 @@ def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, see
     """
     files = list(files)
     info = info or inspect_files(files)
+    if input_key is None:
+        ds = example_stream(files, resolution, seed=seed, shuffle_buffer=shuffle_buffer, position=position,
+                            info=info, num_records=num_records, labels=labels)
+        return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    key, stored = _stored_key(files, resolution, info)
+    if not info.get("paired", True) or stored != resolution:
+        raise ValueError(f"{files[0]}: image-to-image training needs '{input_key}' pairs stored at "
+                         f"{resolution}x{resolution}; re-ingest with --paired and --resolution {resolution}")
+    raw = tf.data.TFRecordDataset(files, compression_type=info["compression"])
+    ds = _shuffled_records(raw, files, info, seed, shuffle_buffer, position, num_records)
+    spec = {key: tf.io.FixedLenFeature([], tf.string), input_key: tf.io.FixedLenFeature([], tf.string)}
+
+    def decode_pair(serialized):
+        ex = tf.io.parse_single_example(serialized, spec)
+        imgs = [tf.ensure_shape(tf.io.decode_png(ex[k], channels=3), [stored, stored, 3]) for k in (input_key, key)]
+        return to_network(tf.concat(imgs, -1))
+
+    ds = ds.map(decode_pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _stored_key(files: Sequence[str], resolution: int, info: Dict):
+    """(feature holding the images for `resolution`, its stored resolution); refuses upsampling."""
     key = info["keys"].get(resolution, schema.IMAGE)
     if key == schema.IMAGE and resolution > info["target"]:
         raise ValueError(f"training resolution {resolution} is above the data's stored resolution "
                          f"{info['target']} ({files[0]}); re-ingest at >= {resolution}")
-    stored = resolution if key != schema.IMAGE else info["target"]
-    raw = tf.data.TFRecordDataset(files, compression_type=info["compression"])
-    if labels is not None:
-        raw = raw.filter(_has_labels(labels)) if labels["rule"] == "skip" else raw
-        num_records = labels["usable"]
+    return key, (resolution if key != schema.IMAGE else info["target"])
 
+
+def _shuffled_records(raw, files, info, seed: int, shuffle_buffer: int, position: int,
+                      num_records: Optional[int]):
+    """Serialized records, shuffled per epoch from (seed, epoch), repeated, from `position` on."""
     start_epoch, skip = 0, 0
     if position:
         n = num_records or count_records(files, info["compression"])
@@ -142,22 +166,30 @@ def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, see
     for e in range(start_epoch + 1, start_epoch + EPOCH_CYCLE):
         ds = ds.concatenate(epoch(e))
     ds = ds.repeat()
-    if skip:
-        ds = ds.skip(skip)
+    return ds.skip(skip) if skip else ds
+
+
+def example_stream(files: Sequence[str], resolution: int, *, seed: int = 0, shuffle_buffer: int = 2048,
+                   position: int = 0, info: Optional[Dict] = None, num_records: Optional[int] = None,
+                   labels: Optional[Dict] = None, cell: Optional[int] = None):
+    """The unbatched stream behind `train_dataset`: images (or (image, attributes) with `labels`).
+
+    `cell` (attribute balancing): only records whose binarized label vector is that joint cell
+    (`label_cell`); `num_records` must then be the cell's size (labels["cells"][cell]).
+    """
+    files = list(files)
+    info = info or inspect_files(files)
+    key, stored = _stored_key(files, resolution, info)
+    raw = tf.data.TFRecordDataset(files, compression_type=info["compression"])
+    if labels is not None:
+        raw = raw.filter(_has_labels(labels)) if labels["rule"] == "skip" else raw
+        num_records = labels["usable"]
+        if cell is not None:
+            parse = _parse_labels(labels)
+            raw = raw.filter(lambda s: tf.equal(label_cell(parse(s)), cell))
+            num_records = labels["cells"][cell]
+    ds = _shuffled_records(raw, files, info, seed, shuffle_buffer, position, num_records)
     spec = {key: tf.io.FixedLenFeature([], tf.string)}
-    if input_key is not None:
-        if not info.get("paired", True) or stored != resolution:
-            raise ValueError(f"{files[0]}: image-to-image training needs '{input_key}' pairs stored at "
-                             f"{resolution}x{resolution}; re-ingest with --paired and --resolution {resolution}")
-        spec[input_key] = tf.io.FixedLenFeature([], tf.string)
-
-        def decode_pair(serialized):
-            ex = tf.io.parse_single_example(serialized, spec)
-            imgs = [tf.ensure_shape(tf.io.decode_png(ex[k], channels=3), [stored, stored, 3]) for k in (input_key, key)]
-            return to_network(tf.concat(imgs, -1))
-
-        ds = ds.map(decode_pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
     def decode(serialized):
         img = tf.io.decode_png(tf.io.parse_single_example(serialized, spec)[key], channels=3)
@@ -168,12 +200,118 @@ def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, see
         return x
 
     if labels is not None:
-        image_decode = decode
+        image_decode, parse_labels = decode, _parse_labels(labels)
 
         def decode(serialized):   # noqa: F811 - the labelled variant wraps the image decoder
-            return image_decode(serialized), _parse_labels(labels)(serialized)
+            return image_decode(serialized), parse_labels(serialized)
 
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+# -- mixing sources and balancing attributes (issue 11) ------------------------------------------
+# A mixed stream draws element i from sub-stream choice(i), a pure function of (seed, tag, i): block
+# b = i // CHOICE_BLOCK of the choices is `stateless_uniform([CHOICE_BLOCK], [seed * 8 + tag, b])`
+# mapped through the cumulative weights. Resuming at `position` counts each sub-stream's draws in
+# [0, position) (one vectorized pass per block) and resumes every sub-stream at its own count, so
+# a mixed stream resumes exactly like a plain one.
+CHOICE_BLOCK = 4096
+TAG_SYNTHETIC, TAG_BALANCE = 1, 2
+
+
+def _block_choices(weights, seed: int, tag: int):
+    cdf = tf.constant(np.cumsum(np.asarray(weights, np.float64) / np.sum(weights))[:-1], tf.float32)
+
+    def block(b):
+        u = tf.random.stateless_uniform([CHOICE_BLOCK], seed=tf.stack([tf.constant(seed * 8 + tag, tf.int64),
+                                                                       tf.cast(b, tf.int64)]))
+        return tf.searchsorted(cdf, u, side="right")   # int32 [CHOICE_BLOCK] in [0, len(weights))
+    return block
+
+
+def choice_counts(weights, seed: int, tag: int, position: int) -> np.ndarray:
+    """How many of the first `position` choices went to each sub-stream (int64 [len(weights)])."""
+    k = len(weights)
+    block = _block_choices(weights, seed, tag)
+    full, rest = divmod(int(position), CHOICE_BLOCK)
+    counts = tf.data.Dataset.range(full).map(lambda b: tf.math.bincount(block(b), minlength=k, maxlength=k,
+                                                                        dtype=tf.int64))
+    total = counts.reduce(tf.zeros([k], tf.int64), lambda a, c: a + c).numpy()
+    if rest:
+        total += tf.math.bincount(block(full)[:rest], minlength=k, maxlength=k, dtype=tf.int64).numpy()
+    return total
+
+
+def choice_stream(weights, seed: int, tag: int, position: int = 0):
+    """int64 dataset: the sub-stream index of elements position, position + 1, ... (see above)."""
+    block = _block_choices(weights, seed, tag)
+    first, skip = divmod(int(position), CHOICE_BLOCK)
+    ds = tf.data.Dataset.range(first, np.iinfo(np.int64).max).map(lambda b: tf.cast(block(b), tf.int64)).unbatch()
+    return ds.skip(skip) if skip else ds
+
+
+def choose(weights, seed: int, tag: int, position: int, make):
+    """Sub-streams mixed at `weights` from element `position` on; `make(k, pos_k)` builds sub-stream
+    k resumed at its own draw count pos_k (how many of the first `position` elements it gave)."""
+    counts = choice_counts(weights, seed, tag, position) if position else np.zeros(len(weights), np.int64)
+    streams = [make(k, int(counts[k])) for k in range(len(weights))]
+    return tf.data.Dataset.choose_from_datasets(streams, choice_stream(weights, seed, tag, position),
+                                                stop_on_empty_dataset=True)
+
+
+def label_cell(y):
+    """The joint label cell of attribute vectors: sum_a [y_a >= 0.5] * 2^a (int64, any leading shape)."""
+    bits = tf.cast(y >= 0.5, tf.int64)
+    return tf.reduce_sum(bits * tf.bitwise.left_shift(tf.constant(1, tf.int64), tf.range(tf.shape(y)[-1], dtype=tf.int64)),
+                         axis=-1)
+
+
+def balance_weights(cells: Dict[int, int], num_attributes: int, iterations: int = 200) -> Dict[int, float]:
+    """Sampling probability per joint label cell for `condition.balance`: iterative proportional
+    fitting (raking; Deming & Stephan 1940) of the data's cell frequencies to marginals of 0.5 for
+    every attribute. The result is the distribution closest to the data's joint (in KL divergence)
+    whose positive rates are all 0.5, when one exists on the occupied cells; an attribute that is
+    constant in the data cannot move and stays as it is. Empty cells stay empty."""
+    ids = np.array(sorted(cells), np.int64)
+    q = np.array([cells[c] for c in ids], np.float64)
+    q /= q.sum()
+    bits = ((ids[:, None] >> np.arange(num_attributes)[None]) & 1).astype(bool)
+    for _ in range(iterations):
+        for a in range(num_attributes):
+            p = q[bits[:, a]].sum()
+            if 0.0 < p < 1.0:
+                q = np.where(bits[:, a], q * 0.5 / p, q * 0.5 / (1.0 - p))
+    return {int(c): float(v) for c, v in zip(ids, q / q.sum())}
+
+
+def source_stream(source: Dict, resolution: int, *, seed: int, shuffle_buffer: int, position: int = 0,
+                  balance: bool = False):
+    """One source's unbatched stream (`source`: {"files", "info", "labels", "num_records"}); with
+    `balance`, a mix of its joint label cells at `balance_weights`."""
+    common = dict(shuffle_buffer=shuffle_buffer, info=source["info"], labels=source["labels"])
+    if not balance:
+        return example_stream(source["files"], resolution, seed=seed, position=position,
+                              num_records=source.get("num_records"), **common)
+    labels = source["labels"]
+    weights = balance_weights(labels["cells"], len(labels["names"]))
+    cells = sorted(weights)
+    return choose([weights[c] for c in cells], seed, TAG_BALANCE, position,
+                  lambda k, pos: example_stream(source["files"], resolution, seed=seed + 7919 * (k + 1),
+                                                position=pos, cell=cells[k], **common))
+
+
+def mixed_dataset(real: Dict, synthetic: Optional[Dict], ratio: float, resolution: int, batch_size: int, *,
+                  seed: int = 0, shuffle_buffer: int = 2048, position: int = 0, balance: bool = False):
+    """Batches like `train_dataset`'s, each element drawn from the synthetic source with probability
+    `ratio` (independently per element, a pure function of (seed, element index)), else from the
+    real one; each source optionally balanced by attribute (`source_stream`)."""
+    def make(k, pos):
+        src, s = (real, seed) if k == 0 else (synthetic, seed + 104_729)
+        return source_stream(src, resolution, seed=s, shuffle_buffer=shuffle_buffer, position=pos, balance=balance)
+
+    if synthetic is None or ratio <= 0:
+        ds = make(0, position)
+    else:
+        ds = choose([1.0 - ratio, ratio], seed, TAG_SYNTHETIC, position, make)
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
@@ -269,7 +407,8 @@ def scan_attributes(files: Sequence[str], names: Sequence[str], rule: str = "ref
     records (images are not decoded).
 
     Returns {"names", "kinds" (feature kind per name), "rule", "total", "usable" (records with every
-    attribute), "unlabelled", "positive_rate" {name: fraction of labelled records with value >= 0.5}}.
+    attribute), "unlabelled", "positive_rate" {name: fraction of labelled records with value >= 0.5},
+    "cells" {joint label cell (`label_cell`): labelled records in it}}.
     Raises ValueError naming: attributes no record carries (and the ones they do carry); string
     attributes; values outside [0, 1] (with the source); unlabelled records under rule "refuse"
     (how many and the first source, and the `condition.unlabelled` setting that skips them).
@@ -278,6 +417,7 @@ def scan_attributes(files: Sequence[str], names: Sequence[str], rule: str = "ref
     kinds: Dict[str, str] = {}
     carried, total, usable, first_missing = set(), 0, 0, None
     positives = {n: 0 for n in names}
+    cells: Dict[int, int] = {}
     raw = tf.data.TFRecordDataset(list(files), compression_type=_compression(files[0]))
     for rec in raw.as_numpy_iterator():
         feats = tf.train.Example.FromString(rec).features.feature
@@ -303,6 +443,8 @@ def scan_attributes(files: Sequence[str], names: Sequence[str], rule: str = "ref
             usable += 1
             for n, v in values.items():
                 positives[n] += v >= 0.5
+            cell = sum(1 << a for a, n in enumerate(names) if values[n] >= 0.5)
+            cells[cell] = cells.get(cell, 0) + 1
         elif first_missing is None:
             first_missing = feats[schema.SOURCE].bytes_list.value[0].decode() if schema.SOURCE in feats else "?"
     unknown = [n for n in names if n not in carried]
@@ -317,4 +459,5 @@ def scan_attributes(files: Sequence[str], names: Sequence[str], rule: str = "ref
     if usable == 0:
         raise ValueError(f"condition.attributes: no Example carries all of {', '.join(names)}")
     return {"names": names, "kinds": kinds, "rule": rule, "total": total, "usable": usable,
-            "unlabelled": total - usable, "positive_rate": {n: positives[n] / usable for n in names}}
+            "unlabelled": total - usable, "positive_rate": {n: positives[n] / usable for n in names},
+            "cells": cells}

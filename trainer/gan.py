@@ -311,7 +311,8 @@ class GAN(tf.keras.Model):
         fold = tf.random.experimental.stateless_fold_in
         z2 = self._global_rows(key, purpose + _W_MIX_Z, n_global)
         cross = self.G.mixing_crossover(fold(key, purpose + _W_MIX_CUT), tf.shape(z)[0], rows=rows)
-        return self.G(z, training=True, noise_seed=fold(key, purpose + _W_NOISE), z2=z2, crossover=cross, rows=rows)
+        return self.G(z, training=True, noise_seed=fold(key, purpose + _W_NOISE), z2=z2, crossover=cross, rows=rows,
+                      attributes=a)
 
     def _global_rows(self, key, purpose, n_global):
         """z [n_global, z_dim] from the key, this replica's rows."""
@@ -333,7 +334,7 @@ class GAN(tf.keras.Model):
         self._apply(self.d_optimizer, tape, r1, self.D.trainable_variables)
         sums["loss/r1"] = r1
 
-    def _pl_step(self, key, sums, shared):
+    def _pl_step(self, key, sums, shared, a=None):
         """Greg: lazy path length on batch / pl_batch_shrink examples as its own G optimizer step;
         the running mean uses the global mean length (all-reduced) and is then assigned."""
         lo, G = self.cfg.loss, self.G
@@ -352,7 +353,8 @@ class GAN(tf.keras.Model):
         z2 = self._global_rows(key, _Z_PL + _W_MIX_Z, n_pl)
         with tf.GradientTape() as tape:
             cross = G.mixing_crossover(fold(key, _Z_PL + _W_MIX_CUT), tf.shape(z)[0], rows=rows)
-            ws = G.mix(G.map(z), G.map(z2), cross)
+            a = None if a is None else a[:tf.shape(z)[0]]   # conditional: the batch's first labels
+            ws = G.mix(G.map(z, attributes=a), G.map(z2, attributes=a), cross)
             penalty, new_mean, _ = stylegan_losses.path_length_penalty(
                 lambda w: G.synthesis(w, noise_seed=fold(key, _Z_PL + _W_NOISE), rows=rows), ws,
                 self.pl_mean.value, fold(key, _PL_NOISE), lo.pl_decay, lo.pl_weight, lo.pl_interval,
@@ -541,7 +543,7 @@ class GAN(tf.keras.Model):
                 real=tf.stop_gradient(x_in), fake_features=fake_feats, attributes=a, fake_out=fake_out), sums)
         sums["grad_norm/g"] = self._apply(self.g_optimizer, tape, g_loss, g_vars) / n_rep
         if phase[1]:
-            self._pl_step(key, sums, shared)
+            self._pl_step(key, sums, shared, labels[-1])
         sums["loss/g"] = g_loss
         sums["loss/g_adv"] = g_adv
         for term in self.terms["g"]:
@@ -599,7 +601,8 @@ class GAN(tf.keras.Model):
         conditional GAN also takes the attribute vectors [N, A]."""
         g = self.sampling_generator if ema else self.G
         if self.w_space:   # truncation in W toward w_avg (Karras et al. 2019)
-            return from_network(g(tf.convert_to_tensor(z, tf.float32), training=False, psi=temperature))
+            y = tf.convert_to_tensor(attributes, tf.float32) if self.conditional else None
+            return from_network(g(tf.convert_to_tensor(z, tf.float32), training=False, psi=temperature, attributes=y))
         z = tf.convert_to_tensor(z, tf.float32) * temperature
         if self.conditional:
             z = [z, tf.convert_to_tensor(attributes, tf.float32)]

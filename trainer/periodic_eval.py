@@ -88,7 +88,7 @@ def read_images(files: Sequence[str], resolution: int, limit: int, info: Dict) -
     spec = examples_io.feature_spec((key,))
     ds = tf.data.TFRecordDataset(list(files), compression_type=info["compression"])
     ds = ds.map(lambda s: tf.io.parse_single_example(s, spec))
-    ds = ds.filter(lambda e: tf.equal(e[schema.MIRRORED], 0)).take(limit)
+    ds = ds.filter(lambda e: tf.equal(e[schema.MIRRORED], 0)).filter(examples_io.is_real).take(limit)
 
     def decode(e):
         img = tf.io.decode_png(e[key], channels=3)
@@ -109,14 +109,19 @@ def _latents(seed, start, num, z_dim: int):
     return sample_latents(seed, start, num, z_dim)
 
 
-def generated_batches(sample_fn, z_dim: int, seed: int, batch_size: int):
+def generated_batches(sample_fn, z_dim: int, seed: int, batch_size: int, num_attributes: int = 0):
     """fn(n) -> uint8 batches of the seed's stream, rows [0, n): the evaluator's latents
-    (facegan.generator.ops.sample_latents), through `sample_fn(z) -> uint8 images`."""
+    (facegan.generator.ops.sample_latents), through `sample_fn(z) -> uint8 images`; conditional
+    (num_attributes > 0): `sample_fn(z, attributes)` with the evaluator's requests
+    (metrics.attributes.requested_attributes)."""
+    from facegan.metrics.attributes import requested_attributes
+
     def batches(n):
         for start in range(0, int(n), batch_size):
             num = min(batch_size, int(n) - start)
-            yield np.asarray(sample_fn(_latents(tf.constant(seed, tf.int64), tf.constant(start, tf.int64),
-                                                tf.constant(num, tf.int64), z_dim)))
+            z = _latents(tf.constant(seed, tf.int64), tf.constant(start, tf.int64), tf.constant(num, tf.int64), z_dim)
+            y = (requested_attributes(seed, start, num, num_attributes),) if num_attributes else ()
+            yield np.asarray(sample_fn(z, *y))
     return batches
 
 
@@ -208,11 +213,11 @@ class PeriodicEval:
         if trainer.synthetic:
             raise ValueError("eval.every_images needs real images to compare with (--data); "
                              "set eval.every_images=0 for --synthetic runs")
-        if getattr(trainer.gan, "conditional", False):
-            # follow-up: draw per-image attribute vectors as the evaluator's conditional stream does
-            raise ValueError("eval.every_images scores unconditional generators only for now; set "
-                             "eval.every_images=0 for conditional runs and use `facegan evaluate`")
-        self.requests = validate_metric_names(e.metrics) if e.metrics.strip() else []
+        # issue 11: a conditional run samples with the evaluator's per-image requests and adds
+        # attribute_control (metrics/attributes.py; not a metrics.evaluate stream metric)
+        self.attributes = list(trainer.attribute_names) if getattr(trainer.gan, "conditional", False) else []
+        self.requests = [r for r in (validate_metric_names(e.metrics) if e.metrics.strip() else [])
+                         if r.spec.name != "attribute_control"]
         self.metric_of = {r.label: get_metric(r) for r in self.requests}
         self.best_metric = e.best_metric or None
         self.direction = parse_request(self.best_metric).spec.direction if self.best_metric else None
@@ -227,6 +232,7 @@ class PeriodicEval:
         if self.real_split != schema.EVAL_SPLIT:
             log.warning("eval: no eval split beside the training files; comparing with the "
                         "training images (recorded as real_split 'train')")
+        self.real_excluded = examples_io.count_synthetic(self.real_files)   # synthetic: never a real
         self.real_info = None
         self._reals: Dict[int, tuple] = {}
         self._train_sample: Dict[int, np.ndarray] = {}
@@ -294,6 +300,20 @@ class PeriodicEval:
             self._train_sample[resolution] = read_images(self.t.files, resolution, limit, self.t.data_info)
         return self._train_sample[resolution]
 
+    def _attribute_control(self, sample) -> Dict:
+        """attribute_control of the live generator (issue 11), with the evaluator's classifier
+        (trained on the artifact's train split, cached in eval.cache_dir) and requests."""
+        from facegan.metrics import attributes as A
+        uri = A.examples_artifact(self.t.files)
+        if uri is None:
+            self.skipped["attribute_control"] = "the training files are not one Examples artifact's Split-train with an eval split"
+            log.warning("eval: skipping attribute_control: %s", self.skipped["attribute_control"])
+            return {"protocols": {}}
+        e = self.ecfg
+        gen = A.LiveGenerator(sample, self.attributes, self.t.cfg.network.z_dim)
+        return A.evaluate_attribute_control(gen, uri, num=e.num_images, seed=e.seed, batch_size=e.batch_size,
+                                            cache_dir=self.cache_dir, steps=self.t.cfg.condition.classifier_steps)
+
     def _extractor_name(self) -> Optional[str]:
         """The configured extractor if it loads, else None (reason in self.skipped)."""
         if self._extractor is None:
@@ -322,9 +342,9 @@ class PeriodicEval:
         # every evaluation of a run uses one protocol, and metrics with a minimum size (SWD's 7x7
         # neighbourhoods) never see a 4x4 stage.
         factor = resolution // int(gan.resolution)
-        sample = (lambda z: gan.sample(z, ema=ema)) if factor == 1 else \
-            (lambda z: upsample_nearest(np.asarray(gan.sample(z, ema=ema)), factor))
-        gen = generated_batches(sample, self.t.cfg.network.z_dim, e.seed, e.batch_size)
+        sample = (lambda z, y=None: gan.sample(z, ema=ema, attributes=y)) if factor == 1 else \
+            (lambda z, y=None: upsample_nearest(np.asarray(gan.sample(z, ema=ema, attributes=y)), factor))
+        gen = generated_batches(sample, self.t.cfg.network.z_dim, e.seed, e.batch_size, len(self.attributes))
         results: Dict = {}
         if requests:
             n_real = max(self.metric_of[r].images_needed(e.num_images) for r in requests)
@@ -333,6 +353,10 @@ class PeriodicEval:
                                       extractor=extractor or FALLBACK_EXTRACTOR,
                                       cache_dir=self.cache_dir, real_cache_key=key, progress=False,
                                       seed=e.seed))
+        if self.attributes and "attribute_control" not in self.skipped:
+            control = self._attribute_control(sample)
+            results["protocols"] = {**results.get("protocols", {}), **control.pop("protocols")}
+            results.update(control)
         if e.memorization:
             mem_extractor = extractor or self._extractor_name() or FALLBACK_EXTRACTOR
             samples = np.concatenate(list(gen(e.memorization)))
@@ -373,6 +397,7 @@ class PeriodicEval:
         record = {
             "step": int(step), "images_shown": int(images_shown), "kimg": images_shown / 1000.0,
             "resolution": resolution, "scored_resolution": target, "weights": weights, "real_split": self.real_split,
+            "real_excluded_synthetic": self.real_excluded,
             "headline": head, "scalars": headline_scalars(results),
             "protocols": results.get("protocols", {}), "cache": results.get("cache", {}),
             "skipped": dict(self.skipped), "seconds": round(seconds, 3),

@@ -158,10 +158,17 @@ register_architecture(Architecture(
     "progan", "facegan.trainer.networks.progan:build_progan",
     "Karras et al. 2018: progressive growing, equalized lr, pixel norm, minibatch stddev",
     progressive=True, checkpoints=("generator", "discriminator", "g_stages", "d_stages", "alpha")))
+register_architecture(Architecture(
+    "cprogan", "facegan.trainer.networks.progan:build_cprogan",
+    "conditional progan: [z, y] before pixel norm; projection or AC-GAN D (condition.*)",
+    kind="conditional", progressive=True, checkpoints=("generator", "discriminator", "g_stages", "d_stages", "alpha")))
 _STYLE = "facegan.trainer.networks.stylegan2"
 register_architecture(Architecture(
     "stylegan2", f"{_STYLE}:build", "Karras et al. 2020: mapping to W, modulated/demodulated convs, "
     "noise, skip G, residual D", w_space=True))
+register_architecture(Architecture(
+    "cstylegan2", f"{_STYLE}:build", "conditional stylegan2: attributes embedded into the mapping "
+    "network's input (StyleGAN2-ADA); projection or AC-GAN D (condition.*)", kind="conditional", w_space=True))
 register_architecture(Architecture(
     "stylegan", f"{_STYLE}:build_adain", "Karras et al. 2019: StyleGAN2's topology with AdaIN styles",
     w_space=True))

@@ -228,6 +228,7 @@ class Trainer:
             if self.labels["unlabelled"]:
                 log.warning("condition.unlabelled=skip: %d of %d Examples lack one of %s and are left out",
                             self.labels["unlabelled"], self.labels["total"], ", ".join(self.attribute_names))
+        self.synthetic_source = self._synthetic_source(cfg) if not synthetic else None
         tf.keras.utils.set_random_seed(cfg.run.seed)
         set_precision(cfg.run.mixed_precision)
 
@@ -335,11 +336,28 @@ class Trainer:
             self._check_domains()
             return data_lib.domains_dataset(self.files, resolution, per_step, self.cfg.network.domain_attribute,
                                             **common)
+        if kind == "images" and (self.synthetic_source is not None or self.cfg.condition.balance):
+            real = {"files": self.files, "info": self.data_info, "labels": self.labels}
+            return data_lib.mixed_dataset(real, self.synthetic_source, self.cfg.data.synthetic_ratio, resolution,
+                                          per_step, seed=self.cfg.run.seed, shuffle_buffer=self.cfg.run.shuffle_buffer,
+                                          position=position, balance=self.cfg.condition.balance)
         if position and self._num_records is None:
             self._num_records = data_lib.count_records(self.files, self.data_info["compression"])
         return data_lib.train_dataset(self.files, resolution, per_step, num_records=self._num_records,
                                       labels=self.labels,
                                       input_key=schema.INPUT_IMAGE if kind == "pairs" else None, **common)
+
+    def _synthetic_source(self, cfg):
+        """The `data.synthetic` Examples (train split), checked like the real data; None if unset."""
+        paths = conditioning.synthetic_paths(cfg)
+        if not paths:
+            return None
+        files = [f for p in paths for f in data_lib.resolve_files(p)]
+        labels = (data_lib.scan_attributes(files, self.attribute_names, cfg.condition.unlabelled)
+                  if self.attribute_names else None)
+        log.info("data.synthetic: %d files (%s), drawn with probability %.3f per example", len(files),
+                 ", ".join(paths), cfg.data.synthetic_ratio)
+        return {"files": files, "info": data_lib.inspect_files(files), "labels": labels}
 
     def _check_domains(self):
         """Count the two domains once; refuse an empty one; record the counts (domains.json)."""
@@ -586,6 +604,9 @@ def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] 
         metadata["upsampling"] = f"nearest {result.resolution} -> {target}"
         log.info("progressive run at stage %dx%d (alpha %.3f): exporting it upsampled to %dx%d",
                  result.resolution, result.resolution, result.stage_alpha or 1.0, target, target)
+    if kind == "conditional" and registry.architecture(result.cfg.network.architecture).w_space:
+        from facegan.trainer.networks.stylegan2 import conditional_model   # cstylegan2 (issue 11)
+        generator = conditional_model(generator)
     return export_generator(generator, export_dir, cfg=result.cfg, metadata=metadata)
 
 

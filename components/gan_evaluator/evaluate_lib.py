@@ -279,6 +279,10 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
                          f"holds {real_res}x{real_res}")
     kw = dict(num_images=num_images, extractor=extractor, seed=seed, batch_size=batch_size,
               cache_dir=cache_dir)
+    # issue 11: synthetic provenance never counts as real (examples_io.image_dataset leaves it out)
+    excluded = examples_io.count_synthetic(examples_io.split_files(examples_uri, schema.EVAL_SPLIT))
+    if excluded:
+        log(f"real images: {excluded} Examples of synthetic provenance in the eval split are left out")
     log(f"evaluating {model_dir} on {examples_uri} ({', '.join(names)}; {num_images} images, "
         f"extractor {extractor})")
     results = compute_metrics(gen, examples_uri, names,
@@ -322,7 +326,7 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
     report = {
         "model": model_dir, "examples": examples_uri, "baseline_model": baseline_dir,
         "protocol": {"metrics": names, "num_images": num_images, "extractor": extractor,
-                     "seed": seed, "batch_size": batch_size},
+                     "seed": seed, "batch_size": batch_size, "real_excluded_synthetic": excluded},
         "generator": {k: gen.metadata.get(k) for k in ("architecture", "preset", "resolution",
                                                          "z_dim", "steps", "exported_at")},
         "results": results, "baseline_results": baseline_results,

@@ -25,13 +25,34 @@ def attribute_input(num_attributes: int) -> tf.keras.Input:
     return tf.keras.Input((int(num_attributes),), name=ATTRIBUTES)
 
 
-def generator_input(z, attributes, embedding: int = 0, initializer=None):
-    """concat(z, y) or concat(z, dense_embedding(y)) (the first layer of a conditional G)."""
+def _unshared(key, factory):
+    return factory()
+
+
+def generator_input(z, attributes, embedding: int = 0, initializer=None, shared=_unshared):
+    """concat(z, y) or concat(z, dense_embedding(y)) (the first layer of a conditional G).
+    `shared(key, factory)` returns the layer for `key` (ProGAN passes its layer store, so every
+    stage model reuses one embedding)."""
     y = attributes
     if embedding:
-        y = tf.keras.layers.Dense(int(embedding), kernel_initializer=initializer or "glorot_uniform",
-                                  name="g_attribute_embedding")(y)
+        y = shared("g_attribute_embedding", lambda: tf.keras.layers.Dense(
+            int(embedding), kernel_initializer=initializer or "glorot_uniform", name="g_attribute_embedding"))(y)
     return tf.keras.layers.Concatenate(name="g_condition")([z, tf.cast(y, z.dtype)])
+
+
+def discriminator_head(features, logits, num_attributes: int, discriminator: str, initializer=None,
+                       shared=_unshared):
+    """The conditional end of any D, on its final features phi(x) and unconditional logit psi:
+    (attribute input or None, logits, extra outputs). "projection": logits + [y, 1 - y]^T V phi and
+    D takes [images, y]; "acgan": a `class_logits` [N, A] head on phi (D takes images only)."""
+    from facegan.trainer.networks import layers
+    if discriminator == "projection":
+        y = attribute_input(num_attributes)
+        proj = shared("d_projection", lambda: Projection(initializer, name="d_projection"))([features, y])
+        return y, tf.keras.layers.Add()([logits, proj]), {}
+    cls = shared("d_class", lambda: tf.keras.layers.Dense(num_attributes, kernel_initializer=initializer,
+                                                          name="d_class"))(features)
+    return None, logits, {"class_logits": layers.to_float32(cls, "class_logits")}
 
 
 class Projection(tf.keras.layers.Layer):

@@ -130,14 +130,10 @@ def build_discriminator(spec: ConvSpec, cfg, num_attributes: int = 0) -> tf.kera
         x = MinibatchDiscrimination(tricks.mbd_kernels, tricks.mbd_kernel_dim, name="d_mbd")(x)
     logits = tf.keras.layers.Dense(1, kernel_initializer=spec.init(), name="d_logits")(x)
     inputs, extra = img, {}
-    if num_attributes and cfg.condition.discriminator == "projection":
-        y = conditional.attribute_input(num_attributes)
-        inputs = [img, y]
-        logits = tf.keras.layers.Add(name="d_projected")(
-            [logits, conditional.Projection(spec.init(), name="d_projection")([features, y])])
-    elif num_attributes:   # acgan
-        cls = tf.keras.layers.Dense(num_attributes, kernel_initializer=spec.init(), name="d_class")(features)
-        extra["class_logits"] = layers.to_float32(cls, "class_logits")
+    if num_attributes:   # issue 11: projection or AC-GAN (networks/conditional.py)
+        y, logits, extra = conditional.discriminator_head(features, logits, num_attributes,
+                                                          cfg.condition.discriminator, spec.init())
+        inputs = [img, y] if y is not None else img
     outputs = {"logits": layers.to_float32(logits, "logits"), "features": layers.to_float32(features, "features"),
                **extra}
     return tf.keras.Model(inputs, outputs, name=f"{spec.name}_discriminator_{R}")

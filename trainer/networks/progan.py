@@ -19,6 +19,12 @@ convolutions per resolution; the merge is (x + f(x)) / sqrt(2) (`layers.ScaledAd
 Widths: nf(r) = min(max_filters, filters * 32 / r) — with filters = max_filters = 512 this is
 Karras' table (512 up to 32x32, 256 at 64, 128 at 128, ...).
 
+Conditioning (issue 11, `cprogan`): G takes [z, y]; z is concatenated with y (or a learned
+embedding of y, `condition.embedding`) *before* the pixel norm, as PGGAN's own code does with its
+labels ("combo_in = concat([latents_in, labels_in]); x = pixel_norm(combo_in)", networks.py
+G_paper). D ends in the projection term on its final features (Miyato & Koyama 2018) or an AC-GAN
+head (networks/conditional.py), built once and shared by every stage.
+
 Deviation: G ends in tanh (Karras' G is linear) so every architecture honours the same
 [-1, 1] output contract; nearest-neighbour upsampling commutes with tanh, so alpha = 0 still
 equals the upsampled previous-stage output exactly.
@@ -30,7 +36,7 @@ from typing import Dict, Tuple
 
 import tensorflow as tf
 
-from facegan.trainer.networks import Networks, Stage, layers
+from facegan.trainer.networks import Networks, Stage, conditional, layers
 from facegan.trainer.registry import doubling
 from facegan.trainer.regularizers import MinibatchDiscrimination
 
@@ -66,8 +72,9 @@ def progressive_schedule(images_shown: int, start: int, target: int, fade_images
 class ProGAN:
     """Owns every layer once; `generator(r)` / `discriminator(r)` wire the stage models from them."""
 
-    def __init__(self, cfg, alpha: tf.Variable):
+    def __init__(self, cfg, alpha: tf.Variable, num_attributes: int = 0):
         self.cfg, self.net, self.alpha = cfg, cfg.network, alpha
+        self.num_attributes = int(num_attributes)
         self.eq = self.net.equalized_lr
         self._g: Dict[int, tf.keras.Model] = {}
         self._d: Dict[int, tf.keras.Model] = {}
@@ -98,8 +105,10 @@ class ProGAN:
         return layers.LeakyReLU(0.2)(x)
 
     # -- generator -----------------------------------------------------------------------------
-    def _g_base(self, z):
+    def _g_base(self, z, y=None):
         nf = self.nf(4)
+        if y is not None:   # PGGAN: labels join the latent before its pixel norm (module docstring)
+            z = conditional.generator_input(z, y, self.cfg.condition.embedding, shared=self._layer)
         x = self._pn(z)   # Karras normalize the latent too
         x = self._dense("g_base_dense", 16 * nf, gain=SQRT2 / 4)(x)
         x = tf.keras.layers.Reshape((4, 4, nf))(x)
@@ -132,7 +141,8 @@ class ProGAN:
     def generator(self, res: int) -> tf.keras.Model:
         if res not in self._g:
             z = tf.keras.Input((self.net.z_dim,), name="z")
-            x = self._g_base(z)
+            y = conditional.attribute_input(self.num_attributes) if self.num_attributes else None
+            x = self._g_base(z, y)
             rgb = None
             for r in doubling(8, res):
                 if r == res and res > self.net.start_resolution:
@@ -144,8 +154,9 @@ class ProGAN:
             if rgb is None:
                 rgb = self._to_rgb(res, x)
             out = tf.keras.layers.Activation("tanh", dtype="float32", name="images")(rgb)
-            self._io[("g", res)] = (z, out)
-            self._g[res] = tf.keras.Model(z, out, name=f"progan_generator_{res}")
+            inputs = [z, y] if y is not None else z
+            self._io[("g", res)] = (inputs, out)
+            self._g[res] = tf.keras.Model(inputs, out, name=f"progan_generator_{res}")
         return self._g[res]
 
     # -- discriminator -------------------------------------------------------------------------
@@ -189,10 +200,15 @@ class ProGAN:
             for r in reversed(doubling(8, res // 2)):
                 x = self._d_block(r, x)
             logits, features = self._d_final(x)
+            inputs, extra = img, {}
+            if self.num_attributes:
+                y, logits, extra = conditional.discriminator_head(features, logits, self.num_attributes,
+                                                                  self.cfg.condition.discriminator, shared=self._layer)
+                inputs = [img, y] if y is not None else img
             outputs = {"logits": layers.to_float32(logits, "logits"),
-                       "features": layers.to_float32(features, "features")}
-            self._io[("d", res)] = (img, outputs)
-            self._d[res] = tf.keras.Model(img, outputs, name=f"progan_discriminator_{res}")
+                       "features": layers.to_float32(features, "features"), **extra}
+            self._io[("d", res)] = (inputs, outputs)
+            self._d[res] = tf.keras.Model(inputs, outputs, name=f"progan_discriminator_{res}")
         return self._d[res]
 
     def full_models(self) -> Tuple[tf.keras.Model, tf.keras.Model]:
@@ -224,20 +240,21 @@ def upsampled_generator(stage_generator: tf.keras.Model, resolution: int) -> tf.
     r = int(stage_generator.outputs[0].shape[1])
     if resolution % r or (resolution // r) & (resolution // r - 1):
         raise ValueError(f"cannot upsample {r}x{r} images to {resolution}x{resolution} by a power of two")
-    z = tf.keras.Input(stage_generator.inputs[0].shape[1:], name="z")
+    inputs = [tf.keras.Input(t.shape[1:], name=n) for t, n in zip(stage_generator.inputs, ("z", "attributes"))]
+    z = inputs if len(inputs) > 1 else inputs[0]   # conditional stages take [z, attributes]
     x = stage_generator(z, training=False)
     # float32 layer: under a mixed policy the repeat must not round the float32 output
     x = tf.keras.layers.UpSampling2D(resolution // r, interpolation="nearest", dtype="float32")(x)
     return tf.keras.Model(z, x, name=f"{stage_generator.name}_upsampled_{resolution}")
 
 
-def build_progan(cfg, alpha=None) -> Networks:
+def build_progan(cfg, alpha=None, num_attributes: int = 0) -> Networks:
     net = cfg.network
     if alpha is None:
         alpha = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="progan_alpha",
                             synchronization=tf.VariableSynchronization.ON_WRITE,
                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    pg = ProGAN(cfg, alpha)
+    pg = ProGAN(cfg, alpha, num_attributes)
     # Build every stage from the start resolution up, so all weights exist from the beginning
     # (optimizer slots and checkpoints then have a fixed variable set).
     for r in doubling(net.start_resolution, net.resolution):
@@ -250,3 +267,9 @@ def build_progan(cfg, alpha=None) -> Networks:
 
     return Networks(G, D, progressive=True, alpha=alpha, resolution=net.resolution,
                     default_batch_size=cfg.optim.batch_size, stage_fn=pg.stage, schedule_fn=schedule)
+
+
+def build_cprogan(cfg, alpha=None) -> Networks:
+    """Conditional ProGAN (issue 11): the attributes of cfg.condition (see the module docstring)."""
+    from facegan.trainer.conditioning import attribute_names
+    return build_progan(cfg, alpha, num_attributes=len(attribute_names(cfg)))

@@ -39,6 +39,16 @@ replication (NVlabs zero-pads) and 2x2 box downsampling in D (NVlabs: [1,3,3,1])
 contract (progan.py does the same); the AdaIN variant shares StyleGAN2's topology (skip toRGB,
 const followed by a conv) and differs only in how styles are applied.
 
+Conditioning (issue 11, `cstylegan2`): the attributes enter through the mapping network, as
+StyleGAN2-ADA does with its label c ("embed = FC(c); x = normalize_2nd_moment(z); y =
+normalize_2nd_moment(embed(c)); x = concat([x, y])", NVlabs stylegan2-ada networks.py
+MappingNetwork): here the embedding is an equalized dense layer of width w_dim and the
+normalization is the pixel norm (the same second-moment normalization). The same attributes map
+z2 for style mixing; w_avg tracks conditional w's, as in ADA. D ends in the projection term on its
+final features (Miyato & Koyama 2018) or an AC-GAN head (networks/conditional.py). The export
+wraps G as a functional [z, attributes] model (`conditional_model`), so truncation there is the
+conditional kind's psi-scaling of z, not W-space truncation (follow-up).
+
 Contract (trainer/networks/__init__.py): G(z float32 [N, z_dim]) -> float32 [N, R, R, 3] in
 [-1, 1]; D(images) -> {"logits": float32 [N, 1], "features": float32 [N, F]}.
 Registered as the `stylegan2` (modulated) and `stylegan` (AdaIN) architectures (trainer/registry.py);
@@ -75,6 +85,8 @@ class StyleGANConfig:
     w_avg_beta: float = 0.995
     mixing_prob: float = 0.9
     mbstd_group_size: int = 4
+    num_attributes: int = 0              # issue 11: conditional (cstylegan2) when > 0
+    discriminator: str = "projection"    # its D head: projection | acgan
 
     def __post_init__(self):
         r = self.resolution
@@ -136,14 +148,18 @@ class StyleDense(tf.keras.layers.Layer):
 class MappingNetwork(tf.keras.layers.Layer):
     """z -> pixel norm -> n x StyleDense(w_dim, lr_mul, LeakyReLU) -> w."""
 
-    def __init__(self, w_dim, n_layers=8, lr_mul=0.01, **kwargs):
+    def __init__(self, w_dim, n_layers=8, lr_mul=0.01, num_attributes=0, **kwargs):
         super().__init__(**kwargs)
         self.norm = layers.PixelNorm()
         self.fcs = [StyleDense(w_dim, lr_mul=lr_mul, activate=True, name=f"fc{i}") for i in range(n_layers)]
+        # issue 11: the attributes' embedding, joined to z (see the module docstring)
+        self.embed = StyleDense(w_dim, name="embed") if num_attributes else None
 
     @_plain
-    def call(self, z, training=None):
+    def call(self, z, attributes=None, training=None):
         x = self.norm(z)
+        if self.embed is not None:
+            x = tf.concat([x, self.norm(self.embed(tf.cast(attributes, x.dtype)))], axis=-1)
         for fc in self.fcs:
             x = fc(x)
         return x
@@ -270,7 +286,8 @@ class StyleGenerator(tf.keras.Model):
         super().__init__(name=kwargs.pop("name", f"stylegan_{cfg.style_mode}_generator"), **kwargs)
         self.cfg = cfg
         self.num_ws = cfg.num_ws
-        self.mapping = MappingNetwork(cfg.w_dim, cfg.mapping_layers, cfg.mapping_lr_mul, name="mapping")
+        self.mapping = MappingNetwork(cfg.w_dim, cfg.mapping_layers, cfg.mapping_lr_mul, cfg.num_attributes,
+                                      name="mapping")
         self.const = ConstInput(cfg.nf(4), name="const")
         # (layer, index of the w it reads); toRGB reads the same w as the next block's first conv.
         self.convs, self.to_rgbs = [], []
@@ -297,9 +314,10 @@ class StyleGenerator(tf.keras.Model):
 
     # -- W space ------------------------------------------------------------------------------
     @_plain
-    def map(self, z, update_w_avg=False):
-        """z [N, z_dim] -> w float32 [N, w_dim]; with `update_w_avg`, EMA-update w_avg."""
-        w = tf.cast(self.mapping(tf.cast(z, self.compute_dtype)), tf.float32)
+    def map(self, z, update_w_avg=False, attributes=None):
+        """z [N, z_dim] (+ attributes [N, A] when conditional) -> w float32 [N, w_dim]; with
+        `update_w_avg`, EMA-update w_avg."""
+        w = tf.cast(self.mapping(tf.cast(z, self.compute_dtype), attributes=attributes), tf.float32)
         if update_w_avg:
             beta = self.cfg.w_avg_beta
             self.w_avg.assign(tf.reduce_mean(w, axis=0) + beta * (self.w_avg - tf.reduce_mean(w, axis=0)))
@@ -358,21 +376,30 @@ class StyleGenerator(tf.keras.Model):
         return tf.tanh(tf.cast(rgb, tf.float32))
 
     @_plain
-    def call(self, z, training=False, psi=1.0, cutoff=None, noise_seed=None, z2=None, crossover=None, rows=None):
-        """G(z): training=True updates w_avg; psi/cutoff truncate in W; z2 + crossover mix styles."""
+    def call(self, z, training=False, psi=1.0, cutoff=None, noise_seed=None, z2=None, crossover=None, rows=None,
+             attributes=None):
+        """G(z): training=True updates w_avg; psi/cutoff truncate in W; z2 + crossover mix styles;
+        `attributes` [N, A] condition both (cstylegan2)."""
         update = tf.get_static_value(training) if tf.is_tensor(training) else bool(training)
         if update is None:
             raise ValueError("StyleGenerator: `training` must be a python bool (or a constant tensor): "
                              "it decides whether w_avg is updated")
-        w = self.map(z, update_w_avg=bool(update))
+        w = self.map(z, update_w_avg=bool(update), attributes=attributes)
         ws = _as_ws(w, self.num_ws)
         if z2 is not None:
-            ws = self.mix(w, self.map(z2, update_w_avg=False), crossover)
+            ws = self.mix(w, self.map(z2, update_w_avg=False, attributes=attributes), crossover)
         return self.synthesis(self.truncate(ws, psi, cutoff), noise_seed=noise_seed, rows=rows)
 
     def style_mix(self, z1, z2, crossover, psi=1.0, cutoff=None):
         """Images with w(z1) on layers < crossover, w(z2) on the rest (crossover 0 = z2's image)."""
         return self(z1, z2=z2, crossover=crossover, psi=psi, cutoff=cutoff)
+
+
+def conditional_model(G: StyleGenerator) -> tf.keras.Model:
+    """[z, attributes] -> G(z, attributes=...) as a functional model (the contract's conditional kind)."""
+    from facegan.trainer.networks.conditional import attribute_input
+    z, y = tf.keras.Input((G.cfg.z_dim,), name="z"), attribute_input(G.cfg.num_attributes)
+    return tf.keras.Model([z, y], G(z, training=False, attributes=y), name=f"{G.name}_conditional")
 
 
 def _as_ws(w, num_ws):
@@ -400,15 +427,20 @@ def build_discriminator(cfg: StyleGANConfig, name="stylegan_discriminator") -> t
     x = tf.keras.layers.Flatten()(x)
     features = act(0.2)(layers.EqualizedDense(cfg.nf(4), name="d_4_fc")(x))
     logits = layers.EqualizedDense(1, gain=1.0, name="d_logits")(features)
-    return tf.keras.Model(img, {"logits": layers.to_float32(logits, "logits"),
-                                "features": layers.to_float32(features, "features")}, name=name)
+    inputs, extra = img, {}
+    if cfg.num_attributes:   # issue 11: projection or AC-GAN head (networks/conditional.py)
+        from facegan.trainer.networks import conditional
+        y, logits, extra = conditional.discriminator_head(features, logits, cfg.num_attributes, cfg.discriminator)
+        inputs = [img, y] if y is not None else img
+    return tf.keras.Model(inputs, {"logits": layers.to_float32(logits, "logits"),
+                                   "features": layers.to_float32(features, "features"), **extra}, name=name)
 
 
 def build_stylegan(cfg: StyleGANConfig) -> Tuple[StyleGenerator, tf.keras.Model]:
     """(G, D), both built (variables exist). Call under strategy.scope() and after setting the
     mixed-precision policy, like the registry's builders."""
     G = StyleGenerator(cfg)
-    G(tf.zeros([1, cfg.z_dim]))
+    G(tf.zeros([1, cfg.z_dim]), attributes=tf.zeros([1, cfg.num_attributes]) if cfg.num_attributes else None)
     return G, build_discriminator(cfg)
 
 
@@ -419,12 +451,15 @@ def config_from(widths: str = "stylegan2", **overrides) -> StyleGANConfig:
 
 
 def style_config(cfg, style_mode: str = "modulated") -> StyleGANConfig:
-    """The StyleGANConfig of a trainer Config (its NetworkConfig fields of the same names)."""
+    """The StyleGANConfig of a trainer Config (its NetworkConfig fields of the same names; the
+    attributes of cfg.condition for a conditional architecture)."""
+    from facegan.trainer.conditioning import attribute_names
     n = cfg.network
     return StyleGANConfig(resolution=n.resolution, z_dim=n.z_dim, w_dim=n.w_dim, mapping_layers=n.mapping_layers,
                           mapping_lr_mul=n.mapping_lr_mul, channel_base=n.channel_base,
                           channel_max=n.channel_max, style_mode=style_mode, w_avg_beta=n.w_avg_beta,
-                          mixing_prob=n.mixing_prob, mbstd_group_size=n.mbstd_group_size)
+                          mixing_prob=n.mixing_prob, mbstd_group_size=n.mbstd_group_size,
+                          num_attributes=len(attribute_names(cfg)), discriminator=cfg.condition.discriminator)
 
 
 def build(cfg, alpha=None, style_mode: str = "modulated"):
