@@ -35,11 +35,9 @@ import argparse
 import dataclasses
 import datetime
 import hashlib
-import importlib.util
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -631,15 +629,9 @@ def compare_rerun(committed_row: Dict[str, Any], seed: int, new_values: Dict[str
 
 # -- machine -----------------------------------------------------------------------------------
 def machine_info() -> Dict[str, Any]:
-    """bench/machine.py cpu_info() (one definition of what a benchmark records)."""
-    path = os.path.join(REPO, "bench", "machine.py")
-    try:
-        spec = importlib.util.spec_from_file_location("_facegan_bench_machine", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod.cpu_info()
-    except (OSError, AttributeError, ImportError):
-        return {"cpu_model": platform.processor() or "unknown", "cpu_count": os.cpu_count()}
+    """facegan.machine.cpu_info(): what every benchmark records (CPU model, bf16/AMX flags, load)."""
+    from facegan.machine import cpu_info
+    return cpu_info()
 
 
 # -- data --------------------------------------------------------------------------------------
