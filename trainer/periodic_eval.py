@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from facegan import examples_io, schema
+from facegan.jsonable import jsonable
 from facegan.components.gan_evaluator.evaluate_lib import headline_scalars   # the evaluator's names
 
 log = logging.getLogger("facegan.train.eval")
@@ -181,20 +182,6 @@ def best_record(records: List[Dict], metric: str, direction: str) -> Optional[Di
         if int(r.get("resolution", 0)) == res and better(direction, v, None if best is None else best["headline"][metric]):
             best = r
     return best
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None   # JSON has no NaN
-    return obj
 
 
 # -- the evaluator ----------------------------------------------------------------------------
@@ -392,9 +379,9 @@ class PeriodicEval:
                 path = self.best_manager.save(checkpoint_number=int(step))
                 record["checkpoint"] = path
                 with tf.io.gfile.GFile(os.path.join(self.best_dir, BEST_FILE), "w") as f:
-                    f.write(json.dumps(_jsonable(record), indent=2, sort_keys=True))
+                    f.write(json.dumps(jsonable(record, nan_as_null=True), indent=2, sort_keys=True))
                 self.best = record
-        record = _jsonable(record)
+        record = jsonable(record, nan_as_null=True)   # JSON has no NaN
         _append_record(self.path, record)
         self.records.append(record)
         self.last_images = int(images_shown)
