@@ -2,7 +2,8 @@
 
 The same metrics, with the same protocol, as the evaluator: requests go through the metric
 registry (metrics/registry.py) and `facegan.metrics.evaluate` (one pass over the generator, one
-over the real images, the content-keyed real-statistics cache of metrics/cache.py), and the
+over the real images, the content-keyed real-statistics cache of metrics/cache.py, plus its
+in-memory `RealMemo` for SWD, so every real side is computed once per run), and the
 generated stream is the evaluator's: latent row i is `sample_latents(eval.seed, i)` (the
 serving contract's stream), so the last evaluation of a run scores exactly the images
 `facegan evaluate` scores on its export with the same seed and counts (tested). The sample is
@@ -218,6 +219,8 @@ class PeriodicEval:
         self._reals: Dict[int, tuple] = {}
         self._train_sample: Dict[int, np.ndarray] = {}
         self._extractor = None
+        from facegan.metrics.cache import RealMemo
+        self.real_memo = RealMemo()   # SWD's real side, computed once per run (not in the npz cache)
         self.skipped: Dict[str, str] = {}
         self.seconds = 0.0
         self.started = time.monotonic()
@@ -319,7 +322,7 @@ class PeriodicEval:
             results = dict(M.evaluate(requests, gen, reals, num_images=e.num_images,
                                       extractor=extractor or FALLBACK_EXTRACTOR,
                                       cache_dir=self.cache_dir, real_cache_key=key, progress=False,
-                                      seed=e.seed))
+                                      seed=e.seed, real_memo=self.real_memo))
         if e.memorization:
             mem_extractor = extractor or self._extractor_name() or FALLBACK_EXTRACTOR
             samples = np.concatenate(list(gen(e.memorization)))
