@@ -79,7 +79,8 @@ def _run_facegan_together(commands, cwd):
     procs = [subprocess.Popen([sys.executable, "-m", "facegan.cli", *args], cwd=cwd, env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for args in commands]
     try:
-        return [subprocess.CompletedProcess(p.args, p.returncode, *p.communicate(timeout=600)) for p in procs]
+        outputs = [p.communicate(timeout=600) for p in procs]
+        return [subprocess.CompletedProcess(p.args, p.returncode, *o) for p, o in zip(procs, outputs)]
     finally:
         for p in procs:
             if p.poll() is None:
