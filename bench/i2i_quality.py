@@ -20,7 +20,6 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "bench"))
 
 
 def main():
@@ -33,7 +32,7 @@ def main():
     ap.add_argument("--filters", type=int, default=32)
     args = ap.parse_args()
 
-    from machine import cpu_info
+    from facegan.machine import cpu_info
     from facegan.components.image_example_gen import beam_pipeline
     from facegan.components.image_example_gen import transforms as T
     from facegan.metrics.paired import evaluate_paired

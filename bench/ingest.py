@@ -35,8 +35,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "bench"))
-from machine import cpu_info  # noqa: E402  (bench/machine.py: CPU model, bf16/AMX flags, load)
+from facegan.machine import cpu_info  # noqa: E402  (CPU model, bf16/AMX flags, load)
 
 
 def faces_root():

@@ -50,11 +50,10 @@ import types
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "bench"))
 
 import numpy as np  # noqa: E402
 
-from machine import cpu_info  # noqa: E402  (bench/machine.py: CPU model, bf16/AMX flags, load)
+from facegan.machine import cpu_info  # noqa: E402  (CPU model, bf16/AMX flags, load)
 
 PER = 10_000
 BASELINE_COMMIT = "3d48ca1"   # main before the metrics-perf work: the "previous implementation"

@@ -29,9 +29,8 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 
-from machine import cpu_info  # noqa: E402
+from facegan.machine import cpu_info  # noqa: E402
 
 NUMS = (1, 16, 64)
 REQUESTS_PER_CLIENT = {1: 4, 16: 1, 64: 1}   # per client per round

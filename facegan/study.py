@@ -14,11 +14,10 @@ claims next to our measured direction), `docs/quality.json` (every number behind
 Where the numbers come from: every run directory holds `metrics.jsonl`, one JSON object per
 evaluation (`step`, `images_shown`, `resolution`, `headline` {request: number}, `scalars`
 {"<result key>/<part>": number}, `protocols`), the layout of the trainer's metrics during
-training (trainer/periodic_eval.py). When the installed trainer has that feature (a config
-`eval` block) the study only configures it (backend "trainer"); otherwise the study evaluates
-the generator itself between training segments through `facegan.metrics.evaluate` with the same
-latent stream (`facegan.generator.ops.sample_latents`) and writes the same records (backend
-"study"). The table reads the last record of each run (at the end of the budget); nothing else.
+training (trainer/periodic_eval.py): the study only configures the trainer's `eval.*` block
+with its protocol, for every row (a progressive stage is scored as exported, upsampled to the
+final resolution, so a progressive curve is one protocol from 4x4 on). The table reads the last
+record of each run (at the end of the budget); nothing else.
 
 Resumable: a finished run leaves `study_done.json` (with a fingerprint of its config and
 protocol) and is skipped; a killed run resumes from its last checkpoint (records newer than it are
@@ -35,11 +34,9 @@ import argparse
 import dataclasses
 import datetime
 import hashlib
-import importlib.util
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -239,34 +236,11 @@ def default_metrics() -> List[str]:
     return names
 
 
-def trainer_has_eval() -> bool:
-    """Does the installed trainer evaluate during training (a Config `eval` block)?"""
-    from facegan.trainer.config import Config
-    return any(f.name == "eval" for f in dataclasses.fields(Config))
-
-
 def trainer_eval_overrides(p: Protocol) -> Dict[str, Any]:
     """The protocol as the trainer's `eval.*` fields (trainer/periodic_eval.py)."""
     return {"eval.every_images": p.every_images, "eval.metrics": ",".join(p.metrics),
             "eval.num_images": p.num_images, "eval.seed": p.seed, "eval.extractor": p.extractor,
             "eval.batch_size": p.batch_size, "eval.memorization": 0, "eval.export": "last"}
-
-
-def row_backend(choice: str, row: Row, common: Dict[str, Any]) -> str:
-    """Who evaluates a row during training. auto: the trainer when it can (its `eval` block),
-    except for progressive rows: the trainer scores a stage at the stage's resolution, where SWD's
-    pyramid needs at least 16 px, while the study shows a stage upscaled to the final resolution
-    as PGGAN's generator does, so a progressive curve is one protocol from 4x4 on."""
-    if choice != "auto":
-        return choice
-    if not trainer_has_eval():
-        return "study"
-    from facegan.trainer import registry
-    from facegan.trainer.config import PRESETS
-    arch = {**PRESETS.get(row.preset, {}).get("network", {}),
-            **{k.split(".", 1)[1]: v for k, v in {**common, **row.overrides}.items()
-               if k.startswith("network.")}}.get("architecture", "dcgan")
-    return "study" if registry.architecture(arch).progressive else "trainer"
 
 
 def fingerprint(cfg_dict: Dict[str, Any], protocol: Protocol) -> Tuple[str, Dict[str, Any]]:
@@ -591,7 +565,7 @@ def write_report(summary: List[Dict[str, Any]], out_dir: str, meta: Dict[str, An
     m = meta["machine"]
     L += ["## How this was made", "", "```", meta["command"], "```", "",
           f"- date: {meta['date']}", f"- budget: {kimg:g} kimg per row and seed, batch {meta['batch_size']}",
-          f"- evaluation backend: {meta['backend']}",
+          "- evaluation: the trainer's metrics during training (`eval.*`, trainer/periodic_eval.py)",
           f"- machine: {m.get('cpu_model')} ({m.get('cpu_count')} cores; avx512_bf16 {m.get('avx512_bf16')}, "
           f"amx_bf16 {m.get('amx_bf16')}, amx_tile {m.get('amx_tile')}; load {m.get('load_avg_1m')})",
           f"- wall time of the runs: {meta.get('seconds_total', 0) / 60:.1f} min",
@@ -635,15 +609,9 @@ def compare_rerun(committed_row: Dict[str, Any], seed: int, new_values: Dict[str
 
 # -- machine -----------------------------------------------------------------------------------
 def machine_info() -> Dict[str, Any]:
-    """bench/machine.py cpu_info() (one definition of what a benchmark records)."""
-    path = os.path.join(REPO, "bench", "machine.py")
-    try:
-        spec = importlib.util.spec_from_file_location("_facegan_bench_machine", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod.cpu_info()
-    except (OSError, AttributeError, ImportError):
-        return {"cpu_model": platform.processor() or "unknown", "cpu_count": os.cpu_count()}
+    """facegan.machine.cpu_info(): what every benchmark records (CPU model, bf16/AMX flags, load)."""
+    from facegan.machine import cpu_info
+    return cpu_info()
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -710,9 +678,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", default="auto", help="metric requests (default: swd,ms_ssim,face_detection, "
                    "+fid,kid when Inception weights exist)")
     p.add_argument("--extractor", default="inception", help="FID/KID feature extractor (metrics/features.py)")
-    p.add_argument("--backend", default="auto", choices=("auto", "trainer", "study"),
-                   help="who evaluates during training: the trainer's eval block, or this tool (auto: the "
-                        "trainer when it has one)")
     p.add_argument("--report-only", action="store_true", help="write the report from finished runs; train nothing")
     p.add_argument("--rerun-row", default=None, help="retrain one row for --seed into a fresh directory "
                    "and compare with OUT/quality.json within its reported spread")
@@ -774,8 +739,6 @@ def _main(args, argv, log) -> int:
     runnable, skipped = available_rows(rows)
     for name, why in skipped.items():
         log(f"study: skipping row {name}: {why}")
-    if args.backend == "trainer" and not trainer_has_eval():
-        raise StudyError("--backend trainer: this trainer has no metrics during training (no `eval` config block)")
     metrics = default_metrics() if args.metrics == "auto" else \
         [m.strip() for m in args.metrics.split(",") if m.strip()]
     from facegan.metrics.registry import validate_metric_names
@@ -784,16 +747,11 @@ def _main(args, argv, log) -> int:
     except ValueError as e:
         raise StudyError(f"--metrics: {e}") from None
     protocol = Protocol(tuple(metrics), int(args.eval_images), every, extractor=args.extractor)
-    backends = {r.name: row_backend(args.backend, r, common) for r in runnable}
     # every config is resolved (and so validated) before anything trains
-    configs = {(r.name, s): resolve_config(r, common, s, budget, trainer_eval_overrides(protocol)
-                                           if backends[r.name] == "trainer" else None)
+    configs = {(r.name, s): resolve_config(r, common, s, budget, trainer_eval_overrides(protocol))
                for r in runnable for s in seeds}
-    backend = ", ".join(f"{b} ({', '.join(n for n in backends if backends[n] == b)})"
-                        for b in sorted(set(backends.values()))) if len(set(backends.values())) > 1 \
-        else next(iter(backends.values()), "none")
     if args.rerun_row is not None:
-        return _rerun(args, runnable, seeds[0], configs, protocol, backends, budget, work_dir, log)
+        return _rerun(args, runnable, seeds[0], configs, protocol, budget, work_dir, log)
 
     data = None
     if not args.report_only:
@@ -802,7 +760,7 @@ def _main(args, argv, log) -> int:
         jobs = [(r, s) for r in runnable for s in seeds]
         eta = study_runner.StudyClock(jobs, budget, work_dir, log)
         for r, s in jobs:
-            study_runner.run_one(r, s, configs[(r.name, s)], protocol, backends[r.name], data, budget,
+            study_runner.run_one(r, s, configs[(r.name, s)], protocol, data, budget,
                                  run_dir_for(work_dir, r.name, s), eta, log)
     summary = summarize(rows, work_dir, seeds)
     grids = {}
@@ -821,7 +779,7 @@ def _main(args, argv, log) -> int:
                    .get("command") or command)
     meta = {"command": command, "budget_kimg": budget / 1000, "seeds": seeds,
             "resolution": args.resolution, "batch_size": args.batch_size, "protocol": protocol.to_dict(),
-            "backend": backend, "machine": machine_info(), "seconds_total": seconds,
+            "backend": "trainer", "machine": machine_info(), "seconds_total": seconds,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "data": ("the shared CelebA faces (10,000 `img_align_celeba` images; `facegan ingest --crop celeba`)"
                      if not args.data else f"`{data_label}`"),
@@ -831,7 +789,7 @@ def _main(args, argv, log) -> int:
     return 0
 
 
-def _rerun(args, rows, seed, configs, protocol, backends, budget, work_dir, log) -> int:
+def _rerun(args, rows, seed, configs, protocol, budget, work_dir, log) -> int:
     committed = _read_json(os.path.join(args.out, "quality.json"))
     if committed is None:
         raise StudyError(f"{os.path.join(args.out, 'quality.json')}: no committed study to compare with")
@@ -853,8 +811,7 @@ def _rerun(args, rows, seed, configs, protocol, backends, budget, work_dir, log)
     rd = os.path.join(work_dir, "rerun", row.name, f"seed{seed}")
     shutil.rmtree(rd, ignore_errors=True)
     clock = study_runner.StudyClock([(row, seed)], budget, os.path.join(work_dir, "rerun"), log)
-    study_runner.run_one(row, seed, configs[(row.name, seed)], protocol, backends[row.name], data, budget, rd,
-                         clock, log)
+    study_runner.run_one(row, seed, configs[(row.name, seed)], protocol, data, budget, rd, clock, log)
     recs = read_records(os.path.join(rd, RECORDS_FILE))
     new = record_values(max(recs, key=lambda r: int(r["images_shown"])))
     result = compare_rerun(crow, seed, new)

@@ -20,7 +20,8 @@ API (what the GanEvaluator component and `facegan evaluate` use)::
         cache_dir=None,        # real-data statistics cache (npz)
         real_cache_key=None,   # content key of the real data, e.g.
                                # metrics.cache.examples_split_key(uri, "eval")
-        progress=True, seed=0)
+        progress=True, seed=0,
+        real_memo=None)        # metrics.cache.RealMemo: hold SWD's real side for the next call
 
     result == {
         "fid10k": 12.3,                                     # float64 Frechet distance
@@ -35,7 +36,7 @@ API (what the GanEvaluator component and `facegan evaluate` use)::
         "preprocessing": "resize299-bilinear-antialias;x/127.5-1",
         "protocols": {key: {... parameters, "metric", "request", num_generated, num_real,
                             "extractor" fingerprint, "extractor_name", "resize"}},
-        "cache": {"fid": "hit" | "miss" | ...},             # only when cache_dir is given
+        "cache": {"fid": "hit" | "miss" | ..., "swd": "hit (memory)" | ...},  # with cache_dir/real_memo
     }
 
     memorization(generated_uint8[K,H,W,3], train_batches, "sheet.png", extractor="inception",

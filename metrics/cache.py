@@ -7,12 +7,21 @@ A file's name is a sha256 over everything the statistics depend on:
 - the metric's protocol (name, image count, its parameters);
 - for feature metrics the extractor fingerprint (name + weights sha256) and its preprocessing.
 So a changed eval split, preprocessing, extractor or protocol can never reuse stale statistics.
+
+`RealMemo` holds, in memory for the life of a run, the real-side results too large for an npz
+file (SWD's descriptors: `cacheable=False` in the registry), under the same kind of key plus the
+evaluation seed (SWD draws the real side's neighbourhood positions from it). The trainer's metrics
+during training pass one, so the real side of every metric is computed once per run (issue 14 §2).
+Reusing a held result gives exactly the uncached numbers: an accumulator's result depends only on
+the real images, the protocol and the seed, and `compute()` only reads it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import weakref
+from collections import OrderedDict
 from typing import Dict, Iterable, Optional
 
 import numpy as np
@@ -87,3 +96,50 @@ def examples_split_key(examples_uri: str, split: str, image_key: str = "image",
             for chunk in iter(lambda: f.read(1 << 22), b""):
                 h.update(chunk)
     return "examples:" + h.hexdigest()
+
+
+class RealMemo:
+    """Real-side accumulator results held in memory (see the module doc), at most `max_entries`
+    (the oldest is released first). Held accumulators are closed (SWD's disk-spilled descriptor
+    stores removed) when released, by `close()`, or when the memo is garbage-collected."""
+
+    def __init__(self, max_entries: int = 4):
+        self.max_entries = int(max_entries)
+        self._held: "OrderedDict[str, tuple]" = OrderedDict()
+        self._finalizer = weakref.finalize(self, RealMemo._close_all, self._held)
+
+    @staticmethod
+    def key(content_key: str, protocol: Dict, extractor_fingerprint: Optional[str], seed) -> str:
+        return stats_key(content_key, {"protocol": protocol, "seed": np.atleast_1d(seed).tolist()},
+                         extractor_fingerprint)
+
+    def get(self, key: str) -> Optional[Dict]:
+        held = self._held.get(key)
+        if held is None:
+            return None
+        self._held.move_to_end(key)
+        return held[0]
+
+    def put(self, key: str, result: Dict, accumulator) -> None:
+        """Hold `result`; the memo now owns (and later closes) `accumulator`."""
+        old = self._held.pop(key, None)
+        if old is not None and old[1] is not accumulator:
+            old[1].close()
+        self._held[key] = (result, accumulator)
+        while len(self._held) > self.max_entries:
+            self._held.popitem(last=False)[1][1].close()
+
+    def holds(self, accumulator) -> bool:
+        return any(a is accumulator for _, a in self._held.values())
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def close(self) -> None:
+        self._finalizer()
+
+    @staticmethod
+    def _close_all(held) -> None:
+        for _, acc in held.values():
+            acc.close()
+        held.clear()

@@ -110,10 +110,14 @@ def stream(batches, accumulators: Dict, extractor: Optional[FeatureExtractor], t
 def evaluate(metric_names, generated_batches: Batches, real_batches: Optional[Batches] = None, *,
              num_images: Union[int, Dict[str, int], None] = None, extractor="inception",
              cache_dir: Optional[str] = None, real_cache_key: Optional[str] = None,
-             progress: bool = True, seed: int = 0, label: str = "generated") -> Dict:
+             progress: bool = True, seed: int = 0, label: str = "generated",
+             real_memo: Optional[cache_lib.RealMemo] = None) -> Dict:
     """Compute `metric_names` (see metrics/__init__.py for the contract and result layout).
 
-    `label` names the generated stream in progress lines (e.g. "baseline", "noise reference")."""
+    `label` names the generated stream in progress lines (e.g. "baseline", "noise reference").
+    `real_memo` (metrics/cache.py) holds the real side of the metrics the npz cache does not
+    store (SWD) for the next call with the same real content, protocol and seed (status
+    "hit (memory)"); it needs `real_cache_key` or re-iterable `real_batches`."""
     requests = validate_metric_names(metric_names)
     nums = resolve_num_images(requests, num_images)
     metrics = {r: get_metric(r) for r in requests}
@@ -135,13 +139,22 @@ def evaluate(metric_names, generated_batches: Batches, real_batches: Optional[Ba
     real_results, cache_status, cache_files = {}, {}, {}
     n_real_max = max([metrics[r].images_needed(nums[r]) for r in needs_real], default=0)
     content_key = None
-    if cache_dir and needs_real:
+    memo_keys = {}
+    if (cache_dir or real_memo is not None) and needs_real:
         if real_cache_key:
             content_key = str(real_cache_key)
         elif callable(real_batches):
             content_key = cache_lib.hash_batches(_as_iterator(real_batches, n_real_max), n_real_max)
     for r in needs_real:
         m = metrics[r]
+        if not m.cacheable and real_memo is not None and content_key is not None:
+            memo_keys[r] = real_memo.key(content_key, m.base_protocol(nums[r]),
+                                         ext.fingerprint if m.uses_extractor else None, seed)
+            hit = real_memo.get(memo_keys[r])
+            if hit is not None:
+                real_results[r] = hit
+            cache_status[r.label] = "miss (held in memory)" if hit is None else "hit (memory)"
+            continue
         if not cache_dir:
             continue
         if not m.cacheable:
@@ -188,6 +201,8 @@ def evaluate(metric_names, generated_batches: Batches, real_batches: Optional[Ba
                 real_counts[r] = a.count
                 if r in cache_files:
                     cache_lib.save(cache_files[r], real_results[r])
+                if r in memo_keys:
+                    real_memo.put(memo_keys[r], real_results[r], a)
 
         # -- distances ---------------------------------------------------------------------------
         out: Dict = {}
@@ -207,13 +222,14 @@ def evaluate(metric_names, generated_batches: Batches, real_batches: Optional[Ba
             protocols[key] = p
     finally:
         for a in list(gen_accs.values()) + list(real_accs.values()):
-            a.close()
+            if real_memo is None or not real_memo.holds(a):
+                a.close()
     out["comparable"] = comparable
     out["extractor"] = ext.name if ext is not None else None
     if ext is not None:
         out["preprocessing"] = ext.preprocessing
     out["protocols"] = protocols
-    if cache_dir:
+    if cache_dir or real_memo is not None:
         out["cache"] = cache_status
     return out
 

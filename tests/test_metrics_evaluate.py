@@ -180,6 +180,39 @@ def test_real_statistics_cache_hit_and_misses(tmp_path):
     assert r8["cache"]["fid"].startswith("disabled")
 
 
+@pytest.mark.parametrize("spill", [False, True])
+def test_swd_real_side_held_for_the_run_gives_the_uncached_numbers(monkeypatch, spill):
+    """SWD's real side (random neighbourhood positions from the seed) is too large for the npz
+    cache; a RealMemo holds it between evaluations: the second call is a hit and every number
+    equals recomputing it from the images (==, not approx), for each seed; a spilled (memmap)
+    descriptor store stays readable while held and is removed when the memo closes."""
+    from facegan.metrics import cache as cache_lib
+    from facegan.metrics import swd as swd_lib
+    if spill:
+        monkeypatch.setattr(swd_lib.DescriptorStore.__init__, "__defaults__", (0,))   # spill_bytes
+    gen1, gen2, real = blobs(12, seed=1), blobs(12, seed=3), blobs(12, seed=2)
+    kw = dict(num_images=12, real_cache_key="split-v1", progress=False)
+    memo = cache_lib.RealMemo()
+    reads = []
+
+    def real_once():
+        reads.append(1)
+        return batches(real, 8)
+
+    for seed in (0, 5):
+        for gen in (gen1, gen2):   # the generator changes between evaluations; the reals do not
+            held = evaluate(["swd"], gen, real_once, seed=seed, real_memo=memo, **kw)
+            fresh = evaluate(["swd"], gen, batches(real, 8), seed=seed, progress=False, num_images=12)
+            assert held["swd12"] == fresh["swd12"], seed
+            assert held["protocols"]["swd12"]["num_real"] == fresh["protocols"]["swd12"]["num_real"] == 12
+            assert held["cache"] == {"swd": "miss (held in memory)" if gen is gen1 else "hit (memory)"}
+    assert len(reads) == 2 and len(memo) == 2     # reals read once per seed (positions depend on it)
+    stores = [s for key in list(memo._held) for s in memo.get(key)["stores"]]
+    assert all((s.tmpdir is not None) == spill for s in stores)
+    memo.close()
+    assert len(memo) == 0 and all(s.tmpdir is None for s in stores)
+
+
 def test_examples_split_key_tracks_file_content(tmp_path):
     import shutil
     from facegan.examples_io import write_synthetic_examples

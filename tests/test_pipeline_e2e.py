@@ -71,12 +71,21 @@ def test_local_pipeline_on_real_faces_pushes_a_servable_model(faces_subset, tmp_
         o["PushedModel"]["id"]
 
 
-def _run_facegan(args, cwd):
+def _run_facegan_together(commands, cwd):
+    """Run `facegan ARGS` for each ARGS at once (their start-ups overlap); CompletedProcess each."""
     import subprocess
     import sys
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "TF_CPP_MIN_LOG_LEVEL")}
-    return subprocess.run([sys.executable, "-m", "facegan.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    procs = [subprocess.Popen([sys.executable, "-m", "facegan.cli", *args], cwd=cwd, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for args in commands]
+    try:
+        outputs = [p.communicate(timeout=600) for p in procs]
+        return [subprocess.CompletedProcess(p.args, p.returncode, *o) for p, o in zip(procs, outputs)]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
 
 
 def test_commands_print_no_third_party_noise_unless_verbose(tmp_path):
@@ -92,19 +101,22 @@ def test_commands_print_no_third_party_noise_unless_verbose(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(6):
         Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(src / f"{i}.png")
-    quiet = _run_facegan(["ingest", "--input", str(src), "--output", str(tmp_path / "q"),
-                          "--resolution", "32"], tmp_path)
+
+    def compile_args(out):
+        return ["pipeline", "compile", "--out", str(tmp_path / out), "--image", "reg/img:1",
+                "--data", "gs://b/faces", "--pipeline-root", "gs://b/root", "--serving-dir", "gs://b/serving"]
+
+    # three processes at once (own output folders): the ingest, the compile with --verbose and
+    # the same compile, quiet
+    quiet, loud, comp = _run_facegan_together([
+        ["ingest", "--input", str(src), "--output", str(tmp_path / "q"), "--resolution", "32"],
+        ["--verbose", *compile_args("c_loud")], compile_args("c")], tmp_path)
     assert quiet.returncode == 0, quiet.stderr
     assert noise_lines(quiet.stdout + quiet.stderr) == []
     assert '"examples_written": 6' in quiet.stdout          # our own output is all there
 
-    compile_args = ["pipeline", "compile", "--out", str(tmp_path / "c"), "--image", "reg/img:1",
-                    "--data", "gs://b/faces", "--pipeline-root", "gs://b/root",
-                    "--serving-dir", "gs://b/serving"]
-    loud = _run_facegan(["--verbose", *compile_args], tmp_path)
     assert loud.returncode == 0, loud.stderr
     assert len(noise_lines(loud.stderr)) >= 3, loud.stderr      # the counter sees real noise
-    comp = _run_facegan(compile_args, tmp_path)                  # the same command, quiet
     assert comp.returncode == 0, comp.stderr
     assert noise_lines(comp.stdout + comp.stderr) == [], comp.stderr
     assert comp.stdout.strip() == str(tmp_path / "c" / "facegan_kubeflow.yaml")

@@ -88,6 +88,33 @@ def test_line_plot_draws_each_series(tmp_path):
     assert (px == S.PALETTE[0]).all(axis=1).sum() > 200
 
 
+def test_report_only_reads_existing_trainer_run_directories(tmp_path):
+    """--report-only trains nothing: it reads each finished run's metrics.jsonl (the trainer's
+    record layout) and writes the table from its last record."""
+    work, out = tmp_path / "runs", tmp_path / "docs"
+    rd = work / "base" / "seed1"
+    rd.mkdir(parents=True)
+    protos = {"swd2k": {"request": "swd", "metric": "swd", "num_real": 947},
+              "ms_ssim2k_pairs": {"request": "ms_ssim", "metric": "ms_ssim", "num_real": 947}}
+    recs = [{"step": s, "images_shown": n, "resolution": 32, "scored_resolution": 32,
+             "headline": {"swd": swd, "ms_ssim": ms}, "scalars": {"ms_ssim2k_pairs/real": 0.25},
+             "protocols": protos, "cache": {"swd": "hit (memory)"}}
+            for s, n, swd, ms in ((125, 8000, 245.0, 0.9), (250, 16000, 120.5, 0.4))]
+    (rd / S.RECORDS_FILE).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    S.write_json_atomic(str(rd / S.DONE_FILE), {"images_shown": 16000, "seconds": 60.0})
+    matrix = tmp_path / "matrix.json"
+    matrix.write_text(json.dumps({"rows": [{"name": "base", "preset": "smoke"}]}))
+    args, argv = _args(matrix=matrix, work_dir=work, out=out, seeds="1", budget_kimg=16, eval_every_kimg=8,
+                       metrics="swd,ms_ssim", report_only=True)
+    assert S.main(args, argv, log=lambda s: None) == 0
+    row = S.parse_markdown_table((out / "quality.md").read_text())[0]
+    assert (row["row"], row["kimg"], row["SWD ↓"], row["MS-SSIM"], row["MS-SSIM real pairs"]) == \
+        ("base", "16", "120.5", "0.4", "0.25")
+    committed = json.loads((out / "quality.json").read_text())
+    assert committed["rows"][0]["per_seed"]["1"]["num_real"] == {"swd": 947, "ms_ssim": 947}
+    assert [x for x, _ in committed["curves"]["base"]["1"]] == [8000, 16000]
+
+
 # -- e2e: the command on synthetic examples ----------------------------------------------------
 def _args(**kw):
     p = S.argparse.ArgumentParser()
@@ -106,20 +133,25 @@ def test_study_tiny_run_table_plots_resume_and_rerun(tmp_path):
     matrix.write_text(json.dumps({"rows": [
         {"name": "base", "preset": "smoke"},
         {"name": "smooth", "preset": "smoke", "overrides": {"tricks.label_smoothing": 0.1},
-         "claim": {"text": "smoothing helps", "baseline": "base"}}]}))
+         "claim": {"text": "smoothing helps", "baseline": "base"}},
+        {"name": "prog", "preset": "smoke_progan"}]}))
     out, work = tmp_path / "docs", tmp_path / "runs"
     common = dict(matrix=matrix, data=data, work_dir=work, out=out, seeds="1", batch_size=16,
                   budget_kimg=0.064, eval_every_kimg=0.032, eval_images=8,
-                  metrics="swd,ms_ssim,face_detection", backend="study")
+                  metrics="swd,ms_ssim,face_detection")
     lines = []
     args, argv = _args(**common)
     assert S.main(args, argv, log=lines.append) == 0
 
     table = {r["row"]: r for r in S.parse_markdown_table((out / "quality.md").read_text())}
-    assert set(table) == {"base", "smooth"}
-    for name in ("base", "smooth"):
+    assert set(table) == {"base", "smooth", "prog"}
+    for name in ("base", "smooth", "prog"):
         recs = S.read_records(str(work / name / "seed1" / S.RECORDS_FILE))
         assert [r["images_shown"] for r in recs] == [32, 64]       # two evaluations, at 32 and 64 images
+        # every row, progressive too, is scored by the trainer with the study's protocol at 32x32
+        assert all(r["scored_resolution"] == 32 and r["protocols"]["swd8"]["n"] == 8 for r in recs)
+        cfg = json.loads((work / name / "seed1" / "config.json").read_text())
+        assert cfg["eval"]["every_images"] == 32 and cfg["eval"]["metrics"] == "swd,ms_ssim,face_detection"
         final = S.record_values(recs[-1])
         assert set(final) == {"swd", "ms_ssim", "ms_ssim_real", "face_detection"}
         for key, header in (("swd", "SWD ↓"), ("ms_ssim", "MS-SSIM"), ("ms_ssim_real", "MS-SSIM real pairs"),
@@ -128,6 +160,9 @@ def test_study_tiny_run_table_plots_resume_and_rerun(tmp_path):
         assert table[name]["kimg"] == "0.064"
         assert (out / "quality" / f"grid_{name}.png").exists()
     assert "at 0.064 kimg" in table["smooth"]["note"]
+    # the progressive row's first evaluation is at a lower stage, shown upsampled to 32x32
+    prog = S.read_records(str(work / "prog" / "seed1" / S.RECORDS_FILE))
+    assert prog[0]["resolution"] < 32 and prog[-1]["resolution"] == 32
     for metric in ("swd", "ms_ssim", "face_detection"):
         img = np.asarray(Image.open(out / "quality" / f"{metric}.png").convert("RGB"))
         assert img.shape[0] > 100 and len(np.unique(img.reshape(-1, 3), axis=0)) > 4
@@ -140,7 +175,7 @@ def test_study_tiny_run_table_plots_resume_and_rerun(tmp_path):
     lines.clear()
     args, argv = _args(**common)
     assert S.main(args, argv, log=lines.append) == 0
-    assert sum("skipped" in ln for ln in lines) == 2, lines
+    assert sum("skipped" in ln for ln in lines) == 3, lines
     assert {p: p.read_bytes() for p in work.glob("*/seed1/" + S.RECORDS_FILE)} == before
 
     # a changed protocol on finished runs is refused, naming the field
@@ -150,29 +185,6 @@ def test_study_tiny_run_table_plots_resume_and_rerun(tmp_path):
     # rerun one row with the same seed: reproduces the committed numbers
     args, argv = _args(**{k: v for k, v in common.items() if k != "seeds"}, rerun_row="base", seed=1)
     assert S.main(args, argv, log=lines.append) == 0
-
-
-@pytest.mark.e2e
-def test_study_backend_matches_the_trainers_metrics_during_training(tmp_path):
-    """Both backends write the same records: the study's own evaluation between segments and the
-    trainer's metrics during training (when the trainer has them) score the same images."""
-    if not S.trainer_has_eval():
-        pytest.skip("this trainer has no metrics during training (no `eval` config block)")
-    from facegan.examples_io import write_synthetic_examples
-    data = write_synthetic_examples(str(tmp_path / "examples"), n_train=48, n_eval=24, resolution=32)
-    matrix = tmp_path / "matrix.json"
-    matrix.write_text(json.dumps({"rows": [{"name": "base", "preset": "smoke"}]}))
-    heads = {}
-    for backend in ("study", "trainer"):
-        args, argv = _args(matrix=matrix, data=data, work_dir=tmp_path / backend, out=tmp_path / f"docs_{backend}",
-                           seeds="1", batch_size=16, budget_kimg=0.064, eval_every_kimg=0.032, eval_images=8,
-                           metrics="swd,ms_ssim", backend=backend)
-        assert S.main(args, argv, log=lambda s: None) == 0
-        recs = S.read_records(str(tmp_path / backend / "base" / "seed1" / S.RECORDS_FILE))
-        heads[backend] = [(r["images_shown"], S.record_values(r)) for r in recs]
-    assert [x for x, _ in heads["study"]] == [x for x, _ in heads["trainer"]] == [32, 64]
-    for (_, a), (_, b) in zip(heads["study"], heads["trainer"]):
-        assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-6) for k in a)
 
 
 def test_conditional_row_trains_a_conditional_dcgan_against_its_unconditional_twin():

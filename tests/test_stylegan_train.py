@@ -123,9 +123,12 @@ REPLICA_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.e2e
-def test_one_vs_two_replicas_same_update(synth16, tmp_path):
+def test_one_vs_two_replicas_same_update(tmp_path):
+    # 8x8 (two synthesis blocks): tracing the R1/path-length tapes per replica is the cost
+    synth8 = examples_io.write_synthetic_examples(str(tmp_path / "synth8"), n_train=16, n_eval=2, resolution=8)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", REPLICA_SCRIPT, synth16, str(tmp_path), json.dumps(TINY)],
+    over = dict(TINY, **{"network.resolution": 8})
+    proc = subprocess.run([sys.executable, "-c", REPLICA_SCRIPT, synth8, str(tmp_path / "out"), json.dumps(over)],
                           capture_output=True, text=True, env=env, timeout=1200, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

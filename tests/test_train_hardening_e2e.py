@@ -110,19 +110,43 @@ def test_sigkill_at_random_moments_then_same_command_equals_straight_run(synth, 
     seed = int.from_bytes(os.urandom(4), "little")
     rng = random.Random(seed)
     why = f"(random seed {seed})"
+    # the uninterrupted reference runs alongside the killed starts (its own process and folder;
+    # the kills wait for checkpoint numbers, not for time, so sharing the CPU changes no decision)
     straight = str(tmp_path / "straight")
-    rc = _finish(*_start(_train_cmd("smoke", synth, straight, steps, KILL_OVERRIDES) + ["--no-export"],
-                         tmp_path / "straight.log", _env()), timeout=600)
-    assert rc == 0, (tmp_path / "straight.log").read_text()[-3000:]
+    straight_run = _start(_train_cmd("smoke", synth, straight, steps, KILL_OVERRIDES) + ["--no-export"],
+                          tmp_path / "straight.log", _env())
 
     out = str(tmp_path / "killed")
     ckpt_dir = os.path.join(out, "checkpoints")
     cmd = _train_cmd("smoke", synth, out, steps, KILL_OVERRIDES) + ["--no-export"]
     log_path = tmp_path / "killed.log"
-    kills, caught_mid_save = [], False
-    # Kill 1 and 3: a random moment once training runs; kill 2: the instant a checkpoint save
-    # has started (a shard folder or an unnamed ckpt file appears). A start that finishes first
-    # simply ends the loop.
+    kills = []
+    try:
+        _kill_and_restart(cmd, log_path, ckpt_dir, steps, rng, kills)
+        rc = _finish(*_start(cmd, log_path, _env()), timeout=600)
+    finally:
+        rc_straight = _finish(*straight_run, timeout=600)
+    assert rc_straight == 0, (tmp_path / "straight.log").read_text()[-3000:]
+    text = log_path.read_text()
+    assert rc == 0, text[-3000:]
+    caught_mid_save = any(pieces for _, _, pieces in kills)
+    # At least two kills landed mid-training; on a loaded machine a random kill can also land after
+    # the last checkpoint (the process still closing), which is a moment like any other.
+    assert sum(n < steps for _, n, _ in kills) >= 2, (kills, why)
+    assert caught_mid_save, f"no kill landed inside a checkpoint save {why}: {kills}"
+    assert "resumed from" in text
+    assert "left by a checkpoint save that did not finish" in text    # removed on the next start
+    samples = os.listdir(os.path.join(out, "samples"))
+    assert samples and all(n.endswith(".png") for n in samples)       # no truncated/temp grids
+    assert not _partial(ckpt_dir)                          # the pieces were cleaned, not kept
+    _weights_equal(os.path.join(straight, "checkpoints", f"ckpt-{steps}"), os.path.join(ckpt_dir, f"ckpt-{steps}"))
+
+
+def _kill_and_restart(cmd, log_path, ckpt_dir, steps, rng, kills):
+    """Start `cmd` up to 4 times, each killed with SIGKILL: at a random moment once training runs
+    (1st, 3rd) or the instant a checkpoint save has started (2nd, 4th: a shard folder or an
+    unnamed ckpt file appears); appends (mode, checkpoint, save pieces) to `kills`. A start that
+    finishes first ends the loop."""
     for mode in ("random", "during_save", "random", "during_save"):
         latest_before, _ = _ckpt_state(ckpt_dir)
         proc, log = _start(cmd, log_path, _env())
@@ -146,25 +170,10 @@ def test_sigkill_at_random_moments_then_same_command_equals_straight_run(synth, 
             if proc.poll() is not None:
                 break
             _kill(proc)
-            pieces = _partial(ckpt_dir)
-            caught_mid_save |= bool(pieces)
-            kills.append((mode, _ckpt_state(ckpt_dir)[0], pieces))
+            kills.append((mode, _ckpt_state(ckpt_dir)[0], _partial(ckpt_dir)))
         finally:
             _kill(proc)
             log.close()
-    rc = _finish(*_start(cmd, log_path, _env()), timeout=600)
-    text = log_path.read_text()
-    assert rc == 0, text[-3000:]
-    # At least two kills landed mid-training; on a loaded machine a random kill can also land after
-    # the last checkpoint (the process still closing), which is a moment like any other.
-    assert sum(n < steps for _, n, _ in kills) >= 2, (kills, why)
-    assert caught_mid_save, f"no kill landed inside a checkpoint save {why}: {kills}"
-    assert "resumed from" in text
-    assert "left by a checkpoint save that did not finish" in text    # removed on the next start
-    samples = os.listdir(os.path.join(out, "samples"))
-    assert samples and all(n.endswith(".png") for n in samples)       # no truncated/temp grids
-    assert not _partial(ckpt_dir)                          # the pieces were cleaned, not kept
-    _weights_equal(os.path.join(straight, "checkpoints", f"ckpt-{steps}"), os.path.join(ckpt_dir, f"ckpt-{steps}"))
 
 
 # -- two workers on 127.0.0.1 ------------------------------------------------------------------
@@ -202,17 +211,17 @@ sys.exit(cli.main(sys.argv[1:]))
 
 def test_two_workers_on_localhost_equal_one_process(synth, tmp_path):
     steps = 3
+    # the one-process reference runs alongside the two workers (its own folder): three processes
+    # started together, so their TensorFlow start-ups overlap
     single = str(tmp_path / "single")
     cmd = _train_cmd("smoke_progan", synth, single, steps, MW_OVERRIDES)
     cmd = [sys.executable, "-c", SINGLE_PROCESS_TWO_REPLICAS] + cmd[cmd.index("train"):]
-    rc = _finish(*_start(cmd, tmp_path / "single.log", _env()), timeout=600)
-    assert rc == 0, (tmp_path / "single.log").read_text()[-3000:]
+    procs = [_start(cmd, tmp_path / "single.log", _env())]
 
     out = str(tmp_path / "multi")       # one run directory, as on shared storage
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     cmd = _train_cmd("smoke_progan", synth, out, steps, dict(MW_OVERRIDES, **{"run.strategy": "multiworker"}))
-    procs = []
     try:
         for i in range(2):
             tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
@@ -224,6 +233,8 @@ def test_two_workers_on_localhost_equal_one_process(synth, tmp_path):
         for proc, log in procs:
             _kill(proc)
             log.close()
+    assert procs[0][0].returncode == 0, (tmp_path / "single.log").read_text()[-3000:]
+    procs = procs[1:]
     logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
     assert [p.returncode for p, _ in procs] == [0, 0], "\n----\n".join(t[-3000:] for t in logs)
     summaries = [json.loads(_last_json(t)) for t in logs]

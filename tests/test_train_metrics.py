@@ -93,6 +93,11 @@ def test_records_every_n_images_and_resume_appends(run):
         assert 0 < r["eval_fraction"] < 1 and r["seconds"] > 0
     # the generator changes between evaluations, so the numbers do
     assert len({r["headline"]["swd"] for r in recs}) == 4
+    # SWD's real side is computed once per run (process): held in memory after the first
+    # evaluation, recomputed by the resumed run's first one
+    assert [r["cache"]["swd"] for r in recs] == ["miss (held in memory)", "hit (memory)", "hit (memory)",
+                                                 "miss (held in memory)"]
+    assert [r["cache"]["ms_ssim"] for r in recs] == ["miss", "hit", "hit", "hit"]
     assert first.selected == second.selected == "last" and second.steps == 8
     # eval.also_raw (resumed run only): the raw generator scored too, and it is not the EMA
     assert "raw_headline" not in recs[2] and set(recs[3]["raw_headline"]) == set(recs[3]["headline"])

@@ -2,7 +2,8 @@
 
 The same metrics, with the same protocol, as the evaluator: requests go through the metric
 registry (metrics/registry.py) and `facegan.metrics.evaluate` (one pass over the generator, one
-over the real images, the content-keyed real-statistics cache of metrics/cache.py), and the
+over the real images, the content-keyed real-statistics cache of metrics/cache.py, plus its
+in-memory `RealMemo` for SWD, so every real side is computed once per run), and the
 generated stream is the evaluator's: latent row i is `sample_latents(eval.seed, i)` (the
 serving contract's stream), so the last evaluation of a run scores exactly the images
 `facegan evaluate` scores on its export with the same seed and counts (tested). The sample is
@@ -53,6 +54,7 @@ import numpy as np
 import tensorflow as tf
 
 from facegan import examples_io, schema
+from facegan.jsonable import jsonable
 from facegan.components.gan_evaluator.evaluate_lib import headline_scalars   # the evaluator's names
 
 log = logging.getLogger("facegan.train.eval")
@@ -188,20 +190,6 @@ def best_record(records: List[Dict], metric: str, direction: str) -> Optional[Di
     return best
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None   # JSON has no NaN
-    return obj
-
-
 # -- the evaluator ----------------------------------------------------------------------------
 class PeriodicEval:
     """Owned by the Trainer: `due()` after each step, `run()` right after a checkpoint save."""
@@ -237,6 +225,8 @@ class PeriodicEval:
         self._reals: Dict[int, tuple] = {}
         self._train_sample: Dict[int, np.ndarray] = {}
         self._extractor = None
+        from facegan.metrics.cache import RealMemo
+        self.real_memo = RealMemo()   # SWD's real side, computed once per run (not in the npz cache)
         self.skipped: Dict[str, str] = {}
         self.seconds = 0.0
         self.started = time.monotonic()
@@ -352,7 +342,7 @@ class PeriodicEval:
             results = dict(M.evaluate(requests, gen, reals, num_images=e.num_images,
                                       extractor=extractor or FALLBACK_EXTRACTOR,
                                       cache_dir=self.cache_dir, real_cache_key=key, progress=False,
-                                      seed=e.seed))
+                                      seed=e.seed, real_memo=self.real_memo))
         if self.attributes and "attribute_control" not in self.skipped:
             control = self._attribute_control(sample)
             results["protocols"] = {**results.get("protocols", {}), **control.pop("protocols")}
@@ -417,9 +407,9 @@ class PeriodicEval:
                 path = self.best_manager.save(checkpoint_number=int(step))
                 record["checkpoint"] = path
                 with tf.io.gfile.GFile(os.path.join(self.best_dir, BEST_FILE), "w") as f:
-                    f.write(json.dumps(_jsonable(record), indent=2, sort_keys=True))
+                    f.write(json.dumps(jsonable(record, nan_as_null=True), indent=2, sort_keys=True))
                 self.best = record
-        record = _jsonable(record)
+        record = jsonable(record, nan_as_null=True)   # JSON has no NaN
         _append_record(self.path, record)
         self.records.append(record)
         self.last_images = int(images_shown)

@@ -28,6 +28,7 @@ import numpy as np
 from facegan.components.gan_evaluator import blessing
 from facegan import examples_io, schema
 from facegan.images import save_grid
+from facegan.jsonable import jsonable
 
 METRICS_FILE = "metrics.json"
 DECISION_FILE = "decision.json"
@@ -151,20 +152,6 @@ def headline_scalars(results: Dict[str, Any]) -> Dict[str, float]:
         out.update({f"memorization/{k}": float(mem[k]) for k in _MEMORIZATION_SCORES
                     if isinstance(mem.get(k), (int, float)) and math.isfinite(float(mem[k]))})
     return out
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
 
 
 # -- metrics ----------------------------------------------------------------------------------
@@ -341,10 +328,10 @@ def write_report(out_dir: str, report: Dict[str, Any], decision: blessing.Decisi
     results, baseline_results = report["results"], report["baseline_results"]
     files["metrics"] = os.path.join(out_dir, METRICS_FILE)
     with open(files["metrics"], "w") as f:
-        json.dump(_jsonable(report), f, indent=2, sort_keys=True)
+        json.dump(jsonable(report), f, indent=2, sort_keys=True)
     files["decision"] = os.path.join(out_dir, DECISION_FILE)
     with open(files["decision"], "w") as f:
-        json.dump(_jsonable(decision.to_dict()), f, indent=2)
+        json.dump(jsonable(decision.to_dict()), f, indent=2)
     scalars = headline_scalars(results)
     if log_dir:
         files["tensorboard"] = write_tensorboard(log_dir, scalars, files.get("sample_grid"), decision, steps)
