@@ -263,6 +263,28 @@ def diff_fields(a: Dict[str, Any], b: Dict[str, Any], prefix: str = "") -> List[
     return out
 
 
+def run_differences(stored: Dict[str, Any], current: Dict[str, Any], config_defaults: Dict[str, Any]) -> List[str]:
+    """The fields where a run made earlier (`stored`: its study_run.json `covers`) differs from the
+    request (`current`). A config field the stored run does not have (added to the config since)
+    counts only when the request moves it off its default: a new field's default keeps the behaviour
+    from before it existed, so older runs stay resumable and reportable."""
+    stored, current = json.loads(json.dumps(stored)), json.loads(json.dumps(current))  # tuples == lists
+
+    def get(d, dotted):
+        for k in dotted.split("."):
+            if not isinstance(d, dict) or k not in d:
+                return _MISSING
+            d = d[k]
+        return d
+
+    defaults = {"config": json.loads(json.dumps(config_defaults))}
+    return [name for name in diff_fields(stored, current)
+            if not (get(stored, name) is _MISSING and get(current, name) == get(defaults, name))]
+
+
+_MISSING = object()
+
+
 # -- records -----------------------------------------------------------------------------------
 def read_records(path: str) -> List[Dict[str, Any]]:
     """The records of a metrics.jsonl (a torn last line from a kill is skipped)."""

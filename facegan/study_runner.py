@@ -89,9 +89,12 @@ def run_one(row, seed: int, cfg, protocol, data: str, budget: int, run_dir: str,
     fp, covers = S.fingerprint(cfg.to_dict(), protocol)
     started = S._read_json(os.path.join(run_dir, "study_run.json"))
     if started is not None and started.get("fingerprint") != fp:
-        diff = S.diff_fields(started.get("covers", {}), covers)
-        raise S.StudyError(f"row {row.name} seed {seed}: {run_dir} holds a run with a different config or "
-                           f"protocol ({', '.join(diff) or 'fingerprint'}); use another --work-dir or delete it")
+        from facegan.trainer.config import Config
+        diff = S.run_differences(started.get("covers", {}), covers, Config().to_dict())
+        if diff or "covers" not in started:
+            raise S.StudyError(f"row {row.name} seed {seed}: {run_dir} holds a run with a different config or "
+                               f"protocol ({', '.join(diff) or 'fingerprint'}); use another --work-dir or delete it")
+        fp = started["fingerprint"]   # the same run, made before config fields that sit at their defaults
     done = S._read_json(os.path.join(run_dir, S.DONE_FILE))
     if done is not None and int(done["images_shown"]) >= budget:
         log(f"study [{clock.index}/{clock.jobs}] {row.name} seed {seed}: finished earlier "

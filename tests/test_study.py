@@ -200,3 +200,18 @@ def test_conditional_row_trains_a_conditional_dcgan_against_its_unconditional_tw
     # same budget and training settings as the twin apart from conditioning
     assert (cfg.optim, cfg.run.steps, cfg.network.resolution) == (twin.optim, twin.run.steps, twin.network.resolution)
     assert ("attribute_control", "attribute control ↑") in S.COLUMNS
+
+
+def test_run_differences_ignores_config_fields_added_since_at_their_defaults():
+    """A run made before a config field existed stays resumable while the request leaves that field at
+    its default; moving it off the default, or changing an existing field, is a difference."""
+    defaults = {"data": {"synthetic": "", "synthetic_ratio": 0.0}, "optim": {"lr": 2e-4}}
+    stored = {"config": {"optim": {"lr": 2e-4}}, "protocol": {"metrics": ["swd", "ms_ssim"]}}
+    current = {"config": {"optim": {"lr": 2e-4}, "data": {"synthetic": "", "synthetic_ratio": 0.0}},
+               "protocol": {"metrics": ("swd", "ms_ssim")}}            # a tuple in memory, a list on disk
+    assert S.run_differences(stored, current, defaults) == []
+    moved = {**current, "config": {**current["config"], "data": {"synthetic": "", "synthetic_ratio": 0.5}}}
+    assert S.run_differences(stored, moved, defaults) == ["config.data"]   # a section the old run lacks
+    changed = {**current, "config": {**current["config"], "optim": {"lr": 1e-4}}}
+    assert S.run_differences(stored, changed, defaults) == ["config.optim.lr"]
+    assert S.run_differences(stored, {**current, "protocol": {"metrics": ["swd"]}}, defaults) == ["protocol.metrics"]
