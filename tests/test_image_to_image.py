@@ -391,3 +391,70 @@ def test_cyclegan_trains_and_exports_both_directions(tmp_path):
     with pytest.raises(ValueError, match="both need some"):
         train_lib.train(cfg.override({"network.domain_attribute": "smiling"}), str(tmp_path / "ex"),
                         str(tmp_path / "run2"), progress=False).steps
+
+
+# -- CycleGAN target-attribute rate -----------------------------------------------------------------
+def _domain_examples(root, n_per_domain=12, seed=0):
+    """Domain A (attr/eyeglasses 0): dark noisy images (values 10..60); B (1): their negatives
+    (195..245), so `255 - x` maps A onto B's distribution. Same images in both splits."""
+    rng = np.random.default_rng(seed)
+    dark = rng.integers(10, 61, (n_per_domain, RES, RES, 3)).astype(np.uint8)
+    bright = (255 - rng.integers(10, 61, (n_per_domain, RES, RES, 3))).astype(np.uint8)
+    ex = [examples_io.make_example(im, sha256=f"{d}{k}", attrs={"eyeglasses": d})
+          for d, ims in ((0, dark), (1, bright)) for k, im in enumerate(ims)]
+    for split in (schema.TRAIN_SPLIT, schema.EVAL_SPLIT):
+        examples_io.write_examples(os.path.join(examples_io.split_dir(root, split), "d.gz"), ex)
+    return root
+
+
+def test_target_attribute_rate_on_a_hand_case(tmp_path):
+    """a_to_b inverts (dark A -> bright, B's attribute), b_to_a is the identity (bright B stays bright:
+    never A's attribute); a classifier reading 'bright' as the attribute: rates 1 and 0, mean 0.5; the
+    untranslated inputs never carry the target's value (0, 0); real targets always do (1, 1)."""
+    from facegan.metrics.paired import evaluate_cycle
+    root = _domain_examples(str(tmp_path / "ex"))
+    translate = lambda x, d: 255 - x if d == "a_to_b" else x   # noqa: E731
+    bright = lambda x: x.reshape(len(x), -1).mean(1) > 127     # noqa: E731
+    out = evaluate_cycle(translate, root, "eyeglasses", batch_size=5, has_attribute=bright)
+    assert out["target_attribute_rate"] == {"avg": 0.5, "a_to_b": 1.0, "b_to_a": 0.0}
+    for d in ("a_to_b", "b_to_a"):
+        assert (out[d]["input_attribute_rate"], out[d]["target_domain_rate"]) == (0.0, 1.0)
+    # swapping the directions' behaviour swaps the rates
+    out = evaluate_cycle(lambda x, d: x if d == "a_to_b" else 255 - x, root, "eyeglasses", has_attribute=bright)
+    assert out["target_attribute_rate"] == {"avg": 0.5, "a_to_b": 0.0, "b_to_a": 1.0}
+    assert "target_attribute_rate" not in evaluate_cycle(translate, root, "eyeglasses")   # no classifier: no rate
+
+
+def test_evaluator_gates_a_cyclegan_on_the_target_attribute_rate(tmp_path, monkeypatch):
+    """facegan evaluate's path with the real attribute classifier (metrics/attributes.py, few steps on an
+    easy split it must classify perfectly): the hand case above gives 0.5; rules gate on it."""
+    import tensorflow as tf
+    from facegan.components.gan_evaluator.evaluate_lib import evaluate_model
+    from facegan.generator import IMAGE_TO_IMAGE, export_generator
+    from facegan.metrics import attributes as A
+    monkeypatch.setattr(A, "DEFAULT_STEPS", 80)
+    root = _domain_examples(str(tmp_path / "ex"), n_per_domain=32)
+    net = lambda f: tf.keras.Sequential([tf.keras.Input([RES, RES, 3]), tf.keras.layers.Lambda(f)])  # noqa: E731
+    export_generator({"a_to_b": net(lambda x: -x), "b_to_a": net(lambda x: x)}, str(tmp_path / "m"),
+                     kind=IMAGE_TO_IMAGE, metadata={"domains": {"attribute": "eyeglasses"}})
+    kw = dict(metrics="swd", cache_dir=str(tmp_path / "cache"), log=lambda *_: None)
+    ev = evaluate_model(str(tmp_path / "m"), root, str(tmp_path / "e1"),
+                        thresholds={"target_attribute_rate": {"min": 0.6}}, **kw)
+    rate = ev.results["target_attribute_rate"]
+    assert rate["classifier_accuracy"] == 1.0 and rate["classifier_cache"] == "miss"
+    assert (rate["avg"], rate["a_to_b"], rate["b_to_a"]) == (0.5, 1.0, 0.0)
+    assert ev.results["directions"]["a_to_b"]["input_attribute_rate"] == 0.0
+    assert [(r.rule, r.passed) for r in ev.decision.rules if "target_attribute_rate" in r.rule] == \
+        [("target_attribute_rate >= 0.6", False)] and not ev.decision.blessed
+    ev = evaluate_model(str(tmp_path / "m"), root, str(tmp_path / "e2"),
+                        thresholds={"target_attribute_rate": {"min": 0.4}}, **kw)
+    assert ev.results["target_attribute_rate"]["classifier_cache"] == "hit" and ev.decision.blessed
+    # asked for only through `metrics`, without a rule: computed, nothing gated
+    ev = evaluate_model(str(tmp_path / "m"), root, str(tmp_path / "e3"), **dict(kw, metrics="target_attribute_rate"))
+    assert ev.results["target_attribute_rate"]["avg"] == 0.5
+    # not asked for: not computed (no classifier is trained)
+    assert "target_attribute_rate" not in evaluate_model(str(tmp_path / "m"), root, str(tmp_path / "e4"), **kw).results
+    # a one-direction model cannot have it
+    export_generator(net(lambda x: x), str(tmp_path / "one"), kind=IMAGE_TO_IMAGE)
+    with pytest.raises(ValueError, match="two-direction"):
+        evaluate_model(str(tmp_path / "one"), root, str(tmp_path / "e5"), **dict(kw, metrics="target_attribute_rate"))
