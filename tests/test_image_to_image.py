@@ -1,5 +1,6 @@
 """Image-to-image (issue 12), unit level: paired transforms, networks, losses, the pix2pix step on
 the one training loop, export through the contract's image_to_image kind. Tiny widths, 32 px."""
+import dataclasses
 import json
 import math
 import os
@@ -233,7 +234,18 @@ def test_paired_dataset_is_input_then_target(tmp_path):
         data_lib.train_dataset(data_lib.resolve_files(plain), RES, 2, input_key=schema.INPUT_IMAGE)
 
 
-def test_pix2pix_trains_on_the_loop_and_exports_the_contract(tmp_path):
+def _count_calls(monkeypatch, module, name):
+    """Wrap module.name to count its calls; returns the one-element counter list."""
+    calls, real = [0], getattr(module, name)
+
+    def counted(*a, **kw):
+        calls[0] += 1
+        return real(*a, **kw)
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_pix2pix_trains_on_the_loop_and_exports_the_contract(tmp_path, monkeypatch):
     from facegan.generator import load_generator
     from facegan.generator.ops import from_uint8, to_uint8
     from facegan.trainer import config, train_lib
@@ -258,6 +270,11 @@ def test_pix2pix_trains_on_the_loop_and_exports_the_contract(tmp_path):
     np.testing.assert_array_equal(g.translate(x), want)
     with pytest.raises(ValueError, match="images must be uint8"):     # the loader's check (the
         g.translate(x[:, :16, :16])                                      # graph's: contract tests)
+    # a multi-worker chief exports a copy rebuilt outside the strategy: the same translation
+    built = _count_calls(monkeypatch, train_lib, "build_networks")
+    g2 = load_generator(train_lib.export(dataclasses.replace(res2, workers=2), str(tmp_path / "export_mw")))
+    assert built == [1]
+    np.testing.assert_array_equal(g2.translate(x), want)
 
 
 # -- paired evaluation (metrics/paired.py, the evaluator, the blessing) ----------------------------
@@ -354,7 +371,7 @@ def test_linear_lr_decay():
     assert linear_decay(150, 200, 1.0) == 1.0
 
 
-def test_cyclegan_trains_and_exports_both_directions(tmp_path):
+def test_cyclegan_trains_and_exports_both_directions(tmp_path, monkeypatch):
     from facegan.generator import load_generator
     from facegan.generator.ops import from_uint8, to_uint8
     from facegan.trainer import config, train_lib
@@ -377,6 +394,13 @@ def test_cyclegan_trains_and_exports_both_directions(tmp_path):
     x = rng.integers(0, 256, (2, RES, RES, 3), dtype=np.uint8)
     for d, net in (("a_to_b", res.gan.G), ("b_to_a", res.gan.F)):
         np.testing.assert_array_equal(g.translate(x, d), to_uint8(net(from_uint8(x), training=False)).numpy())
+    # the multi-worker chief's path (MultiWorkerMirroredStrategy variables cannot be saved): both
+    # directions rebuilt outside the strategy with their own weights, same outputs
+    built = _count_calls(monkeypatch, train_lib, "build_networks")
+    g2 = load_generator(train_lib.export(dataclasses.replace(res, workers=2), str(tmp_path / "export_mw")))
+    assert built == [1] and g2.directions == ["a_to_b", "b_to_a"]
+    for d in g2.directions:
+        np.testing.assert_array_equal(g2.translate(x, d), g.translate(x, d))
     # facegan evaluate on a CycleGAN: the eval split's domains, SWD per direction, cycle error
     from facegan.components.gan_evaluator.evaluate_lib import evaluate_model
     ev = evaluate_model(out, str(tmp_path / "ex"), str(tmp_path / "eval"), thresholds={"swd": {"max": 1e6}},
