@@ -482,3 +482,39 @@ def test_evaluator_gates_a_cyclegan_on_the_target_attribute_rate(tmp_path, monke
     export_generator(net(lambda x: x), str(tmp_path / "one"), kind=IMAGE_TO_IMAGE)
     with pytest.raises(ValueError, match="two-direction"):
         evaluate_model(str(tmp_path / "one"), root, str(tmp_path / "e5"), **dict(kw, metrics="target_attribute_rate"))
+
+
+POOL_REPLICA_BODY = """
+res = {}
+for n in (1, 2):
+    strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(n)])
+    res[n] = train_lib.train(cfg, uri, f"{out}/r{n}", progress=False, strategy=strategy)
+pools = {n: [r.gan.pool_b.images.numpy(), r.gan.pool_a.images.numpy()] for n, r in res.items()}
+print(json.dumps({"replicas": [res[1].replicas, res[2].replicas],
+                  "counts": [int(res[n].gan.pool_b.count.numpy()) for n in (1, 2)],
+                  "filled": float(np.abs(pools[1][0]).max()),
+                  "max_pool_diff": max(float(np.abs(a - b).max()) for a, b in zip(pools[1], pools[2]))}))
+"""
+
+
+def test_history_pool_is_global_one_vs_two_replicas(tmp_path):
+    """Two replicas (global batch 2) keep the same pool as one process: the global batch's fakes in
+    batch order with the same draws. A per-replica pool would hold each replica's own images."""
+    import sys
+    sys.path.insert(0, os.path.dirname(__file__))
+    from train_testlib import REPLICA_PRELUDE
+    import subprocess
+    uri = examples_io.write_synthetic_examples(str(tmp_path / "ex"), n_train=8, n_eval=2, resolution=16,
+                                               attributes=("eyeglasses",))
+    overrides = {"network.resolution": 16, "network.filters": 4, "network.resnet_blocks": 1, "network.max_filters": 8,
+                 "optim.batch_size": 2, "tricks.history_pool": 3, "run.steps": 4, "run.checkpoint_every": 100,
+                 "run.image_every": 100, "run.log_every": 1, "run.mixed_precision": "float32"}
+    script = REPLICA_PRELUDE + f"cfg = get_preset('smoke_cyclegan', {overrides!r})\n" + POOL_REPLICA_BODY
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", script, uri, str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=600, cwd=repo, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["replicas"] == [1, 2] and out["counts"] == [3, 3]     # 4 steps x 2 fakes: full, swapping
+    assert out["filled"] > 0.0
+    assert out["max_pool_diff"] < 1e-4
