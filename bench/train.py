@@ -31,7 +31,11 @@ R1/path length, ADA) with and without ADA (tricks.augment.mode none), alternatin
 plain DCGAN baseline measured in the same run; warmup >= 5 so the three lazy phases (R1 + path
 length, none, path length) are traced before timing.
 
-    python bench/train.py [--steps 6] [--warmup 2] [--images 512] [--archs dcgan,hdcgan,facegan,progan]
+- `pix2pix` (issue 12, `--archs ...,pix2pix`): the same figures for pix2pix at 64x64 (preset
+  widths, batch 64) on paired Examples of the same faces (input `lowres:factor=4`), beside the
+  DCGAN rows; `machine.auto_precision` says which of its two precisions `auto` picks here.
+
+    python bench/train.py [--steps 6] [--warmup 2] [--images 512] [--archs dcgan,hdcgan,facegan,progan,pix2pix]
                           [--precision-only]
     python bench/train.py --stylegan [--steps 8] [--warmup 5]
 """
@@ -57,7 +61,12 @@ ARCH_PRESETS = {
     # step is 2.4 TFLOP, 4x this).
     "progan": ("progan", {"network.start_resolution": 64, "network.filters": 64, "network.max_filters": 64,
                           "network.batch_sizes": {}}),
+    # issue 12: pix2pix at its preset widths (U-Net 64..512, PatchGAN) at the common batch of 64 (the
+    # paper's batch 1 would time the per-step overhead, not the networks), on 4x super-resolution
+    # pairs derived from the same faces (`lowres:factor=4`, components/image_example_gen/paired.py).
+    "pix2pix": ("pix2pix", {}),
 }
+PAIRED_SPEC = "lowres:factor=4"    # the pix2pix row's paired transform
 PRECISIONS = ("float32", "mixed_bfloat16")
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 
@@ -87,7 +96,8 @@ def step_flops(cfg, run_dir) -> dict:
     trainer = train_lib.Trainer(cfg.override({"run.mixed_precision": "float32", "eval.every_images": 0}), None, run_dir, steps=0,
                                 synthetic=True, progress=False, strategy=tf.distribute.get_strategy())
     n = trainer.gan.global_batch_size * cfg.tricks.d_steps
-    spec = (tf.TensorSpec([n, RES, RES, 3], tf.float32), tf.TensorSpec([2], tf.int64))
+    channels = 6 if trainer.gan.input_kind == "pairs" else 3    # image-to-image: input + target
+    spec = (tf.TensorSpec([n, RES, RES, channels], tf.float32), tf.TensorSpec([2], tf.int64))
     graph = tf.function(trainer.gan.train_step, autograph=False).get_concrete_function(spec).graph
     by_type = {}
     for op in graph.get_operations():
@@ -130,16 +140,22 @@ def faces_dir():
     return d
 
 
-def make_examples(uri, n):
+def make_examples(uri, n, paired=""):
+    """`n` faces at RES in a temporary Examples artifact; `paired` (a paired.py spec) adds each
+    face's derived input (`input_image`, `pair/*`) as ingestion's `--paired` does."""
     import numpy as np
+    import tensorflow as tf
     from PIL import Image
     from facegan import examples_io
+    from facegan.components.image_example_gen import paired as P
     d = faces_dir()
     exs = []
     for name in sorted(os.listdir(d))[:n]:
         with Image.open(os.path.join(d, name)) as im:
-            exs.append(examples_io.make_example(np.asarray(im.convert("RGB").resize((RES, RES), Image.BOX)),
-                                                source=name))
+            img = np.asarray(im.convert("RGB").resize((RES, RES), Image.BOX))
+        feats = examples_io.schema_features(img, source=name)
+        feats.update(P.features(P.apply(img, paired) if paired else None))
+        exs.append(tf.train.Example.FromString(examples_io.encode_example(feats)))
     examples_io.write_examples(os.path.join(examples_io.split_dir(uri, "train"), "data-00000-of-00001.gz"), exs)
     return uri
 
@@ -246,7 +262,7 @@ def main():
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--images", type=int, default=512)
-    ap.add_argument("--archs", default="dcgan,hdcgan,facegan,progan")
+    ap.add_argument("--archs", default="dcgan,hdcgan,facegan,progan,pix2pix")
     ap.add_argument("--stylegan", action="store_true", help="measure stylegan2_small with/without ADA instead")
     ap.add_argument("--precision-only", action="store_true",
                     help="only the per-architecture float32 vs bf16 figures (no plain keras reference)")
@@ -260,6 +276,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="facegan_bench_train_")
     try:
         data = make_examples(os.path.join(tmp, "examples"), args.images)
+        arch_names = args.archs.split(",")
+        pairs = make_examples(os.path.join(tmp, "pairs"), args.images, PAIRED_SPEC) \
+            if "pix2pix" in arch_names else None
         if args.stylegan:
             print(json.dumps({"machine": machine.cpu_info(), **bench_stylegan(data, tmp, args.warmup, args.steps)},
                              indent=2))
@@ -270,7 +289,7 @@ def main():
                "machine": dict(machine.cpu_info(), bf16_units=machine.bf16_units(machine.cpu_flags()),
                                auto_precision=auto[0], auto_reason=auto[1]),
                "xla": False, "library": {}}
-        archs = {a: get_preset(ARCH_PRESETS[a][0], dict(base, **ARCH_PRESETS[a][1])) for a in args.archs.split(",")}
+        archs = {a: get_preset(ARCH_PRESETS[a][0], dict(base, **ARCH_PRESETS[a][1])) for a in arch_names}
         # FLOP counts first: tracing in a fresh process avoids a Keras/autograph clash seen when
         # progan's PixelNorm is built after other runs in the same process
         flops = {a: step_flops(cfg, os.path.join(tmp, f"flops_{a}")) for a, cfg in archs.items()}
@@ -285,11 +304,13 @@ def main():
             row = {"overrides": dict(base, **ARCH_PRESETS[arch][1]), "step_gflop": f["total"] / 1e9,
                    "step_gflop_by_op": {k: v / 1e9 for k, v in f["by_op"].items()}}
             for prec in PRECISIONS:
-                ips = bench_library(cfg.override({"run.mixed_precision": prec}), data,
+                ips = bench_library(cfg.override({"run.mixed_precision": prec}), pairs if arch == "pix2pix" else data,
                                     os.path.join(tmp, f"run_{arch}_{prec}"), args.warmup, args.steps)
                 row[prec] = {"images_per_s": ips, "gflops": ips / f["images"] * f["total"] / 1e9}
                 print(f"{arch} {prec}: {ips:.1f} images/s", file=sys.stderr)
             row["ratio_bfloat16_vs_float32"] = row["mixed_bfloat16"]["images_per_s"] / row["float32"]["images_per_s"]
+            if arch == "pix2pix":
+                row["paired"] = PAIRED_SPEC
             out["library"][arch] = row
         # the rates again at the end (load drifts); each figure is compared to the better of the two
         rates_end = measure_rates()
@@ -321,6 +342,11 @@ def main():
         out["ratio_library_vs_plain_float32"] = lib / plain
         out["ratio_bfloat16_vs_plain_float32"] = bf16_ips / plain
         out["ratio_real_vs_synthetic_input"] = lib / out["dcgan_synthetic_images_per_s"]
+        if "pix2pix" in out["library"]:
+            p2p = out["library"]["pix2pix"]
+            p2p["ratio_vs_library_dcgan"] = {prec: p2p[prec]["images_per_s"] / out["library"]["dcgan"][prec]["images_per_s"]
+                                             for prec in PRECISIONS if "dcgan" in out["library"]}
+            p2p["ratio_float32_vs_plain_dcgan_float32"] = p2p["float32"]["images_per_s"] / plain
         out["goals"] = {"library_vs_plain": ">= 0.95", "bfloat16_vs_plain": ">= 1.3",
                         "real_vs_synthetic": ">= 0.95",
                         "bfloat16_vs_float32_per_arch": ">= 3.5 on AMX (bf16 is native only with "

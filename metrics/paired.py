@@ -191,13 +191,29 @@ def domain_batches(examples_uri: str, attribute: str, value: int, split: str = s
         yield np.stack([tf.io.decode_png(b, channels=3).numpy() for b in e[schema.IMAGE].numpy()])
 
 
+def attribute_rate(has_attribute: Callable[[np.ndarray], np.ndarray], images: np.ndarray, value: int,
+                   batch_size: int = 64) -> float:
+    """Share of `images` that `has_attribute` (uint8 [N, R, R, 3] -> bool [N]) reads as `value` (0/1)."""
+    got = np.concatenate([np.asarray(has_attribute(images[i:i + batch_size])).reshape(-1) >= 0.5
+                          for i in range(0, len(images), batch_size)])
+    return float(np.mean(got == bool(value)))
+
+
 def evaluate_cycle(translate: Callable[[np.ndarray, str], np.ndarray], examples_uri: str, attribute: str, *,
                    split: str = schema.EVAL_SPLIT, num_images: Optional[int] = None, batch_size: int = 32,
-                   seed: int = 0, keep: int = 0) -> Dict:
+                   seed: int = 0, keep: int = 0,
+                   has_attribute: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Dict:
     """CycleGAN on held-out unpaired domains (A: attr 0, B: attr 1), per direction: SWD of the
     translated images vs the target domain's real images (`swd`), the same for the untranslated
     inputs (`swd_input`: what translating must improve on), and the cycle reconstruction error
-    (`cycle_l1`: mean |back(forward(x)) - x|, uint8 units). `translate(images, direction)`."""
+    (`cycle_l1`: mean |back(forward(x)) - x|, uint8 units). `translate(images, direction)`.
+
+    With `has_attribute` (an attribute classifier: uint8 images -> bool [N], e.g. metrics/attributes.py's
+    trained on the same Examples), per direction also the rate at which the translations carry the
+    TARGET domain's attribute value (`target_attribute_rate`: a_to_b outputs read as 1, b_to_a as 0),
+    the same rate for the untranslated inputs (`input_attribute_rate`, what translating must raise)
+    and for the real target-domain images (`target_domain_rate`: the classifier's own ceiling), and
+    at the top level `target_attribute_rate` = {"avg": mean of the two directions, per direction}."""
     from facegan.metrics.swd import swd_of_images
     out, samples = {}, {}
     for direction, back, src, dst in (("a_to_b", "b_to_a", 0, 1), ("b_to_a", "a_to_b", 1, 0)):
@@ -211,7 +227,14 @@ def evaluate_cycle(translate: Callable[[np.ndarray, str], np.ndarray], examples_
                               for i in range(0, len(fx), batch_size)])
         out[direction] = {"swd": swd_of_images(fx, y, seed)["avg"], "swd_input": swd_of_images(x, y, seed)["avg"],
                           "cycle_l1": float(np.mean(l1(rec, x))), "num_inputs": int(len(x)), "num_targets": int(len(y))}
+        if has_attribute is not None:
+            out[direction].update({name: attribute_rate(has_attribute, imgs, dst, batch_size) for name, imgs in
+                                   (("target_attribute_rate", fx), ("input_attribute_rate", x),
+                                    ("target_domain_rate", y))})
         samples[direction] = (x[:keep], fx[:keep], rec[:keep])
+    if has_attribute is not None:
+        rates = {d: out[d]["target_attribute_rate"] for d in ("a_to_b", "b_to_a")}
+        out["target_attribute_rate"] = {"avg": float(np.mean(list(rates.values()))), **rates}
     if keep:
         out["samples"] = samples
     return out
@@ -221,9 +244,20 @@ class PairedOnly(Metric):
     """The registry's implementation entry for l1 / psnr / ssim: they compare a translation with its
     held-out target, so only `evaluate_paired` (image-to-image generators) computes them."""
 
+    needs_what = "compares image-to-image outputs with held-out targets"
+    computed_by = "metrics.paired.evaluate_paired"
+
     def accumulator(self, n, role, seed=0):
-        raise ValueError(f"metric {self.name!r} compares image-to-image outputs with held-out targets; "
+        raise ValueError(f"metric {self.name!r} {self.needs_what}; "
                          f"`facegan evaluate` computes it for image_to_image generators only")
 
     def compute(self, generated, real, seed=0):
-        raise ValueError(f"metric {self.name!r} is computed by metrics.paired.evaluate_paired")
+        raise ValueError(f"metric {self.name!r} is computed by {self.computed_by}")
+
+
+class CycleOnly(PairedOnly):
+    """The registry's entry for `target_attribute_rate`: it reads CycleGAN translations of the eval
+    split's two attribute domains, so only `evaluate_cycle` (with a classifier) computes it."""
+
+    needs_what = "reads two-direction (CycleGAN) translations of the eval split's attribute domains"
+    computed_by = "metrics.paired.evaluate_cycle (has_attribute=...)"

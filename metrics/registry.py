@@ -298,3 +298,9 @@ for _name, _dir, _what in (("l1", LOWER, "mean |output - target|, uint8 units"),
     register_metric(MetricSpec(_name, "facegan.metrics.paired:PairedOnly", _dir, None, "images", _BOUNDS | _GAIN,
                                10_000, unit="pairs", description=f"image-to-image: {_what}"))
 del _name, _dir, _what
+# CycleGAN with attribute domains: the share of a->b translations the attribute classifier of
+# metrics/attributes.py reads as domain b (and b->a as a), mean of both directions.
+register_metric(MetricSpec(
+    "target_attribute_rate", "facegan.metrics.paired:CycleOnly", HIGHER, "avg", "images", _BOUNDS, 1_000,
+    needs_real=False, cacheable=False,
+    description="CycleGAN: share of translations an attribute classifier reads as the target domain"))

@@ -43,7 +43,7 @@ def _check_ingest_options(component_cls, options: Dict[str, Any]) -> None:
 def trainer_config(preset: str, overrides: Optional[Dict[str, Any]], resolution: Optional[int]) -> Dict[str, Any]:
     """Validated preset + dotted overrides (resolution folded in as network.resolution)."""
     from facegan.trainer.config import get_preset
-    from facegan.trainer.registry import stage_resolutions
+    from facegan.trainer.registry import architecture, import_by_name, stage_resolutions
     ov = dict(overrides or {})
     if resolution is not None:
         ov["network.resolution"] = int(resolution)
@@ -51,7 +51,9 @@ def trainer_config(preset: str, overrides: Optional[Dict[str, Any]], resolution:
     net = cfg.network
     # Progressive growing reads each stage's stored lower resolution (PGGAN's 2x2 box pyramid).
     extra = list(stage_resolutions(net)[:-1])
-    return {"overrides": ov, "resolution": net.resolution, "extra_resolutions": extra}
+    # image-to-image models that train on pairs (pix2pix) need ingestion's `paired` option
+    pairs = getattr(import_by_name(architecture(net.architecture).model), "input_kind", "images") == "pairs"
+    return {"overrides": ov, "resolution": net.resolution, "extra_resolutions": extra, "needs_pairs": pairs}
 
 
 def create_pipeline(*, pipeline_name: str, pipeline_root: str, data_root: str, serving_dir: str,
@@ -90,6 +92,9 @@ def create_pipeline(*, pipeline_name: str, pipeline_root: str, data_root: str, s
     if tc["extra_resolutions"] and "extra_resolutions" not in ingest:
         ingest["extra_resolutions"] = tc["extra_resolutions"]
     _check_ingest_options(ImageExampleGen, ingest)
+    if tc["needs_pairs"] and not ingest.get("paired"):
+        raise ValueError(f"preset {preset!r} trains on image-to-image pairs: pass ingest_options "
+                         "{'paired': SPEC} (e.g. 'lowres:factor=4'; see components/image_example_gen/paired.py)")
     example_gen = ImageExampleGen(input_base=data_root, resolution=res, **ingest)
 
     trainer = tfx.components.Trainer(

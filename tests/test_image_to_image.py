@@ -1,5 +1,6 @@
 """Image-to-image (issue 12), unit level: paired transforms, networks, losses, the pix2pix step on
 the one training loop, export through the contract's image_to_image kind. Tiny widths, 32 px."""
+import dataclasses
 import json
 import math
 import os
@@ -233,7 +234,18 @@ def test_paired_dataset_is_input_then_target(tmp_path):
         data_lib.train_dataset(data_lib.resolve_files(plain), RES, 2, input_key=schema.INPUT_IMAGE)
 
 
-def test_pix2pix_trains_on_the_loop_and_exports_the_contract(tmp_path):
+def _count_calls(monkeypatch, module, name):
+    """Wrap module.name to count its calls; returns the one-element counter list."""
+    calls, real = [0], getattr(module, name)
+
+    def counted(*a, **kw):
+        calls[0] += 1
+        return real(*a, **kw)
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_pix2pix_trains_on_the_loop_and_exports_the_contract(tmp_path, monkeypatch):
     from facegan.generator import load_generator
     from facegan.generator.ops import from_uint8, to_uint8
     from facegan.trainer import config, train_lib
@@ -258,6 +270,11 @@ def test_pix2pix_trains_on_the_loop_and_exports_the_contract(tmp_path):
     np.testing.assert_array_equal(g.translate(x), want)
     with pytest.raises(ValueError, match="images must be uint8"):     # the loader's check (the
         g.translate(x[:, :16, :16])                                      # graph's: contract tests)
+    # a multi-worker chief exports a copy rebuilt outside the strategy: the same translation
+    built = _count_calls(monkeypatch, train_lib, "build_networks")
+    g2 = load_generator(train_lib.export(dataclasses.replace(res2, workers=2), str(tmp_path / "export_mw")))
+    assert built == [1]
+    np.testing.assert_array_equal(g2.translate(x), want)
 
 
 # -- paired evaluation (metrics/paired.py, the evaluator, the blessing) ----------------------------
@@ -354,7 +371,7 @@ def test_linear_lr_decay():
     assert linear_decay(150, 200, 1.0) == 1.0
 
 
-def test_cyclegan_trains_and_exports_both_directions(tmp_path):
+def test_cyclegan_trains_and_exports_both_directions(tmp_path, monkeypatch):
     from facegan.generator import load_generator
     from facegan.generator.ops import from_uint8, to_uint8
     from facegan.trainer import config, train_lib
@@ -377,6 +394,13 @@ def test_cyclegan_trains_and_exports_both_directions(tmp_path):
     x = rng.integers(0, 256, (2, RES, RES, 3), dtype=np.uint8)
     for d, net in (("a_to_b", res.gan.G), ("b_to_a", res.gan.F)):
         np.testing.assert_array_equal(g.translate(x, d), to_uint8(net(from_uint8(x), training=False)).numpy())
+    # the multi-worker chief's path (MultiWorkerMirroredStrategy variables cannot be saved): both
+    # directions rebuilt outside the strategy with their own weights, same outputs
+    built = _count_calls(monkeypatch, train_lib, "build_networks")
+    g2 = load_generator(train_lib.export(dataclasses.replace(res, workers=2), str(tmp_path / "export_mw")))
+    assert built == [1] and g2.directions == ["a_to_b", "b_to_a"]
+    for d in g2.directions:
+        np.testing.assert_array_equal(g2.translate(x, d), g.translate(x, d))
     # facegan evaluate on a CycleGAN: the eval split's domains, SWD per direction, cycle error
     from facegan.components.gan_evaluator.evaluate_lib import evaluate_model
     ev = evaluate_model(out, str(tmp_path / "ex"), str(tmp_path / "eval"), thresholds={"swd": {"max": 1e6}},
@@ -391,3 +415,106 @@ def test_cyclegan_trains_and_exports_both_directions(tmp_path):
     with pytest.raises(ValueError, match="both need some"):
         train_lib.train(cfg.override({"network.domain_attribute": "smiling"}), str(tmp_path / "ex"),
                         str(tmp_path / "run2"), progress=False).steps
+
+
+# -- CycleGAN target-attribute rate -----------------------------------------------------------------
+def _domain_examples(root, n_per_domain=12, seed=0):
+    """Domain A (attr/eyeglasses 0): dark noisy images (values 10..60); B (1): their negatives
+    (195..245), so `255 - x` maps A onto B's distribution. Same images in both splits."""
+    rng = np.random.default_rng(seed)
+    dark = rng.integers(10, 61, (n_per_domain, RES, RES, 3)).astype(np.uint8)
+    bright = (255 - rng.integers(10, 61, (n_per_domain, RES, RES, 3))).astype(np.uint8)
+    ex = [examples_io.make_example(im, sha256=f"{d}{k}", attrs={"eyeglasses": d})
+          for d, ims in ((0, dark), (1, bright)) for k, im in enumerate(ims)]
+    for split in (schema.TRAIN_SPLIT, schema.EVAL_SPLIT):
+        examples_io.write_examples(os.path.join(examples_io.split_dir(root, split), "d.gz"), ex)
+    return root
+
+
+def test_target_attribute_rate_on_a_hand_case(tmp_path):
+    """a_to_b inverts (dark A -> bright, B's attribute), b_to_a is the identity (bright B stays bright:
+    never A's attribute); a classifier reading 'bright' as the attribute: rates 1 and 0, mean 0.5; the
+    untranslated inputs never carry the target's value (0, 0); real targets always do (1, 1)."""
+    from facegan.metrics.paired import evaluate_cycle
+    root = _domain_examples(str(tmp_path / "ex"))
+    translate = lambda x, d: 255 - x if d == "a_to_b" else x   # noqa: E731
+    bright = lambda x: x.reshape(len(x), -1).mean(1) > 127     # noqa: E731
+    out = evaluate_cycle(translate, root, "eyeglasses", batch_size=5, has_attribute=bright)
+    assert out["target_attribute_rate"] == {"avg": 0.5, "a_to_b": 1.0, "b_to_a": 0.0}
+    for d in ("a_to_b", "b_to_a"):
+        assert (out[d]["input_attribute_rate"], out[d]["target_domain_rate"]) == (0.0, 1.0)
+    # swapping the directions' behaviour swaps the rates
+    out = evaluate_cycle(lambda x, d: x if d == "a_to_b" else 255 - x, root, "eyeglasses", has_attribute=bright)
+    assert out["target_attribute_rate"] == {"avg": 0.5, "a_to_b": 0.0, "b_to_a": 1.0}
+    assert "target_attribute_rate" not in evaluate_cycle(translate, root, "eyeglasses")   # no classifier: no rate
+
+
+def test_evaluator_gates_a_cyclegan_on_the_target_attribute_rate(tmp_path, monkeypatch):
+    """facegan evaluate's path with the real attribute classifier (metrics/attributes.py, few steps on an
+    easy split it must classify perfectly): the hand case above gives 0.5; rules gate on it."""
+    import tensorflow as tf
+    from facegan.components.gan_evaluator.evaluate_lib import evaluate_model
+    from facegan.generator import IMAGE_TO_IMAGE, export_generator
+    from facegan.metrics import attributes as A
+    monkeypatch.setattr(A, "DEFAULT_STEPS", 80)
+    root = _domain_examples(str(tmp_path / "ex"), n_per_domain=32)
+    net = lambda f: tf.keras.Sequential([tf.keras.Input([RES, RES, 3]), tf.keras.layers.Lambda(f)])  # noqa: E731
+    export_generator({"a_to_b": net(lambda x: -x), "b_to_a": net(lambda x: x)}, str(tmp_path / "m"),
+                     kind=IMAGE_TO_IMAGE, metadata={"domains": {"attribute": "eyeglasses"}})
+    kw = dict(metrics="swd", cache_dir=str(tmp_path / "cache"), log=lambda *_: None)
+    ev = evaluate_model(str(tmp_path / "m"), root, str(tmp_path / "e1"),
+                        thresholds={"target_attribute_rate": {"min": 0.6}}, **kw)
+    rate = ev.results["target_attribute_rate"]
+    assert rate["classifier_accuracy"] == 1.0 and rate["classifier_cache"] == "miss"
+    assert (rate["avg"], rate["a_to_b"], rate["b_to_a"]) == (0.5, 1.0, 0.0)
+    assert ev.results["directions"]["a_to_b"]["input_attribute_rate"] == 0.0
+    assert [(r.rule, r.passed) for r in ev.decision.rules if "target_attribute_rate" in r.rule] == \
+        [("target_attribute_rate >= 0.6", False)] and not ev.decision.blessed
+    ev = evaluate_model(str(tmp_path / "m"), root, str(tmp_path / "e2"),
+                        thresholds={"target_attribute_rate": {"min": 0.4}}, **kw)
+    assert ev.results["target_attribute_rate"]["classifier_cache"] == "hit" and ev.decision.blessed
+    # asked for only through `metrics`, without a rule: computed, nothing gated
+    ev = evaluate_model(str(tmp_path / "m"), root, str(tmp_path / "e3"), **dict(kw, metrics="target_attribute_rate"))
+    assert ev.results["target_attribute_rate"]["avg"] == 0.5
+    # not asked for: not computed (no classifier is trained)
+    assert "target_attribute_rate" not in evaluate_model(str(tmp_path / "m"), root, str(tmp_path / "e4"), **kw).results
+    # a one-direction model cannot have it
+    export_generator(net(lambda x: x), str(tmp_path / "one"), kind=IMAGE_TO_IMAGE)
+    with pytest.raises(ValueError, match="two-direction"):
+        evaluate_model(str(tmp_path / "one"), root, str(tmp_path / "e5"), **dict(kw, metrics="target_attribute_rate"))
+
+
+POOL_REPLICA_BODY = """
+res = {}
+for n in (1, 2):
+    strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(n)])
+    res[n] = train_lib.train(cfg, uri, f"{out}/r{n}", progress=False, strategy=strategy)
+pools = {n: [r.gan.pool_b.images.numpy(), r.gan.pool_a.images.numpy()] for n, r in res.items()}
+print(json.dumps({"replicas": [res[1].replicas, res[2].replicas],
+                  "counts": [int(res[n].gan.pool_b.count.numpy()) for n in (1, 2)],
+                  "filled": float(np.abs(pools[1][0]).max()),
+                  "max_pool_diff": max(float(np.abs(a - b).max()) for a, b in zip(pools[1], pools[2]))}))
+"""
+
+
+def test_history_pool_is_global_one_vs_two_replicas(tmp_path):
+    """Two replicas (global batch 2) keep the same pool as one process: the global batch's fakes in
+    batch order with the same draws. A per-replica pool would hold each replica's own images."""
+    import sys
+    sys.path.insert(0, os.path.dirname(__file__))
+    from train_testlib import REPLICA_PRELUDE
+    import subprocess
+    uri = examples_io.write_synthetic_examples(str(tmp_path / "ex"), n_train=8, n_eval=2, resolution=16,
+                                               attributes=("eyeglasses",))
+    overrides = {"network.resolution": 16, "network.filters": 4, "network.resnet_blocks": 1, "network.max_filters": 8,
+                 "optim.batch_size": 2, "tricks.history_pool": 3, "run.steps": 4, "run.checkpoint_every": 100,
+                 "run.image_every": 100, "run.log_every": 1, "run.mixed_precision": "float32"}
+    script = REPLICA_PRELUDE + f"cfg = get_preset('smoke_cyclegan', {overrides!r})\n" + POOL_REPLICA_BODY
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", script, uri, str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=600, cwd=repo, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["replicas"] == [1, 2] and out["counts"] == [3, 3]     # 4 steps x 2 fakes: full, swapping
+    assert out["filled"] > 0.0
+    assert out["max_pool_diff"] < 1e-4

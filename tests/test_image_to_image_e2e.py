@@ -109,3 +109,21 @@ def test_cyclegan_on_real_faces_with_attribute_domains(celeba_dir, tmp_path):
     assert 0 < counts["b"] <= 10 and 0 < counts["a"] <= 14
     assert res.steps == 2 and np.isfinite(res.metrics["loss/cycle"])
     assert os.path.exists(tmp_path / "run" / "samples" / "step_0000002.png")
+
+
+def test_pipeline_passes_paired_to_the_ingestion_component(tmp_path):
+    """create_pipeline: `ingest_options={'paired': ...}` reaches ImageExampleGen's execution
+    properties; a pix2pix preset without it is refused at construction (not after ingestion)."""
+    from facegan.pipeline.pipeline import create_pipeline
+    kw = dict(pipeline_name="i2i", pipeline_root=str(tmp_path / "root"), data_root=str(tmp_path / "faces"),
+              serving_dir=str(tmp_path / "serving"), metadata_path=str(tmp_path / "m.sqlite"),
+              preset="smoke_pix2pix", train_steps=2)
+    with pytest.raises(ValueError, match="paired"):
+        create_pipeline(**kw, ingest_options={"mirror": False})
+    p = create_pipeline(**kw, ingest_options={"mirror": False, "paired": "lowres:factor=8", "paired_seed": 3})
+    (gen,) = [c for c in p.components if c.id == "ImageExampleGen"]
+    assert gen.exec_properties["paired"] == "lowres:factor=8" and gen.exec_properties["paired_seed"] == 3
+    # unpaired presets build without it, and their ingestion makes no pairs
+    p = create_pipeline(**dict(kw, preset="smoke"), ingest_options={"mirror": False})
+    (gen,) = [c for c in p.components if c.id == "ImageExampleGen"]
+    assert gen.exec_properties.get("paired") is None

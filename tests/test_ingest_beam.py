@@ -332,9 +332,15 @@ def test_cli_ingest(tmp_path, capsys):
 
 
 def test_component_in_local_dag_runner_on_real_faces(tmp_path, ffhq_dir, celeba_dir):
-    """ImageExampleGen + TFX's own StatisticsGen, LocalDagRunner, SQLite MLMD, real faces."""
+    """ImageExampleGen + TFX's own StatisticsGen, LocalDagRunner, SQLite MLMD, real faces; with
+    image-to-image pairs (`paired`, issue 12) so the component's pair path is covered too."""
     from tfx import v1 as tfx
+    from facegan.components.image_example_gen import paired as P
     from facegan.components.image_example_gen.component import ImageExampleGen
+    from facegan.images import decode_png
+
+    with pytest.raises(ValueError, match="paired"):       # refused at construction, not in Beam
+        ImageExampleGen(input_base="faces", resolution=32, paired="blur")
 
     inputs = tmp_path / "faces"
     (inputs / "ffhq").mkdir(parents=True)
@@ -344,7 +350,8 @@ def test_component_in_local_dag_runner_on_real_faces(tmp_path, ffhq_dir, celeba_
     for name in sorted(os.listdir(celeba_dir))[:60]:
         os.symlink(celeba_dir / name, inputs / "celeba" / name)
     example_gen = ImageExampleGen(input_base=str(inputs), resolution=32, crop="center",
-                                  mirror=True, extra_resolutions=[8, 16], eval_fraction=0.2)
+                                  mirror=True, extra_resolutions=[8, 16], eval_fraction=0.2,
+                                  paired="lowres:factor=4")
     stats = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     db = str(tmp_path / "mlmd.sqlite")
     pipeline = tfx.dsl.Pipeline(
@@ -364,9 +371,22 @@ def test_component_in_local_dag_runner_on_real_faces(tmp_path, ffhq_dir, celeba_
     assert props["files_seen"] == 120 and props["examples_written"] == 120
     assert props["mirrored"] == 120 and props["resolutions"] == "8,16,32"
     assert props["train_examples"] + props["eval_examples"] == 240
+    assert props["paired"] == "lowres:factor=4"
     with open(os.path.join(a.uri, schema.SUMMARY_FILE)) as f:
         summary = json.load(f)
     assert summary["invariant_holds"] and summary["rejected"] == 0
+    assert summary["paired"]["spec"] == "lowres:factor=4" and summary["paired"]["seed"] == 0
+    # every example carries its derived input: the transform of its own stored face (mirrored
+    # copies: the mirrored input), with the pair/* provenance features
+    rows = [r for split_rows in _read_examples(a.uri).values() for r in split_rows]
+    assert len(rows) == 240
+    for row in rows:
+        flip = (lambda im: im[:, ::-1]) if row[schema.MIRRORED] else (lambda im: im)
+        original = flip(decode_png(row[schema.IMAGE]))       # the face the pair was derived from
+        np.testing.assert_array_equal(decode_png(row[P.INPUT_IMAGE]), flip(P.lowres(original, 4)))
+        assert row[P.PAIR_TRANSFORM] == b"lowres"
+        assert json.loads(row[P.PAIR_PARAMS]) == {"factor": 4}
+        assert row[P.PAIR_SEED] == P.example_seed(0, original)
     for split in ("train", "eval"):
         files = os.listdir(os.path.join(a.uri, f"Split-{split}"))
         assert files and all(f.endswith(".gz") for f in files)

@@ -121,8 +121,12 @@ def history_pool_query(pool, count, images, uniform, index):
 
 
 class HistoryPool(tf.Module):
-    """A per-replica pool of past generated images (variables assigned in replica context, like the
-    EMA weights: each replica keeps its own; on one replica this is exactly the reference pool)."""
+    """A pool of past generated images, global across replicas: `CycleGAN.train_step` queries it
+    with the whole global batch's fakes (all-gathered in replica order, the order of the
+    single-process batch) and the same draws on every replica, so every replica makes the same
+    assignments (plain replica-context assigns, like the EMA weights), the pool holds the last 50
+    images of the whole run as the reference pool does at batch 1, checkpoints hold it exactly, and
+    N replicas train like one process with the same global batch."""
 
     def __init__(self, size: int, shape, name: str):
         super().__init__(name=name)
@@ -226,12 +230,13 @@ class CycleGAN(GAN):
         sums["grad_norm/g"] = self._apply(self.g_optimizer, tape, g_loss, g_vars) / n_rep
         sums.update({"loss/g": g_loss, "loss/g_adv": g_adv, "loss/cycle": cycle})
 
-        # the pools' draws: from the step key, for this replica's images
-        u = tf.random.stateless_uniform([2, a.shape[0]], seed=tf.random.experimental.stateless_fold_in(key, 600))
-        idx = tf.random.stateless_uniform([2, a.shape[0]], seed=tf.random.experimental.stateless_fold_in(key, 601),
+        # the pools' draws: from the step key, one per image of the GLOBAL batch (see HistoryPool)
+        n_global = int(a.shape[0]) * n_rep
+        u = tf.random.stateless_uniform([2, n_global], seed=tf.random.experimental.stateless_fold_in(key, 600))
+        idx = tf.random.stateless_uniform([2, n_global], seed=tf.random.experimental.stateless_fold_in(key, 601),
                                           maxval=max(1, self.pool_b.size), dtype=tf.int64) if self.pool_b.size else None
-        pooled_b = self.pool_b.query(fake_b, u[0], idx[0] if idx is not None else None)
-        pooled_a = self.pool_a.query(fake_a, u[1], idx[1] if idx is not None else None)
+        pooled_b = self._pooled(self.pool_b, fake_b, u[0], idx[0] if idx is not None else None)
+        pooled_a = self._pooled(self.pool_a, fake_a, u[1], idx[1] if idx is not None else None)
         d_vars = self.d_variables
         with tf.GradientTape() as tape:
             d_b = self._avg(self.d_loss_fn(logits(self.D, b), logits(self.D, tf.stop_gradient(pooled_b))))
@@ -241,6 +246,19 @@ class CycleGAN(GAN):
         sums.update({"loss/d": d_loss, "loss/d_a": d_a, "loss/d_b": d_b})
 
         return finish_step(self, sums)
+
+    @staticmethod
+    def _pooled(pool: HistoryPool, fakes, uniform, index):
+        """This replica's images of the pool's answer to the whole global batch (HistoryPool)."""
+        if pool.size == 0:
+            return fakes
+        ctx = tf.distribute.get_replica_context()
+        n_rep, n = ctx.num_replicas_in_sync, int(fakes.shape[0])
+        if n_rep == 1:
+            return pool.query(fakes, uniform, index)
+        everyone = tf.reshape(ctx.all_gather(fakes, axis=0), [n * n_rep, *fakes.shape[1:]])
+        answer = pool.query(everyone, uniform, index)
+        return tf.reshape(answer[ctx.replica_id_in_sync_group * n:][:n], fakes.shape)
 
     def translate(self, images, direction: str = "a_to_b"):
         g = self.export_models()[direction]

@@ -589,9 +589,11 @@ def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] 
         with tf.io.gfile.GFile(domains) as f:
             metadata.setdefault("domains", json.load(f))
     kind = registry.architecture(result.cfg.network.architecture).kind
-    if kind == "image_to_image":    # one stage; one direction, or CycleGAN's two (single worker)
-        return export_generator(result.gan.export_models(), export_dir, cfg=result.cfg, metadata=metadata,
-                                kind=kind)
+    if kind == "image_to_image":    # one stage; one direction, or CycleGAN's two
+        models = result.gan.export_models()
+        if result.workers > 1:
+            models = local_translators(result, models)
+        return export_generator(models, export_dir, cfg=result.cfg, metadata=metadata, kind=kind)
     generator = result.generator_ema
     if result.workers > 1:
         generator = local_copy(result, generator)
@@ -620,6 +622,23 @@ def local_copy(result: TrainResult, generator):
     copy = nets.stage_models(result.resolution)[0]
     copy.set_weights(generator.get_weights())
     return copy
+
+
+def local_translators(result: TrainResult, models):
+    """Image-to-image: `local_copy` for the translator(s) the model exports -- one network
+    (pix2pix), or CycleGAN's {"a_to_b": G, "b_to_a": F}, rebuilt from the config outside any
+    strategy with the trained weights (CycleNetworks names G `generator` and F `generator_ba`)."""
+    nets = build_networks(result.cfg)
+    if not isinstance(models, dict):
+        nets.generator.set_weights(models.get_weights())
+        return nets.generator
+    fresh = {"a_to_b": nets.generator, "b_to_a": getattr(nets, "generator_ba", None)}
+    unknown = sorted(set(models) - {k for k, v in fresh.items() if v is not None})
+    if unknown:
+        raise ValueError(f"multi-worker export: no network to rebuild direction(s) {unknown} into")
+    for name, model in models.items():
+        fresh[name].set_weights(model.get_weights())
+    return {name: fresh[name] for name in models}
 
 
 def release(result: TrainResult) -> None:

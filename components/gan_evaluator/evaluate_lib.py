@@ -244,7 +244,7 @@ def evaluate_model(model_dir: str, examples_uri: str, out_dir: str, *,
         from facegan.components.gan_evaluator.paired_eval import evaluate_translation
         return evaluate_translation(model_dir, examples_uri, out_dir, num_images=num_images, thresholds=thresholds,
                                     min_improvement=min_improvement, baseline_dir=baseline_dir, log_dir=log_dir,
-                                    seed=seed, batch_size=batch_size, log=log)
+                                    seed=seed, batch_size=batch_size, metrics=metrics, cache_dir=cache_dir, log=log)
 
     if num_images < 2:
         raise ValueError(f"num_images must be >= 2, got {num_images}")

@@ -5,7 +5,7 @@ Output: one standard `Examples` artifact (split_names ["train", "eval"]; `Split-
 StatisticsGen/SchemaGen/Trainer read it, plus `ingest_summary.json`, `rejections.jsonl` and
 `sample_grid.png` at the artifact root. Summary counts are also recorded as custom properties of
 the artifact in MLMD (files_seen, examples_written, duplicates, rejected, mirrored,
-train_examples, eval_examples, resolution, crop, filter).
+train_examples, eval_examples, resolution, crop, filter, paired).
 
 Caching: the driver fingerprints the input folder (names, sizes, mtimes) at run time, as TFX's
 file-based ExampleGens do, so a changed folder re-runs ingestion and an unchanged one is a
@@ -43,6 +43,8 @@ class ImageExampleGenSpec(component_spec.ComponentSpec):
         "max_rejected_fraction": ExecutionParameter(type=float),
         "background": ExecutionParameter(type=str),
         "labels": ExecutionParameter(type=str, optional=True),
+        "paired": ExecutionParameter(type=str, optional=True),
+        "paired_seed": ExecutionParameter(type=int, optional=True),
         # set by the driver at run time (driver.py), part of the cache key
         driver.FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True),
     }
@@ -70,6 +72,11 @@ class ImageExampleGen(base_beam_component.BaseBeamComponent):
       filter: resize filter (lanczos default; see transforms.py for why).
       max_pixels: decompression-bomb guard; larger images are rejected as `oversized`.
       background: "R,G,B" that alpha is composited on and `crop="none"` pads with.
+      paired: image-to-image pairs (issue 12): a paired.py transform spec, e.g. "lowres:factor=4",
+        "grayscale", "edges:threshold=32", "masked"; each example then also stores the input
+        derived from its face (`input_image`, `pair/transform`, `pair/params`, `pair/seed`), and
+        the summary and the artifact's `paired` property name the spec. "" / None: no pairs.
+      paired_seed: seed of the paired transform (only `masked` draws randomness).
     """
 
     SPEC_CLASS = ImageExampleGenSpec
@@ -85,14 +92,16 @@ class ImageExampleGen(base_beam_component.BaseBeamComponent):
                  labels: Optional[str] = None,
                  filter: str = T.DEFAULT_FILTER,  # noqa: A002 - the documented parameter name
                  max_pixels: int = T.DEFAULT_MAX_PIXELS,
-                 background: Union[str, Sequence[int]] = "255,255,255"):
+                 background: Union[str, Sequence[int]] = "255,255,255",
+                 paired: Optional[str] = None, paired_seed: int = 0):
         if not input_base:
             raise ValueError("ImageExampleGen: input_base must be a non-empty path")
         # Validate now (pipeline construction), not minutes later in the executor.
         cfg = T.IngestConfig(resolution=resolution, crop=crop, filter=filter, mirror=mirror,
                              extra_resolutions=extra_resolutions or (), eval_fraction=eval_fraction,
                              min_side=min_side, max_pixels=max_pixels, background=background,
-                             labels=labels, max_rejected_fraction=max_rejected_fraction)
+                             labels=labels, max_rejected_fraction=max_rejected_fraction,
+                             paired=paired or "", paired_seed=paired_seed)
         spec = ImageExampleGenSpec(
             input_base=str(input_base), resolution=cfg.resolution, crop=cfg.crop,
             filter=cfg.filter, mirror=int(cfg.mirror),
@@ -100,5 +109,6 @@ class ImageExampleGen(base_beam_component.BaseBeamComponent):
             eval_fraction=cfg.eval_fraction, min_side=cfg.min_side, max_pixels=cfg.max_pixels,
             max_rejected_fraction=cfg.max_rejected_fraction,
             background=",".join(str(c) for c in cfg.background), labels=cfg.labels,
+            paired=cfg.paired or None, paired_seed=int(cfg.paired_seed),
             examples=types.Channel(type=standard_artifacts.Examples))
         super().__init__(spec=spec)

@@ -30,7 +30,8 @@ def config_from_exec_properties(props: Dict[str, Any]) -> T.IngestConfig:
         max_pixels=props.get("max_pixels", T.DEFAULT_MAX_PIXELS),
         background=props.get("background") or T.DEFAULT_BACKGROUND,
         labels=props.get("labels") or None,
-        max_rejected_fraction=props.get("max_rejected_fraction", T.DEFAULT_MAX_REJECTED_FRACTION))
+        max_rejected_fraction=props.get("max_rejected_fraction", T.DEFAULT_MAX_REJECTED_FRACTION),
+        paired=props.get("paired") or "", paired_seed=int(props.get("paired_seed") or 0))
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -53,6 +54,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                             exec_properties.get("input_fingerprint") or "")
         examples.set_string_custom_property("runner", summary.get("runner", ""))
         examples.set_string_custom_property("filter", summary["filter"])
+        # image-to-image pairs (issue 12): the canonical spec, "" without pairs
+        examples.set_string_custom_property("paired", (summary.get("paired") or {}).get("spec", ""))
         examples.set_string_custom_property(
             "resolutions", ",".join(str(r) for r in summary["resolutions"]))
         logging.info("ImageExampleGen: %d files seen, %d examples written (+%d mirrored), "
