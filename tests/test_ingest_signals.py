@@ -24,7 +24,9 @@ def big_input(tmp_path_factory):
     d = tmp_path_factory.mktemp("sig") / "in"
     d.mkdir()
     rng = np.random.default_rng(0)
-    for k in range(400):
+    # enough work that the run is still going when the signal lands, also on a fast idle machine
+    # (400 files finished between the test seeing the first shard and sending the signal, under load)
+    for k in range(1200):
         Image.fromarray(rng.integers(0, 256, size=(192, 192, 3), dtype=np.uint8)).save(d / f"{k}.png")
     return str(d)
 
