@@ -72,6 +72,7 @@ class Row:
     group: str = ""
     claim: Optional[Claim] = None
     note: str = ""
+    more_claims: Tuple[Claim, ...] = ()     # further claims, listed under the table
 
 
 # ProGAN made small enough for 2 cores (the preset's 512 filters would take minutes per step; at
@@ -89,7 +90,9 @@ DEFAULT_ROWS: Tuple[Row, ...] = (
         claim=Claim("HDCGAN (Curto et al.): SELU+BN stays stable where DCGAN degrades (at higher "
                     "resolution; here 32x32)", "dcgan")),
     Row("facegan", "facegan", group="architectures",
-        claim=Claim("FaceGANs (Li et al.): faster to good faces than DCGAN", "dcgan")),
+        claim=Claim("FaceGANs (Li et al.): faster to good faces than DCGAN", "dcgan"),
+        more_claims=(Claim("FaceGANs (Li et al.): a smaller gap between G's and D's losses than DCGAN",
+                           "dcgan", "loss_gap"),)),
     Row("dcgan_lens", "dcgan_lens", group="lens",
         claim=Claim(_TAN_CLAIM + " (on DCGAN)", "dcgan")),
     Row("tan_ns_nolens", "tan", {"tricks.lens.enabled": False}, group="lens"),
@@ -343,15 +346,24 @@ def mean_spread(values: Sequence[float]) -> Tuple[float, float]:
     return sum(v) / len(v), (max(v) - min(v)) / 2.0
 
 
+# Columns that are not registry metrics: read from the run's training logs (see loss_gap).
+TRAINING_DIRECTIONS = {"loss_gap": "lower"}
+
+
 def metric_direction(name: str) -> Optional[str]:
     from facegan.metrics.registry import METRICS
+    if name in TRAINING_DIRECTIONS:
+        return TRAINING_DIRECTIONS[name]
     base = name.split(":")[0]
     return METRICS[base].direction if base in METRICS else None
 
 
-def judge(claim: Claim, row: Dict, base: Dict, kimg: float) -> Tuple[str, str]:
+def judge(claim: Claim, row: Dict, base: Dict, kimg: float,
+          pooled: Optional[Dict[str, float]] = None) -> Tuple[str, str]:
     """(measured, note) for a claim: the row's metric against the baseline's, in the registry's
-    better direction; 'inconclusive' when the gap is within the two rows' seed spreads."""
+    better direction; 'inconclusive' when the gap is within the two rows' seed spreads. When either
+    row has one seed, the yardstick is the metric's pooled seed spread (`pooled`: the largest spread
+    among rows with two or more seeds; see pooled_spreads), counted for both rows."""
     m = claim.metric
     if m not in row["metrics"] or m not in base["metrics"]:
         return "not measured", f"no {m} for both rows"
@@ -364,8 +376,15 @@ def judge(claim: Claim, row: Dict, base: Dict, kimg: float) -> Tuple[str, str]:
     better = a < b if direction == "lower" else a > b
     budget = f"at {kimg:g} kimg"
     if min(row["n"], base["n"]) < 2:
+        sp = (pooled or {}).get(m)
+        if sp is None:
+            return measured + (": better" if better else ": worse"), \
+                ("in direction" if better else "not reproduced") + f", {budget} (one seed: no spread)"
+        if abs(a - b) <= 2 * sp:
+            return measured + ": within the seed spread", \
+                f"inconclusive, {budget} (one seed; pooled seed spread {sp:.2g})"
         return measured + (": better" if better else ": worse"), \
-            ("in direction" if better else "not reproduced") + f", {budget} (one seed: no spread)"
+            ("in direction" if better else "not reproduced") + f", {budget} (one seed; pooled seed spread {sp:.2g})"
     if abs(a - b) <= sa + sb:
         return measured + ": within seed spread", f"inconclusive, {budget}"
     return measured + (": better" if better else ": worse"), ("in direction" if better else "not reproduced") + f", {budget}"
@@ -375,6 +394,43 @@ def fmt(v: Optional[float]) -> str:
     if v is None or not math.isfinite(v):
         return "—"
     return f"{v:.4g}"
+
+
+LOSS_TAGS = ("loss/g", "loss/d")
+
+
+def loss_gap(log_dir: str, tail: float = 0.25) -> Optional[float]:
+    """FaceGANs (Li et al.) report a smaller gap between G's and D's losses: the mean of
+    |loss/g - loss/d| over the last `tail` of the logged steps of a run, read from its TensorBoard
+    events with TensorBoard's own reader (None without both series). The two losses are each
+    family's own (e.g. the FaceGANs formula for `facegan`, NS-GAN for `dcgan`), as the paper
+    compares them."""
+    if not os.path.isdir(log_dir):
+        return None
+    from tensorboard.backend.event_processing import event_accumulator as ea
+    from tensorboard.util import tensor_util
+    acc = ea.EventAccumulator(log_dir, size_guidance={ea.TENSORS: 0, ea.SCALARS: 0})
+    acc.Reload()
+    tags = set(acc.Tags().get("tensors", []))
+    if not set(LOSS_TAGS) <= tags:
+        return None
+    g, d = ({e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in acc.Tensors(t)} for t in LOSS_TAGS)
+    steps = sorted(set(g) & set(d))
+    if not steps:
+        return None
+    last = steps[int(len(steps) * (1 - tail)):] or steps[-1:]
+    return sum(abs(g[s] - d[s]) for s in last) / len(last)
+
+
+def pooled_spreads(summary: Sequence[Dict[str, Any]]) -> Dict[str, float]:
+    """Per metric, the largest seed spread among rows with two or more seeds: the yardstick for
+    comparisons that involve a one-seed row (a conservative stand-in for its unknown spread)."""
+    out: Dict[str, float] = {}
+    for r in summary:
+        if r["n"] >= 2:
+            for k, m in r["metrics"].items():
+                out[k] = max(out.get(k, 0.0), m["spread"])
+    return out
 
 
 def summarize(rows: Sequence[Row], work_dir: str, seeds: Sequence[int]) -> List[Dict[str, Any]]:
@@ -392,7 +448,11 @@ def summarize(rows: Sequence[Row], work_dir: str, seeds: Sequence[int]) -> List[
             if not recs:
                 continue
             final = max(recs, key=lambda r: int(r["images_shown"]))
-            per_seed[s] = {"values": record_values(final), "images_shown": int(final["images_shown"]),
+            values = record_values(final)
+            gap = loss_gap(os.path.join(rd, "logs"))
+            if gap is not None:
+                values["loss_gap"] = gap
+            per_seed[s] = {"values": values, "images_shown": int(final["images_shown"]),
                            "num_real": {p.get("request", k): p.get("num_real") for k, p in
                                         (final.get("protocols") or {}).items() if p.get("num_real")},
                            "step": int(final["step"]), "resolution": final.get("resolution")}
@@ -409,10 +469,18 @@ def summarize(rows: Sequence[Row], work_dir: str, seeds: Sequence[int]) -> List[
                     "n": len(per_seed), "per_seed": {str(k): v for k, v in per_seed.items()},
                     "metrics": metrics, "curves": {str(k): v for k, v in curves.items()}})
     by_name = {r["row"]: r for r in out}
+    pooled = pooled_spreads(out)
     for r, row in zip(out, rows):
-        if row.claim and r["n"] and by_name.get(row.claim.baseline, {}).get("n"):
+        r["more_claims"] = []
+        for i, claim in enumerate((row.claim,) + tuple(row.more_claims)):
+            if claim is None or not r["n"] or not by_name.get(claim.baseline, {}).get("n"):
+                continue
             kimg = min(v["images_shown"] for v in r["per_seed"].values()) / 1000
-            r["measured"], r["verdict"] = judge(row.claim, r, by_name[row.claim.baseline], kimg)
+            measured, verdict = judge(claim, r, by_name[claim.baseline], kimg, pooled)
+            if i == 0:
+                r["measured"], r["verdict"] = measured, verdict
+            else:
+                r["more_claims"].append({**dataclasses.asdict(claim), "measured": measured, "verdict": verdict})
     return out
 
 
@@ -508,7 +576,7 @@ def mean_curves(summary_row: Dict[str, Any], metric: str) -> List[Tuple[float, f
 # -- the report --------------------------------------------------------------------------------
 COLUMNS = (("swd", "SWD ↓"), ("ms_ssim", "MS-SSIM"), ("ms_ssim_real", "MS-SSIM real pairs"),
            ("face_detection", "faces ↑"), ("fid", "FID ↓"), ("kid", "KID ↓"),
-           ("attribute_control", "attribute control ↑"))
+           ("attribute_control", "attribute control ↑"), ("loss_gap", "G−D loss gap ↓"))
 METRIC_TITLES = {"swd": "SWD (x1e3, lower is better)", "ms_ssim": "MS-SSIM of sample pairs (dashed: real pairs)",
                  "face_detection": "face-detection rate (higher is better)", "fid": "FID (lower is better)",
                  "kid": "KID (lower is better)"}
@@ -577,6 +645,11 @@ def write_report(summary: List[Dict[str, Any]], out_dir: str, meta: Dict[str, An
         cells += [r["claim"]["text"] if r["claim"] else "", r.get("measured", ""),
                   r.get("verdict", "") + (f"; {r['note']}" if r["note"] else "")]
         L.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    more = [(r["row"], c) for r in summary for c in r.get("more_claims", [])]
+    if more:
+        L += ["", "Further claims (same rule):", ""]
+        L += [f"- **{name}** vs {c['baseline']}: {c['text']}. Measured: {c['measured']}; {c['verdict']}."
+              for name, c in more]
     L += ["", "## Curves", ""]
     for k in METRIC_TITLES:
         if k in files:
@@ -614,9 +687,11 @@ def parse_markdown_table(md_text: str) -> List[Dict[str, str]]:
 
 
 # -- rerun comparison --------------------------------------------------------------------------
-def compare_rerun(committed_row: Dict[str, Any], seed: int, new_values: Dict[str, float]) -> List[Dict[str, Any]]:
+def compare_rerun(committed_row: Dict[str, Any], seed: int, new_values: Dict[str, float],
+                  pooled: Optional[Dict[str, float]] = None) -> List[Dict[str, Any]]:
     """Each committed metric of `seed` vs the rerun: within the row's reported spread? (A one-seed
-    row reports no spread; it is then compared within 1% of the committed value.)"""
+    row reports no spread of its own; it is then compared within the study's pooled seed spread of
+    that metric, see pooled_spreads, or within 1% of the committed value where there is none.)"""
     per_seed = committed_row["per_seed"].get(str(seed))
     if per_seed is None:
         raise StudyError(f"row {committed_row['row']!r} has no committed result for seed {seed} "
@@ -624,7 +699,7 @@ def compare_rerun(committed_row: Dict[str, Any], seed: int, new_values: Dict[str
     out = []
     for k, old in sorted(per_seed["values"].items()):
         spread = committed_row["metrics"][k]["spread"]
-        tol = spread if committed_row["metrics"][k]["n"] > 1 else 0.01 * abs(old)
+        tol = spread if committed_row["metrics"][k]["n"] > 1 else (pooled or {}).get(k, 0.01 * abs(old))
         new = new_values.get(k)
         out.append({"metric": k, "committed": old, "rerun": new, "tolerance": tol,
                     "within": new is not None and abs(new - old) <= tol + 1e-12})
@@ -838,7 +913,10 @@ def _rerun(args, rows, seed, configs, protocol, budget, work_dir, log) -> int:
     study_runner.run_one(row, seed, configs[(row.name, seed)], protocol, data, budget, rd, clock, log)
     recs = read_records(os.path.join(rd, RECORDS_FILE))
     new = record_values(max(recs, key=lambda r: int(r["images_shown"])))
-    result = compare_rerun(crow, seed, new)
+    gap = loss_gap(os.path.join(rd, "logs"))
+    if gap is not None:
+        new["loss_gap"] = gap
+    result = compare_rerun(crow, seed, new, pooled_spreads(committed["rows"]))
     for c in result:
         log(f"  {c['metric']:<16} committed {fmt(c['committed'])}  rerun {fmt(c['rerun'])}  "
             f"tolerance ±{fmt(c['tolerance'])}  {'ok' if c['within'] else 'OUTSIDE'}")

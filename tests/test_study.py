@@ -215,3 +215,39 @@ def test_run_differences_ignores_config_fields_added_since_at_their_defaults():
     changed = {**current, "config": {**current["config"], "optim": {"lr": 1e-4}}}
     assert S.run_differences(stored, changed, defaults) == ["config.optim.lr"]
     assert S.run_differences(stored, {**current, "protocol": {"metrics": ["swd"]}}, defaults) == ["protocol.metrics"]
+
+
+def test_one_seed_rows_are_judged_against_the_pooled_seed_spread():
+    """A one-seed comparison uses the largest seed spread of the rows that have two seeds, counted
+    for both rows: a gap within 2x that spread is inconclusive."""
+    summary = [dict(_row({"swd": (60.0, 3.0)}, 2), row="dcgan"), dict(_row({"swd": (40.0, 1.0)}, 2), row="b"),
+               dict(_row({"swd": (55.0, 0.0)}, 1), row="c")]
+    pooled = S.pooled_spreads(summary)
+    assert pooled == {"swd": 3.0}                          # max over the two-seed rows, not the one-seed row
+    claim = S.Claim("x", "dcgan", "swd")
+    one = _row({"swd": (55.0, 0.0)}, 1)                     # gap 5 <= 2 * 3
+    assert S.judge(claim, one, summary[0], 128, pooled)[1] == "inconclusive, at 128 kimg (one seed; pooled seed spread 3)"
+    far = _row({"swd": (50.0, 0.0)}, 1)                     # gap 10 > 6
+    assert S.judge(claim, far, summary[0], 128, pooled)[1] == "in direction, at 128 kimg (one seed; pooled seed spread 3)"
+    # the rerun of a one-seed row is held to the same pooled spread
+    committed = {"row": "c", "per_seed": {"1": {"values": {"swd": 55.0}}}, "metrics": {"swd": {"spread": 0.0, "n": 1}}}
+    assert S.compare_rerun(committed, 1, {"swd": 57.5}, pooled)[0]["within"]
+    assert not S.compare_rerun(committed, 1, {"swd": 58.5}, pooled)[0]["within"]
+    assert S.compare_rerun(committed, 1, {"swd": 55.5})[0]["tolerance"] == pytest.approx(0.55)   # no pool: 1%
+
+
+def test_loss_gap_reads_the_runs_tensorboard_events(tmp_path):
+    """FaceGANs' loss-gap column: mean |loss/g - loss/d| over the last quarter of the logged steps,
+    read back with TensorBoard's reader from events written the way the trainer writes them."""
+    tf = pytest.importorskip("tensorflow")
+    writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
+    g = [3.0, 2.0, 1.5, 1.0, 0.9, 0.8, 2.5, 2.0]
+    d = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 0.5, 1.0]
+    with writer.as_default():
+        for step, (a, b) in enumerate(zip(g, d)):
+            tf.summary.scalar("loss/g", a, step=step)
+            tf.summary.scalar("loss/d", b, step=step)
+    writer.close()
+    # last quarter of 8 steps = steps 6, 7: |2.5 - 0.5| = 2, |2.0 - 1.0| = 1 -> 1.5
+    assert S.loss_gap(str(tmp_path / "logs")) == pytest.approx(1.5)
+    assert S.loss_gap(str(tmp_path / "missing")) is None
