@@ -83,6 +83,12 @@ def labelled_dataset(examples_uri: str, split: str, names: Sequence[str], batch_
 
 def build_classifier(resolution: int, num_attributes: int, seed: int = 0):
     """uint8 images -> attribute logits [N, A] (see the module docstring)."""
+    from facegan.metrics.features import float32_policy
+    with float32_policy():
+        return _build_classifier(resolution, num_attributes, seed)
+
+
+def _build_classifier(resolution: int, num_attributes: int, seed: int):
     import tensorflow as tf
     tf.keras.utils.set_random_seed(seed)
     x = inp = tf.keras.Input((resolution, resolution, 3), dtype=tf.uint8, name="images")

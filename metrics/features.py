@@ -45,6 +45,7 @@ not IS (no classifier head), which is refused with its own message.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -397,6 +398,21 @@ PATH_KINDS = {".h5": "inception", ".pb": "inception2015"}
 EXTRACTOR_NAMES = tuple(n for n in EXTRACTORS if n != "inception2015")
 
 
+@contextlib.contextmanager
+def float32_policy():
+    """Build metric networks in float32 whatever the global Keras mixed-precision policy: a training
+    run under `run.mixed_precision: auto` sets mixed_bfloat16 globally (trainer/train_lib.py), and
+    its metrics during training must give the evaluator's numbers (and a cached classifier the same
+    weights) in every run."""
+    import tensorflow as tf
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)
+
+
 def get_extractor(extractor="inception", batch_size: int = 32, seed: int = 0) -> FeatureExtractor:
     """A (process-cached) FeatureExtractor: a registry name, a weights/graph path, or an instance."""
     if isinstance(extractor, FeatureExtractor):
@@ -407,9 +423,11 @@ def get_extractor(extractor="inception", batch_size: int = 32, seed: int = 0) ->
         raise ValueError("extractor 'inception2015' is given by its file: pass the path of the 2015 "
                          "FID Inception graph, e.g. /path/to/classify_image_graph_def.pb")
     if extractor in EXTRACTORS:
-        return EXTRACTORS[extractor].build(None, seed, batch_size)
+        with float32_policy():
+            return EXTRACTORS[extractor].build(None, seed, batch_size)
     suffix = os.path.splitext(extractor)[1].lower()
     if suffix in PATH_KINDS:
-        return EXTRACTORS[PATH_KINDS[suffix]].build(extractor, seed, batch_size)
+        with float32_policy():
+            return EXTRACTORS[PATH_KINDS[suffix]].build(extractor, seed, batch_size)
     raise ValueError(f"unknown extractor {extractor!r}: use one of {', '.join(EXTRACTOR_NAMES)}, a "
                      f"path to InceptionV3 .h5 weights, or a path to the 2015 FID Inception graph (.pb)")

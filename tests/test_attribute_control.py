@@ -113,3 +113,24 @@ def test_evaluator_computes_attribute_control_and_the_blessing_gates_on_it(label
     assert 0.0 <= res["control"] <= 1.0 and set(res["classifier_accuracy"]) == {"male", "smiling"}
     assert not ev.decision.blessed and "attribute_control" in ev.decision.summary()
     assert "attribute_control64/control" in ev.scalars
+
+
+def test_metric_networks_are_float32_under_a_mixed_bfloat16_training_policy(tmp_path):
+    """A training run under `auto` sets mixed_bfloat16 globally; the attribute classifier trained
+    and the feature extractor built during its metrics-during-training stay float32 (the study's
+    conditional row once failed here with a bfloat16/float32 Mul) and the global policy is kept."""
+    import tensorflow as tf
+    from facegan.examples_io import write_synthetic_examples
+    from facegan.metrics.features import get_extractor
+    uri = write_synthetic_examples(str(tmp_path / "ex"), n_train=16, n_eval=8, attributes=("male",))
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model, report = A.train_classifier(uri, ["male"], steps=2, batch_size=8, seed=0)
+        assert model.output.dtype == tf.float32 and {w.dtype for w in model.weights} == {tf.float32}
+        assert report["examples"] == 8 and 0.0 <= report["accuracy"]["male"] <= 1.0
+        ext = get_extractor("random_tiny", batch_size=4, seed=0)
+        feats = ext(np.zeros((2, 32, 32, 3), np.uint8))
+        assert feats and {np.asarray(v).dtype for v in feats.values()} == {np.dtype(np.float32)}
+        assert tf.keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
