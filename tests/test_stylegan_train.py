@@ -281,3 +281,19 @@ def test_registered_builders_map_the_network_config(arch, mode):
     out = G(tf.zeros([2, 16]), training=False)
     assert out.shape == (2, 16, 16, 3) and float(tf.reduce_max(tf.abs(out))) <= 1.0
     assert D(out)["logits"].shape == (2, 1)
+
+
+def test_bench_stylegan_window_holds_lazy_steps_in_training_proportion():
+    """bench/train.py --stylegan times a window whose R1 / path-length steps match training's 1/16, 1/4."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_train", os.path.join(REPO, "bench", "train.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    loss = get_preset("stylegan2_small").loss
+    assert (loss.r1_interval, loss.pl_interval) == (16, 4)
+    for warmup in range(5, 21):   # any phase: 16 consecutive steps hold one R1 and four path-length steps
+        w = bench.lazy_window(loss, warmup, 16)
+        assert (w["r1_steps"], w["pl_steps"], w["training_proportion"]) == (1, 4, True)
+    # the earlier 6-step window (steps 5..10): one path-length step (8), no R1 step
+    w = bench.lazy_window(loss, 5, 6)
+    assert (w["r1_steps"], w["pl_steps"], w["training_proportion"]) == (0, 1, False)
