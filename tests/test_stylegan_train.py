@@ -53,6 +53,10 @@ def test_config_refusals():
         get_preset("smoke", {"tricks.augment.mode": "adaa"})
     with pytest.raises(ConfigError, match="tricks.truncation_cutoff .* no W space"):
         get_preset("smoke", {"tricks.truncation_cutoff": 2})
+    for arch in ("stylegan2", "stylegan"):   # XLA: the W-space running averages need a cross-replica sync
+        with pytest.raises(ConfigError, match=r"run.xla: stylegan2? cannot be XLA-compiled: .*w_avg.*merge_call"):
+            get_preset("smoke_stylegan2", {"network.architecture": arch, "run.xla": True})
+    get_preset("smoke", {"run.xla": True, "tricks.augment.mode": "ada"})   # ADA alone compiles (plain variables)
 
 
 def test_config_names_match_augment_module():
