@@ -528,7 +528,7 @@ def main(args) -> int:
         kind += f" with {args.attr}"
     cutoff = "" if args.truncation_cutoff is None else f" on layers < {args.truncation_cutoff}"
     print(f"wrote {args.out}: {kind} {images.shape[1]}x{images.shape[2]} from {args.model} "
-          f"(seed {args.seed}, truncation {args.truncation}{cutoff})")
+          f"(seed {args.style_mix or args.seed}, truncation {args.truncation}{cutoff})")
     return 0
 
 
