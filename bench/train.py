@@ -29,7 +29,9 @@ kernels (measured 0.6-0.8 images/s vs 22-25 without, DCGAN 64px batch 64, EPYC w
 `--stylegan` measures instead (issue 10) stylegan2_small at 64x64 (its preset: batch 32, lazy
 R1/path length, ADA) with and without ADA (tricks.augment.mode none), alternating, against the
 plain DCGAN baseline measured in the same run; warmup >= 5 so the three lazy phases (R1 + path
-length, none, path length) are traced before timing.
+length, none, path length) are traced before timing, and the timed steps rounded up to a multiple
+of 16 = lcm(r1_interval 16, pl_interval 4), so the window holds R1 (1 in 16) and path-length
+(1 in 4) steps in training's proportion (the JSON's `timed_window` counts them).
 
 - `pix2pix` (issue 12, `--archs ...,pix2pix`): the same figures for pix2pix at 64x64 (preset
   widths, batch 64) on paired Examples of the same faces (input `lowres:factor=4`), beside the
@@ -37,10 +39,11 @@ length, none, path length) are traced before timing.
 
     python bench/train.py [--steps 6] [--warmup 2] [--images 512] [--archs dcgan,hdcgan,facegan,progan,pix2pix]
                           [--precision-only]
-    python bench/train.py --stylegan [--steps 8] [--warmup 5]
+    python bench/train.py --stylegan [--steps 16] [--warmup 5]
 """
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -234,24 +237,45 @@ def bench_plain(cfg, data, warmup, steps):
     return steps * BATCH / (times[warmup + steps - 1] - times[warmup - 1])
 
 
+def lazy_window(loss, warmup: int, steps: int) -> dict:
+    """The lazy regularization steps inside the timed window [warmup, warmup + steps): R1 runs on
+    step % r1_interval == 0 and path length on step % pl_interval == 0 (GAN.lazy_phase), so a
+    window of a multiple of lcm(r1_interval, pl_interval) steps holds them in training's proportion."""
+    window = range(warmup, warmup + steps)
+    return {"steps": steps, "r1_steps": sum(i % loss.r1_interval == 0 for i in window),
+            "pl_steps": sum(i % loss.pl_interval == 0 for i in window),
+            "r1_interval": loss.r1_interval, "pl_interval": loss.pl_interval,
+            "training_proportion": steps % math.lcm(loss.r1_interval, loss.pl_interval) == 0}
+
+
 def bench_stylegan(data, tmp, warmup, steps, rounds=1):
-    """stylegan2_small at 64x64 with / without ADA, and the plain DCGAN baseline, same process."""
+    """stylegan2_small at 64x64 with / without ADA, and the plain DCGAN baseline, same process.
+    `steps` is rounded up to a multiple of lcm(r1_interval, pl_interval) (16 with the preset's
+    lazy intervals 16 and 4), so the timed window holds R1 and path-length steps in the proportion
+    training runs them (1 and 4 in 16) and ADA's cost is measured on training's real step mix."""
     from facegan.trainer.config import get_preset
     sg = get_preset("stylegan2_small", {"network.resolution": RES})
+    period = math.lcm(sg.loss.r1_interval, sg.loss.pl_interval)
+    if steps % period:
+        steps += period - steps % period
+        print(f"bench/train.py --stylegan: --steps rounded up to {steps} (a multiple of lcm(r1_interval "
+              f"{sg.loss.r1_interval}, pl_interval {sg.loss.pl_interval}) = {period})", file=sys.stderr)
+    warmup = max(warmup, 5)   # traces the three lazy phases (R1 + path length, none, path length)
     variants = {"ada": sg, "no_ada": sg.override({"tricks.augment.mode": "none"})}
     res = {k: [] for k in variants}
     plain = [bench_plain(get_preset("dcgan", {"network.resolution": RES, "optim.batch_size": BATCH}),
                          data, 3, 12)]
     for r in range(rounds):   # alternate: load on this shared machine drifts
         for name, cfg in variants.items():
-            res[name].append(bench_library(cfg, data, os.path.join(tmp, f"sg_{name}_{r}"), max(warmup, 5), steps))
+            res[name].append(bench_library(cfg, data, os.path.join(tmp, f"sg_{name}_{r}"), warmup, steps))
             print(f"stylegan2_small {name}: {res[name][-1]:.2f} images/s", file=sys.stderr)
     plain.append(bench_plain(get_preset("dcgan", {"network.resolution": RES, "optim.batch_size": BATCH}),
                              data, 3, 12))
     mean = {k: sum(v) / len(v) for k, v in res.items()}
     p = sum(plain) / len(plain)
     return {"stylegan2_small": {"resolution": RES, "batch": sg.optim.batch_size, "images_per_s": mean,
-                                "runs": res, "warmup": max(warmup, 5), "steps": steps},
+                                "runs": res, "warmup": warmup, "steps": steps,
+                                "timed_window": lazy_window(sg.loss, warmup, steps)},
             "plain_dcgan_images_per_s": p, "plain_dcgan_runs": plain,
             "ratio_stylegan2_small_vs_plain_dcgan": mean["ada"] / p,
             "ratio_ada_vs_no_ada": mean["ada"] / mean["no_ada"]}

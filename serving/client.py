@@ -6,13 +6,16 @@ Library first (`GrpcClient`, `RestClient`, `latent_walk`), CLI thin:
     facegan sample --rest HOST:8501 --model NAME --num 16 --seed 1 --out grid.png
     facegan sample --server HOST:8500 --model NAME --interpolate 8 --seed 1 --out walk.png
     facegan sample --server HOST:8500 --model NAME --style-mix 1,2 --num 4 --psi 0.7 --out mix.png
+    facegan sample --server HOST:8500 --model NAME --num 16 --psi 0.7 --truncation-cutoff 4 --out grid.png
     facegan sample --server HOST:8500 --model NAME --attr Smiling=1,Eyeglasses=0 --num 16 --out grid.png
     facegan sample --rest HOST:8501 --model NAME --attr-sweep Smiling --num 4 --seed 1 --out sweep.png
 
 StyleGAN generators (metadata truncation "w_space") apply `--psi`/`--truncation` in W toward the
 tracked w_avg inside the graph, and `--style-mix SEED_A,SEED_B` calls their `style_mix`
 signature: a grid whose first row is SEED_A's images, then one row per `--crossover` layer
-(SEED_A's styles below it, SEED_B's from it on), and SEED_B's images last.
+(SEED_A's styles below it, SEED_B's from it on), and SEED_B's images last. `--truncation-cutoff K`
+truncates only the layers < K of a seed's grid (their `sample_cutoff` signature; the default is
+the cutoff fixed at export).
 
 Conditional generators (issue 11): `--attr NAME=VALUE,...` sets attributes by name (unnamed ones
 take the range's low end, 0); the names and their order come from the model's input-less
@@ -157,6 +160,18 @@ def _style_mix_inputs(seed_a, seed_b, num, crossover, truncation, np_types) -> D
             "crossover": np.int32(crossover), "truncation": np.float32(truncation)}
 
 
+def _sample_request(num, seed, truncation, truncation_cutoff, attributes, np_types) -> Tuple[str, Dict[str, object]]:
+    """(signature, inputs) of a seed request: `sample`, or `sample_cutoff` with a per-request cutoff
+    (W-space generators); numpy scalars for gRPC protos, plain JSON numbers for REST (np_types None)."""
+    i32, i64, f32 = (np.int32, np.int64, np.float32) if np_types is not None else (int, int, float)
+    inputs = {"num": i32(num), "seed": i64(seed), "truncation": f32(truncation), **_attribute_input(attributes)}
+    if truncation_cutoff is None:
+        return "sample", inputs
+    if attributes is not None:
+        raise ValueError("a truncation cutoff applies to StyleGAN (W-space) generators, which take no attributes")
+    return "sample_cutoff", {**inputs, "truncation_cutoff": i32(truncation_cutoff)}
+
+
 def _refuse_w_space_fallback(signature_defs, truncation: float) -> None:
     """Client-drawn latents reproduce a seed only at psi = 1 for a W-space generator (its psi acts
     in W, inside the graph): refuse instead of returning different images."""
@@ -219,9 +234,10 @@ class GrpcClient:
         return {k: self._tf.make_ndarray(v) for k, v in response.outputs.items()}
 
     def sample(self, model: str, num: int, seed: int, truncation: float = 1.0, version: Optional[int] = None,
-               png: bool = False, latents: str = "auto", attributes=None):
+               png: bool = False, latents: str = "auto", attributes=None, truncation_cutoff: Optional[int] = None):
         """uint8 [num, R, R, 3] for a seed (and PNG bytes per image if png=True); a conditional
-        model also takes `attributes` float32 [A] (the same vector for every image).
+        model also takes `attributes` float32 [A] (the same vector for every image). A W-space
+        (StyleGAN) model takes `truncation_cutoff` (psi on the layers below it; `sample_cutoff`).
 
         latents="server": the `sample` signature. "client": compute the seed's latents here
         (facegan.generator.sample_latents, the same stateless op the signature runs) and call
@@ -232,9 +248,8 @@ class GrpcClient:
             raise ValueError(f"latents must be auto, server or client, got {latents!r}")
         if latents != "client":
             try:
-                out = self.predict(model, "sample", {"num": np.int32(num), "seed": np.int64(seed),
-                                                     "truncation": np.float32(truncation),
-                                                     **_attribute_input(attributes)}, version,
+                signature, inputs = _sample_request(num, seed, truncation, truncation_cutoff, attributes, np)
+                out = self.predict(model, signature, inputs, version,
                                    output_filter=("images", "png") if png else ("images",))
                 return (out["images"], list(out["png"])) if png else out["images"]
             except ClientError as e:
@@ -325,15 +340,14 @@ class RestClient:
         return out["outputs"]
 
     def sample(self, model: str, num: int, seed: int, truncation: float = 1.0, version: Optional[int] = None,
-               latents: str = "auto", attributes=None):
+               latents: str = "auto", attributes=None, truncation_cutoff: Optional[int] = None):
         """As GrpcClient.sample (without png: TF Serving's JSON cannot carry our binary strings)."""
         if latents not in ("auto", "server", "client"):
             raise ValueError(f"latents must be auto, server or client, got {latents!r}")
         if latents != "client":
             try:
-                out = self.predict(model, "sample", {"num": int(num), "seed": int(seed),
-                                                     "truncation": float(truncation),
-                                                     **_attribute_input(attributes)}, version)
+                signature, inputs = _sample_request(num, seed, truncation, truncation_cutoff, attributes, None)
+                out = self.predict(model, signature, inputs, version)
                 return np.asarray(out["images"], dtype=np.uint8)
             except ClientError as e:
                 if latents == "server" or not (e.code == "HTTP 400" and "at least one dimension" in e.message):
@@ -378,6 +392,7 @@ class RestClient:
 EXAMPLES = """example:
   facegan sample --server localhost:8500 --model facegan --num 16 --seed 7 --out grid.png
   facegan sample --rest localhost:8501 --interpolate 8 --seed 3 --truncation 0.7 --out walk.png
+  facegan sample --server localhost:8500 --num 16 --seed 7 --psi 0.7 --truncation-cutoff 4 --out grid.png
   facegan sample --server localhost:8500 --attr Smiling=1,Eyeglasses=0 --num 16 --out smiling.png
   facegan sample --server localhost:8500 --attr-sweep Smiling --num 4 --seed 1 --out sweep.png"""
 
@@ -400,6 +415,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--truncation", "--psi", dest="truncation", type=float, default=1.0,
                         help="psi in (0, 1]: scale z toward the mean (StyleGAN models: w toward w_avg, in W); "
                              "lower = safer, less varied")
+    parser.add_argument("--truncation-cutoff", type=int, default=None, metavar="K",
+                        help="StyleGAN models, grids of a seed: apply --psi only on the layers < K (0 = none, "
+                             "num_ws = all; default: the cutoff the model was exported with)")
     parser.add_argument("--style-mix", default="", metavar="SEED_A,SEED_B",
                         help="StyleGAN models: a style-mixing grid of --num columns: SEED_A's images, one row "
                              "per --crossover, SEED_B's images")
@@ -451,6 +469,10 @@ def main(args) -> int:
     if not 0.0 < args.truncation <= 1.0:
         print(f"facegan sample: --truncation must be in (0, 1], got {args.truncation}", file=sys.stderr)
         return 2
+    if args.truncation_cutoff is not None and (args.style_mix or args.interpolate or args.attr or args.attr_sweep):
+        print("facegan sample: --truncation-cutoff applies to a seed's grid (the sample_cutoff signature); not with "
+              "--style-mix, --interpolate, --attr or --attr-sweep", file=sys.stderr)
+        return 2
     client = GrpcClient(args.server, args.timeout) if args.server else RestClient(args.rest, args.timeout)
     try:
         attributes, sweep = _attribute_request(client, args)
@@ -470,7 +492,8 @@ def main(args) -> int:
             cols = len(images)
         else:
             images = client.sample(args.model, args.num, args.seed, args.truncation, args.version,
-                                   latents=args.latents, attributes=attributes)
+                                   latents=args.latents, attributes=attributes,
+                                   truncation_cutoff=args.truncation_cutoff)
             cols = args.cols
         if args.out_dir:
             if args.interpolate or args.attr_sweep or args.style_mix:
@@ -503,8 +526,9 @@ def main(args) -> int:
         kind = f"{args.num} x {args.sweep_steps} sweep of {args.attr_sweep}"
     if args.attr:
         kind += f" with {args.attr}"
+    cutoff = "" if args.truncation_cutoff is None else f" on layers < {args.truncation_cutoff}"
     print(f"wrote {args.out}: {kind} {images.shape[1]}x{images.shape[2]} from {args.model} "
-          f"(seed {args.seed}, truncation {args.truncation})")
+          f"(seed {args.style_mix or args.seed}, truncation {args.truncation}{cutoff})")
     return 0
 
 

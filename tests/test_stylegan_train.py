@@ -53,6 +53,10 @@ def test_config_refusals():
         get_preset("smoke", {"tricks.augment.mode": "adaa"})
     with pytest.raises(ConfigError, match="tricks.truncation_cutoff .* no W space"):
         get_preset("smoke", {"tricks.truncation_cutoff": 2})
+    for arch in ("stylegan2", "stylegan"):   # XLA: the W-space running averages need a cross-replica sync
+        with pytest.raises(ConfigError, match=r"run.xla: stylegan2? cannot be XLA-compiled: .*w_avg.*merge_call"):
+            get_preset("smoke_stylegan2", {"network.architecture": arch, "run.xla": True})
+    get_preset("smoke", {"run.xla": True, "tricks.augment.mode": "ada"})   # ADA alone compiles (plain variables)
 
 
 def test_config_names_match_augment_module():
@@ -179,6 +183,45 @@ def test_export_psi_and_style_mix_signatures(exported, straight):
         gen.style_mix(3, 9, 4, -1)
 
 
+def _keras_uint8(G, z, **kw):
+    import tensorflow as tf
+    return np.asarray(tf.cast(tf.round(tf.clip_by_value((G(z, training=False, **kw) + 1) * 127.5, 0, 255)), tf.uint8))
+
+
+def test_per_request_truncation_cutoff(exported, straight):
+    import tensorflow as tf
+    from facegan.generator import sample_latents
+    path, gen = exported
+    G, n = straight.generator_ema, straight.generator_ema.num_ws
+    # the old signatures keep exactly their inputs (existing clients send these keys)
+    assert set(gen.signature_defs["sample"].inputs) == {"num", "seed", "truncation"}
+    assert set(gen.signature_defs["generate"].inputs) == {"z", "truncation"}
+    for name in ("sample_cutoff", "generate_cutoff"):
+        assert gen.metadata["signatures"][name]["inputs"]["truncation_cutoff"] == "int32 []"
+    assert gen.metadata["truncation_cutoff"] == 0      # exported with psi on every layer
+    z = sample_latents(3, 0, 4, 16).numpy()
+    # cutoff = num_ws: the whole-W truncation; cutoff = 0: no truncation
+    whole = gen.sample(4, 3, 0.5)
+    np.testing.assert_array_equal(gen.sample(4, 3, 0.5, truncation_cutoff=n), whole)
+    np.testing.assert_array_equal(gen.sample(4, 3, 0.5, truncation_cutoff=0), gen.sample(4, 3))
+    # in between: the Keras model's layers < cutoff truncation, neither of the two ends
+    mid = gen.sample(4, 3, 0.5, truncation_cutoff=2)
+    np.testing.assert_array_equal(mid, _keras_uint8(G, z, psi=0.5, cutoff=2))
+    assert np.abs(mid.astype(int) - whole.astype(int)).max() > 0
+    assert np.abs(mid.astype(int) - gen.sample(4, 3).astype(int)).max() > 0
+    np.testing.assert_array_equal(gen.generate(z, 0.5, truncation_cutoff=2), mid)
+    # bounds: in the graph (any server) and in the loader
+    for bad in (-1, n + 1):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=rf"truncation_cutoff must be in \[0, {n}\]"):
+            gen.signatures["sample_cutoff"](num=tf.constant(2), seed=tf.constant(3, tf.int64),
+                                            truncation=tf.constant(0.5), truncation_cutoff=tf.constant(bad))
+        with pytest.raises(tf.errors.InvalidArgumentError, match="truncation_cutoff must be in"):
+            gen.signatures["generate_cutoff"](z=tf.constant(z), truncation=tf.constant(0.5),
+                                              truncation_cutoff=tf.constant(bad))
+        with pytest.raises(ValueError, match="truncation_cutoff must be in"):
+            gen.sample(2, 3, 0.5, truncation_cutoff=bad)
+
+
 @pytest.mark.e2e
 def test_served_psi_and_style_mix_pixel_equal(exported, tmp_path):
     import argparse
@@ -196,8 +239,18 @@ def test_served_psi_and_style_mix_pixel_equal(exported, tmp_path):
         with client_lib.GrpcClient(f"127.0.0.1:{srv.port}", timeout=60) as grpc_client:
             np.testing.assert_array_equal(grpc_client.sample("sg", 4, 5, truncation=0.7), gen.sample(4, 5, 0.7))
             np.testing.assert_array_equal(grpc_client.style_mix("sg", 1, 2, 3, 2, 0.7), gen.style_mix(1, 2, 3, 2, 0.7))
+            # per-request cutoff (sample_cutoff): pixel-equal to the SavedModel; out of range refused
+            np.testing.assert_array_equal(grpc_client.sample("sg", 4, 5, 0.7, truncation_cutoff=2),
+                                          gen.sample(4, 5, 0.7, truncation_cutoff=2))
+            with pytest.raises(client_lib.ClientError, match="truncation_cutoff must be in") as err:
+                grpc_client.sample("sg", 4, 5, 0.7, truncation_cutoff=7)
+            assert err.value.code == "INVALID_ARGUMENT"
         rest = client_lib.RestClient(f"127.0.0.1:{srv.rest_api_port}", timeout=60)
         np.testing.assert_array_equal(rest.sample("sg", 4, 5, truncation=0.7), gen.sample(4, 5, 0.7))
+        np.testing.assert_array_equal(rest.sample("sg", 4, 5, 0.7, truncation_cutoff=2),
+                                      gen.sample(4, 5, 0.7, truncation_cutoff=2))
+        with pytest.raises(client_lib.ClientError, match="truncation_cutoff must be in"):
+            rest.sample("sg", 4, 5, 0.7, truncation_cutoff=-1)
         np.testing.assert_array_equal(rest.style_mix("sg", 1, 2, 3, 2, 0.7), gen.style_mix(1, 2, 3, 2, 0.7))
         # the CLI: --style-mix grid rows = seed_a, each crossover, seed_b
         parser = argparse.ArgumentParser()
@@ -212,6 +265,13 @@ def test_served_psi_and_style_mix_pixel_equal(exported, tmp_path):
         for i, row in enumerate(rows):
             y = pad + i * (r + pad)
             np.testing.assert_array_equal(grid[y:y + r, pad:pad + r], row[0])
+        # the CLI over gRPC: --psi 0.7 --truncation-cutoff 2
+        out = tmp_path / "cut.png"
+        args = parser.parse_args(["--server", f"127.0.0.1:{srv.port}", "--model", "sg", "--num", "1", "--seed", "5",
+                                  "--psi", "0.7", "--truncation-cutoff", "2", "--out", str(out)])
+        assert client_lib.main(args) == 0
+        np.testing.assert_array_equal(decode_png(out.read_bytes())[pad:pad + r, pad:pad + r],
+                                      gen.sample(1, 5, 0.7, truncation_cutoff=2)[0])
     finally:
         srv.stop()
 
@@ -228,3 +288,19 @@ def test_registered_builders_map_the_network_config(arch, mode):
     out = G(tf.zeros([2, 16]), training=False)
     assert out.shape == (2, 16, 16, 3) and float(tf.reduce_max(tf.abs(out))) <= 1.0
     assert D(out)["logits"].shape == (2, 1)
+
+
+def test_bench_stylegan_window_holds_lazy_steps_in_training_proportion():
+    """bench/train.py --stylegan times a window whose R1 / path-length steps match training's 1/16, 1/4."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_train", os.path.join(REPO, "bench", "train.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    loss = get_preset("stylegan2_small").loss
+    assert (loss.r1_interval, loss.pl_interval) == (16, 4)
+    for warmup in range(5, 21):   # any phase: 16 consecutive steps hold one R1 and four path-length steps
+        w = bench.lazy_window(loss, warmup, 16)
+        assert (w["r1_steps"], w["pl_steps"], w["training_proportion"]) == (1, 4, True)
+    # the earlier 6-step window (steps 5..10): one path-length step (8), no R1 step
+    w = bench.lazy_window(loss, 5, 6)
+    assert (w["r1_steps"], w["pl_steps"], w["training_proportion"]) == (0, 1, False)

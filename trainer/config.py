@@ -453,6 +453,13 @@ def _validate_style(cfg: Config, arch, family) -> None:
             raise ConfigError(f"network.mixing_prob must be in [0, 1], got {n.mixing_prob}")
         if n.mbstd_group_size < 1:
             raise ConfigError(f"network.mbstd_group_size must be >= 1, got {n.mbstd_group_size}")
+        if cfg.run.xla:
+            # The trainer jit-compiles the replica step (train_lib._step_fn), which must hold no
+            # merge_call (gan.py); w_avg and the path-length mean are MEAN-aggregated mirrored
+            # variables whose in-step updates are such a cross-replica sync.
+            raise ConfigError(f"run.xla: {n.architecture} cannot be XLA-compiled: its running averages (w_avg, "
+                              "the path-length mean) are MEAN-aggregated across replicas, a cross-replica sync "
+                              "(merge_call) that an XLA-compiled replica step cannot contain; set run.xla false")
     if cfg.tricks.truncation_cutoff < 0:
         raise ConfigError(f"tricks.truncation_cutoff must be >= 0 (0 = every layer), got {cfg.tricks.truncation_cutoff}")
     if cfg.tricks.truncation_cutoff and not arch.w_space:

@@ -46,7 +46,15 @@ the layers below metadata `truncation_cutoff`, 0 = all; Karras et al. 2019), and
 `style_mix`: `seed_a`, `seed_b` i64 [], `num` i32 [], `crossover` i32 [], `truncation` f32 [] ->
 `images`, `png`: image i uses row i of seed_a's stream on layers < crossover and row i of seed_b's
 on the rest (0 = seed_b's image, >= num_ws = seed_a's). Metadata adds num_ws, truncation_cutoff and
-w_avg_updates (how many training batches the exported w_avg averaged: "w_avg's step").
+w_avg_updates (how many training batches the exported w_avg averaged: "w_avg's step"). A per-request
+cutoff has its own signatures (the export-time one stays the default of `sample`/`generate`):
+
+| `generate_cutoff` | `z` f32 [N, Z], `truncation` f32 [], `truncation_cutoff` i32 []        | `images`         |
+| `sample_cutoff`   | `num` i32 [], `seed` i64 [], `truncation` f32 [], `truncation_cutoff` i32 [] | `images`, `png` |
+
+psi is applied on the layers < truncation_cutoff, as StyleGAN does: 0 = no layer (no truncation),
+num_ws = every layer (the whole-W truncation); outside [0, num_ws] is INVALID_ARGUMENT in the graph.
+(The export-time metadata `truncation_cutoff` keeps its meaning, 0 = every layer.)
 
 Metadata (assets/facegan_metadata.json): kind, contract_version, resolution, channels, max_batch,
 signatures (shapes as text) and per kind z_dim / latent_distribution / truncation, attributes /
@@ -76,6 +84,10 @@ DEFAULT_DIRECTION = "forward"     # the direction name of a single image-to-imag
 TRUNCATION_KIND = "temperature_scaling"   # z' = psi * z (not StyleGAN's truncation in W)
 TRUNCATION_W = "w_space"          # W-space generators (StyleGAN): w' = w_avg + psi (w - w_avg)
 SIGNATURE_STYLE_MIX = "style_mix"
+# W-space generators: `generate`/`sample` with a per-request truncation cutoff (an added input would
+# break existing clients of `generate`/`sample`, whose SignatureDefs have no optional inputs)
+SIGNATURE_GENERATE_CUTOFF = "generate_cutoff"
+SIGNATURE_SAMPLE_CUTOFF = "sample_cutoff"
 
 
 def translate_signature(direction: str) -> str:

@@ -140,11 +140,15 @@ class _LatentModule(_Module):
         return {"images": self._images(z, a, truncation, tf.shape(z)[0], "z's batch size N")}
 
     def _sample_range(self, seed, start, num, truncation, *attributes):
+        return self._seeded(seed, start, num, truncation, attributes)
+
+    def _seeded(self, seed, start, num, truncation, attributes, **image_args):
+        """Rows [start, start + num) of the seed's stream as images and PNGs (image_args: to `_images`)."""
         start = _guard(start, [tf.debugging.Assert(start >= 0, ["start must be >= 0"]),
                                self._check_count(num, "num")])
         z = sample_latents(seed, start, num, self.z_dim)
         a = tf.tile(attributes[0][None], [num, 1]) if attributes else None
-        images = self._images(z, a, truncation, num, "num")
+        images = self._images(z, a, truncation, num, "num", **image_args)
         png = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.TensorSpec([], tf.string))
         return {"images": images, "png": png}
 
@@ -179,6 +183,15 @@ class _StyleModule(_LatentModule):
         self.style_mix = tf.function(self._style_mix, input_signature=[
             _scalar(tf.int64, "seed_a"), _scalar(tf.int64, "seed_b"), _scalar(tf.int32, "num"),
             _scalar(tf.int32, "crossover"), _scalar(tf.float32, "truncation")])
+        # Per-request cutoff: new signatures, so `sample`/`generate` keep their inputs (a SignatureDef
+        # has no optional inputs, and existing clients send exactly the old keys).
+        t, c = _scalar(tf.float32, "truncation"), _scalar(tf.int32, "truncation_cutoff")
+        self.generate_cutoff = tf.function(self._generate_cutoff, input_signature=[
+            tf.TensorSpec([None, self.z_dim], tf.float32, name="z"), t, c])
+        self.sample_cutoff = tf.function(self._sample_cutoff, input_signature=[
+            _scalar(tf.int32, "num"), _scalar(tf.int64, "seed"), t, c])
+        self.sample_range_cutoff = tf.function(self._sample_range_cutoff, input_signature=[
+            _scalar(tf.int64, "seed"), _scalar(tf.int64, "start"), _scalar(tf.int32, "num"), t, c])
 
     @staticmethod
     def accepts(model) -> bool:
@@ -193,9 +206,26 @@ class _StyleModule(_LatentModule):
     def _cutoff(self):
         return None if self.truncation_cutoff == 0 else self.truncation_cutoff
 
-    def _images(self, z, attributes, truncation, n, what):
-        z = _guard(z, self._checks(z, attributes, truncation, n, what))
-        return to_uint8(self.generator(z, training=False, psi=truncation, cutoff=self._cutoff()))
+    def _images(self, z, attributes, truncation, n, what, cutoff=None):
+        """cutoff: None = the export-time cutoff; a tensor = the request's (layers < cutoff get psi)."""
+        checks = self._checks(z, attributes, truncation, n, what)
+        if cutoff is None:
+            cutoff = self._cutoff()
+        else:
+            checks.append(tf.debugging.Assert(tf.logical_and(cutoff >= 0, cutoff <= self.num_ws), [
+                f"truncation_cutoff must be in [0, {self.num_ws}] (layers < cutoff are truncated: "
+                f"0 = none, {self.num_ws} = all)"]))
+        z = _guard(z, checks)
+        return to_uint8(self.generator(z, training=False, psi=truncation, cutoff=cutoff))
+
+    def _generate_cutoff(self, z, truncation, truncation_cutoff):
+        return {"images": self._images(z, None, truncation, tf.shape(z)[0], "z's batch size N", truncation_cutoff)}
+
+    def _sample_range_cutoff(self, seed, start, num, truncation, truncation_cutoff):
+        return self._seeded(seed, start, num, truncation, (), cutoff=truncation_cutoff)
+
+    def _sample_cutoff(self, num, seed, truncation, truncation_cutoff):
+        return self._sample_range_cutoff(seed, tf.constant(0, tf.int64), num, truncation, truncation_cutoff)
 
     def _style_mix(self, seed_a, seed_b, num, crossover, truncation):
         checks = [self._check_truncation(truncation), self._check_count(num, "num"),
@@ -209,7 +239,13 @@ class _StyleModule(_LatentModule):
         return {"images": images, "png": png}
 
     def signatures(self):
-        return {**super().signatures(), contract.SIGNATURE_STYLE_MIX: self.style_mix.get_concrete_function()}
+        return {**super().signatures(), contract.SIGNATURE_STYLE_MIX: self.style_mix.get_concrete_function(),
+                contract.SIGNATURE_GENERATE_CUTOFF: self.generate_cutoff.get_concrete_function(),
+                contract.SIGNATURE_SAMPLE_CUTOFF: self.sample_cutoff.get_concrete_function()}
+
+    def trace_hidden(self):
+        super().trace_hidden()
+        self.sample_range_cutoff.get_concrete_function()
 
     def describe(self):
         return {**super().describe(), "truncation": contract.TRUNCATION_W, "num_ws": self.num_ws,

@@ -86,45 +86,71 @@ class LatentGenerator(Generator):
             raise ValueError(f"{self.export_dir} is an unconditional generator: it takes no attributes")
         return {}
 
-    def generate(self, z, truncation: float = 1.0, *, attributes=None) -> np.ndarray:
-        """uint8 [N, R, R, 3] for latents z [N, z_dim] (any N; split into bounded batches)."""
+    def _truncation_cutoff(self, truncation_cutoff) -> Optional[np.int32]:
+        """A per-request cutoff (W-space generators only), checked against [0, num_ws]."""
+        if truncation_cutoff is None:
+            return None
+        if contract.SIGNATURE_SAMPLE_CUTOFF not in self.signatures:
+            raise ValueError(f"{self.export_dir}: this generator takes no per-request truncation cutoff "
+                             f"(no {contract.SIGNATURE_SAMPLE_CUTOFF} signature: not a W-space generator, "
+                             "or exported before the cutoff signatures)")
+        num_ws = int(self.metadata["num_ws"])
+        if not 0 <= int(truncation_cutoff) <= num_ws:
+            raise ValueError(f"truncation_cutoff must be in [0, {num_ws}] (layers < cutoff are truncated), "
+                             f"got {truncation_cutoff}")
+        return np.int32(truncation_cutoff)
+
+    def generate(self, z, truncation: float = 1.0, *, attributes=None, truncation_cutoff=None) -> np.ndarray:
+        """uint8 [N, R, R, 3] for latents z [N, z_dim] (any N; split into bounded batches).
+        truncation_cutoff (W-space generators): psi on the layers < it, instead of the export's."""
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape [N, {self.z_dim}], got {list(z.shape)}")
         t = _truncation(truncation)
+        cutoff = self._truncation_cutoff(truncation_cutoff)
         attrs = self._attribute_rows(attributes, len(z))
         out = []
         for i in self._chunks(len(z)):
             part = {"z": z[i:i + self.max_batch], **{k: v[i:i + self.max_batch] for k, v in attrs.items()}}
-            if t == 1.0:
+            if cutoff is not None:
+                out.append(self._call(contract.SIGNATURE_GENERATE_CUTOFF, truncation=t, truncation_cutoff=cutoff,
+                                      **part)["images"])
+            elif t == 1.0:
                 out.append(self._call(contract.SIGNATURE_DEFAULT, **part)["images"])
             else:
                 out.append(self._call(contract.SIGNATURE_GENERATE, truncation=t, **part)["images"])
         return np.concatenate(out) if out else self._empty()
 
     def sample_range(self, seed: int, start: int, num: int, truncation: float = 1.0, png: bool = False, *,
-                     attributes=None):
+                     attributes=None, truncation_cutoff=None):
         """Rows [start, start + num) of the seed's deterministic stream (num <= max_batch)."""
         extra = {k: tf.constant(v[0]) for k, v in self._attribute_rows(attributes, 1).items()}
-        res = self.model.sample_range(seed=tf.constant(int(seed), tf.int64), start=tf.constant(int(start), tf.int64),
-                                      num=tf.constant(int(num), tf.int32),
-                                      truncation=tf.constant(_truncation(truncation)), **extra)
+        fn = self.model.sample_range
+        cutoff = self._truncation_cutoff(truncation_cutoff)
+        if cutoff is not None:
+            fn, extra = self.model.sample_range_cutoff, {**extra, "truncation_cutoff": tf.constant(cutoff)}
+        res = fn(seed=tf.constant(int(seed), tf.int64), start=tf.constant(int(start), tf.int64),
+                 num=tf.constant(int(num), tf.int32), truncation=tf.constant(_truncation(truncation)), **extra)
         return (res["images"].numpy(), res["png"].numpy()) if png else res["images"].numpy()
 
-    def sample(self, num: int, seed: int, truncation: float = 1.0, *, attributes=None) -> np.ndarray:
-        """uint8 [num, R, R, 3]: identical to the `sample` signature for the same seed."""
+    def sample(self, num: int, seed: int, truncation: float = 1.0, *, attributes=None,
+               truncation_cutoff=None) -> np.ndarray:
+        """uint8 [num, R, R, 3]: identical to the `sample` signature for the same seed (to
+        `sample_cutoff` with truncation_cutoff)."""
         if int(num) < 1:
             raise ValueError(f"num must be >= 1, got {num}")
-        return np.concatenate(list(self.batches(int(num), self.max_batch, seed, truncation, attributes=attributes)))
+        return np.concatenate(list(self.batches(int(num), self.max_batch, seed, truncation, attributes=attributes,
+                                                truncation_cutoff=truncation_cutoff)))
 
     def batches(self, total: int, batch_size: int, seed: int, truncation: float = 1.0, *,
-                attributes=None) -> Iterator[np.ndarray]:
+                attributes=None, truncation_cutoff=None) -> Iterator[np.ndarray]:
         """Yield uint8 batches covering `total` images of the seed's stream (last may be short)."""
         if total < 0 or batch_size < 1:
             raise ValueError(f"need total >= 0 and batch_size >= 1, got total={total} batch_size={batch_size}")
         batch_size = min(int(batch_size), self.max_batch)
         for start in range(0, int(total), batch_size):
-            yield self.sample_range(seed, start, min(batch_size, total - start), truncation, attributes=attributes)
+            yield self.sample_range(seed, start, min(batch_size, total - start), truncation, attributes=attributes,
+                                    truncation_cutoff=truncation_cutoff)
 
 
     @property
