@@ -81,6 +81,15 @@ def train_to(trainer, target_images: int) -> None:
         trainer.run()
 
 
+def grid_images(trainer, seed: int, num: int = GRID_SAMPLES) -> np.ndarray:
+    """The first `num` images of the evaluated stream (the evaluator's latents, and for a
+    conditional run its per-image attribute requests), from the trainer's current weights."""
+    n_attr = len([a for a in trainer.cfg.condition.attributes.split(",") if a.strip()])
+    sample = generated_batches(lambda z, y=None: trainer.gan.sample(z, ema=True, attributes=y),
+                               trainer.cfg.network.z_dim, seed, num, n_attr)
+    return np.concatenate(list(sample(num)))
+
+
 def run_one(row, seed: int, cfg, protocol, data: str, budget: int, run_dir: str,
             clock: StudyClock, log) -> dict:
     """Train + evaluate one (row, seed) to `budget` images (resuming; skipping when finished)."""
@@ -119,10 +128,7 @@ def run_one(row, seed: int, cfg, protocol, data: str, budget: int, run_dir: str,
     if last is None or int(last["images_shown"]) != trainer.images_shown:
         raise S.StudyError(f"row {row.name} seed {seed}: no evaluation at the end of the budget in "
                            f"{os.path.join(run_dir, S.RECORDS_FILE)}")
-    sample = generated_batches(lambda z: trainer.gan.sample(z, ema=True), cfg.network.z_dim, protocol.seed,
-                               GRID_SAMPLES)
-    imgs = np.concatenate(list(sample(GRID_SAMPLES)))   # the evaluated stream's first images
-    save_grid(imgs, os.path.join(run_dir, S.GRID_FILE), cols=GRID_COLS)
+    save_grid(grid_images(trainer, protocol.seed), os.path.join(run_dir, S.GRID_FILE), cols=GRID_COLS)
     seconds = time.monotonic() - t0 + (done or {}).get("seconds", 0)
     marker = {"row": row.name, "seed": seed, "fingerprint": fp, "images_shown": trainer.images_shown,
               "step": trainer.step, "budget_images": budget, "final": S.record_values(last),

@@ -251,3 +251,23 @@ def test_loss_gap_reads_the_runs_tensorboard_events(tmp_path):
     # last quarter of 8 steps = steps 6, 7: |2.5 - 0.5| = 2, |2.0 - 1.0| = 1 -> 1.5
     assert S.loss_gap(str(tmp_path / "logs")) == pytest.approx(1.5)
     assert S.loss_gap(str(tmp_path / "missing")) is None
+
+
+def test_grid_of_a_conditional_run_uses_the_evaluators_attribute_requests(tmp_path):
+    """The study's sample grid of a conditional row (the study once crashed there: the grid sampled
+    without attributes) is the evaluated stream: the same latents and attribute requests."""
+    pytest.importorskip("tensorflow")
+    from facegan.examples_io import write_synthetic_examples
+    from facegan.generator.ops import sample_latents
+    from facegan.metrics.attributes import requested_attributes
+    from facegan.study_runner import grid_images
+    from facegan.trainer import train_lib
+    from facegan.trainer.config import get_preset
+    data = write_synthetic_examples(str(tmp_path / "ex"), n_train=16, n_eval=8, attributes=("male", "smiling"))
+    cfg = get_preset("smoke_conditional", {"condition.attributes": "male,smiling", "eval.every_images": 0})
+    trainer = train_lib.Trainer(cfg, data, str(tmp_path / "run"), steps=0, progress=False)
+    imgs = grid_images(trainer, seed=3, num=6)
+    assert imgs.shape == (6, 32, 32, 3) and imgs.dtype == np.uint8
+    z = sample_latents(3, 0, 6, cfg.network.z_dim)
+    y = requested_attributes(3, 0, 6, 2)
+    np.testing.assert_array_equal(imgs, np.asarray(trainer.gan.sample(z, ema=True, attributes=y)))
