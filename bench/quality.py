@@ -10,6 +10,6 @@ import sys
 from facegan import noise
 
 if __name__ == "__main__":
-    noise.configure("--verbose" in sys.argv)
+    noise.configure_script(sys.argv)
     from facegan.study import cli_main
-    sys.exit(cli_main([a for a in sys.argv[1:] if a != "--verbose"]))
+    sys.exit(cli_main(sys.argv[1:]))

@@ -241,6 +241,5 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     # our progress and the JSON only; TensorFlow/absl/deprecation noise with --verbose (facegan/noise.py)
     from facegan import noise
-    noise.configure("--verbose" in sys.argv)
-    sys.argv = [a for a in sys.argv if a != "--verbose"]
+    noise.configure_script(sys.argv)
     sys.exit(main())

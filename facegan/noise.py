@@ -155,6 +155,13 @@ def configure(is_verbose: bool) -> None:
     (verbose if is_verbose else quiet)()
 
 
+def configure_script(argv: list) -> None:
+    """For `python bench/X.py`-style scripts: quiet unless `--verbose` is in `argv`, which is then
+    removed in place so the script's own argument parser never sees it."""
+    configure("--verbose" in argv)
+    argv[:] = [a for a in argv if a != "--verbose"]
+
+
 def main(argv=None) -> int:
     """`python -m facegan.noise LOG...`: print the known third-party noise lines found in the
     logs (e.g. the output of `make demo`, as .ci/run does) and exit 1 if there are any."""

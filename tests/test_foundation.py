@@ -249,3 +249,17 @@ def test_jsonable_converts_numpy_and_writes_nan_as_null_only_when_asked():
     assert strict["a"] == [3, [1.0, None]] and strict["nan"] is None and strict["inf"] is None
     assert strict["1"] == 0.5
     assert json.loads(json.dumps(strict, allow_nan=False)) == strict
+
+
+def test_configure_script_strips_verbose_and_sets_the_mode(monkeypatch):
+    """Benchmark scripts: `--verbose` picks the mode and never reaches their argument parser."""
+    from facegan import noise
+    calls = []
+    monkeypatch.setattr(noise, "quiet", lambda: calls.append("quiet"))
+    monkeypatch.setattr(noise, "verbose", lambda: calls.append("verbose"))
+    argv = ["bench/x.py", "--steps", "3", "--verbose"]
+    noise.configure_script(argv)
+    assert argv == ["bench/x.py", "--steps", "3"] and calls == ["verbose"]
+    argv = ["bench/x.py"]
+    noise.configure_script(argv)
+    assert argv == ["bench/x.py"] and calls == ["verbose", "quiet"]
