@@ -14,8 +14,8 @@ StyleGAN generators (metadata truncation "w_space") apply `--psi`/`--truncation`
 tracked w_avg inside the graph, and `--style-mix SEED_A,SEED_B` calls their `style_mix`
 signature: a grid whose first row is SEED_A's images, then one row per `--crossover` layer
 (SEED_A's styles below it, SEED_B's from it on), and SEED_B's images last. `--truncation-cutoff K`
-truncates only the layers < K of a seed's grid (their `sample_cutoff` signature; the default is
-the cutoff fixed at export).
+truncates only the layers < K of a seed's grid or a style-mixing grid (their `sample_cutoff` /
+`style_mix_cutoff` signatures; the default is the cutoff fixed at export).
 
 Conditional generators (issue 11): `--attr NAME=VALUE,...` sets attributes by name (unnamed ones
 take the range's low end, 0); the names and their order come from the model's input-less
@@ -151,13 +151,16 @@ def _split_target(target: str, default_port: int) -> str:
     return target if ":" in target else f"{target}:{default_port}"
 
 
-def _style_mix_inputs(seed_a, seed_b, num, crossover, truncation, np_types) -> Dict[str, object]:
-    """style_mix request inputs: numpy scalars for gRPC protos, plain JSON numbers for REST."""
-    if np_types is None:
-        return {"seed_a": int(seed_a), "seed_b": int(seed_b), "num": int(num), "crossover": int(crossover),
-                "truncation": float(truncation)}
-    return {"seed_a": np.int64(seed_a), "seed_b": np.int64(seed_b), "num": np.int32(num),
-            "crossover": np.int32(crossover), "truncation": np.float32(truncation)}
+def _style_mix_request(seed_a, seed_b, num, crossover, truncation, truncation_cutoff,
+                       np_types) -> Tuple[str, Dict[str, object]]:
+    """(signature, inputs) of a style-mixing request: `style_mix`, or `style_mix_cutoff` with a
+    per-request cutoff; numpy scalars for gRPC protos, plain JSON numbers for REST (np_types None)."""
+    i32, i64, f32 = (np.int32, np.int64, np.float32) if np_types is not None else (int, int, float)
+    inputs = {"seed_a": i64(seed_a), "seed_b": i64(seed_b), "num": i32(num), "crossover": i32(crossover),
+              "truncation": f32(truncation)}
+    if truncation_cutoff is None:
+        return "style_mix", inputs
+    return "style_mix_cutoff", {**inputs, "truncation_cutoff": i32(truncation_cutoff)}
 
 
 def _sample_request(num, seed, truncation, truncation_cutoff, attributes, np_types) -> Tuple[str, Dict[str, object]]:
@@ -264,10 +267,11 @@ class GrpcClient:
         return images
 
     def style_mix(self, model: str, seed_a: int, seed_b: int, num: int, crossover: int, truncation: float = 1.0,
-                  version: Optional[int] = None) -> np.ndarray:
-        """uint8 [num, R, R, 3] from a W-space generator's `style_mix` signature."""
-        return self.predict(model, "style_mix", _style_mix_inputs(seed_a, seed_b, num, crossover, truncation, np),
-                            version, output_filter=("images",))["images"]
+                  version: Optional[int] = None, truncation_cutoff: Optional[int] = None) -> np.ndarray:
+        """uint8 [num, R, R, 3] from a W-space generator's `style_mix` signature (`style_mix_cutoff`
+        with a per-request truncation_cutoff: psi on the layers below it)."""
+        signature, inputs = _style_mix_request(seed_a, seed_b, num, crossover, truncation, truncation_cutoff, np)
+        return self.predict(model, signature, inputs, version, output_filter=("images",))["images"]
 
     def generate(self, model: str, z: np.ndarray, version: Optional[int] = None, attributes=None) -> np.ndarray:
         """uint8 images for latents z [N, z_dim] (+ attributes [N, A] when conditional): `serving_default`."""
@@ -363,10 +367,10 @@ class RestClient:
         return _decode_names(out["attribute_names"] if isinstance(out, dict) else out)
 
     def style_mix(self, model: str, seed_a: int, seed_b: int, num: int, crossover: int, truncation: float = 1.0,
-                  version: Optional[int] = None) -> np.ndarray:
+                  version: Optional[int] = None, truncation_cutoff: Optional[int] = None) -> np.ndarray:
         """As GrpcClient.style_mix, over REST."""
-        out = self.predict(model, "style_mix", _style_mix_inputs(seed_a, seed_b, num, crossover, truncation, None),
-                           version)
+        signature, inputs = _style_mix_request(seed_a, seed_b, num, crossover, truncation, truncation_cutoff, None)
+        out = self.predict(model, signature, inputs, version)
         return np.asarray(out["images"], dtype=np.uint8)
 
     def generate(self, model: str, z: np.ndarray, version: Optional[int] = None, attributes=None) -> np.ndarray:
@@ -416,7 +420,7 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="psi in (0, 1]: scale z toward the mean (StyleGAN models: w toward w_avg, in W); "
                              "lower = safer, less varied")
     parser.add_argument("--truncation-cutoff", type=int, default=None, metavar="K",
-                        help="StyleGAN models, grids of a seed: apply --psi only on the layers < K (0 = none, "
+                        help="StyleGAN models, grids of a seed or --style-mix: apply --psi only on the layers < K (0 = none, "
                              "num_ws = all; default: the cutoff the model was exported with)")
     parser.add_argument("--style-mix", default="", metavar="SEED_A,SEED_B",
                         help="StyleGAN models: a style-mixing grid of --num columns: SEED_A's images, one row "
@@ -469,16 +473,18 @@ def main(args) -> int:
     if not 0.0 < args.truncation <= 1.0:
         print(f"facegan sample: --truncation must be in (0, 1], got {args.truncation}", file=sys.stderr)
         return 2
-    if args.truncation_cutoff is not None and (args.style_mix or args.interpolate or args.attr or args.attr_sweep):
-        print("facegan sample: --truncation-cutoff applies to a seed's grid (the sample_cutoff signature); not with "
-              "--style-mix, --interpolate, --attr or --attr-sweep", file=sys.stderr)
+    if args.truncation_cutoff is not None and (args.interpolate or args.attr or args.attr_sweep):
+        print("facegan sample: --truncation-cutoff applies to a seed's grid or a --style-mix grid (the "
+              "sample_cutoff / style_mix_cutoff signatures); not with --interpolate, --attr or --attr-sweep",
+              file=sys.stderr)
         return 2
     client = GrpcClient(args.server, args.timeout) if args.server else RestClient(args.rest, args.timeout)
     try:
         attributes, sweep = _attribute_request(client, args)
         if args.style_mix:
             seed_a, seed_b = _parse_ints(args.style_mix, "--style-mix", 2)
-            rows = [client.style_mix(args.model, seed_a, seed_b, args.num, c, args.truncation, args.version)
+            rows = [client.style_mix(args.model, seed_a, seed_b, args.num, c, args.truncation, args.version,
+                                     truncation_cutoff=args.truncation_cutoff)
                     for c in style_mix_crossovers(_parse_ints(args.crossover, "--crossover"))]
             images, cols = np.concatenate(rows), args.num
         elif sweep is not None:

@@ -220,6 +220,30 @@ def test_per_request_truncation_cutoff(exported, straight):
                                               truncation_cutoff=tf.constant(bad))
         with pytest.raises(ValueError, match="truncation_cutoff must be in"):
             gen.sample(2, 3, 0.5, truncation_cutoff=bad)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="truncation_cutoff must be in"):
+            gen.signatures["style_mix_cutoff"](seed_a=tf.constant(1, tf.int64), seed_b=tf.constant(2, tf.int64),
+                                               num=tf.constant(2), crossover=tf.constant(2),
+                                               truncation=tf.constant(0.5), truncation_cutoff=tf.constant(bad))
+        with pytest.raises(ValueError, match="truncation_cutoff must be in"):
+            gen.style_mix(1, 2, 2, 2, 0.5, truncation_cutoff=bad)
+
+
+def test_style_mix_per_request_truncation_cutoff(exported, straight):
+    """style_mix_cutoff: psi on the layers < cutoff of the mixed styles, as the Keras model does it."""
+    from facegan.generator import sample_latents
+    path, gen = exported
+    G, n = straight.generator_ema, straight.generator_ema.num_ws
+    assert gen.metadata["signatures"]["style_mix_cutoff"]["inputs"]["truncation_cutoff"] == "int32 []"
+    assert set(gen.signature_defs["style_mix"].inputs) == {"seed_a", "seed_b", "num", "crossover", "truncation"}
+    # ends: cutoff num_ws = the export's (every layer), cutoff 0 = no truncation
+    np.testing.assert_array_equal(gen.style_mix(1, 2, 3, 2, 0.5, truncation_cutoff=n), gen.style_mix(1, 2, 3, 2, 0.5))
+    np.testing.assert_array_equal(gen.style_mix(1, 2, 3, 2, 0.5, truncation_cutoff=0), gen.style_mix(1, 2, 3, 2))
+    # in between: the Keras model's mix of seed 1's and seed 2's streams, truncated on layers < 3 only
+    za, zb = sample_latents(1, 0, 3, 16).numpy(), sample_latents(2, 0, 3, 16).numpy()
+    mid = gen.style_mix(1, 2, 3, 2, 0.5, truncation_cutoff=3)
+    np.testing.assert_array_equal(mid, _keras_uint8(G, za, z2=zb, crossover=2, psi=0.5, cutoff=3))
+    assert np.abs(mid.astype(int) - gen.style_mix(1, 2, 3, 2, 0.5).astype(int)).max() > 0
+    assert np.abs(mid.astype(int) - gen.style_mix(1, 2, 3, 2).astype(int)).max() > 0
 
 
 @pytest.mark.e2e
@@ -252,6 +276,11 @@ def test_served_psi_and_style_mix_pixel_equal(exported, tmp_path):
         with pytest.raises(client_lib.ClientError, match="truncation_cutoff must be in"):
             rest.sample("sg", 4, 5, 0.7, truncation_cutoff=-1)
         np.testing.assert_array_equal(rest.style_mix("sg", 1, 2, 3, 2, 0.7), gen.style_mix(1, 2, 3, 2, 0.7))
+        # style mixing with a per-request cutoff (style_mix_cutoff), both APIs
+        want = gen.style_mix(1, 2, 3, 2, 0.7, truncation_cutoff=3)
+        np.testing.assert_array_equal(rest.style_mix("sg", 1, 2, 3, 2, 0.7, truncation_cutoff=3), want)
+        with client_lib.GrpcClient(f"127.0.0.1:{srv.port}", timeout=60) as grpc_client:
+            np.testing.assert_array_equal(grpc_client.style_mix("sg", 1, 2, 3, 2, 0.7, truncation_cutoff=3), want)
         # the CLI: --style-mix grid rows = seed_a, each crossover, seed_b
         parser = argparse.ArgumentParser()
         client_lib.add_arguments(parser)
@@ -272,6 +301,14 @@ def test_served_psi_and_style_mix_pixel_equal(exported, tmp_path):
         assert client_lib.main(args) == 0
         np.testing.assert_array_equal(decode_png(out.read_bytes())[pad:pad + r, pad:pad + r],
                                       gen.sample(1, 5, 0.7, truncation_cutoff=2)[0])
+        # --style-mix with --truncation-cutoff: the crossover row is style_mix_cutoff's
+        out = tmp_path / "mixcut.png"
+        args = parser.parse_args(["--server", f"127.0.0.1:{srv.port}", "--model", "sg", "--num", "3",
+                                  "--style-mix", "1,2", "--crossover", "2", "--psi", "0.7",
+                                  "--truncation-cutoff", "3", "--out", str(out)])
+        assert client_lib.main(args) == 0
+        y = pad + (r + pad)
+        np.testing.assert_array_equal(decode_png(out.read_bytes())[y:y + r, pad:pad + r], want[0])
     finally:
         srv.stop()
 

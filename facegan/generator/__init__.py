@@ -51,6 +51,7 @@ cutoff has its own signatures (the export-time one stays the default of `sample`
 
 | `generate_cutoff` | `z` f32 [N, Z], `truncation` f32 [], `truncation_cutoff` i32 []        | `images`         |
 | `sample_cutoff`   | `num` i32 [], `seed` i64 [], `truncation` f32 [], `truncation_cutoff` i32 [] | `images`, `png` |
+| `style_mix_cutoff` | `style_mix`'s inputs + `truncation_cutoff` i32 []                          | `images`, `png` |
 
 psi is applied on the layers < truncation_cutoff, as StyleGAN does: 0 = no layer (no truncation),
 num_ws = every layer (the whole-W truncation); outside [0, num_ws] is INVALID_ARGUMENT in the graph.
@@ -88,6 +89,7 @@ SIGNATURE_STYLE_MIX = "style_mix"
 # break existing clients of `generate`/`sample`, whose SignatureDefs have no optional inputs)
 SIGNATURE_GENERATE_CUTOFF = "generate_cutoff"
 SIGNATURE_SAMPLE_CUTOFF = "sample_cutoff"
+SIGNATURE_STYLE_MIX_CUTOFF = "style_mix_cutoff"
 
 
 def translate_signature(direction: str) -> str:

@@ -192,6 +192,9 @@ class _StyleModule(_LatentModule):
             _scalar(tf.int32, "num"), _scalar(tf.int64, "seed"), t, c])
         self.sample_range_cutoff = tf.function(self._sample_range_cutoff, input_signature=[
             _scalar(tf.int64, "seed"), _scalar(tf.int64, "start"), _scalar(tf.int32, "num"), t, c])
+        self.style_mix_cutoff = tf.function(self._style_mix_cutoff, input_signature=[
+            _scalar(tf.int64, "seed_a"), _scalar(tf.int64, "seed_b"), _scalar(tf.int32, "num"),
+            _scalar(tf.int32, "crossover"), t, c])
 
     @staticmethod
     def accepts(model) -> bool:
@@ -212,9 +215,7 @@ class _StyleModule(_LatentModule):
         if cutoff is None:
             cutoff = self._cutoff()
         else:
-            checks.append(tf.debugging.Assert(tf.logical_and(cutoff >= 0, cutoff <= self.num_ws), [
-                f"truncation_cutoff must be in [0, {self.num_ws}] (layers < cutoff are truncated: "
-                f"0 = none, {self.num_ws} = all)"]))
+            checks.append(self._check_cutoff(cutoff))
         z = _guard(z, checks)
         return to_uint8(self.generator(z, training=False, psi=truncation, cutoff=cutoff))
 
@@ -227,21 +228,35 @@ class _StyleModule(_LatentModule):
     def _sample_cutoff(self, num, seed, truncation, truncation_cutoff):
         return self._sample_range_cutoff(seed, tf.constant(0, tf.int64), num, truncation, truncation_cutoff)
 
-    def _style_mix(self, seed_a, seed_b, num, crossover, truncation):
+    def _check_cutoff(self, cutoff):
+        return tf.debugging.Assert(tf.logical_and(cutoff >= 0, cutoff <= self.num_ws), [
+            f"truncation_cutoff must be in [0, {self.num_ws}] (layers < cutoff are truncated: "
+            f"0 = none, {self.num_ws} = all)"])
+
+    def _style_mix(self, seed_a, seed_b, num, crossover, truncation, cutoff=None):
+        """cutoff: None = the export-time cutoff; a tensor = the request's (style_mix_cutoff)."""
         checks = [self._check_truncation(truncation), self._check_count(num, "num"),
                   tf.debugging.Assert(crossover >= 0, ["crossover must be >= 0 (0 = seed_b's image)"])]
+        if cutoff is None:
+            cutoff = self._cutoff()
+        else:
+            checks.append(self._check_cutoff(cutoff))
         num = _guard(num, checks)
         za = sample_latents(seed_a, tf.constant(0, tf.int64), num, self.z_dim)
         zb = sample_latents(seed_b, tf.constant(0, tf.int64), num, self.z_dim)
         images = to_uint8(self.generator(za, training=False, z2=zb, crossover=crossover, psi=truncation,
-                                         cutoff=self._cutoff()))
+                                         cutoff=cutoff))
         png = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.TensorSpec([], tf.string))
         return {"images": images, "png": png}
+
+    def _style_mix_cutoff(self, seed_a, seed_b, num, crossover, truncation, truncation_cutoff):
+        return self._style_mix(seed_a, seed_b, num, crossover, truncation, cutoff=truncation_cutoff)
 
     def signatures(self):
         return {**super().signatures(), contract.SIGNATURE_STYLE_MIX: self.style_mix.get_concrete_function(),
                 contract.SIGNATURE_GENERATE_CUTOFF: self.generate_cutoff.get_concrete_function(),
-                contract.SIGNATURE_SAMPLE_CUTOFF: self.sample_cutoff.get_concrete_function()}
+                contract.SIGNATURE_SAMPLE_CUTOFF: self.sample_cutoff.get_concrete_function(),
+                contract.SIGNATURE_STYLE_MIX_CUTOFF: self.style_mix_cutoff.get_concrete_function()}
 
     def trace_hidden(self):
         super().trace_hidden()

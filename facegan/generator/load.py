@@ -158,16 +158,24 @@ class LatentGenerator(Generator):
         """True for StyleGAN generators: truncation is psi in W, and `style_mix` exists."""
         return self.metadata.get("truncation") == contract.TRUNCATION_W
 
-    def style_mix(self, seed_a: int, seed_b: int, num: int, crossover: int, truncation: float = 1.0) -> np.ndarray:
-        """uint8 [num, R, R, 3]: row i of seed_a's stream on layers < crossover, seed_b's on the rest."""
+    def style_mix(self, seed_a: int, seed_b: int, num: int, crossover: int, truncation: float = 1.0,
+                  truncation_cutoff: Optional[int] = None) -> np.ndarray:
+        """uint8 [num, R, R, 3]: row i of seed_a's stream on layers < crossover, seed_b's on the rest;
+        truncation_cutoff (psi on the layers below it) calls `style_mix_cutoff`."""
         if contract.SIGNATURE_STYLE_MIX not in self.signatures:
             raise ValueError(f"{self.export_dir}: this generator has no W space, so no style mixing "
                              f"(architecture {self.metadata.get('architecture', 'unknown')})")
         if not 1 <= int(num) <= self.max_batch or int(crossover) < 0:
             raise ValueError(f"style_mix needs 1 <= num <= {self.max_batch} and crossover >= 0, got {num}, {crossover}")
-        return self._call(contract.SIGNATURE_STYLE_MIX, seed_a=np.int64(seed_a), seed_b=np.int64(seed_b),
-                          num=np.int32(num), crossover=np.int32(crossover),
-                          truncation=_truncation(truncation))["images"]
+        inputs = dict(seed_a=np.int64(seed_a), seed_b=np.int64(seed_b), num=np.int32(num),
+                      crossover=np.int32(crossover), truncation=_truncation(truncation))
+        if truncation_cutoff is None:
+            return self._call(contract.SIGNATURE_STYLE_MIX, **inputs)["images"]
+        cutoff = self._truncation_cutoff(truncation_cutoff)
+        if contract.SIGNATURE_STYLE_MIX_CUTOFF not in self.signatures:
+            raise ValueError(f"{self.export_dir}: exported before per-request cutoffs in style mixing "
+                             f"(no {contract.SIGNATURE_STYLE_MIX_CUTOFF} signature); re-export it")
+        return self._call(contract.SIGNATURE_STYLE_MIX_CUTOFF, truncation_cutoff=cutoff, **inputs)["images"]
 
 
 class ConditionalGenerator(LatentGenerator):
