@@ -363,7 +363,9 @@ def judge(claim: Claim, row: Dict, base: Dict, kimg: float,
     """(measured, note) for a claim: the row's metric against the baseline's, in the registry's
     better direction; 'inconclusive' when the gap is within the two rows' seed spreads. When either
     row has one seed, the yardstick is the metric's pooled seed spread (`pooled`: the largest spread
-    among rows with two or more seeds; see pooled_spreads), counted for both rows."""
+    among rows with two or more seeds; see pooled_spreads), counted for both rows. Either way the
+    gap must also exceed the two rows' late-run swings (late_swing: half the change between each
+    run's last two evaluations), or the verdict is 'inconclusive'."""
     m = claim.metric
     if m not in row["metrics"] or m not in base["metrics"]:
         return "not measured", f"no {m} for both rows"
@@ -375,6 +377,10 @@ def judge(claim: Claim, row: Dict, base: Dict, kimg: float,
         return measured, f"{m} has no better direction"
     better = a < b if direction == "lower" else a > b
     budget = f"at {kimg:g} kimg"
+    la, lb = row["metrics"][m].get("late_swing"), base["metrics"][m].get("late_swing")
+    if la is not None and lb is not None and abs(a - b) <= la + lb:
+        return measured + ": within the late-run swing", \
+            f"inconclusive, {budget} (the two runs' last evaluations still move by ±{la:.2g} and ±{lb:.2g})"
     if min(row["n"], base["n"]) < 2:
         sp = (pooled or {}).get(m)
         if sp is None:
@@ -422,6 +428,15 @@ def loss_gap(log_dir: str, tail: float = 0.25) -> Optional[float]:
     return sum(abs(g[s] - d[s]) for s in last) / len(last)
 
 
+def late_swing(curve: Sequence[Tuple[int, Dict[str, float]]], metric: str) -> Optional[float]:
+    """Half the change of `metric` between a run's last two evaluations (None with fewer than
+    two): how far the end-of-budget value still moves at this budget. A gap between two rows
+    smaller than their swings combined says nothing, whatever the seed spread (a one-seed row's
+    pooled spread is borrowed from other rows, whose curves may be far steadier)."""
+    vals = [v[metric] for _, v in curve if metric in v and v[metric] is not None and math.isfinite(v[metric])]
+    return abs(vals[-1] - vals[-2]) / 2.0 if len(vals) >= 2 else None
+
+
 def pooled_spreads(summary: Sequence[Dict[str, Any]]) -> Dict[str, float]:
     """Per metric, the largest seed spread among rows with two or more seeds: the yardstick for
     comparisons that involve a one-seed row (a conservative stand-in for its unknown spread)."""
@@ -464,6 +479,10 @@ def summarize(rows: Sequence[Row], work_dir: str, seeds: Sequence[int]) -> List[
             vals = [v["values"][k] for v in per_seed.values() if k in v["values"]]
             m, sp = mean_spread(vals)
             metrics[k] = {"mean": m, "spread": sp, "n": len(vals)}
+            swings = [late_swing(c, k) for c in curves.values()]
+            swings = [x for x in swings if x is not None]
+            if swings:
+                metrics[k]["late_swing"] = max(swings)
         out.append({"row": row.name, "preset": row.preset, "overrides": row.overrides, "group": row.group,
                     "note": row.note, "claim": dataclasses.asdict(row.claim) if row.claim else None,
                     "n": len(per_seed), "per_seed": {str(k): v for k, v in per_seed.items()},
@@ -621,7 +640,8 @@ def write_report(summary: List[Dict[str, Any]], out_dir: str, meta: Dict[str, An
          "Values are at the end of the budget: mean ± spread over seeds (spread = half the range of "
          "the seeds' values; with two seeds the interval spans both). A claim is checked on its metric against its baseline row: "
          "*in direction* (better beyond the seed spread), *not reproduced* (worse beyond it), "
-         "*inconclusive* (within it). Small budgets say little about the papers' long runs: every "
+         "*inconclusive* (within it, or within the two runs' late-run swings: half the change between "
+         "each run's last two evaluations). Small budgets say little about the papers' long runs: every "
          f"verdict holds at {kimg:g} kimg only.", ""]
     num_real = sorted({f"{k} {n}" for r in done for v in r["per_seed"].values() for k, n in v.get("num_real", {}).items()})
     if num_real:

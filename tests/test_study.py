@@ -113,6 +113,7 @@ def test_report_only_reads_existing_trainer_run_directories(tmp_path):
     committed = json.loads((out / "quality.json").read_text())
     assert committed["rows"][0]["per_seed"]["1"]["num_real"] == {"swd": 947, "ms_ssim": 947}
     assert [x for x, _ in committed["curves"]["base"]["1"]] == [8000, 16000]
+    assert committed["rows"][0]["metrics"]["swd"]["late_swing"] == pytest.approx((245.0 - 120.5) / 2)
 
 
 # -- e2e: the command on synthetic examples ----------------------------------------------------
@@ -234,6 +235,28 @@ def test_one_seed_rows_are_judged_against_the_pooled_seed_spread():
     assert S.compare_rerun(committed, 1, {"swd": 57.5}, pooled)[0]["within"]
     assert not S.compare_rerun(committed, 1, {"swd": 58.5}, pooled)[0]["within"]
     assert S.compare_rerun(committed, 1, {"swd": 55.5})[0]["tolerance"] == pytest.approx(0.55)   # no pool: 1%
+
+
+def test_late_swing_is_half_the_last_change_and_makes_close_gaps_inconclusive():
+    """A run whose metric still moves between its last two evaluations cannot decide a claim by a
+    gap smaller than the two rows' swings, whatever the seed spread says."""
+    curve = [(32, {"swd": 154.0}), (64, {"swd": 131.0}), (96, {"swd": 138.0}), (128, {"swd": 166.0})]
+    assert S.late_swing(curve, "swd") == 14.0                  # |166 - 138| / 2
+    assert S.late_swing(curve[:1], "swd") is None and S.late_swing(curve, "ms_ssim") is None
+    claim = S.Claim("x", "base", "swd")
+    base = _row({"swd": (166.0, 0.0)}, 1)
+    base["metrics"]["swd"]["late_swing"] = 14.0
+    row = _row({"swd": (152.0, 0.0)}, 1)
+    row["metrics"]["swd"]["late_swing"] = 1.0
+    pooled = {"swd": 1.0}                                      # the seed yardstick alone: 14 > 2, in direction
+    measured, note = S.judge(claim, row, base, 128, pooled)
+    assert measured.endswith("within the late-run swing")
+    assert note == "inconclusive, at 128 kimg (the two runs' last evaluations still move by ±1 and ±14)"
+    row["metrics"]["swd"]["mean"] = 100.0                      # gap 66 > 15: decided by the seed rule again
+    assert S.judge(claim, row, base, 128, pooled)[1] == "in direction, at 128 kimg (one seed; pooled seed spread 1)"
+    del base["metrics"]["swd"]["late_swing"]                   # no swing known: the seed rule alone
+    row["metrics"]["swd"]["mean"] = 152.0
+    assert S.judge(claim, row, base, 128, pooled)[1].startswith("in direction")
 
 
 def test_loss_gap_reads_the_runs_tensorboard_events(tmp_path):
