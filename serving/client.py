@@ -151,11 +151,17 @@ def _split_target(target: str, default_port: int) -> str:
     return target if ":" in target else f"{target}:{default_port}"
 
 
+def _scalar_types(np_types):
+    """(int32, int64, float32) constructors: numpy scalars for gRPC protos, plain JSON numbers for
+    REST (np_types None)."""
+    return (np.int32, np.int64, np.float32) if np_types is not None else (int, int, float)
+
+
 def _style_mix_request(seed_a, seed_b, num, crossover, truncation, truncation_cutoff,
                        np_types) -> Tuple[str, Dict[str, object]]:
     """(signature, inputs) of a style-mixing request: `style_mix`, or `style_mix_cutoff` with a
     per-request cutoff; numpy scalars for gRPC protos, plain JSON numbers for REST (np_types None)."""
-    i32, i64, f32 = (np.int32, np.int64, np.float32) if np_types is not None else (int, int, float)
+    i32, i64, f32 = _scalar_types(np_types)
     inputs = {"seed_a": i64(seed_a), "seed_b": i64(seed_b), "num": i32(num), "crossover": i32(crossover),
               "truncation": f32(truncation)}
     if truncation_cutoff is None:
@@ -166,7 +172,7 @@ def _style_mix_request(seed_a, seed_b, num, crossover, truncation, truncation_cu
 def _sample_request(num, seed, truncation, truncation_cutoff, attributes, np_types) -> Tuple[str, Dict[str, object]]:
     """(signature, inputs) of a seed request: `sample`, or `sample_cutoff` with a per-request cutoff
     (W-space generators); numpy scalars for gRPC protos, plain JSON numbers for REST (np_types None)."""
-    i32, i64, f32 = (np.int32, np.int64, np.float32) if np_types is not None else (int, int, float)
+    i32, i64, f32 = _scalar_types(np_types)
     inputs = {"num": i32(num), "seed": i64(seed), "truncation": f32(truncation), **_attribute_input(attributes)}
     if truncation_cutoff is None:
         return "sample", inputs

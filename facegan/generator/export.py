@@ -212,10 +212,7 @@ class _StyleModule(_LatentModule):
     def _images(self, z, attributes, truncation, n, what, cutoff=None):
         """cutoff: None = the export-time cutoff; a tensor = the request's (layers < cutoff get psi)."""
         checks = self._checks(z, attributes, truncation, n, what)
-        if cutoff is None:
-            cutoff = self._cutoff()
-        else:
-            checks.append(self._check_cutoff(cutoff))
+        cutoff = self._request_cutoff(cutoff, checks)
         z = _guard(z, checks)
         return to_uint8(self.generator(z, training=False, psi=truncation, cutoff=cutoff))
 
@@ -228,19 +225,21 @@ class _StyleModule(_LatentModule):
     def _sample_cutoff(self, num, seed, truncation, truncation_cutoff):
         return self._sample_range_cutoff(seed, tf.constant(0, tf.int64), num, truncation, truncation_cutoff)
 
-    def _check_cutoff(self, cutoff):
-        return tf.debugging.Assert(tf.logical_and(cutoff >= 0, cutoff <= self.num_ws), [
+    def _request_cutoff(self, cutoff, checks):
+        """The cutoff to apply: the export-time one for None, else the request's tensor, whose
+        bounds check is appended to `checks`."""
+        if cutoff is None:
+            return self._cutoff()
+        checks.append(tf.debugging.Assert(tf.logical_and(cutoff >= 0, cutoff <= self.num_ws), [
             f"truncation_cutoff must be in [0, {self.num_ws}] (layers < cutoff are truncated: "
-            f"0 = none, {self.num_ws} = all)"])
+            f"0 = none, {self.num_ws} = all)"]))
+        return cutoff
 
     def _style_mix(self, seed_a, seed_b, num, crossover, truncation, cutoff=None):
         """cutoff: None = the export-time cutoff; a tensor = the request's (style_mix_cutoff)."""
         checks = [self._check_truncation(truncation), self._check_count(num, "num"),
                   tf.debugging.Assert(crossover >= 0, ["crossover must be >= 0 (0 = seed_b's image)"])]
-        if cutoff is None:
-            cutoff = self._cutoff()
-        else:
-            checks.append(self._check_cutoff(cutoff))
+        cutoff = self._request_cutoff(cutoff, checks)
         num = _guard(num, checks)
         za = sample_latents(seed_a, tf.constant(0, tf.int64), num, self.z_dim)
         zb = sample_latents(seed_b, tf.constant(0, tf.int64), num, self.z_dim)
