@@ -383,7 +383,10 @@ def finalize_shards(output_uri: str, tmp_dir: str, shards) -> Dict[str, Dict]:
         old = _match(join(d, TFRECORD_PREFIX + "-*"))
         for f in old:
             _delete_tree(f) if is_remote(f) else os.remove(f)
-        mine = sorted((path, n) for s, path, n in shards if s == split)
+        # In the order the runner produced them (the local runner: input order), never by the
+        # temp files' random names: the files' order is the order training reads the examples
+        # in, so two ingests of the same input must name the same shards alike.
+        mine = [(path, n) for s, path, n in shards if s == split]
         if not mine:
             empty = writer(join(tmp_dir, f"{split}-empty.gz"))
             empty.close()
