@@ -231,4 +231,4 @@ def test_eval_computes_only_what_was_requested(data, tmp_path, monkeypatch, capl
     assert set(r["skipped"]) == {"memorization"}
     events = [os.path.join(dp, n) for dp, _, ns in os.walk(os.path.join(run_dir, "logs")) for n in ns]
     assert events and all(b"memorization" not in open(p, "rb").read() for p in events)
-    assert all(b"eval/swd" not in open(p, "rb").read() for p in events) is False   # eval was logged
+    assert any(b"eval/swd" in open(p, "rb").read() for p in events)     # the requested ones were
