@@ -170,7 +170,8 @@ class Staging:
             path = os.path.join(where, f"{prefix}{STAGING_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}")
             os.mkdir(path)
         except OSError as e:
-            self._fail(_os_problem(out, e))
+            named = e.filename if isinstance(e.filename, str) else ""
+            self._fail(_os_problem(out if not named or STAGING_TAG in named else named, e))
         return path
 
     def _write_marker(self):
