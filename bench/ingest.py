@@ -117,7 +117,9 @@ def beam_run(input_dir, out, cfg, beam_args, n):
     from facegan.components.image_example_gen import beam_pipeline as B
     marks = {}
 
-    def on_progress(done, total):
+    def on_progress(done, total, phase="process", started=None):
+        if phase != "process":
+            return
         now = time.perf_counter()
         if done > 0 and "first" not in marks:
             marks["first"] = now

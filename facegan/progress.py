@@ -39,3 +39,20 @@ class Progress:
 
     def close(self):
         self.update(0, force=True)
+
+
+def rate_eta(done: int, total, started, now):
+    """(items/s, seconds left or None) for `done` of `total` items, with the clock started at
+    `started` (when the first item started, not when someone first looked: a clock started late
+    overstates the rate and understates the ETA). Pure: times are plain numbers, any clock."""
+    if started is None or done <= 0 or now <= started:
+        return 0.0, None
+    rate = done / (now - started)
+    if not total:
+        return rate, None
+    return rate, max(0.0, (total - done) / rate)
+
+
+def format_eta(seconds) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"

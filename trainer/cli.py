@@ -52,6 +52,16 @@ def add_arguments(parser):
                         help="skip the SavedModel export (default: export to OUT/export)")
 
 
+def _disk_full(e: Exception, out: str, export_dir=None) -> int:
+    """A full disk: one line (device, where the run resumes), exit 1; anything else re-raised."""
+    from facegan import diskspace
+    if not diskspace.is_disk_full(e):
+        raise e
+    from facegan.trainer import train_lib
+    print(f"facegan train: {train_lib.disk_full_message(out, export_dir)}", file=sys.stderr)
+    return 1
+
+
 def main(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -72,6 +82,8 @@ def main(args) -> int:
     except train_lib.TrainingDiverged as e:
         print(f"facegan train: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # noqa: BLE001 - only a full disk is answered here
+        return _disk_full(e, args.out)
     summary = {"run_dir": result.run_dir, "steps": result.steps, "images_shown": result.images_shown,
                "resolution": result.resolution, "replicas": result.replicas, "nan_recoveries": result.nan_recoveries,
                "checkpoint": result.checkpoint, "log_dir": result.log_dir, "selected": result.selected,
@@ -81,6 +93,8 @@ def main(args) -> int:
     try:
         if not args.no_export:
             summary["export"] = train_lib.export(result, os.path.join(args.out, "export"))
+    except Exception as e:  # noqa: BLE001 - only a full disk is answered here
+        return _disk_full(e, args.out, os.path.join(args.out, "export"))
     finally:
         train_lib.release(result)
     if not result.chief:

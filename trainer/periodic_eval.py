@@ -29,8 +29,11 @@ Real images: the Examples artifact's eval split next to the training split (the 
 files themselves (logged and recorded as `real_split: "train"`); read once per resolution
 (the bounded sample stays in memory), mirrored copies excluded as the evaluator does.
 Feature metrics (FID/KID/IS, the memorization check's feature space) need the extractor's
-weights; where they are missing, FID/KID/IS are skipped with the reason in every record and the
-memorization check uses the random `random_tiny` features (labelled `memorization_random`).
+weights; where they are missing, FID/KID/IS are skipped with the reason in every record. Nothing
+that was not asked for is computed: the extractor is loaded (and Inception's weights downloaded)
+only for a requested metric that uses it; the memorization check reuses it then, or else uses
+`eval.extractor` only when it needs no download, and is otherwise skipped with the reason in
+every record (`skipped.memorization`) -- never run on random features as a stand-in.
 
 Resume: records newer than the checkpoint the run resumes from are dropped (resume is exact, so
 they are recomputed identically), best tracking is rebuilt from the file, and an evaluation lost
@@ -321,6 +324,36 @@ class PeriodicEval:
                             ", ".join(self.skipped) or "nothing", reason)
         return self._extractor or None
 
+    def _memorization_extractor(self, loaded: Optional[str]) -> Optional[str]:
+        """The memorization check's feature space: `eval.extractor`, never a random stand-in.
+        `loaded`: the extractor the requested metrics loaded (reused). When no requested metric
+        uses it, it is used only if it needs no download (a check nobody's metrics need costs
+        no download); else the check is skipped, the reason recorded (and logged once)."""
+        if "memorization" in self.skipped:
+            return None
+        name = self.ecfg.extractor
+        if loaded:
+            return loaded
+        if any(r.spec.uses_extractor for r in self.requests):   # wanted and did not load
+            why = next((self.skipped[r.label] for r in self.requests if r.label in self.skipped), "")
+            self.skipped["memorization"] = f"needs {name} features, which did not load: {why}"
+            return None
+        from facegan.metrics import WeightsUnavailableError
+        from facegan.metrics.features import resolve_inception_weights
+        try:
+            if name == "inception":
+                resolve_inception_weights(download=False)
+            from facegan.metrics import get_extractor
+            get_extractor(name)
+            return name
+        except WeightsUnavailableError:
+            self.skipped["memorization"] = (
+                f"compares {name} features; no requested metric needs them and their weights are "
+                f"not on this machine (not downloaded for this check alone; eval.memorization=0 "
+                f"turns it off)")
+            log.info("eval: memorization check off: %s", self.skipped["memorization"])
+            return None
+
     # -- one evaluation ---------------------------------------------------------------------------
     def _score(self, ema: bool, resolution: int) -> Dict:
         import facegan.metrics as M
@@ -347,14 +380,13 @@ class PeriodicEval:
             control = self._attribute_control(sample)
             results["protocols"] = {**results.get("protocols", {}), **control.pop("protocols")}
             results.update(control)
-        if e.memorization:
-            mem_extractor = extractor or self._extractor_name() or FALLBACK_EXTRACTOR
+        mem_extractor = self._memorization_extractor(extractor) if e.memorization else None
+        if mem_extractor:
             samples = np.concatenate(list(gen(e.memorization)))
             reals, _ = self._real(resolution, e.num_images)
             mem = M.memorization(samples, [self._train_images(resolution, e.num_images)], None,
                                  extractor=mem_extractor, reference_batches=[reals], progress=False)
-            name = "memorization" if mem_extractor == e.extractor else "memorization_random"
-            results[name] = {k: mem[k] for k in _MEMORIZATION_SCORES + ("num_generated", "num_train",
+            results["memorization"] = {k: mem[k] for k in _MEMORIZATION_SCORES + ("num_generated", "num_train",
                                                                          "num_reference", "extractor")
                              if k in mem}
         return results

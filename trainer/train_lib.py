@@ -159,6 +159,114 @@ def clean_partial_checkpoints(ckpt_dir: str) -> list:
     return removed
 
 
+# -- faults: corrupt checkpoints, a full disk -------------------------------------------------
+class CorruptCheckpoints(ValueError):
+    """No checkpoint of the run folder loads (the message lists each one and its problem)."""
+
+
+def _one_line(e: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(getattr(e, "message", None) or e).split())
+    text = f"{type(e).__name__}: {text}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def checkpoint_problem(path: str) -> Optional[str]:
+    """None when every tensor of checkpoint `path` reads back (index parses, data files complete,
+    each tensor's checksum matches: TensorFlow's bundle reader checks crc32c on every read),
+    else the first error, on one line. Reads the whole checkpoint once, not into any variable."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as e:  # noqa: BLE001 - whatever stops it loading makes it unusable
+        return _one_line(e)
+    return None
+
+
+def _ckpt_step(path: str) -> Optional[int]:
+    tail = path.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def newest_loadable_checkpoint(ckpt_dir: str, fix: bool = True) -> Optional[str]:
+    """The newest checkpoint of `ckpt_dir` that loads (None when there is none yet).
+
+    Corrupt ones newer than it (a truncated data file or index, flipped bits: what a crash, a
+    full disk or bad storage leaves) are skipped with one warning naming them and the steps
+    lost; with `fix` (the chief), their files are renamed `corrupt-ckpt-N.*` (kept for
+    inspection, never loaded again) and the index is rewritten without them, so the manager
+    continues from the good one. None loading raises CorruptCheckpoints: never load corruption,
+    never start over silently."""
+    state = tf.train.get_checkpoint_state(ckpt_dir)
+    if state is None or not state.model_checkpoint_path:
+        return None
+    paths = list(state.all_model_checkpoint_paths)
+    if state.model_checkpoint_path not in paths:
+        paths.append(state.model_checkpoint_path)
+    paths.sort(key=lambda p: (_ckpt_step(p) is not None, _ckpt_step(p) or 0))
+    bad, good = [], None
+    for path in reversed(paths):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            good = path
+            break
+        bad.append((path, problem))
+    names = "; ".join(f"{os.path.basename(p)} ({why})" for p, why in bad)
+    if good is None:
+        raise CorruptCheckpoints(f"no checkpoint in {ckpt_dir} loads: {names}. Move the folder "
+                                 f"aside to train from the start")
+    if bad:
+        newest, step = _ckpt_step(bad[0][0]), _ckpt_step(good)
+        lost = f"{newest - step} steps lost" if newest is not None and step is not None else "steps lost"
+        moved = ""
+        if fix:
+            moved = f"; renamed {_set_aside(ckpt_dir, [p for p, _ in bad], good)}"
+        log.warning("checkpoint%s %s do%s not load; resuming from %s (step %s), %s%s",
+                    "s" if len(bad) > 1 else "", names, "" if len(bad) > 1 else "es",
+                    os.path.basename(good), step, lost, moved)
+    return good
+
+
+def _set_aside(ckpt_dir: str, bad: Sequence[str], good: str) -> str:
+    """Rename the files of the `bad` checkpoints `corrupt-<name>` and drop them from the index."""
+    renamed = []
+    for path in bad:
+        prefix = os.path.basename(path)
+        for name in tf.io.gfile.listdir(ckpt_dir):
+            if name == prefix or name.startswith(prefix + "."):
+                tf.io.gfile.rename(os.path.join(ckpt_dir, name),
+                                   os.path.join(ckpt_dir, "corrupt-" + name), overwrite=True)
+        renamed.append(f"corrupt-{prefix}.*")
+    state = tf.train.get_checkpoint_state(ckpt_dir)
+    keep = [p for p in state.all_model_checkpoint_paths if p not in bad]
+    from tensorflow.python.checkpoint import checkpoint_management   # as CheckpointManager writes it
+    checkpoint_management.update_checkpoint_state_internal(
+        ckpt_dir, good, keep or [good], save_relative_paths=True)
+    return ", ".join(renamed)
+
+
+def disk_full_message(run_dir: str, export_dir: Optional[str] = None) -> str:
+    """One line after a write into `run_dir` (or `export_dir`) failed on a full disk: the
+    device, and where the same command resumes. Removes what the failed write left (a partial
+    checkpoint save, an export without its saved_model.pb) first: it holds the space."""
+    from facegan import diskspace
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    try:
+        clean_partial_checkpoints(ckpt_dir)
+        if export_dir and tf.io.gfile.isdir(export_dir) and \
+                not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
+            tf.io.gfile.rmtree(export_dir)
+        latest = tf.train.latest_checkpoint(ckpt_dir)
+    except Exception:  # noqa: BLE001 - the message matters more than the clean-up
+        latest = None
+    where = diskspace.disk_full_message(export_dir or run_dir,
+                                        "the export" if export_dir else "the run folder")
+    if latest:
+        return (f"{where}; the run is resumable: the same command continues from {latest} "
+                f"(step {_ckpt_step(latest)}) once there is space")
+    return f"{where}; no checkpoint was saved yet"
+
+
 def resolve_precision(requested: str):
     """(policy, reason) for run.mixed_precision: `auto` by hardware (facegan/machine.py)."""
     return machine.resolve_precision(requested, has_gpu=bool(tf.config.list_physical_devices("GPU")))
@@ -208,7 +316,7 @@ class Trainer:
             log.warning("removed %s, left by a checkpoint save that did not finish", path)
         # Every worker resumes from the chief's checkpoint, looked up before any variable exists:
         # variable creation is collective, so no worker can have saved a newer one yet.
-        resume_from = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+        resume_from = newest_loadable_checkpoint(os.path.join(run_dir, "checkpoints"), fix=self.chief)
         write_json_atomic(os.path.join(out_dir, "config.json"), cfg.to_dict())
         for note in cfg.notes:
             log.info("config: %s", note)

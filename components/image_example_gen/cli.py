@@ -126,7 +126,9 @@ def _quiet_third_party():
     # Beam's worker interpreters inherit this (their import-time FutureWarnings)
     os.environ["PYTHONWARNINGS"] = ",".join(
         w for w in (os.environ.get("PYTHONWARNINGS"), "ignore::FutureWarning") if w)
-    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    # CRITICAL: a failed bundle is logged at ERROR (with its traceback) before the runner
+    # raises it; the raised error is what we report, in one line where we know what it means
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
 
 
 class _WorkerStderrToFile:
@@ -138,7 +140,10 @@ class _WorkerStderrToFile:
         import tempfile
         sys.stderr.flush()
         self.saved = os.dup(2)
-        fd, self.path = tempfile.mkstemp(prefix="facegan-ingest-workers-", suffix=".log")
+        # the pid in the name lets a later run remove the file of a run killed outright
+        # (output.sweep_stale_temp_files)
+        fd, self.path = tempfile.mkstemp(prefix=f"facegan-ingest-workers-{os.getpid()}-",
+                                         suffix=".log")
         os.dup2(fd, 2)
         os.close(fd)
         self.old = sys.stderr
@@ -158,6 +163,53 @@ class _WorkerStderrToFile:
         return False
 
 
+PHASE_WORDS = {"list": "listing", "hash": "hashing", "process": ""}
+
+
+def progress_line(phase: str, done: int, total, started, now, what: str = "") -> str:
+    """One progress line: files done (of total), files/s and ETA with the clock started when
+    the phase's first file started (`started`, None before; `now` on the same clock)."""
+    from facegan.progress import format_eta, rate_eta
+    word = PHASE_WORDS.get(phase, phase)
+    head = f"ingest ({word})" if word else "ingest"
+    if phase == "list":
+        return f"{head} {what}".rstrip()
+    parts = [head, f"{done}" + (f"/{total}" if total else "") + " files"]
+    rate, eta = rate_eta(done, total, started, now)
+    if started is None or done <= 0:
+        parts.append("starting")
+    else:
+        parts.append(f"{rate:.1f} files/s")
+        if eta is not None:
+            parts.append(f"ETA {format_eta(eta)}")
+    return "  ".join(parts)
+
+
+class ProgressDisplay:
+    """`on_progress` for ingest: a line when a phase begins, then one every `every_s` seconds
+    (as Beam's own display), and the last state on `close()`."""
+
+    def __init__(self, stream=None, every_s: float = 2.0, clock=time.time, what: str = ""):
+        self.stream, self.every_s, self.clock, self.what = stream, every_s, clock, what
+        self.phase, self.last, self.state, self.printed = None, None, None, None
+
+    def __call__(self, done, total, phase="process", started=None):
+        now = self.clock()
+        self.state = (phase, done, total, started)
+        if phase != self.phase or self.last is None or now - self.last >= self.every_s:
+            self.phase, self.last = phase, now
+            self._print(now)
+
+    def _print(self, now):
+        phase, done, total, started = self.printed = self.state
+        print(progress_line(phase, done, total, started, now, self.what),
+              file=self.stream or sys.stderr, flush=True)
+
+    def close(self):
+        if self.state is not None and self.state[0] != "list" and self.state != self.printed:
+            self._print(self.clock())
+
+
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread like KeyboardInterrupt is for SIGINT."""
 
@@ -167,7 +219,6 @@ def _on_sigterm(signum, frame):
 
 
 def main(args) -> int:
-    from facegan.progress import Progress
     try:
         cfg = T.IngestConfig(
             resolution=args.resolution, crop=args.crop, filter=args.filter, mirror=args.mirror,
@@ -182,19 +233,7 @@ def main(args) -> int:
         _quiet_third_party()
     previous = os.path.isdir(args.output) and bool(os.listdir(args.output))
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
-    progress = None
-
-    def on_progress(done, total):
-        # Start the clock at the first processed file so images/s and ETA are not diluted by
-        # the Beam workers' start-up (several seconds each).
-        nonlocal progress
-        if progress is None:
-            if done == 0:
-                return
-            progress = Progress(total=total, unit="files", label="ingest")
-            progress._last = time.monotonic()   # first line after a real interval, not at t=0
-        if done != progress.done:
-            progress.update(done - progress.done)
+    progress = None if args.quiet else ProgressDisplay(what=args.input)
 
     import contextlib
     quiet = contextlib.nullcontext() if args.verbose else _WorkerStderrToFile()
@@ -205,8 +244,7 @@ def main(args) -> int:
             beam_args = shlex.split(DEFAULT_BEAM_ARGS)
         with quiet:
             summary = local_runner.ingest(args.input, args.output, cfg, beam_args=beam_args,
-                                          on_progress=None if args.quiet else on_progress,
-                                          runner=args.runner)
+                                          on_progress=progress, runner=args.runner)
             if progress is not None:
                 progress.close()
     except T.IngestError as e:

@@ -17,6 +17,8 @@ Both call the same stage functions, so for the same input they write the same re
 (shard files and their order differ), rejection report and summary counts (tested).
 """
 import collections
+import errno
+import functools
 import os
 import shutil
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -43,28 +45,48 @@ def _default_workers() -> int:
 _JOB: Dict = {}
 
 
+def _job_progress(phase: str) -> "S.ProgressFile":
+    """This process's counter file for `phase` (made on first use: its name carries our pid)."""
+    key = f"progress/{phase}"
+    if key not in _JOB:
+        _JOB[key] = S.ProgressFile(_JOB.get("progress_dir"), phase=phase)
+    return _JOB[key]
+
+
+def _tick() -> None:
+    """In-process runs: let the driver show progress while a chunk is going."""
+    tick = _JOB.get("tick")
+    if tick is not None:
+        tick()
+
+
 def _read_chunk(units: Sequence[str]):
     counts = collections.Counter()
     hashed, rejected = [], []
+    progress = _job_progress(S.PHASE_HASH)
     for unit in units:
+        progress.add(1)
         for tag, value in S.read_and_hash(unit, counts):
             (hashed if tag == S.HASHED else rejected).append(value)
+        _tick()
+    progress.add(0, force=True)
     return hashed, rejected, counts
 
 
 def _process_chunk(groups: Sequence[Tuple[str, List]]):
-    cfg, tmp_dir, progress_dir = _JOB["cfg"], _JOB["tmp_dir"], _JOB["progress_dir"]
+    cfg, tmp_dir = _JOB["cfg"], _JOB["tmp_dir"]
     proc = _JOB.get("proc")
     if proc is None:
         proc = _JOB["proc"] = S.GroupProcessor(cfg)
-        _JOB["progress"] = S.ProgressFile(progress_dir)
+    progress = _job_progress(S.PHASE_PROCESS)
     proc.start()
     shards = S.ShardWriters(tmp_dir)
     rejections = []
     for sha, items in groups:
-        _JOB["progress"].add(len(items))
+        progress.add(len(items))
         rejections.extend(rec for _, rec in proc.process(sha, items, shards.write))
-    _JOB["progress"].add(0, force=True)
+        _tick()
+    progress.add(0, force=True)
     return shards.close(), rejections, proc.counts, tuple(proc.stats), list(proc.sample)
 
 
@@ -82,13 +104,50 @@ def _worker_init(cfg=None, tmp_dir=None, progress_dir=None):
         _JOB.update(cfg=cfg, tmp_dir=tmp_dir, progress_dir=progress_dir)
 
 
-def _worker_loop(conn, init_args) -> None:
-    """A `_Workers` process: run `(fn, arg)` messages until `None` or the driver is gone."""
+def _exit_with_parent(parent_pid: int) -> None:
+    """Make this worker die with the driver, whatever kills the driver (SIGKILL included).
+
+    Linux: PR_SET_PDEATHSIG delivers SIGKILL to us when the driver (the thread that forked us)
+    ends. Everywhere: a watchdog thread notices the re-parenting (getppid changes) within a
+    second. Together with the pipe ends closed in `_worker_loop`, no worker outlives its run."""
+    import signal
+    import threading
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)            # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:                        # the driver died before the prctl
+        os._exit(1)
+
+    def watch():
+        import time
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="facegan-parent-watch").start()
+
+
+def _worker_loop(conn, init_args, parent_pid: Optional[int] = None, inherited=()) -> None:
+    """A `_Workers` process: run `(fn, arg)` messages until `None` or the driver is gone.
+
+    `inherited`: the driver's ends of the pipes, copied into this process by the fork (its own
+    pipe's and the earlier workers'). Closed first: while any process holds the driver's end of
+    a pipe, the worker on the other end never sees end-of-file when the driver dies."""
+    for c in inherited:
+        try:
+            c.close()
+        except OSError:
+            pass
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
     _worker_init(*init_args)
     while True:
         try:
             msg = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):
             return
         if msg is None:
             return
@@ -99,8 +158,13 @@ def _worker_loop(conn, init_args) -> None:
             out = (False, e)
         try:
             conn.send(out)
+        except (BrokenPipeError, ConnectionResetError):
+            return                                        # the driver is gone
         except Exception as e:  # noqa: BLE001 - an unpicklable result or exception
-            conn.send((False, RuntimeError(f"ingest worker: {type(e).__name__}: {e}")))
+            try:
+                conn.send((False, RuntimeError(f"ingest worker: {type(e).__name__}: {e}")))
+            except OSError:
+                return
 
 
 class _Workers:
@@ -110,20 +174,28 @@ class _Workers:
     waiting for a task. A SIGTERM sent to the process group (`kill -TERM -<pgid>`, a service
     manager stopping the job) kills such a worker holding the lock, and `Pool.terminate()` then
     waits for that lock forever (Pool._help_stuff_finish). Here no lock is shared: `kill()`
-    SIGKILLs and reaps the workers whatever state they died in.
+    SIGKILLs and reaps the workers whatever state they died in. Workers also die with the
+    driver when it is killed outright (`_exit_with_parent`, `_worker_loop`'s `inherited`).
+    `poll()`, when given, is called about every `POLL_S` seconds while `imap` waits.
     """
+
+    POLL_S = 0.5
 
     def __init__(self, ctx, n: int, init_args: Tuple):
         self.procs, self.conns = [], []
+        forked = ctx.get_start_method() == "fork"
         for _ in range(n):
             ours, theirs = ctx.Pipe()
-            p = ctx.Process(target=_worker_loop, args=(theirs, init_args), daemon=True)
+            # a forked child gets copies of every open end; a spawned one only what it is given
+            inherited = (*self.conns, ours) if forked else ()
+            p = ctx.Process(target=_worker_loop, daemon=True,
+                            args=(theirs, init_args, os.getpid(), inherited))
             p.start()
             theirs.close()
             self.procs.append(p)
             self.conns.append(ours)
 
-    def imap(self, fn, items: Sequence):
+    def imap(self, fn, items: Sequence, poll=None):
         from multiprocessing.connection import wait
         todo = list(enumerate(items))[::-1]
         idle, busy, done, next_out = list(self.conns), {}, {}, 0
@@ -133,7 +205,10 @@ class _Workers:
                 i, item = todo.pop()
                 conn.send((fn, item))
                 busy[conn] = i
-            for conn in wait(list(busy)):
+            ready = wait(list(busy), timeout=self.POLL_S)
+            if poll is not None:
+                poll()          # throttled by the caller
+            for conn in ready:
                 try:
                     ok, value = conn.recv()
                 except EOFError:
@@ -171,6 +246,19 @@ class _Workers:
             conn.close()
 
 
+def _throttled(fn, every_s: float):
+    """`fn` called at most once per `every_s` seconds (in-process progress ticks)."""
+    import time
+    last = [0.0]
+
+    def call():
+        now = time.monotonic()
+        if now - last[0] >= every_s:
+            last[0] = now
+            fn()
+    return call
+
+
 def _chunks(items: List, n: int) -> List[List]:
     """`n` contiguous chunks of about equal size (deterministic)."""
     n = max(1, min(n, len(items)))
@@ -195,6 +283,8 @@ def run_local(listing: T.InputListing, stage_path: str, cfg: T.IngestConfig, inp
     _JOB.clear()
     _JOB.update(cfg=cfg, tmp_dir=tmp_dir, progress_dir=progress_dir)
     pool = None
+    if poll is not None and not use_pool:
+        _JOB["tick"] = _throttled(poll, _Workers.POLL_S)
     try:
         if use_pool:
             import multiprocessing
@@ -205,7 +295,7 @@ def run_local(listing: T.InputListing, stage_path: str, cfg: T.IngestConfig, inp
             method = "fork" if threading.active_count() == 1 else "spawn"
             pool = _Workers(multiprocessing.get_context(method), workers,
                             (cfg, tmp_dir, progress_dir))
-            imap = pool.imap
+            imap = functools.partial(pool.imap, poll=poll)
         else:
             imap = map
         n_chunks = workers * CHUNKS_PER_WORKER if use_pool else -(-len(units) // SINGLE_CHUNK)
@@ -217,8 +307,6 @@ def run_local(listing: T.InputListing, stage_path: str, cfg: T.IngestConfig, inp
             rejections.extend(rejected)
             for sha, item in hashed:
                 groups[sha].append(item)
-            if poll:
-                poll()
         ordered = sorted(groups.items())
         shards, stats, sample = [], [], []
         for sh, rej, c, st, sm in imap(_process_chunk, _chunks(ordered, n_chunks)):
@@ -227,12 +315,12 @@ def run_local(listing: T.InputListing, stage_path: str, cfg: T.IngestConfig, inp
             counts.update(c)
             stats.append(st)
             sample.extend(sm)
-            if poll:
-                poll()
     except BaseException:
         if pool is not None:
             pool.kill()     # before the caller removes the staging folder they write into
         raise
+    finally:
+        _JOB.pop("tick", None)
     if pool is not None:
         pool.close()
     return S.write_reports(stage_path, tmp_dir, cfg, input_base, len(units), counts,
@@ -279,14 +367,19 @@ def ingest(input_base: str, output_uri: str, cfg: T.IngestConfig,
     from the driver while a run is going (`total` is None when archives make the file count
     unknown up front).
     """
-    from facegan.components.image_example_gen.output import Staging, make_progress_dir
+    from facegan.components.image_example_gen.output import (Staging, make_progress_dir,
+                                                              sweep_stale_temp_files)
+    sweep_stale_temp_files()        # progress folders and worker logs of killed runs
+    if on_progress is not None:
+        on_progress(0, None, phase=S.PHASE_LIST)
     listing = S.prepare(input_base, cfg)
     units = listing.units
     total = None if any(T.is_archive(u) for u in units) else len(units)
     which = choose_runner(runner, beam_args, pipeline, len(units))
     stage = Staging(output_uri, in_place=in_place)
     progress_dir = make_progress_dir() if on_progress is not None else None
-    poll = (lambda: on_progress(S.read_progress(progress_dir), total)) if progress_dir else None
+    poll = _poller(on_progress, progress_dir, len(units), total,
+                   S.PHASE_HASH if which == "local" else S.PHASE_PROCESS) if progress_dir else None
     try:
         if which == "local":
             summary = run_local(listing, stage.path, cfg, input_base, workers, progress_dir, poll)
@@ -298,19 +391,54 @@ def ingest(input_base: str, output_uri: str, cfg: T.IngestConfig,
         if poll:
             poll()
             if hasattr(on_progress, "records"):
-                on_progress.records = S.read_progress_records(progress_dir)
+                on_progress.records = S.read_progress_records(progress_dir, S.PHASE_PROCESS)
         summary["runner"] = which
         S.check_summary(summary, cfg)
         stage.commit()
-    except BaseException:
+    except BaseException as e:
         if which == "local":
             _stop_pool_children()
         stage.abort()
+        problem = _output_problem(e, stage)
+        if problem:
+            raise T.IngestError(problem, field="output") from None
         raise
     finally:
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
     return summary
+
+
+def _poller(on_progress, progress_dir: str, n_units: int, total: Optional[int], first: str):
+    """poll() -> on_progress(done, total, phase=, started=) from the workers' counter files:
+    the hashing phase until the first file is processed (the local runner; Beam's stages are
+    fused, so it reports processing only), then processing. `started` is the wall-clock time
+    the phase's first file started (the rate's clock), None before."""
+    def poll():
+        hashed = S.read_progress_records(progress_dir, S.PHASE_HASH)
+        processed = S.read_progress_records(progress_dir, S.PHASE_PROCESS)
+        if (hashed or first == S.PHASE_HASH) and not any(r.get("n") for r in processed):
+            on_progress(sum(int(r.get("n", 0)) for r in hashed), n_units, phase=S.PHASE_HASH,
+                        started=S.records_started(hashed))
+        else:
+            on_progress(sum(int(r.get("n", 0)) for r in processed), total,
+                        phase=S.PHASE_PROCESS, started=S.records_started(processed))
+    return poll
+
+
+def _output_problem(e: BaseException, stage) -> Optional[str]:
+    """One line for a failure to write the output (a full disk, whichever runner and process
+    met it; an OSError on a staging file), naming the output the user gave; None otherwise."""
+    from facegan import diskspace
+    if isinstance(e, T.IngestError):
+        return None
+    if diskspace.is_disk_full(e):
+        return stage.problem(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    name = getattr(e, "filename", None)
+    if isinstance(e, OSError) and isinstance(name, str) and not stage.in_place and \
+            os.path.abspath(name).startswith(os.path.abspath(stage.path)):
+        return stage.problem(e)
+    return None
 
 
 def _stop_pool_children() -> None:

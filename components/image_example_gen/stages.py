@@ -97,15 +97,21 @@ def _delete_tree(path: str):
 # ---------------------------------------------------------------------------------------------
 # Progress
 
-class ProgressFile:
-    """Per-worker counter file so a local driver can show images/s and ETA (best effort).
+PHASE_LIST, PHASE_HASH, PHASE_PROCESS = "list", "hash", "process"
 
-    JSON {n, t0, t, cpu0, cpu}: files done, wall clock and this process's CPU time at the first
-    file and now; the benchmark derives steady-state rate and CPU per image from them.
+
+class ProgressFile:
+    """Per-worker counter file so a local driver can show files/s and ETA (best effort).
+
+    JSON {phase, n, t0, t, cpu0, cpu}: the phase (`hash`: read + sha256, the local runner's
+    first pass; `process`: decode to write), files done, wall clock and this process's CPU
+    time at the first file and now; the display starts its clock at the earliest `t0`, the
+    benchmark derives steady-state rate and CPU per image from them.
     """
 
-    def __init__(self, progress_dir: Optional[str]):
+    def __init__(self, progress_dir: Optional[str], phase: str = PHASE_PROCESS):
         self.dir, self.n, self.last, self.path = progress_dir, 0, 0.0, None
+        self.phase = phase
         self.t0 = self.cpu0 = None
 
     def add(self, n: int, force: bool = False):
@@ -119,30 +125,39 @@ class ProgressFile:
             self.last = now
             try:
                 if self.path is None:
-                    self.path = os.path.join(self.dir, f"{os.getpid()}-{uuid.uuid4().hex}.cnt")
+                    self.path = os.path.join(
+                        self.dir, f"{self.phase}-{os.getpid()}-{uuid.uuid4().hex}.cnt")
                 tmp = self.path + ".tmp"
                 with open(tmp, "w") as f:
-                    json.dump({"n": self.n, "t0": self.t0, "t": time.time(), "cpu0": self.cpu0,
+                    json.dump({"phase": self.phase, "n": self.n, "t0": self.t0, "t": time.time(), "cpu0": self.cpu0,
                                "cpu": time.process_time()}, f)
                 os.replace(tmp, self.path)
             except OSError:
                 self.dir = None   # not a local filesystem on this worker: stop trying
 
 
-def read_progress_records(progress_dir: str) -> List[Dict]:
+def read_progress_records(progress_dir: str, phase: str = PHASE_PROCESS) -> List[Dict]:
     out = []
     for n in os.listdir(progress_dir):
         if n.endswith(".cnt"):
             try:
                 with open(os.path.join(progress_dir, n)) as f:
-                    out.append(json.load(f))
+                    rec = json.load(f)
             except (OSError, ValueError):
-                pass
+                continue
+            if rec.get("phase", PHASE_PROCESS) == phase:
+                out.append(rec)
     return out
 
 
-def read_progress(progress_dir: str) -> int:
-    return sum(int(r.get("n", 0)) for r in read_progress_records(progress_dir))
+def read_progress(progress_dir: str, phase: str = PHASE_PROCESS) -> int:
+    return sum(int(r.get("n", 0)) for r in read_progress_records(progress_dir, phase))
+
+
+def records_started(records: Sequence[Dict]) -> Optional[float]:
+    """Wall-clock time the first file of these counter files started (None: none yet)."""
+    t0s = [r["t0"] for r in records if r.get("t0") is not None]
+    return min(t0s) if t0s else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -454,7 +454,10 @@ def decode(data: bytes, min_side: int = DEFAULT_MIN_SIDE, max_pixels: int = DEFA
         try:
             im = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as e:
-            raise Rejected(OVERSIZED, str(e)) from e
+            # PIL's message quotes its own limit (2 x MAX_IMAGE_PIXELS), not the one the user set
+            m = re.search(r"\((\d+) pixels\)", str(e))
+            size = f"{int(m.group(1))} pixels" if m else "more pixels than PIL will open"
+            raise Rejected(OVERSIZED, f"{size} > max_pixels {max_pixels} (--max-pixels)") from e
         except UnidentifiedImageError as e:
             raise Rejected(NOT_AN_IMAGE, f"no image format recognised ({len(data)} bytes, "
                                          f"starts {data[:8]!r})") from e
@@ -464,7 +467,8 @@ def decode(data: bytes, min_side: int = DEFAULT_MIN_SIDE, max_pixels: int = DEFA
             raise Rejected(UNREADABLE, f"{type(e).__name__}: {e}") from e
         w, h = im.size
         if w * h > max_pixels:
-            raise Rejected(OVERSIZED, f"{w}x{h} = {w * h} pixels > max_pixels {max_pixels}")
+            raise Rejected(OVERSIZED, f"{w}x{h} = {w * h} pixels > max_pixels {max_pixels} "
+                                      f"(--max-pixels)")
         try:
             im.load()
         except Exception as e:  # noqa: BLE001
