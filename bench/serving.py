@@ -111,13 +111,20 @@ def serialization_ms(images: np.ndarray, pngs, repeats: int = 10) -> float:
     return round(float(np.median(times)) * 1e3, 2)
 
 
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:   # --rest_api_port 0 disables REST (TF Serving's meaning): pick one
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def start_server(config: str, *extra: str, rest: bool = False):
     """`facegan serve` in a subprocess: (process, gRPC port) or, with rest=True, (process, gRPC
     port, REST port)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.Popen([sys.executable, "-m", "facegan.cli", "serve", "--model_config_file", config,
                              "--port", "0", "--host", "127.0.0.1", "--file_system_poll_wait_seconds", "0",
-                             "--workers", "16", *(["--rest_api_port", "0"] if rest else []), *extra],
+                             "--workers", "16", *(["--rest_api_port", str(_free_port())] if rest else []), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     for line in proc.stdout:
