@@ -1,8 +1,9 @@
 """JSON for TF Serving's REST API at array speed (TensorFlow-free; the server and the REST client).
 
 `loads` parses with orjson where it is installed (it comes with Apache Beam) and falls back to the
-standard parser for what orjson refuses but Python's JSON accepts (NaN / Infinity literals,
-integers beyond 64 bits), so the set of accepted bodies is the standard parser's. `dumps` writes
+standard parser for what orjson refuses or reads differently but Python's JSON accepts (NaN /
+Infinity literals, integers beyond 64 bits), so the accepted bodies and their values are the
+standard parser's. `dumps` writes
 numpy arrays straight from their buffers (orjson's OPT_SERIALIZE_NUMPY) instead of building one
 Python object per value; anything else numpy goes through `.tolist()`.
 
@@ -15,6 +16,7 @@ caller then checks value by value (that slower path produces the error message).
 from __future__ import annotations
 
 import json
+import re
 from typing import Optional
 
 import numpy as np
@@ -31,9 +33,14 @@ def _default(o):
     raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
 
+# orjson reads an integer beyond 64 bits as a float; the standard parser keeps it exact (and the
+# server then names it "outside int64's range" instead of calling it a number).
+_LONG_INTEGER = re.compile(rb"\d{20,}")
+
+
 def loads(data: bytes):
     """Parse a JSON document (bytes); json.JSONDecodeError when it is not JSON."""
-    if orjson is not None:
+    if orjson is not None and not _LONG_INTEGER.search(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -100,3 +107,4 @@ def numeric_array(value, np_dtype) -> Optional[np.ndarray]:
         with np.errstate(over="ignore"):   # beyond float32's range is inf, as a float cast gives
             return arr.astype(np_dtype, copy=False)
     return None
+

@@ -180,9 +180,12 @@ class Servable:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"input {alias!r}: expects {_dtype_name(want)} but {_dtype_name(arr.dtype)} is provided")
             if not spec.shape.is_compatible_with(arr.shape):
+                # the metadata's text of the input says what it holds (e.g. the attribute names)
+                about = self.metadata.get("signatures", {}).get(signature_name, {}).get("inputs", {}).get(alias)
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"input {alias!r}: shape {list(arr.shape)} is not compatible with the "
-                                   f"signature's {spec.shape.as_list() if spec.shape.rank is not None else 'any'}")
+                                   f"signature's {spec.shape.as_list() if spec.shape.rank is not None else 'any'}"
+                                   + (f" ({about})" if about else ""))
             # Request-size bounds: batch inputs and facegan's `num` count images per request.
             # (Rank >= 2: z / attributes rows; `sample`'s attribute vector [A] is not a batch.)
             if (spec.shape.rank or 0) >= 2 and spec.shape[0] is None and not 1 <= arr.shape[0] <= self.max_batch:

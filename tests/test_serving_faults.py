@@ -399,3 +399,17 @@ def test_signatures_declare_real_shapes_and_the_asset_agrees(served):
     assert _shape_text(cond["serving_default"].inputs["attributes"]) == f"float32 [N, {len(ATTRS)}]"
     assert _shape_text(cond["sample"].inputs["attributes"]) == f"float32 [{len(ATTRS)}]"
     assert "attributes" not in direct["cond"].metadata["signatures"]["attribute_names"]["inputs"]
+
+
+def test_jsoncodec_reads_what_the_standard_parser_reads():
+    """orjson (when installed) must not change what a body means: integers past 64 bits stay exact
+    (orjson would read them as floats), NaN literals parse, float32 values survive the round trip."""
+    from facegan.serving import jsoncodec
+    big = 2 ** 70
+    assert jsoncodec.loads(json.dumps({"seed": big, "z": [1.5, 2]}).encode()) == {"seed": big, "z": [1.5, 2]}
+    assert np.isnan(jsoncodec.loads(b"[NaN]")[0])
+    z = np.random.default_rng(3).standard_normal((5, 7)).astype(np.float32)
+    back = np.asarray(jsoncodec.loads(jsoncodec.dumps({"z": z}))["z"], np.float32)
+    np.testing.assert_array_equal(back, z)
+    u8 = np.arange(256, dtype=np.uint8).reshape(4, 8, 8)
+    assert jsoncodec.loads(jsoncodec.dumps(u8)) == u8.tolist()
