@@ -4,8 +4,11 @@ Layout (TF Serving's, written by the Pusher): `<base_path>/<version>/saved_model
 positive integers; other entries are ignored. A `ModelManager` polls every base path, applies the
 model's version policy (`latest {num_versions: N}` (default N = 1), `all`, `specific {versions}`),
 loads new aspired versions before unloading old ones (availability-preserving, so a hot swap
-never leaves a gap), retries failed loads (5 more times, 5 s apart by default), and reports per-version states with
-TF Serving's `ModelVersionStatus.State` names (START, LOADING, AVAILABLE, UNLOADING, END).
+never leaves a gap), retries failed loads (5 more times, 5 s apart by default; a failed version
+whose folder changes starts afresh, one whose folder disappears is forgotten), and reports
+per-version states with TF Serving's `ModelVersionStatus.State` names (START, LOADING, AVAILABLE,
+UNLOADING, END). `load_initial` is TF Serving's start-up: it says which models have no version
+that loads, and the server then refuses to start.
 
 `Servable.run` validates a request against the signature exactly where TF Serving would refuse it
 (input key set, dtype, shape), adds facegan's per-request image bound, and maps TensorFlow errors

@@ -18,7 +18,13 @@ Models come from `--model_base_path` + `--model_name` (TF Serving's flags) or a 
 `--model_config_file`; versions are watched every `--file_system_poll_wait_seconds` (see
 serving/manager.py). Status codes follow TF Serving: unknown model or version NOT_FOUND, unknown
 signature FAILED_PRECONDITION (TF Serving's predict_util), bad inputs INVALID_ARGUMENT. Requests
-run on a thread pool; SIGTERM/SIGINT stop accepting new RPCs and let in-flight ones finish.
+run on a thread pool; SIGTERM/SIGINT stop accepting new RPCs and let in-flight ones finish. Like
+TF Serving, the server refuses to start (StartupError; `facegan serve` exits 1 with one line) when
+a model has no version that loads.
+
+REST JSON is converted as whole arrays (serving/jsoncodec.py); bodies above
+`--rest_api_max_body_bytes` get 413 from their Content-Length before being read, chunked bodies
+are read to their end (the connection stays usable), other transfer codings get 501.
 """
 from __future__ import annotations
 
