@@ -8,9 +8,21 @@ gRPC rounds. Overhead = direct images/s / gRPC images/s - 1 (goal: <= 10% at num
 gRPC was faster, i.e. noise). `sizing`: the same measurement at num = 16 for 32, 64 and 128 px
 generators (random weights: the cost does not depend on them), requests/s and p50/p95 to size a
 deployment. Bounded request counts; loopback only. `machine` records the CPU model, its
-avx512_bf16 / amx flags and the load average (the machine may be shared).
+avx512_bf16 / amx flags, the load average and this process's priority (the machine may be shared).
+
+`rest` (REST vs gRPC, same server, same run, alternating rounds): `translate` of 16 uint8 images
+through pix2pix U-Nets (the pix2pix preset's widths, random weights) at 32 and 128 px, and
+`sample` num = 16 from the 64 px DCGAN; per case p50/p95 of one client's sequential requests and
+requests/s of `--clients` concurrent clients, and their REST / gRPC ratios (goal: <= 2).
+
+`batching` (`--clients` concurrent clients, a server with and one without `--enable_batching
+--batching_parameters_file serving/configs/batching.config`, alternating rounds): requests/s and
+p50/p95 for `serving_default` with 1 and 16 latents per request and for `facegan sample`'s path
+(num = 16: the `sample` signature, or with batching the client's own latents through
+`serving_default`, as TF Serving's batching refuses scalar inputs).
 
     .venv/bin/python bench/serving.py [--requests-scale 1.0] [--clients 8] [--sizing 32,64,128]
+        [--sections grpc,rest,batching]
 """
 from __future__ import annotations
 
@@ -18,6 +30,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -43,8 +56,9 @@ def _percentiles(latencies_s, qs=(50, 99)):
     return tuple(round(float(np.percentile(a, q)), 2) for q in qs)
 
 
-def run_clients(call, clients: int, requests: int, num: int) -> dict:
-    """`clients` threads each making `requests` calls of `num` images: latencies and wall time."""
+def run_clients(call, clients: int, requests: int, num=None) -> dict:
+    """`clients` threads each making `requests` calls of `num` images (None: `call(seed)`, any
+    uint8 array back): latencies and wall time."""
     lat, errors = [], []
     barrier = threading.Barrier(clients + 1)
 
@@ -53,8 +67,8 @@ def run_clients(call, clients: int, requests: int, num: int) -> dict:
         for k in range(requests):
             t0 = time.perf_counter()
             try:
-                images = call(num, seed=i * 1000 + k)
-                assert images.shape[0] == num and images.dtype == np.uint8
+                images = call(num, seed=i * 1000 + k) if num is not None else call(i * 1000 + k)
+                assert images.dtype == np.uint8 and (num is None or images.shape[0] == num)
             except Exception as e:  # noqa: BLE001 - counted and reported
                 errors.append(repr(e))
                 continue
@@ -67,7 +81,8 @@ def run_clients(call, clients: int, requests: int, num: int) -> dict:
     t0 = time.perf_counter()
     for t in threads:
         t.join()
-    return {"latencies": lat, "errors": len(errors), "wall": time.perf_counter() - t0}
+    return {"latencies": lat, "errors": len(errors), "first_error": errors[0][:300] if errors else None,
+            "wall": time.perf_counter() - t0}
 
 
 def summarize(runs, num: int) -> dict:
@@ -96,19 +111,181 @@ def serialization_ms(images: np.ndarray, pngs, repeats: int = 10) -> float:
     return round(float(np.median(times)) * 1e3, 2)
 
 
-def start_server(config: str):
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:   # --rest_api_port 0 disables REST (TF Serving's meaning): pick one
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(config: str, *extra: str, rest: bool = False):
+    """`facegan serve` in a subprocess: (process, gRPC port) or, with rest=True, (process, gRPC
+    port, REST port)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.Popen([sys.executable, "-m", "facegan.cli", "serve", "--model_config_file", config,
-                             "--port", "0", "--host", "127.0.0.1",
-                             "--file_system_poll_wait_seconds", "0", "--workers", "16"],
+                             "--port", "0", "--host", "127.0.0.1", "--file_system_poll_wait_seconds", "0",
+                             "--workers", "16", *(["--rest_api_port", str(_free_port())] if rest else []), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     for line in proc.stdout:
         lines.append(line)
         if line.startswith("serving gRPC on"):
             threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain
-            return proc, int(line.split()[3].rsplit(":", 1)[1])
+            ports = [int(m) for m in re.findall(r":(\d+)", line)]
+            return (proc, ports[0], ports[1]) if rest else (proc, ports[0])
     raise RuntimeError("server did not start:\n" + "".join(lines[-30:]))
+
+
+def stop_server(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def write_config(tmp: str, names) -> str:
+    config = os.path.join(tmp, f"models_{'_'.join(names)}.config")
+    with open(config, "w") as f:
+        f.write("model_config_list {\n" + "".join(
+            f'  config {{ name: "{n}" base_path: "{os.path.join(tmp, n)}" model_platform: "tensorflow" }}\n'
+            for n in names) + "}\n")
+    return config
+
+
+def timed_rounds(calls: dict, rounds: int, clients: int, requests: int) -> dict:
+    """Alternating rounds over the named calls (A B, B A, ...): each round `clients` threads make
+    `requests` calls each. Returns per name: p50/p95 ms, requests/s, errors."""
+    names = list(calls)
+    runs = {n: [] for n in names}
+    for r in range(rounds):
+        for n in (names if r % 2 == 0 else names[::-1]):
+            runs[n].append(run_clients(calls[n], clients, requests))
+    out = {}
+    for n in names:
+        lat = [x for run in runs[n] for x in run["latencies"]]
+        wall = sum(run["wall"] for run in runs[n])
+        p50, p95 = _percentiles(lat, (50, 95)) if lat else (None, None)
+        out[n] = {"requests": len(lat), "errors": sum(run["errors"] for run in runs[n]), "p50_ms": p50,
+                  "p95_ms": p95, "requests_per_s": round(len(lat) / wall, 3) if wall else None,
+                  "first_error": next((run["first_error"] for run in runs[n] if run["first_error"]), None)}
+    return out
+
+
+def _ratio(a, b):
+    return round(a / b, 3) if a and b else None
+
+
+def rest_section(tmp: str, args) -> dict:
+    """REST vs gRPC on one server (module docstring)."""
+    from facegan.generator import IMAGE_TO_IMAGE, export_generator
+    from facegan.serving.client import GrpcClient, RestClient
+    from facegan.serving.testing import bench_generator
+    from facegan.trainer.export import export_generator as export_latent
+    from facegan.trainer.networks.image_to_image import unet_generator
+
+    names = []
+    for res in (32, 128):   # the pix2pix preset's U-Net widths (filters 64, max 512), random weights
+        name = f"p2p{res}"
+        export_generator(unet_generator(res, 64, 512), os.path.join(tmp, name, "1"), kind=IMAGE_TO_IMAGE)
+        names.append(name)
+    if not os.path.isdir(os.path.join(tmp, "bench64")):
+        generator, cfg, _ = bench_generator(z_dim=100, resolution=64)
+        export_latent(generator, os.path.join(tmp, "bench64", "1"), cfg=cfg, metadata={"steps": 0})
+    names.append("bench64")
+    proc, port, rest_port = start_server(write_config(tmp, names), rest=True)
+    try:
+        grpc_clients = [GrpcClient(f"127.0.0.1:{port}", timeout=900) for _ in range(args.clients)]
+        rest = RestClient(f"127.0.0.1:{rest_port}", timeout=900)
+        rng = np.random.default_rng(0)
+        images = {r: rng.integers(0, 256, (16, r, r, 3), dtype=np.uint8) for r in (32, 128)}
+        local, lock, ids = threading.local(), threading.Lock(), iter(range(10 ** 6))
+
+        def grpc():
+            if not hasattr(local, "c"):
+                with lock:
+                    local.c = grpc_clients[next(ids) % len(grpc_clients)]
+            return local.c
+
+        cases = {
+            "translate_16x32px": (lambda s: grpc().translate("p2p32", images[32]),
+                                  lambda s: rest.translate("p2p32", images[32])),
+            "translate_16x128px": (lambda s: grpc().translate("p2p128", images[128]),
+                                   lambda s: rest.translate("p2p128", images[128])),
+            "sample_num16_64px": (lambda s: grpc().sample("bench64", 16, s, latents="server"),
+                                  lambda s: rest.sample("bench64", 16, s, latents="server")),
+        }
+        rows = {}
+        for case, (g, r) in cases.items():
+            same = np.array_equal(g(3), r(3))   # also the warm-up of both paths
+            n_seq = max(1, int(round(2 * args.requests_scale)))
+            seq = timed_rounds({"grpc": g, "rest": r}, ROUNDS, 1, n_seq)
+            conc = timed_rounds({"grpc": g, "rest": r}, SIZING_ROUNDS, args.clients,
+                                max(1, int(round(args.requests_scale))))
+            rows[case] = {"pixel_equal": bool(same), "sequential": seq, f"clients_{args.clients}": conc,
+                          "rest_over_grpc_p50": _ratio(seq["rest"]["p50_ms"], seq["grpc"]["p50_ms"]),
+                          "rest_over_grpc_throughput": _ratio(conc["grpc"]["requests_per_s"],
+                                                              conc["rest"]["requests_per_s"])}
+            print(f"rest: {case}: {json.dumps(rows[case])}", file=sys.stderr, flush=True)
+        for c in grpc_clients:
+            c.close()
+    finally:
+        stop_server(proc)
+    worst = max(max(v["rest_over_grpc_p50"] or 0, v["rest_over_grpc_throughput"] or 0) for v in rows.values())
+    return {"cases": rows, "goal": "REST within 2x of gRPC (REST p50 / gRPC p50 and gRPC req/s / REST req/s)",
+            "worst_ratio": worst, "goal_met": bool(worst <= 2.0),
+            "models": {"translate": "pix2pix U-Net (filters 64, max_filters 512), random weights",
+                       "sample": "dcgan preset 64 px, z_dim 100, random weights"}}
+
+
+def batching_section(tmp: str, args) -> dict:
+    """With and without --enable_batching, `--clients` concurrent clients (module docstring)."""
+    from facegan.serving.client import GrpcClient
+    from facegan.serving.testing import bench_generator
+    from facegan.trainer.export import export_generator as export_latent
+
+    if not os.path.isdir(os.path.join(tmp, "bench64")):
+        generator, cfg, _ = bench_generator(z_dim=100, resolution=64)
+        export_latent(generator, os.path.join(tmp, "bench64", "1"), cfg=cfg, metadata={"steps": 0})
+    config = write_config(tmp, ["bench64"])
+    batching_file = REPO / "serving" / "configs" / "batching.config"
+    procs = []
+    try:
+        procs.append(start_server(config))
+        procs.append(start_server(config, "--enable_batching", "--batching_parameters_file", str(batching_file)))
+        sides = {"unbatched": procs[0][1], "batched": procs[1][1]}
+        pools = {k: [GrpcClient(f"127.0.0.1:{p}", timeout=900) for _ in range(args.clients)] for k, p in sides.items()}
+        local, lock, ids = threading.local(), threading.Lock(), iter(range(10 ** 6))
+        zs = {n: np.random.default_rng(n).standard_normal((n, 100)).astype(np.float32) for n in (1, 16)}
+
+        def client(side):
+            if not hasattr(local, side):
+                with lock:
+                    setattr(local, side, pools[side][next(ids) % args.clients])
+            return getattr(local, side)
+
+        rows = {}
+        for case, make in {
+            "serving_default_z1": lambda side: (lambda s: client(side).generate("bench64", zs[1])),
+            "serving_default_z16": lambda side: (lambda s: client(side).generate("bench64", zs[16])),
+            "facegan_sample_num16": lambda side: (lambda s: client(side).sample("bench64", 16, s)),
+        }.items():
+            calls = {side: make(side) for side in sides}
+            for f in calls.values():
+                f(1)   # warm-up (and the batching server's refusal of `sample`, remembered by the client)
+            n = max(1, int(round((4 if case.endswith("z1") else 1) * args.requests_scale)))
+            res = timed_rounds(calls, ROUNDS, args.clients, n)
+            rows[case] = {**res, "batched_over_unbatched_requests_per_s": _ratio(res["batched"]["requests_per_s"],
+                                                                                res["unbatched"]["requests_per_s"])}
+            print(f"batching: {case}: {json.dumps(rows[case])}", file=sys.stderr, flush=True)
+        for pool in pools.values():
+            for c in pool:
+                c.close()
+    finally:
+        for p in procs:
+            stop_server(p[0])
+    return {"clients": args.clients, "batching_parameters_file": "serving/configs/batching.config",
+            "model": "dcgan preset 64 px, z_dim 100, random weights", "cases": rows}
 
 
 def measure(call_a, call_b, clients: int, requests: int, num: int, rounds: int) -> dict:
@@ -124,14 +301,8 @@ def measure(call_a, call_b, clients: int, requests: int, num: int, rounds: int) 
             "grpc_overhead_p50": round(g["p50_ms"] / d["p50_ms"] - 1, 3)}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--requests-scale", type=float, default=1.0, help="multiply the per-client request counts")
-    p.add_argument("--sizing", default="32,64,128", help="generator resolutions for the num=16 sizing figures")
-    args = p.parse_args(argv)
-    sizing = sorted({int(r) for r in args.sizing.split(",") if r})
-
+def grpc_section(tmp: str, args, sizing) -> dict:
+    """gRPC vs the SavedModel called in-process (module docstring)."""
     import tensorflow as tf
 
     from facegan.generator import load_generator
@@ -139,7 +310,6 @@ def main(argv=None) -> int:
     from facegan.serving.testing import bench_generator
     from facegan.trainer.export import export_generator
 
-    tmp = tempfile.mkdtemp(prefix="facegan_bench_serving_")
     proc = None
     try:
         models, direct, generators = {}, {}, {}
@@ -217,25 +387,51 @@ def main(argv=None) -> int:
         for c in clients:
             c.close()
         ov16 = results["16"]["grpc_overhead_throughput"]
-        print(json.dumps({
-            "benchmark": "serving",
-            "machine": cpu_info(),
+        return {
             "generator": generators[64],
             "signature": "sample", "clients": args.clients, "rounds": ROUNDS,
             "results": results,
             "sizing": {"num_per_request": 16, "clients": args.clients, "generators": size_rows},
             "goal": "gRPC overhead <= 10% at num=16 (direct images/s / gRPC images/s - 1)",
             "goal_met": bool(ov16 <= 0.10),
-        }, indent=2))
-        return 0
+        }
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
+
+
+
+
+SECTIONS = ("grpc", "rest", "batching")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--requests-scale", type=float, default=1.0, help="multiply the per-client request counts")
+    p.add_argument("--sizing", default="32,64,128", help="generator resolutions for the num=16 sizing figures")
+    p.add_argument("--sections", default=",".join(SECTIONS), help=f"which of {', '.join(SECTIONS)} to run")
+    args = p.parse_args(argv)
+    sizing = sorted({int(r) for r in args.sizing.split(",") if r})
+    sections = [x for x in args.sections.split(",") if x]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        p.error(f"--sections: unknown {unknown}; choose from {', '.join(SECTIONS)}")
+    machine = cpu_info()
+    tmp = tempfile.mkdtemp(prefix="facegan_bench_serving_")
+    out = {"benchmark": "serving", "machine": machine, "command": "bench/serving.py " + " ".join(argv or sys.argv[1:])}
+    try:
+        if "grpc" in sections:
+            out.update(grpc_section(tmp, args, sizing))
+        if "rest" in sections:
+            out["rest_vs_grpc"] = rest_section(tmp, args)
+        if "batching" in sections:
+            out["batching"] = batching_section(tmp, args)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    out["machine_at_end"] = {"load_avg_1m": cpu_info()["load_avg_1m"]}
+    print(json.dumps(out, indent=2))
+    return 0
 
 
 if __name__ == "__main__":

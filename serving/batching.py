@@ -175,17 +175,24 @@ class Batcher:
         """(queue, tasks) ready to run, or (None, wait seconds)."""
         timeout = self.params.batch_timeout_micros / 1e6
         now, wait = time.monotonic(), None
-        for q in self._queues.values():
+        for key, q in self._queues.items():
             if q.closed:
-                return q, q.closed.popleft()
-        for q in self._queues.values():
+                return self._taken(key, q, q.closed.popleft())
+        for key, q in self._queues.items():
             if q.open:
                 left = q.open[0].enqueued + timeout - now
                 if left <= 0:
                     tasks, q.open, q.open_size = q.open, [], 0
-                    return q, tasks
+                    return self._taken(key, q, tasks)
                 wait = left if wait is None else min(wait, left)
         return None, wait
+
+    def _taken(self, key, q: _Queue, tasks):
+        # An emptied queue is dropped: it holds its servable, which must be freed when the version
+        # is unloaded (and its id() must not be reused by the next version's queue).
+        if not q.open and not q.closed:
+            del self._queues[key]
+        return q, tasks
 
     def _loop(self):
         while True:

@@ -117,12 +117,14 @@ def _translate_signature(direction: Optional[str]) -> str:
     return translate_signature(direction) if direction else SIGNATURE_TRANSLATE
 
 
-ALL_LAYERS = 1 << 30   # a crossover past the last layer: every layer takes seed_a's styles
-
-
-def style_mix_crossovers(crossovers) -> List[int]:
-    """Grid rows of --style-mix: seed_a alone, each crossover, seed_b alone (crossover 0)."""
-    return [ALL_LAYERS] + [int(c) for c in crossovers] + [0]
+def style_mix_rows(client, model: str, seed_a: int, seed_b: int, num: int, crossovers, truncation: float,
+                   version: Optional[int] = None, truncation_cutoff: Optional[int] = None) -> List[np.ndarray]:
+    """Grid rows of --style-mix: seed_a's images (its `sample`: every layer from seed_a, without
+    needing the model's layer count), one row per crossover, seed_b's images (crossover 0). A
+    crossover above the model's number of layers is refused by the server (INVALID_ARGUMENT)."""
+    first = client.sample(model, num, seed_a, truncation, version, truncation_cutoff=truncation_cutoff)
+    return [first] + [client.style_mix(model, seed_a, seed_b, num, int(c), truncation, version,
+                                       truncation_cutoff=truncation_cutoff) for c in [*crossovers, 0]]
 
 
 def _rows(attributes, num: int):
@@ -202,6 +204,7 @@ class GrpcClient:
         self._predict_pb2, self._meta_pb2, self._status_pb2 = predict_pb2, get_model_metadata_pb2, get_model_status_pb2
         self.target, self.timeout = _split_target(target, 8500), timeout
         self.last_version: Optional[int] = None   # model version that answered the last Predict
+        self._no_server_sampling = set()          # (model, version) whose server's batching refused `sample`
         self.channel = grpc.insecure_channel(self.target, options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
@@ -255,7 +258,7 @@ class GrpcClient:
         """
         if latents not in ("auto", "server", "client"):
             raise ValueError(f"latents must be auto, server or client, got {latents!r}")
-        if latents != "client":
+        if latents == "server" or (latents == "auto" and (model, version) not in self._no_server_sampling):
             try:
                 signature, inputs = _sample_request(num, seed, truncation, truncation_cutoff, attributes, np)
                 out = self.predict(model, signature, inputs, version,
@@ -264,6 +267,7 @@ class GrpcClient:
             except ClientError as e:
                 if latents == "server" or not _is_batching_refusal(e):
                     raise
+                self._no_server_sampling.add((model, version))   # batching server: skip the refused call next time
         _refuse_w_space_fallback(self.signature_defs(model, version), truncation)
         z = client_latents(seed, num, self.z_dim(model, version), truncation)
         images = self.generate(model, z, version, _rows(attributes, num))
@@ -319,12 +323,14 @@ class RestClient:
 
     def __init__(self, target: str, timeout: float = DEFAULT_TIMEOUT_S):
         self.base, self.timeout = "http://" + _split_target(target, 8501), timeout
+        self._no_server_sampling = set()   # (model, version) whose server's batching refused `sample`
 
     def _url(self, model: str, version: Optional[int], suffix: str = "") -> str:
         return f"{self.base}/v1/models/{model}" + (f"/versions/{int(version)}" if version is not None else "") + suffix
 
     def _request(self, url: str, body: Optional[dict] = None) -> dict:
-        data = json.dumps(body).encode("utf-8") if body is not None else None
+        from facegan.serving import jsoncodec
+        data = jsoncodec.dumps(body) if body is not None else None
         req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
@@ -338,15 +344,17 @@ class RestClient:
             raise ClientError(f"HTTP {e.code}", text) from None
         except urllib.error.URLError as e:
             raise ClientError("UNAVAILABLE", f"{url}: {e.reason}") from None
-        # Real TF Serving writes non-`_bytes` string outputs (our `png`) as raw bytes inside JSON
-        # strings; surrogateescape keeps such a body parseable (we read `images` only).
-        return json.loads(raw.decode("utf-8", "surrogateescape"))
+        try:
+            return jsoncodec.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            # Real TF Serving writes non-`_bytes` string outputs (our `png`) as raw bytes inside JSON
+            # strings; surrogateescape keeps such a body parseable (we read `images` only).
+            return json.loads(raw.decode("utf-8", "surrogateescape"))
 
     def predict(self, model: str, signature: str, inputs: Dict[str, object], version: Optional[int] = None) -> dict:
-        def jsonable(v):
-            return v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v
+        # numpy inputs are written from their buffers (jsoncodec), not value by value
         out = self._request(self._url(model, version, ":predict"),
-                            {"signature_name": signature, "inputs": {k: jsonable(v) for k, v in inputs.items()}})
+                            {"signature_name": signature, "inputs": dict(inputs)})
         return out["outputs"]
 
     def sample(self, model: str, num: int, seed: int, truncation: float = 1.0, version: Optional[int] = None,
@@ -354,7 +362,7 @@ class RestClient:
         """As GrpcClient.sample (without png: TF Serving's JSON cannot carry our binary strings)."""
         if latents not in ("auto", "server", "client"):
             raise ValueError(f"latents must be auto, server or client, got {latents!r}")
-        if latents != "client":
+        if latents == "server" or (latents == "auto" and (model, version) not in self._no_server_sampling):
             try:
                 signature, inputs = _sample_request(num, seed, truncation, truncation_cutoff, attributes, None)
                 out = self.predict(model, signature, inputs, version)
@@ -362,6 +370,7 @@ class RestClient:
             except ClientError as e:
                 if latents == "server" or not (e.code == "HTTP 400" and "at least one dimension" in e.message):
                     raise
+                self._no_server_sampling.add((model, version))
         if truncation != 1.0:
             meta = self._request(self._url(model, version, "/metadata"))["metadata"]["signature_def"]["signature_def"]
             _refuse_w_space_fallback(meta, truncation)
@@ -489,9 +498,9 @@ def main(args) -> int:
         attributes, sweep = _attribute_request(client, args)
         if args.style_mix:
             seed_a, seed_b = _parse_ints(args.style_mix, "--style-mix", 2)
-            rows = [client.style_mix(args.model, seed_a, seed_b, args.num, c, args.truncation, args.version,
-                                     truncation_cutoff=args.truncation_cutoff)
-                    for c in style_mix_crossovers(_parse_ints(args.crossover, "--crossover"))]
+            rows = style_mix_rows(client, args.model, seed_a, seed_b, args.num,
+                                  _parse_ints(args.crossover, "--crossover"), args.truncation, args.version,
+                                  args.truncation_cutoff)
             images, cols = np.concatenate(rows), args.num
         elif sweep is not None:
             z = client_latents(args.seed, args.num, client.z_dim(args.model, args.version), args.truncation)

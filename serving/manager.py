@@ -4,8 +4,11 @@ Layout (TF Serving's, written by the Pusher): `<base_path>/<version>/saved_model
 positive integers; other entries are ignored. A `ModelManager` polls every base path, applies the
 model's version policy (`latest {num_versions: N}` (default N = 1), `all`, `specific {versions}`),
 loads new aspired versions before unloading old ones (availability-preserving, so a hot swap
-never leaves a gap), retries failed loads (5 more times, 5 s apart by default), and reports per-version states with
-TF Serving's `ModelVersionStatus.State` names (START, LOADING, AVAILABLE, UNLOADING, END).
+never leaves a gap), retries failed loads (5 more times, 5 s apart by default; a failed version
+whose folder changes starts afresh, one whose folder disappears is forgotten), and reports
+per-version states with TF Serving's `ModelVersionStatus.State` names (START, LOADING, AVAILABLE,
+UNLOADING, END). `load_initial` is TF Serving's start-up: it says which models have no version
+that loads, and the server then refuses to start.
 
 `Servable.run` validates a request against the signature exactly where TF Serving would refuse it
 (input key set, dtype, shape), adds facegan's per-request image bound, and maps TensorFlow errors
@@ -92,6 +95,33 @@ def parse_model_config(text: str, source: str = "models.config") -> List[ModelSp
     return specs
 
 
+def base_path_exists(base_path: str) -> bool:
+    import tensorflow as tf
+    try:
+        return tf.io.gfile.isdir(base_path)
+    except (tf.errors.OpError, OSError):
+        return False
+
+
+def folder_fingerprint(path: str) -> tuple:
+    """(relative path, size, mtime) of every file under `path`: changes when a version's folder is
+    replaced or rewritten (a failed version is then tried again)."""
+    import tensorflow as tf
+    out = []
+    try:
+        for root, _dirs, files in tf.io.gfile.walk(path):
+            for f in files:
+                full = os.path.join(root, f)
+                try:
+                    st = tf.io.gfile.stat(full)
+                    out.append((os.path.relpath(full, path), st.length, st.mtime_nsec))
+                except (tf.errors.OpError, OSError):
+                    out.append((os.path.relpath(full, path), -1, -1))
+    except (tf.errors.OpError, OSError):
+        pass
+    return tuple(sorted(out))
+
+
 def list_versions(base_path: str) -> List[int]:
     """Positive integer subdirectories holding a complete SavedModel (saved_model.pb present)."""
     import tensorflow as tf
@@ -153,9 +183,12 @@ class Servable:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"input {alias!r}: expects {_dtype_name(want)} but {_dtype_name(arr.dtype)} is provided")
             if not spec.shape.is_compatible_with(arr.shape):
+                # the metadata's text of the input says what it holds (e.g. the attribute names)
+                about = self.metadata.get("signatures", {}).get(signature_name, {}).get("inputs", {}).get(alias)
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"input {alias!r}: shape {list(arr.shape)} is not compatible with the "
-                                   f"signature's {spec.shape.as_list() if spec.shape.rank is not None else 'any'}")
+                                   f"signature's {spec.shape.as_list() if spec.shape.rank is not None else 'any'}"
+                                   + (f" ({about})" if about else ""))
             # Request-size bounds: batch inputs and facegan's `num` count images per request.
             # (Rank >= 2: z / attributes rows; `sample`'s attribute vector [A] is not a batch.)
             if (spec.shape.rank or 0) >= 2 and spec.shape[0] is None and not 1 <= arr.shape[0] <= self.max_batch:
@@ -204,6 +237,7 @@ class VersionState:
     error: str = ""          # load error message (state END after failed retries)
     failures: int = 0
     retry_at: float = 0.0    # monotonic time of the next load attempt after a failure
+    fingerprint: tuple = ()  # the version folder's files when the failed attempt started
 
 
 class ModelManager:
@@ -228,11 +262,53 @@ class ModelManager:
 
     # lifecycle
     def start(self):
+        """Load what is on disk now (one poll), then watch the base paths (`poll_wait_s` > 0)."""
         self.poll_once()
-        if self.poll_wait_s > 0:
+        return self.start_watching()
+
+    def start_watching(self):
+        if self.poll_wait_s > 0 and self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="facegan-model-poll", daemon=True)
             self._thread.start()
         return self
+
+    def load_initial(self) -> Dict[str, str]:
+        """TF Serving's start-up: poll, and retry failed loads (up to max_load_retries, every
+        load_retry_interval_s) until every model has a loaded version or nothing is left to try.
+        Returns {model: why it has no version} for the models still without one."""
+        self.poll_once()
+        while not self._stop.is_set():
+            with self._lock:
+                pending = [st.retry_at for name in self.specs if not self._loaded[name]
+                           for st in self._states[name].values()
+                           if st.error and st.failures <= self.max_load_retries]
+            if not pending:
+                break
+            self._stop.wait(max(0.0, min(pending) - time.monotonic()) + 0.01)
+            self.poll_once()
+        return self.unavailable()
+
+    def unavailable(self) -> Dict[str, str]:
+        """{model: why it has no loaded version} (one line each)."""
+        out = {}
+        for name, spec in self.specs.items():
+            with self._lock:
+                if self._loaded[name]:
+                    continue
+                failed = {v: st for v, st in self._states[name].items() if st.error}
+            if not base_path_exists(spec.base_path):
+                out[name] = f"base path {spec.base_path} does not exist"
+            elif failed:
+                v = max(failed)
+                err = failed[v].error.strip().splitlines()[0] if failed[v].error.strip() else "unknown error"
+                out[name] = (f"version {v} failed to load ({failed[v].failures} attempt"
+                             f"{'s' if failed[v].failures != 1 else ''}): {err[:300]}")
+            elif not list_versions(spec.base_path):
+                out[name] = (f"no versions under {spec.base_path} (a version is a numbered folder "
+                             "holding saved_model.pb)")
+            else:
+                out[name] = f"no version under {spec.base_path} matches the version policy ({spec.policy})"
+        return out
 
     def stop(self):
         self._stop.set()
@@ -250,11 +326,13 @@ class ModelManager:
         """One pass over every model: load new aspired versions, then unload the rest."""
         with self._poll_lock:
             for name, spec in self.specs.items():
-                aspired = spec.select(list_versions(spec.base_path))
+                listed = list_versions(spec.base_path)
+                self._forget_changed_failures(name, spec, listed)
+                aspired = spec.select(listed)
                 states = self._states[name]
                 for v in aspired:
                     st = states.get(v)
-                    if v in self._loaded[name] or (st and st.failures and (
+                    if v in self._loaded[name] or (st and (
                             st.failures > self.max_load_retries or time.monotonic() < st.retry_at)):
                         continue
                     self._load(name, v, os.path.join(spec.base_path, str(v)))
@@ -270,9 +348,27 @@ class ModelManager:
                         log.info("unloaded %s version %d", name, v)
             self.polls += 1
 
+    def _forget_changed_failures(self, name: str, spec: ModelSpec, listed: List[int]):
+        """A version that failed to load gets a fresh start when its folder disappears (its state
+        is dropped) or its files change (failures reset to 0, state START, tried again at its next
+        retry time): a good copy pushed under the same number is loaded, never ignored."""
+        states = self._states[name]
+        for v, st in list(states.items()):
+            if not st.error or v in self._loaded[name]:
+                continue
+            if v not in listed:
+                with self._lock:
+                    del states[v]
+                log.info("%s version %d (failed to load) is gone from %s", name, v, spec.base_path)
+            elif folder_fingerprint(os.path.join(spec.base_path, str(v))) != st.fingerprint:
+                with self._lock:
+                    states[v] = VersionState(START, retry_at=st.retry_at)
+                log.info("%s version %d changed on disk since it failed to load: trying it again", name, v)
+
     def _load(self, name: str, version: int, path: str):
         states = self._states[name]
         prev = states.get(version)
+        fingerprint = folder_fingerprint(path)
         with self._lock:
             states[version] = VersionState(LOADING, failures=prev.failures if prev else 0)
         try:
@@ -281,7 +377,7 @@ class ModelManager:
             with self._lock:
                 failures = states[version].failures + 1
                 states[version] = VersionState(END, f"{type(e).__name__}: {e}"[:2000], failures,
-                                               time.monotonic() + self.load_retry_interval_s)
+                                               time.monotonic() + self.load_retry_interval_s, fingerprint)
             log.warning("failed to load %s version %d from %s (attempt %d): %s", name, version, path, failures, e)
             return
         with self._lock:

@@ -45,7 +45,7 @@ W-space generators (StyleGAN/StyleGAN2, metadata `truncation: "w_space"`) keep t
 the layers below metadata `truncation_cutoff`, 0 = all; Karras et al. 2019), and add
 `style_mix`: `seed_a`, `seed_b` i64 [], `num` i32 [], `crossover` i32 [], `truncation` f32 [] ->
 `images`, `png`: image i uses row i of seed_a's stream on layers < crossover and row i of seed_b's
-on the rest (0 = seed_b's image, >= num_ws = seed_a's). Metadata adds num_ws, truncation_cutoff and
+on the rest (0 = seed_b's image, num_ws = seed_a's; above num_ws is INVALID_ARGUMENT in the graph). Metadata adds num_ws, truncation_cutoff and
 w_avg_updates (how many training batches the exported w_avg averaged: "w_avg's step"). A per-request
 cutoff has its own signatures (the export-time one stays the default of `sample`/`generate`):
 

@@ -73,8 +73,9 @@ class _Module(tf.Module):
     def signatures(self) -> Dict[str, Any]:
         raise NotImplementedError
 
-    def loose_inputs(self, signature: str) -> Dict[str, str]:
-        """Metadata text of inputs declared looser than they are checked (the graph checks the rest)."""
+    def input_notes(self, signature: str) -> Dict[str, str]:
+        """Text appended to an input's shape in the metadata (value ranges, names); the shape itself
+        is always the signature's."""
         return {}
 
     def describe(self) -> Dict[str, Any]:
@@ -237,8 +238,11 @@ class _StyleModule(_LatentModule):
 
     def _style_mix(self, seed_a, seed_b, num, crossover, truncation, cutoff=None):
         """cutoff: None = the export-time cutoff; a tensor = the request's (style_mix_cutoff)."""
+        n = self.num_ws
         checks = [self._check_truncation(truncation), self._check_count(num, "num"),
-                  tf.debugging.Assert(crossover >= 0, ["crossover must be >= 0 (0 = seed_b's image)"])]
+                  tf.debugging.Assert(tf.logical_and(crossover >= 0, crossover <= n), [
+                      f"crossover must be in [0, {n}], the number of layers (layers < crossover take "
+                      f"seed_a's styles: 0 = seed_b's image, {n} = seed_a's)"])]
         cutoff = self._request_cutoff(cutoff, checks)
         num = _guard(num, checks)
         za = sample_latents(seed_a, tf.constant(0, tf.int64), num, self.z_dim)
@@ -302,9 +306,11 @@ class _ConditionalModule(_LatentModule):
         return cls(model, z_dim, _check_images_out(out, "generator"), max_batch, attributes, attribute_range)
 
     def _attribute_specs(self):
-        # Loose shapes ([N, None], [None]): the length is checked in the graph, with the names.
-        return [tf.TensorSpec([None, None], tf.float32, name="attributes"),
-                tf.TensorSpec([None], tf.float32, name="attributes")]
+        # The real shapes, [N, A] per image and [A] for `sample`'s one vector; the graph checks the
+        # rows against N, the values against the range, and names the attributes in its message.
+        k = len(self.attributes)
+        return [tf.TensorSpec([None, k], tf.float32, name="attributes"),
+                tf.TensorSpec([k], tf.float32, name="attributes")]
 
     def _checks(self, z, attributes, truncation, n, what):
         lo, hi = self.attribute_range
@@ -324,10 +330,9 @@ class _ConditionalModule(_LatentModule):
             [f"attributes must be {k} values ({', '.join(self.attributes)})"])])
         return super()._sample_range(seed, start, num, truncation, attributes)
 
-    def loose_inputs(self, signature):
-        k, (lo, hi) = len(self.attributes), self.attribute_range
-        shape = f"[{k}]" if signature == contract.SIGNATURE_SAMPLE else f"[N, {k}]"
-        return {"attributes": f"float32 {shape} in [{lo:g}, {hi:g}]: {', '.join(self.attributes)}"}
+    def input_notes(self, signature):
+        lo, hi = self.attribute_range
+        return {"attributes": f" in [{lo:g}, {hi:g}]: {', '.join(self.attributes)}"}
 
     def _net(self, z, attributes):
         return self.generator([z, tf.ensure_shape(attributes, [None, len(self.attributes)])], training=False)
@@ -355,8 +360,10 @@ class _TranslateModule(_Module):
         self.translators = dict(translators)
         self.directions = list(translators)
         self.input_resolution, self.resolution = int(input_resolution), int(resolution)
-        # Unknown rank: a wrong rank, size or channel count reaches the graph's check (any server).
-        spec = tf.TensorSpec(None, tf.uint8, name="images")
+        # The real shape [N, Ri, Ri, 3] (GetModelMetadata shows it); the graph checks it again, with
+        # the batch bound, for servers that do not check shapes against the signature.
+        r = self.input_resolution
+        spec = tf.TensorSpec([None, r, r, 3], tf.uint8, name="images")
         self.translate_fns = {d: tf.function(lambda images, d=d: self._translate(d, images), input_signature=[spec])
                               for d in self.directions}
 
@@ -396,9 +403,6 @@ class _TranslateModule(_Module):
         default = fns[contract.translate_signature(self.directions[0])]
         return {contract.SIGNATURE_DEFAULT: default, contract.SIGNATURE_TRANSLATE: default, **fns}
 
-    def loose_inputs(self, signature):
-        return {"images": f"uint8 [N, {self.input_resolution}, {self.input_resolution}, 3]"}
-
     def describe(self):
         return {"resolution": self.resolution, "input_resolution": self.input_resolution,
                 "directions": self.directions, "default_direction": self.directions[0]}
@@ -421,9 +425,11 @@ def build_metadata(module: _Module, signatures: Mapping[str, Any], metadata: Opt
     meta.update(module.describe())
     meta.update(
         kind=module.kind, contract_version=contract.CONTRACT_VERSION, channels=3, max_batch=module.max_batch,
-        # Written from the concrete functions themselves, so the text cannot drift from the graph.
-        signatures={name: {"inputs": {**{s.name: _spec_text(s) for s in tf.nest.flatten(fn.structured_input_signature)
-                                         if isinstance(s, tf.TensorSpec)}, **module.loose_inputs(name)},
+        # Written from the concrete functions themselves (what GetModelMetadata reports), so the
+        # text cannot drift from the graph; notes (ranges, names) only follow an input it has.
+        signatures={name: {"inputs": {s.name: _spec_text(s) + module.input_notes(name).get(s.name, "")
+                                      for s in tf.nest.flatten(fn.structured_input_signature)
+                                      if isinstance(s, tf.TensorSpec)},
                            "outputs": {k: _spec_text(t) for k, t in fn.structured_outputs.items()}}
                     for name, fn in signatures.items()},
         exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

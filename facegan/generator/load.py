@@ -165,8 +165,10 @@ class LatentGenerator(Generator):
         if contract.SIGNATURE_STYLE_MIX not in self.signatures:
             raise ValueError(f"{self.export_dir}: this generator has no W space, so no style mixing "
                              f"(architecture {self.metadata.get('architecture', 'unknown')})")
-        if not 1 <= int(num) <= self.max_batch or int(crossover) < 0:
-            raise ValueError(f"style_mix needs 1 <= num <= {self.max_batch} and crossover >= 0, got {num}, {crossover}")
+        layers = int(self.metadata.get("num_ws", 1 << 30))
+        if not 1 <= int(num) <= self.max_batch or not 0 <= int(crossover) <= layers:
+            raise ValueError(f"style_mix needs 1 <= num <= {self.max_batch} and crossover >= 0, at most {layers} "
+                             f"(the number of layers), got {num}, {crossover}")
         inputs = dict(seed_a=np.int64(seed_a), seed_b=np.int64(seed_b), num=np.int32(num),
                       crossover=np.int32(crossover), truncation=_truncation(truncation))
         if truncation_cutoff is None:
