@@ -167,7 +167,8 @@ def test_config_round_trip_and_flag_overrides(tmp_path):
     for kw, words in ((dict(config=str(path), preset="smoke"), "give one"),
                       (dict(), "--preset is required"),
                       (dict(preset="smoke", resolution=16, set=["network.resolution=32"]), "disagree"),
-                      (dict(config=str(tmp_path / "none.json")), "no such file")):
+                      (dict(config=str(tmp_path / "none.json")), "no such file"),
+                      (dict(preset="smoke", resolution=48), "--resolution 48: network.resolution must be a power of two")):
         with pytest.raises(ConfigError, match=words):
             train_cli.resolve_config(_args(**kw))
     path.write_text('{"network": {"resolutoin": 32}}')

@@ -125,13 +125,18 @@ def resolve_config(args) -> Config:
     if args.config and args.preset:
         raise ConfigError("--preset and --config both name a whole config; give one (use --set to change "
                           "fields of the --config)")
-    if args.config:
-        base = load_config_file(args.config)
-        return base.override(fit_preset_tables(base, overrides)) if overrides else base
-    if not args.preset:
+    if not args.config and not args.preset:
         raise ConfigError("--preset is required (or --config with a run's config.json); "
                           f"presets: {', '.join(preset_names())}")
-    return get_preset(args.preset, overrides)
+    try:
+        if args.config:
+            base = load_config_file(args.config)
+            return base.override(fit_preset_tables(base, overrides)) if overrides else base
+        return get_preset(args.preset, overrides)
+    except ConfigError as e:
+        if args.resolution is not None and str(e).startswith("network.resolution"):
+            raise ConfigError(f"--resolution {args.resolution}: {e}") from None   # name the flag used
+        raise
 
 
 def plan(args) -> dict:
@@ -175,6 +180,8 @@ def main(args) -> int:
     cfg, out = p["cfg"], p["out"]
     if p["state"] == "new":
         state = "new run"
+    elif p["state"] == "remote":
+        state = "resumes if it holds checkpoints"
     else:
         state = f"resuming at step {p['step']}, training to {cfg.run.steps}"
     if p["changes"]:

@@ -54,13 +54,17 @@ def main(args) -> int:
     except ConfigError as e:
         print(f"facegan export: {args.run}/{runs.CONFIG_FILE}: {e}", file=sys.stderr)
         return 2
-    trainer = train_lib.Trainer.from_checkpoint(args.run, selection["path"], cfg)
-    result = trainer.result(selected=selection["selected"])
-    if result.steps != selection["step"]:
-        print(f"facegan export: {selection['path']} holds step {result.steps}, not {selection['step']}",
-              file=sys.stderr)
+    import tensorflow as tf
+    try:
+        trainer = train_lib.Trainer.from_checkpoint(args.run, selection["path"], cfg)
+        result = trainer.result(selected=selection["selected"])
+        if result.steps != selection["step"]:
+            raise ValueError(f"{selection['path']} holds step {result.steps}, not {selection['step']}")
+        path = train_lib.export_version(result, args.to, runs.version_metadata(selection, args.run))
+    except (ValueError, OSError, AssertionError, tf.errors.OpError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"facegan export: {selection['path']}: {first}", file=sys.stderr)
         return 1
-    path = train_lib.export_version(result, args.to, runs.version_metadata(selection, args.run))
     metrics = selection["record"]["headline"] if selection["record"] else "not evaluated at this step"
     print(f"facegan export: step {result.steps} ({selection['selected']}) of {args.run}, metrics: {metrics}",
           file=sys.stderr)

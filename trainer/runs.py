@@ -265,7 +265,9 @@ def check_folder(run_dir: str, config: Dict[str, Any], data: str, *, allow_chang
     """Decide what a start into `run_dir` is: {"state": "new" | "resume", "step": N or None,
     "changes": {field: (old, new)}}. Raises Refusal (one line) when the recorded run differs and
     the difference is not allowed."""
-    if not is_remote(run_dir) and os.path.exists(run_dir) and not os.path.isdir(run_dir):
+    if is_remote(run_dir):     # object stores: what a folder holds is read by the trainer (TensorFlow)
+        return {"state": "remote", "step": None, "changes": {}}
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise Refusal(f"--out {run_dir}: exists and is not a directory")
     rec = read_record(run_dir)
     step = None if is_remote(run_dir) else latest_step(run_dir)

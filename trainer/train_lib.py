@@ -293,6 +293,11 @@ class Trainer:
         self.strategy = tf.distribute.get_strategy()
         self.n_replicas, self.chief, self.workers, self.scratch_dir = 1, True, 1, None
         policy, _ = resolve_precision(cfg.run.mixed_precision)   # config.json holds the run's policy
+        if policy == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
+            # a GPU run exported on a CPU: the variables are float32 either way, and the loss
+            # scale (the only extra state) is not part of the generator
+            log.info("exporting a mixed_float16 run without a GPU: building it in float32")
+            policy = "float32"
         set_precision(policy)
         self.cfg, self.run_dir, self.log_dir = cfg, run_dir, os.path.join(run_dir, "logs")
         self.ckpt_dir = os.path.join(run_dir, "checkpoints")
