@@ -287,3 +287,27 @@ def test_readme_kubeflow_section_lists_every_facegan_variable_the_pipeline_reads
     section = readme[start:readme.index("\n## ", start + 1)]
     missing = sorted(n for n in names if n not in section)
     assert not missing, f"README's Kubeflow section does not list {missing}"
+
+
+def test_readme_kubeflow_table_lists_every_compile_flag_and_each_default():
+    import re
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    readme = open(os.path.join(here, "README.md")).read()
+    start = readme.index("## Running on Kubeflow Pipelines")
+    section = readme[start:readme.index("\n## ", start + 1)]
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    compile_parser = p._subparsers._group_actions[0].choices["compile"]
+    flags = {o for a in compile_parser._actions for o in a.option_strings if o.startswith("--")} - {"--help"}
+    missing = sorted(f for f in flags if f"`{f}`" not in section)
+    assert not missing, f"README's Kubeflow section does not list {missing}"
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\|[^|]*\| `(FACEGAN_[A-Z_]+)` \| ([^|]+) \|$",
+                                                         section, flags=re.M)}
+    for var, default in (("FACEGAN_PRESET", configs.PRESET), ("FACEGAN_TRAIN_STEPS", configs.TRAIN_STEPS),
+                         ("FACEGAN_EXTRACTOR", configs.EXTRACTOR), ("FACEGAN_PIPELINE_NAME", configs.PIPELINE_NAME),
+                         ("FACEGAN_TRAINER_GPUS", configs.TRAINER_GPUS),
+                         ("FACEGAN_TRAINER_GPU_TYPE", configs.TRAINER_GPU_TYPE),
+                         ("FACEGAN_TRAINER_CPU", configs.TRAINER_CPU),
+                         ("FACEGAN_TRAINER_MEMORY", configs.TRAINER_MEMORY),
+                         ("FACEGAN_METRICS", ",".join(configs.METRICS))):
+        assert rows.get(var, "").startswith(f"`{default}`"), (var, rows.get(var))
