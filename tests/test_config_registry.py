@@ -27,7 +27,9 @@ def test_help_lists_presets_architectures_losses_defaults_and_example(capsys):
     text = capsys.readouterr().out
     for name in list(C.PRESETS) + list(registry.ARCHITECTURES) + list(registry.LOSSES):
         assert f"\n  {name} " in text, name
-    assert "(default: train_out)" in " ".join(text.split())     # argparse wraps lines
+    flat = " ".join(text.split())     # argparse wraps lines
+    assert "(default: runs/<preset>-<resolution>px-<hash of the config and data path>)" in flat
+    assert "required unless --config is given" in flat
     assert "example:\n  facegan train --preset" in text
 
 

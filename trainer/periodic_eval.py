@@ -45,7 +45,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import math
 import os
 import time
 from typing import Dict, List, Optional, Sequence
@@ -55,6 +54,7 @@ import tensorflow as tf
 
 from facegan import examples_io, schema
 from facegan.jsonable import jsonable
+from facegan.trainer.runs import best_record, better  # noqa: F401  (one definition)
 from facegan.components.gan_evaluator.evaluate_lib import headline_scalars   # the evaluator's names
 
 log = logging.getLogger("facegan.train.eval")
@@ -168,26 +168,8 @@ def _append_record(path: str, record: Dict) -> None:
         os.fsync(f.fileno())
 
 
-def better(direction: str, value: float, best: Optional[float]) -> bool:
-    """Is `value` strictly better than `best` for the registry direction ('lower'/'higher')?"""
-    if value is None or not math.isfinite(value):
-        return False
-    if best is None:
-        return True
-    return value < best if direction == "lower" else value > best
-
-
-def best_record(records: List[Dict], metric: str, direction: str) -> Optional[Dict]:
-    """The best record by `metric`'s headline at the latest resolution (ties: the earliest)."""
-    if not records:
-        return None
-    res = max(int(r.get("resolution", 0)) for r in records)
-    best = None
-    for r in records:
-        v = (r.get("headline") or {}).get(metric)
-        if int(r.get("resolution", 0)) == res and better(direction, v, None if best is None else best["headline"][metric]):
-            best = r
-    return best
+# `better` and `best_record` live in trainer/runs.py (TensorFlow-free: `facegan export --checkpoint
+# best` picks the same checkpoint without loading TensorFlow); imported above.
 
 
 # -- the evaluator ----------------------------------------------------------------------------

@@ -231,28 +231,8 @@ class Trainer:
         self.synthetic_source = self._synthetic_source(cfg) if not synthetic else None
         tf.keras.utils.set_random_seed(cfg.run.seed)
         set_precision(cfg.run.mixed_precision)
-
-        # The key generator lives outside the strategy scope: it is used in cross-replica context
-        # once per step and its key is broadcast to the replicas (see trainer/gan.py).
-        self.rng = tf.random.Generator.from_seed(cfg.run.seed)
-        with self.strategy.scope():
-            self.networks = build_networks(cfg)
-            # EMA copy: independent weights, shared progressive fade-in variable
-            self.ema_networks = (build_networks(cfg, alpha=self.networks.alpha)
-                                 if cfg.tricks.ema_decay > 0 else None)
-            lens = None
-            if cfg.tricks.lens.enabled:
-                lens = build_lens(cfg)
-            # the architecture's keras.Model (GAN, or an image-to-image model with its own step)
-            model_cls = registry.import_by_name(registry.architecture(cfg.network.architecture).model)
-            self.gan = model_cls(cfg, self.networks, self.ema_networks, lens,
-                                 global_batch_size=self._batch_for(self._stage(0)))
-            self.gan.compile()
-
+        self._build_model(cfg)
         gan = self.gan
-        self.checkpoint = tf.train.Checkpoint(rng=self.rng, **gan.checkpoint_items())
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.ckpt_dir,
-                                                  max_to_keep=cfg.run.keep_checkpoints)
         self.writer = tf.summary.create_file_writer(self.log_dir)
         z_rng = np.random.default_rng(cfg.run.seed + 7)
         self.fixed_z = z_rng.standard_normal((16, cfg.network.z_dim)).astype(np.float32)
@@ -278,6 +258,51 @@ class Trainer:
             from facegan.trainer.periodic_eval import PeriodicEval
             self.evaluator = PeriodicEval(self)
             self.evaluator.restore(self.step if self.resumed_from else None)
+
+    def _build_model(self, cfg: Config) -> None:
+        """The networks, the architecture's keras.Model, the random-key generator and the
+        checkpoint over all of them (the same objects for training and for `from_checkpoint`)."""
+        # The key generator lives outside the strategy scope: it is used in cross-replica context
+        # once per step and its key is broadcast to the replicas (see trainer/gan.py).
+        self.rng = tf.random.Generator.from_seed(cfg.run.seed)
+        with self.strategy.scope():
+            self.networks = build_networks(cfg)
+            # EMA copy: independent weights, shared progressive fade-in variable
+            self.ema_networks = (build_networks(cfg, alpha=self.networks.alpha)
+                                 if cfg.tricks.ema_decay > 0 else None)
+            lens = None
+            if cfg.tricks.lens.enabled:
+                lens = build_lens(cfg)
+            # the architecture's keras.Model (GAN, or an image-to-image model with its own step)
+            model_cls = registry.import_by_name(registry.architecture(cfg.network.architecture).model)
+            self.gan = model_cls(cfg, self.networks, self.ema_networks, lens,
+                                 global_batch_size=self._batch_for(self._stage(0)))
+            self.gan.compile()
+        self.checkpoint = tf.train.Checkpoint(rng=self.rng, **self.gan.checkpoint_items())
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.ckpt_dir,
+                                                  max_to_keep=cfg.run.keep_checkpoints)
+
+    @classmethod
+    def from_checkpoint(cls, run_dir: str, checkpoint: str, cfg: Optional[Config] = None) -> "Trainer":
+        """The model of `run_dir` (its config.json unless `cfg`) restored from `checkpoint`, for
+        export: reads only, writes nothing (the run may still be training), no data, no strategy."""
+        if cfg is None:
+            with tf.io.gfile.GFile(os.path.join(run_dir, "config.json")) as f:
+                cfg = Config.from_dict(json.load(f))
+        self = cls.__new__(cls)
+        self.strategy = tf.distribute.get_strategy()
+        self.n_replicas, self.chief, self.workers, self.scratch_dir = 1, True, 1, None
+        policy, _ = resolve_precision(cfg.run.mixed_precision)   # config.json holds the run's policy
+        set_precision(policy)
+        self.cfg, self.run_dir, self.log_dir = cfg, run_dir, os.path.join(run_dir, "logs")
+        self.ckpt_dir = os.path.join(run_dir, "checkpoints")
+        self.synthetic, self.evaluator = True, None
+        self._build_model(cfg)
+        self._iterator = None
+        self.checkpoint.restore(checkpoint).assert_existing_objects_matched().expect_partial()
+        self._sync_stage()
+        self.resumed_from, self.restored_only = checkpoint, True
+        return self
 
     # -- state helpers -----------------------------------------------------------------------
     @property
@@ -548,16 +573,25 @@ class Trainer:
         self._sync_stage()
         if not metrics and self.step >= total:
             log.info("nothing to do: run_dir already at step %d >= %d", self.step, total)
-        return TrainResult(cfg=cfg, run_dir=self.run_dir, log_dir=self.log_dir, steps=self.step,
+        return self.result(metrics, selected=selected, nan_recoveries=recoveries,
+                           eval_best=ev.best if ev is not None else None)
+
+    def result(self, metrics: Optional[Dict[str, float]] = None, *, selected: str = "last",
+               nan_recoveries: Optional[int] = None, eval_best: Optional[dict] = None) -> TrainResult:
+        """The current state as a TrainResult (what `export` writes)."""
+        return TrainResult(cfg=self.cfg, run_dir=self.run_dir, log_dir=self.log_dir, steps=self.step,
                            images_shown=self.images_shown, resolution=self.gan.resolution,
                            generator=self.gan.G, generator_ema=self.gan.sampling_generator,
-                           metrics=metrics, nan_recoveries=recoveries,
-                           checkpoint=self.manager.latest_checkpoint,
+                           metrics=dict(metrics or {}),
+                           nan_recoveries=(int(self.gan.nan_recoveries.numpy()) if nan_recoveries is None
+                                           else nan_recoveries),
+                           checkpoint=(self.resumed_from if getattr(self, "restored_only", False)
+                                       else self.manager.latest_checkpoint),
                            replicas=self.n_replicas, gan=self.gan,
                            stage_alpha=(float(self.networks.alpha.numpy())
                                         if self.networks.alpha is not None else None),
                            chief=self.chief, workers=self.workers, scratch_dir=self.scratch_dir,
-                           selected=selected, eval_best=ev.best if ev is not None else None)
+                           selected=selected, eval_best=eval_best)
 
 
 def train(cfg: Config, examples_uri: Union[str, Sequence[str], None], run_dir: str,
@@ -610,6 +644,56 @@ def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] 
         from facegan.trainer.networks.stylegan2 import conditional_model   # cstylegan2 (issue 11)
         generator = conditional_model(generator)
     return export_generator(generator, export_dir, cfg=result.cfg, metadata=metadata)
+
+
+def export_replacing(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] = None) -> str:
+    """`export` into `export_dir`, replacing the SavedModel a previous start of the run left there
+    (`facegan train`'s OUT/export: the same command again resumes, then exports again). The new
+    export is written beside it and swapped in by renames."""
+    local = "://" not in export_dir
+    if not result.chief or not local or not os.path.exists(os.path.join(export_dir, "saved_model.pb")):
+        return export(result, export_dir, extra_metadata)
+    import shutil
+    staging, old = export_dir + ".new", export_dir + ".old"
+    for d in (staging, old):
+        shutil.rmtree(d, ignore_errors=True)
+    export(result, staging, extra_metadata)
+    os.rename(export_dir, old)
+    os.rename(staging, export_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return export_dir
+
+
+def export_version(result: TrainResult, base: str, extra_metadata: Optional[dict] = None) -> Optional[str]:
+    """Export as the next numbered version BASE/<N>/ (TF Serving's layout; N = 1 + the highest
+    version there). Locally the version is written to a hidden staging folder in BASE and renamed
+    into place, so a server polling BASE never loads half a SavedModel. Returns the version path
+    (None on a non-chief worker, which exports to its scratch folder: saving is collective)."""
+    from facegan.trainer import runs
+    if not result.chief:
+        export(result, os.path.join(result.scratch_dir, "serving"), extra_metadata)
+        return None
+    if "://" in base:     # object stores have no directory rename: write the version in place
+        tf.io.gfile.makedirs(base)
+        versions = [int(e.rstrip("/")) for e in tf.io.gfile.listdir(base) if e.rstrip("/").isdigit()]
+        return export(result, os.path.join(base, str(max(versions, default=0) + 1)), extra_metadata)
+    import shutil
+    os.makedirs(base, exist_ok=True)
+    staging = os.path.join(base, f".export-{os.getpid()}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        export(result, staging, extra_metadata)
+        for _ in range(100):          # another export may take a number meanwhile: the next one
+            target = os.path.join(base, str(max(runs.existing_versions(base), default=0) + 1))
+            try:
+                os.mkdir(target)      # claims the number; rename then replaces the empty folder
+            except FileExistsError:
+                continue
+            os.rename(staging, target)
+            return target
+        raise RuntimeError(f"{base}: could not claim a version number")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def local_copy(result: TrainResult, generator):
