@@ -113,14 +113,16 @@ def check_semantics(name, args):
     """The checks each command makes before doing work, where they need no TensorFlow."""
     from facegan.cli_args import parse_set
     from facegan.trainer.config import get_preset
-    if name in ("train", "demo"):
-        overrides = parse_set(getattr(args, "set", []) or [])
-        res = getattr(args, "resolution", None)
-        if res is not None:
-            overrides["network.resolution"] = res
-        config_file = getattr(args, "config", None)
-        if config_file:
-            return             # a run's config.json: parsed by `facegan train` itself
+    if name == "train":
+        from facegan.trainer import cli as train_cli
+        if args.config:
+            return             # a run's config.json, which the reader does not have
+        cfg = train_cli.resolve_config(args)      # preset, --set fields, --resolution, --steps
+        if cfg.run.steps == 0:
+            raise ValueError("--steps 0 is refused by facegan train")
+    elif name == "demo":
+        overrides = parse_set(args.set or [])
+        overrides["network.resolution"] = args.resolution
         get_preset(args.preset, overrides)
     elif name == "pipeline" and getattr(args, "action", None) in ("run", "compile"):
         from facegan.pipeline import cli as pcli
