@@ -21,7 +21,7 @@ MEASURED: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
                         "64px float32, [2]"),
 }
 FOOTNOTES = (
-    "[1] `facegan train` of the \"Your faces\" recipe below, its own images/s over the whole run "
+    "[1] `facegan train` of the \"Your faces\" timings above: its own running images/s at the end of the run "
     "(docs/your_faces.json: command, load, CPU); [2] `python bench/train.py --stylegan --steps 16 "
     "--warmup 5 --images 256` (docs/bench_train_stylegan.json).")
 
