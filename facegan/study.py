@@ -818,6 +818,25 @@ def rerun_command(command: str, row: str, seed: int) -> str:
     return " ".join(out + ["--rerun-row", row, "--seed", str(seed)])
 
 
+# Path flags of the study whose values name one machine's folders when absolute (or above the
+# repository): the report prints a placeholder instead, so docs/ cites no machine's paths.
+PATH_PLACEHOLDERS = {"--cache-dir": "CACHE_DIR", "--work-dir": "WORK_DIR", "--data": "EXAMPLES",
+                     "--out": "OUT_DIR", "--matrix": "MATRIX_JSON"}
+
+
+def portable_command(command: str) -> str:
+    """`command` with each absolute (or `..`) value of a path flag replaced by its placeholder."""
+    words, out = command.split(" "), []
+    for i, w in enumerate(words):
+        flag, eq, value = w.partition("=")
+        if eq and flag in PATH_PLACEHOLDERS and value.startswith(("/", "..", "~")):
+            w = f"{flag}={PATH_PLACEHOLDERS[flag]}"
+        elif i and words[i - 1] in PATH_PLACEHOLDERS and w.startswith(("/", "..", "~")):
+            w = PATH_PLACEHOLDERS[words[i - 1]]
+        out.append(w)
+    return " ".join(out)
+
+
 def _command_line(argv: Optional[Sequence[str]]) -> str:
     if argv is None:   # `facegan study ...`: sys.argv holds the command name first
         argv = [a for a in sys.argv[1:] if a != "--verbose"]
@@ -896,6 +915,9 @@ def _main(args, argv, log) -> int:
     if args.report_only:   # the command that trained the runs, when an earlier report names it
         command = ((_read_json(os.path.join(args.out, "quality.json")) or {}).get("meta", {})
                    .get("command") or command)
+    command = portable_command(command)
+    if data_label.startswith(("/", "..", "~")):
+        data_label = PATH_PLACEHOLDERS["--data"]
     meta = {"command": command, "budget_kimg": budget / 1000, "seeds": seeds,
             "resolution": args.resolution, "batch_size": args.batch_size, "protocol": protocol.to_dict(),
             "backend": "trainer", "machine": machine_info(), "seconds_total": seconds,

@@ -21,26 +21,39 @@ EXAMPLES = """examples:
 
 
 def _common(p, data_required: bool):
+    # `compile` leaves a flag it is not given as None, so the FACEGAN_* variable (or the default)
+    # applies (kubeflow_runner.settings_from_env); `run` has no environment settings.
+    env = not data_required
     p.add_argument("--data", required=data_required,
                    help="face images: directory or archive" + (
                        "" if data_required else " (default: $FACEGAN_DATA_ROOT, else a placeholder)"))
     p.add_argument("--pipeline-name", default=configs.PIPELINE_NAME, help="TFX pipeline name")
     p.add_argument("--model-name", default=configs.MODEL_NAME,
                    help="serving name: <serving dir>/<model name>/<version>/")
-    p.add_argument("--preset", default=configs.PRESET, help="training preset")
-    p.add_argument("--steps", type=int, default=configs.TRAIN_STEPS, help="training steps")
-    p.add_argument("--resolution", type=int, default=None, help="image size (default: the preset's)")
+    p.add_argument("--preset", default=None if env else configs.PRESET,
+                   help="training preset" + (f" (default: $FACEGAN_PRESET, else {configs.PRESET})" if env else ""))
+    p.add_argument("--steps", type=int, default=None if env else configs.TRAIN_STEPS,
+                   help="training steps" + (f" (default: $FACEGAN_TRAIN_STEPS, else {configs.TRAIN_STEPS})"
+                                            if env else ""))
+    p.add_argument("--resolution", type=int, default=None,
+                   help="image size of ingestion and training (default: " +
+                        ("$FACEGAN_RESOLUTION, else " if env else "") + "the preset's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="trainer config override, e.g. --set optim.batch_size=32 (repeatable)")
-    p.add_argument("--metrics", default=",".join(configs.METRICS), help="comma-separated metrics")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated metrics (default: " + ("$FACEGAN_METRICS, else " if env else "") +
+                        f"{','.join(configs.METRICS)}; plus fid with an Inception --extractor); "
+                        "fid, kid and is need an Inception --extractor with weights")
     p.add_argument("--num-eval-images", type=int, default=configs.NUM_EVAL_IMAGES,
                    help="generated images per metric")
     p.add_argument("--thresholds", default=None,
                    help="blessing rules as JSON or a JSON file (default: pipeline/configs.py THRESHOLDS)")
     p.add_argument("--min-improvement", default=None,
                    help='over the last blessed model, e.g. {"swd": 1.0} or {"fid": "5%%"} (default: none)')
-    p.add_argument("--extractor", default=configs.EXTRACTOR,
-                   help="inception (needs weights) | random (not comparable) | path to weights")
+    p.add_argument("--extractor", default=None if env else configs.EXTRACTOR,
+                   help="inception (Keras ImageNet weights) | a path to InceptionV3 .h5 weights or the 2015 "
+                        "FID graph .pb | random_tiny (no weights: no fid/kid/is; the memorization sheet only)" +
+                        (f" (default: $FACEGAN_EXTRACTOR, else {configs.EXTRACTOR})" if env else ""))
     p.add_argument("--beam-runner", default=None,
                    help="direct | dataflow | flink | spark (default: $FACEGAN_BEAM_RUNNER, else direct; "
                         "cluster settings from the FACEGAN_* variables of pipeline/configs.py)")
@@ -81,9 +94,17 @@ def add_arguments(parser) -> None:
 
 
 def _pipeline_kwargs(a) -> dict:
+    """create_pipeline arguments from the flags. For `run` they are checked here (a real preset,
+    steps >= 1, no Inception metric without Inception weights); for `compile` a flag left out is
+    None and kubeflow_runner.cluster_settings fills it from the environment, then checks the same."""
     beam = configs.beam_args_from_env(a.beam_runner)
+    metrics = [m.strip() for m in a.metrics.split(",") if m.strip()] if a.metrics else None
+    overrides = parse_set(a.set)
+    if a.action == "run":
+        configs.check_training(a.preset, a.steps, a.resolution, overrides)
+        metrics = configs.check_metrics(metrics or configs.default_metrics(a.extractor), a.extractor)
     return dict(preset=a.preset, train_steps=a.steps, resolution=a.resolution,
-                overrides=parse_set(a.set), metrics=[m for m in a.metrics.split(",") if m],
+                overrides=overrides, metrics=metrics,
                 num_eval_images=a.num_eval_images, thresholds=json_arg(a.thresholds, "--thresholds"),
                 min_improvement=json_arg(a.min_improvement, "--min-improvement"),
                 extractor=a.extractor, beam_pipeline_args=beam + list(a.beam_arg),

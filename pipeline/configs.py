@@ -4,18 +4,28 @@ Everything here is a default for an argument of `pipeline.pipeline.create_pipeli
 runner; nothing is read as a global by the pipeline itself.
 """
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 PIPELINE_NAME = "facegan"
 MODEL_NAME = "facegan"                       # serving name: <serving dir>/<MODEL_NAME>/<version>/
-PRESET = "smoke"
-TRAIN_STEPS = 200
+# A real run by default (`facegan demo` keeps its own tiny `smoke` settings, pipeline/demo.py):
+# the `dcgan` preset (Radford et al. 2016: batch 128) at its own 64x64, which is also the
+# resolution ImageExampleGen ingests at (the pipeline derives it from the trainer config), for
+# 20,000 steps = 2.56 M images shown (20x the quality study's 128 kimg budget per row).
+# FACEGAN_PRESET / FACEGAN_TRAIN_STEPS / FACEGAN_RESOLUTION (kubeflow_runner.py) or
+# --preset / --steps / --resolution change them.
+PRESET = "dcgan"
+TRAIN_STEPS = 20_000
 
-# Metrics and blessing rules that need no Inception weights (there are none offline). Users with
-# weights add fid/kid/is with extractor="inception" (or a weights path) and e.g. {"fid": {"max": X}}.
-# "random_tiny" (a small random convnet; results labelled `_random`, not comparable with published
-# numbers) keeps the feature-based extras (fid*_random, the memorization sheet) cheap on CPU.
-METRICS = ("swd", "ms_ssim", "fid")
+# Metrics. FID, KID and IS are only meaningful from an Inception network with trained weights, so
+# they are computed only when the extractor is one (`inception`: Keras' ImageNet weights, looked up
+# or downloaded where the evaluator runs; or a path to .h5 weights / the 2015 FID graph .pb).
+# Without one the metrics need no weights: SWD, MS-SSIM and the face-detection rate, and asking for
+# FID/KID/IS is refused (`check_metrics`), so no blessing ever gates on a random network's "FID".
+# The default extractor `random_tiny` (a small random convnet) only draws the memorization sheet's
+# feature-space neighbours (labelled as such, pixel-space neighbours beside them).
+METRICS = ("swd", "ms_ssim", "face_detection")
+METRICS_WITH_INCEPTION = METRICS + ("fid",)
 EXTRACTOR = "random_tiny"
 NUM_EVAL_IMAGES = 1000
 # - degenerate: samples must differ from each other and not be flat (constant generators fail);
@@ -46,6 +56,41 @@ TRAINER_GPUS = int(os.environ.get("FACEGAN_TRAINER_GPUS", "1"))
 TRAINER_GPU_TYPE = os.environ.get("FACEGAN_TRAINER_GPU_TYPE", "NVIDIA_TESLA_T4")   # Vertex name
 TRAINER_CPU = os.environ.get("FACEGAN_TRAINER_CPU", "8")
 TRAINER_MEMORY = os.environ.get("FACEGAN_TRAINER_MEMORY", "32Gi")
+
+INCEPTION_HELP = ("pass --extractor inception (Keras' ImageNet InceptionV3 weights, downloaded where the "
+                  "evaluator runs, or FACEGAN_INCEPTION_WEIGHTS there) or --extractor with a path to "
+                  "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 or the 2015 FID graph "
+                  "classify_image_graph_def.pb (e.g. gs://BUCKET/...; FACEGAN_EXTRACTOR for the TFX CLI)")
+
+
+def has_inception_weights(extractor: Optional[str]) -> bool:
+    """True for an Inception extractor with trained weights: `inception` or a .h5 / .pb path
+    (the registry's `comparable` extractors); False for `random`, `random_tiny` and None."""
+    if not extractor:
+        return False
+    if extractor in ("inception", "inception2015"):
+        return True
+    return os.path.splitext(str(extractor))[1].lower() in (".h5", ".pb")
+
+
+def default_metrics(extractor: Optional[str]) -> Tuple[str, ...]:
+    """SWD, MS-SSIM and the face-detection rate; plus FID with an Inception extractor with weights."""
+    return METRICS_WITH_INCEPTION if has_inception_weights(extractor) else METRICS
+
+
+def check_metrics(metrics: Sequence[str], extractor: Optional[str]) -> List[str]:
+    """`metrics` validated against the metric registry (ValueError naming an unknown one), refusing
+    Inception metrics (FID, KID, IS) without an Inception extractor with weights: their numbers from
+    a random network compare with nothing, and a blessing must not gate on them."""
+    from facegan.metrics.registry import validate_metric_names
+    names = [m for m in metrics if m]
+    requests = validate_metric_names(",".join(names)) if names else []
+    needs = [r.label for r in requests if r.spec.needs in ("features", "logits")]
+    if needs and not has_inception_weights(extractor):
+        raise ValueError(f"metrics {', '.join(needs)} need an Inception network with trained weights, "
+                         f"but the extractor is {extractor!r}: {INCEPTION_HELP}; or leave them out "
+                         f"(without weights the metrics are {', '.join(METRICS)})")
+    return names
 
 
 # FACEGAN_* variable -> beam_args keyword (the one place the environment reaches Beam's args).
@@ -95,3 +140,18 @@ def beam_args(runner: str = "direct", *, project: Optional[str] = None, region: 
         return ["--runner=SparkRunner", f"--spark_master_url={spark_master}",
                 "--environment_type=DOCKER", f"--environment_config={image}"]
     raise ValueError(f"unknown beam runner {runner!r}; choose direct, dataflow, flink or spark")
+
+
+def check_training(preset: str, train_steps: int, resolution: Optional[int] = None,
+                   overrides: Optional[Dict] = None) -> int:
+    """Validate a run's preset, steps and resolution before anything is built (no TensorFlow or
+    TFX import); returns the training resolution (the preset's unless `resolution` says otherwise),
+    which is also the resolution the pipeline ingests at. ValueError naming what is wrong."""
+    from facegan.trainer.config import get_preset
+    if int(train_steps) < 1:
+        raise ValueError(f"train steps must be >= 1, got {train_steps}")
+    ov = dict(overrides or {})
+    if resolution is not None:
+        ov["network.resolution"] = int(resolution)
+    return get_preset(preset, ov).network.resolution     # ConfigError (a ValueError) names the field
+

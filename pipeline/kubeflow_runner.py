@@ -19,7 +19,17 @@ every GPU of its node; ingestion runs on the Beam runner FACEGAN_BEAM_RUNNER.
     FACEGAN_DATA_ROOT       gs://bucket/faces             (input images)
     FACEGAN_SERVING_DIR     gs://bucket/facegan/serving   (Pusher: <dir>/<model>/<version>/)
     FACEGAN_LOG_DIR         TensorBoard dir (default: <pipeline root>/tensorboard, see below)
-    FACEGAN_PIPELINE_NAME, FACEGAN_PRESET, FACEGAN_TRAIN_STEPS, FACEGAN_RESOLUTION
+    FACEGAN_PIPELINE_NAME   facegan
+    FACEGAN_PRESET          dcgan (configs.PRESET: a real run, not the demo's smoke preset)
+    FACEGAN_TRAIN_STEPS     20000 (configs.TRAIN_STEPS)
+    FACEGAN_RESOLUTION      the preset's (dcgan: 64); ingestion and training both use it
+    FACEGAN_EXTRACTOR       random_tiny: no Inception weights, so the metrics are SWD, MS-SSIM and
+                            the face-detection rate; `inception` or a .h5/.pb path adds FID
+    FACEGAN_METRICS         comma list (default: configs.default_metrics(extractor)); FID, KID or
+                            IS without an Inception extractor with weights is refused at compile time
+    FACEGAN_TRAINER_GPUS, FACEGAN_TRAINER_GPU_TYPE, FACEGAN_TRAINER_CPU, FACEGAN_TRAINER_MEMORY
+                            the Trainer step's resources (configs.py)
+    FACEGAN_PIPELINE_IMAGE, FACEGAN_COMPILE_DIR
     FACEGAN_BEAM_RUNNER and the variables of configs.BEAM_ENV
 
 TensorBoard: the Trainer and the GanEvaluator write to `<pipeline root>/tensorboard`. On Kubeflow
@@ -57,6 +67,16 @@ SETTING_SOURCES = {
 }
 
 
+def _int_env(env, name: str, default: Optional[int]) -> Optional[int]:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not an integer") from None
+
+
 def settings_from_env(env=None) -> Dict[str, Any]:
     """create_pipeline arguments for a cluster run, from FACEGAN_* variables (see module doc).
 
@@ -64,15 +84,17 @@ def settings_from_env(env=None) -> Dict[str, Any]:
     pipeline root (`cluster_log_dir`), which a flag may still change.
     """
     env = os.environ if env is None else env
-    res = env.get("FACEGAN_RESOLUTION")
+    metrics = [m.strip() for m in env.get("FACEGAN_METRICS", "").split(",") if m.strip()]
     settings = dict(
         pipeline_name=env.get("FACEGAN_PIPELINE_NAME", configs.PIPELINE_NAME),
         pipeline_root=env.get("FACEGAN_PIPELINE_ROOT", f"{configs.PLACEHOLDER_BUCKET}/facegan/root"),
         data_root=env.get("FACEGAN_DATA_ROOT", f"{configs.PLACEHOLDER_BUCKET}/faces"),
         serving_dir=env.get("FACEGAN_SERVING_DIR", f"{configs.PLACEHOLDER_BUCKET}/facegan/serving"),
         preset=env.get("FACEGAN_PRESET", configs.PRESET),
-        train_steps=int(env.get("FACEGAN_TRAIN_STEPS", configs.TRAIN_STEPS)),
-        resolution=int(res) if res else None,
+        train_steps=_int_env(env, "FACEGAN_TRAIN_STEPS", configs.TRAIN_STEPS),
+        resolution=_int_env(env, "FACEGAN_RESOLUTION", None),
+        extractor=env.get("FACEGAN_EXTRACTOR", configs.EXTRACTOR),
+        metrics=metrics or None,        # None: configs.default_metrics(the final extractor)
         beam_pipeline_args=configs.beam_args_from_env(env=env),
     )
     if env.get("FACEGAN_LOG_DIR"):
@@ -157,6 +179,12 @@ def cluster_settings(engine: str, image: str, pipeline_kwargs: Dict[str, Any], e
     kwargs = settings_from_env(env)
     kwargs.update({k: v for k, v in pipeline_kwargs.items() if v is not None})
     kwargs.setdefault("log_dir", cluster_log_dir(engine, kwargs["pipeline_root"]))
+    # A real run, refused here (before TFX is imported) when it could not train or would gate on
+    # an Inception metric without Inception weights.
+    configs.check_training(kwargs["preset"], kwargs["train_steps"], kwargs.get("resolution"),
+                           kwargs.get("overrides"))
+    kwargs["metrics"] = configs.check_metrics(
+        kwargs.get("metrics") or configs.default_metrics(kwargs["extractor"]), kwargs["extractor"])
     warn = warn or (lambda line: print(f"facegan pipeline compile: warning: {line}", file=sys.stderr))
     for line in placeholder_warnings(image, kwargs):
         warn(line)
@@ -170,11 +198,11 @@ def compile_v1(output_dir: str, *, image: str = configs.PIPELINE_IMAGE,
 
     output_filename None lets the runner (or the TFX CLI, which patches it) choose the name.
     """
+    kwargs = cluster_settings("kubeflow", image, pipeline_kwargs, env, warn)   # refusals before TFX
     from tfx.orchestration.kubeflow import kubeflow_dag_runner as kdr
 
     from facegan.pipeline.pipeline import create_pipeline
 
-    kwargs = cluster_settings("kubeflow", image, pipeline_kwargs, env, warn)
     config = kdr.KubeflowDagRunnerConfig(
         kubeflow_metadata_config=kdr.get_default_kubeflow_metadata_config(),
         tfx_image=image,
@@ -193,11 +221,11 @@ def compile_v2(output_dir: str, *, image: str = configs.PIPELINE_IMAGE,
                output_filename: str = V2_FILENAME, gpus: int = configs.TRAINER_GPUS,
                env=None, warn=None, **pipeline_kwargs) -> str:
     """Compile to a KFP v2 PipelineJob JSON (Vertex AI Pipelines); returns the file's path."""
+    kwargs = cluster_settings("vertex", image, pipeline_kwargs, env, warn)     # refusals before TFX
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2
 
     from facegan.pipeline.pipeline import create_pipeline
 
-    kwargs = cluster_settings("vertex", image, pipeline_kwargs, env, warn)
     kwargs.setdefault("trainer_platform_config", vertex_trainer_resources(gpus=gpus))
     p = create_pipeline(**kwargs)
     os.makedirs(output_dir, exist_ok=True)

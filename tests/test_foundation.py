@@ -126,7 +126,8 @@ def test_pipeline_subcommand_help_shows_each_default():
     assert out.returncode == 0, out.stderr
     text = " ".join(out.stdout.split())           # argparse wraps lines
     assert f"--gpus GPUS GPUs for the Trainer (default: {configs.TRAINER_GPUS})" in text
-    assert f"(default: {configs.TRAIN_STEPS})" in text and "(default: build)" in text
+    assert f"(default: $FACEGAN_TRAIN_STEPS, else {configs.TRAIN_STEPS})" in text and "(default: build)" in text
+    assert f"(default: $FACEGAN_PRESET, else {configs.PRESET})" in text
     assert "examples:" in text
 
 

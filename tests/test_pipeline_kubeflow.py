@@ -148,6 +148,48 @@ def test_kubeflow_v2_compile_parses_as_pipeline_spec(tmp_path):
     assert "my-bucket" not in json.dumps(job)
 
 
+def _v1_params(wf, node_id):
+    for t in wf["spec"]["templates"]:
+        c = t.get("container")
+        if c and _arg(c["args"], "--node_id") == node_id:
+            node = json.loads(_arg(c["args"], "--tfx_ir"))["nodes"][0]["pipelineNode"]
+            return {k: v["fieldValue"] for k, v in node["parameters"]["parameters"].items()}
+    raise KeyError(node_id)
+
+
+@pytest.mark.parametrize("engine", ["kubeflow", "vertex"])
+def test_default_compile_is_a_real_run_without_random_network_fid(engine, tmp_path):
+    """No preset, steps, metrics or extractor given (nor any FACEGAN_* variable): the compiled
+    Trainer runs the dcgan preset for configs.TRAIN_STEPS steps at 64x64 (ingested at 64), and
+    the evaluator computes SWD, MS-SSIM and the face-detection rate, no FID/KID/IS."""
+    from facegan.pipeline import configs
+    from facegan.pipeline import kubeflow_runner as k
+
+    kw = dict(pipeline_root="gs://b/root", data_root="gs://b/faces", serving_dir="gs://b/serving")
+    path = k.compile_pipeline(engine, str(tmp_path), image=IMAGE, env={}, warn=lambda line: None, **kw)
+    if engine == "kubeflow":
+        import yaml
+        wf = yaml.safe_load(open(path))
+        trainer, ev, ingest = (_v1_params(wf, n) for n in ("Trainer", "GanEvaluator", "ImageExampleGen"))
+        cc = json.loads(trainer["custom_config"]["stringValue"])
+        steps = json.loads(trainer["train_args"]["stringValue"])["num_steps"]
+        metrics = ev["metrics"]["stringValue"]
+        resolution = ingest["resolution"]["intValue"]
+    else:
+        tasks = json.load(open(path))["pipelineSpec"]["root"]["dag"]["tasks"]
+
+        def constant(task, name):
+            return tasks[task]["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]
+        cc = json.loads(constant("Trainer", "custom_config")["stringValue"])
+        steps = json.loads(constant("Trainer", "train_args")["stringValue"])["num_steps"]
+        metrics = constant("GanEvaluator", "metrics")["stringValue"]
+        resolution = constant("ImageExampleGen", "resolution")["intValue"]
+    assert cc["preset"] == "dcgan" and int(steps) == configs.TRAIN_STEPS == 20_000
+    assert int(resolution) == 64
+    assert set(json.loads(metrics) if metrics.startswith("[") else metrics.split(",")) == \
+        {"swd", "ms_ssim", "face_detection"}
+
+
 @pytest.mark.parametrize("engine", ["kubeflow", "vertex"])
 def test_runner_file_compiles_as_the_tfx_cli_runs_it(engine, tmp_path, monkeypatch):
     """Mimic `tfx pipeline compile --engine <engine>`: the CLI's patcher + execute_dsl, with no

@@ -184,3 +184,130 @@ def test_decision_rules_read_the_newest_evaluation(tmp_path):
     assert decision_rules({"ModelEvaluation": {"uri": str(tmp_path)}}) == rules
     assert decision_rules({}) == []
     assert decision_rules({"ModelEvaluation": {"uri": str(tmp_path / "missing")}}) == []
+
+
+# -- a compiled pipeline is a real run, and never gates on FID from a random network ------------
+INCEPTION_METRICS = {"fid", "kid", "is"}
+
+
+@pytest.mark.parametrize("engine", ["kubeflow", "vertex"])
+def test_compile_defaults_are_a_real_preset_and_step_count_at_its_resolution(engine):
+    from facegan.pipeline import kubeflow_runner as k
+    from facegan.trainer.config import get_preset
+    kw = k.cluster_settings(engine, "reg/img:1", {}, {}, lambda line: None)
+    cfg = get_preset(kw["preset"])
+    # not a smoke/CI preset, and at least the 128 kimg of one quality-study row
+    assert not kw["preset"].startswith("smoke") and cfg.eval.every_images > 0
+    assert kw["preset"] == "dcgan" and kw["train_steps"] == configs.TRAIN_STEPS
+    assert kw["train_steps"] * cfg.optim.batch_size >= 128_000
+    # the resolution ingested at is the trainer's: the preset's own, or FACEGAN_RESOLUTION
+    assert configs.check_training(kw["preset"], kw["train_steps"], kw["resolution"]) == 64
+    env = {"FACEGAN_PRESET": "stylegan2_small", "FACEGAN_TRAIN_STEPS": "5000", "FACEGAN_RESOLUTION": "128"}
+    kw = k.cluster_settings(engine, "reg/img:1", {}, env, lambda line: None)
+    assert (kw["preset"], kw["train_steps"], kw["resolution"]) == ("stylegan2_small", 5000, 128)
+    # flags beat the environment
+    kw = k.cluster_settings(engine, "reg/img:1", {"preset": "progan", "train_steps": 7}, env, lambda line: None)
+    assert (kw["preset"], kw["train_steps"]) == ("progan", 7)
+
+
+@pytest.mark.parametrize("engine", ["kubeflow", "vertex"])
+def test_compile_without_inception_weights_has_no_inception_metric_and_refuses_one(engine):
+    from facegan.pipeline import kubeflow_runner as k
+    quiet = lambda line: None  # noqa: E731
+    kw = k.cluster_settings(engine, "reg/img:1", {}, {}, quiet)
+    assert kw["extractor"] == "random_tiny"
+    assert kw["metrics"] == ["swd", "ms_ssim", "face_detection"]
+    assert not INCEPTION_METRICS & set(kw["metrics"])
+    for asked in (["swd", "fid"], ["kid"], ["is:downscale=64"]):
+        with pytest.raises(ValueError) as e:
+            k.cluster_settings(engine, "reg/img:1", {"metrics": asked}, {}, quiet)
+        msg = str(e.value)
+        assert "need an Inception network with trained weights" in msg
+        assert "--extractor inception" in msg and "classify_image_graph_def.pb" in msg
+        assert "FACEGAN_EXTRACTOR" in msg
+    with pytest.raises(ValueError, match="fid need an Inception"):          # through the environment too
+        k.cluster_settings(engine, "reg/img:1", {}, {"FACEGAN_METRICS": "swd,fid"}, quiet)
+    with pytest.raises(ValueError, match="fid need an Inception"):          # a random InceptionV3 is no better
+        k.cluster_settings(engine, "reg/img:1", {"metrics": ["fid"], "extractor": "random"}, {}, quiet)
+    # With weights: FID joins the defaults, and asking for KID is fine.
+    for extractor in ("inception", "gs://b/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                      "gs://b/classify_image_graph_def.pb"):
+        kw = k.cluster_settings(engine, "reg/img:1", {"extractor": extractor}, {}, quiet)
+        assert kw["metrics"] == ["swd", "ms_ssim", "face_detection", "fid"]
+    kw = k.cluster_settings(engine, "reg/img:1", {}, {"FACEGAN_EXTRACTOR": "inception",
+                                                      "FACEGAN_METRICS": "swd,kid"}, quiet)
+    assert kw["metrics"] == ["swd", "kid"]
+    with pytest.raises(ValueError, match="unknown metric"):
+        k.cluster_settings(engine, "reg/img:1", {"metrics": ["fidd"]}, {}, quiet)
+
+
+def test_compile_refuses_a_run_that_cannot_train_naming_the_setting():
+    from facegan.pipeline import kubeflow_runner as k
+    quiet = lambda line: None  # noqa: E731
+    with pytest.raises(ValueError, match="FACEGAN_TRAIN_STEPS='2k' is not an integer"):
+        k.cluster_settings("kubeflow", "reg/img:1", {}, {"FACEGAN_TRAIN_STEPS": "2k"}, quiet)
+    with pytest.raises(ValueError, match="train steps must be >= 1"):
+        k.cluster_settings("kubeflow", "reg/img:1", {"train_steps": 0}, {}, quiet)
+    with pytest.raises(ValueError, match="unknown preset 'dcgna'"):
+        k.cluster_settings("vertex", "reg/img:1", {}, {"FACEGAN_PRESET": "dcgna"}, quiet)
+    with pytest.raises(ValueError, match="network.resolution"):
+        k.cluster_settings("vertex", "reg/img:1", {"resolution": 48}, {}, quiet)
+
+
+def test_pipeline_cli_compile_leaves_unset_flags_to_the_environment_and_run_checks_early(capsys):
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    c = p.parse_args(["compile"])
+    kw = cli._pipeline_kwargs(c)
+    assert kw["preset"] is None and kw["train_steps"] is None and kw["metrics"] is None
+    assert kw["extractor"] is None
+    r = p.parse_args(["run", "--data", "d", "--out", "o"])
+    kw = cli._pipeline_kwargs(r)
+    assert (kw["preset"], kw["train_steps"]) == (configs.PRESET, configs.TRAIN_STEPS)
+    assert kw["metrics"] == list(configs.METRICS)
+    # Refused in one line, before TFX is imported (conftest fails any unit test that imports it).
+    for argv in (["run", "--data", "d", "--out", "o", "--metrics", "swd,fid"],
+                 ["compile", "--metrics", "fid"]):
+        assert cli.main(p.parse_args(argv)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("facegan pipeline: metrics fid need an Inception")
+
+
+def test_readme_kubeflow_section_lists_every_facegan_variable_the_pipeline_reads():
+    """Each FACEGAN_* variable in pipeline/*.py code is in the README's Kubeflow section."""
+    import re
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    names = set()
+    for f in ("configs.py", "kubeflow_runner.py", "cli.py", "local_runner.py", "pipeline.py", "demo.py"):
+        names |= set(re.findall(r"\bFACEGAN_[A-Z0-9_]*[A-Z0-9]\b", open(os.path.join(here, "pipeline", f)).read()))
+    assert {"FACEGAN_PRESET", "FACEGAN_TRAIN_STEPS", "FACEGAN_RESOLUTION", "FACEGAN_TRAINER_GPU_TYPE",
+            "FACEGAN_TRAINER_CPU", "FACEGAN_TRAINER_MEMORY"} <= names
+    readme = open(os.path.join(here, "README.md")).read()
+    start = readme.index("## Running on Kubeflow Pipelines")
+    section = readme[start:readme.index("\n## ", start + 1)]
+    missing = sorted(n for n in names if n not in section)
+    assert not missing, f"README's Kubeflow section does not list {missing}"
+
+
+def test_readme_kubeflow_table_lists_every_compile_flag_and_each_default():
+    import re
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    readme = open(os.path.join(here, "README.md")).read()
+    start = readme.index("## Running on Kubeflow Pipelines")
+    section = readme[start:readme.index("\n## ", start + 1)]
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    compile_parser = p._subparsers._group_actions[0].choices["compile"]
+    flags = {o for a in compile_parser._actions for o in a.option_strings if o.startswith("--")} - {"--help"}
+    missing = sorted(f for f in flags if f"`{f}`" not in section)
+    assert not missing, f"README's Kubeflow section does not list {missing}"
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\|[^|]*\| `(FACEGAN_[A-Z_]+)` \| ([^|]+) \|$",
+                                                         section, flags=re.M)}
+    for var, default in (("FACEGAN_PRESET", configs.PRESET), ("FACEGAN_TRAIN_STEPS", configs.TRAIN_STEPS),
+                         ("FACEGAN_EXTRACTOR", configs.EXTRACTOR), ("FACEGAN_PIPELINE_NAME", configs.PIPELINE_NAME),
+                         ("FACEGAN_TRAINER_GPUS", configs.TRAINER_GPUS),
+                         ("FACEGAN_TRAINER_GPU_TYPE", configs.TRAINER_GPU_TYPE),
+                         ("FACEGAN_TRAINER_CPU", configs.TRAINER_CPU),
+                         ("FACEGAN_TRAINER_MEMORY", configs.TRAINER_MEMORY),
+                         ("FACEGAN_METRICS", ",".join(configs.METRICS))):
+        assert rows.get(var, "").startswith(f"`{default}`"), (var, rows.get(var))

@@ -294,3 +294,13 @@ def test_grid_of_a_conditional_run_uses_the_evaluators_attribute_requests(tmp_pa
     z = sample_latents(3, 0, 6, cfg.network.z_dim)
     y = requested_attributes(3, 0, 6, 2)
     np.testing.assert_array_equal(imgs, np.asarray(trainer.gan.sample(z, ema=True, attributes=y)))
+
+
+def test_report_command_names_no_folder_of_the_machine_that_ran_it():
+    from facegan.study import portable_command, rerun_command
+    cmd = ("python bench/quality.py --budget-kimg 128 --cache-dir /work/study_cache --work-dir=/home/u/runs "
+           "--data ../ffhq32 --out docs --rows dcgan --seeds 1")
+    got = portable_command(cmd)
+    assert got == ("python bench/quality.py --budget-kimg 128 --cache-dir CACHE_DIR --work-dir=WORK_DIR "
+                   "--data EXAMPLES --out docs --rows dcgan --seeds 1")      # relative --out stays
+    assert "/work" not in rerun_command(got, "dcgan", 1) and "--rerun-row dcgan" in rerun_command(got, "dcgan", 1)
