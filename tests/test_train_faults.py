@@ -127,7 +127,8 @@ def test_no_checkpoint_loads_is_one_line(straight, data, tmp_path, capsys):
     for k, v in OVERRIDES.items():
         args += ["--set", f"{k}={json.dumps(v)}"]
     assert cli.main(args) == 2
-    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("facegan train:")]
+    err = [ln for ln in capsys.readouterr().err.splitlines()
+           if ln.startswith("facegan train:") and not ln.startswith("facegan train: run folder ")]
     assert len(err) == 1 and "no checkpoint in" in err[0]
     assert all(f"ckpt-{s} (" in err[0] for s in (2, 4, 6))
     assert sorted(n for n in os.listdir(os.path.join(run_dir, "checkpoints")) if n.startswith("ckpt-")) == \
@@ -162,7 +163,8 @@ def test_full_disk_during_a_checkpoint_save_stays_resumable(data, tmp_path, caps
     monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
     assert cli.main(_train_args(data, out)) == 1
     captured = capsys.readouterr()
-    lines = [ln for ln in captured.err.splitlines() if ln.startswith("facegan train:")]
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("facegan train:")
+             and not ln.startswith("facegan train: run folder ")]
     assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
     ckpt2 = os.path.join(out, "checkpoints", "ckpt-2")
     assert lines[0] == (f"facegan train: no space left on {diskspace.device_of(out)} while writing the "
@@ -188,7 +190,8 @@ def test_full_disk_during_the_export(data, tmp_path, capsys, monkeypatch):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(tf.saved_model, "save", save)
     assert cli.main(_train_args(data, out, steps=2, export=True)) == 1
-    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("facegan train:")]
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("facegan train:")
+             and not ln.startswith("facegan train: run folder ")]
     assert len(lines) == 1 and f"while writing the export {os.path.join(out, 'export')}" in lines[0]
     assert "continues from" in lines[0] and "ckpt-2 (step 2)" in lines[0]
     assert not os.path.exists(os.path.join(out, "export"))        # the partial export is gone
