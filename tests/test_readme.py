@@ -81,6 +81,8 @@ def commands_in(text):
             if not words:
                 continue
             prog = os.path.basename(words[0])
+            if prog == "facegan" and words[1:2] and words[1].endswith(":"):
+                continue       # a message the command printed ("facegan ingest: error: ..."), not a command
             if prog == "facegan":
                 found.append((words[1:], s))
             elif prog.startswith("python") and words[1:2] == ["bench/quality.py"]:
