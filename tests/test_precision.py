@@ -16,10 +16,17 @@ from facegan import machine
 
 CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 143
 model name\t: {model}
+stepping\t: 8
+microcode\t: 0x2b000590
 flags\t\t: fpu sse2 avx2 {flags}
 
 processor\t: 1
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 207
 model name\t: {model}
 flags\t\t: fpu sse2 avx2 {flags}
 """
@@ -42,6 +49,9 @@ def test_auto_by_cpu_flags(tmp_path, flags, units, policy):
     path = _cpuinfo(tmp_path, "Test CPU 9000", flags)
     info = machine.cpu_info(path)
     assert info["cpu_model"] == "Test CPU 9000"
+    # the first CPU's identity ("model" is not confused with "model name")
+    assert info["cpu_identity"] == {"vendor": "GenuineIntel", "family": "6", "model": "143", "stepping": "8",
+                                    "microcode": "0x2b000590"}
     assert info["avx512_bf16"] == ("avx512_bf16" in flags.split())
     assert info["amx_tile"] == ("amx_tile" in flags.split())
     assert machine.bf16_units(machine.cpu_flags(path)) == units
