@@ -11,20 +11,24 @@ a temporary Examples artifact that is deleted afterwards) and records:
   stylegan2_small's lazy R1 and path-length steps are counted in the proportion the timed window
   holds them);
 - `fraction_of_conv_rate`: the step's achieved GFLOP/s as a fraction of this CPU's conv rate of
-  the same dtype (bfloat16 for mixed_bfloat16), measured in the same process at the start and the
-  end (bench/train.py's `measure_rates`, the better of the two) -- the figure bench/train.py
-  reports, plus the same against the other dtype's rate;
+  the same dtype (bfloat16 for mixed_bfloat16), measured in the same process at the start, after
+  every row and at the end (bench/train.py's `measure_rates`, the best of them) -- the figure
+  bench/train.py reports, plus the same against the other dtype's rate;
 - `profile`: the op breakdown of `--profile-steps` further steps traced with
   `tf.profiler.experimental` (host tracer level 2) into a temporary directory, read back with
   TensorFlow's own `tensorflow_stats` tool (the table TensorBoard's profile plugin shows: per op
   type and name, occurrences, self time). Ops are grouped (`GROUPS`): conv forward / backprop
   input / backprop filter, matmul, BatchNorm, activations, casts, optimizer (Adam/RMSprop update
   ops and the EMA), other elementwise, reductions, random, data input and the rest; each group
-  has its self time per step (ms), its share of all op time, and for the conv groups the FLOPs
+  has its self time per step (ms), its share of the step's op time (tf.data's iterator spans,
+  which run on their own threads beside the step, are listed but not counted), and for the conv
+  groups the FLOPs
   of that op type divided by its self time, i.e. the rate the convolution kernels themselves
   reach at the step's real shapes (vs the conv rate of the microbenchmark). `top_ops` lists the
-  costliest op types. Op self times on the 2 cores can overlap (inter-op parallelism): the
-  shares are of the summed op time, `op_time_over_step_time` says how much they overlap.
+  costliest op types, `top_op_names` the costliest single ops of the graph (name scopes say which
+  layer). Op self times on the 2 cores can overlap (inter-op parallelism): the
+  shares are of the summed op time, `op_time_over_step_time` says how much they overlap (with
+  `--inter-op 1` ops run one at a time and the kernel rates are not diluted by overlap).
 
 The profiler slows the traced steps slightly (`profiled_step_s` vs `step_s`); the shares come from
 the profile, the step time and fraction of the conv rate from the unprofiled window.
@@ -35,7 +39,7 @@ priority on a shared machine (the JSON records the load and the autogroup nice).
 
     python bench/profile_step.py [--archs dcgan,stylegan2_small] [--precisions float32,mixed_bfloat16]
                                  [--steps 16] [--warmup 5] [--profile-steps 16] [--top 12]
-                                 [--set key=value ...]
+                                 [--inter-op N] [--intra-op N] [--fused-adam] [--set key=value ...]
 """
 import argparse
 import glob
@@ -82,7 +86,9 @@ GROUPS = {
     "StatelessRandomGetKeyCounter": "random", "StatelessTruncatedNormalV2": "random",
     "RandomStandardNormal": "random", "RandomUniform": "random", "StatefulUniformFullInt": "random",
     "IteratorGetNext": "data", "MultiDeviceIteratorGetNextFromShard": "data", "ParseExampleV2": "data",
-    "DecodeRaw": "data", "DecodePng": "data", "Dataset": "data",   # "Dataset": tf.data's iterator work
+    "DecodeRaw": "data", "DecodePng": "data",
+    # tf.data's iterator spans (prefetch waits included) on its own threads: not step work
+    "Dataset": "data_pipeline_threads",
 }
 ELEMENTWISE = {"Mul", "AddV2", "Add", "Sub", "RealDiv", "Square", "Sqrt", "Rsqrt", "Neg", "Maximum", "Minimum",
                "BiasAdd", "AddN", "Exp", "Log", "Log1p", "Abs", "Sign", "SquaredDifference", "DivNoNan",
@@ -95,6 +101,7 @@ ELEMENTWISE = {"Mul", "AddV2", "Add", "Sub", "RealDiv", "Square", "Sqrt", "Rsqrt
 OPTIMIZER_SCOPES = ("adam", "rmsprop", "sgd/")
 VARIABLE_OPS = {"AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp", "ReadVariableOp",
                 "ResourceGather", "VarHandleOp"}
+OUTSIDE_STEP = ("data_pipeline_threads",)
 CONV_GROUPS = {"conv_forward": ("Conv2D",), "conv_backprop_input": ("Conv2DBackpropInput",),
                "conv_backprop_filter": ("Conv2DBackpropFilter",), "matmul": ("MatMul",)}
 
@@ -197,24 +204,32 @@ def summarize(records: list, steps: int, step_s: float, step_flops_by_op: dict, 
         e = types.setdefault(k, {"op_type": t, "group": g, "self_ms_per_step": 0.0, "occurrences_per_step": 0.0})
         e["self_ms_per_step"] += r["self_us"] / 1e3 / steps
         e["occurrences_per_step"] += r["occurrences"] / steps
-    total = sum(d["self_ms_per_step"] for d in groups.values())
+    # shares are of the step's op time: tf.data's iterator spans run beside the step (prefetch)
+    total = sum(d["self_ms_per_step"] for g, d in groups.items() if g not in OUTSIDE_STEP)
     for g, d in groups.items():
-        d["share_of_op_time"] = d["self_ms_per_step"] / total if total else 0.0
+        d["share_of_op_time"] = d["self_ms_per_step"] / total if total and g not in OUTSIDE_STEP else None
         d["ops"] = {k: round(v, 3) for k, v in sorted(d["ops"].items(), key=lambda kv: -kv[1])[:6]}
         if g in CONV_GROUPS:
             flops = sum(step_flops_by_op.get(t, 0) for t in CONV_GROUPS[g])
             d["gflop_per_step"] = flops / 1e9
             d["kernel_gflops"] = flops / 1e9 / (d["self_ms_per_step"] / 1e3) if d["self_ms_per_step"] else None
         d["self_ms_per_step"] = round(d["self_ms_per_step"], 3)
-        d["share_of_op_time"] = round(d["share_of_op_time"], 4)
-    ordered = dict(sorted(groups.items(), key=lambda kv: -kv[1]["self_ms_per_step"]))
-    top_ops = sorted(types.values(), key=lambda e: -e["self_ms_per_step"])[:top]
+        if d["share_of_op_time"] is not None:
+            d["share_of_op_time"] = round(d["share_of_op_time"], 4)
+    ordered = dict(sorted(groups.items(), key=lambda kv: (kv[0] in OUTSIDE_STEP, -kv[1]["self_ms_per_step"])))
+    top_ops = sorted((e for e in types.values() if e["group"] not in OUTSIDE_STEP),
+                     key=lambda e: -e["self_ms_per_step"])[:top]
     for e in top_ops:
         e["share_of_op_time"] = round(e["self_ms_per_step"] / total, 4) if total else 0.0
         e["self_ms_per_step"] = round(e["self_ms_per_step"], 3)
         e["occurrences_per_step"] = round(e["occurrences_per_step"], 2)
+    names = sorted((r for r in records if group_of(r["op_type"], r["op_name"]) not in OUTSIDE_STEP),
+                   key=lambda r: -r["self_us"])[:top]
+    top_names = [{"op_name": r["op_name"], "op_type": base_type(r["op_type"]), "group": group_of(r["op_type"], r["op_name"]),
+                  "self_ms_per_step": round(r["self_us"] / 1e3 / steps, 3),
+                  "share_of_op_time": round(r["self_us"] / 1e3 / steps / total, 4) if total else 0.0} for r in names]
     return {"op_time_ms_per_step": round(total, 2), "op_time_over_step_time": round(total / 1e3 / step_s, 3),
-            "groups": ordered, "top_ops": top_ops}
+            "groups": ordered, "top_ops": top_ops, "top_op_names": top_names}
 
 
 # -- FLOPs of the step, per lazy phase ------------------------------------------------------------
@@ -296,6 +311,8 @@ def profile_row(cfg, data, run_dir, warmup, steps, profile_steps, flops, rates, 
            "profile_steps": profile_steps}
     if any(trainer.gan.lazy_phase(s) != (False, False) for s in range(t_start, p_end)):
         row["timed_window"] = bench_train.lazy_window(cfg.loss, warmup, steps)
+        row["step_gflop_by_phase"] = {f"r1={p[0]},path_length={p[1]}": round(f["total"] / 1e9, 3)
+                                      for p, f in flops.items()}
     row["profile"] = summarize(read_profile(logdir), profile_steps, row["profiled_step_s"], fl_prof["by_op"], top)
     # what the step would reach if every non-conv op took no time: the ceiling the conv kernels set
     g = row["profile"]["groups"]
@@ -316,6 +333,13 @@ def main():
     ap.add_argument("--profile-steps", type=int, default=16)
     ap.add_argument("--images", type=int, default=256, help="faces in the temporary Examples")
     ap.add_argument("--top", type=int, default=12, help="op types listed in top_ops")
+    ap.add_argument("--inter-op", type=int, default=0,
+                    help="TensorFlow inter-op threads (0: TensorFlow's default); 1 runs one op at a "
+                         "time, so op self times add up to the step")
+    ap.add_argument("--intra-op", type=int, default=0, help="TensorFlow intra-op threads (0: default)")
+    ap.add_argument("--fused-adam", action="store_true",
+                    help="train with trainer.fused_adam.FusedAdam (one fused kernel per variable) "
+                         "wherever the trainer builds Keras' Adam: the optimizer's share with the fused update")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every row (e.g. run.xla=true), recorded in the JSON")
     args = ap.parse_args()
@@ -337,9 +361,16 @@ def main():
         except ValueError:
             overrides[k] = v
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf  # noqa: F401
+    import tensorflow as tf
     from facegan import machine
     from facegan.trainer.config import get_preset
+    if args.fused_adam:   # this benchmark process only: gan.make_optimizer builds tf.keras.optimizers.Adam
+        from facegan.trainer.fused_adam import FusedAdam
+        tf.keras.optimizers.Adam = FusedAdam
+    if args.inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
+    if args.intra_op:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
 
     tmp = tempfile.mkdtemp(prefix="facegan_bench_profile_")
     try:
@@ -360,9 +391,11 @@ def main():
                                 phases if cfg.loss.family == "nsgan_r1" else phases[:1])
                  for a, cfg in cfgs.items()}
         rates0 = bench_train.measure_rates()
+        rates_runs = [rates0]
         print(f"rates: {json.dumps(rates0)}", file=sys.stderr)
         out = {"resolution": RES, "steps": args.steps, "warmup": args.warmup, "profile_steps": args.profile_steps,
-               "overrides": overrides,
+               "overrides": overrides, "fused_adam": args.fused_adam, "threads": {"inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+                                                   "intra_op": tf.config.threading.get_intra_op_parallelism_threads()},
                "machine": dict(machine.cpu_info(), bf16_units=machine.bf16_units(machine.cpu_flags())),
                "rows": {}}
         for a, cfg in cfgs.items():
@@ -373,12 +406,12 @@ def main():
                                   args.warmup, args.steps, args.profile_steps, fl, rates0, args.top,
                                   os.path.join(tmp, f"trace_{a}_{prec}"))
                 out["rows"].setdefault(a, {})[prec] = row
+                rates_runs.append(bench_train.measure_rates())   # between rows too: the load drifts
                 print(f"{a} {prec}: {row['images_per_s']} images/s, {row['fraction_of_conv_rate']} of the "
                       f"{row['rate_dtype']} conv rate", file=sys.stderr)
-        rates1 = bench_train.measure_rates()
-        rates = {d: {k: max(rates0[d][k], rates1[d][k]) for k in rates0[d]} for d in rates0}
+        rates = {d: {k: max(r[d][k] for r in rates_runs) for k in rates0[d]} for d in rates0}
         out["rates"] = rates
-        out["rates_runs"] = [rates0, rates1]
+        out["rates_runs"] = rates_runs
         for a, rows in out["rows"].items():   # fractions against the better of the two rate measurements
             for row in rows.values():
                 g = row["achieved_gflops"]

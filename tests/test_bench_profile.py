@@ -68,7 +68,7 @@ def test_tf_stats_records_reads_the_without_idle_table(prof):
     ("Sum", "gradients/Sum", "reduction"),
     ("StatelessRandomNormalV2", "random_normal", "random"),
     ("IteratorGetNext", "IteratorGetNext", "data"),
-    ("Dataset", "Iterator::Prefetch", "data"),
+    ("Dataset", "Iterator::Prefetch", "data_pipeline_threads"),
     ("NoOp", "NoOp", "other"),
 ])
 def test_group_of(prof, op_type, op_name, group):
@@ -79,7 +79,9 @@ def test_summarize_shares_and_conv_kernel_rate(prof):
     recs = [{"op_type": "_MklNativeConv2D", "op_name": "a/Conv2D", "occurrences": 4, "total_us": 8000.0, "self_us": 6000.0},
             {"op_type": "_MklNativeFusedConv2D", "op_name": "b/Conv2D", "occurrences": 2, "total_us": 2000.0, "self_us": 2000.0},
             {"op_type": "Cast", "op_name": "c/Cast", "occurrences": 20, "total_us": 1000.0, "self_us": 1000.0},
-            {"op_type": "Mul", "op_name": "Adam/mul", "occurrences": 10, "total_us": 1000.0, "self_us": 1000.0}]
+            {"op_type": "Mul", "op_name": "Adam/mul", "occurrences": 10, "total_us": 1000.0, "self_us": 1000.0},
+            # tf.data's iterator span: beside the step, listed but not in the shares
+            {"op_type": "Dataset", "op_name": "Iterator::Prefetch", "occurrences": 2, "total_us": 9e4, "self_us": 9e4}]
     # 2 profiled steps, 10 ms per step: conv 8000 us -> 4 ms per step of 5 ms op time per step
     out = prof.summarize(recs, steps=2, step_s=0.01, step_flops_by_op={"Conv2D": 4e9}, top=2)
     assert out["op_time_ms_per_step"] == 5.0
@@ -91,5 +93,8 @@ def test_summarize_shares_and_conv_kernel_rate(prof):
     assert list(out["groups"])[0] == "conv_forward"                   # costliest group first
     assert out["groups"]["cast"]["share_of_op_time"] == 0.1
     assert out["groups"]["optimizer_ema_variables"]["self_ms_per_step"] == 0.5
+    assert out["groups"]["data_pipeline_threads"]["self_ms_per_step"] == 45.0
+    assert out["groups"]["data_pipeline_threads"]["share_of_op_time"] is None
     assert [e["op_type"] for e in out["top_ops"]] == ["Conv2D", "FusedConv2D"]
     assert out["top_ops"][0]["occurrences_per_step"] == 2.0
+    assert [(e["op_name"], e["self_ms_per_step"]) for e in out["top_op_names"]] == [("a/Conv2D", 3.0), ("b/Conv2D", 1.0)]

@@ -195,3 +195,27 @@ def test_scheduling_priority_reads_the_autogroup_nice(tmp_path):
     assert got == {"nice": os.nice(0), "autogroup_nice": -15}
     assert machine.scheduling_priority(str(tmp_path / "missing"))["autogroup_nice"] is None
     assert set(machine.cpu_info()["priority"]) == {"nice", "autogroup_nice"}
+
+
+def test_bf16_stylegan2_has_no_bf16_leaky_relu_kernel(keep_policy):
+    """StyleGAN2's G (mapping, styled convs) and D use layers.leaky_relu: in mixed_bfloat16 no
+    LeakyRelu / LeakyReluGrad op runs on bf16 (TF's CPU kernels for them are unvectorised; they
+    were 8% of a 64px stylegan2_small bf16 step, bench/profile_step.py)."""
+    import tensorflow as tf
+    from facegan.trainer.networks import stylegan2
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    G, D = stylegan2.build_stylegan(stylegan2.StyleGANConfig(
+        resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=64, channel_max=16, mbstd_group_size=2))
+
+    @tf.function(autograph=False)
+    def step(z):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(D(G(z, training=True), training=True)["logits"])
+        return tape.gradient(loss, G.trainable_variables + D.trainable_variables)
+
+    graph = step.get_concrete_function(tf.TensorSpec([2, 16], tf.float32)).graph
+    ops = [op for g in [graph] + [f.graph for f in graph._functions.values() if hasattr(f, "graph")]
+           for op in g.get_operations()]
+    types = {op.type for op in ops}
+    assert "Relu" in types and "ReluGrad" in types        # the bf16 form ran (and the walk saw the nets)
+    assert not {"LeakyRelu", "LeakyReluGrad"} & types
