@@ -11,9 +11,11 @@ a temporary Examples artifact that is deleted afterwards) and records:
   stylegan2_small's lazy R1 and path-length steps are counted in the proportion the timed window
   holds them);
 - `fraction_of_conv_rate`: the step's achieved GFLOP/s as a fraction of this CPU's conv rate of
-  the same dtype (bfloat16 for mixed_bfloat16), measured in the same process at the start, after
-  every row and at the end (bench/train.py's `measure_rates`, the best of them) -- the figure
+  the same dtype (bfloat16 for mixed_bfloat16), measured in the same process at the start and
+  after every row (bench/train.py's `measure_rates`, the best of them) -- the figure
   bench/train.py reports, plus the same against the other dtype's rate;
+  `fraction_of_conv_rate_per_cpu_second`: the same in GFLOP per CPU-second of the process (step
+  and microbenchmark alike, `measure_cpu_rates`), which a shared machine's load moves much less;
 - `profile`: the op breakdown of `--profile-steps` further steps traced with
   `tf.profiler.experimental` (host tracer level 2) into a temporary directory, read back with
   TensorFlow's own `tensorflow_stats` tool (the table TensorBoard's profile plugin shows: per op
@@ -232,6 +234,29 @@ def summarize(records: list, steps: int, step_s: float, step_flops_by_op: dict, 
             "groups": ordered, "top_ops": top_ops, "top_op_names": top_names}
 
 
+def measure_cpu_rates(calls: int = 8) -> dict:
+    """GFLOP per CPU-second (process CPU time over all threads) of bench/train.py's conv
+    microbenchmark (4x4, 128->256, stride 2, batch 16 at 32x32), float32 and bfloat16, after one
+    warm-up call. On a shared machine a step's wall time depends on how much of the two cores the
+    process got; its CPU time much less, so the per-CPU-second fraction is the steadier figure."""
+    import tensorflow as tf
+    out = {}
+    for dtype in (tf.float32, tf.bfloat16):
+        x = tf.cast(tf.random.normal([16, 32, 32, 128]), dtype)
+        w = tf.cast(tf.random.normal([4, 4, 128, 256]), dtype)
+        fn = tf.function(lambda: tf.nn.conv2d(x, w, 2, "SAME"), autograph=False)
+        flops = 2 * 16 * 16 * 16 * 256 * 4 * 4 * 128
+        fn().numpy()
+        best = float("inf")
+        for _ in range(3):     # best of three batches of `calls`: a load spike hits one batch
+            c = time.process_time()
+            for _ in range(calls):
+                fn().numpy()
+            best = min(best, (time.process_time() - c) / calls)
+        out[dtype.name] = {"conv_gflop_per_cpu_s": flops / best / 1e9}
+    return out
+
+
 # -- FLOPs of the step, per lazy phase ------------------------------------------------------------
 def phase_flops(cfg, run_dir, phases) -> dict:
     """{phase: {"total", "by_op"}} for each lazy phase of the step (bench/train.py's count)."""
@@ -267,7 +292,7 @@ def window_flops(gan_phase, flops_by_phase, start: int, steps: int) -> dict:
 
 
 # -- one row ----------------------------------------------------------------------------------------
-def profile_row(cfg, data, run_dir, warmup, steps, profile_steps, flops, rates, top, logdir):
+def profile_row(cfg, data, run_dir, warmup, steps, profile_steps, flops, rates, cpu_rates, top, logdir):
     """Time `steps` steps after `warmup`, then trace `profile_steps` more under the profiler."""
     import tensorflow as tf
     from facegan.trainer import train_lib
@@ -275,11 +300,11 @@ def profile_row(cfg, data, run_dir, warmup, steps, profile_steps, flops, rates, 
     t_start, t_end, p_end = warmup, warmup + steps, warmup + steps + profile_steps
 
     def on_step(trainer, step, metrics):
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if step == t_start:
-            marks["t0"], marks["i0"] = now, trainer.images_shown
+            marks["t0"], marks["c0"], marks["i0"] = now, cpu, trainer.images_shown
         if step == t_end:
-            marks["t1"], marks["i1"] = now, trainer.images_shown
+            marks["t1"], marks["c1"], marks["i1"] = now, cpu, trainer.images_shown
             tf.profiler.experimental.start(logdir, options=tf.profiler.experimental.ProfilerOptions(
                 host_tracer_level=2, python_tracer_level=0, device_tracer_level=0))
             marks["p0"] = time.perf_counter()
@@ -299,7 +324,9 @@ def profile_row(cfg, data, run_dir, warmup, steps, profile_steps, flops, rates, 
     conv_flops = sum(v for k, v in fl["by_op"].items() if k in bench_train.CONV_OPS)
     gflops = fl["total"] / step_s / 1e9
     dtype = "bfloat16" if policy == "mixed_bfloat16" else "float32"
+    cpu_s = (marks["c1"] - marks["c0"]) / steps
     row = {"policy": policy, "batch": trainer.gan.global_batch_size, "step_s": round(step_s, 4),
+           "step_cpu_s": round(cpu_s, 4), "gflop_per_cpu_s": round(fl["total"] / cpu_s / 1e9, 1),
            "images_per_s": round(images / step_s, 2),
            "step_gflop": round(fl["total"] / 1e9, 3), "step_conv_gflop": round(conv_flops / 1e9, 3),
            "step_gflop_by_op": {k: round(v / 1e9, 3) for k, v in fl["by_op"].items()},
@@ -307,8 +334,9 @@ def profile_row(cfg, data, run_dir, warmup, steps, profile_steps, flops, rates, 
            "fraction_of_conv_rate": round(gflops / rates[dtype]["conv_gflops"], 3),
            "rate_dtype": dtype,
            "fraction_of_conv_rate_by_dtype": {d: round(gflops / rates[d]["conv_gflops"], 3) for d in rates},
+           "fraction_of_conv_rate_per_cpu_second": round(fl["total"] / cpu_s / 1e9 / cpu_rates[dtype]["conv_gflop_per_cpu_s"], 3),
            "profiled_step_s": round((marks["p1"] - marks["p0"]) / profile_steps, 4),
-           "profile_steps": profile_steps}
+           "profile_steps": profile_steps, "load_avg_1m_at_end": round(os.getloadavg()[0], 2)}
     if any(trainer.gan.lazy_phase(s) != (False, False) for s in range(t_start, p_end)):
         row["timed_window"] = bench_train.lazy_window(cfg.loss, warmup, steps)
         row["step_gflop_by_phase"] = {f"r1={p[0]},path_length={p[1]}": round(f["total"] / 1e9, 3)
@@ -392,6 +420,7 @@ def main():
                  for a, cfg in cfgs.items()}
         rates0 = bench_train.measure_rates()
         rates_runs = [rates0]
+        cpu_runs = [measure_cpu_rates()]
         print(f"rates: {json.dumps(rates0)}", file=sys.stderr)
         out = {"resolution": RES, "steps": args.steps, "warmup": args.warmup, "profile_steps": args.profile_steps,
                "overrides": overrides, "fused_adam": args.fused_adam, "threads": {"inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
@@ -403,20 +432,26 @@ def main():
                 # the nsgan_r1 phases are keyed by lazy_phase(step); other families always (False, False)
                 fl = flops[a] if len(flops[a]) > 1 else {p: flops[a][(False, False)] for p in phases}
                 row = profile_row(cfg.override({"run.mixed_precision": prec}), data, os.path.join(tmp, f"run_{a}_{prec}"),
-                                  args.warmup, args.steps, args.profile_steps, fl, rates0, args.top,
+                                  args.warmup, args.steps, args.profile_steps, fl, rates0, cpu_runs[0], args.top,
                                   os.path.join(tmp, f"trace_{a}_{prec}"))
                 out["rows"].setdefault(a, {})[prec] = row
                 rates_runs.append(bench_train.measure_rates())   # between rows too: the load drifts
+                cpu_runs.append(measure_cpu_rates())
                 print(f"{a} {prec}: {row['images_per_s']} images/s, {row['fraction_of_conv_rate']} of the "
-                      f"{row['rate_dtype']} conv rate", file=sys.stderr)
+                      f"{row['rate_dtype']} conv rate ({row['fraction_of_conv_rate_per_cpu_second']} per CPU second)",
+                      file=sys.stderr)
         rates = {d: {k: max(r[d][k] for r in rates_runs) for k in rates0[d]} for d in rates0}
         out["rates"] = rates
         out["rates_runs"] = rates_runs
+        cpu_rates = {d: {k: max(r[d][k] for r in cpu_runs) for k in cpu_runs[0][d]} for d in cpu_runs[0]}
+        out["cpu_rates"], out["cpu_rates_runs"] = cpu_rates, cpu_runs
         for a, rows in out["rows"].items():   # fractions against the better of the two rate measurements
             for row in rows.values():
                 g = row["achieved_gflops"]
                 row["fraction_of_conv_rate_by_dtype"] = {d: round(g / rates[d]["conv_gflops"], 3) for d in rates}
                 row["fraction_of_conv_rate"] = row["fraction_of_conv_rate_by_dtype"][row["rate_dtype"]]
+                row["fraction_of_conv_rate_per_cpu_second"] = round(
+                    row["gflop_per_cpu_s"] / cpu_rates[row["rate_dtype"]]["conv_gflop_per_cpu_s"], 3)
                 for gname, grp in row["profile"]["groups"].items():
                     if grp.get("kernel_gflops"):
                         grp["kernel_fraction_of_conv_rate"] = round(grp["kernel_gflops"] / rates[row["rate_dtype"]]["conv_gflops"], 3)
