@@ -366,8 +366,8 @@ def main():
                          "time, so op self times add up to the step")
     ap.add_argument("--intra-op", type=int, default=0, help="TensorFlow intra-op threads (0: default)")
     ap.add_argument("--fused-adam", action="store_true",
-                    help="train with trainer.fused_adam.FusedAdam (one fused kernel per variable) "
-                         "wherever the trainer builds Keras' Adam: the optimizer's share with the fused update")
+                    help="optim.optimizer=adam_fused (trainer/fused_adam.py: one fused kernel per variable): "
+                         "the optimizer's share with the fused update")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every row (e.g. run.xla=true), recorded in the JSON")
     args = ap.parse_args()
@@ -379,7 +379,7 @@ def main():
     bad = [p for p in precisions if p not in bench_train.PRECISIONS]
     if bad:
         ap.error(f"--precisions: unknown {bad}; known: {list(bench_train.PRECISIONS)}")
-    overrides = {}
+    overrides = {"optim.optimizer": "adam_fused"} if args.fused_adam else {}
     for kv in args.set:
         k, sep, v = kv.partition("=")
         if not sep:
@@ -392,9 +392,6 @@ def main():
     import tensorflow as tf
     from facegan import machine
     from facegan.trainer.config import get_preset
-    if args.fused_adam:   # this benchmark process only: gan.make_optimizer builds tf.keras.optimizers.Adam
-        from facegan.trainer.fused_adam import FusedAdam
-        tf.keras.optimizers.Adam = FusedAdam
     if args.inter_op:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
     if args.intra_op:

@@ -1,4 +1,4 @@
-"""trainer/fused_adam.py: the fused Adam update equals Keras' Adam up to float rounding (same slots)."""
+"""trainer/fused_adam.py: the fused Adam update equals Keras' Adam to float32 precision (same slots)."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -39,7 +39,8 @@ def test_fused_adam_matches_keras_adam(kw):
     start, _ = _train(tf.keras.optimizers.Adam, strategy, steps=0, **kw)
     assert max(np.abs(a - b).max() for a, b in zip(ref, start)) > 1e-3      # the weights moved
     for a, b in zip(ours + ours_slots, ref + ref_slots):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=2e-7)   # float rounding: the kernel orders ops differently
+        # the kernel forms 1 - beta in float32 (Keras in double): 1.3e-5 relative on 1 - 0.999
+        np.testing.assert_allclose(a, b, rtol=5e-5, atol=2e-7)
 
 
 def test_fused_adam_checkpoint_is_keras_adams(tmp_path):
@@ -55,3 +56,17 @@ def test_fused_adam_checkpoint_is_keras_adams(tmp_path):
     np.testing.assert_array_equal(v2.numpy(), v.numpy())
     np.testing.assert_array_equal(fused.variables[2].numpy(), keras_opt.variables[2].numpy())   # v slot
     assert int(fused.iterations.numpy()) == 1
+
+
+def test_optim_optimizer_adam_fused_is_opt_in():
+    from facegan.trainer import gan
+    from facegan.trainer.config import ConfigError, get_preset, validate
+    fused = gan.make_optimizer(validate(get_preset("smoke", {"optim.optimizer": "adam_fused"})), 1e-3)
+    plain = gan.make_optimizer(validate(get_preset("smoke")), 1e-3)
+    assert isinstance(fused, FusedAdam) and type(plain) is tf.keras.optimizers.Adam
+    lazy = gan.make_optimizer(validate(get_preset("smoke", {"optim.optimizer": "adam_fused"})), 1e-3, lazy_interval=4)
+    from facegan.trainer.stylegan_losses import lazy_optimizer_params
+    assert isinstance(lazy, FusedAdam)     # StyleGAN2's lazy rescaling is kept
+    assert float(lazy.beta_1) == pytest.approx(lazy_optimizer_params(1e-3, float(plain.beta_1), float(plain.beta_2), 4)[1])
+    with pytest.raises(ConfigError, match="optim.optimizer 'adamw' is not one of"):
+        validate(get_preset("smoke", {"optim.optimizer": "adamw"}))
