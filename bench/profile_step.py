@@ -342,7 +342,8 @@ def profile_row(cfg, data, run_dir, warmup, steps, profile_steps, flops, rates, 
         row["step_gflop_by_phase"] = {f"r1={p[0]},path_length={p[1]}": round(f["total"] / 1e9, 3)
                                       for p, f in flops.items()}
     row["profile"] = summarize(read_profile(logdir), profile_steps, row["profiled_step_s"], fl_prof["by_op"], top)
-    # what the step would reach if every non-conv op took no time: the ceiling the conv kernels set
+    # what the step would reach if every non-conv op took no time (against the conv rate measured
+    # at the start of the run; meaningful with --inter-op 1, where op self times do not overlap)
     g = row["profile"]["groups"]
     conv_ms = sum(g[k]["self_ms_per_step"] for k in CONV_GROUPS if k in g)
     row["profile"]["conv_and_matmul_share_of_op_time"] = round(
