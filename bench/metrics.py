@@ -18,15 +18,22 @@ implementation where it has one, all on the real faces (FFHQ 256px from $FACEGAN
   `kernel_classifier_distance_and_std_from_activations`.
 - IS from 10,000 x 1000 logits, 10 splits: ours vs TF-GAN's `classifier_score_from_logits`
   called per split.
-- SWD, PGGAN protocol (128 7x7 neighbourhoods per image per level, 4 x 128 directions) at 128x128
-  on `--swd-images` faces per side: the current implementation against the previous one
-  (`metrics/swd.py` at commit BASELINE_COMMIT, loaded from git into this process), the two timed
-  alternately (`--repeats`, best of), wall and CPU seconds, scaled linearly to 10,000 images per
-  side (the sorts are n log n: a slight under-estimate, so the current implementation is also
-  timed on `--swd-images-large` images per side, flipped/rolled copies of the faces, to show the
-  scaling). With shared positions the two implementations draw the same random numbers, so their
-  values must agree (`rel_diff_same_draws`); the protocol value (independent positions) is
-  printed too. TF-GAN's `sliced_wasserstein_distance` configured to the same protocol
+- SWD, PGGAN protocol (128 7x7 neighbourhoods per image per level, 4 x 128 directions) at 128x128.
+  The headline `swd.s_per_10k` is MEASURED on `--swd-images-large` images per side (default
+  10,000: faces plus flipped/rolled copies), one run, wall and CPU seconds: the cost grows faster
+  than the image count (the sorts are n log n, descriptors past 256 MB spill to disk), so an
+  extrapolation from a few hundred images under-states it (measured on this project's 2-core
+  EPYC: 149-176 s extrapolated from 256 images vs 218 s measured at 10,000, same run). Beside
+  it, on `--swd-images` faces per side: the current implementation against the previous one
+  (`metrics/swd.py` at commit BASELINE_COMMIT, loaded from git into this process), timed
+  alternately (`--repeats`, best of) -- their ratio is the comparison, their `*_extrapolated`
+  seconds per 10k are linear extrapolations. With shared positions the two implementations draw
+  the same random numbers, so their values must agree (`rel_diff_same_draws`); the protocol value
+  (independent positions) is printed too. `numpy_sort` times numpy's float32 quicksort and
+  `swd.sort_float32` on rows of the two lengths the runs sort (128 x images per side): the sort is
+  most of SWD's cost, and its speed differs between CPU generations that report the same model
+  name (the JSON's `machine.cpu_identity`), which is why figures from two sessions can differ
+  three-fold. TF-GAN's `sliced_wasserstein_distance` configured to the same protocol
   (patches_per_image=128, random_sampling_count=4, random_projection_dim=128) normalizes per patch
   (not per channel) and also computes a real-vs-real distance, so its numbers differ from PGGAN's.
 - MS-SSIM (PGGAN variant) at 256x256 and 128x128 on `--pairs` consecutive FFHQ pairs: current vs
@@ -38,7 +45,8 @@ Every figure carries the CPU model and its avx512_bf16 / amx_bf16 / amx_tile fla
 average (the machine is shared: wall seconds depend on the load, CPU seconds much less; the
 goals are judged on the current/previous ratio measured in the same run).
 
-    python bench/metrics.py [--only swd,ms_ssim] [--swd-images 128] [--pairs 64] [--repeats 2]
+    python bench/metrics.py [--only swd,ms_ssim] [--swd-images 128] [--swd-images-large 10000] [--pairs 64]
+                            [--repeats 2]
 """
 import argparse
 import json
@@ -220,10 +228,41 @@ def more_faces(faces, n):
     return np.concatenate(out)[:n]
 
 
+def bench_sort(lengths, elements=1 << 22, repeats=2) -> dict:
+    """CPU ns per element of numpy's float32 quicksort and of swd.sort_float32 on random rows of
+    each length (about `elements` values per timing, best of `repeats`), and whether they agree."""
+    from facegan.metrics.swd import RADIX_MAX, sort_float32
+    rng = np.random.default_rng(0)
+    out = {"radix_max_row": RADIX_MAX}
+    for n in lengths:
+        x = rng.standard_normal((max(1, elements // n), n)).astype(np.float32)
+        r = {}
+        for name, fn in (("numpy_quicksort", lambda row: row.sort()), ("swd_sort_float32", sort_float32)):
+            best = float("inf")
+            for _ in range(repeats):
+                y = x.copy()
+                c = time.process_time()
+                for row in y:
+                    fn(row)
+                best = min(best, time.process_time() - c)
+            r[f"{name}_cpu_ns_per_element"] = round(best / x.size * 1e9, 2)
+            if name == "swd_sort_float32":
+                r["agree"] = bool(np.array_equal(y, np.sort(x, axis=1)))
+        out[str(n)] = r
+    return out
+
+
 def bench_swd(faces128, n, n_large, repeats):
-    from facegan.metrics.swd import swd_of_images
+    from facegan.metrics.swd import DIR_REPEATS, DIRS_PER_REPEAT, NHOODS_PER_IMAGE, swd_of_images
     old = load_baseline("metrics/swd.py")
     real, fake = faces128[:n], faces128[n:2 * n]
+    out = {}
+    if n_large:
+        big = more_faces(faces128, 2 * n_large)
+        w, c, _ = timed_cpu(lambda: swd_of_images(big[n_large:], big[:n_large]))
+        del big
+        out.update({"s_per_10k": {"wall": per10k(w, n_large), "cpu": per10k(c, n_large)},
+                    "s_per_10k_measured_at": n_large, "data": "faces + mirrored/rolled copies"})
     fns = {"new": lambda: swd_of_images(fake, real, shared_positions=True)}
     if old is not None:
         fns["old"] = lambda: _old_swd(old, fake, real)
@@ -231,25 +270,30 @@ def bench_swd(faces128, n, n_large, repeats):
     w_new, c_new, v_shared = best["new"]
     _, _, v_protocol = timed_cpu(lambda: swd_of_images(fake, real))
     _, _, v_self = timed_cpu(lambda: swd_of_images(real, real.copy()))
-    out = {"images_per_side": n, "resolution": int(real.shape[1]), "scaled_linearly_from": n,
-           "new_wall_s_per_10k": per10k(w_new, n), "new_cpu_s_per_10k": per10k(c_new, n),
-           "value_new_shared_positions": v_shared["per_level"],
-           "value_new_protocol_independent_positions": v_protocol["per_level"],
-           "value_new_protocol_identical_sets_avg": v_self["avg"]}
+    levels = len(v_shared["per_level"])
+    out.update({
+        "comparison": {"images_per_side": n, "resolution": int(real.shape[1]),
+                       "new_wall_s_per_10k_extrapolated": per10k(w_new, n),
+                       "new_cpu_s_per_10k_extrapolated": per10k(c_new, n)},
+        "sorted_elements_per_run": {str(k): levels * DIR_REPEATS * DIRS_PER_REPEAT * 2 * k * NHOODS_PER_IMAGE
+                                    for k in sorted({n, n_large} - {0})},
+        "numpy_sort": bench_sort(sorted({n * NHOODS_PER_IMAGE, n_large * NHOODS_PER_IMAGE} - {0})),
+        "value_new_shared_positions": v_shared["per_level"],
+        "value_new_protocol_independent_positions": v_protocol["per_level"],
+        "value_new_protocol_identical_sets_avg": v_self["avg"]})
+    cmp = out["comparison"]
     if old is not None:
         w_old, c_old, v_old = best["old"]
-        out.update({"old_wall_s_per_10k": per10k(w_old, n), "old_cpu_s_per_10k": per10k(c_old, n),
-                    "speedup_wall": round(w_old / w_new, 2), "speedup_cpu": round(c_old / c_new, 2),
-                    "value_old": v_old["per_level"],
+        cmp.update({"old_wall_s_per_10k_extrapolated": per10k(w_old, n),
+                    "old_cpu_s_per_10k_extrapolated": per10k(c_old, n),
+                    "speedup_wall": round(w_old / w_new, 2), "speedup_cpu": round(c_old / c_new, 2)})
+        out.update({"value_old": v_old["per_level"],
                     "rel_diff_same_draws": max(abs(v_shared["per_level"][k] / v_old["per_level"][k] - 1)
                                                for k in v_old["per_level"])})
     else:
-        out["old"] = f"not measured: git show {BASELINE_COMMIT} failed (not a git checkout?)"
+        cmp["old"] = f"not measured: git show {BASELINE_COMMIT} failed (not a git checkout?)"
     if n_large:
-        big = more_faces(faces128, 2 * n_large)
-        w, c, _ = timed_cpu(lambda: swd_of_images(big[n_large:], big[:n_large]))
-        out["new_large"] = {"images_per_side": n_large, "data": "faces + mirrored/rolled copies",
-                            "wall_s_per_10k": per10k(w, n_large), "cpu_s_per_10k": per10k(c, n_large)}
+        out["s_per_10k_over_extrapolation"] = round(out["s_per_10k"]["wall"] / cmp["new_wall_s_per_10k_extrapolated"], 2)
     out["goal_s_per_10k"] = GOALS_S_PER_10K["swd_128"]
     return out
 
@@ -311,7 +355,8 @@ def main():
                     help="comma list of parts: extraction,fid_kid_is,swd,swd_tfgan,ms_ssim")
     ap.add_argument("--extract-images", type=int, default=32)
     ap.add_argument("--swd-images", type=int, default=128, help="faces per side for SWD (old vs new)")
-    ap.add_argument("--swd-images-large", type=int, default=1024, help="per side, current SWD only (0: skip)")
+    ap.add_argument("--swd-images-large", type=int, default=PER,
+                    help="per side, current SWD only: the measured s_per_10k (0: skip)")
     ap.add_argument("--pairs", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2, help="alternating timings of old and new; best of")
     ap.add_argument("--kid-n", type=int, default=PER)
@@ -331,7 +376,9 @@ def main():
     result = {
         "machine": cpu_info(),   # load_avg_1m: at the start
         "data": f"FFHQ {len(faces256)} faces at 256 (box-downscaled to 128 where noted), read in place",
-        "units": "seconds per 10,000 images per side (pairs for MS-SSIM); measured on fewer and scaled linearly",
+        "units": "seconds per 10,000 images per side (pairs for MS-SSIM); SWD's s_per_10k is measured at "
+                 "swd.s_per_10k_measured_at images per side, every other figure is measured on fewer and scaled "
+                 "linearly",
         "baseline": f"previous implementation = metrics/*.py at commit {BASELINE_COMMIT}",
     }
     jobs = {"extraction": ("feature_extraction", lambda: bench_extraction(faces128[:args.extract_images], 32)),

@@ -24,24 +24,41 @@ AUTO = "auto"
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
-def _read_cpuinfo(path: str = "/proc/cpuinfo") -> Tuple[str, set]:
-    model, flags, found_model = platform.processor() or "unknown", set(), False
+# /proc/cpuinfo keys that tell two CPUs with the same (often virtualised, e.g. "AMD EPYC") model
+# name apart: AMD family 25 (0x19) is Zen 3/Zen 4, 26 (0x1a) Zen 5; the microcode revision too.
+IDENTITY_KEYS = {"vendor_id": "vendor", "cpu family": "family", "model": "model", "stepping": "stepping",
+                 "microcode": "microcode"}
+
+
+def _read_cpuinfo(path: str = "/proc/cpuinfo") -> Tuple[str, set, dict]:
+    model, flags, found_model, ident = platform.processor() or "unknown", set(), False, {}
     try:
         with open(path) as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and not found_model:
+                key = key.strip()
+                if key == "model name" and not found_model:
                     model, found_model = value.strip(), True
-                elif key.strip() == "flags":
+                elif key == "flags":
                     flags = set(value.split())
+                elif key in IDENTITY_KEYS and IDENTITY_KEYS[key] not in ident:
+                    ident[IDENTITY_KEYS[key]] = value.strip()
     except OSError:   # not Linux: the model from platform, flags unknown (treated as absent)
         pass
-    return model, flags
+    return model, flags, ident
 
 
 def cpu_flags(path: str = "/proc/cpuinfo") -> set:
     """The CPU feature flags of /proc/cpuinfo (empty where it does not exist)."""
     return _read_cpuinfo(path)[1]
+
+
+def cpu_identity(path: str = "/proc/cpuinfo") -> dict:
+    """Vendor, family, model number, stepping and microcode of the first CPU ({} where unknown).
+    Benchmarks record them: a virtual machine may report only "AMD EPYC" as its model name while
+    landing on different hosts from one session to the next, and a figure such as numpy's sort
+    rate differs between CPU generations that share that name."""
+    return _read_cpuinfo(path)[2]
 
 
 def scheduling_priority(autogroup_path: str = "/proc/self/autogroup") -> dict:
@@ -58,10 +75,10 @@ def scheduling_priority(autogroup_path: str = "/proc/self/autogroup") -> dict:
 
 
 def cpu_info(path: str = "/proc/cpuinfo") -> dict:
-    """CPU model, core count, the bf16/AMX flags, the 1-minute load and this process's scheduling
-    priority (for benchmark JSON)."""
-    model, flags = _read_cpuinfo(path)
-    return {"cpu_model": model, "cpu_count": os.cpu_count(), **{f: f in flags for f in FLAGS},
+    """CPU model and identity (family/model/stepping/microcode), core count, the bf16/AMX flags, the
+    1-minute load and this process's scheduling priority (for benchmark JSON)."""
+    model, flags, ident = _read_cpuinfo(path)
+    return {"cpu_model": model, "cpu_identity": ident, "cpu_count": os.cpu_count(), **{f: f in flags for f in FLAGS},
             "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
             "priority": scheduling_priority()}
 

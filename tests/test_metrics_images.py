@@ -96,6 +96,25 @@ def ref_sliced_wasserstein(a, b, rng, repeats, dirs_per_repeat):
     return np.mean(results)
 
 
+@pytest.mark.parametrize("radix_max", [swd_lib.RADIX_MAX, 64])
+def test_sort_float32_orders_as_numpy(monkeypatch, radix_max):
+    """SWD's radix sort gives np.sort's order: negatives, signed zeros, denormals, infinities,
+    ties; rows longer than RADIX_MAX (64 here) take np.sort."""
+    monkeypatch.setattr(swd_lib, "RADIX_MAX", radix_max)
+    r = np.random.default_rng(5)
+    rows = [(r.standard_normal(5000) * 1e3).astype(np.float32),
+            np.float32([0.0, -0.0, 1, -1, np.inf, -np.inf, 1e-45, -1e-45, 5, 5, -5, 3.4e38, -3.4e38]),
+            r.integers(-3, 3, 300).astype(np.float32), np.zeros(5, np.float32), np.float32([2.5])]
+    for x in rows:
+        y = x.copy()
+        swd_lib.sort_float32(y)
+        np.testing.assert_array_equal(y, np.sort(x))
+        assert (np.diff(y.astype(np.float64)) >= 0).all()
+    y = np.float32([0.0, -0.0, 0.0, -0.0])
+    swd_lib.sort_float32(y)    # the radix key puts -0.0 before +0.0
+    assert np.signbit(y).tolist() == ([True, True, False, False] if radix_max > 4 else np.signbit(np.sort(y)).tolist())
+
+
 @pytest.mark.parametrize("spill", [False, True])
 def test_sliced_wasserstein_matches_reference(spill):
     r = np.random.default_rng(1)

@@ -16,10 +16,17 @@ from facegan import machine
 
 CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 143
 model name\t: {model}
+stepping\t: 8
+microcode\t: 0x2b000590
 flags\t\t: fpu sse2 avx2 {flags}
 
 processor\t: 1
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 207
 model name\t: {model}
 flags\t\t: fpu sse2 avx2 {flags}
 """
@@ -42,6 +49,9 @@ def test_auto_by_cpu_flags(tmp_path, flags, units, policy):
     path = _cpuinfo(tmp_path, "Test CPU 9000", flags)
     info = machine.cpu_info(path)
     assert info["cpu_model"] == "Test CPU 9000"
+    # the first CPU's identity ("model" is not confused with "model name")
+    assert info["cpu_identity"] == {"vendor": "GenuineIntel", "family": "6", "model": "143", "stepping": "8",
+                                    "microcode": "0x2b000590"}
     assert info["avx512_bf16"] == ("avx512_bf16" in flags.split())
     assert info["amx_tile"] == ("amx_tile" in flags.split())
     assert machine.bf16_units(machine.cpu_flags(path)) == units
@@ -185,3 +195,49 @@ def test_scheduling_priority_reads_the_autogroup_nice(tmp_path):
     assert got == {"nice": os.nice(0), "autogroup_nice": -15}
     assert machine.scheduling_priority(str(tmp_path / "missing"))["autogroup_nice"] is None
     assert set(machine.cpu_info()["priority"]) == {"nice", "autogroup_nice"}
+
+
+def test_bf16_stylegan2_has_no_bf16_leaky_relu_kernel(keep_policy):
+    """StyleGAN2's G (mapping, styled convs) and D use layers.leaky_relu_f32: in mixed_bfloat16 no
+    LeakyRelu / LeakyReluGrad op runs on bf16 (TF's CPU LeakyReluGrad for it is unvectorised; the
+    two were 8-10% of a 64px stylegan2_small bf16 step, bench/profile_step.py)."""
+    import tensorflow as tf
+    from facegan.trainer.networks import stylegan2
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    G, D = stylegan2.build_stylegan(stylegan2.StyleGANConfig(
+        resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=64, channel_max=16, mbstd_group_size=2))
+
+    @tf.function(autograph=False)
+    def step(z):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(D(G(z, training=True), training=True)["logits"])
+        return tape.gradient(loss, G.trainable_variables + D.trainable_variables)
+
+    graph = step.get_concrete_function(tf.TensorSpec([2, 16], tf.float32)).graph
+    ops = [op for g in [graph] + [f.graph for f in graph._functions.values() if hasattr(f, "graph")]
+           for op in g.get_operations()]
+    lrelu = [op.get_attr("T") for op in ops if op.type in ("LeakyRelu", "LeakyReluGrad")]
+    assert lrelu and set(lrelu) == {tf.float32}       # the walk saw the networks' activations
+    assert any(op.type == "Conv2D" and op.get_attr("T") == tf.bfloat16 for op in ops)   # and they ran in bf16
+
+
+def test_bf16_leaky_relu_f32_is_the_float32_function_rounded_once():
+    """layers.leaky_relu_f32 on bf16: value and gradient are float32 leaky_relu's, rounded once."""
+    import tensorflow as tf
+    from facegan.trainer.networks import layers
+    xb = tf.cast(np.random.default_rng(1).normal(size=(4, 8, 8, 16)) * 3, tf.bfloat16)
+    dy = tf.cast(np.random.default_rng(2).normal(size=(4, 8, 8, 16)), tf.bfloat16)
+    x = tf.cast(xb, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(xb)
+        y = layers.leaky_relu_f32(xb, 0.2)
+    g = tape.gradient(y, xb, output_gradients=dy)
+    assert y.dtype == tf.bfloat16 and g.dtype == tf.bfloat16
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        ref = tf.nn.leaky_relu(x, 0.2)
+    ref_g = tape.gradient(ref, x, output_gradients=tf.cast(dy, tf.float32))
+    np.testing.assert_array_equal(y.numpy(), tf.cast(ref, tf.bfloat16).numpy())
+    np.testing.assert_array_equal(g.numpy(), tf.cast(ref_g, tf.bfloat16).numpy())
+    # float32 input: the plain op
+    np.testing.assert_array_equal(layers.leaky_relu_f32(x, 0.2).numpy(), ref.numpy())

@@ -133,7 +133,8 @@ class TricksConfig:
 @dataclass
 class OptimConfig:
     batch_size: int = 64               # global batch (all replicas)
-    # adam | rmsprop | auto (= the loss family's paper optimizer: rmsprop for wgan, else adam).
+    # adam | rmsprop | auto (= the loss family's paper optimizer: rmsprop for wgan, else adam) |
+    # adam_fused (Adam's same update as one fused kernel per variable, trainer/fused_adam.py).
     # rmsprop uses the learning rates and epsilon, not beta1/beta2.
     optimizer: str = "auto"
     g_learning_rate: float = 2e-4
@@ -296,7 +297,7 @@ def _coerce(value, default, name):
 # TensorFlow-free, so configs validate before TensorFlow loads.
 STRATEGIES = ("mirrored", "multiworker", "default")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-OPTIMIZERS = ("auto", "adam", "rmsprop")
+OPTIMIZERS = ("auto", "adam", "rmsprop", "adam_fused")
 
 
 def validate(cfg: Config) -> Config:

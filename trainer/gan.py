@@ -41,6 +41,7 @@ from facegan.trainer import stylegan_losses
 from facegan.trainer.augment import PIPELINES, AdaptiveAugment, sign_stats
 from facegan.trainer.config import Config
 from facegan.trainer.data import from_network
+from facegan.trainer.fused_adam import FusedAdam
 from facegan.trainer.losses import gradient_penalty, lens_reconstruction_loss
 from facegan.trainer.networks.conditional import acgan_loss
 from facegan.trainer.networks.lens import lens_lambda as lens_lambda_at
@@ -77,8 +78,9 @@ def make_optimizer(cfg: Config, learning_rate: float, lazy_interval: int = 0) ->
     else:
         learning_rate, beta1, beta2 = stylegan_losses.lazy_optimizer_params(learning_rate, o.beta1, o.beta2,
                                                                             lazy_interval)
-        opt = tf.keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta1, beta_2=beta2,
-                                       epsilon=o.epsilon)
+        # adam_fused: the same update in one kernel per variable (equal up to float rounding)
+        adam = FusedAdam if optimizer_name(cfg) == "adam_fused" else tf.keras.optimizers.Adam
+        opt = adam(learning_rate=learning_rate, beta_1=beta1, beta_2=beta2, epsilon=o.epsilon)
     if cfg.run.mixed_precision == "mixed_float16":   # loss scaling: float16 gradients underflow
         opt = tf.keras.mixed_precision.LossScaleOptimizer(opt)
     return opt

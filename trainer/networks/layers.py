@@ -29,6 +29,18 @@ def leaky_relu(x, alpha=0.2):
     return tf.nn.leaky_relu(x, alpha)
 
 
+def leaky_relu_f32(x, alpha=0.2):
+    """LeakyReLU computed in float32 for a bfloat16 input and cast back (as `selu`): the result and
+    its gradient are the float32 ones rounded once to bf16, and forward + gradient cost 10 ms of CPU
+    on [64, 32, 32, 128] against 52 ms for TF 2.15's bf16 LeakyRelu/LeakyReluGrad and 17 ms for
+    `leaky_relu`'s bf16 form (its forward alone costs 13 ms vs 7 ms: four elementwise passes).
+    StyleGAN2 uses it; the DCGAN family keeps `leaky_relu`, whose bf16 form the committed
+    study runs were trained with."""
+    if x.dtype == tf.bfloat16:
+        return tf.cast(tf.nn.leaky_relu(tf.cast(x, tf.float32), alpha), tf.bfloat16)
+    return tf.nn.leaky_relu(x, alpha)
+
+
 def selu(x):
     """SELU (Klambauer et al. 2017). A bfloat16 input is computed in float32 and cast back: TF
     2.15's CPU Selu/SeluGrad bf16 kernels are unvectorised (forward + gradient 20x slower than
@@ -116,6 +128,13 @@ class LeakyReLU(tf.keras.layers.Layer):
 
     def get_config(self):
         return dict(super().get_config(), alpha=self.alpha)
+
+
+class LeakyReLUF32(LeakyReLU):
+    """`leaky_relu_f32` as a layer (StyleGAN2's discriminator)."""
+
+    def call(self, x):
+        return leaky_relu_f32(x, self.alpha)
 
 
 class MinibatchStddev(tf.keras.layers.Layer):

@@ -142,7 +142,7 @@ class StyleDense(tf.keras.layers.Layer):
     @_plain
     def call(self, x, training=None):
         y = tf.matmul(x, tf.cast(self.kernel * self.scale, x.dtype)) + tf.cast(self.bias * self.lr_mul, x.dtype)
-        return tf.nn.leaky_relu(y, 0.2) * tf.cast(SQRT2, y.dtype) if self.activate else y
+        return layers.leaky_relu_f32(y, 0.2) * tf.cast(SQRT2, y.dtype) if self.activate else y
 
 
 class MappingNetwork(tf.keras.layers.Layer):
@@ -253,7 +253,7 @@ class StyledConv(tf.keras.layers.Layer):
         else:
             noise = self.noise_const
         y = y + tf.cast(noise, y.dtype) * tf.cast(self.noise_strength, y.dtype)
-        y = tf.nn.leaky_relu(tf.nn.bias_add(y, tf.cast(self.bias, y.dtype)), 0.2) * tf.cast(SQRT2, y.dtype)
+        y = layers.leaky_relu_f32(tf.nn.bias_add(y, tf.cast(self.bias, y.dtype)), 0.2) * tf.cast(SQRT2, y.dtype)
         if self.style_mode == "adain":
             y32 = tf.cast(y, tf.float32)
             mu, var = tf.nn.moments(y32, axes=[1, 2], keepdims=True)
@@ -411,7 +411,9 @@ def build_discriminator(cfg: StyleGANConfig, name="stylegan_discriminator") -> t
     """Residual D with minibatch stddev; {"logits": [N, 1], "features": [N, nf(4)]} in float32."""
     R = cfg.resolution
     img = tf.keras.Input((R, R, 3), name="images")
-    act = tf.keras.layers.LeakyReLU  # lrelu after a sqrt(2)-gain equalized conv = NVlabs bias_act
+    # lrelu after a sqrt(2)-gain equalized conv = NVlabs bias_act; in float32 for a bf16 input: TF's
+    # bf16 LeakyReluGrad is unvectorised on CPU (layers.leaky_relu_f32)
+    act = layers.LeakyReLUF32
     x = act(0.2)(layers.EqualizedConv2D(cfg.nf(R), 1, name=f"d_from_rgb_{R}")(img))
     r = R
     while r > 4:
