@@ -380,3 +380,20 @@ def test_progan_rows_honour_the_presets_batch_sizes_and_ema_rows_use_the_ramped_
     assert (ema.ema_kimg, ema.ema_rampup, ema.ema_decay) == (10.0, 0.05, 0.0)
     # the StyleGAN2 rows keep their per-step decay (comparable with committed seed-1 numbers)
     assert S.resolve_config(rows["stylegan2_small_ada"], common, 2, 128_000).tricks.ema_decay == 0.99778
+
+
+def test_report_keeps_a_hand_written_preface_and_writes_no_machine_paths(tmp_path):
+    assert S.portable_command("python bench/quality.py --cache-dir /x/c --work-dir=/x/w --rows a --data /d") == \
+        "python bench/quality.py --cache-dir $STUDY_DIR --work-dir=$WORK_DIR --rows a --data $EXAMPLES"
+    work, out = tmp_path / "runs", tmp_path / "docs"
+    _write_run(work / "base" / "seed1", [(8000, 90.0), (16000, 60.0)])
+    out.mkdir()
+    (out / "quality.md").write_text("# Quality study\n\n**Status: hand-written.**\n\n" + S.GENERATED_MARK + "\nold table\n")
+    matrix = tmp_path / "matrix.json"
+    matrix.write_text(json.dumps({"rows": [{"name": "base", "preset": "smoke"}]}))
+    args, argv = _args(matrix=matrix, work_dir=work, out=out, seeds="1", budget_kimg=16, eval_every_kimg=8,
+                       metrics="swd,face_detection", report_only=True)
+    assert S.main(args, argv, log=lambda s: None) == 0
+    md = (out / "quality.md").read_text()
+    assert md.startswith("# Quality study\n\n**Status: hand-written.**\n\n" + S.GENERATED_MARK)
+    assert "old table" not in md and md.count("# Quality study") == 1 and str(work) not in md
