@@ -891,6 +891,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --report-only: take each (row, seed) not finished in --work-dir from this "
                    "earlier quality.json as written (same budget and protocol required); finished runs "
                    "replace its seeds, verdicts are recomputed over the merged rows")
+    p.add_argument("--drop-committed", default="", metavar="ROWS",
+                   help="with --merge-committed: rows whose committed entries are NOT taken (their code or "
+                   "config changed since); they show only runs finished in --work-dir")
 
 
 def rerun_command(command: str, row: str, seed: int) -> str:
@@ -900,10 +903,10 @@ def rerun_command(command: str, row: str, seed: int) -> str:
         if skip:
             skip = False
             continue
-        if w in ("--rows", "--seeds", "--rerun-row", "--seed", "--merge-committed"):
+        if w in ("--rows", "--seeds", "--rerun-row", "--seed", "--merge-committed", "--drop-committed"):
             skip = True
             continue
-        if w != "--report-only" and not w.startswith(("--rows=", "--seeds=", "--merge-committed=")):
+        if w != "--report-only" and not w.startswith(("--rows=", "--seeds=", "--merge-committed=", "--drop-committed=")):
             out.append(w)
     return " ".join(out + ["--rerun-row", row, "--seed", str(seed)])
 
@@ -993,6 +996,13 @@ def _main(args, argv, log) -> int:
         if not args.report_only:
             raise StudyError("--merge-committed only with --report-only (train first, then merge)")
         committed = load_committed(args.merge_committed, budget, protocol)
+        drop = {n.strip() for n in args.drop_committed.split(",") if n.strip()}
+        unknown = sorted(drop - {r.name for r in rows_all})
+        if unknown:
+            raise StudyError(f"--drop-committed: unknown row(s) {unknown}")
+        committed = dict(committed, rows=[r for r in committed["rows"] if r.get("row") not in drop])
+        for name in sorted(drop):
+            skipped.setdefault(name, "committed runs predate a fix to this row; rerun not finished yet")
     summary = summarize(rows, work_dir, seeds, committed)
     grids = {}
     for r in summary:

@@ -360,6 +360,12 @@ def test_report_merges_a_committed_quality_json_with_new_runs(tmp_path):
     assert merged["trick"]["verdict"] == "in direction, at 16 kimg"      # recomputed: 41 ± 1 vs 61 ± 1
     md = (out / "quality.md").read_text()
     assert "- trick seed 1: run at commit def5678" in md and "- base seed 1: committed quality.json" in md
+    # --drop-committed: a row whose committed runs predate a fix shows only new runs
+    assert S.main(*_args(work_dir=work / "new", out=out, merge_committed=old_out / "quality.json",
+                         drop_committed="base", **common), log=lambda s: None) == 0
+    dropped = {r["row"]: r for r in json.loads((out / "quality.json").read_text())["rows"]}
+    assert dropped["base"]["n"] == 0 and "verdict" not in dropped["trick"]
+    assert "committed runs predate a fix" in (out / "quality.md").read_text()
     # a committed file of another budget or protocol is refused in one line
     args, argv = _args(work_dir=work / "new", out=out, merge_committed=old_out / "quality.json",
                        **dict(common, budget_kimg=32))
