@@ -530,7 +530,8 @@ def summarize(rows: Sequence[Row], work_dir: str, seeds: Sequence[int],
                            "num_real": {p.get("request", k): p.get("num_real") for k, p in
                                         (final.get("protocols") or {}).items() if p.get("num_real")},
                            "step": int(final["step"]), "resolution": final.get("resolution"),
-                           "source": "run at commit " + str(done.get("commit") or "unrecorded")}
+                           "source": "run at commit " + str(done.get("commit") or "unrecorded"),
+                           "seconds": done.get("seconds")}
             curves[s] = [(int(r["images_shown"]), record_values(r)) for r in
                          sorted(recs, key=lambda r: int(r["images_shown"]))]
         metrics = {}
@@ -664,6 +665,13 @@ METRIC_TITLES = {"swd": "SWD (x1e3, lower is better)", "ms_ssim": "MS-SSIM of sa
                  "kid": "KID (lower is better)"}
 
 
+def wall_minutes(row: Dict[str, Any]) -> str:
+    """Mean wall time per seed (training + evaluation, from each run's study_done.json), minutes;
+    "—" when no seed recorded it (entries merged from an older report)."""
+    secs = [v["seconds"] for v in row["per_seed"].values() if v.get("seconds")]
+    return f"{sum(secs) / len(secs) / 60:.1f}" if secs else "—"
+
+
 def cell(m: Optional[Dict[str, float]]) -> str:
     if not m:
         return "—"
@@ -709,7 +717,9 @@ def write_report(summary: List[Dict[str, Any]], out_dir: str, meta: Dict[str, An
          "the seeds' values; with two seeds the interval spans both). A claim is checked on its metric against its baseline row: "
          "*in direction* (better beyond the seed spread), *not reproduced* (worse beyond it), "
          "*inconclusive* (within it, or within the two runs' late-run swings: half the change between "
-         "each run's last two evaluations). Small budgets say little about the papers' long runs: every "
+         "each run's last two evaluations; or, for a claim on another metric than the face rate, when "
+         f"either row's face rate is below {FACE_GATE:g} of the reals': samples that are not faces). "
+         "*wall min*: minutes per seed, training and evaluation, on a shared machine. Small budgets say little about the papers' long runs: every "
          f"verdict holds at {kimg:g} kimg only.", ""]
     num_real = sorted({f"{k} {n}" for r in done for v in r["per_seed"].values() for k, n in v.get("num_real", {}).items()})
     if num_real:
@@ -718,18 +728,20 @@ def write_report(summary: List[Dict[str, Any]], out_dir: str, meta: Dict[str, An
     if "fid" not in meta["protocol"]["metrics"]:
         L += ["FID/KID: not computed (no Inception weights on the machine that ran this; see README "
               "\"No Inception weights offline\"). The face-detection rate is no stand-in for FID.", ""]
-    head = ["row", "preset + overrides", "kimg", "seeds"] + [t for _, t in cols] + ["paper's claim", "measured", "note"]
+    head = ["row", "preset + overrides", "kimg", "seeds", "wall min"] + [t for _, t in cols] + \
+        ["paper's claim", "measured", "note"]
     L += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in summary:
         over = ", ".join(f"{k}={json.dumps(v)}" for k, v in r["overrides"].items())
         conf = f"`{r['preset']}`" + (f" {over}" if over else "")
         if not r["n"]:
             why = skipped.get(r["row"], "not run yet")
-            L.append("| " + " | ".join([r["row"], conf, "—", "0"] + ["—"] * len(cols) +
+            L.append("| " + " | ".join([r["row"], conf, "—", "0", "—"] + ["—"] * len(cols) +
                                       [r["claim"]["text"] if r["claim"] else "", "", why]) + " |")
             continue
         k_end = min(v["images_shown"] for v in r["per_seed"].values()) / 1000
-        cells = [r["row"], conf, f"{k_end:g}", str(r["n"])] + [cell(r["metrics"].get(k)) for k, _ in cols]
+        cells = [r["row"], conf, f"{k_end:g}", str(r["n"]), wall_minutes(r)] + \
+            [cell(r["metrics"].get(k)) for k, _ in cols]
         cells += [r["claim"]["text"] if r["claim"] else "", r.get("measured", ""),
                   r.get("verdict", "") + (f"; {r['note']}" if r["note"] else "")]
         L.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
