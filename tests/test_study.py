@@ -154,7 +154,7 @@ def test_study_tiny_run_table_plots_resume_and_rerun(tmp_path):
         cfg = json.loads((work / name / "seed1" / "config.json").read_text())
         assert cfg["eval"]["every_images"] == 32 and cfg["eval"]["metrics"] == "swd,ms_ssim,face_detection"
         final = S.record_values(recs[-1])
-        assert set(final) == {"swd", "ms_ssim", "ms_ssim_real", "face_detection"}
+        assert set(final) == {"swd", "ms_ssim", "ms_ssim_real", "face_detection", "face_detection_real"}
         for key, header in (("swd", "SWD ↓"), ("ms_ssim", "MS-SSIM"), ("ms_ssim_real", "MS-SSIM real pairs"),
                             ("face_detection", "faces ↑")):
             assert float(table[name][header]) == pytest.approx(final[key], rel=5e-4, abs=1e-9), (name, key)
