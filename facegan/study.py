@@ -77,10 +77,10 @@ class Row:
 
 # ProGAN made small enough for 2 cores (the preset's 512 filters would take minutes per step; at
 # 128 filters a 128-kimg row costs ~40 min here, at 64 about a quarter of that); its growth schedule
-# is scaled to the budget (see progressive_schedule), per-stage batches off. The three ProGAN rows
+# is scaled to the budget (see progressive_schedule); the preset's per-resolution batch sizes apply
+# (64 up to 16x16, 32 at 32x32; the schedule is in images, so the budget is the same). The three ProGAN rows
 # share these widths, so their comparisons (residual blocks, repelling + statistics) hold.
-_PROGAN = {"network.filters": 64, "network.max_filters": 64, "network.z_dim": 128,
-           "network.batch_sizes": {}}
+_PROGAN = {"network.filters": 64, "network.max_filters": 64, "network.z_dim": 128}
 _TAN_CLAIM = "TAN (Sajjadi et al.): the lens improves sample quality"
 _REPORT = "Columbia report: repelling regularizer + skew/kurtosis statistics improve ProGAN (SWD 109.22 -> 104.30)"
 
@@ -110,7 +110,7 @@ DEFAULT_ROWS: Tuple[Row, ...] = (
         claim=Claim("Salimans et al.: minibatch discrimination prevents collapse (more diverse samples)", "dcgan")),
     Row("dcgan_smooth", "dcgan", {"tricks.label_smoothing": 0.1}, group="tricks",
         claim=Claim("Salimans et al.: one-sided label smoothing (0.9 targets) helps", "dcgan")),
-    Row("dcgan_ema", "dcgan", {"tricks.ema_decay": 0.999}, group="tricks",
+    Row("dcgan_ema", "dcgan", {"tricks.ema_kimg": 10.0, "tricks.ema_rampup": 0.05}, group="tricks",
         claim=Claim("Karras et al. 2018: the generator EMA gives better samples", "dcgan")),
     # Slots: run when the checkout has the preset (skipped with a note otherwise).
     Row("stylegan2_small", "stylegan2_small", {"tricks.augment.mode": "none"}, group="stylegan2"),
@@ -331,6 +331,10 @@ def record_values(record: Dict[str, Any]) -> Dict[str, float]:
     real = (record.get("scalars") or {}).get(f"{key}/real") if key else None
     if real is not None:
         out["ms_ssim_real"] = float(real)
+    key = result_key(record, "face_detection")
+    real = (record.get("scalars") or {}).get(f"{key}/real/detected_fraction") if key else None
+    if real is not None:
+        out["face_detection_real"] = float(real)
     return out
 
 
@@ -358,8 +362,40 @@ def metric_direction(name: str) -> Optional[str]:
     return METRICS[base].direction if base in METRICS else None
 
 
+# A row whose samples are detected as faces less than this fraction as often as the reals is
+# "not faces": a distribution distance (SWD) between two such rows says nothing about faces.
+FACE_GATE = 0.5
+
+
+def faces_ratio(row: Dict, real_rate: Optional[float]) -> Optional[float]:
+    """The row's face-detection rate over the reals' (the rate itself when the reals' is unknown)."""
+    m = row["metrics"].get("face_detection")
+    if m is None:
+        return None
+    real = (row["metrics"].get("face_detection_real") or {}).get("mean") or real_rate or 1.0
+    return m["mean"] / real
+
+
 def judge(claim: Claim, row: Dict, base: Dict, kimg: float,
-          pooled: Optional[Dict[str, float]] = None) -> Tuple[str, str]:
+          pooled: Optional[Dict[str, float]] = None, real_faces: Optional[float] = None) -> Tuple[str, str]:
+    """`_judge`, then the face gate: a claim judged on another metric than the face rate cannot be
+    "in direction" when either row's samples are not faces (face rate below FACE_GATE of the
+    reals'): its grid is noise, and a better SWD between noise and faces (or two noises) is no
+    evidence for the paper's claim. Such a verdict becomes "inconclusive" with the rates named."""
+    measured, note = _judge(claim, row, base, kimg, pooled)
+    if claim.metric == "face_detection" or not note.startswith("in direction"):
+        return measured, note
+    bad = [(name, r) for name, r in ((row.get("row", "this row"), row), (claim.baseline, base))
+           if (faces_ratio(r, real_faces) or 0.0) < FACE_GATE and "face_detection" in r["metrics"]]
+    if not bad:
+        return measured, note
+    rates = ", ".join(f"{n} {fmt(r['metrics']['face_detection']['mean'])}" for n, r in bad)
+    return measured, (f"inconclusive, at {kimg:g} kimg: not faces ({rates}; below {FACE_GATE:g} of the reals' "
+                      f"rate), so {claim.metric} alone cannot carry the claim")
+
+
+def _judge(claim: Claim, row: Dict, base: Dict, kimg: float,
+           pooled: Optional[Dict[str, float]] = None) -> Tuple[str, str]:
     """(measured, note) for a claim: the row's metric against the baseline's, in the registry's
     better direction; 'inconclusive' when the gap is within the two rows' seed spreads. When either
     row has one seed, the yardstick is the metric's pooled seed spread (`pooled`: the largest spread
@@ -448,9 +484,29 @@ def pooled_spreads(summary: Sequence[Dict[str, Any]]) -> Dict[str, float]:
     return out
 
 
-def summarize(rows: Sequence[Row], work_dir: str, seeds: Sequence[int]) -> List[Dict[str, Any]]:
+def committed_seed(committed: Optional[Dict[str, Any]], row: str, seed: int):
+    """(per-seed entry, curve) of `row`/`seed` in a committed quality.json, or None. The entry is
+    copied as written (values, images shown, ...) and tagged with its source; nothing is recomputed."""
+    if not committed:
+        return None
+    crow = next((r for r in committed.get("rows", []) if r.get("row") == row), None)
+    entry = (crow or {}).get("per_seed", {}).get(str(seed))
+    if entry is None:
+        return None
+    curve = [(int(x), dict(v)) for x, v in (committed.get("curves", {}).get(row, {}).get(str(seed)) or [])]
+    source = f"committed quality.json ({committed.get('meta', {}).get('date', 'undated')})"
+    if entry.get("source"):
+        source += f": {entry['source']}"
+    return dict(entry, source=source), curve
+
+
+def summarize(rows: Sequence[Row], work_dir: str, seeds: Sequence[int],
+              committed: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     """Per row: the final record of each finished seed, each column's mean and spread, the claim
-    verdict. Rows with no finished seed are listed with `n` = 0."""
+    verdict. Rows with no finished seed are listed with `n` = 0. With `committed` (a quality.json
+    written earlier, see --merge-committed), a (row, seed) not finished in `work_dir` takes that
+    file's entry and curve as they are: finished runs replace committed seeds, nothing else moves.
+    Each per-seed entry names its `source` (the run's commit, or the committed file)."""
     out = []
     for row in rows:
         per_seed, curves = {}, {}
@@ -458,6 +514,9 @@ def summarize(rows: Sequence[Row], work_dir: str, seeds: Sequence[int]) -> List[
             rd = run_dir_for(work_dir, row.name, s)
             done = _read_json(os.path.join(rd, DONE_FILE))
             if done is None:
+                old = committed_seed(committed, row.name, s)
+                if old is not None:
+                    per_seed[s], curves[s] = old
                 continue
             recs = read_records(os.path.join(rd, RECORDS_FILE))
             if not recs:
@@ -470,7 +529,9 @@ def summarize(rows: Sequence[Row], work_dir: str, seeds: Sequence[int]) -> List[
             per_seed[s] = {"values": values, "images_shown": int(final["images_shown"]),
                            "num_real": {p.get("request", k): p.get("num_real") for k, p in
                                         (final.get("protocols") or {}).items() if p.get("num_real")},
-                           "step": int(final["step"]), "resolution": final.get("resolution")}
+                           "step": int(final["step"]), "resolution": final.get("resolution"),
+                           "source": "run at commit " + str(done.get("commit") or "unrecorded"),
+                           "seconds": done.get("seconds")}
             curves[s] = [(int(r["images_shown"]), record_values(r)) for r in
                          sorted(recs, key=lambda r: int(r["images_shown"]))]
         metrics = {}
@@ -489,13 +550,16 @@ def summarize(rows: Sequence[Row], work_dir: str, seeds: Sequence[int]) -> List[
                     "metrics": metrics, "curves": {str(k): v for k, v in curves.items()}})
     by_name = {r["row"]: r for r in out}
     pooled = pooled_spreads(out)
+    pooled.pop("face_detection_real", None)
+    reals = [r["metrics"]["face_detection_real"]["mean"] for r in out if "face_detection_real" in r["metrics"]]
+    real_faces = sum(reals) / len(reals) if reals else None
     for r, row in zip(out, rows):
         r["more_claims"] = []
         for i, claim in enumerate((row.claim,) + tuple(row.more_claims)):
             if claim is None or not r["n"] or not by_name.get(claim.baseline, {}).get("n"):
                 continue
             kimg = min(v["images_shown"] for v in r["per_seed"].values()) / 1000
-            measured, verdict = judge(claim, r, by_name[claim.baseline], kimg, pooled)
+            measured, verdict = judge(claim, r, by_name[claim.baseline], kimg, pooled, real_faces)
             if i == 0:
                 r["measured"], r["verdict"] = measured, verdict
             else:
@@ -601,10 +665,21 @@ METRIC_TITLES = {"swd": "SWD (x1e3, lower is better)", "ms_ssim": "MS-SSIM of sa
                  "kid": "KID (lower is better)"}
 
 
+def wall_minutes(row: Dict[str, Any]) -> str:
+    """Mean wall time per seed (training + evaluation, from each run's study_done.json), minutes;
+    "—" when no seed recorded it (entries merged from an older report)."""
+    secs = [v["seconds"] for v in row["per_seed"].values() if v.get("seconds")]
+    return f"{sum(secs) / len(secs) / 60:.1f}" if secs else "—"
+
+
 def cell(m: Optional[Dict[str, float]]) -> str:
     if not m:
         return "—"
     return fmt(m["mean"]) + (f" ± {m['spread']:.2g}" if m["n"] > 1 else "")
+
+
+# Above this line quality.md may hold hand-written text (kept when the report is rewritten).
+GENERATED_MARK = "<!-- generated by bench/quality.py below this line -->"
 
 
 def write_report(summary: List[Dict[str, Any]], out_dir: str, meta: Dict[str, Any],
@@ -628,7 +703,8 @@ def write_report(summary: List[Dict[str, Any]], out_dir: str, meta: Dict[str, An
         files[k] = line_plot(series, os.path.join(fig_dir, f"{k}.png"), title, "kimg (thousands of images shown)", hline)
     for name, src in grids.items():
         dst = os.path.join(fig_dir, f"grid_{name}.png")
-        shutil.copyfile(src, dst)
+        if os.path.abspath(src) != os.path.abspath(dst):
+            shutil.copyfile(src, dst)
         files[f"grid_{name}"] = dst
 
     L = ["# Quality study", "",
@@ -641,7 +717,9 @@ def write_report(summary: List[Dict[str, Any]], out_dir: str, meta: Dict[str, An
          "the seeds' values; with two seeds the interval spans both). A claim is checked on its metric against its baseline row: "
          "*in direction* (better beyond the seed spread), *not reproduced* (worse beyond it), "
          "*inconclusive* (within it, or within the two runs' late-run swings: half the change between "
-         "each run's last two evaluations). Small budgets say little about the papers' long runs: every "
+         "each run's last two evaluations; or, for a claim on another metric than the face rate, when "
+         f"either row's face rate is below {FACE_GATE:g} of the reals': samples that are not faces). "
+         "*wall min*: minutes per seed, training and evaluation, on a shared machine. Small budgets say little about the papers' long runs: every "
          f"verdict holds at {kimg:g} kimg only.", ""]
     num_real = sorted({f"{k} {n}" for r in done for v in r["per_seed"].values() for k, n in v.get("num_real", {}).items()})
     if num_real:
@@ -650,18 +728,20 @@ def write_report(summary: List[Dict[str, Any]], out_dir: str, meta: Dict[str, An
     if "fid" not in meta["protocol"]["metrics"]:
         L += ["FID/KID: not computed (no Inception weights on the machine that ran this; see README "
               "\"No Inception weights offline\"). The face-detection rate is no stand-in for FID.", ""]
-    head = ["row", "preset + overrides", "kimg", "seeds"] + [t for _, t in cols] + ["paper's claim", "measured", "note"]
+    head = ["row", "preset + overrides", "kimg", "seeds", "wall min"] + [t for _, t in cols] + \
+        ["paper's claim", "measured", "note"]
     L += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in summary:
         over = ", ".join(f"{k}={json.dumps(v)}" for k, v in r["overrides"].items())
         conf = f"`{r['preset']}`" + (f" {over}" if over else "")
         if not r["n"]:
             why = skipped.get(r["row"], "not run yet")
-            L.append("| " + " | ".join([r["row"], conf, "—", "0"] + ["—"] * len(cols) +
+            L.append("| " + " | ".join([r["row"], conf, "—", "0", "—"] + ["—"] * len(cols) +
                                       [r["claim"]["text"] if r["claim"] else "", "", why]) + " |")
             continue
         k_end = min(v["images_shown"] for v in r["per_seed"].values()) / 1000
-        cells = [r["row"], conf, f"{k_end:g}", str(r["n"])] + [cell(r["metrics"].get(k)) for k, _ in cols]
+        cells = [r["row"], conf, f"{k_end:g}", str(r["n"]), wall_minutes(r)] + \
+            [cell(r["metrics"].get(k)) for k, _ in cols]
         cells += [r["claim"]["text"] if r["claim"] else "", r.get("measured", ""),
                   r.get("verdict", "") + (f"; {r['note']}" if r["note"] else "")]
         L.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
@@ -670,6 +750,11 @@ def write_report(summary: List[Dict[str, Any]], out_dir: str, meta: Dict[str, An
         L += ["", "Further claims (same rule):", ""]
         L += [f"- **{name}** vs {c['baseline']}: {c['text']}. Measured: {c['measured']}; {c['verdict']}."
               for name, c in more]
+    sources = [(r["row"], s, v["source"]) for r in done for s, v in sorted(r["per_seed"].items()) if v.get("source")]
+    if sources:
+        L += ["", "Where each run comes from (a run's commit is recorded when it finishes; "
+              "committed entries are copied from the earlier report as written):", ""]
+        L += [f"- {name} seed {s}: {src}" for name, s, src in sources]
     L += ["", "## Curves", ""]
     for k in METRIC_TITLES:
         if k in files:
@@ -686,8 +771,21 @@ def write_report(summary: List[Dict[str, Any]], out_dir: str, meta: Dict[str, An
           f"- machine: {m.get('cpu_model')} ({m.get('cpu_count')} cores; avx512_bf16 {m.get('avx512_bf16')}, "
           f"amx_bf16 {m.get('amx_bf16')}, amx_tile {m.get('amx_tile')}; load {m.get('load_avg_1m')})",
           f"- wall time of the runs: {meta.get('seconds_total', 0) / 60:.1f} min",
+          *([f"- merged with the committed `{meta['merged_from']['path']}` of {meta['merged_from']['date']} "
+             f"(`{meta['merged_from']['command']}`): its (row, seed) entries not rerun here are copied as written"]
+            if meta.get("merged_from") else []),
           f"- every number: `quality.json`; reproduce one row: `{meta['rerun_hint']}`", ""]
     md = os.path.join(out_dir, "quality.md")
+    preface = ""
+    if os.path.exists(md):   # a hand-written block above the marker (status, rerun checks) is kept
+        with open(md) as f:
+            old = f.read()
+        if GENERATED_MARK in old:
+            preface = old[:old.index(GENERATED_MARK)]
+    if preface:
+        body = preface.strip("\n")
+        body = body[len(L[0]):].strip("\n") if body.startswith(L[0]) else body
+        L = [L[0], "", body, "", GENERATED_MARK, ""] + L[2:]
     with open(md, "w") as f:
         f.write("\n".join(L))
     write_json_atomic(os.path.join(out_dir, "quality.json"),
@@ -801,6 +899,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rerun-row", default=None, help="retrain one row for --seed into a fresh directory "
                    "and compare with OUT/quality.json within its reported spread")
     p.add_argument("--seed", type=int, default=None, help="the seed for --rerun-row")
+    p.add_argument("--merge-committed", default=None, metavar="QUALITY_JSON",
+                   help="with --report-only: take each (row, seed) not finished in --work-dir from this "
+                   "earlier quality.json as written (same budget and protocol required); finished runs "
+                   "replace its seeds, verdicts are recomputed over the merged rows")
+    p.add_argument("--drop-committed", default="", metavar="ROWS",
+                   help="with --merge-committed: rows whose committed entries are NOT taken (their code or "
+                   "config changed since); they show only runs finished in --work-dir")
 
 
 def rerun_command(command: str, row: str, seed: int) -> str:
@@ -810,10 +915,10 @@ def rerun_command(command: str, row: str, seed: int) -> str:
         if skip:
             skip = False
             continue
-        if w in ("--rows", "--seeds", "--rerun-row", "--seed"):
+        if w in ("--rows", "--seeds", "--rerun-row", "--seed", "--merge-committed", "--drop-committed"):
             skip = True
             continue
-        if w != "--report-only" and not w.startswith(("--rows=", "--seeds=")):
+        if w != "--report-only" and not w.startswith(("--rows=", "--seeds=", "--merge-committed=", "--drop-committed=")):
             out.append(w)
     return " ".join(out + ["--rerun-row", row, "--seed", str(seed)])
 
@@ -842,7 +947,7 @@ def _command_line(argv: Optional[Sequence[str]]) -> str:
         argv = [a for a in sys.argv[1:] if a != "--verbose"]
         argv = argv[1:] if argv[:1] == ["study"] else argv
     prog = "python bench/quality.py" if sys.argv and sys.argv[0].endswith("quality.py") else "facegan study"
-    return " ".join([prog] + [a if a and " " not in a else json.dumps(a) for a in argv])
+    return portable_command(" ".join([prog] + [a if a and " " not in a else json.dumps(a) for a in argv]))
 
 
 def main(args, argv: Optional[Sequence[str]] = None, log=None) -> int:
@@ -900,7 +1005,19 @@ def _main(args, argv, log) -> int:
         for r, s in jobs:
             study_runner.run_one(r, s, configs[(r.name, s)], protocol, data, budget,
                                  run_dir_for(work_dir, r.name, s), eta, log)
-    summary = summarize(rows, work_dir, seeds)
+    committed = None
+    if args.merge_committed:
+        if not args.report_only:
+            raise StudyError("--merge-committed only with --report-only (train first, then merge)")
+        committed = load_committed(args.merge_committed, budget, protocol)
+        drop = {n.strip() for n in args.drop_committed.split(",") if n.strip()}
+        unknown = sorted(drop - {r.name for r in rows_all})
+        if unknown:
+            raise StudyError(f"--drop-committed: unknown row(s) {unknown}")
+        committed = dict(committed, rows=[r for r in committed["rows"] if r.get("row") not in drop])
+        for name in sorted(drop):
+            skipped.setdefault(name, "committed runs predate a fix to this row; rerun not finished yet")
+    summary = summarize(rows, work_dir, seeds, committed)
     grids = {}
     for r in summary:
         for s in seeds:
@@ -908,11 +1025,14 @@ def _main(args, argv, log) -> int:
             if r["n"] and os.path.exists(g):
                 grids[r["row"]] = g
                 break
+        old_grid = os.path.join(args.out, "quality", f"grid_{r['row']}.png")
+        if committed and r["n"] and r["row"] not in grids and os.path.exists(old_grid):
+            grids[r["row"]] = old_grid     # a merged row keeps its committed grid
     seconds = sum((_read_json(os.path.join(run_dir_for(work_dir, r.name, s), DONE_FILE)) or {}).get("seconds", 0)
                   for r in rows for s in seeds)
     data_label = data or args.data or os.path.join(cache_dir, f"celeba{args.resolution}")
     command = _command_line(argv)
-    if args.report_only:   # the command that trained the runs, when an earlier report names it
+    if args.report_only and not committed:   # the command that trained the runs, when an earlier report names it
         command = ((_read_json(os.path.join(args.out, "quality.json")) or {}).get("meta", {})
                    .get("command") or command)
     command = portable_command(command)
@@ -925,9 +1045,29 @@ def _main(args, argv, log) -> int:
             "data": ("the shared CelebA faces (10,000 `img_align_celeba` images; `facegan ingest --crop celeba`)"
                      if not args.data else f"`{data_label}`"),
             "rerun_hint": rerun_command(command, rows[0].name, seeds[0])}
+    if committed:
+        meta["merged_from"] = {"path": os.path.basename(args.merge_committed),
+                               "date": committed["meta"].get("date"),
+                               "command": portable_command(committed["meta"].get("command") or "")}
+        # wall time: this work dir's runs only; the committed runs' stays in the committed file's meta
     files = write_report(summary, args.out, meta, grids, skipped)
     log(f"study: wrote {files['md']} ({sum(1 for r in summary if r['n'])} of {len(summary)} rows finished)")
     return 0
+
+
+def load_committed(path: str, budget: int, protocol: Protocol) -> Dict[str, Any]:
+    """A quality.json to merge with: refused unless its budget and protocol are this command's."""
+    committed = _read_json(path)
+    if committed is None or "rows" not in committed or "meta" not in committed:
+        raise StudyError(f"--merge-committed {path}: not a quality.json written by this tool")
+    if abs(committed["meta"]["budget_kimg"] * 1000 - budget) > 0.5:
+        raise StudyError(f"--merge-committed {path}: its runs had {committed['meta']['budget_kimg']:g} kimg; "
+                         f"pass --budget-kimg {committed['meta']['budget_kimg']:g}")
+    if dict(committed["meta"]["protocol"], metrics=list(committed["meta"]["protocol"]["metrics"])) != \
+            dict(protocol.to_dict(), metrics=list(protocol.metrics)):
+        raise StudyError(f"--merge-committed {path}: its protocol {committed['meta']['protocol']} differs from "
+                         "this command's; pass the same --metrics/--eval-images/--eval-every-kimg")
+    return committed
 
 
 def _rerun(args, rows, seed, configs, protocol, budget, work_dir, log) -> int:

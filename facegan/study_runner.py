@@ -132,11 +132,28 @@ def run_one(row, seed: int, cfg, protocol, data: str, budget: int, run_dir: str,
     seconds = time.monotonic() - t0 + (done or {}).get("seconds", 0)
     marker = {"row": row.name, "seed": seed, "fingerprint": fp, "images_shown": trainer.images_shown,
               "step": trainer.step, "budget_images": budget, "final": S.record_values(last),
-              "seconds": round(seconds, 1), "backend": "trainer"}
+              "seconds": round(seconds, 1), "backend": "trainer", "commit": COMMIT}
     S.write_json_atomic(os.path.join(run_dir, S.DONE_FILE), marker)
     return marker
+
+
+def git_commit() -> Optional[str]:
+    """The checkout's commit (+ "-dirty" with uncommitted changes), or None outside a git checkout:
+    the report says which code trained each run."""
+    import subprocess
+    try:
+        sha = subprocess.run(["git", "-C", S.REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", S.REPO, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (sha + ("-dirty" if dirty else "")) if sha else None
 
 
 def _last(run_dir: str) -> Optional[dict]:
     recs = S.read_records(os.path.join(run_dir, S.RECORDS_FILE))
     return max(recs, key=lambda r: int(r["images_shown"])) if recs else None
+
+
+COMMIT = git_commit()   # at import, before training: the code this process runs, not the checkout's later state

@@ -154,7 +154,7 @@ def test_study_tiny_run_table_plots_resume_and_rerun(tmp_path):
         cfg = json.loads((work / name / "seed1" / "config.json").read_text())
         assert cfg["eval"]["every_images"] == 32 and cfg["eval"]["metrics"] == "swd,ms_ssim,face_detection"
         final = S.record_values(recs[-1])
-        assert set(final) == {"swd", "ms_ssim", "ms_ssim_real", "face_detection"}
+        assert set(final) == {"swd", "ms_ssim", "ms_ssim_real", "face_detection", "face_detection_real"}
         for key, header in (("swd", "SWD ↓"), ("ms_ssim", "MS-SSIM"), ("ms_ssim_real", "MS-SSIM real pairs"),
                             ("face_detection", "faces ↑")):
             assert float(table[name][header]) == pytest.approx(final[key], rel=5e-4, abs=1e-9), (name, key)
@@ -304,3 +304,112 @@ def test_report_command_names_no_folder_of_the_machine_that_ran_it():
     assert got == ("python bench/quality.py --budget-kimg 128 --cache-dir CACHE_DIR --work-dir=WORK_DIR "
                    "--data EXAMPLES --out docs --rows dcgan --seeds 1")      # relative --out stays
     assert "/work" not in rerun_command(got, "dcgan", 1) and "--rerun-row dcgan" in rerun_command(got, "dcgan", 1)
+
+
+def test_a_row_that_is_not_faces_cannot_be_in_direction_on_swd_alone():
+    """The ProGAN rows' grids were noise (face rate 0.07 against the reals' 0.92) yet a better SWD
+    than another noise row made "in direction": the verdict is gated on the face rate too."""
+    claim = S.Claim("residual blocks help", "base", "swd")
+    faces = lambda rate: {"face_detection": (rate, 0.0), "face_detection_real": (0.92, 0.0)}  # noqa: E731
+    base = dict(_row({"swd": (160.0, 1.0), **faces(0.07)}, 2), row="base")
+    noise = dict(_row({"swd": (120.0, 1.0), **faces(0.10)}, 2), row="r")
+    measured, note = S.judge(claim, noise, base, 128)
+    assert measured.endswith("better") and note.startswith("inconclusive") and "not faces (r 0.1, base 0.07" in note
+    good = dict(_row({"swd": (30.0, 1.0), **faces(0.85)}, 2), row="r")
+    assert "not faces (base 0.07" in S.judge(claim, good, base, 128)[1]     # a noise baseline gates too
+    good_base = dict(_row({"swd": (40.0, 1.0), **faces(0.80)}, 2), row="base")
+    assert S.judge(claim, good, good_base, 128)[1] == "in direction, at 128 kimg"
+    # worse on SWD stays "not reproduced"; the reals' rate comes from the summary when a row lacks it
+    assert S.judge(claim, dict(_row({"swd": (50.0, 1.0), **faces(0.1)}, 2), row="r"), good_base, 128)[1] \
+        == "not reproduced, at 128 kimg"
+    bare = dict(_row({"swd": (30.0, 1.0), "face_detection": (0.4, 0.0)}, 2), row="r")
+    assert S.judge(claim, bare, good_base, 128, real_faces=0.92)[1].startswith("inconclusive")   # 0.4/0.92 < 0.5
+    assert S.judge(claim, bare, good_base, 128, real_faces=0.7)[1] == "in direction, at 128 kimg"  # 0.57
+
+
+def _write_run(rd, swd_curve, faces=0.9, commit="abc1234"):
+    rd.mkdir(parents=True)
+    protos = {"swd2k": {"request": "swd", "metric": "swd", "num_real": 947},
+              "face_detection2k": {"request": "face_detection", "metric": "face_detection", "num_real": 947}}
+    recs = [{"step": i, "images_shown": n, "resolution": 32, "headline": {"swd": v, "face_detection": faces},
+             "scalars": {"face_detection2k/real/detected_fraction": 0.92}, "protocols": protos}
+            for i, (n, v) in enumerate(swd_curve)]
+    (rd / S.RECORDS_FILE).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    S.write_json_atomic(str(rd / S.DONE_FILE), {"images_shown": swd_curve[-1][0], "seconds": 60.0, "commit": commit})
+
+
+def test_report_merges_a_committed_quality_json_with_new_runs(tmp_path):
+    """--report-only --merge-committed: (row, seed) pairs finished in the work dir come from their
+    runs, every other pair is copied from the committed quality.json as written, each tagged with
+    its source; verdicts are recomputed over the merged rows; budget and protocol must match."""
+    work, out, old_out = tmp_path / "runs", tmp_path / "docs", tmp_path / "old"
+    matrix = tmp_path / "matrix.json"
+    matrix.write_text(json.dumps({"rows": [{"name": "base", "preset": "smoke"},
+                                           {"name": "trick", "preset": "smoke", "claim": {"text": "t", "baseline": "base"}}]}))
+    # the committed study: base seeds 1, 2 and trick seed 1 only
+    _write_run(work / "old" / "base" / "seed1", [(8000, 90.0), (16000, 60.0)])
+    _write_run(work / "old" / "base" / "seed2", [(8000, 88.0), (16000, 62.0)])
+    _write_run(work / "old" / "trick" / "seed1", [(8000, 80.0), (16000, 70.0)], faces=0.1)
+    common = dict(matrix=matrix, seeds="1,2", budget_kimg=16, eval_every_kimg=8, metrics="swd,face_detection",
+                  report_only=True)
+    assert S.main(*_args(work_dir=work / "old", out=old_out, **common), log=lambda s: None) == 0
+    committed = json.loads((old_out / "quality.json").read_text())
+    assert committed["rows"][1]["n"] == 1
+    # new code: trick seeds 1 and 2 rerun (faces now), base not rerun
+    _write_run(work / "new" / "trick" / "seed1", [(8000, 44.0), (16000, 40.0)], commit="def5678")
+    _write_run(work / "new" / "trick" / "seed2", [(8000, 45.0), (16000, 42.0)], commit="def5678")
+    assert S.main(*_args(work_dir=work / "new", out=out, merge_committed=old_out / "quality.json", **common),
+                  log=lambda s: None) == 0
+    merged = {r["row"]: r for r in json.loads((out / "quality.json").read_text())["rows"]}
+    old = {r["row"]: r for r in committed["rows"]}
+    assert merged["base"]["per_seed"]["1"]["values"] == old["base"]["per_seed"]["1"]["values"]
+    assert merged["base"]["per_seed"]["2"]["source"].startswith("committed quality.json")
+    assert merged["base"]["metrics"]["swd"]["mean"] == pytest.approx(61.0)
+    assert merged["trick"]["n"] == 2 and merged["trick"]["metrics"]["swd"]["mean"] == pytest.approx(41.0)
+    assert merged["trick"]["per_seed"]["2"]["source"] == "run at commit def5678"
+    assert merged["trick"]["verdict"] == "in direction, at 16 kimg"      # recomputed: 41 ± 1 vs 61 ± 1
+    md = (out / "quality.md").read_text()
+    assert "- trick seed 1: run at commit def5678" in md and "- base seed 1: committed quality.json" in md
+    # --drop-committed: a row whose committed runs predate a fix shows only new runs
+    assert S.main(*_args(work_dir=work / "new", out=out, merge_committed=old_out / "quality.json",
+                         drop_committed="base", **common), log=lambda s: None) == 0
+    dropped = {r["row"]: r for r in json.loads((out / "quality.json").read_text())["rows"]}
+    assert dropped["base"]["n"] == 0 and "verdict" not in dropped["trick"]
+    assert "committed runs predate a fix" in (out / "quality.md").read_text()
+    # a committed file of another budget or protocol is refused in one line
+    args, argv = _args(work_dir=work / "new", out=out, merge_committed=old_out / "quality.json",
+                       **dict(common, budget_kimg=32))
+    with pytest.raises(S.StudyError, match="pass --budget-kimg 16"):
+        S._main(args, argv, lambda s: None)
+    assert S.rerun_command("python bench/quality.py --report-only --merge-committed docs/q.json --rows a",
+                           "dcgan", 1) == "python bench/quality.py --rerun-row dcgan --seed 1"
+
+
+def test_progan_rows_honour_the_presets_batch_sizes_and_ema_rows_use_the_ramped_horizon():
+    rows = {r.name: r for r in S.DEFAULT_ROWS}
+    common = dict(S.COMMON)
+    for name in ("progan", "progan_residual", "progan_repel_stats"):
+        cfg = S.resolve_config(rows[name], common, 1, 128_000)
+        assert cfg.network.batch_sizes == {"4": 64, "8": 64, "16": 64, "32": 32}, name
+        assert (cfg.tricks.ema_kimg, cfg.tricks.ema_rampup, cfg.network.output_activation) == (10.0, 0.05, "linear")
+    ema = S.resolve_config(rows["dcgan_ema"], common, 1, 128_000).tricks
+    assert (ema.ema_kimg, ema.ema_rampup, ema.ema_decay) == (10.0, 0.05, 0.0)
+    # the StyleGAN2 rows keep their per-step decay (comparable with committed seed-1 numbers)
+    assert S.resolve_config(rows["stylegan2_small_ada"], common, 2, 128_000).tricks.ema_decay == 0.99778
+
+
+def test_report_keeps_a_hand_written_preface_and_writes_no_machine_paths(tmp_path):
+    assert S.portable_command("python bench/quality.py --cache-dir /x/c --work-dir=/x/w --rows a --data /d") == \
+        "python bench/quality.py --cache-dir CACHE_DIR --work-dir=WORK_DIR --rows a --data EXAMPLES"
+    work, out = tmp_path / "runs", tmp_path / "docs"
+    _write_run(work / "base" / "seed1", [(8000, 90.0), (16000, 60.0)])
+    out.mkdir()
+    (out / "quality.md").write_text("# Quality study\n\n**Status: hand-written.**\n\n" + S.GENERATED_MARK + "\nold table\n")
+    matrix = tmp_path / "matrix.json"
+    matrix.write_text(json.dumps({"rows": [{"name": "base", "preset": "smoke"}]}))
+    args, argv = _args(matrix=matrix, work_dir=work, out=out, seeds="1", budget_kimg=16, eval_every_kimg=8,
+                       metrics="swd,face_detection", report_only=True)
+    assert S.main(args, argv, log=lambda s: None) == 0
+    md = (out / "quality.md").read_text()
+    assert md.startswith("# Quality study\n\n**Status: hand-written.**\n\n" + S.GENERATED_MARK)
+    assert "old table" not in md and md.count("# Quality study") == 1 and str(work) not in md

@@ -44,6 +44,16 @@ class NetworkConfig:
     mbstd_extra_stats: bool = False    # also skewness and kurtosis (Columbia report)
     residual_g: bool = False
     residual_d: bool = False
+    # Karras et al. 2018 blend the reals during a fade like the fakes: lerp(2x down-then-up copy,
+    # x, alpha) (PGGAN train.py `process_reals`, "FadeLOD").
+    fade_reals: bool = True
+    # Reset Adam's moments and step count at the start and at the end of each fade-in (PGGAN
+    # train.py `reset_opt_for_new_lod = True`).
+    reset_optimizer_at_fade: bool = True
+    # G's output layer: "linear" as the paper (PGGAN networks.py G_paper: the toRGB conv has no
+    # activation), or "tanh" (this repository's earlier default, kept as an option). Either way
+    # exports and samples are clipped to [-1, 1] before uint8.
+    output_activation: str = "tanh"
     batch_sizes: Dict[str, int] = field(default_factory=dict)  # {"4": 64, ..., "128": 16}
     # stylegan2 / stylegan only (trainer/networks/stylegan2.py StyleGANConfig; z_dim above).
     # Widths nf(r) = min(channel_max, channel_base // r); mbstd_group_size above is D's group.
@@ -119,7 +129,16 @@ class TricksConfig:
     repelling: float = 0.0             # weight of the pulling-away / repelling term
     # Generator EMA (Karras et al. 2018). Off unless a preset's paper uses it (ProGAN); the
     # export metadata says which weights were exported ("generator_weights": "ema" | "raw").
+    # Two ways to set its horizon (trainer/ema.py):
+    # - ema_decay: a per-step decay beta (PGGAN's G_smoothing; the StyleGAN2 presets' 0.99778);
+    # - ema_kimg: a half-life in thousands of images shown, StyleGAN's
+    #   beta = 0.5 ** (images per step / (ema_kimg * 1000)), with the optional ramp-up of
+    #   stylegan2-ada (training_loop.py): ema_nimg = min(ema_nimg, cur_nimg * ema_rampup), where
+    #   cur_nimg counts the images since the weight's progressive block appeared (since the start
+    #   for other networks). 0 = no ramp-up. Set one of ema_decay, ema_kimg.
     ema_decay: float = 0.0
+    ema_kimg: float = 0.0
+    ema_rampup: float = 0.0
     # Sampling temperature psi: z' = psi * z scales the N(0, I) prior's temperature (Kingma &
     # Dhariwal 2018). Not StyleGAN's truncation in W (that needs a mapping network); 1 = none.
     temperature: float = 1.0
@@ -298,6 +317,12 @@ def _coerce(value, default, name):
 STRATEGIES = ("mirrored", "multiworker", "default")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("auto", "adam", "rmsprop", "adam_fused")
+OUTPUT_ACTIVATIONS = ("tanh", "linear")
+
+
+def ema_enabled(cfg: "Config") -> bool:
+    """Does the config keep a generator EMA (a per-step decay or a half-life in images)?"""
+    return cfg.tricks.ema_decay > 0 or cfg.tricks.ema_kimg > 0
 
 
 def validate(cfg: Config) -> Config:
@@ -323,6 +348,13 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"tricks.label_smoothing must be in [0, 0.5), got {t.label_smoothing}")
     if not 0.0 <= t.ema_decay < 1.0:
         raise ConfigError(f"tricks.ema_decay must be in [0, 1), got {t.ema_decay}")
+    if t.ema_kimg < 0 or t.ema_rampup < 0:
+        raise ConfigError(f"tricks.ema_kimg and tricks.ema_rampup must be >= 0, got {t.ema_kimg}, {t.ema_rampup}")
+    if t.ema_kimg > 0 and t.ema_decay > 0:
+        raise ConfigError(f"tricks.ema_decay ({t.ema_decay}, per step) and tricks.ema_kimg ({t.ema_kimg}, "
+                          "a half-life in kimg) both set the generator EMA's horizon; set one of them (the other 0)")
+    if t.ema_rampup > 0 and t.ema_kimg <= 0:
+        raise ConfigError("tricks.ema_rampup ramps the half-life tricks.ema_kimg, which is 0; set tricks.ema_kimg")
     if not 0.0 < t.temperature <= 1.0:
         raise ConfigError(f"tricks.temperature must be in (0, 1], got {t.temperature}")
     if o.optimizer not in OPTIMIZERS:
@@ -388,6 +420,9 @@ def validate(cfg: Config) -> Config:
         if n.fade_images < 0 or n.stable_images < 1:
             raise ConfigError(f"network.fade_images must be >= 0 and network.stable_images >= 1, "
                               f"got {n.fade_images}, {n.stable_images}")
+        if n.output_activation not in OUTPUT_ACTIVATIONS:
+            raise ConfigError(f"network.output_activation {n.output_activation!r} is not one of "
+                              f"{', '.join(OUTPUT_ACTIVATIONS)}")
         if n.mbstd_extra_stats and not n.minibatch_stddev:
             raise ConfigError("network.mbstd_extra_stats adds skewness/kurtosis to the minibatch stddev "
                               "layer, which network.minibatch_stddev = false removes")
@@ -396,6 +431,9 @@ def validate(cfg: Config) -> Config:
                 raise ConfigError(f"network.batch_sizes[{k!r}] must map a power-of-two resolution to a positive int")
             if not s <= int(k) <= res:
                 raise ConfigError(f"network.batch_sizes[{k!r}]: resolution outside the grown range [{s}, {res}]")
+    elif n.output_activation != "tanh":
+        raise ConfigError(f"network.output_activation: only progressive architectures have the switch; "
+                          f"{n.architecture} ends in tanh")
     elif n.batch_sizes:
         raise ConfigError(f"network.batch_sizes is per progressive stage; {n.architecture} is not progressive "
                           "(use optim.batch_size)")
@@ -549,12 +587,16 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                        loss=dict(family="facegan"),
                        optim=dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
     # Karras et al. 2018 as the Columbia report re-implements it: WGAN-GP + drift 0.001,
-    # Adam 1e-3 beta1 0, beta2 0.99, eps 1e-8, per-resolution batch sizes, generator EMA 0.999.
+    # Adam 1e-3 beta1 0, beta2 0.99, eps 1e-8, per-resolution batch sizes, a linear output layer,
+    # reals faded with the new block, Adam reset at each fade's start and end (PGGAN's code).
+    # Generator EMA: PGGAN's 0.999 per step is a half-life of 11 kimg at its batch 16; here as
+    # StyleGAN's 10 kimg half-life with stylegan2-ada's 0.05 ramp-up, restarted for each new block
+    # (trainer/ema.py), so a schedule squeezed into a short budget never shows the init.
     "progan": _preset(network=dict(architecture="progan", resolution=128, z_dim=512, filters=512,
-                                   max_filters=512, start_resolution=4,
+                                   max_filters=512, start_resolution=4, output_activation="linear",
                                    batch_sizes={"4": 64, "8": 64, "16": 64, "32": 32, "64": 16, "128": 16}),
                       loss=dict(family="wgan_gp", gp_weight=10.0, drift=0.001),
-                      tricks=dict(ema_decay=0.999),
+                      tricks=dict(ema_kimg=10.0, ema_rampup=0.05),
                       optim=dict(batch_size=16, g_learning_rate=1e-3, d_learning_rate=1e-3, beta1=0.0, beta2=0.99)),
     # Arjovsky et al. 2017 (Algorithm 1): WGAN with weight clipping c = 0.01, RMSProp lr 5e-5,
     # 5 critic updates per generator update, on a DCGAN without BatchNorm (refused with it).
@@ -693,7 +735,20 @@ def get_preset(name: str, overrides: Optional[Dict[str, Any]] = None) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
     cfg = Config.from_dict(dict(copy.deepcopy(PRESETS[name]), preset=name))
-    return cfg.override(fit_preset_tables(cfg, overrides)) if overrides else cfg
+    return cfg.override(fit_preset_tables(cfg, fit_ema_horizon(cfg, overrides))) if overrides else cfg
+
+
+def fit_ema_horizon(cfg: Config, overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """`overrides`, plus the preset's other EMA horizon zeroed when they set one: a user's
+    `tricks.ema_decay` on a preset that sets `tricks.ema_kimg` (or the reverse) replaces it."""
+    t = cfg.tricks
+    if overrides.get("tricks.ema_decay") and "tricks.ema_kimg" not in overrides and t.ema_kimg > 0:
+        return {**overrides, "tricks.ema_kimg": 0.0, "tricks.ema_rampup": 0.0,
+                "notes": [*cfg.notes, f"tricks.ema_decay replaces the {cfg.preset} preset's tricks.ema_kimg"]}
+    if overrides.get("tricks.ema_kimg") and "tricks.ema_decay" not in overrides and t.ema_decay > 0:
+        return {**overrides, "tricks.ema_decay": 0.0,
+                "notes": [*cfg.notes, f"tricks.ema_kimg replaces the {cfg.preset} preset's tricks.ema_decay"]}
+    return overrides
 
 
 def fit_preset_tables(cfg: Config, overrides: Dict[str, Any]) -> Dict[str, Any]:
@@ -725,7 +780,7 @@ def fit_preset_tables(cfg: Config, overrides: Dict[str, Any]) -> Dict[str, Any]:
            else f"{arch_name} is not progressive (optim.batch_size applies)")
     note = (f"network.batch_sizes: dropped the {cfg.preset or 'preset'} preset's entries for "
             f"{', '.join(sorted(dropped, key=lambda k: int(k) if str(k).isdigit() else 0))} ({why})")
-    return {**overrides, "network.batch_sizes": keep, "notes": [*cfg.notes, note]}
+    return {**overrides, "network.batch_sizes": keep, "notes": [*overrides.get("notes", cfg.notes), note]}
 
 
 def preset_names() -> List[str]:

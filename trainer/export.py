@@ -17,12 +17,16 @@ def config_metadata(cfg) -> Dict[str, Any]:
     """Metadata fields from a trainer Config (empty without one)."""
     if cfg is None:
         return {}
+    from facegan.trainer import ema
+    from facegan.trainer.config import ema_enabled
     return dict(architecture=cfg.network.architecture, preset=cfg.preset, steps=cfg.run.steps,
                 ema_decay=cfg.tricks.ema_decay, default_temperature=cfg.tricks.temperature,
+                # the EMA's horizon: per-step decay, or half-life in kimg with its ramp-up (trainer/ema.py)
+                ema_horizon=ema.settings(cfg.tricks) if ema_enabled(cfg) else None,
                 # which weights a trainer export holds (it exports the EMA generator iff one exists), so
                 # an evaluation can say which it scored; a caller exporting other weights says so in
                 # `metadata`, which wins
-                generator_weights="ema" if cfg.tricks.ema_decay > 0 else "raw",
+                generator_weights="ema" if ema_enabled(cfg) else "raw",
                 config=cfg.to_dict())
 
 

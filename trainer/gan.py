@@ -36,6 +36,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
+from facegan.trainer import ema as ema_lib
 from facegan.trainer import registry
 from facegan.trainer import stylegan_losses
 from facegan.trainer.augment import PIPELINES, AdaptiveAugment, sign_stats
@@ -136,6 +137,8 @@ class GAN(tf.keras.Model):
         self.images_shown = _first_replica_var(0, tf.int64, "images_shown")  # reals shown to D
         self.lr_scale = _first_replica_var(1.0, tf.float32, "lr_scale")  # NaN recovery lowers it
         self.nan_recoveries = _first_replica_var(0, tf.int64, "nan_recoveries")
+        # progressive: the schedule phase the optimizers' state belongs to (see enter_phase)
+        self.optimizer_phase = _first_replica_var(0, tf.int64, "optimizer_phase")
         self.g_optimizer = self.d_optimizer = self.lens_optimizer = None
         self.historical = None
         self.resolution = None
@@ -224,6 +227,8 @@ class GAN(tf.keras.Model):
         items = dict(step=self.step, images_shown=self.images_shown, lr_scale=self.lr_scale,
                      nan_recoveries=self.nan_recoveries, g_optimizer=self.g_optimizer,
                      d_optimizer=self.d_optimizer, **self.nets.checkpoint_items())
+        if self.nets.progressive:
+            items["optimizer_phase"] = self.optimizer_phase
         if self.ema_nets is not None:
             items["generator_ema"] = self.ema_nets.generator
             if self.nets.progressive:
@@ -254,6 +259,25 @@ class GAN(tf.keras.Model):
         self.resolution = int(resolution)
         self.global_batch_size = int(global_batch_size)
         self._ema_pairs = _ema_pairs(self.G_ema, self.G) if self.G_ema is not None else []
+
+    def enter_phase(self, phase: int) -> bool:
+        """Progressive growing: reset Adam's state (moments and step count) when the schedule
+        enters a new phase, i.e. at the start and at the end of each fade-in, as PGGAN does
+        (train.py, `reset_opt_for_new_lod`: "Reset optimizer internal state (e.g. Adam moments)
+        when new layers are introduced", when floor(lod) or ceil(lod) changes). The phase the
+        state belongs to is checkpointed, so a resumed run resets exactly where a straight one
+        does. Returns whether it reset."""
+        if not (self.nets.progressive and self.cfg.network.reset_optimizer_at_fade):
+            return False
+        if int(self.optimizer_phase.numpy()) == int(phase):
+            return False
+        for opt in (self.g_optimizer, self.d_optimizer):
+            inner = getattr(opt, "inner_optimizer", opt)
+            for v in inner.variables:
+                if "learning_rate" not in v.name:
+                    v.assign(tf.zeros_like(v))
+        self.optimizer_phase.assign(int(phase))
+        return True
 
     decays_lr = False        # True: the loop calls apply_lr_scale before every step (a schedule)
 
@@ -450,20 +474,71 @@ class GAN(tf.keras.Model):
             v.assign(tf.clip_by_value(v, -c, c))
 
     def _update_ema(self):
-        """G_ema <- G + decay (G_ema - G) for trainable weights (Karras et al. 2018, sec. A.1);
-        BatchNorm statistics are copied (they are running averages already).
+        """G_ema <- G + beta (G_ema - G) for trainable weights (Karras et al. 2018, sec. A.1);
+        BatchNorm statistics are copied (they are running averages already). beta is
+        `tricks.ema_decay` per step, or from `tricks.ema_kimg` (+ `ema_rampup`) and the images
+        each weight's block has been trained on (trainer/ema.py), computed in the graph from
+        images_shown, so a resumed run uses the same betas.
 
         Runs in replica context with plain assigns: every replica holds identical G weights
         (gradients are all-reduced before the update), so each updates its own copy of G_ema
         (Keras weights have aggregation NONE: the assign writes this replica's component). No
         merge_call, so the step stays XLA-compilable on any device."""
-        decay = float(self.cfg.tricks.ema_decay)
+        t = self.cfg.tricks
         trainable = {v.ref() for v in self.G.trainable_weights}
+        if t.ema_kimg > 0:
+            per_step = float(self.global_batch_size * t.d_steps)
+            shown = tf.cast(self.images_shown, tf.float64)     # before this step's images
+            betas: Dict[int, tf.Tensor] = {}
+
+            def beta_for(start):
+                if start not in betas:
+                    nimg = tf.constant(t.ema_kimg * 1000.0, tf.float64)
+                    if t.ema_rampup > 0:
+                        nimg = tf.minimum(nimg, tf.maximum(shown - start, 0.0) * t.ema_rampup)
+                    betas[start] = tf.cast(tf.pow(tf.constant(0.5, tf.float64),
+                                                  per_step / tf.maximum(nimg, 1e-8)), tf.float32)
+                return betas[start]
+        else:
+            decay = float(t.ema_decay)
         for e, v in self._ema_pairs:
             if v.ref() in trainable:
-                e.assign(v + decay * (e - v))
+                if t.ema_kimg > 0:
+                    b = tf.cast(beta_for(self._ema_start(v)), v.dtype)
+                    e.assign(v + b * (e - v))
+                else:
+                    e.assign(v + decay * (e - v))
             else:
                 e.assign(v)
+
+    def _ema_start(self, v) -> int:
+        """Images shown when the weight's progressive block appeared (0 otherwise)."""
+        if not self.nets.progressive:
+            return 0
+        n = self.cfg.network
+        r = ema_lib.block_resolution(v.name)
+        return ema_lib.block_appearance(n.start_resolution, n.resolution, n.fade_images,
+                                        n.stable_images).get(r, 0)
+
+    def ema_state(self) -> Dict[str, object]:
+        """What the sampling generator is, for metadata and evaluation records: which weights,
+        the configured horizon, and (EMA) the current horizon of the newest block and whether
+        it is still warming up (trainer/ema.py)."""
+        if self.G_ema is None:
+            return {"weights": "raw"}
+        t, n = self.cfg.tricks, self.cfg.network
+        shown = int(self.images_shown.numpy())
+        start = 0
+        if self.nets.progressive:
+            start = ema_lib.block_appearance(n.start_resolution, n.resolution, n.fade_images,
+                                             n.stable_images).get(int(self.resolution), 0)
+        cur = max(0, shown - start)
+        per_step = self.global_batch_size * t.d_steps
+        out = {"weights": "ema", **ema_lib.settings(t), "newest_block_images": cur,
+               "warming_up": ema_lib.warming_up(t.ema_kimg, t.ema_rampup, t.ema_decay, per_step, cur)}
+        if t.ema_kimg > 0:
+            out["horizon_images"] = ema_lib.horizon_images(t.ema_kimg, t.ema_rampup, cur)
+        return out
 
     # -- the step --------------------------------------------------------------------------------
     def train_step(self, data, phase: Tuple[bool, bool] = (False, False)):
@@ -482,6 +557,9 @@ class GAN(tf.keras.Model):
         n_rep = ctx.num_replicas_in_sync
         local_b = self.global_batch_size // n_rep
         images = tf.cast(images, tf.float32)
+        if self.nets.progressive and cfg.network.fade_reals and self.resolution > cfg.network.start_resolution:
+            from facegan.trainer.networks.progan import fade_reals
+            images = fade_reals(images, self.nets.alpha)
         reals = tf.reshape(images, [t.d_steps, local_b] + list(images.shape[1:]))
         # fakes are conditioned on the labels of the reals they meet (the data's label distribution)
         labels = (tf.reshape(tf.cast(attrs, tf.float32), [t.d_steps, local_b, -1]) if self.conditional

@@ -9,9 +9,12 @@ serving contract's stream), so the last evaluation of a run scores exactly the i
 `facegan evaluate` scores on its export with the same seed and counts (tested). The sample is
 bounded (`eval.num_images` per metric), so an evaluation costs seconds, not the protocol's 10k.
 
-Which weights: the weights that are exported, i.e. the generator EMA when `tricks.ema_decay > 0`
-(else the generator itself); every record says which (`weights`). `eval.also_raw` also scores
-the raw generator (TensorBoard `eval_raw/<metric>`), to see what the EMA adds.
+Which weights: the weights that are exported, i.e. the generator EMA when the config keeps one
+(`tricks.ema_decay` or `tricks.ema_kimg`; else the generator itself); every record says which
+(`weights`) and, for an EMA, its horizon (`ema`: trainer/ema.py, GAN.ema_state). The raw
+generator is scored too (`raw_headline`, TensorBoard `eval_raw/<metric>`) while the EMA is warming
+up (its ramp below the full half-life, or its newest block's starting weights still > 1% of it),
+and always with `eval.also_raw`: an EMA that still shows its initialisation is then visible.
 
 Outputs (the chief writes run_dir; other multi-worker tasks their scratch folder):
 - `metrics.jsonl`: one line per evaluation: step, images shown, resolution, weights, the headline
@@ -394,7 +397,9 @@ class PeriodicEval:
         target = int(self.t.cfg.network.resolution)        # what is scored (see _score)
         weights = "ema" if self.t.gan.G_ema is not None else "generator"
         results = self._score(True, target)
-        raw = self._score(False, target) if self.ecfg.also_raw and weights == "ema" else None
+        ema = self.t.gan.ema_state() if hasattr(self.t.gan, "ema_state") else None
+        warming = bool(ema and ema.get("warming_up"))
+        raw = self._score(False, target) if (self.ecfg.also_raw or warming) and weights == "ema" else None
         head = self.headline(results)
         seconds = time.monotonic() - t0
         self.seconds += seconds
@@ -408,6 +413,8 @@ class PeriodicEval:
             "eval_fraction": round(self.fraction(), 4),
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
+        if ema is not None and weights == "ema":
+            record["ema"] = ema
         if raw is not None:
             record["raw_headline"] = self.headline(raw)
         if self.best_metric:

@@ -57,7 +57,7 @@ from facegan.progress import Progress
 from facegan.trainer import conditioning
 from facegan.trainer import data as data_lib
 from facegan.trainer import registry
-from facegan.trainer.config import Config, validate
+from facegan.trainer.config import Config, ema_enabled, validate
 from facegan.trainer.export import export_generator
 from facegan.trainer.networks import build_networks
 from facegan.trainer.networks.lens import build_lens
@@ -377,7 +377,7 @@ class Trainer:
             self.networks = build_networks(cfg)
             # EMA copy: independent weights, shared progressive fade-in variable
             self.ema_networks = (build_networks(cfg, alpha=self.networks.alpha)
-                                 if cfg.tricks.ema_decay > 0 else None)
+                                 if ema_enabled(cfg) else None)
             lens = None
             if cfg.tricks.lens.enabled:
                 lens = build_lens(cfg)
@@ -449,6 +449,9 @@ class Trainer:
             for nets in (self.networks, self.ema_networks):
                 if nets is not None and nets.alpha is not None:
                     nets.alpha.assign(float(stage.alpha))
+            if self.gan.enter_phase(stage.phase):
+                log.info("progressive phase %d (%dx%d, %s): optimizer state reset", stage.phase, res, res,
+                         "fade-in" if stage.fading else "stable")
         return stage
 
     def _restore(self, path: str):
@@ -730,6 +733,7 @@ def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] 
                 "final_metrics": result.metrics, "selected_checkpoint": result.selected,
                 **({"eval_best": {k: result.eval_best.get(k) for k in ("step", "images_shown", "headline", "weights")}}
                    if result.eval_best else {}),
+                **({"ema": result.gan.ema_state()} if hasattr(result.gan, "ema_state") else {}),
                 **(extra_metadata or {})}
     domains = os.path.join(result.run_dir, "domains.json")     # CycleGAN: the images per domain
     if tf.io.gfile.exists(domains):

@@ -25,9 +25,16 @@ labels ("combo_in = concat([latents_in, labels_in]); x = pixel_norm(combo_in)", 
 G_paper). D ends in the projection term on its final features (Miyato & Koyama 2018) or an AC-GAN
 head (networks/conditional.py), built once and shared by every stage.
 
-Deviation: G ends in tanh (Karras' G is linear) so every architecture honours the same
-[-1, 1] output contract; nearest-neighbour upsampling commutes with tanh, so alpha = 0 still
-equals the upsampled previous-stage output exactly.
+Output layer (`network.output_activation`): "linear" as the paper (PGGAN networks.py G_paper:
+the toRGB 1x1 conv has no activation; images are clipped to [-1, 1] only when converted to uint8,
+as `facegan.generator.to_uint8` does for every export and sample), or "tanh" (this repository's
+earlier choice, kept as an option). Nearest-neighbour upsampling commutes with either, so alpha = 0
+still equals the upsampled previous-stage output exactly.
+
+Reals during a fade-in (`network.fade_reals`, `fade_reals`): blended with their 2x
+down-then-up copy by the same alpha, as PGGAN's train.py `process_reals` ("FadeLOD"), so D sees
+reals with the detail the fading G can make. Adam's state is reset at the start and the end of
+each fade-in (`network.reset_optimizer_at_fade`, trainer/gan.py `enter_phase`).
 """
 from __future__ import annotations
 
@@ -67,6 +74,18 @@ def progressive_schedule(images_shown: int, start: int, target: int, fade_images
             return Stage(r, 1.0, bs(r), False, phase)
         t -= stable_images
     raise AssertionError("unreachable")
+
+
+def fade_reals(x, alpha):
+    """PGGAN train.py `process_reals`, "FadeLOD": "Smooth crossfade between consecutive
+    levels-of-detail": y = x box-averaged 2x2 then repeated 2x2; x = lerp(x, y, lod - floor(lod)),
+    where lod - floor(lod) = 1 - alpha during a fade. Written as x + (y - x) * (1 - alpha), so
+    alpha = 1 returns x exactly."""
+    x = tf.convert_to_tensor(x)
+    y = tf.nn.avg_pool2d(x, 2, 2, "VALID")
+    y = tf.repeat(tf.repeat(y, 2, axis=1), 2, axis=2)
+    t = 1.0 - tf.cast(alpha, x.dtype)
+    return x + (y - x) * t
 
 
 class ProGAN:
@@ -153,7 +172,7 @@ class ProGAN:
                     x = self._g_block(r, x)
             if rgb is None:
                 rgb = self._to_rgb(res, x)
-            out = tf.keras.layers.Activation("tanh", dtype="float32", name="images")(rgb)
+            out = tf.keras.layers.Activation(self.net.output_activation, dtype="float32", name="images")(rgb)
             inputs = [z, y] if y is not None else z
             self._io[("g", res)] = (inputs, out)
             self._g[res] = tf.keras.Model(inputs, out, name=f"progan_generator_{res}")
