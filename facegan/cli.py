@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "sample": ("facegan.serving.client", "sample images from a served generator (gRPC or REST)"),
     "translate": ("facegan.serving.translate_cli", "translate a photo with a served image-to-image model"),
     "serve": ("facegan.serving.server", "serve generator SavedModels over TF Serving's gRPC API"),
+    "ui": ("facegan.serving.ui", "a page in the browser over a served model (TF Serving's REST API)"),
     "pipeline": ("facegan.pipeline.cli", "run the TFX pipeline locally, or compile it for Kubeflow"),
     "study": ("facegan.study", "the quality study: train a matrix of presets, write docs/quality.md"),
     "demo": ("facegan.pipeline.demo", "run the whole pipeline on embedded data, then sample from it"),
