@@ -22,6 +22,8 @@ SUBCOMMANDS = {
     "sample": ("facegan.serving.client", "sample images from a served generator (gRPC or REST)"),
     "translate": ("facegan.serving.translate_cli", "translate a photo with a served image-to-image model"),
     "serve": ("facegan.serving.server", "serve generator SavedModels over TF Serving's gRPC API"),
+    "directions": ("facegan.directions", "fit attribute directions (InterFaceGAN) and serve them as an edit signature"),
+    "project": ("facegan.project", "find the latent that reproduces a face photo (W, W+ or z)"),
     "ui": ("facegan.serving.ui", "a page in the browser over a served model (TF Serving's REST API)"),
     "pipeline": ("facegan.pipeline.cli", "run the TFX pipeline locally, or compile it for Kubeflow"),
     "study": ("facegan.study", "the quality study: train a matrix of presets, write docs/quality.md"),

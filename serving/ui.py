@@ -184,7 +184,7 @@ async function discover() {
   const sigs = state.sigs = meta.metadata.signature_def.signature_def;
   const table = $("signatures");
   for (const name of Object.keys(sigs).sort().filter((n) => !n.startsWith("__"))) {
-    const fmt = (m) => Object.entries(m || {}).sort().map(([k, v]) => `${k} ${(v.dtype || "").replace("DT_", "").toLowerCase()} ${JSON.stringify(dims(v))}`).join("<br>");
+    const fmt = (m) => Object.entries(m || {}).sort().map(([k, v]) => `${k} ${(v.dtype || "").replace("DT_", "").toLowerCase()} ${dims(v) ? JSON.stringify(dims(v)).replace(/-1/g, "N") : "any shape"}`).join("<br>");
     const tr = document.createElement("tr");
     tr.innerHTML = `<td>${name}</td><td>${fmt(sigs[name].inputs)}</td><td>${fmt(sigs[name].outputs)}</td>`;
     table.appendChild(tr);

@@ -136,7 +136,7 @@ class Chromium:
         self.send("DOM.setFileInputFiles", files=[os.path.abspath(path)], nodeId=node)
 
     def screenshot(self, path: str, width: int = 1100):
-        height = int(self.evaluate("document.documentElement.scrollHeight"))
+        height = int(self.evaluate("document.body.scrollHeight")) + 24
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
         data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
         with open(path, "wb") as f:
