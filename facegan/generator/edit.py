@@ -149,6 +149,13 @@ def export_edit_version(source_dir: str, export_dir: str, names: Sequence[str], 
             f.write(text)
         module.metadata_asset = tf.saved_model.Asset(path)
         tf.saved_model.save(module, export_dir, signatures=signatures)
+        # The source's asset comes along under the same name (the saver renames ours `..._1`);
+        # every copy gets the new text, so load_generator reads the new metadata.
+        assets = os.path.join(export_dir, "assets")
+        for name in tf.io.gfile.listdir(assets):
+            if name.startswith(contract.METADATA_ASSET):
+                with tf.io.gfile.GFile(os.path.join(assets, name), "w") as f:
+                    f.write(text)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return export_dir
