@@ -90,7 +90,9 @@ def _ssim(a, b):
 
 
 def project(net, gen, target: np.ndarray, *, space: str, steps: int, lr: float, ssim_weight: float,
-            prior_weight: float = 1e-3, log_every: int = 25, progress=print) -> Dict:
+            prior_weight: float = 1e-3, log_every: int = 25, progress=print, z_init=None) -> Dict:
+    """Project target uint8 [R, R, 3] (or a batch [N, R, R, 3], each image independently).
+    z_init: the starting z ([Z] or [N, Z]; default the prior's mean, 0)."""
     import tensorflow as tf
     w_space = gen.metadata.get("truncation") == "w_space"
     if space in ("w", "wplus") and not w_space:
@@ -101,7 +103,9 @@ def project(net, gen, target: np.ndarray, *, space: str, steps: int, lr: float, 
     n = len(targets)
     x = tf.constant(targets.astype(np.float32) / 127.5 - 1.0)
     if space == "z":
-        var = tf.Variable(tf.zeros([n, gen.z_dim]))
+        start = np.zeros([n, gen.z_dim], np.float32) if z_init is None else \
+            np.broadcast_to(np.asarray(z_init, np.float32), (n, gen.z_dim))
+        var = tf.Variable(start)
     elif space == "w":
         var = tf.Variable(tf.tile(tf.identity(net.w_avg)[None], [n, 1]))
     else:
