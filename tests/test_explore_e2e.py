@@ -27,6 +27,7 @@ def dcgan_export(tmp_path_factory):
     from facegan.trainer.networks import build_networks
     cfg = get_preset("smoke", {"network.resolution": 16, "network.z_dim": 8, "network.filters": 4})
     root = tmp_path_factory.mktemp("dcgan")
+    tf.keras.utils.set_random_seed(0)
     g = build_networks(cfg).generator
     for v in g.trainable_variables:     # DCGAN's N(0, 0.02) init makes every z the same grey image
         if "kernel" in v.name:
@@ -118,8 +119,9 @@ def test_project_z_moves_toward_the_target(dcgan_export, tmp_path):
     res = P.project(net, gen, target, space="z", steps=60, lr=0.05, ssim_weight=0.5, log_every=20,
                     progress=lambda s: None, z_init=z0)
     end = P.scores(target, res["reconstruction"])
-    assert end["psnr"] > start["psnr"] + 1.0, (start, end)
-    assert res["history"][-1]["loss"] < res["history"][0]["loss"]
+    # Closer on every count (a projector that does not move leaves them equal).
+    assert end["psnr"] > start["psnr"] and end["ssim"] > start["ssim"], (start, end)
+    assert res["history"][-1]["loss"] < 0.8 * res["history"][0]["loss"]
     with pytest.raises(ValueError, match="no W space"):
         P.project(net, gen, target, space="w", steps=1, lr=0.1, ssim_weight=0.5)
     # The CLI: ingestion's decode/crop/resize of a photo, files written.
