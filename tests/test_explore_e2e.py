@@ -1,0 +1,155 @@
+"""`facegan directions`' edit version and `facegan project` on tiny smoke exports (no training).
+
+The edit version keeps every source signature; `edit` is the source's `generate` at z + sum s_k n_k
+(checked against a direct call), strength 0 of `edit_sample` is `sample`, and bad edits (unknown
+name, NaN strength, lengths that differ) are refused by the graph, also over the REST API. The
+projector rebuilds the exported generator (pixel-equal to the export, checked inside) and moves the
+latent toward the target: the reconstruction is closer than the start.
+"""
+import json
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+tf = pytest.importorskip("tensorflow")
+
+NAMES = ["smiling", "male"]
+
+
+@pytest.fixture(scope="module")
+def dcgan_export(tmp_path_factory):
+    from facegan.trainer.config import get_preset
+    from facegan.trainer.export import export_generator
+    from facegan.trainer.networks import build_networks
+    cfg = get_preset("smoke", {"network.resolution": 16, "network.z_dim": 8, "network.filters": 4})
+    root = tmp_path_factory.mktemp("dcgan")
+    tf.keras.utils.set_random_seed(0)
+    g = build_networks(cfg).generator
+    for v in g.trainable_variables:     # DCGAN's N(0, 0.02) init makes every z the same grey image
+        if "kernel" in v.name:
+            v.assign(v * 10.0)
+    return export_generator(g, str(root / "1"), cfg=cfg, max_batch=16)
+
+
+@pytest.fixture(scope="module")
+def edit_version(dcgan_export):
+    from facegan.generator.edit import export_edit_version, next_version_dir
+    out = next_version_dir(dcgan_export)
+    assert out.endswith("/2")
+    directions = np.random.default_rng(1).standard_normal((2, 8)) * 5
+    export_edit_version(dcgan_export, out, NAMES, directions, extra_metadata={"directions": {"note": "test"}})
+    return out, directions / np.linalg.norm(directions, axis=1, keepdims=True)
+
+
+def test_edit_signatures(dcgan_export, edit_version):
+    from facegan.generator import load_generator, sample_latents
+    out, normals = edit_version
+    src, gen = load_generator(dcgan_export), load_generator(out)
+    assert set(src.signatures) < set(gen.signatures)
+    assert {"edit", "edit_sample", "attribute_names", "facegan_metadata"} <= set(gen.signatures)
+    names = gen.signatures["attribute_names"]()["attribute_names"].numpy().astype(str).tolist()
+    assert names == NAMES
+    meta = json.loads(gen.signatures["facegan_metadata"]()["metadata"].numpy()[0])
+    assert meta["edit"]["attributes"] == NAMES and meta["directions"] == {"note": "test"}
+    assert gen.metadata["edit"]["attributes"] == NAMES
+    np.testing.assert_array_equal(gen.sample(4, 3, 0.8), src.sample(4, 3, 0.8))     # source signatures kept
+    s = tf.constant
+
+    def edit_sample(attribute, strength, num=4, seed=3, truncation=0.8):
+        return gen.signatures["edit_sample"](num=s(num, tf.int32), seed=s(seed, tf.int64), attribute=s(attribute),
+                                             strength=s(strength, tf.float32), truncation=s(truncation))["images"].numpy()
+
+    np.testing.assert_array_equal(edit_sample(NAMES, [0.0, 0.0]), src.sample(4, 3, 0.8))
+    z = sample_latents(3, 0, 4, 8).numpy()
+    moved = z + 2.0 * normals[1] - 1.0 * normals[0]
+    want = src.generate(moved.astype(np.float32), 0.8)
+    got = gen.signatures["edit"](z=s(z), attribute=s(["male", "smiling"]), strength=s([2.0, -1.0]),
+                                 truncation=s(0.8))["images"].numpy()
+    assert np.abs(got.astype(int) - want).max() <= 1          # float sums in another order
+    assert np.abs(got.astype(int) - src.generate(z, 0.8)).max() > 0
+    for attribute, strength, fragment in [(["smiling", "bald"], [1.0, 1.0], "unknown attribute"),
+                                          (["smiling"], [float("nan")], "strength must be finite"),
+                                          (["smiling"], [float("inf")], "strength must be finite"),
+                                          (["smiling", "male"], [1.0], "same length")]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=fragment):
+            edit_sample(attribute, strength)
+
+
+def test_edit_refusals_over_rest(dcgan_export, edit_version):
+    import os
+    from facegan.serving.manager import ModelSpec
+    from facegan.serving.server import Server
+    base = os.path.dirname(edit_version[0])
+    srv = Server([ModelSpec("faces", base)], port=0, host="127.0.0.1", rest_api_port=0, poll_wait_s=0).start()
+    try:
+        url = f"http://127.0.0.1:{srv.rest_api_port}/v1/models/faces:predict"
+
+        def post(inputs):
+            body = json.dumps({"signature_name": "edit_sample", "inputs": inputs}).encode()
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, body), timeout=60) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+        ok = {"num": 2, "seed": 1, "attribute": ["male"], "strength": [1.5], "truncation": 1.0}
+        code, body = post(ok)
+        assert code == 200 and np.asarray(body["outputs"]["images"]).shape == (2, 16, 16, 3)
+        code, body = post(dict(ok, attribute=["bald"]))
+        assert code == 400 and "unknown attribute" in body["error"]
+    finally:
+        srv.stop()
+
+
+def _target(gen, z):
+    return gen.generate(np.asarray(z, np.float32)[None], 1.0)[0]
+
+
+def test_project_z_moves_toward_the_target(dcgan_export, tmp_path):
+    from facegan import project as P
+    from facegan.images import encode_png
+    net, gen = P.rebuild_generator(dcgan_export)
+    target = _target(gen, np.random.default_rng(4).standard_normal(8))
+    # An untrained DCGAN (zero BN betas, ReLU) has no gradient at exactly z = 0: start nearby.
+    z0 = 0.1 * np.random.default_rng(6).standard_normal(8)
+    start = P.scores(target, _target(gen, z0))
+    res = P.project(net, gen, target, space="z", steps=60, lr=0.05, ssim_weight=0.5, log_every=20,
+                    progress=lambda s: None, z_init=z0)
+    end = P.scores(target, res["reconstruction"])
+    # Closer on every count (a projector that does not move leaves them equal).
+    assert end["psnr"] > start["psnr"] and end["ssim"] > start["ssim"], (start, end)
+    assert res["history"][-1]["loss"] < 0.8 * res["history"][0]["loss"]
+    with pytest.raises(ValueError, match="no W space"):
+        P.project(net, gen, target, space="w", steps=1, lr=0.1, ssim_weight=0.5)
+    # The CLI: ingestion's decode/crop/resize of a photo, files written.
+    (tmp_path / "face.png").write_bytes(encode_png(np.repeat(np.repeat(target, 2, 0), 2, 1)))
+    import argparse
+    args = argparse.Namespace(model=dcgan_export, image=str(tmp_path / "face.png"), out=str(tmp_path / "out"),
+                              steps=5, space=None, crop="center", lr=None, ssim_weight=0.5)
+    assert P.main(args) == 0
+    report = json.loads((tmp_path / "out" / "projection.json").read_text())
+    assert report["space"] == "z" and np.load(tmp_path / "out" / "latent.npy").shape == (8,)
+    assert set(report["scores"]) >= {"psnr", "ssim", "ms_ssim"}
+
+
+def test_project_stylegan2_w_and_wplus(tmp_path_factory):
+    from facegan import project as P
+    from facegan.trainer.config import get_preset
+    from facegan.trainer.export import export_generator
+    from facegan.trainer.networks import build_networks
+    cfg = get_preset("smoke_stylegan2", {"network.resolution": 8, "network.z_dim": 8, "network.w_dim": 8,
+                                         "network.channel_base": 16, "network.channel_max": 8,
+                                         "network.mapping_layers": 1})
+    path = export_generator(build_networks(cfg).generator, str(tmp_path_factory.mktemp("sg") / "1"), cfg=cfg,
+                            max_batch=16)
+    net, gen = P.rebuild_generator(path)
+    target = _target(gen, np.random.default_rng(5).standard_normal(8))
+    start = P.scores(target, P.project(net, gen, target, space="w", steps=1, lr=1e-9, ssim_weight=0.5,
+                                       progress=lambda s: None)["reconstruction"])
+    for space, shape in (("w", (8,)), ("wplus", (net.num_ws, 8))):
+        res = P.project(net, gen, target, space=space, steps=60, lr=0.1, ssim_weight=0.5, progress=lambda s: None)
+        assert res["latent"].shape == shape
+        assert P.scores(target, res["reconstruction"])["psnr"] > start["psnr"] + 1.0, space
