@@ -59,7 +59,10 @@ def test_cli_progan_at_32_stopped_in_its_first_stage_exports(synth, tmp_path, ca
     from facegan.trainer import train_lib
     out = str(tmp_path / "run")
     args = ["train", "--preset", "progan", "--data", synth, "--out", out, "--steps", "1"]
-    for k, v in TINY_PROGAN.items():
+    # float32: the check below is pixel-exact, and under bf16 the SavedModel's graph and the eager
+    # Keras call round the linear output layer's input differently (up to 2/255 apart)
+    tiny = dict(TINY_PROGAN, **{"run.mixed_precision": "float32"})
+    for k, v in tiny.items():
         args += ["--set", f"{k}={json.dumps(v)}"]
     assert cli.main(args) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -74,7 +77,7 @@ def test_cli_progan_at_32_stopped_in_its_first_stage_exports(synth, tmp_path, ca
     served = g.generate(z)
     assert served.shape == (3, 32, 32, 3)
     # the same run resumed in-process (nothing left to train): its 4x4 EMA generator, upsampled
-    res = train_lib.train(get_preset("progan", TINY_PROGAN), synth, out, steps=1, progress=False)
+    res = train_lib.train(get_preset("progan", tiny), synth, out, steps=1, progress=False)
     assert res.resolution == 4
     stage = train_lib.data_lib.from_network(res.generator_ema(z, training=False)).numpy()
     assert len(np.unique(stage.reshape(-1, 3), axis=0)) > 1    # not a constant picture

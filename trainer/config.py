@@ -759,6 +759,10 @@ def fit_preset_tables(cfg: Config, overrides: Dict[str, Any]) -> Dict[str, Any]:
     table) instead of refusing them, and records that in `notes`. A table the user sets
     (`network.batch_sizes`) is theirs and is validated as given.
     """
+    return _fit_output_activation(cfg, _fit_batch_sizes(cfg, overrides))
+
+
+def _fit_batch_sizes(cfg: Config, overrides: Dict[str, Any]) -> Dict[str, Any]:
     table = cfg.network.batch_sizes
     if not table or "network.batch_sizes" in overrides or "network" in overrides:
         return overrides
@@ -781,6 +785,25 @@ def fit_preset_tables(cfg: Config, overrides: Dict[str, Any]) -> Dict[str, Any]:
     note = (f"network.batch_sizes: dropped the {cfg.preset or 'preset'} preset's entries for "
             f"{', '.join(sorted(dropped, key=lambda k: int(k) if str(k).isdigit() else 0))} ({why})")
     return {**overrides, "network.batch_sizes": keep, "notes": [*overrides.get("notes", cfg.notes), note]}
+
+
+def _fit_output_activation(cfg: Config, overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """A progressive preset's linear output layer (PGGAN's G) belongs to the preset: switching the
+    architecture to a non-progressive one (which always ends in tanh) resets it, with a note. An
+    output activation the user sets is theirs and is validated as given."""
+    if cfg.network.output_activation == "tanh" or "network.output_activation" in overrides \
+            or "network" in overrides or "network.architecture" not in overrides:
+        return overrides
+    try:
+        progressive = registry.architecture(overrides["network.architecture"]).progressive
+    except registry.RegistryError:
+        return overrides                   # validation names the bad architecture
+    if progressive:
+        return overrides
+    note = (f"network.output_activation: the {cfg.preset or 'preset'} preset's "
+            f"{cfg.network.output_activation!r} dropped ({overrides['network.architecture']} ends in tanh)")
+    return {**overrides, "network.output_activation": "tanh",
+            "notes": [*overrides.get("notes", cfg.notes), note]}
 
 
 def preset_names() -> List[str]:
