@@ -20,7 +20,7 @@ from facegan import examples_io
 from facegan.images import decode_png
 from train_testlib import (checkpoint_weights, replica_progan, run_replica_script, tiny_overrides,
                            write_face_examples)
-from facegan.trainer.config import Config, ConfigError, get_preset, preset_names
+from facegan.trainer.config import ema_enabled, Config, ConfigError, get_preset, preset_names
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -104,7 +104,7 @@ def check_preset_run(cfg, res):
     assert all(np.isfinite(v).all() for v in final.values())
     g_move = sum(float(np.sum((final[k] - init[k]) ** 2)) for k in init)
     assert g_move > 0
-    if cfg.tricks.ema_decay > 0:
+    if ema_enabled(cfg):      # a per-step decay or a half-life in images
         ema_move = sum(float(np.sum((ema[k.replace("generator/", "generator_ema/", 1)] - init[k]) ** 2))
                        for k in init)
         assert 0 < ema_move < g_move
