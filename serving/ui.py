@@ -240,6 +240,10 @@ async function discover() {
     $("cutoff").addEventListener("change", runGrid);
     $("grid-button").addEventListener("click", runGrid);
     if (sigs.style_mix) {
+      if (!state.numWs) {   // the server refuses a crossover past its layer count and names it
+        const m = await boundsProbe("style_mix", {seed_a: 0, seed_b: 1, num: 1, truncation: 1.0, crossover: 1 << 30}, /\[0, (\d+)\]/);
+        if (m) state.numWs = parseInt(m[1], 10);
+      }
       if (state.numWs) $("crossover").max = String(state.numWs);
       $("mix-section").classList.remove("hidden");
       for (const id of ["seed-a", "seed-b", "mix-num", "crossover"]) $(id).addEventListener("change", runMix);
@@ -287,7 +291,7 @@ async function runMix() {
   const cut = state.numWs !== null && int("cutoff") !== state.numWs;
   const signature = cut ? "style_mix_cutoff" : "style_mix";
   const extra = cut ? {truncation_cutoff: int("cutoff")} : {};
-  const ALL = 1 << 30;   // past the last layer: every layer takes seed A's styles
+  const ALL = state.numWs;   // crossover = the layer count: every layer takes seed A's styles
   const token = state.mixToken = (state.mixToken || 0) + 1;
   try {
     const rows = [["mix-a", ALL], ["mix", int("crossover")], ["mix-b", 0]].map(([id, crossover]) => [id, {...base, crossover, ...extra}]);
