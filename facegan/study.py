@@ -293,18 +293,8 @@ _MISSING = object()
 # -- records -----------------------------------------------------------------------------------
 def read_records(path: str) -> List[Dict[str, Any]]:
     """The records of a metrics.jsonl (a torn last line from a kill is skipped)."""
-    if not os.path.exists(path):
-        return []
-    out = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
-    return out
+    from facegan.trainer.runs import read_jsonl     # TensorFlow-free, as this module
+    return read_jsonl(path)
 
 
 def write_json_atomic(path: str, obj) -> None:

@@ -458,7 +458,11 @@ def check_resolution(resolution: int, info: Dict[str, Any], *, kind: str, origin
 # -- checkpoints, metrics and versions for export ------------------------------------------------
 def read_metrics(run_dir: str) -> List[Dict[str, Any]]:
     """metrics.jsonl's records (a torn last line, from a kill mid-write, is skipped)."""
-    path = os.path.join(run_dir, METRICS_FILE)
+    return read_jsonl(os.path.join(run_dir, METRICS_FILE))
+
+
+def read_jsonl(path: str) -> List[Dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, [] when it does not exist; a torn line is skipped."""
     if not os.path.isfile(path):
         return []
     out = []
