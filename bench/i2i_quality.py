@@ -1,4 +1,4 @@
-"""Quality study rows for image-to-image (issue 12): pix2pix vs the do-nothing baseline, on real faces.
+"""Quality study rows for image-to-image: pix2pix vs the do-nothing baseline, on real faces.
 
 For each paired task (default: 4x super-resolution `lowres:factor=4`, colourisation `grayscale`):
 ingest `--images` CelebA faces (read in place from $FACEGAN_FACES_DIR or ../shared/data/faces,

@@ -1,6 +1,6 @@
 """Benchmark: ingestion end to end (local runner; Beam optional) vs a naive single-process loop.
 
-Issue 13 §2 goals, measured here as ratios in one run: end to end >= 1.5x the naive loop on the
+The ingest speed goals, measured here as ratios in one run: end to end >= 1.5x the naive loop on the
 11,100 shared faces, and `facegan ingest` of 100 files (a fresh process, imports included) in
 <= 5 s. The JSON records the CPU model, its avx512_bf16/amx flags and the load average (the
 machine is shared), and whether the local and Beam runners wrote the same records (`--beam`).

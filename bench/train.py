@@ -26,14 +26,14 @@ bf16 of one architecture run back to back (the load of this shared machine drift
 XLA (`run.xla`) is not used: on CPU it compiles convolutions to Eigen loops instead of oneDNN
 kernels (measured 0.6-0.8 images/s vs 22-25 without, DCGAN 64px batch 64, EPYC with avx512_bf16).
 
-`--stylegan` measures instead (issue 10) stylegan2_small at 64x64 (its preset: batch 32, lazy
+`--stylegan` measures instead stylegan2_small at 64x64 (its preset: batch 32, lazy
 R1/path length, ADA) with and without ADA (tricks.augment.mode none), alternating, against the
 plain DCGAN baseline measured in the same run; warmup >= 5 so the three lazy phases (R1 + path
 length, none, path length) are traced before timing, and the timed steps rounded up to a multiple
 of 16 = lcm(r1_interval 16, pl_interval 4), so the window holds R1 (1 in 16) and path-length
 (1 in 4) steps in training's proportion (the JSON's `timed_window` counts them).
 
-- `pix2pix` (issue 12, `--archs ...,pix2pix`): the same figures for pix2pix at 64x64 (preset
+- `pix2pix` (`--archs ...,pix2pix`): the same figures for pix2pix at 64x64 (preset
   widths, batch 64) on paired Examples of the same faces (input `lowres:factor=4`), beside the
   DCGAN rows; `machine.auto_precision` says which of its two precisions `auto` picks here.
 
@@ -64,7 +64,7 @@ ARCH_PRESETS = {
     # step is 2.4 TFLOP, 4x this).
     "progan": ("progan", {"network.start_resolution": 64, "network.filters": 64, "network.max_filters": 64,
                           "network.batch_sizes": {}}),
-    # issue 12: pix2pix at its preset widths (U-Net 64..512, PatchGAN) at the common batch of 64 (the
+    # pix2pix at its preset widths (U-Net 64..512, PatchGAN) at the common batch of 64 (the
     # paper's batch 1 would time the per-step overhead, not the networks), on 4x super-resolution
     # pairs derived from the same faces (`lowres:factor=4`, components/image_example_gen/paired.py).
     "pix2pix": ("pix2pix", {}),

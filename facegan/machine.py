@@ -5,7 +5,7 @@ machines are not comparable; avx512_bf16 / amx_bf16 / amx_tile decide whether on
 native bf16 / AMX kernels, otherwise bf16 is emulated and slower than float32).
 
 `resolve_precision(requested, ...)` turns `run.mixed_precision: auto` into a Keras policy name
-plus the reason (issue 13 §1), both logged and saved in the run's config.json:
+plus the reason, both logged and saved in the run's config.json:
   * a GPU -> mixed_float16 (tensor cores; the GAN's optimizers get loss scaling);
   * a CPU with AMX (amx_bf16 + amx_tile) or AVX512_BF16 -> mixed_bfloat16, where bench/train.py
     shows it faster than float32 (see ARCHITECTURE.md "Precision" for the measured ratios);

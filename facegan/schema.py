@@ -46,7 +46,7 @@ MIRRORED = "mirrored"
 ATTR_PREFIX = "attr/"
 INPUT_IMAGE = "input_image"      # image-to-image: the derived input; `image` is the target
 PAIR_PREFIX = "pair/"
-# Provenance (issue 11): a re-ingested `facegan sample --out-dir` set carries attr/provenance =
+# Provenance: a re-ingested `facegan sample --out-dir` set carries attr/provenance =
 # "synthetic" (from its manifest); the evaluator's real side never holds such Examples.
 PROVENANCE_KEY = ATTR_PREFIX + "provenance"
 SYNTHETIC = "synthetic"

@@ -112,7 +112,7 @@ def train_dataset(files: Sequence[str], resolution: int, batch_size: int, *, see
     """Infinite dataset of float32 [batch_size, R, R, 3] in [-1, 1], deterministic for a seed.
 
     `position` is the number of images already drawn (resume): the stream continues from there.
-    `labels` (issue 11; `scan_attributes`' result): batches are (images, attributes float32
+    `labels` (conditional training; `scan_attributes`' result): batches are (images, attributes float32
     [batch_size, A]); with labels["rule"] == "skip", records lacking an attribute are left out
     before shuffling, so positions count labelled records (num_records = labels["usable"]).
     `input_key` (image-to-image, e.g. schema.INPUT_IMAGE): batches are [batch_size, R, R, 6], that
@@ -208,7 +208,7 @@ def example_stream(files: Sequence[str], resolution: int, *, seed: int = 0, shuf
     return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-# -- mixing sources and balancing attributes (issue 11) ------------------------------------------
+# -- mixing sources and balancing attributes ------------------------------------------------------
 # A mixed stream draws element i from sub-stream choice(i), a pure function of (seed, tag, i): block
 # b = i // CHOICE_BLOCK of the choices is `stateless_uniform([CHOICE_BLOCK], [seed * 8 + tag, b])`
 # mapped through the cumulative weights. Resuming at `position` counts each sub-stream's draws in
@@ -376,7 +376,7 @@ def synthetic_dataset(resolution: int, batch_size: int, seed: int = 0, num_attri
     return tf.data.Dataset.from_tensors(x).repeat()
 
 
-# -- attribute labels (issue 11; rules in trainer/conditioning.py) ------------------------------
+# -- attribute labels (the rules are in the conditioning module) -------------------------------
 _KINDS = {"int64_list": tf.int64, "float_list": tf.float32}
 
 

@@ -76,7 +76,7 @@ SIGNATURE_DEFAULT = schema.SIGNATURE_DEFAULT
 SIGNATURE_GENERATE = schema.SIGNATURE_GENERATE
 SIGNATURE_SAMPLE = schema.SIGNATURE_SAMPLE
 SIGNATURE_TRANSLATE = "translate"
-SIGNATURE_ATTRIBUTE_NAMES = "attribute_names"   # conditional: () -> attribute_names str [A] (issue 11)
+SIGNATURE_ATTRIBUTE_NAMES = "attribute_names"   # conditional: () -> attribute_names str [A]
 METADATA_ASSET = schema.METADATA_ASSET
 
 DEFAULT_MAX_BATCH = 256           # per-request image bound baked into the graph and the metadata
