@@ -11,8 +11,9 @@ fields the chosen model has.
 Each class validates itself: `validate(cfg, arch, family)` raises `ConfigError` naming the field
 (`cfg` the whole Config, `arch` / `family` the registry entries chosen); trainer/config.py's
 `validate` keeps only the rules that cross sections. `refusal_hints` says, per field, why an
-architecture (or family) without the field has no such setting; trainer/config.py shows it when
-one is set on another model ("{name}" is replaced by the chosen model's name).
+architecture (or family) without the field has no such setting: the rest of the sentence after
+the field's name (": ..." or " is ..."), "{name}" standing for the chosen model; trainer/config.py
+shows it when the field is set on another model.
 
 A new model's settings: subclass `NetworkConfig` (or `LossConfig`) with its fields (defaults
 required), override `validate`, and name the class in its registration
@@ -61,15 +62,15 @@ class ConvNetSettings(NetworkConfig):
     batch_norm: bool = True            # false drops every BatchNorm
 
     refusal_hints: ClassVar[Dict[str, str]] = {
-        "batch_norm": "{name} has no BatchNorm switch (the DCGAN family honours network.batch_norm=false)",
-        "input_noise_std": "HDCGAN's input noise and {name} has none; use tricks.instance_noise for "
+        "batch_norm": ": {name} has no BatchNorm switch (the DCGAN family honours network.batch_norm=false)",
+        "input_noise_std": " is HDCGAN's input noise and {name} has none; use tricks.instance_noise for "
                            "annealed noise on D's inputs",
     }
 
     def validate(self, cfg, arch, family) -> None:
         _need(self.input_noise_std >= 0, f"network.input_noise_std must be >= 0, got {self.input_noise_std}")
         _need(not self.input_noise_std or arch.input_noise,
-              f"network.input_noise_std is {self.refusal_hints['input_noise_std'].format(name=arch.name)}")
+              "network.input_noise_std" + self.refusal_hints["input_noise_std"].format(name=arch.name))
 
 
 OUTPUT_ACTIVATIONS = ("tanh", "linear")
@@ -102,8 +103,8 @@ class ProGANSettings(NetworkConfig):
     batch_sizes: Dict[str, int] = field(default_factory=dict)  # {"4": 64, ..., "128": 16}
 
     refusal_hints: ClassVar[Dict[str, str]] = {
-        "batch_sizes": "is per progressive stage; {name} is not progressive (use optim.batch_size)",
-        "output_activation": "only progressive architectures have the switch; {name} ends in tanh",
+        "batch_sizes": " is per progressive stage; {name} is not progressive (use optim.batch_size)",
+        "output_activation": ": only progressive architectures have the switch; {name} ends in tanh",
     }
 
     def validate(self, cfg, arch, family) -> None:
