@@ -156,3 +156,34 @@ def test_config_py_tests_no_model_names():
     import re
     src = inspect.getsource(C).split("# -- presets")[0]
     assert not re.findall(r"(family|architecture) *[!=]= *[\"']", src)
+
+
+def test_a_loss_family_registers_its_settings_and_they_bind():
+    import dataclasses
+
+    from facegan.trainer.settings import ConfigError, LossConfig
+
+    @dataclasses.dataclass
+    class ScaledSettings(LossConfig):
+        family: str = "scaled_ns_test"
+        scale: float = 1.0
+
+        def validate(self, cfg, arch, family):
+            if self.scale <= 0:
+                raise ConfigError(f"loss.scale must be > 0, got {self.scale}")
+
+    with pytest.raises(ValueError, match=r"g_params/d_params name \['nope'\]"):
+        registry.LossFamily("bad", "f", "g", "h", "s", g_params=(("k", "nope"),), settings=ScaledSettings)
+    registry.register_loss(registry.LossFamily(
+        "scaled_ns_test", "ns_generator_loss", "ns_discriminator_loss", "softplus_lens_loss", "test only",
+        g_params=(("scale", "scale"),), settings=ScaledSettings))
+    try:
+        cfg = C.get_preset("smoke", {"loss.family": "scaled_ns_test", "loss.scale": 3.0})
+        assert type(cfg.loss) is ScaledSettings and cfg.loss.scale == 3.0
+        assert registry.LossFamily._params(registry.loss_family("scaled_ns_test").g_params, cfg.loss) == {"scale": 3.0}
+        with pytest.raises(C.ConfigError, match=r"^loss.scale must be > 0, got 0.0$"):
+            C.get_preset("smoke", {"loss.family": "scaled_ns_test", "loss.scale": 0.0})
+        with pytest.raises(C.ConfigError, match=r"^loss.scale: ns has no such setting \(a setting of scaled_ns_test\)$"):
+            C.get_preset("smoke", {"loss.scale": 2.0})
+    finally:
+        registry.LOSSES.unregister("scaled_ns_test")
