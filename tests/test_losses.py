@@ -17,6 +17,12 @@ def softplus(x):
     return np.log1p(np.exp(x))
 
 
+def _own(family, **fields):
+    """Those of `fields` the family's settings have (each family's settings hold only its own)."""
+    names = C.field_names(registry.loss_family(family).settings)
+    return {k: v for k, v in fields.items() if k in names}
+
+
 class LossFamilyCase:
     """Shared checks for one family: subclasses give the numpy formulas."""
     family = ""
@@ -29,7 +35,7 @@ class LossFamilyCase:
         raise NotImplementedError
 
     def loss_cfg(self):
-        return C.LossConfig(family=self.family, lsgan_a=-1.0, lsgan_b=1.0, lsgan_c=0.5, drift=0.01)
+        return C.loss_settings(self.family, **_own(self.family, lsgan_a=-1.0, lsgan_b=1.0, lsgan_c=0.5, drift=0.01))
 
     def test_generator_matches_formula(self):
         lc = self.loss_cfg()
@@ -227,7 +233,7 @@ def test_gradient_penalty_with_generator_and_in_tf_function():
     ("hinge", lambda r, f: r - f),
 ])
 def test_lens_adversarial_loss(family, formula):
-    lc = C.LossConfig(family=family, lsgan_a=-1.0)
+    lc = C.loss_settings(family, **_own(family, lsgan_a=-1.0))
     got = registry.LOSSES[family].bind_lens(lc)(tf.constant(REAL), tf.constant(FAKE)).numpy()
     np.testing.assert_allclose(got, formula(REAL[:, 0], FAKE[:, 0]), rtol=1e-5, atol=1e-6)
 
@@ -237,7 +243,7 @@ def test_lens_adversarial_loss_opposes_discriminator_on_reals():
     # sign of D's real-part gradient for every family (logits between LSGAN's labels a=0, b=1).
     x = tf.constant([[0.3], [0.6]])
     for fam in registry.LOSSES:
-        lc = C.LossConfig(family=fam)
+        lc = C.loss_settings(fam)
         with tf.GradientTape(persistent=True) as t:
             t.watch(x)
             lens = tf.reduce_sum(registry.LOSSES[fam].bind_lens(lc)(x))

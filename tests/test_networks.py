@@ -58,7 +58,8 @@ def test_registry_drives_config_validation():
         C.get_preset("smoke", {"network.architecture": "nope"})
     # a registered architecture validates and builds through its lazily imported builder
     arch = registry.Architecture("tiny_test", "facegan.trainer.networks.convnets:build_dcgan", "test only",
-                                 min_resolution=32, max_resolution=32, resolution_reason="only 32x32 here")
+                                 min_resolution=32, max_resolution=32, resolution_reason="only 32x32 here",
+                                 settings=registry.architecture("dcgan").settings)
     registry.register_architecture(arch)
     try:
         cfg = C.get_preset("smoke", {"network.architecture": "tiny_test", "network.filters": 4})

@@ -60,7 +60,7 @@ def test_lens_lsgan_term_is_eq_11_without_half():
     # "The LSGAN term is ||D(L(X))||^2 as the paper's eq. 11 gives it"
     logits = tf.constant([[0.5], [-2.0], [3.0]])
     from facegan.trainer import registry
-    got = registry.LOSSES["lsgan"].bind_lens(C.LossConfig(family="lsgan"))(logits).numpy()
+    got = registry.LOSSES["lsgan"].bind_lens(C.loss_settings("lsgan"))(logits).numpy()
     np.testing.assert_allclose(got, [0.25, 4.0, 9.0], rtol=1e-6)
 
 

@@ -49,7 +49,7 @@ def run_preset(preset, data, root):
     from facegan.trainer import train_lib
     cfg = get_preset(preset, tiny_overrides(preset, **{"run.steps": 3}))
     d = dict(cfg.to_dict(), preset="")
-    batches = [cfg.optim.batch_size, *[int(b) for b in (cfg.network.batch_sizes or {}).values()]]
+    batches = [cfg.optim.batch_size, *[int(b) for b in getattr(cfg.network, "batch_sizes", {}).values()]]
     if cfg.eval.every_images == 0 or cfg.eval.every_images > 3 * max(batches) * cfg.tricks.d_steps:
         d.pop("eval")
     key = (json.dumps(d, sort_keys=True), data)

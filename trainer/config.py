@@ -4,8 +4,16 @@ The resolved config is written as `config.json` next to every run (stylegan3's
 `training_options.json`). `Config.from_dict` / `to_dict` round-trip exactly; unknown keys and
 bad values raise `ConfigError` naming the field. No TensorFlow import here.
 
-Ownership: `NetworkConfig`, `LossConfig`, `TricksConfig`, `LensConfig` and the presets describe
-the model zoo (networks/losses/regularizers); `OptimConfig` and `RunConfig` describe the loop.
+Per-model settings: `cfg.network` is the chosen architecture's registered settings class and
+`cfg.loss` the chosen loss family's (trainer/settings.py: `NetworkConfig` / `LossConfig` plus that
+model's own fields and validator; trainer/registry.py names the class per entry), so the config
+holds only the chosen models' fields under their usual names. `--set network.architecture=...`
+(or `loss.family`) switches the class, carrying the fields both have; setting a field the chosen
+model lacks is refused naming the models that have it. `validate` keeps the rules that cross
+sections.
+
+Ownership: the settings classes, `TricksConfig`, `LensConfig` and the presets describe the model
+zoo (networks/losses/regularizers); `OptimConfig` and `RunConfig` describe the loop.
 """
 from __future__ import annotations
 
@@ -18,77 +26,67 @@ from typing import Any, Dict, List, Optional
 from facegan.trainer import conditioning, registry
 
 
-class ConfigError(ValueError):
-    """A config value is invalid; the message names the field (e.g. `loss.family`)."""
+# The common bases and the built-in per-model settings live in trainer/settings.py (TF-free);
+# re-exported here, where the rest of the config is.
+from facegan.trainer.settings import (ConfigError, LossConfig, NetworkConfig,  # noqa: F401
+                                      OUTPUT_ACTIVATIONS, field_default, field_names)
+
+# The two sections whose class is chosen by one of their fields: section -> (that field, registry).
+_CHOSEN_BY = {"network": ("architecture", registry.ARCHITECTURES), "loss": ("family", registry.LOSSES)}
 
 
-@dataclass
-class NetworkConfig:
-    architecture: str = "dcgan"        # trainer/registry.py ARCHITECTURES key
-    resolution: int = 64               # output side, power of two
-    z_dim: int = 100
-    # Base width. dcgan/hdcgan/facegan: channels of the layer nearest the image, doubling per
-    # stride-2 layer; progan: nf(r) = filters * 32 / r (Karras' table with filters = 512).
-    filters: int = 64
-    max_filters: int = 512
-    input_noise_std: float = 0.0       # HDCGAN: additive Gaussian noise on G and D inputs (training)
-    batch_norm: bool = True            # dcgan/hdcgan/facegan/tan: false drops every BatchNorm
-    # progan only
-    start_resolution: int = 4
-    fade_images: int = 600_000         # images shown while a new block fades in
-    stable_images: int = 600_000       # images shown at a resolution after its fade-in
-    equalized_lr: bool = True
-    pixelnorm: bool = True
-    minibatch_stddev: bool = True
-    mbstd_group_size: int = 4
-    mbstd_extra_stats: bool = False    # also skewness and kurtosis (Columbia report)
-    residual_g: bool = False
-    residual_d: bool = False
-    # Karras et al. 2018 blend the reals during a fade like the fakes: lerp(2x down-then-up copy,
-    # x, alpha) (PGGAN train.py `process_reals`, "FadeLOD").
-    fade_reals: bool = True
-    # Reset Adam's moments and step count at the start and at the end of each fade-in (PGGAN
-    # train.py `reset_opt_for_new_lod = True`).
-    reset_optimizer_at_fade: bool = True
-    # G's output layer: "linear" as the paper (PGGAN networks.py G_paper: the toRGB conv has no
-    # activation), or "tanh" (this repository's earlier default, kept as an option). Either way
-    # exports and samples are clipped to [-1, 1] before uint8.
-    output_activation: str = "tanh"
-    batch_sizes: Dict[str, int] = field(default_factory=dict)  # {"4": 64, ..., "128": 16}
-    # stylegan2 / stylegan only (trainer/networks/stylegan2.py StyleGANConfig; z_dim above).
-    # Widths nf(r) = min(channel_max, channel_base // r); mbstd_group_size above is D's group.
-    w_dim: int = 512
-    mapping_layers: int = 8            # issue 10: "8 FC layers by default"
-    mapping_lr_mul: float = 0.01       # issue 10: "learning-rate multiplier 0.01"
-    channel_base: int = 32768          # NVlabs config-f
-    channel_max: int = 512
-    w_avg_beta: float = 0.995          # w_avg EMA (NVlabs)
-    mixing_prob: float = 0.9           # style mixing regularization (StyleGAN sec. 3.1)
-    # image-to-image (trainer/networks/image_to_image.py)
-    dropout: float = 0.5               # pix2pix: U-Net decoder dropout, the paper's only noise
-    resnet_blocks: int = 9             # cyclegan: residual blocks (paper: 6 at 128 px, 9 at 256)
-    domain_attribute: str = "eyeglasses"   # cyclegan: domain A = attr/<name> 0, domain B = 1
+def settings_class(section: str, name: str) -> type:
+    """The registered settings class of architecture (`section="network"`) or loss family
+    (`"loss"`) `name`; ConfigError naming the field for an unregistered name."""
+    key, reg = _CHOSEN_BY[section]
+    if not isinstance(name, str):
+        raise ConfigError(f"{section}.{key} must be a string, got {name!r}")
+    try:
+        return reg.lookup(name).settings
+    except registry.RegistryError as e:
+        raise ConfigError(str(e)) from None
 
 
-@dataclass
-class LossConfig:
-    family: str = "ns"                 # trainer/registry.py LOSSES key
-    lsgan_a: float = 0.0               # LSGAN labels: fake a, real b, G's target c
-    lsgan_b: float = 1.0
-    lsgan_c: float = 1.0
-    gp_weight: float = 10.0            # WGAN-GP lambda
-    clip_value: float = 0.01           # WGAN: critic weights clipped to [-c, c] (Arjovsky et al.: 0.01)
-    drift: float = 0.0                 # WGAN-GP epsilon drift (ProGAN: 0.001)
-    # nsgan_r1 (StyleGAN2, trainer/stylegan_losses.py): lazy R1 and lazy path length.
-    r1_gamma: float = 10.0             # R1 gamma (Mescheder et al. 2018)
-    r1_interval: int = 16              # issue 10: "lazy regularization every 16 minibatches"
-    pl_weight: float = 2.0             # path length weight (StyleGAN2 sec. 3.2); 0 disables
-    pl_interval: int = 4               # issue 10: "path length regularization (lazy, every 4)"
-    pl_decay: float = 0.01             # running-mean rate of the path lengths (NVlabs)
-    pl_batch_shrink: int = 2           # path length on batch / shrink examples (NVlabs: 2)
-    l1_weight: float = 100.0           # pix2pix: lambda of the L1 term (Isola et al. 2017)
-    cycle_weight: float = 10.0         # cyclegan: lambda of the cycle loss (Zhu et al. 2017)
-    identity_weight: float = 0.5       # cyclegan: identity loss weight as a fraction of cycle_weight
+def network_settings(architecture: str = "dcgan", **fields) -> NetworkConfig:
+    """`cfg.network` for `architecture` with `fields` (others at their defaults); a field the
+    architecture does not have raises ConfigError naming it and the architectures that have it."""
+    return _section_from_dict("network", dict(fields, architecture=architecture), "network.", strict=True)
+
+
+def loss_settings(family: str = "ns", **fields) -> LossConfig:
+    """`cfg.loss` for loss family `family` with `fields` (see `network_settings`)."""
+    return _section_from_dict("loss", dict(fields, family=family), "loss.", strict=True)
+
+
+def owners(section: str, name: str) -> List[str]:
+    """The registered architectures / loss families whose settings have the field `name`."""
+    return [e.name for e in _CHOSEN_BY[section][1].values() if name in field_names(e.settings)]
+
+
+def not_a_setting(section: str, chosen: str, name: str) -> ConfigError:
+    """The one-line refusal of field `name` set for `chosen`, which lacks it: the owner's hint
+    (settings `refusal_hints`) when it has one, and which models have the field."""
+    where, have = f"{section}.{name}", owners(section, name)
+    if not have:
+        return ConfigError(f"unknown config field {where!r}")
+    reg = _CHOSEN_BY[section][1]
+    hint = next((reg[o].settings.refusal_hints[name] for o in have if name in reg[o].settings.refusal_hints), "")
+    if hint:
+        return ConfigError(f"{where}{hint.format(name=chosen)} (a setting of {', '.join(have)})")
+    return ConfigError(f"{where}: {chosen} has no such setting (a setting of {', '.join(have)})")
+
+
+def switch_model(section: str, current: Dict[str, Any], name: Any) -> Dict[str, Any]:
+    """The dict of `section` after its architecture / family changes to `name`: the fields the
+    new model's settings also have (the common ones, and same-named ones such as progan's and
+    stylegan2's mbstd_group_size) carry over, the old model's others go, the new one's others
+    take their defaults. An unregistered name is kept for validation to name."""
+    key, reg = _CHOSEN_BY[section]
+    if not isinstance(name, str) or name not in reg:
+        return {**current, key: name}
+    klass = reg[name].settings
+    return {**{k: field_default(klass, k) for k in field_names(klass)},
+            **{k: v for k, v in current.items() if k in field_names(klass)}, key: name}
 
 
 @dataclass
@@ -203,7 +201,7 @@ EVAL_EXPORTS = ("last", "best")
 EVAL_EVERY_IMAGES = 50_000             # paper presets; smoke presets keep it off
 
 
-# -- conditioning (issue 11; the rules are in trainer/conditioning.py) ---------------------------
+# -- conditioning (the rules are in trainer/conditioning.py) -------------------------------------
 @dataclass
 class ConditionConfig:
     attributes: str = ""               # "male,smiling": ingested attr/<name> features, vector order
@@ -215,7 +213,7 @@ class ConditionConfig:
     classifier_steps: int = 1500       # attribute_control's classifier during training (metrics/attributes.py)
 
 
-# -- extra training data (issue 11: synthetic sets; the stream is trainer/data.mixed_dataset) -----
+# -- extra training data: synthetic sets (the stream is trainer/data.mixed_dataset) --------------
 @dataclass
 class DataConfig:
     synthetic: str = ""                # comma-separated synthetic Examples (artifact dirs / patterns)
@@ -224,8 +222,9 @@ class DataConfig:
 
 @dataclass
 class Config:
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    # The chosen architecture's and loss family's registered settings (trainer/settings.py).
+    network: NetworkConfig = field(default_factory=lambda: network_settings())
+    loss: LossConfig = field(default_factory=lambda: loss_settings())
     tricks: TricksConfig = field(default_factory=TricksConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -246,20 +245,32 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Config":
+        """A config from its dict form (config.json). `network` / `loss` take the chosen model's
+        settings class. A config.json written before per-model settings holds every model's
+        fields: another model's field at its default is dropped; set to anything else, it is
+        refused (one line naming the field and the models that have it)."""
         cfg = _from_dict(cls, d, "")
         validate(cfg)
         return cfg
 
     def override(self, overrides: Dict[str, Any]) -> "Config":
-        """Apply dotted overrides, e.g. {"optim.batch_size": 32}; validates the result."""
-        d = self.to_dict()
-        for key, value in overrides.items():
+        """Apply dotted overrides, e.g. {"optim.batch_size": 32}; validates the result.
+        `network.architecture` / `loss.family` are applied first (`switch_model`), so the other
+        overrides address the new model's fields; a field it does not have is refused."""
+        d, rest = self.to_dict(), dict(overrides)
+        for section, (key, _) in _CHOSEN_BY.items():
+            dotted = f"{section}.{key}"
+            if dotted in rest and isinstance(d.get(section), dict):
+                d[section] = switch_model(section, d[section], rest.pop(dotted))
+        for key, value in rest.items():
             node, parts = d, key.split(".")
             for p in parts[:-1]:
                 if not isinstance(node.get(p), dict):
                     raise ConfigError(f"unknown config field {key!r}")
                 node = node[p]
             if parts[-1] not in node:
+                if len(parts) == 2 and parts[0] in _CHOSEN_BY:
+                    raise not_a_setting(parts[0], node[_CHOSEN_BY[parts[0]][0]], parts[1])
                 raise ConfigError(f"unknown config field {key!r}")
             node[parts[-1]] = value
         return Config.from_dict(d)
@@ -275,12 +286,68 @@ def _from_dict(klass, d, prefix):
     kwargs = {}
     for name, value in d.items():
         f = fields[name]
+        if klass is Config and name in _CHOSEN_BY:
+            kwargs[name] = _section_from_dict(name, value, f"{prefix}{name}.")
+            continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default):
             kwargs[name] = _from_dict(type(default), value, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(value, default, prefix + name)
     return klass(**kwargs)
+
+
+def _section_from_dict(section: str, d, prefix: str, strict: bool = False):
+    """`network` / `loss` as the chosen model's settings. Not `strict` (a config.json): another
+    model's field holding its default is dropped (a config written when one dataclass held every
+    model's fields); `strict` (code asking for a model's settings): refused like any other."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{prefix[:-1]} must be a mapping, got {type(d).__name__}")
+    key = _CHOSEN_BY[section][0]
+    base = NetworkConfig if section == "network" else LossConfig
+    name = d.get(key, field_default(base, key))
+    klass = settings_class(section, name)
+    mine = field_names(klass)
+    kept = {}
+    for k, v in d.items():
+        if k in mine:
+            kept[k] = v
+            continue
+        have = owners(section, k)
+        if not have:
+            raise ConfigError(f"unknown config field(s) {prefix}{k}")
+        if strict:
+            raise not_a_setting(section, name, k)
+        if any(_same_value(v, field_default(_CHOSEN_BY[section][1][o].settings, k)) for o in have):
+            continue
+        raise ConfigError(f"{prefix}{k} = {json.dumps(v)}: {name} has no such setting (a setting of "
+                          f"{', '.join(have)}); remove it from the config")
+    return _from_dict(klass, dict(kept, **{key: name}), prefix)
+
+
+def without_other_models_defaults(d: Dict[str, Any]) -> Dict[str, Any]:
+    """A config dict (config.json / run.json) with the fields of `network` / `loss` that the
+    chosen model's settings lack removed where they hold their default, as `Config.from_dict`
+    drops them: a config written when one dataclass held every model's fields then compares
+    field by field with today's (trainer/runs.py). Other values are kept, so a comparison still
+    shows them; a bad name or shape is left for `from_dict` to name."""
+    out = dict(d)
+    for section, (key, reg) in _CHOSEN_BY.items():
+        sec = d.get(section)
+        base = NetworkConfig if section == "network" else LossConfig
+        name = sec.get(key, field_default(base, key)) if isinstance(sec, dict) else None
+        if not isinstance(name, str) or name not in reg:
+            continue
+        mine = field_names(reg[name].settings)
+        out[section] = {k: v for k, v in sec.items() if k in mine or not any(
+            _same_value(v, field_default(reg[o].settings, k)) for o in owners(section, k))}
+    return out
+
+
+def _same_value(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
 
 
 def _coerce(value, default, name):
@@ -317,7 +384,6 @@ def _coerce(value, default, name):
 STRATEGIES = ("mirrored", "multiworker", "default")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("auto", "adam", "rmsprop", "adam_fused")
-OUTPUT_ACTIVATIONS = ("tanh", "linear")
 
 
 def ema_enabled(cfg: "Config") -> bool:
@@ -326,11 +392,52 @@ def ema_enabled(cfg: "Config") -> bool:
 
 
 def validate(cfg: Config) -> Config:
-    n, lo, t, o, r = cfg.network, cfg.loss, cfg.tricks, cfg.optim, cfg.run
+    """The rules that cross sections; each model's own fields are checked by its settings class
+    (`cfg.network.validate`, `cfg.loss.validate`, trainer/settings.py)."""
+    n, lo = cfg.network, cfg.loss
+    arch, family = _chosen(cfg)
+    _validate_common(cfg)
+    res = n.resolution
+    if not arch.min_resolution <= res <= arch.max_resolution:
+        raise ConfigError("network.resolution: " + (arch.resolution_reason or (
+            f"{n.architecture} works from {arch.min_resolution}x{arch.min_resolution} "
+            f"up to {arch.max_resolution}x{arch.max_resolution}")))
+    n.validate(cfg, arch, family)
+    if cfg.tricks.label_smoothing and not family.supports_label_smoothing:
+        raise ConfigError(f"tricks.label_smoothing has no meaning for {lo.family} (the critic has no labels)")
+    validate_eval(cfg.eval)
+    _validate_batchnorm_critic(cfg, arch, family)
+    conditioning.validate(cfg, ConfigError)   # condition.* (trainer/conditioning.py)
+    if (arch.kind == "image_to_image") != (family.kind == "image_to_image"):
+        fitting = [f.name for f in registry.LOSSES.values() if (f.kind == "image_to_image") == (arch.kind == "image_to_image")]
+        raise ConfigError(f"loss.family {lo.family} is for {family.kind} generators but {n.architecture} is "
+                          f"{arch.kind}; use {' or '.join(fitting)}")
+    if arch.kind == "image_to_image":
+        _validate_image_to_image_tricks(cfg)
+    lo.validate(cfg, arch, family)
+    _validate_augment(cfg, arch)
+    return cfg
+
+
+def _chosen(cfg: Config):
+    """(Architecture, LossFamily) of the config, checking that `network` / `loss` are their
+    registered settings classes (a config built in code may hold another)."""
+    n, lo = cfg.network, cfg.loss
     try:
         arch, family = registry.architecture(n.architecture), registry.loss_family(lo.family)
     except registry.RegistryError as e:
         raise ConfigError(str(e)) from None
+    for section, obj, want in (("network", n, arch.settings), ("loss", lo, family.settings)):
+        if type(obj) is not want:
+            raise ConfigError(f"{section}: {type(obj).__name__} holds the settings of another model; "
+                              f"{getattr(obj, _CHOSEN_BY[section][0])} registers {want.__name__} "
+                              f"(build it with {section}_settings(...))")
+    return arch, family
+
+
+def _validate_common(cfg: Config) -> None:
+    """The common network fields and the tricks / optim / run sections."""
+    n, t, o, r = cfg.network, cfg.tricks, cfg.optim, cfg.run
     res = n.resolution
     if not isinstance(res, int) or res < 8 or res > 1024 or res & (res - 1):
         raise ConfigError(f"network.resolution must be a power of two in [8, 1024], got {res!r}")
@@ -346,31 +453,15 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"run.steps must be >= 0, got {r.steps}")
     if not 0.0 <= t.label_smoothing < 0.5:
         raise ConfigError(f"tricks.label_smoothing must be in [0, 0.5), got {t.label_smoothing}")
-    if not 0.0 <= t.ema_decay < 1.0:
-        raise ConfigError(f"tricks.ema_decay must be in [0, 1), got {t.ema_decay}")
-    if t.ema_kimg < 0 or t.ema_rampup < 0:
-        raise ConfigError(f"tricks.ema_kimg and tricks.ema_rampup must be >= 0, got {t.ema_kimg}, {t.ema_rampup}")
-    if t.ema_kimg > 0 and t.ema_decay > 0:
-        raise ConfigError(f"tricks.ema_decay ({t.ema_decay}, per step) and tricks.ema_kimg ({t.ema_kimg}, "
-                          "a half-life in kimg) both set the generator EMA's horizon; set one of them (the other 0)")
-    if t.ema_rampup > 0 and t.ema_kimg <= 0:
-        raise ConfigError("tricks.ema_rampup ramps the half-life tricks.ema_kimg, which is 0; set tricks.ema_kimg")
+    _validate_ema(t)
     if not 0.0 < t.temperature <= 1.0:
         raise ConfigError(f"tricks.temperature must be in (0, 1], got {t.temperature}")
     if o.optimizer not in OPTIMIZERS:
         raise ConfigError(f"optim.optimizer {o.optimizer!r} is not one of {OPTIMIZERS}")
-    if lo.clip_value <= 0:
-        raise ConfigError(f"loss.clip_value must be > 0 (the WGAN critic's weight box), got {lo.clip_value}")
     if t.d_steps < 1:
         raise ConfigError(f"tricks.d_steps must be >= 1, got {t.d_steps}")
     if n.max_filters < 1 or n.filters < 1:
         raise ConfigError(f"network.filters and network.max_filters must be >= 1, got {n.filters}, {n.max_filters}")
-    if n.input_noise_std < 0:
-        raise ConfigError(f"network.input_noise_std must be >= 0, got {n.input_noise_std}")
-    if lo.gp_weight < 0 or lo.drift < 0:
-        raise ConfigError(f"loss.gp_weight and loss.drift must be >= 0, got {lo.gp_weight}, {lo.drift}")
-    if lo.family == "lsgan" and lo.lsgan_a == lo.lsgan_b:
-        raise ConfigError(f"loss.lsgan_a and loss.lsgan_b must differ (fake and real labels), both {lo.lsgan_a}")
     if t.feature_matching < 0 or t.historical_averaging < 0 or t.repelling < 0:
         raise ConfigError("tricks.feature_matching, tricks.historical_averaging and tricks.repelling "
                           "are loss weights and must be >= 0")
@@ -390,85 +481,50 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"tricks.lens.anneal_steps must be >= 0, got {lens.anneal_steps}")
         if lens.learning_rate <= 0:
             raise ConfigError(f"tricks.lens.learning_rate must be > 0, got {lens.learning_rate}")
-    if not 0.0 <= n.dropout < 1.0:
-        raise ConfigError(f"network.dropout must be in [0, 1), got {n.dropout}")
     if t.history_pool < 0:
         raise ConfigError(f"tricks.history_pool must be >= 0, got {t.history_pool}")
     if not 0.0 <= o.lr_decay_start <= 1.0:
         raise ConfigError(f"optim.lr_decay_start must be in [0, 1] (a fraction of run.steps), got {o.lr_decay_start}")
-    if not n.domain_attribute:
-        raise ConfigError("network.domain_attribute must name an ingested attribute (e.g. eyeglasses)")
-    if n.resnet_blocks < 0:
-        raise ConfigError(f"network.resnet_blocks must be >= 0, got {n.resnet_blocks}")
-    if lo.l1_weight < 0 or lo.cycle_weight < 0 or lo.identity_weight < 0:
-        raise ConfigError("loss.l1_weight, loss.cycle_weight and loss.identity_weight are loss weights "
-                          "and must be >= 0")
-    # Incompatible combinations, refused with the reason.
-    if not arch.min_resolution <= res <= arch.max_resolution:
-        raise ConfigError("network.resolution: " + (arch.resolution_reason or (
-            f"{n.architecture} works from {arch.min_resolution}x{arch.min_resolution} "
-            f"up to {arch.max_resolution}x{arch.max_resolution}")))
-    if n.input_noise_std and not arch.input_noise:
-        raise ConfigError(f"network.input_noise_std is HDCGAN's input noise and {n.architecture} has none; "
-                          "use tricks.instance_noise for annealed noise on D's inputs")
-    if arch.progressive:
-        s = n.start_resolution
-        if s < 4 or s & (s - 1) or s > res:
-            raise ConfigError(f"network.start_resolution must be a power of two in [4, resolution], got {s}")
-        if n.mbstd_group_size < 1:
-            raise ConfigError(f"network.mbstd_group_size must be >= 1, got {n.mbstd_group_size}")
-        if n.fade_images < 0 or n.stable_images < 1:
-            raise ConfigError(f"network.fade_images must be >= 0 and network.stable_images >= 1, "
-                              f"got {n.fade_images}, {n.stable_images}")
-        if n.output_activation not in OUTPUT_ACTIVATIONS:
-            raise ConfigError(f"network.output_activation {n.output_activation!r} is not one of "
-                              f"{', '.join(OUTPUT_ACTIVATIONS)}")
-        if n.mbstd_extra_stats and not n.minibatch_stddev:
-            raise ConfigError("network.mbstd_extra_stats adds skewness/kurtosis to the minibatch stddev "
-                              "layer, which network.minibatch_stddev = false removes")
-        for k, v in n.batch_sizes.items():
-            if not str(k).isdigit() or int(k) & (int(k) - 1) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"network.batch_sizes[{k!r}] must map a power-of-two resolution to a positive int")
-            if not s <= int(k) <= res:
-                raise ConfigError(f"network.batch_sizes[{k!r}]: resolution outside the grown range [{s}, {res}]")
-    elif n.output_activation != "tanh":
-        raise ConfigError(f"network.output_activation: only progressive architectures have the switch; "
-                          f"{n.architecture} ends in tanh")
-    elif n.batch_sizes:
-        raise ConfigError(f"network.batch_sizes is per progressive stage; {n.architecture} is not progressive "
-                          "(use optim.batch_size)")
-    if t.label_smoothing and not family.supports_label_smoothing:
-        raise ConfigError(f"tricks.label_smoothing has no meaning for {lo.family} (the critic has no labels)")
-    validate_eval(cfg.eval)
-    if n.batch_norm is False and not arch.batchnorm_optional:
-        raise ConfigError(f"network.batch_norm: {n.architecture} has no BatchNorm switch "
-                          "(the DCGAN family honours network.batch_norm=false)")
-    if family.refuses_batchnorm_critic and arch.batchnorm_critic and n.batch_norm:
-        others = [a.name for a in registry.ARCHITECTURES.values() if not a.batchnorm_critic]
-        why = ("penalizes each example's gradient norm" if family.needs_gradient_penalty else
-               "keeps the critic Lipschitz by clipping its weights (Arjovsky et al. 2017)")
-        fix = "set network.batch_norm=false, " if arch.batchnorm_optional else ""
-        raise ConfigError(f"loss.family {lo.family} {why}, but {n.architecture}'s "
-                          "discriminator uses batch normalization, which couples the examples of a batch "
-                          "(Gulrajani et al. 2017, sec. 4: no batch norm in the critic); "
-                          f"{fix}use {' or '.join(others)} or another loss")
-    conditioning.validate(cfg, ConfigError)   # issue 11: condition.* (trainer/conditioning.py)
 
-    if (arch.kind == "image_to_image") != (family.kind == "image_to_image"):
-        fitting = [f.name for f in registry.LOSSES.values() if (f.kind == "image_to_image") == (arch.kind == "image_to_image")]
-        raise ConfigError(f"loss.family {lo.family} is for {family.kind} generators but {n.architecture} is "
-                          f"{arch.kind}; use {' or '.join(fitting)}")
-    if arch.kind == "image_to_image":
-        unsupported = [name for name, on in (
-            ("tricks.lens.enabled", lens.enabled), ("tricks.minibatch_discrimination", t.minibatch_discrimination),
-            ("tricks.feature_matching", t.feature_matching), ("tricks.repelling", t.repelling),
-            ("tricks.historical_averaging", t.historical_averaging), ("tricks.instance_noise", t.instance_noise),
-            ("tricks.label_smoothing", t.label_smoothing), ("tricks.d_steps", t.d_steps != 1)) if on]
-        if unsupported:
-            raise ConfigError(f"{', '.join(unsupported)}: not implemented for the image-to-image "
-                              f"architecture {n.architecture} (z-based GAN tricks)")
-    _validate_style(cfg, arch, family)
-    return cfg
+
+def _validate_ema(t: TricksConfig) -> None:
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise ConfigError(f"tricks.ema_decay must be in [0, 1), got {t.ema_decay}")
+    if t.ema_kimg < 0 or t.ema_rampup < 0:
+        raise ConfigError(f"tricks.ema_kimg and tricks.ema_rampup must be >= 0, got {t.ema_kimg}, {t.ema_rampup}")
+    if t.ema_kimg > 0 and t.ema_decay > 0:
+        raise ConfigError(f"tricks.ema_decay ({t.ema_decay}, per step) and tricks.ema_kimg ({t.ema_kimg}, "
+                          "a half-life in kimg) both set the generator EMA's horizon; set one of them (the other 0)")
+    if t.ema_rampup > 0 and t.ema_kimg <= 0:
+        raise ConfigError("tricks.ema_rampup ramps the half-life tricks.ema_kimg, which is 0; set tricks.ema_kimg")
+
+
+def _validate_batchnorm_critic(cfg: Config, arch, family) -> None:
+    """A per-example loss (gradient penalty, R1, weight clipping's Lipschitz box) on a critic that
+    normalizes over the batch is refused; architectures without a BatchNorm switch have it on."""
+    n = cfg.network
+    if not (family.refuses_batchnorm_critic and arch.batchnorm_critic and getattr(n, "batch_norm", True)):
+        return
+    others = [a.name for a in registry.ARCHITECTURES.values() if not a.batchnorm_critic]
+    why = ("penalizes each example's gradient norm" if family.needs_gradient_penalty else
+           "keeps the critic Lipschitz by clipping its weights (Arjovsky et al. 2017)")
+    fix = "set network.batch_norm=false, " if arch.batchnorm_optional else ""
+    raise ConfigError(f"loss.family {cfg.loss.family} {why}, but {n.architecture}'s "
+                      "discriminator uses batch normalization, which couples the examples of a batch "
+                      "(Gulrajani et al. 2017, sec. 4: no batch norm in the critic); "
+                      f"{fix}use {' or '.join(others)} or another loss")
+
+
+def _validate_image_to_image_tricks(cfg: Config) -> None:
+    t = cfg.tricks
+    unsupported = [name for name, on in (
+        ("tricks.lens.enabled", t.lens.enabled), ("tricks.minibatch_discrimination", t.minibatch_discrimination),
+        ("tricks.feature_matching", t.feature_matching), ("tricks.repelling", t.repelling),
+        ("tricks.historical_averaging", t.historical_averaging), ("tricks.instance_noise", t.instance_noise),
+        ("tricks.label_smoothing", t.label_smoothing), ("tricks.d_steps", t.d_steps != 1)) if on]
+    if unsupported:
+        raise ConfigError(f"{', '.join(unsupported)}: not implemented for the image-to-image "
+                          f"architecture {cfg.network.architecture} (z-based GAN tricks)")
 
 
 # names of trainer/augment.py (TensorFlow-free copies; a test checks they agree)
@@ -477,48 +533,13 @@ AUGMENT_PIPELINES = ("bgc", "bgcc", "blit", "geom", "color")
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
 
 
-def _validate_style(cfg: Config, arch, family) -> None:
-    """StyleGAN fields, the nsgan_r1 regularizers and the augmentation block."""
-    n, lo, a = cfg.network, cfg.loss, cfg.tricks.augment
-    if arch.w_space:
-        if n.w_dim < 1 or n.mapping_layers < 1 or n.channel_base < 1 or n.channel_max < 1:
-            raise ConfigError("network.w_dim, network.mapping_layers, network.channel_base and "
-                              "network.channel_max must be >= 1")
-        if not 0.0 < n.mapping_lr_mul <= 1.0:
-            raise ConfigError(f"network.mapping_lr_mul must be in (0, 1], got {n.mapping_lr_mul}")
-        if not 0.0 <= n.w_avg_beta < 1.0:
-            raise ConfigError(f"network.w_avg_beta must be in [0, 1), got {n.w_avg_beta}")
-        if not 0.0 <= n.mixing_prob <= 1.0:
-            raise ConfigError(f"network.mixing_prob must be in [0, 1], got {n.mixing_prob}")
-        if n.mbstd_group_size < 1:
-            raise ConfigError(f"network.mbstd_group_size must be >= 1, got {n.mbstd_group_size}")
-        if cfg.run.xla:
-            # The trainer jit-compiles the replica step (train_lib._step_fn), which must hold no
-            # merge_call (gan.py); w_avg and the path-length mean are MEAN-aggregated mirrored
-            # variables whose in-step updates are such a cross-replica sync.
-            raise ConfigError(f"run.xla: {n.architecture} cannot be XLA-compiled: its running averages (w_avg, "
-                              "the path-length mean) are MEAN-aggregated across replicas, a cross-replica sync "
-                              "(merge_call) that an XLA-compiled replica step cannot contain; set run.xla false")
+def _validate_augment(cfg: Config, arch) -> None:
+    """W-space truncation and the augmentation block."""
+    n, a = cfg.network, cfg.tricks.augment
     if cfg.tricks.truncation_cutoff < 0:
         raise ConfigError(f"tricks.truncation_cutoff must be >= 0 (0 = every layer), got {cfg.tricks.truncation_cutoff}")
     if cfg.tricks.truncation_cutoff and not arch.w_space:
         raise ConfigError(f"tricks.truncation_cutoff truncates W per layer; {n.architecture} has no W space")
-    if family.lazy_r1:
-        if lo.r1_gamma < 0 or lo.r1_interval < 1 or lo.pl_interval < 1 or lo.pl_weight < 0:
-            raise ConfigError("loss.r1_gamma and loss.pl_weight must be >= 0, loss.r1_interval and "
-                              "loss.pl_interval >= 1")
-        if lo.pl_batch_shrink < 1 or cfg.optim.batch_size % lo.pl_batch_shrink:
-            raise ConfigError(f"loss.pl_batch_shrink must be >= 1 and divide optim.batch_size "
-                              f"({cfg.optim.batch_size}), got {lo.pl_batch_shrink}")
-        if lo.pl_weight > 0 and not arch.w_space:
-            raise ConfigError(f"loss.pl_weight: path length regularization differentiates G through W, and "
-                              f"{n.architecture} has no W space; set loss.pl_weight 0 (R1 alone) or use "
-                              + " or ".join(x.name for x in registry.ARCHITECTURES.values() if x.w_space))
-        if not 0.0 < lo.pl_decay <= 1.0:
-            raise ConfigError(f"loss.pl_decay must be in (0, 1], got {lo.pl_decay}")
-        if cfg.tricks.d_steps != 1:
-            raise ConfigError("tricks.d_steps: nsgan_r1 counts lazy R1 intervals in D steps of one per G "
-                              "step (StyleGAN2); use tricks.d_steps 1")
     if a.mode not in AUGMENT_MODES:
         raise ConfigError(f"tricks.augment.mode {a.mode!r} is not one of {', '.join(AUGMENT_MODES)}")
     if not 0.0 <= a.p <= 1.0:
@@ -697,7 +718,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                           tricks=dict(lens=dict(enabled=True, blocks=8, filters=8, anneal_steps=10)),
                           optim=dict(batch_size=16),
                           run=dict(steps=20, checkpoint_every=10, log_every=5, image_every=10)),
-    # issue 11: conditional DCGAN on two CelebA attributes, projection discriminator.
+    # Conditional DCGAN on two CelebA attributes, projection discriminator.
     "smoke_conditional": _preset(network=dict(architecture="cdcgan", resolution=32, z_dim=32, filters=16),
                                  loss=dict(family="ns"),
                                  condition=dict(attributes="male,smiling", discriminator="projection"),
@@ -718,12 +739,12 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 }
 
 
-# Metrics during training (issue 14 §2): on for the paper presets, off for the smoke ones.
+# Metrics during training: on for the paper presets, off for the smoke ones.
 for _name, _p in PRESETS.items():
     _p.setdefault("eval", {"every_images": 0 if _name.startswith("smoke") else EVAL_EVERY_IMAGES})
 
 
-# Smoke presets pin float32 (issue 13): CI losses must not depend on whether the machine has
+# Smoke presets pin float32: CI losses must not depend on whether the machine has
 # bf16 units; the paper presets keep `auto`.
 for _name, _sections in PRESETS.items():
     if _name.startswith("smoke"):
@@ -763,7 +784,7 @@ def fit_preset_tables(cfg: Config, overrides: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _fit_batch_sizes(cfg: Config, overrides: Dict[str, Any]) -> Dict[str, Any]:
-    table = cfg.network.batch_sizes
+    table = getattr(cfg.network, "batch_sizes", None)     # progressive architectures have a table
     if not table or "network.batch_sizes" in overrides or "network" in overrides:
         return overrides
     net = cfg.network
@@ -771,9 +792,10 @@ def _fit_batch_sizes(cfg: Config, overrides: Dict[str, Any]) -> Dict[str, Any]:
     start = overrides.get("network.start_resolution", net.start_resolution)
     arch_name = overrides.get("network.architecture", net.architecture)
     try:
-        progressive = registry.architecture(arch_name).progressive
+        arch = registry.architecture(arch_name)
     except registry.RegistryError:
         return overrides                   # validation names the bad architecture
+    progressive, has_table = arch.progressive, "batch_sizes" in field_names(arch.settings)
     if not (isinstance(res, int) and isinstance(start, int)):
         return overrides                   # validation names the bad value
     keep = {k: v for k, v in table.items() if progressive and str(k).isdigit() and start <= int(k) <= res}
@@ -784,26 +806,29 @@ def _fit_batch_sizes(cfg: Config, overrides: Dict[str, Any]) -> Dict[str, Any]:
            else f"{arch_name} is not progressive (optim.batch_size applies)")
     note = (f"network.batch_sizes: dropped the {cfg.preset or 'preset'} preset's entries for "
             f"{', '.join(sorted(dropped, key=lambda k: int(k) if str(k).isdigit() else 0))} ({why})")
-    return {**overrides, "network.batch_sizes": keep, "notes": [*overrides.get("notes", cfg.notes), note]}
+    # an architecture without the table loses it with the switch (switch_model); only the note stays
+    return {**overrides, **({"network.batch_sizes": keep} if has_table else {}),
+            "notes": [*overrides.get("notes", cfg.notes), note]}
 
 
 def _fit_output_activation(cfg: Config, overrides: Dict[str, Any]) -> Dict[str, Any]:
     """A progressive preset's linear output layer (PGGAN's G) belongs to the preset: switching the
     architecture to a non-progressive one (which always ends in tanh) resets it, with a note. An
     output activation the user sets is theirs and is validated as given."""
-    if cfg.network.output_activation == "tanh" or "network.output_activation" in overrides \
+    current = getattr(cfg.network, "output_activation", "tanh")
+    if current == "tanh" or "network.output_activation" in overrides \
             or "network" in overrides or "network.architecture" not in overrides:
         return overrides
     try:
-        progressive = registry.architecture(overrides["network.architecture"]).progressive
+        arch = registry.architecture(overrides["network.architecture"])
     except registry.RegistryError:
         return overrides                   # validation names the bad architecture
-    if progressive:
+    if arch.progressive:
         return overrides
     note = (f"network.output_activation: the {cfg.preset or 'preset'} preset's "
-            f"{cfg.network.output_activation!r} dropped ({overrides['network.architecture']} ends in tanh)")
-    return {**overrides, "network.output_activation": "tanh",
-            "notes": [*overrides.get("notes", cfg.notes), note]}
+            f"{current!r} dropped ({overrides['network.architecture']} ends in tanh)")
+    fixed = {"network.output_activation": "tanh"} if "output_activation" in field_names(arch.settings) else {}
+    return {**overrides, **fixed, "notes": [*overrides.get("notes", cfg.notes), note]}
 
 
 def preset_names() -> List[str]:

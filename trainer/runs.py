@@ -50,6 +50,7 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from facegan import examples_io, schema
+from facegan.trainer.config import without_other_models_defaults
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
@@ -276,7 +277,8 @@ def check_folder(run_dir: str, config: Dict[str, Any], data: str, *, allow_chang
             raise Refusal(f"--out {run_dir}: holds checkpoints but no {CONFIG_FILE} or {RUN_FILE}, so what "
                           "they were trained with is unknown; train into a new --out")
         return {"state": "new", "step": None, "changes": {}}
-    recorded = identity(rec["config"], rec.get("data"))
+    # a record written when one config held every model's fields: their defaults are not settings
+    recorded = identity(without_other_models_defaults(rec["config"]), rec.get("data"))
     if rec.get("data") is None:
         recorded["data"] = None
     diffs = differences(recorded, identity(config, data), resolved_precision(run_dir))

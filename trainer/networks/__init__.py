@@ -38,8 +38,9 @@ Contract with the training loop (trainer/gan.py)
 
 Architectures (each from its paper, see the module): dcgan, hdcgan, facegan (convnets.py, one
 shared builder), progan (progan.py). The lens of Tempered Adversarial Networks is `lens.py`.
-Add one as a module with `build(cfg, alpha=None) -> Networks` plus one
-`registry.register_architecture(Architecture(...))` in trainer/registry.py.
+Add one as a module with `build(cfg, alpha=None) -> Networks` (and, if it has settings of its
+own, a `settings.NetworkConfig` subclass with its validator, which `cfg.network` then is) plus one
+`registry.register_architecture(Architecture(..., settings=...))` (trainer/registry.py).
 """
 from __future__ import annotations
 

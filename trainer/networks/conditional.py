@@ -1,4 +1,4 @@
-"""Conditioning pieces any architecture can use (issue 11): G's attribute input, the projection
+"""Conditioning pieces any architecture can use: G's attribute input, the projection
 discriminator's term, the AC-GAN head and its loss. Config and rules: trainer/conditioning.py.
 
 * Generator: y (float [N, A], values in [0, 1]) is concatenated to z, raw or through a learned

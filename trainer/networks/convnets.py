@@ -80,7 +80,7 @@ def _width(cfg, i):
 
 
 def build_generator(spec: ConvSpec, cfg, num_attributes: int = 0) -> tf.keras.Model:
-    """z -> images, or [z, attributes] -> images when num_attributes > 0 (issue 11)."""
+    """z -> images, or [z, attributes] -> images when num_attributes > 0."""
     net = cfg.network
     R = net.resolution
     n = _n_layers(spec, R)
@@ -110,7 +110,7 @@ def build_generator(spec: ConvSpec, cfg, num_attributes: int = 0) -> tf.keras.Mo
 
 
 def build_discriminator(spec: ConvSpec, cfg, num_attributes: int = 0) -> tf.keras.Model:
-    """images -> {logits, features}; conditional (num_attributes > 0, issue 11): projection D takes
+    """images -> {logits, features}; conditional (num_attributes > 0): projection D takes
     [images, attributes]; AC-GAN D takes images and adds `class_logits` [N, A]."""
     net, tricks = cfg.network, cfg.tricks
     R = net.resolution
@@ -130,7 +130,7 @@ def build_discriminator(spec: ConvSpec, cfg, num_attributes: int = 0) -> tf.kera
         x = MinibatchDiscrimination(tricks.mbd_kernels, tricks.mbd_kernel_dim, name="d_mbd")(x)
     logits = tf.keras.layers.Dense(1, kernel_initializer=spec.init(), name="d_logits")(x)
     inputs, extra = img, {}
-    if num_attributes:   # issue 11: projection or AC-GAN (networks/conditional.py)
+    if num_attributes:   # projection or AC-GAN (networks/conditional.py)
         y, logits, extra = conditional.discriminator_head(features, logits, num_attributes,
                                                           cfg.condition.discriminator, spec.init())
         inputs = [img, y] if y is not None else img
@@ -157,7 +157,7 @@ def build_facegan(cfg, alpha=None) -> Networks:
     return _build(FACEGAN, cfg)
 
 
-# Conditional variants (issue 11): the attributes come from cfg.condition (trainer/conditioning.py).
+# Conditional variants: the attributes come from cfg.condition (trainer/conditioning.py).
 def _build_conditional(spec: ConvSpec, cfg) -> Networks:
     from facegan.trainer.conditioning import attribute_names
     return _build(spec, cfg, num_attributes=len(attribute_names(cfg)))

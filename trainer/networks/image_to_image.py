@@ -1,4 +1,4 @@
-"""Image-to-image networks (issue 12): pix2pix's U-Net and PatchGAN, CycleGAN's ResNet generator.
+"""Image-to-image networks: pix2pix's U-Net and PatchGAN, CycleGAN's ResNet generator.
 
 Contract for kind `image_to_image` (see trainer/networks/__init__.py for the z -> image one):
 G maps float32 images [N, R, R, 3] in [-1, 1] to images of the same size in [-1, 1] (tanh); D maps

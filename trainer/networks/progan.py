@@ -19,7 +19,7 @@ convolutions per resolution; the merge is (x + f(x)) / sqrt(2) (`layers.ScaledAd
 Widths: nf(r) = min(max_filters, filters * 32 / r) — with filters = max_filters = 512 this is
 Karras' table (512 up to 32x32, 256 at 64, 128 at 128, ...).
 
-Conditioning (issue 11, `cprogan`): G takes [z, y]; z is concatenated with y (or a learned
+Conditioning (`cprogan`): G takes [z, y]; z is concatenated with y (or a learned
 embedding of y, `condition.embedding`) *before* the pixel norm, as PGGAN's own code does with its
 labels ("combo_in = concat([latents_in, labels_in]); x = pixel_norm(combo_in)", networks.py
 G_paper). D ends in the projection term on its final features (Miyato & Koyama 2018) or an AC-GAN
@@ -289,6 +289,6 @@ def build_progan(cfg, alpha=None, num_attributes: int = 0) -> Networks:
 
 
 def build_cprogan(cfg, alpha=None) -> Networks:
-    """Conditional ProGAN (issue 11): the attributes of cfg.condition (see the module docstring)."""
+    """Conditional ProGAN: the attributes of cfg.condition (see the module docstring)."""
     from facegan.trainer.conditioning import attribute_names
     return build_progan(cfg, alpha, num_attributes=len(attribute_names(cfg)))

@@ -1,9 +1,9 @@
 """StyleGAN2 (Karras et al. 2020, "Analyzing and Improving the Image Quality of StyleGAN") and the
-StyleGAN AdaIN variant (Karras et al. 2019), as the GAN-tricks survey describes them (issue 10).
+StyleGAN AdaIN variant (Karras et al. 2019), as the GAN-tricks survey describes them.
 
 Generator (`StyleGenerator`, a subclassed Keras model)
 * mapping network: z -> pixel norm -> `mapping_layers` FC layers (8 by default) with learning-rate
-  multiplier 0.01 -> w (issue 10: "8 FC layers by default, learning-rate multiplier 0.01, pixel
+  multiplier 0.01 -> w (the survey: "8 FC layers by default, learning-rate multiplier 0.01, pixel
   norm of z");
 * synthesis network: a learned 4x4 constant, then per resolution two 3x3 styled convolutions (the
   first after a 2x [1,3,3,1] upsample), each followed by per-layer noise with a learned strength,
@@ -39,7 +39,7 @@ replication (NVlabs zero-pads) and 2x2 box downsampling in D (NVlabs: [1,3,3,1])
 contract (progan.py does the same); the AdaIN variant shares StyleGAN2's topology (skip toRGB,
 const followed by a conv) and differs only in how styles are applied.
 
-Conditioning (issue 11, `cstylegan2`): the attributes enter through the mapping network, as
+Conditioning (`cstylegan2`): the attributes enter through the mapping network, as
 StyleGAN2-ADA does with its label c ("embed = FC(c); x = normalize_2nd_moment(z); y =
 normalize_2nd_moment(embed(c)); x = concat([x, y])", NVlabs stylegan2-ada networks.py
 MappingNetwork): here the embedding is an equalized dense layer of width w_dim and the
@@ -52,7 +52,8 @@ conditional kind's psi-scaling of z, not W-space truncation (follow-up).
 Contract (trainer/networks/__init__.py): G(z float32 [N, z_dim]) -> float32 [N, R, R, 3] in
 [-1, 1]; D(images) -> {"logits": float32 [N, 1], "features": float32 [N, F]}.
 Registered as the `stylegan2` (modulated) and `stylegan` (AdaIN) architectures (trainer/registry.py);
-`build(cfg)` / `build_adain(cfg)` map the NetworkConfig onto a StyleGANConfig (`style_config`).
+`build(cfg)` / `build_adain(cfg)` build from the registered settings (`cfg.network`, a
+StyleGANSettings) extended to a StyleGANConfig (`style_config`).
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ import numpy as np
 import tensorflow as tf
 
 from facegan.trainer.networks import layers
+from facegan.trainer.settings import StyleGANSettings
 
 SQRT2 = math.sqrt(2.0)
 # The code below has no data-dependent python control flow: skip autograph (tracing is several
@@ -72,20 +74,13 @@ _plain = tf.autograph.experimental.do_not_convert   # (Keras then passes `traini
 STYLE_MODES = ("modulated", "adain")
 
 
-@dataclasses.dataclass(frozen=True)
-class StyleGANConfig:
-    resolution: int = 64
-    z_dim: int = 512
-    w_dim: int = 512
-    mapping_layers: int = 8
-    mapping_lr_mul: float = 0.01
-    channel_base: int = 32768
-    channel_max: int = 512
+@dataclasses.dataclass
+class StyleGANConfig(StyleGANSettings):
+    """What the networks are built from: the registered `stylegan2` settings (trainer/settings.py:
+    resolution, z_dim, w_dim, mapping, widths, w_avg_beta, mixing_prob, mbstd_group_size) plus
+    what the architecture and the condition section decide (`style_config` fills them)."""
     style_mode: str = "modulated"        # "modulated" = StyleGAN2, "adain" = StyleGAN
-    w_avg_beta: float = 0.995
-    mixing_prob: float = 0.9
-    mbstd_group_size: int = 4
-    num_attributes: int = 0              # issue 11: conditional (cstylegan2) when > 0
+    num_attributes: int = 0              # conditional (cstylegan2) when > 0
     discriminator: str = "projection"    # its D head: projection | acgan
 
     def __post_init__(self):
@@ -94,12 +89,7 @@ class StyleGANConfig:
             raise ValueError(f"stylegan: resolution must be a power of two >= 8, got {r}")
         if self.style_mode not in STYLE_MODES:
             raise ValueError(f"stylegan: style_mode must be one of {STYLE_MODES}, got {self.style_mode!r}")
-        if self.mapping_layers < 1:
-            raise ValueError(f"stylegan: mapping_layers must be >= 1, got {self.mapping_layers}")
-        if not 0.0 <= self.mixing_prob <= 1.0:
-            raise ValueError(f"stylegan: mixing_prob must be in [0, 1], got {self.mixing_prob}")
-        if not 0.0 <= self.w_avg_beta < 1.0:
-            raise ValueError(f"stylegan: w_avg_beta must be in [0, 1), got {self.w_avg_beta}")
+        self.check_fields()              # the settings' own rules (ConfigError is a ValueError)
 
     def nf(self, r: int) -> int:
         return max(1, min(self.channel_max, self.channel_base // r))
@@ -152,7 +142,7 @@ class MappingNetwork(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         self.norm = layers.PixelNorm()
         self.fcs = [StyleDense(w_dim, lr_mul=lr_mul, activate=True, name=f"fc{i}") for i in range(n_layers)]
-        # issue 11: the attributes' embedding, joined to z (see the module docstring)
+        # the attributes' embedding, joined to z (see the module docstring)
         self.embed = StyleDense(w_dim, name="embed") if num_attributes else None
 
     @_plain
@@ -430,7 +420,7 @@ def build_discriminator(cfg: StyleGANConfig, name="stylegan_discriminator") -> t
     features = act(0.2)(layers.EqualizedDense(cfg.nf(4), name="d_4_fc")(x))
     logits = layers.EqualizedDense(1, gain=1.0, name="d_logits")(features)
     inputs, extra = img, {}
-    if cfg.num_attributes:   # issue 11: projection or AC-GAN head (networks/conditional.py)
+    if cfg.num_attributes:   # projection or AC-GAN head (networks/conditional.py)
         from facegan.trainer.networks import conditional
         y, logits, extra = conditional.discriminator_head(features, logits, cfg.num_attributes, cfg.discriminator)
         inputs = [img, y] if y is not None else img
@@ -453,14 +443,11 @@ def config_from(widths: str = "stylegan2", **overrides) -> StyleGANConfig:
 
 
 def style_config(cfg, style_mode: str = "modulated") -> StyleGANConfig:
-    """The StyleGANConfig of a trainer Config (its NetworkConfig fields of the same names; the
-    attributes of cfg.condition for a conditional architecture)."""
+    """The StyleGANConfig of a trainer Config: its registered settings (`cfg.network`, a
+    StyleGANSettings) as they are, plus the style mode and the attributes of cfg.condition for a
+    conditional architecture."""
     from facegan.trainer.conditioning import attribute_names
-    n = cfg.network
-    return StyleGANConfig(resolution=n.resolution, z_dim=n.z_dim, w_dim=n.w_dim, mapping_layers=n.mapping_layers,
-                          mapping_lr_mul=n.mapping_lr_mul, channel_base=n.channel_base,
-                          channel_max=n.channel_max, style_mode=style_mode, w_avg_beta=n.w_avg_beta,
-                          mixing_prob=n.mixing_prob, mbstd_group_size=n.mbstd_group_size,
+    return StyleGANConfig(**dataclasses.asdict(cfg.network), style_mode=style_mode,
                           num_attributes=len(attribute_names(cfg)), discriminator=cfg.condition.discriminator)
 
 
