@@ -401,7 +401,7 @@ def test_face_detection_is_registered_and_separates_faces_from_noise():
     assert 0.3 < res["face_size_mean"] < 1.0 and res["detections_per_image"] >= res["detected_fraction"]
     r_noise = evaluate(["face_detection"], noise, faces, num_images=100, progress=False)
     assert res["detected_fraction"] - r_noise["face_detection100"]["detected_fraction"] > 0.6
-    from facegan.components.gan_evaluator import blessing
+    from facegan.metrics import blessing
     d = blessing.decide(r_noise, {"face_detection": {"min": 0.5}})
     assert not [x for x in d.rules if x.rule == "face_detection >= 0.5"][0].passed
 

@@ -1,6 +1,6 @@
-"""GanEvaluator executor: runs evaluate_lib on the resolved artifacts and records the outcome.
+"""GanEvaluator executor: runs the evaluation library on the resolved artifacts and records the outcome.
 
-Everything interesting is in evaluate_lib.py / blessing.py; this file maps TFX artifacts to paths
+Everything interesting is in facegan.metrics (evaluation.py, blessing.py); this file maps TFX artifacts to paths
 and writes the results back the way TFX's own Evaluator does (blessing custom properties and
 BLESSED / NOT_BLESSED marker files, named by `tfx.components.evaluator.constants`), so the
 standard Pusher and LatestBlessedModelStrategy work.
@@ -17,7 +17,7 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs as keys
 from tfx.utils import io_utils, path_utils
 
-from facegan.components.gan_evaluator import evaluate_lib
+from facegan.metrics import evaluation as evaluate_lib
 
 
 def _prop_name(name: str) -> str:

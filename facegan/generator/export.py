@@ -340,7 +340,7 @@ class _ConditionalModule(_LatentModule):
     def describe(self):
         return {**super().describe(), "attributes": self.attributes, "attribute_range": list(self.attribute_range)}
 
-    # issue 11: a network client (TF Serving's API has no access to the metadata asset) reads the
+    # conditional generators: a network client (TF Serving's API has no access to the metadata asset) reads the
     # attribute names, in vector order, from this input-less signature.
     def _attribute_names(self):
         return {"attribute_names": tf.constant(self.attributes, tf.string)}

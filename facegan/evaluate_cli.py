@@ -1,4 +1,5 @@
-"""`facegan evaluate`: the GanEvaluator's library outside TFX.
+"""`facegan evaluate`: the evaluation library (facegan.metrics.evaluation, what the GanEvaluator
+component runs) from the command line.
 
     facegan evaluate --model DIR --data DIR [--metrics fid,kid,swd,ms_ssim,is,fid:downscale=64]
                      [--extractor inception|random|WEIGHTS.h5|GRAPH.pb] [--num-images N] [--out DIR]
@@ -17,7 +18,7 @@ import re
 import sys
 
 from facegan.cli_args import json_arg
-from facegan.components.gan_evaluator import evaluate_lib
+from facegan.metrics import evaluation as evaluate_lib
 
 EXAMPLES = """examples:
   # SWD and MS-SSIM (no weights needed) of a trained generator against its Examples' eval split
