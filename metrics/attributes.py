@@ -218,7 +218,7 @@ def attribute_control(gen, classifier, *, num: int = 1000, seed: int = 0, batch_
 
 
 # -- the registered metric ----------------------------------------------------------------------------
-from facegan.metrics.registry import Metric  # noqa: E402  (TensorFlow-free)
+from facegan.metrics.base import Metric  # noqa: E402  (TensorFlow-free)
 
 METRIC = "attribute_control"
 

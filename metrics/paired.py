@@ -32,7 +32,7 @@ from typing import Callable, Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from facegan import schema
-from facegan.metrics.registry import Metric
+from facegan.metrics.base import Metric
 
 PSNR_CAP = 100.0      # dB for identical images (MSE 0)
 MAX_VAL = 255.0

@@ -14,7 +14,8 @@ do; `metrics.calc.calc_metrics` computes a list of requests. `MetricSpec.inputs`
 metric reads from the generator, `needs_real` / `needs_examples` what it reads from the data, and
 `metric_names(...)` answers "which metrics need what".
 
-The *streaming* implementation (the default `calc`) is a `Metric` subclass split into
+Implementations subclass `metrics.base.Metric` (this module imports none of them: "module:Class"
+is imported by name on first use). The *streaming* implementation (the default `calc`) splits it into
 - an *accumulator* per side ("generated", "real") that consumes uint8 image batches and/or their
   extractor features as they stream past and keeps only what the distance needs (running moments,
   descriptors, per-pair scores); its `result()` is a dict of numpy arrays (the real side's result
@@ -111,101 +112,6 @@ class MetricSpec:
         return float(value)
 
 
-class Accumulator:
-    """Consumes batches for one side; `result()` returns a dict of numpy arrays (or scalars)."""
-
-    needs_images = False
-    needs_features = False
-
-    def __init__(self, n: int):
-        self.n = int(n)       # images wanted; extra images are ignored
-        self.count = 0
-
-    @property
-    def full(self) -> bool:
-        return self.count >= self.n
-
-    def add(self, images, features) -> None:
-        raise NotImplementedError
-
-    def result(self) -> Dict:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class Metric:
-    """Base class of an implementation; `spec` (and request `options`) are set by `get_metric`.
-
-    The contract is `calc`; the default implementation streams (`accumulator` + `compute`)."""
-
-    spec: MetricSpec
-    streaming = True       # computed from the shared image stream by metrics.evaluate
-
-    def __init__(self, spec: MetricSpec, options: Optional[Dict] = None):
-        self.spec = spec
-        self.options = dict(options or {})
-
-    name = property(lambda self: self.spec.name)
-    default_num = property(lambda self: self.spec.default_num)
-    uses_extractor = property(lambda self: self.spec.uses_extractor)
-    needs_real = property(lambda self: self.spec.needs_real)
-    cacheable = property(lambda self: self.spec.cacheable)
-
-    @property
-    def view(self) -> Optional[int]:
-        """The extractor input view: None (the images as they are) or a downscale size."""
-        return self.options.get("downscale")
-
-    def images_needed(self, n: int) -> int:
-        """Generated images needed for `n` (pairs metrics need 2n)."""
-        return 2 * int(n) if self.spec.unit == "pairs" else int(n)
-
-    def key(self, n: int, comparable: bool = True) -> str:
-        return self.spec.key(n, comparable, self.options)
-
-    def base_protocol(self, n: int) -> Dict:
-        """`protocol(n)` plus the request options (part of the real-statistics cache key)."""
-        p = dict(self.protocol(n))
-        p.update(self.options)
-        return p
-
-    def protocol(self, n: int) -> Dict:
-        """Parameters that define the protocol (part of the real-statistics cache key)."""
-        return {"metric": self.name, "n": int(n)}
-
-    @property
-    def request(self) -> "MetricRequest":
-        return MetricRequest(self.name, tuple(sorted(self.options.items())))
-
-    def unavailable(self, G, data) -> Optional[str]:
-        """Why this metric cannot be computed from generator G and `data` (None: it can)."""
-        provides = frozenset(getattr(G, "provides", ()))
-        missing = sorted(set(self.spec.inputs) - provides)
-        if missing:
-            return (f"needs a generator that provides {' and '.join(missing)} (this one provides "
-                    f"{', '.join(sorted(provides)) or 'nothing'})")
-        if self.needs_real and getattr(data, "real_batches", None) is None:
-            return "needs real images to compare with"
-        if self.spec.needs_examples and not getattr(data, "examples_uri", None):
-            return "needs an Examples artifact (its train and eval splits)"
-        return None
-
-    def calc(self, G, data, num: int, opts) -> Dict:
-        """{result key: value, "protocols": {result key: protocol}} for `num` images (pairs) of G
-        against `data` (metrics.calc.EvalData) with `opts` (metrics.calc.CalcOptions).
-        Streaming metrics: one metrics.evaluate pass (calc_metrics shares it between requests)."""
-        from facegan.metrics.calc import calc_metrics
-        return calc_metrics([self.request], G, data, num_images=num, opts=opts)
-
-    def accumulator(self, n: int, role: str, seed: int = 0) -> Accumulator:
-        raise NotImplementedError
-
-    def compute(self, generated: Dict, real: Optional[Dict], seed: int = 0):
-        raise NotImplementedError
-
-
 METRICS: Dict[str, MetricSpec] = {}
 
 
@@ -278,10 +184,10 @@ def validate_metric_names(names) -> list:
     return list(dict.fromkeys(names))
 
 
-_IMPLS: Dict[Tuple[str, Tuple], Metric] = {}
+_IMPLS: Dict[Tuple[str, Tuple], "Metric"] = {}   # metrics/base.py instances
 
 
-def get_metric(request: Union[str, MetricRequest]) -> Metric:
+def get_metric(request: Union[str, MetricRequest]) -> "Metric":
     """The implementation instance of a request, importing its module on first use."""
     req = request if isinstance(request, MetricRequest) else parse_request(request)
     spec = req.spec

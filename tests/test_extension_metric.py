@@ -16,7 +16,7 @@ MODULE = '''
 """Throwaway metric: the mean of the conditioning vectors behind the generated images."""
 import numpy as np
 
-from facegan.metrics.registry import Metric
+from facegan.metrics.base import Metric
 
 
 class MeanConditioning(Metric):

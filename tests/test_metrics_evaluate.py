@@ -46,7 +46,8 @@ def test_registry_names_and_unknown_metric_error():
 
 
 def test_register_metric_adds_a_streamed_metric():
-    from facegan.metrics.registry import Accumulator, Metric, MetricSpec, register_metric
+    from facegan.metrics.base import Accumulator, Metric
+    from facegan.metrics.registry import MetricSpec, register_metric
 
     class MeanAcc(Accumulator):
         needs_images = True

@@ -17,7 +17,7 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs as keys
 from tfx.utils import io_utils, path_utils
 
-from facegan.metrics import evaluation as evaluate_lib
+from facegan.metrics import evaluation
 
 
 def _prop_name(name: str) -> str:
@@ -43,7 +43,7 @@ class Executor(base_executor.BaseExecutor):
         if baseline is not None and baseline.id == model.id:
             baseline_dir = None  # the candidate was already blessed (re-run); nothing to beat
 
-        result = evaluate_lib.evaluate_model(
+        result = evaluation.evaluate_model(
             model_dir, examples.uri, evaluation.uri,
             metrics=exec_properties["metrics"],
             num_images=int(exec_properties["num_images"]),
@@ -76,7 +76,7 @@ class Executor(base_executor.BaseExecutor):
         blessing_art.set_string_custom_property(C.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY,
                                                 "all rules passed" if decision.blessed
                                                 else "; ".join(failed))
-        io_utils.write_string_file(os.path.join(blessing_art.uri, evaluate_lib.DECISION_FILE),
+        io_utils.write_string_file(os.path.join(blessing_art.uri, evaluation.DECISION_FILE),
                                    json.dumps(decision.to_dict(), indent=2))
         marker = C.BLESSED_FILE_NAME if decision.blessed else C.NOT_BLESSED_FILE_NAME
         io_utils.write_string_file(os.path.join(blessing_art.uri, marker), "")
