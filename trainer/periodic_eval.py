@@ -1,14 +1,15 @@
 """Metrics during training: score the generator every `eval.every_images` images.
 
 The same metrics, with the same protocol, as the evaluator: requests go through the metric
-registry (metrics/registry.py) and the metric contract `facegan.metrics.calc.calc_metrics` (one
-pass over the generator and one over the real images for the streaming metrics, the content-keyed real-statistics cache of metrics/cache.py, plus its
-in-memory `RealMemo` for SWD, so every real side is computed once per run), and the
-generated stream is the evaluator's: the networks are seen as a `facegan.generator.SampledGenerator`
-whose latent row i is `sample_latents(eval.seed, i)` (the serving contract's stream) and, for a
-conditional run, whose request row i is the evaluator's (`requested_attributes`), so the last evaluation of a run scores exactly the images
-`facegan evaluate` scores on its export with the same seed and counts (tested). The sample is
-bounded (`eval.num_images` per metric), so an evaluation costs seconds, not the protocol's 10k.
+registry (metrics/registry.py) and the metric contract `facegan.metrics.calc.calc_metrics` (for the
+streaming metrics one pass over the generator and one over the real images, the content-keyed
+real-statistics cache of metrics/cache.py, plus its in-memory `RealMemo` for SWD, so every real
+side is computed once per run), and the generated stream is the evaluator's: the networks are seen
+as a `facegan.generator.SampledGenerator` whose latent row i is `sample_latents(eval.seed, i)` (the
+serving contract's stream) and, for a conditional run, whose request row i is the evaluator's
+(`requested_attributes`), so the last evaluation of a run scores exactly the images `facegan
+evaluate` scores on its export with the same seed and counts (tested). The sample is bounded
+(`eval.num_images` per metric), so an evaluation costs seconds, not the protocol's 10k.
 Metrics the registry marks `auto_when` a generator provides something (attribute_control for a
 conditional run) are scored too; a metric that cannot be computed here (`Metric.unavailable`) is
 skipped with the reason in every record.
