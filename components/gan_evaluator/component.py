@@ -30,7 +30,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from facegan.metrics import blessing
-from facegan.metrics import evaluation
+from facegan.metrics import evaluation as evaluation_lib
 from facegan.components.gan_evaluator.executor import Executor
 
 # TFX's own channel names (the standard Evaluator uses the same ones).
@@ -81,7 +81,7 @@ class GanEvaluator(base_component.BaseComponent):
                  seed: int = 0, batch_size: int = 64, cache_dir: Optional[str] = None):
         # Validated here, at pipeline construction, with errors naming the bad metric or rule.
         try:
-            names = evaluation.parse_metric_names(metrics)
+            names = evaluation_lib.parse_metric_names(metrics)
             rules = blessing.parse_rules(thresholds, min_improvement)
         except ValueError as e:
             raise ValueError(f"GanEvaluator: {e}") from None
