@@ -4,7 +4,10 @@
 `kind` (registry `LOADERS`): every object has `.kind`, `.metadata`, `.signatures` (the served
 functions, exactly what TF Serving runs), `.signature_defs` and `.max_batch`; then per kind
 `generate` / `sample` / `batches` (latent kinds) or `translate` (image_to_image). Calls larger
-than max_batch are split into bounded signature calls.
+than max_batch are split into bounded signature calls. The latent kinds carry the evaluator's seed
+stream (stream.py: `generated_batches`, with the seed's attribute requests for a conditional
+generator); `makes` (a class attribute: "samples" or "translations") and `provides` tell a consumer
+what the generator can be scored on without asking for its kind.
 """
 from __future__ import annotations
 
