@@ -19,7 +19,7 @@ SUBCOMMANDS = {
     "ingest": ("facegan.components.image_example_gen.cli", "ingest face images into TFRecords (Beam)"),
     "train": ("facegan.trainer.cli", "train a GAN from an Examples directory"),
     "export": ("facegan.trainer.export_cli", "export a run's checkpoint (last, best or step N) as a served model version"),
-    "evaluate": ("facegan.components.gan_evaluator.cli", "compute FID/KID/SWD/MS-SSIM/IS for a generator"),
+    "evaluate": ("facegan.evaluate_cli", "compute FID/KID/SWD/MS-SSIM/IS for a generator"),
     "sample": ("facegan.serving.client", "sample images from a served generator (gRPC or REST)"),
     "translate": ("facegan.serving.translate_cli", "translate a photo with a served image-to-image model"),
     "serve": ("facegan.serving.server", "serve generator SavedModels over TF Serving's gRPC API"),

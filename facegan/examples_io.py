@@ -343,14 +343,19 @@ def is_real(parsed):
     return tf.logical_not(tf.reduce_any(tf.equal(values, schema.SYNTHETIC)))
 
 
+def compression_type(path: str) -> str:
+    """A TFRecord file's compression_type, read from its first bytes: "GZIP" or ""."""
+    import tensorflow as tf
+    with (tf.io.gfile.GFile(path, "rb") if _is_remote(path) else open(path, "rb")) as f:
+        return "GZIP" if f.read(2) == b"\x1f\x8b" else ""
+
+
 def count_synthetic(files: Sequence[str], include_mirrored: bool = False) -> int:
     """How many records of `files` have synthetic provenance (what the real side leaves out)."""
     import tensorflow as tf
     files = list(files)
     spec = {k: v for k, v in feature_spec(()).items() if k in (schema.MIRRORED, schema.PROVENANCE_KEY)}
-    with (tf.io.gfile.GFile(files[0], "rb") if _is_remote(files[0]) else open(files[0], "rb")) as f:
-        compression = "GZIP" if f.read(2) == b"\x1f\x8b" else ""
-    ds = tf.data.TFRecordDataset(files, compression_type=compression)
+    ds = tf.data.TFRecordDataset(files, compression_type=compression_type(files[0]))
     ds = ds.map(lambda s: tf.io.parse_single_example(s, spec))
     if not include_mirrored:
         ds = ds.filter(lambda e: tf.equal(e[schema.MIRRORED], 0))

@@ -1,7 +1,7 @@
 """JSON-safe copies of result dicts (numpy scalars/arrays -> Python numbers/lists); TF-free.
 
 One definition for everything that writes results as JSON: the evaluator's metrics.json /
-decision.json (components/gan_evaluator/evaluate_lib.py) and the trainer's metrics.jsonl
+decision.json (facegan/metrics/evaluation.py) and the trainer's metrics.jsonl
 (trainer/periodic_eval.py).
 """
 from __future__ import annotations

@@ -52,15 +52,30 @@ face_detection.py, memorization.py. The extractor registry and the InceptionV3 w
 error otherwise) are in features.py; the
 real-statistics cache in cache.py. Nothing here imports TensorFlow until a metric runs.
 
-Adding a metric: one module with a `metrics.registry.Metric` subclass (`accumulator()` and
-`compute()`) plus one `register_metric(MetricSpec(...))` (see ARCHITECTURE.md, Evaluation);
-`evaluate()`, the blessing rules and the CLI help then know it.
+One contract for every registered metric (metrics/calc.py): `calc_metrics(requests, G, data, ...)`
+computes them from a generator G (its seed's stream, with its conditioning requests, or its
+translations: facegan.generator.stream) and `EvalData` (real images, the Examples artifact); the
+streaming requests share one `evaluate()` pass, the others (attribute_control, l1/psnr/ssim,
+target_attribute_rate) run their `Metric.calc`. `metric_names(generator=..., needs=...)` answers
+which metrics need what.
+
+Adding a metric: one module with a `metrics.base.Metric` subclass (streaming: `accumulator()` and
+`compute()`; otherwise `streaming = False` and `calc()`) plus one `register_metric(MetricSpec(...))`
+(see ARCHITECTURE.md, Evaluation); `calc_metrics`, the evaluator, metrics during training, the
+blessing rules and the CLI help then know it.
+
+The evaluation library (what the GanEvaluator component and `facegan evaluate` run) lives here too:
+evaluation.py (generator SavedModel + Examples -> metrics.json, decision.json, pictures),
+translation_eval.py (image-to-image generators), report.py (what both write), blessing.py (the
+pure blessing rules).
 """
 from facegan.metrics.registry import (  # noqa: F401
-    METRICS, Metric, MetricSpec, get_metric, register_metric, validate_metric_names)
+    METRICS, MetricSpec, get_metric, metric_names, register_metric, validate_metric_names)
+from facegan.metrics.base import Metric  # noqa: F401
 from facegan.metrics.evaluate import evaluate  # noqa: F401
 from facegan.metrics.features import WeightsUnavailableError, get_extractor  # noqa: F401
 from facegan.metrics.memorization import memorization  # noqa: F401
 
-__all__ = ["METRICS", "Metric", "MetricSpec", "get_metric", "register_metric", "validate_metric_names", "evaluate", "memorization",
+__all__ = ["METRICS", "Metric", "MetricSpec", "get_metric", "metric_names", "register_metric", "validate_metric_names",
+           "evaluate", "memorization",
            "WeightsUnavailableError", "get_extractor"]

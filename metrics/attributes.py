@@ -1,4 +1,4 @@
-"""Measured attribute control of a conditional generator (issue 11).
+"""Measured attribute control of a conditional generator.
 
 1. An attribute classifier (a small CNN: three stride-2 3x3 convolutions 32-64-128 with
    LeakyReLU, global average pooling, one logit per attribute; sigmoid cross-entropy, Adam) is
@@ -7,41 +7,36 @@
    it: CelebA's `eyeglasses` is ~94% "no"). The trained weights and the report are cached by
    content, like the real-data statistics (metrics/cache.py): the key hashes both splits' bytes,
    the attribute names and the training protocol, so a changed split or protocol retrains.
-2. Control: for `num` generated images the requested vectors are `requested_attributes(seed,
-   i, A)` (each attribute 0/1 with probability 1/2, a pure function of (seed, i)), the latents
-   the seed's stream (`sample_latents`). The classifier reads every image; reported per attribute:
+2. Control: for `num` generated images the requested vectors are the generator's own request
+   stream (facegan.generator.stream: `requested_attributes(seed, i, A)`, each attribute 0/1 with
+   probability 1/2, a pure function of (seed, i)), the latents the seed's stream
+   (`sample_latents`), read through `G.generated_batches(..., with_requests=True)`. The classifier reads every image; reported per attribute:
    `present` = P(classified 1 | requested 1), `absent` = P(classified 0 | requested 0),
    `others_kept` = P(every other attribute classified as requested), and overall `control` =
    mean over attributes of (present + absent) / 2 (balanced accuracy against the request) and
    `all_as_requested` = P(every attribute classified as requested). The classifier's own eval
    accuracy bounds what these can show: compare them with `classifier_accuracy`.
 
-The `attribute_control` metric (metrics/registry.py) is computed by the evaluator for
-conditional generators (components/gan_evaluator/evaluate_lib.py), so the blessing can gate on
-it (`{"attribute_control": {"min": 0.7}}`).
+The `attribute_control` metric (metrics/registry.py) is computed through the metric contract
+(`AttributeControl.calc`, metrics/calc.py) from a generator that provides conditioning and the
+Examples artifact, by the evaluator and by metrics during training alike, so the blessing can gate
+on it (`{"attribute_control": {"min": 0.7}}`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
 from facegan import schema
+from facegan.generator.stream import requested_attributes  # noqa: F401  (the request stream)
 
 CLASSIFIER_VERSION = 1
 DEFAULT_STEPS = 1500    # measured on 9,053 CelebA train faces at 32x32: see README, conditional generation
 DEFAULT_BATCH = 64
-
-
-def requested_attributes(seed: int, start: int, num: int, num_attributes: int) -> np.ndarray:
-    """float32 [num, A] 0/1: rows [start, start + num) of the seed's request stream (row i depends
-    only on (seed, i), so any batch split gives the same requests)."""
-    rows = [np.random.default_rng([int(seed), 7919, int(i)]).integers(0, 2, int(num_attributes))
-            for i in range(int(start), int(start) + int(num))]
-    return np.asarray(rows, np.float32).reshape(int(num), int(num_attributes))
 
 
 # -- labelled real images --------------------------------------------------------------------------
@@ -51,9 +46,9 @@ def labelled_dataset(examples_uri: str, split: str, names: Sequence[str], batch_
     out (the classifier learns and is scored only on labelled faces), and so are synthetic ones
     (`attr/provenance` synthetic: the classifier learns real faces only)."""
     import tensorflow as tf
-    from facegan.examples_io import split_files
+    from facegan.examples_io import compression_type, split_files
     files = split_files(examples_uri, split)
-    from facegan.trainer.data import _compression, scan_attributes
+    from facegan.trainer.data import scan_attributes
     info = scan_attributes(files, list(names), rule="skip")
     kinds = {"int64_list": tf.int64, "float_list": tf.float32}
     spec = {schema.attr_key(n): tf.io.VarLenFeature(kinds[info["kinds"][n]]) for n in names}
@@ -77,7 +72,7 @@ def labelled_dataset(examples_uri: str, split: str, names: Sequence[str], batch_
     def drop_flag(x, y, ok):
         return x, y
 
-    ds = tf.data.TFRecordDataset(files, compression_type=_compression(files[0]))
+    ds = tf.data.TFRecordDataset(files, compression_type=compression_type(files[0]))
     return ds.map(parse).filter(labelled).map(drop_flag), info
 
 
@@ -204,22 +199,18 @@ def control_rates(requested: np.ndarray, predicted: np.ndarray, names: Sequence[
 
 def attribute_control(gen, classifier, *, num: int = 1000, seed: int = 0, batch_size: int = 64,
                       names: Optional[Sequence[str]] = None) -> Dict:
-    """Control rates of a loaded conditional generator (facegan.generator) read by `classifier`.
+    """Control rates of a conditional generator (the generator contract's stream with its requests:
+    facegan.generator.stream) read by `classifier`.
 
     `names`: the classifier's attributes (default: the generator's, in its order); the generator
     must condition on each of them."""
-    from facegan.generator.ops import sample_latents
-    gen_names = list(gen.attributes)
+    gen_names = list(gen.conditioning)
     names = list(names or gen_names)
     missing = [n for n in names if n not in gen_names]
     if missing:
         raise ValueError(f"attribute_control: the generator does not condition on {missing} (it has {gen_names})")
     req_all, pred_all = [], []
-    for start in range(0, int(num), int(batch_size)):
-        n = min(int(batch_size), int(num) - start)
-        req = requested_attributes(seed, start, n, len(gen_names))
-        z = sample_latents(int(seed), start, n, gen.z_dim).numpy()
-        images = gen.generate(z, attributes=req)
+    for images, req in gen.generated_batches(int(num), int(batch_size), seed, with_requests=True):
         pred = np.asarray(classifier(images, training=False)) > 0.0
         req_all.append(req[:, [gen_names.index(a) for a in names]])
         pred_all.append(pred)
@@ -227,48 +218,50 @@ def attribute_control(gen, classifier, *, num: int = 1000, seed: int = 0, batch_
 
 
 # -- the registered metric ----------------------------------------------------------------------------
-from facegan.metrics.registry import Metric  # noqa: E402  (TensorFlow-free)
+from facegan.metrics.base import Metric  # noqa: E402  (TensorFlow-free)
 
 METRIC = "attribute_control"
 
 
 class AttributeControl(Metric):
-    """Registry entry point. The evaluator computes it through `evaluate_attribute_control`; the
-    shared image stream of metrics.evaluate carries no requests, so it refuses to run there."""
+    """Registry entry point: `calc` trains (or reads from the cache) the classifier on the Examples
+    and scores the generator's own request stream. The shared image stream of metrics.evaluate
+    carries no requests, so it refuses to run there."""
+
+    streaming = False
 
     def accumulator(self, n, role, seed=0):
         raise ValueError("attribute_control needs the attributes requested for each image: it is computed "
                          "by the evaluator for conditional generators (facegan evaluate / GanEvaluator), "
                          "not by metrics.evaluate")
 
+    def unavailable(self, G, data):
+        if "conditioning" not in frozenset(getattr(G, "provides", ())):
+            return "needs a conditional generator (one that conditions on attributes); this one does not"
+        return super().unavailable(G, data)
+
+    def calc(self, G, data, num, opts):
+        steps = DEFAULT_STEPS if opts.classifier_steps is None else int(opts.classifier_steps)
+        classifier, report = train_classifier(data.examples_uri, G.conditioning, cache_dir=opts.cache_dir,
+                                              seed=opts.seed, steps=steps)
+        result = attribute_control(G, classifier, num=num, seed=opts.seed, batch_size=opts.batch_size)
+        result["classifier_accuracy"] = report["accuracy"]
+        result["classifier_majority_baseline"] = report["majority_baseline"]
+        result["classifier_cache"] = report["cache"]
+        key = self.key(num)
+        return {key: result, "protocols": {key: {"metric": METRIC, "request": METRIC, "n": int(num),
+                                                 "num_generated": int(num), "classifier": report["protocol"]}}}
+
 
 def evaluate_attribute_control(gen, examples_uri: str, *, num: int, seed: int = 0, batch_size: int = 64,
                                cache_dir: Optional[str] = None, steps: int = DEFAULT_STEPS) -> Dict:
     """{key: result, "protocols": {key: ...}} in metrics.evaluate's layout, for a conditional generator:
-    the classifier is trained (or read from the cache) on the Examples, then the control rates."""
-    if getattr(gen, "kind", "") != "conditional":
-        raise ValueError(f"{METRIC} needs a conditional generator; this one is {getattr(gen, 'kind', '?')}")
-    from facegan.metrics.registry import get_metric
-    classifier, report = train_classifier(examples_uri, gen.attributes, cache_dir=cache_dir, seed=seed, steps=steps)
-    result = attribute_control(gen, classifier, num=num, seed=seed, batch_size=batch_size)
-    result["classifier_accuracy"] = report["accuracy"]
-    result["classifier_majority_baseline"] = report["majority_baseline"]
-    result["classifier_cache"] = report["cache"]
-    key = get_metric(METRIC).key(num)
-    return {key: result, "protocols": {key: {"metric": METRIC, "request": METRIC, "n": int(num),
-                                             "num_generated": int(num), "classifier": report["protocol"]}}}
-
-
-class LiveGenerator:
-    """A generator being trained, seen as the loaded conditional generator `attribute_control`
-    reads (metrics during training, trainer/periodic_eval.py): `sample_fn(z, attributes)` -> uint8."""
-    kind = "conditional"
-
-    def __init__(self, sample_fn, attributes: Sequence[str], z_dim: int):
-        self.sample_fn, self.attributes, self.z_dim = sample_fn, list(attributes), int(z_dim)
-
-    def generate(self, z, attributes):
-        return np.asarray(self.sample_fn(z, attributes))
+    `calc_metrics([attribute_control], ...)` with these settings."""
+    from facegan.metrics.calc import CalcOptions, EvalData, calc_metrics
+    out = calc_metrics([METRIC], gen, EvalData(examples_uri=examples_uri), num_images=num,
+                       opts=CalcOptions(seed=seed, batch_size=batch_size, cache_dir=cache_dir,
+                                        classifier_steps=steps, progress=False))
+    return out
 
 
 def examples_artifact(train_files: Sequence[str]) -> Optional[str]:
@@ -287,23 +280,3 @@ def examples_artifact(train_files: Sequence[str]) -> Optional[str]:
     except FileNotFoundError:
         return None
     return uri
-
-
-def generated_batches(gen, total: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
-    """The evaluator's generated stream: the seed's `sample` stream, or for a conditional generator
-    the seed's latents with `requested_attributes(seed, i, A)` (the same requests as the control)."""
-    if getattr(gen, "kind", "") != "conditional":
-        yield from gen.batches(total, batch_size, seed)
-        return
-    from facegan.generator.ops import sample_latents
-    for start in range(0, int(total), int(batch_size)):
-        n = min(int(batch_size), int(total) - start)
-        yield gen.generate(sample_latents(int(seed), start, n, gen.z_dim).numpy(),
-                           attributes=requested_attributes(seed, start, n, len(gen.attributes)))
-
-
-def sample_images(gen, num: int, seed: int) -> np.ndarray:
-    """`gen.sample(num, seed)`, conditional generators through `generated_batches`."""
-    if getattr(gen, "kind", "") != "conditional":
-        return gen.sample(num, seed=seed)
-    return np.concatenate(list(generated_batches(gen, num, min(num, gen.max_batch), seed)))

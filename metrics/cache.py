@@ -11,7 +11,7 @@ So a changed eval split, preprocessing, extractor or protocol can never reuse st
 `RealMemo` holds, in memory for the life of a run, the real-side results too large for an npz
 file (SWD's descriptors: `cacheable=False` in the registry), under the same kind of key plus the
 evaluation seed (SWD draws the real side's neighbourhood positions from it). The trainer's metrics
-during training pass one, so the real side of every metric is computed once per run (issue 14 §2).
+during training pass one, so the real side of every metric is computed once per run.
 Reusing a held result gives exactly the uncached numbers: an accumulator's result depends only on
 the real images, the protocol and the seed, and `compute()` only reads it.
 """
@@ -82,7 +82,7 @@ def examples_split_key(examples_uri: str, split: str, image_key: str = "image",
     hit.) Reads the split once, no decoding (~1 s per 300 MB).
     """
     from facegan.examples_io import split_files
-    # "real-only": the real side leaves synthetic provenance out (issue 11), so statistics cached
+    # "real-only": the real side leaves synthetic provenance out (synthetic training sets), so statistics cached
     # before that rule are not reused for a split that may hold synthetic Examples.
     h = hashlib.sha256(f"{split}|{image_key}|mirrored={include_mirrored}|real-only".encode())
     for path in split_files(examples_uri, split):

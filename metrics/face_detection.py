@@ -43,7 +43,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from facegan.metrics.registry import Accumulator, Metric
+from facegan.metrics.base import Accumulator, Metric
 
 WORK_SIZE = 128
 MIN_FRACTION = 0.3

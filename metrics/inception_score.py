@@ -12,7 +12,7 @@ from typing import Dict
 
 import numpy as np
 
-from facegan.metrics.registry import Accumulator, Metric
+from facegan.metrics.base import Accumulator, Metric
 
 NUM_SPLITS = 10
 

@@ -15,7 +15,7 @@ from typing import Dict
 
 import numpy as np
 
-from facegan.metrics.registry import Accumulator, Metric
+from facegan.metrics.base import Accumulator, Metric
 
 NUM_SUBSETS = 100
 SUBSET_SIZE = 1000

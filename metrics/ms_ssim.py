@@ -45,7 +45,7 @@ from typing import Dict
 
 import numpy as np
 
-from facegan.metrics.registry import Accumulator, Metric
+from facegan.metrics.base import Accumulator, Metric
 
 WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 FILTER_SIZE = 11

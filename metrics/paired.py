@@ -1,4 +1,4 @@
-"""Paired image-to-image evaluation (issue 12): L1, PSNR, SSIM against held-out targets, SWD of the
+"""Paired image-to-image evaluation: L1, PSNR, SSIM against held-out targets, SWD of the
 outputs vs the real faces, and the same figures for the *input itself* as the baseline.
 
 The held-out pairs are the eval split's (`input_image`, `image`) features written by
@@ -19,6 +19,11 @@ model translates each input; its output is compared with the target face:
 exactly the bicubic upscale (paired.py makes the input by bicubic down then up), so a
 super-resolution model that does not beat `baseline` does not beat bicubic; `beats_baseline` says
 so per metric.
+
+The registered metrics `l1`, `psnr`, `ssim` (`PairedScore`) and CycleGAN's `target_attribute_rate`
+(`TargetAttributeRate`) implement the metric contract (`calc(G, data, num, opts)`, metrics/calc.py)
+from a generator that provides translations and the Examples artifact; one call's metrics share
+one pass (`paired_pass`, `cycle_pass`, memoized in `opts.shared`).
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from typing import Callable, Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from facegan import schema
-from facegan.metrics.registry import Metric
+from facegan.metrics.base import Metric
 
 PSNR_CAP = 100.0      # dB for identical images (MSE 0)
 MAX_VAL = 255.0
@@ -240,24 +245,109 @@ def evaluate_cycle(translate: Callable[[np.ndarray, str], np.ndarray], examples_
     return out
 
 
-class PairedOnly(Metric):
-    """The registry's implementation entry for l1 / psnr / ssim: they compare a translation with its
-    held-out target, so only `evaluate_paired` (image-to-image generators) computes them."""
+KEEP = 64          # translations kept from a pass (grids, the degenerate-output check)
 
+
+def _memo(opts, key, G, make):
+    """opts.shared[key] (with G held, so its id stays unique) or make()."""
+    hit = opts.shared.get(key)
+    if hit is None or hit[0] is not G:
+        hit = opts.shared[key] = (G, make())
+    return hit[1]
+
+
+def paired_pass(G, data, num: Optional[int], opts) -> Dict:
+    """`evaluate_paired` of G's translation (opts.direction) on the eval split's held-out pairs, at
+    most `num` of them, with SWD and the first KEEP samples; once per call (opts.shared)."""
+    key = ("paired", id(G), num, opts.batch_size, opts.seed, opts.direction)
+    return _memo(opts, key, G, lambda: evaluate_paired(
+        lambda x: G.translate(x, opts.direction), data.examples_uri, num_pairs=num,
+        batch_size=opts.batch_size, seed=opts.seed, keep=KEEP))
+
+
+def domain_attribute(G) -> str:
+    """The attribute whose values 0/1 are a two-direction model's domains (from its metadata)."""
+    attribute = (G.metadata.get("domains") or {}).get("attribute") or \
+        G.metadata.get("config", {}).get("network", {}).get("domain_attribute")
+    if not attribute:
+        raise ValueError("a two-direction image-to-image model without a domain attribute in its metadata")
+    return attribute
+
+
+def attribute_classifier(examples_uri: str, attribute: str, *, seed: int, cache_dir: Optional[str]):
+    """(has_attribute: uint8 images -> bool [N], classifier report): metrics/attributes.py's
+    classifier for `attribute`, trained on the Examples' train split (or read from the cache)."""
+    from facegan.metrics import attributes as A
+    model, report = A.train_classifier(examples_uri, [attribute], steps=A.DEFAULT_STEPS, seed=seed,
+                                       cache_dir=cache_dir)
+    return (lambda images: np.asarray(model(np.asarray(images, np.uint8), training=False))[:, 0] > 0.0), report
+
+
+def cycle_pass(G, data, num: Optional[int], opts, with_classifier: bool) -> Dict:
+    """`evaluate_cycle` of a two-direction G on the eval split's attribute domains, with the
+    attribute classifier when asked (trained once per call: opts.shared["classifiers"]); the
+    result holds "attribute" and, with the classifier, "classifier_report"."""
+    attribute = domain_attribute(G)
+    key = ("cycle", id(G), num, opts.batch_size, opts.seed, with_classifier)
+
+    def make():
+        has_attribute, report = None, None
+        if with_classifier:
+            classifiers = opts.shared.setdefault("classifiers", {})
+            if attribute not in classifiers:
+                classifiers[attribute] = attribute_classifier(data.examples_uri, attribute, seed=opts.seed,
+                                                              cache_dir=opts.cache_dir)
+            has_attribute, report = classifiers[attribute]
+        out = evaluate_cycle(G.translate, data.examples_uri, attribute, num_images=num,
+                             batch_size=opts.batch_size, seed=opts.seed, keep=KEEP, has_attribute=has_attribute)
+        return dict(out, attribute=attribute, classifier_report=report)
+    return _memo(opts, key, G, make)
+
+
+class PairedScore(Metric):
+    """l1 / psnr / ssim: a one-direction translation against the eval split's held-out targets."""
+
+    streaming = False
     needs_what = "compares image-to-image outputs with held-out targets"
-    computed_by = "metrics.paired.evaluate_paired"
 
     def accumulator(self, n, role, seed=0):
         raise ValueError(f"metric {self.name!r} {self.needs_what}; "
                          f"`facegan evaluate` computes it for image_to_image generators only")
 
     def compute(self, generated, real, seed=0):
-        raise ValueError(f"metric {self.name!r} is computed by {self.computed_by}")
+        raise ValueError(f"metric {self.name!r} is computed by its `calc` (metrics/calc.py)")
+
+    def unavailable(self, G, data):
+        if "translations" not in frozenset(getattr(G, "provides", ())):
+            return f"{self.needs_what}: it needs an image-to-image generator"
+        if not getattr(data, "examples_uri", None):
+            return "needs an Examples artifact with held-out pairs"
+        return None
+
+    def calc(self, G, data, num, opts):
+        out = paired_pass(G, data, num, opts)
+        return {self.name: out[self.name],
+                "protocols": {self.name: {"request": self.name, "num_pairs": out["num_pairs"]}}}
 
 
-class CycleOnly(PairedOnly):
-    """The registry's entry for `target_attribute_rate`: it reads CycleGAN translations of the eval
-    split's two attribute domains, so only `evaluate_cycle` (with a classifier) computes it."""
+class TargetAttributeRate(PairedScore):
+    """`target_attribute_rate`: CycleGAN translations of the eval split's two attribute domains
+    read by metrics/attributes.py's classifier trained on the same Examples (cached by content)."""
 
     needs_what = "reads two-direction (CycleGAN) translations of the eval split's attribute domains"
-    computed_by = "metrics.paired.evaluate_cycle (has_attribute=...)"
+
+    def unavailable(self, G, data):
+        why = super().unavailable(G, data)
+        if why is None and len(G.directions) < 2:
+            return (f"needs a two-direction (CycleGAN) model with attribute domains; "
+                    f"{getattr(G, 'export_dir', 'this model')} translates one way ({G.default_direction})")
+        return why
+
+    def calc(self, G, data, num, opts):
+        out = cycle_pass(G, data, num, opts, with_classifier=True)
+        report, attribute = out["classifier_report"], out["attribute"]
+        rate = dict(out[self.name], classifier_accuracy=report["accuracy"][attribute],
+                    classifier_majority_baseline=report["majority_baseline"][attribute],
+                    classifier_cache=report["cache"])
+        return {self.name: rate, "protocols": {self.name: {"request": self.name, "domains": attribute,
+                                                           "classifier": report["protocol"]}}}

@@ -6,7 +6,16 @@ consumes (images, extractor features or classifier logits), the blessing rule ke
 default protocol size, and where its implementation lives ("module:Class", imported by name on
 first use, so this module, the blessing rules and the CLI help never import TensorFlow).
 
-The implementation is a `Metric` subclass split into
+One contract for every metric: `Metric.calc(G, data, num, opts)` computes it from a generator G
+(what it provides: facegan.generator.stream, e.g. the seed's samples, their conditioning requests,
+or translations) and evaluation data (metrics/calc.py `EvalData`: real images, the Examples
+artifact), as stylegan3's `metric_main` functions (`calc_metric(metric, G=..., dataset_kwargs=...)`)
+do; `metrics.calc.calc_metrics` computes a list of requests. `MetricSpec.inputs` says what the
+metric reads from the generator, `needs_real` / `needs_examples` what it reads from the data, and
+`metric_names(...)` answers "which metrics need what".
+
+Implementations subclass `metrics.base.Metric` (this module imports none of them: "module:Class"
+is imported by name on first use). The *streaming* implementation (the default `calc`) splits it into
 - an *accumulator* per side ("generated", "real") that consumes uint8 image batches and/or their
   extractor features as they stream past and keeps only what the distance needs (running moments,
   descriptors, per-pair scores); its `result()` is a dict of numpy arrays (the real side's result
@@ -15,7 +24,10 @@ The implementation is a `Metric` subclass split into
 
 `evaluate()` (metrics/evaluate.py) drives them: one pass over the generator, at most one pass over
 the real images, one feature-extractor forward per batch (and per input view) shared by every
-feature metric.
+feature metric; `calc_metrics` hands every streaming request of a call to one `evaluate()`.
+A metric that is not a function of the shared image stream (attribute control reads the requests
+behind each image; paired scores read translations of held-out inputs) sets `streaming = False` and
+implements `calc` itself.
 
 A metric is requested by name, optionally with options: `fid:downscale=64` (HDCGAN's protocol:
 images downscaled to 64x64 before the extractor). Options are labelled in the result key
@@ -25,10 +37,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Optional, Tuple, Union
+from typing import Collection, Dict, FrozenSet, List, Optional, Tuple, Union
 
 LOWER, HIGHER = "lower", "higher"
 NEEDS = ("images", "features", "logits")
+# What a metric can read from a generator (facegan.generator.stream: `G.provides`)
+INPUTS = ("samples", "conditioning", "translations")
 # Options a metric may accept (name -> parser); a spec lists the ones it supports.
 OPTION_TYPES = {"downscale": int}
 
@@ -59,6 +73,11 @@ class MetricSpec:
     unit: str = "images"                  # what `num_images` counts: "images" | "pairs"
     options: Tuple[str, ...] = ()         # accepted request options (OPTION_TYPES keys)
     description: str = ""
+    inputs: FrozenSet[str] = frozenset({"samples"})   # what it reads from the generator (INPUTS)
+    needs_examples: bool = False          # reads the Examples artifact itself (labels, held-out pairs)
+    # periodic evaluation during training scores it, requested or not, for a generator that
+    # provides all of these (empty: only when requested)
+    auto_when: FrozenSet[str] = frozenset()
 
     def __post_init__(self):
         if self.direction not in (LOWER, HIGHER, None):
@@ -68,6 +87,10 @@ class MetricSpec:
         unknown = set(self.options) - set(OPTION_TYPES)
         if unknown:
             raise ValueError(f"metric {self.name!r}: unknown options {sorted(unknown)}")
+        unknown = set(self.inputs) - set(INPUTS)
+        if unknown or not self.inputs:
+            raise ValueError(f"metric {self.name!r}: inputs must be a non-empty subset of {INPUTS}, "
+                             f"got {sorted(self.inputs)}")
 
     @property
     def uses_extractor(self) -> bool:
@@ -87,74 +110,6 @@ class MetricSpec:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None
         return float(value)
-
-
-class Accumulator:
-    """Consumes batches for one side; `result()` returns a dict of numpy arrays (or scalars)."""
-
-    needs_images = False
-    needs_features = False
-
-    def __init__(self, n: int):
-        self.n = int(n)       # images wanted; extra images are ignored
-        self.count = 0
-
-    @property
-    def full(self) -> bool:
-        return self.count >= self.n
-
-    def add(self, images, features) -> None:
-        raise NotImplementedError
-
-    def result(self) -> Dict:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class Metric:
-    """Base class of an implementation; `spec` (and request `options`) are set by `get_metric`."""
-
-    spec: MetricSpec
-
-    def __init__(self, spec: MetricSpec, options: Optional[Dict] = None):
-        self.spec = spec
-        self.options = dict(options or {})
-
-    name = property(lambda self: self.spec.name)
-    default_num = property(lambda self: self.spec.default_num)
-    uses_extractor = property(lambda self: self.spec.uses_extractor)
-    needs_real = property(lambda self: self.spec.needs_real)
-    cacheable = property(lambda self: self.spec.cacheable)
-
-    @property
-    def view(self) -> Optional[int]:
-        """The extractor input view: None (the images as they are) or a downscale size."""
-        return self.options.get("downscale")
-
-    def images_needed(self, n: int) -> int:
-        """Generated images needed for `n` (pairs metrics need 2n)."""
-        return 2 * int(n) if self.spec.unit == "pairs" else int(n)
-
-    def key(self, n: int, comparable: bool = True) -> str:
-        return self.spec.key(n, comparable, self.options)
-
-    def base_protocol(self, n: int) -> Dict:
-        """`protocol(n)` plus the request options (part of the real-statistics cache key)."""
-        p = dict(self.protocol(n))
-        p.update(self.options)
-        return p
-
-    def protocol(self, n: int) -> Dict:
-        """Parameters that define the protocol (part of the real-statistics cache key)."""
-        return {"metric": self.name, "n": int(n)}
-
-    def accumulator(self, n: int, role: str, seed: int = 0) -> Accumulator:
-        raise NotImplementedError
-
-    def compute(self, generated: Dict, real: Optional[Dict], seed: int = 0):
-        raise NotImplementedError
 
 
 METRICS: Dict[str, MetricSpec] = {}
@@ -229,10 +184,10 @@ def validate_metric_names(names) -> list:
     return list(dict.fromkeys(names))
 
 
-_IMPLS: Dict[Tuple[str, Tuple], Metric] = {}
+_IMPLS: Dict[Tuple[str, Tuple], "Metric"] = {}   # metrics/base.py instances
 
 
-def get_metric(request: Union[str, MetricRequest]) -> Metric:
+def get_metric(request: Union[str, MetricRequest]) -> "Metric":
     """The implementation instance of a request, importing its module on first use."""
     req = request if isinstance(request, MetricRequest) else parse_request(request)
     spec = req.spec
@@ -246,6 +201,31 @@ def get_metric(request: Union[str, MetricRequest]) -> Metric:
     inst = cls(spec, dict(req.options))
     _IMPLS[(spec.name, req.options)] = inst
     return inst
+
+
+def metric_names(*, generator: Optional[Collection[str]] = None, needs=None,
+                 needs_real: Optional[bool] = None, needs_examples: Optional[bool] = None,
+                 streaming: Optional[bool] = None) -> List[str]:
+    """Registered metric names (registration order) filtered by what they need: `generator` (what a
+    generator provides, e.g. {"samples"}): the metrics it can be scored on; `needs`: one of NEEDS
+    ("images", "features", "logits") or a collection of them; `needs_real` / `needs_examples`: what
+    they read from the data; `streaming`: computed from the shared image stream (imports the
+    implementation, so TensorFlow-free only where those modules are)."""
+    kinds = None if needs is None else ({needs} if isinstance(needs, str) else set(needs))
+    out = []
+    for s in METRICS.values():
+        if generator is not None and not set(s.inputs) <= set(generator):
+            continue
+        if kinds is not None and s.needs not in kinds:
+            continue
+        if needs_real is not None and s.needs_real != needs_real:
+            continue
+        if needs_examples is not None and s.needs_examples != needs_examples:
+            continue
+        if streaming is not None and get_metric(s.name).streaming != streaming:
+            continue
+        out.append(s.name)
+    return out
 
 
 def help_text() -> str:
@@ -280,27 +260,30 @@ register_metric(MetricSpec(
     "face_detection", "facegan.metrics.face_detection:FaceDetection", HIGHER, "detected_fraction",
     "images", _BOUNDS, 2_000, description="fraction of images with a face found by scikit-image's "
     "bundled LBP cascade (no download; never a stand-in for FID)"))
-# issue 11: computed by the evaluator for conditional generators (metrics/attributes.py), not from
-# the shared image stream: it needs the requests behind each image and its own classifier.
+# Conditional generators (metrics/attributes.py): not a function of the shared image stream, it reads
+# the requests behind each image and its own classifier trained on the Examples' labels; metrics
+# during training add it to every conditional run.
 register_metric(MetricSpec(
     "attribute_control", "facegan.metrics.attributes:AttributeControl", HIGHER, "control", "images",
-    _BOUNDS, 1_000, needs_real=False, cacheable=False,
+    _BOUNDS, 1_000, needs_real=False, cacheable=False, inputs=frozenset({"samples", "conditioning"}),
+    needs_examples=True, auto_when=frozenset({"conditioning"}),
     description="conditional generators: balanced accuracy of an attribute classifier (trained on the "
                 "real train split) against the requested attributes"))
 
-# Image-to-image (issue 12): scores of a translation against its held-out target, computed by
-# metrics/paired.py for `image_to_image` generators (facegan evaluate hands those to
-# components/gan_evaluator/paired_eval.py); `min_gain_over_input` = beat the input used as the output.
+# Image-to-image: scores of a translation against its held-out target (metrics/paired.py: the eval
+# split's pairs through the generator's `translate`); `min_gain_over_input` = beat the input used
+# as the output.
 _GAIN = frozenset({"min_gain_over_input"})
 for _name, _dir, _what in (("l1", LOWER, "mean |output - target|, uint8 units"),
                            ("psnr", HIGHER, "PSNR of output vs target, dB"),
                            ("ssim", HIGHER, "SSIM of output vs target")):
-    register_metric(MetricSpec(_name, "facegan.metrics.paired:PairedOnly", _dir, None, "images", _BOUNDS | _GAIN,
-                               10_000, unit="pairs", description=f"image-to-image: {_what}"))
+    register_metric(MetricSpec(_name, "facegan.metrics.paired:PairedScore", _dir, None, "images", _BOUNDS | _GAIN,
+                               10_000, unit="pairs", description=f"image-to-image: {_what}",
+                               inputs=frozenset({"translations"}), needs_examples=True))
 del _name, _dir, _what
 # CycleGAN with attribute domains: the share of a->b translations the attribute classifier of
 # metrics/attributes.py reads as domain b (and b->a as a), mean of both directions.
 register_metric(MetricSpec(
-    "target_attribute_rate", "facegan.metrics.paired:CycleOnly", HIGHER, "avg", "images", _BOUNDS, 1_000,
-    needs_real=False, cacheable=False,
+    "target_attribute_rate", "facegan.metrics.paired:TargetAttributeRate", HIGHER, "avg", "images", _BOUNDS,
+    1_000, needs_real=False, cacheable=False, inputs=frozenset({"translations"}), needs_examples=True,
     description="CycleGAN: share of translations an attribute classifier reads as the target domain"))

@@ -20,7 +20,7 @@ count grows). `shared_positions=True` (off by default; `SWD.shared_positions`, o
 `swd_of_images`) instead gives image i of both sides the same centres (common random numbers):
 positions are independent of image content, so the expectation over positions of each side's
 descriptor distribution is unchanged, the variance between two evaluations is lower, and identical
-sets give exactly 0; its numbers are then not PGGAN's (issue 14 measured, on 1,000 vs 1,000 real
+sets give exactly 0; its numbers are then not PGGAN's (measured on 1,000 vs 1,000 real
 CelebA faces, disjoint real sets 7.6% low at the 64px level and 11.6% low at 32px against an
 independent PGGAN-protocol implementation). The result's protocol records which was used.
 
@@ -56,7 +56,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from facegan.metrics.registry import Accumulator, Metric
+from facegan.metrics.base import Accumulator, Metric
 
 NHOOD_SIZE = 7
 NHOODS_PER_IMAGE = 128

@@ -4,6 +4,7 @@ registered `attribute_control` metric for a conditional generator so the blessin
 import numpy as np
 import pytest
 
+from facegan.generator.stream import SeedStream
 from facegan.metrics import attributes as A
 from tests.conditional_testlib import write_labelled_faces
 
@@ -29,10 +30,10 @@ def test_control_rates_hand_case():
     assert r["all_as_requested"] == 0.5       # rows 0 and 3
 
 
-class _PaintingGenerator:
+class _PaintingGenerator(SeedStream):
     """Stand-in conditional generator: pixel (0, 0, a) is 255 when attribute a is requested."""
     kind, z_dim, max_batch = "conditional", 4, 64
-    attributes = ["male", "smiling"]
+    attributes = conditioning = ["male", "smiling"]
 
     def generate(self, z, attributes):
         img = np.zeros((len(z), 8, 8, 3), np.uint8)
@@ -100,7 +101,7 @@ def test_classifier_accuracy_on_the_real_eval_split_and_content_cache(labelled, 
 
 
 def test_evaluator_computes_attribute_control_and_the_blessing_gates_on_it(labelled, tmp_path):
-    from facegan.components.gan_evaluator import evaluate_lib
+    from facegan.metrics import evaluation as evaluate_lib
     from facegan.generator import CONDITIONAL, export_generator
     from facegan.serving.testing import tiny_conditional_generator
     model = export_generator(tiny_conditional_generator(8, 2, 32), str(tmp_path / "gen"), kind=CONDITIONAL,

@@ -1,9 +1,9 @@
-"""Blessing rules (components/gan_evaluator/blessing.py): pure decisions on hand-written numbers."""
+"""Blessing rules (metrics/blessing.py): pure decisions on hand-written numbers."""
 import json
 
 import pytest
 
-from facegan.components.gan_evaluator import blessing as B
+from facegan.metrics import blessing as B
 
 GOOD_DIV = {"between_std": 30.0, "within_std": 40.0}
 

@@ -242,7 +242,7 @@ def test_evaluator_scores_equal_without_the_synthetic_examples_and_reports_them(
     import json
     import shutil
 
-    from facegan.components.gan_evaluator import evaluate_lib as EL
+    from facegan.metrics import evaluation as EL
     from facegan.components.gan_evaluator.testing import export_test_generator
     real = examples_io.write_synthetic_examples(str(tmp_path / "real"), n_train=8, n_eval=24, resolution=32)
     mixed = str(tmp_path / "mixed")

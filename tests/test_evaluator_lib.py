@@ -1,4 +1,4 @@
-"""The evaluator library (components/gan_evaluator/evaluate_lib.py) without TFX.
+"""The evaluator library (metrics/evaluation.py) without TFX.
 
 Synthetic Examples (smooth blobs) and two tiny generators exported through trainer/export.py:
 `blob` draws from the same family of images (a good generator), `constant` outputs one flat image.
@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from facegan.components.gan_evaluator import evaluate_lib as EL
+from facegan.metrics import evaluation as EL
 from facegan.components.gan_evaluator.testing import export_test_generator
 from facegan.examples_io import write_synthetic_examples
 from facegan.images import decode_png
@@ -152,7 +152,7 @@ def test_diversity_stats_by_hand():
 
 def test_cli_runs_the_library_and_strict_exit_code(world, tmp_path, capsys):
     import argparse
-    from facegan.components.gan_evaluator import cli
+    from facegan import evaluate_cli as cli
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     args = p.parse_args(["--model", world["constant"], "--data", world["examples"], "--out", str(tmp_path),
@@ -169,7 +169,7 @@ def test_missing_inception_weights(world, tmp_path, capsys):
     """No weights: FID is refused with the how-to message (exit 2); metrics that need no weights
     still run and the memorization sheet says why it is missing instead of failing the run."""
     import argparse
-    from facegan.components.gan_evaluator import cli
+    from facegan import evaluate_cli as cli
     missing = str(tmp_path / "no_such_inception.h5")
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
@@ -200,7 +200,7 @@ def test_cli_help_lists_registered_metrics_defaults_and_an_example(capsys):
 
 def test_cli_errors_name_the_users_flags(world, tmp_path, capsys):
     import argparse
-    from facegan.components.gan_evaluator import cli
+    from facegan import evaluate_cli as cli
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     base = ["--model", world["blob"], "--data", world["examples"], "--out", str(tmp_path)]

@@ -298,7 +298,7 @@ def test_psnr_l1_ssim_against_hand_values_and_tf():
 
 
 def test_blessing_rule_beat_the_input():
-    from facegan.components.gan_evaluator import blessing
+    from facegan.metrics import blessing
     div = {"between_std": 30.0, "within_std": 30.0}
     protocols = {k: {"request": k} for k in ("psnr", "ssim", "l1")}
     res = {"psnr": 26.0, "ssim": 0.80, "l1": 6.0, blessing.DIVERSITY_KEY: div, blessing.PROTOCOLS_KEY: protocols,
@@ -316,7 +316,7 @@ def test_blessing_rule_beat_the_input():
 
 
 def test_evaluate_image_to_image_model(tmp_path):
-    from facegan.components.gan_evaluator.evaluate_lib import evaluate_model
+    from facegan.metrics.evaluation import evaluate_model
     from facegan.generator import IMAGE_TO_IMAGE, export_generator
     from facegan.metrics import paired as M
     from facegan.serving.testing import tiny_translator
@@ -402,7 +402,7 @@ def test_cyclegan_trains_and_exports_both_directions(tmp_path, monkeypatch):
     for d in g2.directions:
         np.testing.assert_array_equal(g2.translate(x, d), g.translate(x, d))
     # facegan evaluate on a CycleGAN: the eval split's domains, SWD per direction, cycle error
-    from facegan.components.gan_evaluator.evaluate_lib import evaluate_model
+    from facegan.metrics.evaluation import evaluate_model
     ev = evaluate_model(out, str(tmp_path / "ex"), str(tmp_path / "eval"), thresholds={"swd": {"max": 1e6}},
                         log=lambda *_: None)
     r = ev.results
@@ -453,7 +453,7 @@ def test_evaluator_gates_a_cyclegan_on_the_target_attribute_rate(tmp_path, monke
     """facegan evaluate's path with the real attribute classifier (metrics/attributes.py, few steps on an
     easy split it must classify perfectly): the hand case above gives 0.5; rules gate on it."""
     import tensorflow as tf
-    from facegan.components.gan_evaluator.evaluate_lib import evaluate_model
+    from facegan.metrics.evaluation import evaluate_model
     from facegan.generator import IMAGE_TO_IMAGE, export_generator
     from facegan.metrics import attributes as A
     monkeypatch.setattr(A, "DEFAULT_STEPS", 80)

@@ -46,7 +46,8 @@ def test_registry_names_and_unknown_metric_error():
 
 
 def test_register_metric_adds_a_streamed_metric():
-    from facegan.metrics.registry import Accumulator, Metric, MetricSpec, register_metric
+    from facegan.metrics.base import Accumulator, Metric
+    from facegan.metrics.registry import MetricSpec, register_metric
 
     class MeanAcc(Accumulator):
         needs_images = True
@@ -401,7 +402,7 @@ def test_face_detection_is_registered_and_separates_faces_from_noise():
     assert 0.3 < res["face_size_mean"] < 1.0 and res["detections_per_image"] >= res["detected_fraction"]
     r_noise = evaluate(["face_detection"], noise, faces, num_images=100, progress=False)
     assert res["detected_fraction"] - r_noise["face_detection100"]["detected_fraction"] > 0.6
-    from facegan.components.gan_evaluator import blessing
+    from facegan.metrics import blessing
     d = blessing.decide(r_noise, {"face_detection": {"min": 0.5}})
     assert not [x for x in d.rules if x.rule == "face_detection >= 0.5"][0].passed
 

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from facegan.components.gan_evaluator import blessing
+from facegan.metrics import blessing
 from facegan import cli_args
 from facegan.pipeline import cli, configs, demo
 from facegan.pipeline.local_runner import LocalLayout

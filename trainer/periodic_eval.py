@@ -1,13 +1,23 @@
-"""Metrics during training (issue 14 §2): score the generator every `eval.every_images` images.
+"""Metrics during training: score the generator every `eval.every_images` images.
 
 The same metrics, with the same protocol, as the evaluator: requests go through the metric
-registry (metrics/registry.py) and `facegan.metrics.evaluate` (one pass over the generator, one
-over the real images, the content-keyed real-statistics cache of metrics/cache.py, plus its
-in-memory `RealMemo` for SWD, so every real side is computed once per run), and the
-generated stream is the evaluator's: latent row i is `sample_latents(eval.seed, i)` (the
-serving contract's stream), so the last evaluation of a run scores exactly the images
-`facegan evaluate` scores on its export with the same seed and counts (tested). The sample is
-bounded (`eval.num_images` per metric), so an evaluation costs seconds, not the protocol's 10k.
+registry (metrics/registry.py) and the metric contract `facegan.metrics.calc.calc_metrics` (for the
+streaming metrics one pass over the generator and one over the real images, the content-keyed
+real-statistics cache of metrics/cache.py, plus its in-memory `RealMemo` for SWD, so every real
+side is computed once per run), and the generated stream is the evaluator's: the networks are seen
+as a `facegan.generator.SampledGenerator` whose latent row i is `sample_latents(eval.seed, i)` (the
+serving contract's stream) and, for a conditional run, whose request row i is the evaluator's
+(`requested_attributes`), so the last evaluation of a run scores exactly the images `facegan
+evaluate` scores on its export with the same seed and counts (tested). The sample is bounded
+(`eval.num_images` per metric), so an evaluation costs seconds, not the protocol's 10k.
+Metrics the registry marks `auto_when` a generator provides something (attribute_control for a
+conditional run) are scored too; a metric that cannot be computed here (`Metric.unavailable`) is
+skipped with the reason in every record.
+
+PeriodicEval takes explicit values from the training loop (the eval config, the run and output
+folders, the training files, the checkpoint, the TensorBoard writer, the generator's shape) and, at
+each `run`, the model being trained (`sample(z, ema=, attributes=)`, `resolution`, `G_ema`,
+`ema_state()`); it never reads the trainer.
 
 Which weights: the weights that are exported, i.e. the generator EMA when the config keeps one
 (`tricks.ema_decay` or `tricks.ema_kimg`; else the generator itself); every record says which
@@ -60,8 +70,9 @@ import tensorflow as tf
 
 from facegan import examples_io, schema
 from facegan.jsonable import jsonable
+from facegan.generator.stream import SampledGenerator
+from facegan.metrics.report import headline_scalars   # the evaluator's names
 from facegan.trainer.runs import best_record, better  # noqa: F401  (one definition)
-from facegan.components.gan_evaluator.evaluate_lib import headline_scalars   # the evaluator's names
 
 log = logging.getLogger("facegan.train.eval")
 
@@ -111,26 +122,12 @@ def read_images(files: Sequence[str], resolution: int, limit: int, info: Dict) -
     return np.concatenate(batches)
 
 
-@tf.function(reduce_retracing=True)
-def _latents(seed, start, num, z_dim: int):
-    from facegan.generator.ops import sample_latents
-    return sample_latents(seed, start, num, z_dim)
-
-
 def generated_batches(sample_fn, z_dim: int, seed: int, batch_size: int, num_attributes: int = 0):
-    """fn(n) -> uint8 batches of the seed's stream, rows [0, n): the evaluator's latents
-    (facegan.generator.ops.sample_latents), through `sample_fn(z) -> uint8 images`; conditional
-    (num_attributes > 0): `sample_fn(z, attributes)` with the evaluator's requests
-    (metrics.attributes.requested_attributes)."""
-    from facegan.metrics.attributes import requested_attributes
-
-    def batches(n):
-        for start in range(0, int(n), batch_size):
-            num = min(batch_size, int(n) - start)
-            z = _latents(tf.constant(seed, tf.int64), tf.constant(start, tf.int64), tf.constant(num, tf.int64), z_dim)
-            y = (requested_attributes(seed, start, num, num_attributes),) if num_attributes else ()
-            yield np.asarray(sample_fn(z, *y))
-    return batches
+    """fn(n) -> uint8 batches of the seed's stream, rows [0, n), through `sample_fn(z)` (conditional,
+    num_attributes > 0: `sample_fn(z, attributes)` with the evaluator's requests): the generator
+    contract's one stream (facegan.generator.SampledGenerator), for callers holding a function."""
+    gen = SampledGenerator(sample_fn, z_dim, 0, [f"attribute{i}" for i in range(int(num_attributes))])
+    return lambda n: gen.generated_batches(n, batch_size, seed)
 
 
 def upsample_nearest(images: np.ndarray, factor: int) -> np.ndarray:
@@ -180,35 +177,49 @@ def _append_record(path: str, record: Dict) -> None:
 
 # -- the evaluator ----------------------------------------------------------------------------
 class PeriodicEval:
-    """Owned by the Trainer: `due()` after each step, `run()` right after a checkpoint save."""
+    """Owned by the training loop: `due()` after each step, `run()` right after a checkpoint save.
 
-    def __init__(self, trainer):
-        from facegan.metrics.registry import get_metric, parse_request, validate_metric_names
-        self.t = trainer
-        self.ecfg = e = trainer.cfg.eval
-        if trainer.synthetic:
+    `ecfg`: the run's `eval` config; `run_dir`: the chief's run folder (metrics.jsonl, best/ are
+    read from there on resume); `out_dir`: where this task writes (a non-chief worker's scratch
+    folder); `train_files` / `train_info`: the training Examples (None: a synthetic run, refused)
+    and trainer.data.inspect_files' description; `checkpoint`: what `best/` saves; `writer`: the
+    TensorBoard summary writer; `z_dim`, `resolution` (the target: what is scored),
+    `conditioning` (attribute names the generator conditions on), `classifier_steps` (attribute
+    classifiers)."""
+
+    def __init__(self, ecfg, *, run_dir: str, out_dir: str, train_files: Optional[Sequence[str]],
+                 train_info: Optional[Dict], checkpoint, writer, z_dim: int, resolution: int,
+                 conditioning: Sequence[str] = (), classifier_steps: Optional[int] = None):
+        from facegan.metrics.registry import METRICS, get_metric, parse_request, validate_metric_names
+        self.ecfg = e = ecfg
+        if train_files is None:
             raise ValueError("eval.every_images needs real images to compare with (--data); "
                              "set eval.every_images=0 for --synthetic runs")
-        # issue 11: a conditional run samples with the evaluator's per-image requests and adds
-        # attribute_control (metrics/attributes.py; not a metrics.evaluate stream metric)
-        self.attributes = list(trainer.attribute_names) if getattr(trainer.gan, "conditional", False) else []
-        self.requests = [r for r in (validate_metric_names(e.metrics) if e.metrics.strip() else [])
-                         if r.spec.name != "attribute_control"]
+        self.run_dir, self.writer = run_dir, writer
+        self.train_files, self.train_info = list(train_files), train_info
+        self.z_dim, self.target, self.classifier_steps = int(z_dim), int(resolution), classifier_steps
+        self.conditioning = list(conditioning)
+        provides = SampledGenerator(None, z_dim, resolution, self.conditioning).provides
+        requested = validate_metric_names(e.metrics) if e.metrics.strip() else []
+        auto = [n for n, s in METRICS.items() if s.auto_when and s.auto_when <= provides]
+        self.requests = list(dict.fromkeys(requested + validate_metric_names(auto) if auto else requested))
         self.metric_of = {r.label: get_metric(r) for r in self.requests}
         self.best_metric = e.best_metric or None
         self.direction = parse_request(self.best_metric).spec.direction if self.best_metric else None
         self.every = int(e.every_images)
-        self.out_dir = trainer.scratch_dir if getattr(trainer, "scratch_dir", None) else trainer.run_dir
+        self.out_dir = out_dir
         self.path = os.path.join(self.out_dir, METRICS_FILE)
         self.best_dir = os.path.join(self.out_dir, BEST_DIR)
-        self.cache_dir = e.cache_dir or os.path.join(trainer.run_dir, "eval_cache")
-        self.best_manager = tf.train.CheckpointManager(trainer.checkpoint, self.best_dir, max_to_keep=1,
+        self.cache_dir = e.cache_dir or os.path.join(run_dir, "eval_cache")
+        self.best_manager = tf.train.CheckpointManager(checkpoint, self.best_dir, max_to_keep=1,
                                                        checkpoint_name="best")
-        self.real_files, self.real_split = eval_split_files(trainer.files)
+        self.real_files, self.real_split = eval_split_files(self.train_files)
         if self.real_split != schema.EVAL_SPLIT:
             log.warning("eval: no eval split beside the training files; comparing with the "
                         "training images (recorded as real_split 'train')")
         self.real_excluded = examples_io.count_synthetic(self.real_files)   # synthetic: never a real
+        from facegan.metrics.attributes import examples_artifact
+        self.examples_uri = examples_artifact(self.train_files)   # labelled splits (classifiers)
         self.real_info = None
         self._reals: Dict[int, tuple] = {}
         self._train_sample: Dict[int, np.ndarray] = {}
@@ -225,7 +236,7 @@ class PeriodicEval:
     # -- state -----------------------------------------------------------------------------------
     def restore(self, resumed_step: Optional[int]) -> None:
         """Rebuild best tracking from the chief's metrics.jsonl; drop records past `resumed_step`."""
-        shared = os.path.join(self.t.run_dir, METRICS_FILE)
+        shared = os.path.join(self.run_dir, METRICS_FILE)
         records = read_records(shared)
         step = -1 if resumed_step is None else int(resumed_step)
         kept = [r for r in records if int(r["step"]) <= step]
@@ -237,11 +248,11 @@ class PeriodicEval:
         self.last_images = max([int(r["images_shown"]) for r in kept], default=0)
         if self.best_metric:
             self.best = best_record(kept, self.best_metric, self.direction)
-            saved = tf.train.latest_checkpoint(os.path.join(self.t.run_dir, BEST_DIR))
+            saved = tf.train.latest_checkpoint(os.path.join(self.run_dir, BEST_DIR))
             if self.best is not None and (not saved or _step_of(saved) != int(self.best["step"])):
                 log.warning("eval: best record at step %d has no checkpoint in %s (found %s); the "
                             "next improvement saves one", self.best["step"],
-                            os.path.join(self.t.run_dir, BEST_DIR), saved)
+                            os.path.join(self.run_dir, BEST_DIR), saved)
                 self.best = dict(self.best, checkpoint=None)
 
     def due(self, images_shown: int) -> bool:
@@ -259,7 +270,7 @@ class PeriodicEval:
     def best_checkpoint(self) -> Optional[str]:
         if self.best is None or self.best.get("checkpoint") is None:
             return None
-        return tf.train.latest_checkpoint(os.path.join(self.t.run_dir, BEST_DIR))
+        return tf.train.latest_checkpoint(os.path.join(self.run_dir, BEST_DIR))
 
     # -- inputs -----------------------------------------------------------------------------------
     def _real(self, resolution: int, limit: int):
@@ -275,22 +286,8 @@ class PeriodicEval:
 
     def _train_images(self, resolution: int, limit: int) -> np.ndarray:
         if resolution not in self._train_sample:
-            self._train_sample[resolution] = read_images(self.t.files, resolution, limit, self.t.data_info)
+            self._train_sample[resolution] = read_images(self.train_files, resolution, limit, self.train_info)
         return self._train_sample[resolution]
-
-    def _attribute_control(self, sample) -> Dict:
-        """attribute_control of the live generator (issue 11), with the evaluator's classifier
-        (trained on the artifact's train split, cached in eval.cache_dir) and requests."""
-        from facegan.metrics import attributes as A
-        uri = A.examples_artifact(self.t.files)
-        if uri is None:
-            self.skipped["attribute_control"] = "the training files are not one Examples artifact's Split-train with an eval split"
-            log.warning("eval: skipping attribute_control: %s", self.skipped["attribute_control"])
-            return {"protocols": {}}
-        e = self.ecfg
-        gen = A.LiveGenerator(sample, self.attributes, self.t.cfg.network.z_dim)
-        return A.evaluate_attribute_control(gen, uri, num=e.num_images, seed=e.seed, batch_size=e.batch_size,
-                                            cache_dir=self.cache_dir, steps=self.t.cfg.condition.classifier_steps)
 
     def _extractor_name(self) -> Optional[str]:
         """The configured extractor if it loads, else None (reason in self.skipped)."""
@@ -340,34 +337,50 @@ class PeriodicEval:
             return None
 
     # -- one evaluation ---------------------------------------------------------------------------
-    def _score(self, ema: bool, resolution: int) -> Dict:
+    def _available(self, gen, data) -> List:
+        """The requests computable from `gen` and `data`; the others skipped (reason recorded)."""
+        out = []
+        for r in self.requests:
+            if r.label in self.skipped:
+                continue
+            why = self.metric_of[r.label].unavailable(gen, data)
+            if why:
+                self.skipped[r.label] = why
+                log.warning("eval: skipping %s: %s", r.label, why)
+                continue
+            out.append(r)
+        return out
+
+    def _score(self, model, ema: bool, resolution: int) -> Dict:
         import facegan.metrics as M
-        e, gan = self.ecfg, self.t.gan
+        from facegan.metrics.calc import CalcOptions, EvalData, calc_metrics
+        e = self.ecfg
         extractor = self._extractor_name() if any(r.spec.uses_extractor for r in self.requests) else None
-        requests = [r.label for r in self.requests if r.label not in self.skipped]
         # A progressive stage below the target is scored as it would be exported: its output
         # upsampled (nearest, as PGGAN) to the target resolution, against reals at the target. So
         # every evaluation of a run uses one protocol, and metrics with a minimum size (SWD's 7x7
         # neighbourhoods) never see a 4x4 stage.
-        factor = resolution // int(gan.resolution)
-        sample = (lambda z, y=None: gan.sample(z, ema=ema, attributes=y)) if factor == 1 else \
-            (lambda z, y=None: upsample_nearest(np.asarray(gan.sample(z, ema=ema, attributes=y)), factor))
-        gen = generated_batches(sample, self.t.cfg.network.z_dim, e.seed, e.batch_size, len(self.attributes))
+        factor = resolution // int(model.resolution)
+        sample = (lambda z, y=None: model.sample(z, ema=ema, attributes=y)) if factor == 1 else \
+            (lambda z, y=None: upsample_nearest(np.asarray(model.sample(z, ema=ema, attributes=y)), factor))
+        gen = SampledGenerator(sample, self.z_dim, resolution, self.conditioning)
+        # the real images: as many as the hungriest streaming (or real-reading) metric needs
+        reading = [r for r in self.requests if r.label not in self.skipped
+                   and (self.metric_of[r.label].streaming or r.spec.needs_real)]
+        data = EvalData(examples_uri=self.examples_uri)
+        if reading:
+            n_real = max(self.metric_of[r.label].images_needed(e.num_images) for r in reading)
+            data.real_batches, data.real_cache_key = self._real(resolution, n_real)
+        requests = self._available(gen, data)
         results: Dict = {}
         if requests:
-            n_real = max(self.metric_of[r].images_needed(e.num_images) for r in requests)
-            reals, key = self._real(resolution, n_real)
-            results = dict(M.evaluate(requests, gen, reals, num_images=e.num_images,
-                                      extractor=extractor or FALLBACK_EXTRACTOR,
-                                      cache_dir=self.cache_dir, real_cache_key=key, progress=False,
-                                      seed=e.seed, real_memo=self.real_memo))
-        if self.attributes and "attribute_control" not in self.skipped:
-            control = self._attribute_control(sample)
-            results["protocols"] = {**results.get("protocols", {}), **control.pop("protocols")}
-            results.update(control)
+            opts = CalcOptions(seed=e.seed, batch_size=e.batch_size, extractor=extractor or FALLBACK_EXTRACTOR,
+                               cache_dir=self.cache_dir, progress=False, real_memo=self.real_memo,
+                               classifier_steps=self.classifier_steps)
+            results = dict(calc_metrics(requests, gen, data, num_images=e.num_images, opts=opts))
         mem_extractor = self._memorization_extractor(extractor) if e.memorization else None
         if mem_extractor:
-            samples = np.concatenate(list(gen(e.memorization)))
+            samples = np.concatenate(list(gen.generated_batches(e.memorization, e.batch_size, e.seed)))
             reals, _ = self._real(resolution, e.num_images)
             mem = M.memorization(samples, [self._train_images(resolution, e.num_images)], None,
                                  extractor=mem_extractor, reference_batches=[reals], progress=False)
@@ -390,16 +403,17 @@ class PeriodicEval:
                 out[name] = float(results[name]["score"])
         return out
 
-    def run(self, step: int, images_shown: int) -> Dict:
-        """Evaluate now; write the record, TensorBoard scalars and (if better) the best checkpoint."""
+    def run(self, step: int, images_shown: int, model) -> Dict:
+        """Evaluate `model` (the networks being trained) now; write the record, TensorBoard scalars
+        and (if better) the best checkpoint."""
         t0 = time.monotonic()
-        resolution = int(self.t.gan.resolution)          # the stage (progressive runs)
-        target = int(self.t.cfg.network.resolution)        # what is scored (see _score)
-        weights = "ema" if self.t.gan.G_ema is not None else "generator"
-        results = self._score(True, target)
-        ema = self.t.gan.ema_state() if hasattr(self.t.gan, "ema_state") else None
+        resolution = int(model.resolution)          # the stage (progressive runs)
+        target = self.target                        # what is scored (see _score)
+        weights = "ema" if model.G_ema is not None else "generator"
+        results = self._score(model, True, target)
+        ema = model.ema_state() if hasattr(model, "ema_state") else None
         warming = bool(ema and ema.get("warming_up"))
-        raw = self._score(False, target) if (self.ecfg.also_raw or warming) and weights == "ema" else None
+        raw = self._score(model, False, target) if (self.ecfg.also_raw or warming) and weights == "ema" else None
         head = self.headline(results)
         seconds = time.monotonic() - t0
         self.seconds += seconds
@@ -441,7 +455,7 @@ class PeriodicEval:
         return record
 
     def _write_tensorboard(self, step: int, record: Dict) -> None:
-        with self.t.writer.as_default(step=int(step)):
+        with self.writer.as_default(step=int(step)):
             for k, v in record["headline"].items():
                 tf.summary.scalar(f"eval/{k}", v)
             for k, v in (record.get("raw_headline") or {}).items():
@@ -450,7 +464,7 @@ class PeriodicEval:
                 tf.summary.scalar(f"eval_detail/{k}", v)
             tf.summary.scalar("perf/eval_fraction", record["eval_fraction"])
             tf.summary.scalar("perf/eval_seconds", record["seconds"])
-        self.t.writer.flush()
+        self.writer.flush()
 
 
 def _step_of(checkpoint_path: str) -> int:

@@ -364,7 +364,12 @@ class Trainer:
         self.evaluator = None
         if cfg.eval.every_images:
             from facegan.trainer.periodic_eval import PeriodicEval
-            self.evaluator = PeriodicEval(self)
+            self.evaluator = PeriodicEval(
+                cfg.eval, run_dir=run_dir, out_dir=out_dir, train_files=None if synthetic else self.files,
+                train_info=None if synthetic else self.data_info, checkpoint=self.checkpoint, writer=self.writer,
+                z_dim=cfg.network.z_dim, resolution=cfg.network.resolution,
+                conditioning=self.attribute_names if getattr(self.gan, "conditional", False) else (),
+                classifier_steps=cfg.condition.classifier_steps)
             self.evaluator.restore(self.step if self.resumed_from else None)
 
     def _build_model(self, cfg: Config) -> None:
@@ -614,7 +619,7 @@ class Trainer:
         if ev is not None:
             ev.started = time.monotonic()
             if ev.due(self.images_shown) or (step >= total and ev.final_due(self.images_shown)):
-                ev.run(step, self.images_shown)   # an evaluation lost to a kill after its checkpoint
+                ev.run(step, self.images_shown, self.gan)   # an evaluation lost to a kill after its checkpoint
         while step < total:
             self._sync_stage()
             if self.gan.decays_lr:        # a learning-rate schedule (CycleGAN's linear decay)
@@ -668,7 +673,7 @@ class Trainer:
             if save_now:
                 self.manager.save(checkpoint_number=step)
             if eval_now:      # after the save: every record's step has a checkpoint
-                ev.run(step, self.images_shown)
+                ev.run(step, self.images_shown, self.gan)
             if progress is not None and ev is not None:
                 progress.label = f"train {name} step {step}/{total}  eval {ev.fraction():.0%} of time"
         if progress is not None:

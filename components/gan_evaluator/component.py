@@ -15,7 +15,7 @@ Outputs
   them, so the standard Pusher honours it and `LatestBlessedModelStrategy` finds it.
 
 Parameters: `metrics` (list or comma string of registry names, options allowed:
-`fid:downscale=64`), `num_images`, `thresholds` (dict/JSON, see blessing.py), `min_improvement`
+`fid:downscale=64`), `num_images`, `thresholds` (dict/JSON, see facegan/metrics/blessing.py), `min_improvement`
 (dict/JSON), `extractor` ("inception" | "random" | "random_tiny" | .h5 weights path | 2015 FID
 graph .pb path; the default random_tiny only feeds the memorization sheet and `_random`-labelled
 extras), `log_dir` (TensorBoard dir shared by the pipeline run), `seed`, `batch_size`, `cache_dir`.
@@ -29,7 +29,8 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from facegan.components.gan_evaluator import blessing, evaluate_lib
+from facegan.metrics import blessing
+from facegan.metrics import evaluation as evaluation_lib
 from facegan.components.gan_evaluator.executor import Executor
 
 # TFX's own channel names (the standard Evaluator uses the same ones).
@@ -80,7 +81,7 @@ class GanEvaluator(base_component.BaseComponent):
                  seed: int = 0, batch_size: int = 64, cache_dir: Optional[str] = None):
         # Validated here, at pipeline construction, with errors naming the bad metric or rule.
         try:
-            names = evaluate_lib.parse_metric_names(metrics)
+            names = evaluation_lib.parse_metric_names(metrics)
             rules = blessing.parse_rules(thresholds, min_improvement)
         except ValueError as e:
             raise ValueError(f"GanEvaluator: {e}") from None

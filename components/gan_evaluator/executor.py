@@ -1,9 +1,9 @@
-"""GanEvaluator executor: runs evaluate_lib on the resolved artifacts and records the outcome.
+"""GanEvaluator executor: runs the evaluation library on the resolved artifacts and records the outcome.
 
-Everything interesting is in evaluate_lib.py / blessing.py; this file maps TFX artifacts to paths
-and writes the results back the way TFX's own Evaluator does (blessing custom properties and
-BLESSED / NOT_BLESSED marker files, named by `tfx.components.evaluator.constants`), so the
-standard Pusher and LatestBlessedModelStrategy work.
+Everything interesting is in facegan.metrics (evaluation.py, blessing.py); this file maps TFX
+artifacts to paths and writes the results back the way TFX's own Evaluator does (blessing custom
+properties and BLESSED / NOT_BLESSED marker files, named by `tfx.components.evaluator.constants`),
+so the standard Pusher and LatestBlessedModelStrategy work.
 """
 import json
 import os
@@ -17,7 +17,7 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs as keys
 from tfx.utils import io_utils, path_utils
 
-from facegan.components.gan_evaluator import evaluate_lib
+from facegan.metrics import evaluation as evaluation_lib
 
 
 def _prop_name(name: str) -> str:
@@ -43,7 +43,7 @@ class Executor(base_executor.BaseExecutor):
         if baseline is not None and baseline.id == model.id:
             baseline_dir = None  # the candidate was already blessed (re-run); nothing to beat
 
-        result = evaluate_lib.evaluate_model(
+        result = evaluation_lib.evaluate_model(
             model_dir, examples.uri, evaluation.uri,
             metrics=exec_properties["metrics"],
             num_images=int(exec_properties["num_images"]),
@@ -76,7 +76,7 @@ class Executor(base_executor.BaseExecutor):
         blessing_art.set_string_custom_property(C.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY,
                                                 "all rules passed" if decision.blessed
                                                 else "; ".join(failed))
-        io_utils.write_string_file(os.path.join(blessing_art.uri, evaluate_lib.DECISION_FILE),
+        io_utils.write_string_file(os.path.join(blessing_art.uri, evaluation_lib.DECISION_FILE),
                                    json.dumps(decision.to_dict(), indent=2))
         marker = C.BLESSED_FILE_NAME if decision.blessed else C.NOT_BLESSED_FILE_NAME
         io_utils.write_string_file(os.path.join(blessing_art.uri, marker), "")

@@ -57,6 +57,10 @@ psi is applied on the layers < truncation_cutoff, as StyleGAN does: 0 = no layer
 num_ws = every layer (the whole-W truncation); outside [0, num_ws] is INVALID_ARGUMENT in the graph.
 (The export-time metadata `truncation_cutoff` keeps its meaning, 0 = every layer.)
 
+The evaluator's stream (stream.py): a latent generator owns its seed's stream, `generated_batches(n,
+batch_size, seed)`, with the seed's attribute requests (`requested_attributes`) for a conditional one,
+so metrics never branch on the kind; `SampledGenerator` gives a generator being trained that stream.
+
 Metadata (assets/facegan_metadata.json): kind, contract_version, resolution, channels, max_batch,
 signatures (shapes as text) and per kind z_dim / latent_distribution / truncation, attributes /
 attribute_range, input_resolution / directions / default_direction; then whatever the caller adds
@@ -100,6 +104,8 @@ def translate_signature(direction: str) -> str:
 # name -> submodule holding it (TensorFlow is imported there, on first use only)
 _LAZY = {"export_generator": "export", "build_metadata": "export",
          "load_generator": "load", "read_metadata": "load", "Generator": "load",
+         "generator_class": "load", "SeedStream": "stream", "SampledGenerator": "stream",
+         "requested_attributes": "stream",
          "sample_latents": "ops", "to_uint8": "ops", "from_uint8": "ops"}
 
 

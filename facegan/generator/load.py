@@ -4,7 +4,10 @@
 `kind` (registry `LOADERS`): every object has `.kind`, `.metadata`, `.signatures` (the served
 functions, exactly what TF Serving runs), `.signature_defs` and `.max_batch`; then per kind
 `generate` / `sample` / `batches` (latent kinds) or `translate` (image_to_image). Calls larger
-than max_batch are split into bounded signature calls.
+than max_batch are split into bounded signature calls. The latent kinds carry the evaluator's seed
+stream (stream.py: `generated_batches`, with the seed's attribute requests for a conditional
+generator); `makes` (a class attribute: "samples" or "translations") and `provides` tell a consumer
+what the generator can be scored on without asking for its kind.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from facegan import generator as contract
+from facegan.generator.stream import SAMPLES, TRANSLATIONS, SeedStream
 
 
 def read_metadata(export_dir: str) -> dict:
@@ -33,6 +37,7 @@ class Generator:
 
     kind = ""
     required = ()          # signatures the kind must have
+    makes = SAMPLES        # what the evaluator scores: the seed's samples, or translations of images
 
     def __init__(self, export_dir: str, metadata: dict, model):
         self.export_dir, self.metadata, self.model = export_dir, metadata, model
@@ -70,8 +75,8 @@ def _truncation(truncation) -> np.float32:
     return np.float32(t)
 
 
-class LatentGenerator(Generator):
-    """`unconditional`: images from latents z or from a seed."""
+class LatentGenerator(SeedStream, Generator):
+    """`unconditional`: images from latents z or from a seed (the seed's stream: stream.py)."""
 
     kind = contract.UNCONDITIONAL
     required = (contract.SIGNATURE_DEFAULT, contract.SIGNATURE_GENERATE, contract.SIGNATURE_SAMPLE)
@@ -79,6 +84,13 @@ class LatentGenerator(Generator):
     def __init__(self, export_dir, metadata, model):
         super().__init__(export_dir, metadata, model)
         self.z_dim = int(metadata["z_dim"])
+
+    def _stream_batch(self, seed, start, num, requests):
+        if requests is not None:     # a conditional generator: its requests, through `generate`
+            return super()._stream_batch(seed, start, num, requests)
+        # the in-graph `sample` stream (the signature a server runs), in bounded calls
+        parts = [self.sample_range(seed, start + i, min(self.max_batch, num - i)) for i in self._chunks(num)]
+        return np.concatenate(parts) if parts else self._empty()
 
     # the attribute hook: unconditional models take none
     def _attribute_rows(self, attributes, n: int) -> dict:
@@ -188,6 +200,7 @@ class ConditionalGenerator(LatentGenerator):
     def __init__(self, export_dir, metadata, model):
         super().__init__(export_dir, metadata, model)
         self.attributes = list(metadata["attributes"])
+        self.conditioning = self.attributes      # the seed's requests condition on these (stream.py)
         self.attribute_range = tuple(metadata.get("attribute_range", contract.DEFAULT_ATTRIBUTE_RANGE))
 
     def attribute_vector(self, values: Union[Mapping[str, float], Sequence[float]]) -> np.ndarray:
@@ -216,6 +229,8 @@ class ImageToImageGenerator(Generator):
 
     kind = contract.IMAGE_TO_IMAGE
     required = (contract.SIGNATURE_DEFAULT, contract.SIGNATURE_TRANSLATE)
+    makes = TRANSLATIONS
+    provides = frozenset({TRANSLATIONS})
 
     def __init__(self, export_dir, metadata, model):
         super().__init__(export_dir, metadata, model)
@@ -239,6 +254,15 @@ class ImageToImageGenerator(Generator):
 
 # kind -> loaded-model class
 LOADERS = {c.kind: c for c in (LatentGenerator, ConditionalGenerator, ImageToImageGenerator)}
+
+
+def generator_class(metadata: dict) -> type:
+    """The loaded-model class of a metadata's `kind` (ValueError naming an unknown kind)."""
+    kind = metadata.get("kind", contract.UNCONDITIONAL)   # contract version 1 had one kind only
+    if kind not in LOADERS:
+        raise ValueError(f"unknown generator kind {kind!r} in {contract.METADATA_ASSET} "
+                         f"(this facegan knows {', '.join(contract.KINDS)})")
+    return LOADERS[kind]
 
 
 def load_generator(export_dir: str) -> Generator:

@@ -1,4 +1,5 @@
-"""`facegan evaluate`: the GanEvaluator's library outside TFX.
+"""`facegan evaluate`: the evaluation library (facegan.metrics.evaluation, what the GanEvaluator
+component runs) from the command line.
 
     facegan evaluate --model DIR --data DIR [--metrics fid,kid,swd,ms_ssim,is,fid:downscale=64]
                      [--extractor inception|random|WEIGHTS.h5|GRAPH.pb] [--num-images N] [--out DIR]
@@ -17,7 +18,7 @@ import re
 import sys
 
 from facegan.cli_args import json_arg
-from facegan.components.gan_evaluator import evaluate_lib
+from facegan.metrics import evaluation as evaluation_lib
 
 EXAMPLES = """examples:
   # SWD and MS-SSIM (no weights needed) of a trained generator against its Examples' eval split
@@ -57,7 +58,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True,
                         help="Examples artifact directory: its eval split is the reference, its "
                              "train split feeds the memorization sheet")
-    parser.add_argument("--metrics", default=",".join(evaluate_lib.DEFAULT_METRICS),
+    parser.add_argument("--metrics", default=",".join(evaluation_lib.DEFAULT_METRICS),
                         help="comma list of metrics; NAME:downscale=64 downscales samples and reals "
                              "to 64x64 before the extractor (HDCGAN). Registered: " + help_text()
                              .replace("%", "%%"))
@@ -95,7 +96,7 @@ def user_message(e: Exception) -> str:
 
 def main(args) -> int:
     try:
-        result = evaluate_lib.evaluate_model(
+        result = evaluation_lib.evaluate_model(
             args.model, args.data, args.out, metrics=args.metrics, num_images=args.num_images,
             extractor=args.inception_weights or args.extractor,
             thresholds=json_arg(args.thresholds, "--thresholds"),
