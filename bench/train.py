@@ -150,7 +150,7 @@ def make_examples(uri, n, paired=""):
     import tensorflow as tf
     from PIL import Image
     from facegan import examples_io
-    from facegan.components.image_example_gen import paired as P
+    from facegan.ingest import paired as P
     d = faces_dir()
     exs = []
     for name in sorted(os.listdir(d))[:n]:

@@ -16,7 +16,7 @@ from facegan.cli_args import HelpFormatter
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
-    "ingest": ("facegan.components.image_example_gen.cli", "ingest face images into TFRecords (Beam)"),
+    "ingest": ("facegan.ingest.cli", "ingest face images into TFRecords (Beam)"),
     "train": ("facegan.trainer.cli", "train a GAN from an Examples directory"),
     "export": ("facegan.trainer.export_cli", "export a run's checkpoint (last, best or step N) as a served model version"),
     "evaluate": ("facegan.components.gan_evaluator.cli", "compute FID/KID/SWD/MS-SSIM/IS for a generator"),

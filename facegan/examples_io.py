@@ -418,7 +418,7 @@ def write_synthetic_examples(examples_uri: str, n_train: int = 32, n_eval: int =
                              resolution: int = 32, seed: int = 0, extra_resolutions=(),
                              attributes=()) -> str:
     """A tiny Examples artifact of smooth random 'blob' images, for tests that need no real faces;
-    `attributes` names random 0/1 `attr/<name>` labels to add (conditional presets, issue 11)."""
+    `attributes` names random 0/1 `attr/<name>` labels to add (conditional presets)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:resolution, 0:resolution] / max(resolution - 1, 1)
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from facegan import examples_io, schema
-from facegan.components.image_example_gen import paired as P
-from facegan.components.image_example_gen import transforms as T
+from facegan.ingest import paired as P
+from facegan.ingest import options as O
+from facegan.ingest import image_ops as IM
 
 RES = 32
 
@@ -91,19 +92,19 @@ def test_bad_specs_are_refused_naming_the_problem(spec, fragment):
     with pytest.raises(ValueError, match="paired transform") as e:
         P.parse_spec(spec)
     assert fragment in str(e.value)
-    with pytest.raises(T.IngestError, match=fragment):
-        T.IngestConfig(resolution=RES, paired=spec)
+    with pytest.raises(O.IngestError, match=fragment):
+        O.IngestConfig(resolution=RES, paired=spec)
 
 
 def test_examples_carry_the_pair_its_parameters_and_seed():
     import tensorflow as tf
     from facegan.images import decode_png, encode_png
-    cfg = T.IngestConfig(resolution=RES, paired="lowres:factor=8", paired_seed=3)
+    cfg = O.IngestConfig(resolution=RES, paired="lowres:factor=8", paired_seed=3)
     assert cfg.paired == "lowres:factor=8"
-    p = T.process_bytes(encode_png(_face(3, 48)), cfg)
+    p = IM.process_bytes(encode_png(_face(3, 48)), cfg)
     want = P.apply(p.image, "lowres:factor=8", 3)
-    for proc, mirrored in ((p, False), (T.mirror(p), True)):
-        ex = tf.train.Example.FromString(T.encode_example(T.example_features(proc, "x.png", "ab", mirrored)))
+    for proc, mirrored in ((p, False), (IM.mirror(p), True)):
+        ex = tf.train.Example.FromString(IM.encode_example(IM.example_features(proc, "x.png", "ab", mirrored)))
         f = ex.features.feature
         got = decode_png(f[schema.INPUT_IMAGE].bytes_list.value[0])
         np.testing.assert_array_equal(got, want.image[:, ::-1] if mirrored else want.image)
@@ -113,7 +114,7 @@ def test_examples_carry_the_pair_its_parameters_and_seed():
     assert P.summary(cfg.paired, 3) == {"transform": "lowres", "params": {"factor": 8}, "seed": 3,
                                         "spec": "lowres:factor=8", "feature": schema.INPUT_IMAGE}
     # no --paired: no extra features
-    plain = T.example_features(T.process_bytes(encode_png(_face(3, 48)), T.IngestConfig(resolution=RES)), "x", "ab", False)
+    plain = IM.example_features(IM.process_bytes(encode_png(_face(3, 48)), O.IngestConfig(resolution=RES)), "x", "ab", False)
     assert schema.INPUT_IMAGE not in plain
 
 
@@ -210,8 +211,8 @@ def test_config_refuses_mismatched_kinds_and_z_tricks():
 # -- the pix2pix step on the one loop, export -----------------------------------------------------
 def _paired_examples(root, n=8, spec="grayscale"):
     from facegan.images import encode_png
-    cfg = T.IngestConfig(resolution=RES, paired=spec)
-    recs = [T.encode_example(T.example_features(T.process_bytes(encode_png(_face(k)), cfg), f"{k}.png", f"{k:02d}", False))
+    cfg = O.IngestConfig(resolution=RES, paired=spec)
+    recs = [IM.encode_example(IM.example_features(IM.process_bytes(encode_png(_face(k)), cfg), f"{k}.png", f"{k:02d}", False))
             for k in range(n)]
     for split in (schema.TRAIN_SPLIT, schema.EVAL_SPLIT):
         examples_io.write_examples(os.path.join(examples_io.split_dir(root, split), "data-00000.gz"), recs)

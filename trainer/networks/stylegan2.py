@@ -455,7 +455,7 @@ def config_from(widths: str = "stylegan2", **overrides) -> StyleGANConfig:
 def style_config(cfg, style_mode: str = "modulated") -> StyleGANConfig:
     """The StyleGANConfig of a trainer Config (its NetworkConfig fields of the same names; the
     attributes of cfg.condition for a conditional architecture)."""
-    from facegan.trainer.conditioning import attribute_names
+    from facegan.conditioning import attribute_names
     n = cfg.network
     return StyleGANConfig(resolution=n.resolution, z_dim=n.z_dim, w_dim=n.w_dim, mapping_layers=n.mapping_layers,
                           mapping_lr_mul=n.mapping_lr_mul, channel_base=n.channel_base,
