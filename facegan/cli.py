@@ -27,7 +27,6 @@ SUBCOMMANDS = {
     "project": ("facegan.project", "find the latent that reproduces a face photo (W, W+ or z)"),
     "ui": ("facegan.serving.ui", "a page in the browser over a served model (TF Serving's REST API)"),
     "pipeline": ("facegan.pipeline.cli", "run the TFX pipeline locally, or compile it for Kubeflow"),
-    "study": ("facegan.study", "the quality study: train a matrix of presets, write docs/quality.md"),
     "demo": ("facegan.pipeline.demo", "run the whole pipeline on embedded data, then sample from it"),
 }
 VERBOSE_FLAG = "--verbose"
