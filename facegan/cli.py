@@ -22,7 +22,7 @@ SUBCOMMANDS = {
     "evaluate": ("facegan.components.gan_evaluator.cli", "compute FID/KID/SWD/MS-SSIM/IS for a generator"),
     "sample": ("facegan.serving.client", "sample images from a served generator (gRPC or REST)"),
     "translate": ("facegan.serving.translate_cli", "translate a photo with a served image-to-image model"),
-    "serve": ("facegan.serving.server", "serve generator SavedModels over TF Serving's gRPC API"),
+    "serve": ("facegan.serving.serve_cli", "serve generator SavedModels over TF Serving's gRPC API"),
     "directions": ("facegan.directions", "fit attribute directions (InterFaceGAN) and serve them as an edit signature"),
     "project": ("facegan.project", "find the latent that reproduces a face photo (W, W+ or z)"),
     "ui": ("facegan.serving.ui", "a page in the browser over a served model (TF Serving's REST API)"),

@@ -19,7 +19,7 @@ def served(tmp_path_factory):
     from facegan.generator import CONDITIONAL, export_generator, load_generator
     from facegan.serving.manager import ModelSpec
     from facegan.serving.server import Server
-    from facegan.serving.testing import tiny_conditional_generator, tiny_generator
+    from tests.serving_testlib import tiny_conditional_generator, tiny_generator
     root = tmp_path_factory.mktemp("cond_serving")
     export_generator(tiny_conditional_generator(Z_DIM, len(ATTRS), RES), str(root / "cond" / "1"), kind=CONDITIONAL,
                      attributes=ATTRS, max_batch=64)

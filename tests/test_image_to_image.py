@@ -12,6 +12,7 @@ from facegan import examples_io, schema
 from facegan.ingest import paired as P
 from facegan.ingest import options as O
 from facegan.ingest import image_ops as IM
+from tests.examples_testlib import write_synthetic_examples
 
 RES = 32
 
@@ -230,7 +231,7 @@ def test_paired_dataset_is_input_then_target(tmp_path):
     u8 = np.round((batch + 1) * 127.5).astype(np.uint8)
     np.testing.assert_array_equal(u8[..., :3], np.stack([P.grayscale(t) for t in u8[..., 3:]]))
     plain = str(tmp_path / "plain")
-    examples_io.write_synthetic_examples(plain, 4, 2, RES)
+    write_synthetic_examples(plain, 4, 2, RES)
     with pytest.raises(ValueError, match="re-ingest with --paired"):
         data_lib.train_dataset(data_lib.resolve_files(plain), RES, 2, input_key=schema.INPUT_IMAGE)
 
@@ -320,7 +321,7 @@ def test_evaluate_image_to_image_model(tmp_path):
     from facegan.components.gan_evaluator.evaluate_lib import evaluate_model
     from facegan.generator import IMAGE_TO_IMAGE, export_generator
     from facegan.metrics import paired as M
-    from facegan.serving.testing import tiny_translator
+    from tests.serving_testlib import tiny_translator
     import tensorflow as tf
     root = _paired_examples(str(tmp_path / "ex"), n=6, spec="lowres:factor=4")
     identity = tf.keras.Sequential([tf.keras.Input([RES, RES, 3]), tf.keras.layers.Lambda(lambda x: x)])
@@ -505,7 +506,7 @@ def test_history_pool_is_global_one_vs_two_replicas(tmp_path):
     sys.path.insert(0, os.path.dirname(__file__))
     from train_testlib import REPLICA_PRELUDE
     import subprocess
-    uri = examples_io.write_synthetic_examples(str(tmp_path / "ex"), n_train=8, n_eval=2, resolution=16,
+    uri = write_synthetic_examples(str(tmp_path / "ex"), n_train=8, n_eval=2, resolution=16,
                                                attributes=("eyeglasses",))
     overrides = {"network.resolution": 16, "network.filters": 4, "network.resnet_blocks": 1, "network.max_filters": 8,
                  "optim.batch_size": 2, "tricks.history_pool": 3, "run.steps": 4, "run.checkpoint_every": 100,

@@ -22,6 +22,7 @@ from facegan.ingest import pool_runner as PR, runner as R
 from facegan.ingest import options as O
 from facegan.ingest import listing as L
 from facegan.ingest import archives as A
+from tests.examples_testlib import write_synthetic_examples
 
 
 def _png(rng, h=40, w=40):
@@ -102,7 +103,7 @@ def test_unfinished_staging_folder_is_refused_and_swept(tmp_path):
     removes it."""
     out = str(tmp_path / "out")
     stale = tmp_path / ".out.ingest-999999999-deadbeef"     # pid that cannot exist
-    examples_io.write_synthetic_examples(str(stale), n_train=2, n_eval=1, resolution=8)
+    write_synthetic_examples(str(stale), n_train=2, n_eval=1, resolution=8)
     (stale / examples_io.INCOMPLETE_MARKER).write_text("")
     with pytest.raises(examples_io.ExamplesError, match="unfinished ingestion output"):
         examples_io.open_checked(examples_io.split_files(str(stale), "train"))

@@ -130,7 +130,7 @@ def _args(**kw):
 
 @pytest.mark.e2e
 def test_study_tiny_run_table_plots_resume_and_rerun(tmp_path):
-    from facegan.examples_io import write_synthetic_examples
+    from tests.examples_testlib import write_synthetic_examples
     data = write_synthetic_examples(str(tmp_path / "examples"), n_train=48, n_eval=24, resolution=32)
     matrix = tmp_path / "matrix.json"
     matrix.write_text(json.dumps({"rows": [
@@ -282,7 +282,7 @@ def test_grid_of_a_conditional_run_uses_the_evaluators_attribute_requests(tmp_pa
     """The study's sample grid of a conditional row (the study once crashed there: the grid sampled
     without attributes) is the evaluated stream: the same latents and attribute requests."""
     pytest.importorskip("tensorflow")
-    from facegan.examples_io import write_synthetic_examples
+    from tests.examples_testlib import write_synthetic_examples
     from facegan.generator.ops import sample_latents
     from facegan.metrics.attributes import requested_attributes
     from bench.quality_study.runner import grid_images
