@@ -2,7 +2,7 @@
 
     facegan project --model models/faces/1 --image face.jpg --out proj/ [--steps 300] [--space w|wplus|z]
 
-The photo goes through ingestion's own code (components/image_example_gen/transforms.py: decode
+The photo goes through ingestion's own code (facegan/ingest/image_ops.py: decode
 with EXIF orientation and RGB conversion, the `--crop` policy, LANCZOS resize to the model's
 resolution), exactly as training images did. The generator is rebuilt from the export's training
 config (metadata `config`) and given the SavedModel's weights (restored by object path from its

@@ -212,6 +212,25 @@ def test_cycle_finder_finds_a_cycle():
     assert _cycles(["a", "b"], [("a", "b")]) == []
 
 
+# Foundation and ingestion modules a light process imports (the CLI, ingest workers, serving
+# clients): no TensorFlow, TFX or Beam at module level (lazily inside a function is fine).
+HEAVY = {"tensorflow", "tfx", "apache_beam", "tensorflow_serving", "tensorflow_gan"}
+LIGHT_EXCEPT = {"facegan.ingest.beam_pipeline"}       # the Beam pipeline itself
+
+
+def test_foundation_and_ingest_are_light_at_import(graph):
+    modules, _, _ = graph
+    bad = []
+    for m, path in sorted(modules.items()):
+        if group(m) not in ("foundation", "ingest") or m in LIGHT_EXCEPT or m.startswith("facegan.generator"):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            bad += [f"{_where(modules, m, node.lineno)}: {n}" for n in names if n.split(".")[0] in HEAVY]
+    assert not bad, "heavy import at module level:\n" + "\n".join(bad)
+
+
 def test_components_hold_only_tfx_shells():
     extra = sorted(str(p.relative_to(REPO)) for p in (REPO / "components").rglob("*.py")
                    if p.name not in SHELL_FILES and str(p.relative_to(REPO)) not in KNOWN_SHELL_EXTRAS)

@@ -1,4 +1,4 @@
-"""Unit tests of the ingestion transforms (components/image_example_gen/transforms.py).
+"""Unit tests of the ingestion transforms (facegan/ingest/: options, listing, archives, image_ops, labels).
 
 No Beam run, no TFX: every bad file, format and mode is synthesized here in memory/tmp_path.
 Expected values are derived independently (hand-computed pixels, numpy 2x2 means, PIL on the
