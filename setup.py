@@ -16,7 +16,9 @@ setup(
     # The repository keeps the top-level folders users asked for (trainer/, metrics/, serving/,
     # pipeline/, components/), but they install as subpackages of `facegan` so that an installed
     # facegan never shadows a user's own `metrics` or `serving` package (see ARCHITECTURE.md).
-    packages=["facegan"] + [f"facegan.{p}" for p in _SUBPACKAGES],
+    # facegan/ itself holds the CLI and the foundation modules plus its own subpackages
+    # (facegan.generator, facegan.ingest); the folders above join them under `facegan.`.
+    packages=find_packages(include=["facegan", "facegan.*"]) + [f"facegan.{p}" for p in _SUBPACKAGES],
     package_dir={"facegan": "facegan", **{f"facegan.{top}": top for top in _TOP}},
     package_data={"facegan.serving": ["configs/*", "k8s/*"], "facegan.pipeline": ["*.json"]},
     install_requires=[

@@ -50,7 +50,7 @@ def grid_rows(spec, faces, translate):
     """{row name: uint8 [N, R, R, 3]} of the before/after grid (see the module docstring)."""
     import numpy as np
     from PIL import Image
-    from facegan.components.image_example_gen import paired as P
+    from facegan.ingest import paired as P
     name, params = P.parse_spec(spec)
     inputs = np.stack([P.apply(f, spec).image for f in faces])
     rows = {}
@@ -96,8 +96,8 @@ def main():
         ap.error("--grid needs --generator EXPORT: the grid shows generated faces, never real ones")
 
     from facegan.machine import cpu_info
-    from facegan.components.image_example_gen import beam_pipeline
-    from facegan.components.image_example_gen import transforms as T
+    from facegan.ingest import runner as R
+    from facegan.ingest import options as O
     from facegan.metrics.paired import evaluate_paired
     from facegan.trainer import config, train_lib
     from facegan.generator.ops import from_uint8, to_uint8
@@ -115,8 +115,8 @@ def main():
         for spec in [s for s in args.tasks.split(";") if s]:
             t0 = time.monotonic()
             ex = os.path.join(tmp, "ex_" + spec.replace(":", "_").replace("=", ""))
-            cfg_i = T.IngestConfig(resolution=args.resolution, crop="celeba", paired=spec)
-            summary = beam_pipeline.run_ingest(inputs, ex, cfg_i, beam_args=[
+            cfg_i = O.IngestConfig(resolution=args.resolution, crop="celeba", paired=spec)
+            summary = R.run_ingest(inputs, ex, cfg_i, beam_args=[
                 "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
             t1 = time.monotonic()
             cfg = config.get_preset("pix2pix", {

@@ -114,7 +114,7 @@ def _cpu():
 
 
 def beam_run(input_dir, out, cfg, beam_args, n):
-    from facegan.components.image_example_gen import beam_pipeline as B
+    from facegan.ingest import runner as R
     marks = {}
 
     def on_progress(done, total, phase="process", started=None):
@@ -129,7 +129,7 @@ def beam_run(input_dir, out, cfg, beam_args, n):
     on_progress.records = []
     c0 = _cpu()
     t0 = time.perf_counter()
-    s = B.run_ingest(input_dir, out, cfg, beam_args=beam_args, on_progress=on_progress)
+    s = R.run_ingest(input_dir, out, cfg, beam_args=beam_args, on_progress=on_progress)
     t1 = time.perf_counter()
     c1 = _cpu()
     assert s["examples_written"] + s["duplicates"] + s["rejected"] == s["files_seen"] == n, s
@@ -148,10 +148,10 @@ def beam_run(input_dir, out, cfg, beam_args, n):
 
 def local_run(input_dir, out, cfg, n, workers):
     """The Beam-free local runner, end to end (listing, staging, pool, finalize, swap)."""
-    from facegan.components.image_example_gen import local_runner
+    from facegan.ingest import runner as R
     c0 = _cpu()
     t0 = time.perf_counter()
-    s = local_runner.ingest(input_dir, out, cfg, runner="local", workers=workers)
+    s = R.ingest(input_dir, out, cfg, runner="local", workers=workers)
     t1 = time.perf_counter()
     c1 = _cpu()
     assert s["files_seen"] == n and s["invariant_holds"], s
@@ -242,8 +242,8 @@ def main():
     for f in files:                       # warm the page cache for every run alike
         with open(f, "rb") as fh:
             fh.read()
-    from facegan.components.image_example_gen import transforms as T
-    cfg = T.IngestConfig(resolution=args.resolution, crop="center", filter="lanczos",
+    from facegan.ingest import options as O
+    cfg = O.IngestConfig(resolution=args.resolution, crop="center", filter="lanczos",
                          eval_fraction=0.1, grid_size=16)
 
     # 100 files as a user runs them (goal <= 5 s), twice (the first may pay cold imports)
@@ -271,7 +271,7 @@ def main():
         nv["cpu_ms_per_image"] / max(local_ms / cores, 1000 * lr["driver_cpu_s"] / len(files)), 2)
     if args.beam:
         t0 = time.perf_counter()
-        from facegan.components.image_example_gen import beam_pipeline  # noqa: F401
+        from facegan.ingest import beam_pipeline  # noqa: F401
         result["beam_driver_import_s"] = round(time.perf_counter() - t0, 2)
         beam_args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"]
         bs = beam_run(small_dir, os.path.join(tmp, "beam_small"), cfg, beam_args, len(small))

@@ -51,6 +51,37 @@ ROUNDS = 3   # direct and gRPC alternate (D G, G D, D G) so load drift on a shar
 SIZING_ROUNDS = 2
 
 
+# -- the benchmarked generator ------------------------------------------------------------------
+def dcgan_generator(z_dim: int = 100, resolution: int = 64, filters: int = 64, seed: int = 0):
+    """The DCGAN generator shape (Radford et al. 2016: project to 4x4x8f, stride-2 5x5 transposed
+    convs with BN + ReLU, tanh), used only if trainer.networks is unavailable."""
+    import math
+
+    import tensorflow as tf
+    tf.keras.utils.set_random_seed(seed)
+    n = int(math.log2(resolution // 4))
+    z = tf.keras.Input([z_dim])
+    x = tf.keras.layers.Dense(4 * 4 * filters * 2 ** (n - 1), use_bias=False)(z)
+    x = tf.keras.layers.Reshape([4, 4, filters * 2 ** (n - 1)])(x)
+    x = tf.keras.layers.ReLU()(tf.keras.layers.BatchNormalization()(x))
+    for i in range(n - 1):
+        x = tf.keras.layers.Conv2DTranspose(filters * 2 ** (n - 2 - i), 5, 2, "same", use_bias=False)(x)
+        x = tf.keras.layers.ReLU()(tf.keras.layers.BatchNormalization()(x))
+    x = tf.keras.layers.Conv2DTranspose(3, 5, 2, "same", activation="tanh")(x)
+    return tf.keras.Model(z, x, name="dcgan_generator")
+
+
+def bench_generator(z_dim: int = 100, resolution: int = 64):
+    """(generator, cfg or None, source): trainer.networks' DCGAN if it is there, else the stand-in."""
+    try:
+        from facegan.trainer.config import get_preset
+        from facegan.trainer.networks import build_networks
+        cfg = get_preset("dcgan", {"network.z_dim": z_dim, "network.resolution": resolution})
+        return build_networks(cfg).generator, cfg, "facegan.trainer.networks (dcgan preset)"
+    except ImportError:
+        return dcgan_generator(z_dim, resolution), None, "bench/serving.py dcgan_generator"
+
+
 def _percentiles(latencies_s, qs=(50, 99)):
     a = np.asarray(latencies_s) * 1e3
     return tuple(round(float(np.percentile(a, q)), 2) for q in qs)
@@ -180,7 +211,6 @@ def rest_section(tmp: str, args) -> dict:
     """REST vs gRPC on one server (module docstring)."""
     from facegan.generator import IMAGE_TO_IMAGE, export_generator
     from facegan.serving.client import GrpcClient, RestClient
-    from facegan.serving.testing import bench_generator
     from facegan.trainer.export import export_generator as export_latent
     from facegan.trainer.networks.image_to_image import unet_generator
 
@@ -241,7 +271,6 @@ def rest_section(tmp: str, args) -> dict:
 def batching_section(tmp: str, args) -> dict:
     """With and without --enable_batching, `--clients` concurrent clients (module docstring)."""
     from facegan.serving.client import GrpcClient
-    from facegan.serving.testing import bench_generator
     from facegan.trainer.export import export_generator as export_latent
 
     if not os.path.isdir(os.path.join(tmp, "bench64")):
@@ -307,7 +336,6 @@ def grpc_section(tmp: str, args, sizing) -> dict:
 
     from facegan.generator import load_generator
     from facegan.serving.client import GrpcClient
-    from facegan.serving.testing import bench_generator
     from facegan.trainer.export import export_generator
 
     proc = None

@@ -66,7 +66,7 @@ ARCH_PRESETS = {
                           "network.batch_sizes": {}}),
     # pix2pix at its preset widths (U-Net 64..512, PatchGAN) at the common batch of 64 (the
     # paper's batch 1 would time the per-step overhead, not the networks), on 4x super-resolution
-    # pairs derived from the same faces (`lowres:factor=4`, components/image_example_gen/paired.py).
+    # pairs derived from the same faces (`lowres:factor=4`, facegan/ingest/paired.py).
     "pix2pix": ("pix2pix", {}),
 }
 PAIRED_SPEC = "lowres:factor=4"    # the pix2pix row's paired transform
@@ -150,7 +150,7 @@ def make_examples(uri, n, paired=""):
     import tensorflow as tf
     from PIL import Image
     from facegan import examples_io
-    from facegan.components.image_example_gen import paired as P
+    from facegan.ingest import paired as P
     d = faces_dir()
     exs = []
     for name in sorted(os.listdir(d))[:n]:

@@ -16,18 +16,17 @@ from facegan.cli_args import HelpFormatter
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
-    "ingest": ("facegan.components.image_example_gen.cli", "ingest face images into TFRecords (Beam)"),
+    "ingest": ("facegan.ingest.cli", "ingest face images into TFRecords (Beam)"),
     "train": ("facegan.trainer.cli", "train a GAN from an Examples directory"),
     "export": ("facegan.trainer.export_cli", "export a run's checkpoint (last, best or step N) as a served model version"),
     "evaluate": ("facegan.evaluate_cli", "compute FID/KID/SWD/MS-SSIM/IS for a generator"),
     "sample": ("facegan.serving.client", "sample images from a served generator (gRPC or REST)"),
     "translate": ("facegan.serving.translate_cli", "translate a photo with a served image-to-image model"),
-    "serve": ("facegan.serving.server", "serve generator SavedModels over TF Serving's gRPC API"),
+    "serve": ("facegan.serving.serve_cli", "serve generator SavedModels over TF Serving's gRPC API"),
     "directions": ("facegan.directions", "fit attribute directions (InterFaceGAN) and serve them as an edit signature"),
     "project": ("facegan.project", "find the latent that reproduces a face photo (W, W+ or z)"),
     "ui": ("facegan.serving.ui", "a page in the browser over a served model (TF Serving's REST API)"),
     "pipeline": ("facegan.pipeline.cli", "run the TFX pipeline locally, or compile it for Kubeflow"),
-    "study": ("facegan.study", "the quality study: train a matrix of presets, write docs/quality.md"),
     "demo": ("facegan.pipeline.demo", "run the whole pipeline on embedded data, then sample from it"),
 }
 VERBOSE_FLAG = "--verbose"

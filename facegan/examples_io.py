@@ -419,29 +419,63 @@ def make_example(image: np.ndarray, source: str = "", sha256: str = "", mirrored
         image, source, sha256, mirrored, extra_images, attrs=attrs)))
 
 
-def write_synthetic_examples(examples_uri: str, n_train: int = 32, n_eval: int = 8,
-                             resolution: int = 32, seed: int = 0, extra_resolutions=(),
-                             attributes=()) -> str:
-    """A tiny Examples artifact of smooth random 'blob' images, for tests that need no real faces;
-    `attributes` names random 0/1 `attr/<name>` labels to add (conditional presets, issue 11)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:resolution, 0:resolution] / max(resolution - 1, 1)
+def scan_attributes(files: Sequence[str], names: Sequence[str], rule: str = "refuse") -> Dict:
+    """Check the Examples carry the attributes to condition on; one pass over the serialized
+    records (images are not decoded).
 
-    def one():
-        cy, cx, s = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.15, 0.35)
-        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
-        color = rng.uniform(0, 255, size=3)
-        return np.clip(blob[..., None] * color + (1 - blob[..., None]) * 40, 0, 255).astype(np.uint8)
-
-    def extra(img):
-        from PIL import Image
-        return {r: np.asarray(Image.fromarray(img).resize((r, r), Image.BOX)) for r in extra_resolutions}
-
-    for split, n in ((schema.TRAIN_SPLIT, n_train), (schema.EVAL_SPLIT, n_eval)):
-        imgs = [one() for _ in range(n)]
-        write_examples(os.path.join(split_dir(examples_uri, split), "data_tfrecord-00000-of-00001.gz"),
-                       (make_example(im, source=f"synthetic/{split}/{k}.png", sha256=f"{split}{k}",
-                                     extra_images=extra(im),
-                                     attrs={a: int(rng.integers(0, 2)) for a in attributes} or None)
-                        for k, im in enumerate(imgs)))
-    return examples_uri
+    Returns {"names", "kinds" (feature kind per name), "rule", "total", "usable" (records with every
+    attribute), "unlabelled", "positive_rate" {name: fraction of labelled records with value >= 0.5},
+    "cells" {joint label cell (`label_cell`): labelled records in it}}.
+    Raises ValueError naming: attributes no record carries (and the ones they do carry); string
+    attributes; values outside [0, 1] (with the source); unlabelled records under rule "refuse"
+    (how many and the first source, and the `condition.unlabelled` setting that skips them).
+    """
+    import tensorflow as tf
+    names = list(names)
+    kinds: Dict[str, str] = {}
+    carried, total, usable, first_missing = set(), 0, 0, None
+    positives = {n: 0 for n in names}
+    cells: Dict[int, int] = {}
+    raw = tf.data.TFRecordDataset(list(files), compression_type=compression_type(files[0]))
+    for rec in raw.as_numpy_iterator():
+        feats = tf.train.Example.FromString(rec).features.feature
+        total += 1
+        carried.update(k[len(schema.ATTR_PREFIX):] for k in feats if k.startswith(schema.ATTR_PREFIX))
+        values = {}
+        for n in names:
+            f = feats.get(schema.attr_key(n))
+            kind = f.WhichOneof("kind") if f is not None else None
+            if kind is None or not getattr(f, kind).value:
+                continue
+            if kind == "bytes_list":
+                raise ValueError(f"condition.attributes: attr/{n} holds strings in {files[0]}; conditioning "
+                                 "needs 0/1 (or [0, 1]) numbers")
+            if kinds.setdefault(n, kind) != kind:
+                raise ValueError(f"condition.attributes: attr/{n} is {kinds[n]} in some records and {kind} in others")
+            v = float(getattr(f, kind).value[0])
+            if not 0.0 <= v <= 1.0:
+                source = feats[schema.SOURCE].bytes_list.value[0].decode() if schema.SOURCE in feats else "?"
+                raise ValueError(f"condition.attributes: attr/{n} = {v} for {source}; values must be in [0, 1]")
+            values[n] = v
+        if len(values) == len(names):
+            usable += 1
+            for n, v in values.items():
+                positives[n] += v >= 0.5
+            cell = sum(1 << a for a, n in enumerate(names) if values[n] >= 0.5)
+            cells[cell] = cells.get(cell, 0) + 1
+        elif first_missing is None:
+            first_missing = feats[schema.SOURCE].bytes_list.value[0].decode() if schema.SOURCE in feats else "?"
+    unknown = [n for n in names if n not in carried]
+    if unknown:
+        have = ", ".join(sorted(carried)) or "no attr/* features (ingest with --labels)"
+        raise ValueError(f"condition.attributes: {', '.join(unknown)} not in the Examples ({files[0]}...); "
+                         f"they carry: {have}")
+    if usable < total and rule != "skip":
+        raise ValueError(f"condition.attributes: {total - usable} of {total} Examples lack one of "
+                         f"{', '.join(names)} (first: {first_missing}); set condition.unlabelled=skip to "
+                         "train on the labelled ones")
+    if usable == 0:
+        raise ValueError(f"condition.attributes: no Example carries all of {', '.join(names)}")
+    return {"names": names, "kinds": kinds, "rule": rule, "total": total, "usable": usable,
+            "unlabelled": total - usable, "positive_rate": {n: positives[n] / usable for n in names},
+            "cells": cells}

@@ -2,7 +2,7 @@
 
     facegan project --model models/faces/1 --image face.jpg --out proj/ [--steps 300] [--space w|wplus|z]
 
-The photo goes through ingestion's own code (components/image_example_gen/transforms.py: decode
+The photo goes through ingestion's own code (facegan/ingest/image_ops.py: decode
 with EXIF orientation and RGB conversion, the `--crop` policy, LANCZOS resize to the model's
 resolution), exactly as training images did. The generator is rebuilt from the export's training
 config (metadata `config`) and given the SavedModel's weights (restored by object path from its
@@ -46,11 +46,11 @@ SPACES = ("w", "wplus", "z")
 
 def load_target(path: str, resolution: int, crop: str) -> np.ndarray:
     """uint8 [R, R, 3] from an image file, by ingestion's decode -> crop -> LANCZOS resize."""
-    from facegan.components.image_example_gen import transforms as T
+    from facegan.ingest import image_ops as IM
     with open(path, "rb") as f:
         data = f.read()
-    rgb, _ = T.decode(data, min_side=1)
-    return T.square_crop_resize(rgb, resolution, crop=crop)
+    rgb, _ = IM.decode(data, min_side=1)
+    return IM.square_crop_resize(rgb, resolution, crop=crop)
 
 
 def rebuild_generator(export_dir: str):
@@ -201,7 +201,7 @@ def main(args) -> int:
     except (ValueError, OSError, KeyError) as e:
         print(f"facegan project: --model {args.model}: {e}", file=sys.stderr)
         return 2
-    from facegan.components.image_example_gen.transforms import Rejected
+    from facegan.ingest.options import Rejected
     try:
         target = load_target(args.image, gen.resolution, args.crop)
     except Rejected as e:

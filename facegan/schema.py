@@ -18,7 +18,7 @@ One tf.Example per ingested image (and one more per mirrored copy):
 |                         |               | attributes -> int64 (bool/int), float, or bytes (strings)   |
 | `input_image`           | bytes         | optional: PNG of the input derived from `image` for         |
 |                         |               | image-to-image training (ingest `--paired`, see             |
-|                         |               | components/image_example_gen/paired.py)                     |
+|                         |               | facegan/ingest/paired.py)                                   |
 | `pair/transform`,       | bytes, bytes, | with `input_image`: the transform's name, its full          |
 | `pair/params`,          | int64         | parameters (JSON) and the example's seed                    |
 | `pair/seed`             |               |                                                             |

@@ -48,7 +48,7 @@ def labelled_dataset(examples_uri: str, split: str, names: Sequence[str], batch_
     import tensorflow as tf
     from facegan.examples_io import compression_type, split_files
     files = split_files(examples_uri, split)
-    from facegan.trainer.data import scan_attributes
+    from facegan.examples_io import scan_attributes
     info = scan_attributes(files, list(names), rule="skip")
     kinds = {"int64_list": tf.int64, "float_list": tf.float32}
     spec = {schema.attr_key(n): tf.io.VarLenFeature(kinds[info["kinds"][n]]) for n in names}

@@ -94,7 +94,7 @@ def create_pipeline(*, pipeline_name: str, pipeline_root: str, data_root: str, s
     _check_ingest_options(ImageExampleGen, ingest)
     if tc["needs_pairs"] and not ingest.get("paired"):
         raise ValueError(f"preset {preset!r} trains on image-to-image pairs: pass ingest_options "
-                         "{'paired': SPEC} (e.g. 'lowres:factor=4'; see components/image_example_gen/paired.py)")
+                         "{'paired': SPEC} (e.g. 'lowres:factor=4'; see facegan/ingest/paired.py)")
     example_gen = ImageExampleGen(input_base=data_root, resolution=res, **ingest)
 
     trainer = tfx.components.Trainer(

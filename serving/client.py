@@ -17,7 +17,7 @@ signature: a grid whose first row is SEED_A's images, then one row per `--crosso
 truncates only the layers < K of a seed's grid or a style-mixing grid (their `sample_cutoff` /
 `style_mix_cutoff` signatures; the default is the cutoff fixed at export).
 
-Conditional generators (issue 11): `--attr NAME=VALUE,...` sets attributes by name (unnamed ones
+Conditional generators: `--attr NAME=VALUE,...` sets attributes by name (unnamed ones
 take the range's low end, 0); the names and their order come from the model's input-less
 `attribute_names` signature (TF Serving's API does not expose the metadata asset). `--attr-sweep
 NAME` writes a grid whose rows are `--num` latents of the seed (fixed along a row) and whose
@@ -558,7 +558,7 @@ def _attribute_request(client, args):
     Names match the model's after normalization ("Smiling" = "smiling", as ingestion stores them)."""
     if not args.attr and not args.attr_sweep:
         return None, None
-    from facegan.trainer.conditioning import normalize_name, parse_assignments   # TensorFlow-free
+    from facegan.conditioning import normalize_name, parse_assignments   # TensorFlow-free
     names = client.attribute_names(args.model, args.version)
     keys = [normalize_name(n) for n in names]
     values = parse_assignments(args.attr, known=keys)
@@ -571,7 +571,7 @@ def _attribute_request(client, args):
     return vector, keys.index(sweep)
 
 
-# -- synthetic data sets (issue 11; HDCGAN's augmentation) ------------------------------------------
+# -- synthetic data sets (HDCGAN's augmentation) -------------------------------------------------
 SYNTHETIC_IMAGES, SYNTHETIC_MANIFEST, PROVENANCE = "images", "manifest.json", "synthetic"
 
 

@@ -5,8 +5,8 @@
         --derive grayscale --compare
 
 The photo goes through exactly the ingestion's per-file path (decode with EXIF orientation and
-alpha on the background, the crop policy, the named resize filter: `transforms.decode` and
-`transforms.square_crop_resize`, same defaults as `facegan ingest`), so the model sees what it was
+alpha on the background, the crop policy, the named resize filter: `facegan.ingest.image_ops.decode` and
+`image_ops.square_crop_resize`, same defaults as `facegan ingest`), so the model sees what it was
 trained on. The size is the model's input resolution, read from the served signature's output
 shape (facegan's image-to-image models keep the size; `--resolution` overrides). `--derive SPEC`
 first applies one of the ingestion's paired transforms (e.g. `grayscale`, `lowres:factor=4`) to
@@ -32,13 +32,14 @@ def prepare_image(data: bytes, resolution: int, crop: str = "center", filter: st
                   derive: str = "", derive_seed: int = 0):
     """Photo bytes -> (cropped uint8 [R, R, 3], the model input uint8 [R, R, 3]) by the ingestion's
     own functions; raises ValueError with the reason (an unreadable or too small photo)."""
-    from facegan.components.image_example_gen import paired
-    from facegan.components.image_example_gen import transforms as T
+    from facegan.ingest import paired
+    from facegan.ingest import options as O
+    from facegan.ingest import image_ops as IM
     try:
-        rgb, _ = T.decode(data, min_side=1)
-    except T.Rejected as r:
+        rgb, _ = IM.decode(data, min_side=1)
+    except O.Rejected as r:
         raise ValueError(f"{r.reason}: {r.detail}") from None
-    face = T.square_crop_resize(rgb, int(resolution), crop, filter)
+    face = IM.square_crop_resize(rgb, int(resolution), crop, filter)
     return face, (paired.apply(face, derive, derive_seed).image if derive else face)
 
 
@@ -57,7 +58,7 @@ def output_resolution(client, model: str, direction: Optional[str], version: Opt
 
 
 def add_arguments(parser: argparse.ArgumentParser):
-    from facegan.components.image_example_gen import transforms as T
+    from facegan.ingest import options as O
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--server", help="TF Serving gRPC address HOST:PORT (e.g. localhost:8500)")
     where.add_argument("--rest", help="TF Serving REST address HOST:PORT (e.g. localhost:8501)")
@@ -66,8 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--direction", default=None, help="direction (CycleGAN); None: the model's default")
     parser.add_argument("--in", dest="input", required=True, help="input photo (any format ingestion reads)")
     parser.add_argument("--out", required=True, help="output PNG path")
-    parser.add_argument("--crop", default="center", choices=T.CROPS, help="crop policy, as at ingestion")
-    parser.add_argument("--filter", default=T.DEFAULT_FILTER, choices=T.FILTERS, help="resize filter, as at ingestion")
+    parser.add_argument("--crop", default="center", choices=O.CROPS, help="crop policy, as at ingestion")
+    parser.add_argument("--filter", default=O.DEFAULT_FILTER, choices=O.FILTERS, help="resize filter, as at ingestion")
     parser.add_argument("--resolution", type=int, default=0, help="input side (default 0: read from the served signature)")
     parser.add_argument("--derive", default="", help="apply a paired transform first (e.g. grayscale, lowres:factor=4)")
     parser.add_argument("--derive-seed", type=int, default=0, help="seed of --derive (masked)")
@@ -85,7 +86,7 @@ def main(args) -> int:
         print(f"facegan translate: --in {args.input}: {e.strerror or e}", file=sys.stderr)
         return 2
     if args.derive:
-        from facegan.components.image_example_gen import paired
+        from facegan.ingest import paired
         try:
             paired.parse_spec(args.derive)
         except ValueError as e:

@@ -47,7 +47,7 @@ from typing import Optional
 
 log = logging.getLogger("facegan.ui")
 
-MAX_BODY_BYTES = 64 << 20          # the REST server's own request limit (serving/server.py)
+MAX_BODY_BYTES = 64 << 20          # the REST server's own request limit (serving/rest_api.py)
 PROXY_TIMEOUT_S = 300.0
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 

@@ -13,7 +13,7 @@ CONDITIONAL_TINY = {"optim.batch_size": 8, "network.filters": 8, "network.z_dim"
 
 def celeba_rows(celeba_attributes, start: int, n: int):
     """[(file name, {attribute: 0/1})] for CelebA rows [start, start + n) of the shared table."""
-    from facegan.components.image_example_gen.transforms import parse_celeba_attrs
+    from facegan.ingest.labels import parse_celeba_attrs
     _, table = parse_celeba_attrs(str(celeba_attributes))
     names = sorted(table)[start:start + n]
     return [(name, table[name]) for name in names]

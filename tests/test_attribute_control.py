@@ -103,7 +103,7 @@ def test_classifier_accuracy_on_the_real_eval_split_and_content_cache(labelled, 
 def test_evaluator_computes_attribute_control_and_the_blessing_gates_on_it(labelled, tmp_path):
     from facegan.metrics import evaluation as evaluate_lib
     from facegan.generator import CONDITIONAL, export_generator
-    from facegan.serving.testing import tiny_conditional_generator
+    from tests.serving_testlib import tiny_conditional_generator
     model = export_generator(tiny_conditional_generator(8, 2, 32), str(tmp_path / "gen"), kind=CONDITIONAL,
                              attributes=["male", "smiling"])
     ev = evaluate_lib.evaluate_model(model, labelled, str(tmp_path / "eval"), metrics=["attribute_control"],
@@ -121,7 +121,7 @@ def test_metric_networks_are_float32_under_a_mixed_bfloat16_training_policy(tmp_
     and the feature extractor built during its metrics-during-training stay float32 (the study's
     conditional row once failed here with a bfloat16/float32 Mul) and the global policy is kept."""
     import tensorflow as tf
-    from facegan.examples_io import write_synthetic_examples
+    from tests.examples_testlib import write_synthetic_examples
     from facegan.metrics.features import get_extractor
     uri = write_synthetic_examples(str(tmp_path / "ex"), n_train=16, n_eval=8, attributes=("male",))
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")

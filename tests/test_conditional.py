@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from facegan.trainer import conditioning
+from facegan import conditioning
+from facegan.trainer.conditioning import export_kind_args
 from facegan.trainer import config as C
 from facegan.trainer import registry
 from tests.conditional_testlib import CONDITIONAL_TINY, celeba_rows, link_faces, write_labelled_faces
@@ -18,8 +19,8 @@ def test_conditional_architectures_are_registered_with_their_kind():
     assert {"cdcgan", "chdcgan", "cfacegan", "cprogan"} <= set(CONDITIONAL_ARCHS)
     cfg = C.get_preset("smoke_conditional")
     assert conditioning.attribute_names(cfg) == ["male", "smiling"]
-    assert conditioning.export_kind_args(cfg)["attributes"] == ["male", "smiling"]
-    assert conditioning.export_kind_args(C.get_preset("smoke")) == {}
+    assert export_kind_args(cfg)["attributes"] == ["male", "smiling"]
+    assert export_kind_args(C.get_preset("smoke")) == {}
 
 
 @pytest.mark.parametrize("overrides, needle", [
@@ -37,7 +38,7 @@ def test_bad_condition_configs_are_refused_naming_the_field(overrides, needle):
 
 
 def test_names_are_normalized_like_ingestion():
-    from facegan.components.image_example_gen.transforms import normalize_attr_name
+    from facegan.ingest.labels import normalize_name as normalize_attr_name
     for raw in ("Smiling", "Hair Colour", "5_o_Clock_Shadow", " Eyes-Color "):
         assert conditioning.normalize_name(raw) == normalize_attr_name(raw)
     assert conditioning.parse_names("Male, Smiling") == ["male", "smiling"]
@@ -143,13 +144,14 @@ def test_acgan_loss_matches_tf_gan_two_class_softmax():
 
 # -- ingest summary: attribute statistics ------------------------------------------------------
 def test_ingest_summary_has_the_positive_rate_per_attribute(tmp_path, celeba_dir, celeba_attributes):
-    from facegan.components.image_example_gen import local_runner, transforms as T
+    from facegan.ingest import runner as R
+    from facegan.ingest import options as O
     rows = dict(celeba_rows(celeba_attributes, 100, 20))
     unlabelled = tmp_path / "faces" / "not_in_table.jpg"
     src = link_faces(celeba_dir, tmp_path / "faces", sorted(rows))
     os.symlink(os.path.join(celeba_dir, "000001.jpg"), unlabelled)   # a face the table does not name
-    summary = local_runner.ingest(src, str(tmp_path / "ex"), T.IngestConfig(resolution=16,
-                                  labels=str(celeba_attributes)), runner="local")
+    summary = R.ingest(src, str(tmp_path / "ex"), O.IngestConfig(resolution=16,
+                                                                 labels=str(celeba_attributes)), runner="local")
     attrs = summary["attributes"]
     assert (summary["originals_written"], summary["unlabeled"]) == (21, 1)
     assert len(attrs) == 40
@@ -160,7 +162,7 @@ def test_ingest_summary_has_the_positive_rate_per_attribute(tmp_path, celeba_dir
 
 def test_attribute_summary_leaves_non_binary_rates_null():
     import collections
-    from facegan.components.image_example_gen import stages
+    from facegan.ingest import stages
     counts = collections.Counter()
     for attrs in ({"age": 31.5, "smiling": 1}, {"age": 40, "smiling": 0}, {"smiling": 1, "hair": "red"}):
         stages.count_attributes(counts, attrs)

@@ -5,8 +5,8 @@ exported as the conditional kind."""
 import numpy as np
 import pytest
 
-from facegan import examples_io
 from facegan.trainer import config as C
+from tests.examples_testlib import write_synthetic_examples
 
 ATTRS = "male,smiling,young"
 
@@ -76,7 +76,7 @@ def test_cprogan_generator_joins_the_label_before_pixel_norm():
 
 @pytest.fixture(scope="module")
 def labelled16(tmp_path_factory):
-    return examples_io.write_synthetic_examples(str(tmp_path_factory.mktemp("lab16") / "examples"), n_train=32,
+    return write_synthetic_examples(str(tmp_path_factory.mktemp("lab16") / "examples"), n_train=32,
                                                 n_eval=8, resolution=16, extra_resolutions=(4, 8),
                                                 attributes=("male", "smiling", "young"))
 
@@ -155,7 +155,7 @@ def test_cstylegan2_projection_d_changes_with_the_label_and_not_otherwise():
 
 @pytest.fixture(scope="module")
 def labelled32(tmp_path_factory):
-    return examples_io.write_synthetic_examples(str(tmp_path_factory.mktemp("lab32") / "examples"), n_train=32,
+    return write_synthetic_examples(str(tmp_path_factory.mktemp("lab32") / "examples"), n_train=32,
                                                 n_eval=8, resolution=32, attributes=("male", "smiling", "young"))
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from facegan import examples_io, schema
 from facegan.trainer import config as C
+from tests.examples_testlib import write_synthetic_examples
 
 RES = 8
 
@@ -243,8 +244,8 @@ def test_evaluator_scores_equal_without_the_synthetic_examples_and_reports_them(
     import shutil
 
     from facegan.metrics import evaluation as EL
-    from facegan.components.gan_evaluator.testing import export_test_generator
-    real = examples_io.write_synthetic_examples(str(tmp_path / "real"), n_train=8, n_eval=24, resolution=32)
+    from tests.evaluator_testlib import export_test_generator
+    real = write_synthetic_examples(str(tmp_path / "real"), n_train=8, n_eval=24, resolution=32)
     mixed = str(tmp_path / "mixed")
     shutil.copytree(real, mixed)
     exs = [examples_io.make_example(np.full((32, 32, 3), 255, np.uint8), source=f"s{k}", sha256=f"s{k:062d}",

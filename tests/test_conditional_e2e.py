@@ -12,15 +12,16 @@ from tests.conditional_testlib import CONDITIONAL_TINY, celeba_rows, link_faces
 @pytest.mark.e2e
 def test_conditional_smoke_run_on_real_celeba(tmp_path, celeba_dir, celeba_attributes):
     from facegan import generator as contract
-    from facegan.components.image_example_gen import local_runner, transforms as T
+    from facegan.ingest import runner as R
+    from facegan.ingest import options as O
     from facegan.trainer import data, train_lib
     from facegan.trainer.config import get_preset
 
     rows = dict(celeba_rows(celeba_attributes, 0, 48))
     src = link_faces(celeba_dir, tmp_path / "faces", sorted(rows))
     examples = str(tmp_path / "examples")
-    summary = local_runner.ingest(src, examples, T.IngestConfig(resolution=32, labels=str(celeba_attributes)),
-                                  runner="local")
+    summary = R.ingest(src, examples, O.IngestConfig(resolution=32, labels=str(celeba_attributes)),
+                       runner="local")
     assert summary["unlabeled"] == 0 and summary["examples_written"] == 48
     assert summary["attributes"]["smiling"]["positive_rate"] == pytest.approx(
         np.mean([r["smiling"] for r in rows.values()]), abs=1e-6)

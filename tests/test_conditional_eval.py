@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from facegan import examples_io
 from facegan.trainer.config import get_preset
 from tests.conditional_testlib import CONDITIONAL_TINY
+from tests.examples_testlib import write_synthetic_examples
 
 EVAL = {"eval.every_images": 16, "eval.metrics": "swd", "eval.num_images": 32, "eval.batch_size": 16,
         "eval.memorization": 0, "eval.extractor": "random_tiny", "eval.best_metric": "swd",
@@ -20,7 +20,7 @@ EVAL = {"eval.every_images": 16, "eval.metrics": "swd", "eval.num_images": 32, "
 def run(tmp_path_factory):
     from facegan.trainer import train_lib
     root = tmp_path_factory.mktemp("condeval")
-    data = examples_io.write_synthetic_examples(str(root / "examples"), n_train=32, n_eval=32, resolution=32,
+    data = write_synthetic_examples(str(root / "examples"), n_train=32, n_eval=32, resolution=32,
                                                 attributes=("male", "smiling"))
     cfg = get_preset("smoke_conditional", {**CONDITIONAL_TINY, **EVAL})
     result = train_lib.train(cfg, data, str(root / "run"), steps=4, progress=False)   # 32 images: 2 evaluations

@@ -19,7 +19,7 @@ def served(tmp_path_factory):
     from facegan.generator import CONDITIONAL, export_generator, load_generator
     from facegan.serving.manager import ModelSpec
     from facegan.serving.server import Server
-    from facegan.serving.testing import tiny_conditional_generator, tiny_generator
+    from tests.serving_testlib import tiny_conditional_generator, tiny_generator
     root = tmp_path_factory.mktemp("cond_serving")
     export_generator(tiny_conditional_generator(Z_DIM, len(ATTRS), RES), str(root / "cond" / "1"), kind=CONDITIONAL,
                      attributes=ATTRS, max_batch=64)
@@ -95,7 +95,8 @@ def test_synthetic_set_reingests_with_the_manifest_labels_and_provenance(served,
     import os
 
     import tensorflow as tf
-    from facegan.components.image_example_gen import local_runner, transforms as T
+    from facegan.ingest import runner as R
+    from facegan.ingest import options as O
     srv, direct = served
     out = tmp_path / "synthetic"
     rc = client_lib.main(_args(server=f"127.0.0.1:{srv.port}", model="cond", attr="Smiling=1", num=6, seed=11,
@@ -111,9 +112,9 @@ def test_synthetic_set_reingests_with_the_manifest_labels_and_provenance(served,
     rc = client_lib.main(_args(server=f"127.0.0.1:{srv.port}", model="cond", attr="Smiling=1", num=2, out_dir=out))
     assert rc == 2 and "is not empty" in capsys.readouterr().err
 
-    summary = local_runner.ingest(str(out / "images"), str(tmp_path / "ex"),
-                                  T.IngestConfig(resolution=16, labels=str(out / "manifest.json"), eval_fraction=0.0,
-                                                 min_side=16),
+    summary = R.ingest(str(out / "images"), str(tmp_path / "ex"),
+                       O.IngestConfig(resolution=16, labels=str(out / "manifest.json"), eval_fraction=0.0,
+                                      min_side=16),
                                   runner="local")
     assert summary["unlabeled"] == 0 and summary["attributes"]["smiling"]["positive_rate"] == 1.0
     records = tf.data.TFRecordDataset(tf.io.gfile.glob(str(tmp_path / "ex" / "Split-train" / "*")),

@@ -65,8 +65,8 @@ def _prop(artifact, key):
 def test_component_blesses_good_refuses_constant_and_pusher_obeys(tmp_path):
     from tfx import v1 as tfx
 
-    from facegan.components.gan_evaluator.testing import export_test_generator
-    from facegan.examples_io import write_synthetic_examples
+    from tests.evaluator_testlib import export_test_generator
+    from tests.examples_testlib import write_synthetic_examples
     from facegan.trainer.export import load_generator
 
     examples = write_synthetic_examples(str(tmp_path / "examples"), n_train=24, n_eval=32, resolution=RES)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from facegan.metrics import evaluation as EL
-from facegan.components.gan_evaluator.testing import export_test_generator
-from facegan.examples_io import write_synthetic_examples
+from tests.evaluator_testlib import export_test_generator
+from tests.examples_testlib import write_synthetic_examples
 from facegan.images import decode_png
 
 RES = 32

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from facegan import examples_io, schema
+from tests.examples_testlib import write_synthetic_examples
 
 
 def test_synthetic_round_trip(tmp_path, rng):
@@ -16,7 +17,7 @@ def test_synthetic_round_trip(tmp_path, rng):
 
 
 def test_synthetic_artifact_has_both_splits_and_extra_resolutions(tmp_path):
-    uri = examples_io.write_synthetic_examples(str(tmp_path / "ex"), n_train=5, n_eval=3,
+    uri = write_synthetic_examples(str(tmp_path / "ex"), n_train=5, n_eval=3,
                                                resolution=16, extra_resolutions=(4, 8))
     train = np.concatenate(list(examples_io.iterate_images(uri, "train")))
     ev = np.concatenate(list(examples_io.iterate_images(uri, "eval")))
@@ -96,7 +97,7 @@ def test_validate_names_the_file_that_is_not_a_tfrecord(tmp_path):
 
 
 def test_incomplete_output_is_refused(tmp_path):
-    uri = examples_io.write_synthetic_examples(str(tmp_path / "ex"), n_train=2, n_eval=1, resolution=8)
+    uri = write_synthetic_examples(str(tmp_path / "ex"), n_train=2, n_eval=1, resolution=8)
     files = examples_io.split_files(uri, "train")
     assert examples_io.open_checked(files) == files
     _write_raw(os.path.join(uri, examples_io.INCOMPLETE_MARKER), b"")
@@ -111,7 +112,7 @@ def test_incomplete_output_is_refused(tmp_path):
 def test_train_data_refuses_unfinished_and_foreign_files(tmp_path):
     """`facegan train --data` / the Trainer open data through trainer.data.resolve_files."""
     from facegan.trainer import data as data_lib
-    uri = examples_io.write_synthetic_examples(str(tmp_path / "ex"), n_train=2, n_eval=1, resolution=8)
+    uri = write_synthetic_examples(str(tmp_path / "ex"), n_train=2, n_eval=1, resolution=8)
     _write_raw(os.path.join(examples_io.split_dir(uri, "train"), "run.log"), b"INFO started\n")
     with pytest.raises(ValueError, match=r"run\.log: not a TFRecord file"):
         data_lib.resolve_files(uri)

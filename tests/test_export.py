@@ -21,7 +21,7 @@ Z_DIM, RES = 8, 16
 
 
 def tiny_generator(seed=0):
-    from facegan.serving.testing import tiny_generator as build
+    from tests.serving_testlib import tiny_generator as build
     return build(Z_DIM, RES, seed)
 
 
@@ -239,12 +239,12 @@ ATTRS = ["Smiling", "Male", "Eyeglasses"]
 
 
 def conditional_generator(seed=0):
-    from facegan.serving.testing import tiny_conditional_generator
+    from tests.serving_testlib import tiny_conditional_generator
     return tiny_conditional_generator(Z_DIM, len(ATTRS), RES, seed)
 
 
 def translator(seed=0, res=RES, up=1):
-    from facegan.serving.testing import tiny_translator
+    from tests.serving_testlib import tiny_translator
     return tiny_translator(res, up, seed)
 
 

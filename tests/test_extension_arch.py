@@ -13,6 +13,7 @@ import pytest
 
 from facegan.trainer import config as C
 from facegan.trainer import registry
+from tests.examples_testlib import write_synthetic_examples
 
 HIDDEN, RES, Z = 5, 16, 8
 
@@ -84,7 +85,7 @@ def test_its_settings_parse_validate_and_refuse(toy):
 def test_it_builds_and_trains_through_facegan_train(toy, tmp_path):
     import tensorflow as tf
     from facegan import cli, examples_io
-    data = examples_io.write_synthetic_examples(str(tmp_path / "examples"), n_train=16, n_eval=4, resolution=RES)
+    data = write_synthetic_examples(str(tmp_path / "examples"), n_train=16, n_eval=4, resolution=RES)
     out = str(tmp_path / "run")
     rc = cli.main(["train", "--data", data, "--out", out, "--preset", "smoke", "--resolution", str(RES),
                    "--steps", "2", "--no-export", "--set", 'network.architecture="toy_mlp"',

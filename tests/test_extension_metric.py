@@ -11,6 +11,7 @@ import pytest
 
 from facegan import examples_io
 from tests.conditional_testlib import CONDITIONAL_TINY
+from tests.examples_testlib import write_synthetic_examples
 
 MODULE = '''
 """Throwaway metric: the mean of the conditioning vectors behind the generated images."""
@@ -64,8 +65,8 @@ def test_registered_metric_runs_through_the_evaluator(registered, tmp_path, monk
     from facegan.generator import CONDITIONAL, export_generator
     from facegan.generator.load import ConditionalGenerator
     from facegan.metrics.evaluation import evaluate_model
-    from facegan.serving.testing import tiny_conditional_generator
-    data = examples_io.write_synthetic_examples(str(tmp_path / "ex"), n_train=8, n_eval=8, resolution=16,
+    from tests.serving_testlib import tiny_conditional_generator
+    data = write_synthetic_examples(str(tmp_path / "ex"), n_train=8, n_eval=8, resolution=16,
                                                 attributes=("male", "smiling", "young"))
     model = export_generator(tiny_conditional_generator(8, 3, 16), str(tmp_path / "gen"), kind=CONDITIONAL,
                              attributes=["male", "smiling", "young"])
@@ -82,7 +83,7 @@ def test_registered_metric_runs_through_the_evaluator(registered, tmp_path, monk
     assert json.load(open(ev.files["metrics"]))["results"][f"{NAME}{NUM}"]["mean"] == got["mean"]
     # an unconditional generator cannot provide it: one clear error before anything is generated
     from facegan.generator import UNCONDITIONAL
-    from facegan.serving.testing import tiny_generator
+    from tests.serving_testlib import tiny_generator
     plain = export_generator(tiny_generator(8, 16), str(tmp_path / "plain"), kind=UNCONDITIONAL)
     with pytest.raises(ValueError, match=f"{NAME}: needs a generator that provides conditioning"):
         evaluate_model(plain, data, str(tmp_path / "eval2"), metrics=[NAME], num_images=NUM,
@@ -93,7 +94,7 @@ def test_registered_metric_runs_during_training(registered, tmp_path, monkeypatc
     from facegan.generator.stream import SampledGenerator
     from facegan.trainer import train_lib
     from facegan.trainer.config import get_preset
-    data = examples_io.write_synthetic_examples(str(tmp_path / "ex"), n_train=16, n_eval=16, resolution=32,
+    data = write_synthetic_examples(str(tmp_path / "ex"), n_train=16, n_eval=16, resolution=32,
                                                 attributes=("male", "smiling"))
     cfg = get_preset("smoke_conditional", {
         **CONDITIONAL_TINY, "eval.every_images": 16, "eval.metrics": NAME, "eval.num_images": NUM,

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from facegan import examples_io, schema
-from facegan.components.image_example_gen import paired as P
-from facegan.components.image_example_gen import transforms as T
+from facegan.ingest import paired as P
+from facegan.ingest import options as O
+from facegan.ingest import image_ops as IM
+from tests.examples_testlib import write_synthetic_examples
 
 RES = 32
 
@@ -91,19 +93,19 @@ def test_bad_specs_are_refused_naming_the_problem(spec, fragment):
     with pytest.raises(ValueError, match="paired transform") as e:
         P.parse_spec(spec)
     assert fragment in str(e.value)
-    with pytest.raises(T.IngestError, match=fragment):
-        T.IngestConfig(resolution=RES, paired=spec)
+    with pytest.raises(O.IngestError, match=fragment):
+        O.IngestConfig(resolution=RES, paired=spec)
 
 
 def test_examples_carry_the_pair_its_parameters_and_seed():
     import tensorflow as tf
     from facegan.images import decode_png, encode_png
-    cfg = T.IngestConfig(resolution=RES, paired="lowres:factor=8", paired_seed=3)
+    cfg = O.IngestConfig(resolution=RES, paired="lowres:factor=8", paired_seed=3)
     assert cfg.paired == "lowres:factor=8"
-    p = T.process_bytes(encode_png(_face(3, 48)), cfg)
+    p = IM.process_bytes(encode_png(_face(3, 48)), cfg)
     want = P.apply(p.image, "lowres:factor=8", 3)
-    for proc, mirrored in ((p, False), (T.mirror(p), True)):
-        ex = tf.train.Example.FromString(T.encode_example(T.example_features(proc, "x.png", "ab", mirrored)))
+    for proc, mirrored in ((p, False), (IM.mirror(p), True)):
+        ex = tf.train.Example.FromString(IM.encode_example(IM.example_features(proc, "x.png", "ab", mirrored)))
         f = ex.features.feature
         got = decode_png(f[schema.INPUT_IMAGE].bytes_list.value[0])
         np.testing.assert_array_equal(got, want.image[:, ::-1] if mirrored else want.image)
@@ -113,7 +115,7 @@ def test_examples_carry_the_pair_its_parameters_and_seed():
     assert P.summary(cfg.paired, 3) == {"transform": "lowres", "params": {"factor": 8}, "seed": 3,
                                         "spec": "lowres:factor=8", "feature": schema.INPUT_IMAGE}
     # no --paired: no extra features
-    plain = T.example_features(T.process_bytes(encode_png(_face(3, 48)), T.IngestConfig(resolution=RES)), "x", "ab", False)
+    plain = IM.example_features(IM.process_bytes(encode_png(_face(3, 48)), O.IngestConfig(resolution=RES)), "x", "ab", False)
     assert schema.INPUT_IMAGE not in plain
 
 
@@ -210,8 +212,8 @@ def test_config_refuses_mismatched_kinds_and_z_tricks():
 # -- the pix2pix step on the one loop, export -----------------------------------------------------
 def _paired_examples(root, n=8, spec="grayscale"):
     from facegan.images import encode_png
-    cfg = T.IngestConfig(resolution=RES, paired=spec)
-    recs = [T.encode_example(T.example_features(T.process_bytes(encode_png(_face(k)), cfg), f"{k}.png", f"{k:02d}", False))
+    cfg = O.IngestConfig(resolution=RES, paired=spec)
+    recs = [IM.encode_example(IM.example_features(IM.process_bytes(encode_png(_face(k)), cfg), f"{k}.png", f"{k:02d}", False))
             for k in range(n)]
     for split in (schema.TRAIN_SPLIT, schema.EVAL_SPLIT):
         examples_io.write_examples(os.path.join(examples_io.split_dir(root, split), "data-00000.gz"), recs)
@@ -229,7 +231,7 @@ def test_paired_dataset_is_input_then_target(tmp_path):
     u8 = np.round((batch + 1) * 127.5).astype(np.uint8)
     np.testing.assert_array_equal(u8[..., :3], np.stack([P.grayscale(t) for t in u8[..., 3:]]))
     plain = str(tmp_path / "plain")
-    examples_io.write_synthetic_examples(plain, 4, 2, RES)
+    write_synthetic_examples(plain, 4, 2, RES)
     with pytest.raises(ValueError, match="re-ingest with --paired"):
         data_lib.train_dataset(data_lib.resolve_files(plain), RES, 2, input_key=schema.INPUT_IMAGE)
 
@@ -319,7 +321,7 @@ def test_evaluate_image_to_image_model(tmp_path):
     from facegan.metrics.evaluation import evaluate_model
     from facegan.generator import IMAGE_TO_IMAGE, export_generator
     from facegan.metrics import paired as M
-    from facegan.serving.testing import tiny_translator
+    from tests.serving_testlib import tiny_translator
     import tensorflow as tf
     root = _paired_examples(str(tmp_path / "ex"), n=6, spec="lowres:factor=4")
     identity = tf.keras.Sequential([tf.keras.Input([RES, RES, 3]), tf.keras.layers.Lambda(lambda x: x)])
@@ -504,7 +506,7 @@ def test_history_pool_is_global_one_vs_two_replicas(tmp_path):
     sys.path.insert(0, os.path.dirname(__file__))
     from train_testlib import REPLICA_PRELUDE
     import subprocess
-    uri = examples_io.write_synthetic_examples(str(tmp_path / "ex"), n_train=8, n_eval=2, resolution=16,
+    uri = write_synthetic_examples(str(tmp_path / "ex"), n_train=8, n_eval=2, resolution=16,
                                                attributes=("eyeglasses",))
     overrides = {"network.resolution": 16, "network.filters": 4, "network.resnet_blocks": 1, "network.max_filters": 8,
                  "optim.batch_size": 2, "tricks.history_pool": 3, "run.steps": 4, "run.checkpoint_every": 100,

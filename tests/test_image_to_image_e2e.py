@@ -33,7 +33,7 @@ def paired_faces(celeba_dir, tmp_path_factory):
 
 
 def test_ingest_writes_pairs_and_reports_the_transform(paired_faces):
-    from facegan.components.image_example_gen import paired as P
+    from facegan.ingest import paired as P
     from facegan.examples_io import iterate_images
     _, out, _ = paired_faces
     summary = json.loads((out / schema.SUMMARY_FILE).read_text())

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegan.components.image_example_gen import transforms as T
+from facegan.ingest import options as O
+from facegan.ingest import archives as A
+from facegan.ingest import image_ops as IM
 from facegan import schema
 
 pytestmark = pytest.mark.e2e
@@ -75,13 +77,13 @@ def make_input_tree(root, rng):
     # rejections
     jpg = _enc(_face_like(rng, 64, 64), "JPEG")
     bad = {
-        "a/empty.jpg": T.ZERO_BYTE,
-        "a/half.jpg": T.TRUNCATED,
-        "a/readme.txt": T.NOT_AN_IMAGE,
-        "a/corrupt.png": T.UNREADABLE,
-        "a/tiny.png": T.TOO_SMALL,
-        "a/bomb.png": T.OVERSIZED,
-        "broken.zip": T.UNREADABLE,
+        "a/empty.jpg": O.ZERO_BYTE,
+        "a/half.jpg": O.TRUNCATED,
+        "a/readme.txt": O.NOT_AN_IMAGE,
+        "a/corrupt.png": O.UNREADABLE,
+        "a/tiny.png": O.TOO_SMALL,
+        "a/bomb.png": O.OVERSIZED,
+        "broken.zip": O.UNREADABLE,
     }
     (root / "a" / "empty.jpg").write_bytes(b"")
     (root / "a" / "half.jpg").write_bytes(jpg[: len(jpg) // 2])
@@ -129,9 +131,9 @@ def _read_examples(uri):
 
 
 def _source_bytes(source):
-    if T.ARCHIVE_SEP in source:
-        arch = source.split(T.ARCHIVE_SEP)[0]
-        return dict(T.iter_archive(arch))[source]
+    if A.ARCHIVE_SEP in source:
+        arch = source.split(A.ARCHIVE_SEP)[0]
+        return dict(A.iter_archive(arch))[source]
     with open(source, "rb") as f:
         return f.read()
 
@@ -147,12 +149,12 @@ def tree(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def in_memory_run(tree, tmp_path_factory):
-    from facegan.components.image_example_gen import beam_pipeline as B
+    from facegan.ingest import runner as R
     root, expect, labels = tree
     out = str(tmp_path_factory.mktemp("out") / "examples")
-    cfg = T.IngestConfig(resolution=16, mirror=True, extra_resolutions="4,8", eval_fraction=0.4,
+    cfg = O.IngestConfig(resolution=16, mirror=True, extra_resolutions="4,8", eval_fraction=0.4,
                          min_side=16, max_pixels=1_000_000, labels=labels, background="0,0,0")
-    summary = B.run_ingest(str(root), out, cfg, beam_args=[])
+    summary = R.run_ingest(str(root), out, cfg, beam_args=[])
     return out, summary, cfg
 
 
@@ -163,15 +165,15 @@ def test_accounting_and_rejection_report(tree, in_memory_run):
     assert s["examples_written"] == expect["good"]
     assert s["duplicates"] == expect["duplicates"]
     want = collections.Counter(expect["bad"].values())
-    assert s["rejected_by_reason"] == {r: want.get(r, 0) for r in T.REJECTION_REASONS}
+    assert s["rejected_by_reason"] == {r: want.get(r, 0) for r in O.REJECTION_REASONS}
     assert s["files_seen"] == s["examples_written"] + s["duplicates"] + s["rejected"]
     assert s["invariant_holds"] and s["mirrored"] == expect["good"]
     with open(os.path.join(out, schema.REJECTIONS_FILE)) as f:
         lines = [json.loads(ln) for ln in f]
-    rejected = {os.path.relpath(r["path"], root): r["reason"] for r in lines if r["reason"] != T.DUPLICATE}
+    rejected = {os.path.relpath(r["path"], root): r["reason"] for r in lines if r["reason"] != O.DUPLICATE}
     assert rejected == expect["bad"]
     assert all(r["detail"] for r in lines)
-    dups = sorted(os.path.relpath(r["path"], root) for r in lines if r["reason"] == T.DUPLICATE)
+    dups = sorted(os.path.relpath(r["path"], root) for r in lines if r["reason"] == O.DUPLICATE)
     # the sorted-first path of a group is the original: b/deep/copy_of_q7.jpg < b/q7.jpg
     assert dups == ["b/q7.jpg", "b/zz_copy_of_p0.png", "set.zip!faces/dup_p1.jpg"]
     assert s["splits"]["train"]["originals"] + s["splits"]["eval"]["originals"] == expect["good"]
@@ -187,7 +189,7 @@ def test_examples_pixel_exact_splits_mirrors_labels(tree, in_memory_run):
         assert len(rows) == s["splits"][split]["examples"]
         for row in rows:
             sha = row[schema.SHA256].decode()
-            assert T.assign_split(sha, cfg.eval_fraction) == split       # split by content hash
+            assert IM.assign_split(sha, cfg.eval_fraction) == split       # split by content hash
             img = decode_png(row[schema.IMAGE])
             assert img.shape == (16, 16, 3) and row[schema.HEIGHT] == 16
             if row[schema.MIRRORED] == 0:
@@ -204,8 +206,8 @@ def test_examples_pixel_exact_splits_mirrors_labels(tree, in_memory_run):
     for sha, (split, row, img) in originals.items():
         src = row[schema.SOURCE].decode()
         data = _source_bytes(src)
-        assert T.sha256_hex(data) == sha
-        p = T.process_bytes(data, cfg)
+        assert IM.sha256_hex(data) == sha
+        p = IM.process_bytes(data, cfg)
         np.testing.assert_array_equal(img, p.image)
         np.testing.assert_array_equal(decode_png(row[schema.image_key(8, 16)]), p.extra[8])
         np.testing.assert_array_equal(decode_png(row[schema.image_key(4, 16)]), p.extra[4])
@@ -228,11 +230,11 @@ def test_examples_pixel_exact_splits_mirrors_labels(tree, in_memory_run):
 
 def test_multiprocessing_matches_in_memory_and_is_deterministic(tree, in_memory_run, tmp_path):
     """Same inputs on the multi-processing DirectRunner (2 workers): identical examples and splits."""
-    from facegan.components.image_example_gen import beam_pipeline as B
+    from facegan.ingest import runner as R
     root, _, _ = tree
     out0, s0, cfg = in_memory_run
     out = str(tmp_path / "mp")
-    s = B.run_ingest(str(root), out, cfg, beam_args=MP_ARGS)
+    s = R.run_ingest(str(root), out, cfg, beam_args=MP_ARGS)
     for k in ("files_seen", "examples_written", "duplicates", "rejected_by_reason", "splits",
               "channel_mean", "mirrored"):
         assert s[k] == s0[k], k
@@ -250,12 +252,12 @@ def test_multiprocessing_matches_in_memory_and_is_deterministic(tree, in_memory_
 def test_local_runner_matches_beam(tree, in_memory_run, tmp_path, monkeypatch, workers):
     """The output does not depend on the runner: the local runner (no Beam; one process or a
     fork pool) writes the same records, rejection report and counts as the Beam pipeline."""
-    from facegan.components.image_example_gen import local_runner
-    monkeypatch.setattr(local_runner, "POOL_MIN_FILES", 2)
+    from facegan.ingest import pool_runner as PR, runner as R
+    monkeypatch.setattr(PR, "POOL_MIN_FILES", 2)
     root, _, _ = tree
     out0, s0, cfg = in_memory_run
     out = str(tmp_path / "local")
-    s = local_runner.ingest(str(root), out, cfg, runner="local", workers=workers)
+    s = R.ingest(str(root), out, cfg, runner="local", workers=workers)
     assert s["runner"] == "local" and s0["runner"] == "beam"
     for k in ("files_seen", "examples_written", "records_written", "duplicates",
               "rejected_by_reason", "splits", "channel_mean", "channel_std", "mirrored",
@@ -272,45 +274,45 @@ def test_local_runner_matches_beam(tree, in_memory_run, tmp_path, monkeypatch, w
 
 
 def test_fail_fast_before_beam(tmp_path):
-    from facegan.components.image_example_gen import beam_pipeline as B
-    cfg = T.IngestConfig(resolution=16)
-    with pytest.raises(T.IngestError, match="missing_dir"):
-        B.run_ingest(str(tmp_path / "missing_dir"), str(tmp_path / "o"), cfg)
+    from facegan.ingest import runner as R
+    cfg = O.IngestConfig(resolution=16)
+    with pytest.raises(O.IngestError, match="missing_dir"):
+        R.run_ingest(str(tmp_path / "missing_dir"), str(tmp_path / "o"), cfg)
     (tmp_path / "empty_dir").mkdir()
-    with pytest.raises(T.IngestError, match="empty directory"):
-        B.run_ingest(str(tmp_path / "empty_dir"), str(tmp_path / "o"), cfg)
+    with pytest.raises(O.IngestError, match="empty directory"):
+        R.run_ingest(str(tmp_path / "empty_dir"), str(tmp_path / "o"), cfg)
     (tmp_path / "bad_labels.txt").write_text("9\nA\nx.jpg 1\n")
     (tmp_path / "one").mkdir()
     (tmp_path / "one" / "x.png").write_bytes(_enc(np.zeros((16, 16, 3), np.uint8), "PNG"))
-    with pytest.raises(T.IngestError, match="bad_labels.txt"):
-        B.run_ingest(str(tmp_path / "one"), str(tmp_path / "o"),
-                     T.IngestConfig(resolution=16, labels=str(tmp_path / "bad_labels.txt")))
+    with pytest.raises(O.IngestError, match="bad_labels.txt"):
+        R.run_ingest(str(tmp_path / "one"), str(tmp_path / "o"),
+                     O.IngestConfig(resolution=16, labels=str(tmp_path / "bad_labels.txt")))
     assert not os.path.exists(tmp_path / "o" / schema.SUMMARY_FILE)
 
 
 def test_nothing_survives_and_rejection_threshold(tmp_path):
-    from facegan.components.image_example_gen import beam_pipeline as B
+    from facegan.ingest import runner as R
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "a.txt").write_text("x")
     (bad / "b.jpg").write_bytes(b"")
-    with pytest.raises(T.IngestError, match="no image survived") as e:
-        B.run_ingest(str(bad), str(tmp_path / "o1"), T.IngestConfig(resolution=16))
+    with pytest.raises(O.IngestError, match="no image survived") as e:
+        R.run_ingest(str(bad), str(tmp_path / "o1"), O.IngestConfig(resolution=16))
     assert "not_an_image=1" in str(e.value) and "zero_byte=1" in str(e.value)
     rng = np.random.default_rng(1)
     (bad / "good.png").write_bytes(_enc(_face_like(rng, 32, 32), "PNG"))
-    with pytest.raises(T.IngestError, match="max_rejected_fraction") as e:
-        B.run_ingest(str(bad), str(tmp_path / "o2"),
-                     T.IngestConfig(resolution=16, max_rejected_fraction=0.5))
+    with pytest.raises(O.IngestError, match="max_rejected_fraction") as e:
+        R.run_ingest(str(bad), str(tmp_path / "o2"),
+                     O.IngestConfig(resolution=16, max_rejected_fraction=0.5))
     assert "2 of 3 files rejected" in str(e.value)
-    s = B.run_ingest(str(bad), str(tmp_path / "o3"),
-                     T.IngestConfig(resolution=16, max_rejected_fraction=0.7))
+    s = R.run_ingest(str(bad), str(tmp_path / "o3"),
+                     O.IngestConfig(resolution=16, max_rejected_fraction=0.7))
     assert s["examples_written"] == 1 and s["rejected"] == 2
 
 
 def test_cli_ingest(tmp_path, capsys):
     import argparse
-    from facegan.components.image_example_gen import cli
+    from facegan.ingest import cli
     rng = np.random.default_rng(3)
     src = tmp_path / "in"
     src.mkdir()
@@ -335,7 +337,7 @@ def test_component_in_local_dag_runner_on_real_faces(tmp_path, ffhq_dir, celeba_
     """ImageExampleGen + TFX's own StatisticsGen, LocalDagRunner, SQLite MLMD, real faces; with
     image-to-image pairs (`paired`, issue 12) so the component's pair path is covered too."""
     from tfx import v1 as tfx
-    from facegan.components.image_example_gen import paired as P
+    from facegan.ingest import paired as P
     from facegan.components.image_example_gen.component import ImageExampleGen
     from facegan.images import decode_png
 

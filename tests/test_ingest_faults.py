@@ -28,9 +28,13 @@ import pytest
 from PIL import Image
 
 from facegan import diskspace, examples_io, schema
-from facegan.components.image_example_gen import cli, local_runner, output
-from facegan.components.image_example_gen import stages as S
-from facegan.components.image_example_gen import transforms as T
+from facegan.ingest import cli
+from facegan.ingest import runner as R
+from facegan.ingest import pool_runner as PR
+from facegan.ingest import output
+from facegan.ingest import stages as S
+from facegan.ingest import options as O
+from facegan.ingest import image_ops as IM
 
 
 def _faces(d, n, seed=0, side=40):
@@ -74,8 +78,8 @@ def test_disk_full_is_one_line_naming_device_and_output(tmp_path, capsys, monkey
     assert _run(["--input", _faces(tmp_path / "a", 6), "--output", out, "--resolution", "16"]) == 0
     before = _digest(out)
     if pool:      # the workers are forked after the patch, so they write through it too
-        monkeypatch.setattr(local_runner, "POOL_MIN_FILES", 2)
-        monkeypatch.setattr(local_runner, "_default_workers", lambda: 2)
+        monkeypatch.setattr(PR, "POOL_MIN_FILES", 2)
+        monkeypatch.setattr(PR, "_default_workers", lambda: 2)
     monkeypatch.setattr(examples_io.TFRecordGzipWriter, "close", _no_space)
     capsys.readouterr()
     assert _run(["--input", _faces(tmp_path / "b", 8, seed=1), "--output", out,
@@ -205,13 +209,13 @@ def _png_header_only(w, h):
 
 def test_pixel_bomb_rejection_quotes_max_pixels_not_pils_limit():
     # above PIL's own refusal (2 x MAX_IMAGE_PIXELS = 178,956,970 by default): PIL raises first
-    with pytest.raises(T.Rejected) as e:
-        T.decode(_png_header_only(20000, 20000))
-    assert e.value.reason == T.OVERSIZED
-    assert e.value.detail == f"400000000 pixels > max_pixels {T.DEFAULT_MAX_PIXELS} (--max-pixels)"
+    with pytest.raises(O.Rejected) as e:
+        IM.decode(_png_header_only(20000, 20000))
+    assert e.value.reason == O.OVERSIZED
+    assert e.value.detail == f"400000000 pixels > max_pixels {O.DEFAULT_MAX_PIXELS} (--max-pixels)"
     assert "178956970" not in e.value.detail
-    with pytest.raises(T.Rejected) as e:     # below it: our own check
-        T.decode(_png_header_only(300, 300), max_pixels=1000)
+    with pytest.raises(O.Rejected) as e:     # below it: our own check
+        IM.decode(_png_header_only(300, 300), max_pixels=1000)
     assert e.value.detail == "300x300 = 90000 pixels > max_pixels 1000 (--max-pixels)"
 
 
@@ -254,9 +258,9 @@ def test_display_prints_at_each_phase_then_every_two_seconds():
 def test_progress_reported_before_the_first_chunk_returns(tmp_path, monkeypatch):
     """The local pool reports while its chunks run (old code: only when a chunk came back)."""
     src = _faces(tmp_path / "in", 40)
-    monkeypatch.setattr(local_runner, "POOL_MIN_FILES", 2)
-    monkeypatch.setattr(local_runner, "CHUNKS_PER_WORKER", 1)
-    monkeypatch.setattr(local_runner._Workers, "POLL_S", 0.1)
+    monkeypatch.setattr(PR, "POOL_MIN_FILES", 2)
+    monkeypatch.setattr(PR, "CHUNKS_PER_WORKER", 1)
+    monkeypatch.setattr(PR._Workers, "POLL_S", 0.1)
     real_process = S.GroupProcessor.process
 
     def slow(self, *a, **k):                 # runs in the forked workers
@@ -264,20 +268,20 @@ def test_progress_reported_before_the_first_chunk_returns(tmp_path, monkeypatch)
         return real_process(self, *a, **k)
     monkeypatch.setattr(S.GroupProcessor, "process", slow)
     first_chunk_back = []
-    real_imap = local_runner._Workers.imap
+    real_imap = PR._Workers.imap
 
     def imap(self, fn, items, poll=None):
         for value in real_imap(self, fn, items, poll=poll):
-            if fn is local_runner._process_chunk and not first_chunk_back:
+            if fn is PR._process_chunk and not first_chunk_back:
                 first_chunk_back.append(time.time())
             yield value
-    monkeypatch.setattr(local_runner._Workers, "imap", imap)
+    monkeypatch.setattr(PR._Workers, "imap", imap)
     seen = []
 
     def on_progress(done, total, phase="process", started=None):
         seen.append((time.time(), phase, done, total, started))
-    summary = local_runner.ingest(src, str(tmp_path / "out"), T.IngestConfig(resolution=16),
-                                  on_progress=on_progress, runner="local", workers=2)
+    summary = R.ingest(src, str(tmp_path / "out"), O.IngestConfig(resolution=16),
+                       on_progress=on_progress, runner="local", workers=2)
     assert summary["files_seen"] == 40
     phases = [p for _, p, *_ in seen]
     assert phases[0] == "list" and "hash" in phases and phases.index("hash") < phases.index("process")

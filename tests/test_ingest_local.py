@@ -17,8 +17,12 @@ import pytest
 from PIL import Image
 
 from facegan import examples_io, schema
-from facegan.components.image_example_gen import cli, local_runner
-from facegan.components.image_example_gen import transforms as T
+from facegan.ingest import cli
+from facegan.ingest import pool_runner as PR, runner as R
+from facegan.ingest import options as O
+from facegan.ingest import listing as L
+from facegan.ingest import archives as A
+from tests.examples_testlib import write_synthetic_examples
 
 
 def _png(rng, h=40, w=40):
@@ -99,7 +103,7 @@ def test_unfinished_staging_folder_is_refused_and_swept(tmp_path):
     removes it."""
     out = str(tmp_path / "out")
     stale = tmp_path / ".out.ingest-999999999-deadbeef"     # pid that cannot exist
-    examples_io.write_synthetic_examples(str(stale), n_train=2, n_eval=1, resolution=8)
+    write_synthetic_examples(str(stale), n_train=2, n_eval=1, resolution=8)
     (stale / examples_io.INCOMPLETE_MARKER).write_text("")
     with pytest.raises(examples_io.ExamplesError, match="unfinished ingestion output"):
         examples_io.open_checked(examples_io.split_files(str(stale), "train"))
@@ -158,7 +162,7 @@ def test_symlink_loops_followed_once(tmp_path, capsys):
     os.symlink(src, src / "a" / "back_to_root")            # loop to an ancestor
     os.symlink(src / "b", src / "b" / "self")              # loop to itself
     os.symlink(src / "b", src / "z_alias_of_b")            # a second path to a counted folder
-    listing = T.list_inputs(str(src))
+    listing = L.list_inputs(str(src))
     assert len(listing.units) == 7
     assert sorted(listing.symlink_loops) == sorted([
         f"{src}/a/back_to_root -> {os.path.realpath(src)}",
@@ -190,20 +194,20 @@ def test_tar_symlink_members_are_accounted(tmp_path, rng):
         info = tarfile.TarInfo("x/fifo")
         info.type = tarfile.FIFOTYPE
         t.addfile(info)
-    got = dict(T.iter_archive(str(path)))
+    got = dict(A.iter_archive(str(path)))
     assert len(got) == 5                                   # every member seen
     assert got[f"{path}!x/link_in.png"] == a                # followed inside the archive
-    assert got[f"{path}!x/link_out.png"].reason == T.NOT_A_FILE
+    assert got[f"{path}!x/link_out.png"].reason == O.NOT_A_FILE
     assert "../../etc/passwd" in got[f"{path}!x/link_out.png"].detail
-    assert got[f"{path}!x/fifo"].reason == T.NOT_A_FILE
-    s = local_runner.ingest(str(path), str(tmp_path / "out"), T.IngestConfig(resolution=16),
-                            runner="local")
+    assert got[f"{path}!x/fifo"].reason == O.NOT_A_FILE
+    s = R.ingest(str(path), str(tmp_path / "out"), O.IngestConfig(resolution=16),
+                 runner="local")
     assert s["files_seen"] == 5 and s["examples_written"] == 2 and s["duplicates"] == 1
-    assert s["rejected_by_reason"][T.NOT_A_FILE] == 2 and s["invariant_holds"]
+    assert s["rejected_by_reason"][O.NOT_A_FILE] == 2 and s["invariant_holds"]
     with open(tmp_path / "out" / schema.REJECTIONS_FILE) as f:
         reasons = {json.loads(ln)["path"].split("!")[1]: json.loads(ln)["reason"] for ln in f}
-    assert reasons == {"x/link_in.png": T.DUPLICATE, "x/link_out.png": T.NOT_A_FILE,
-                       "x/fifo": T.NOT_A_FILE}
+    assert reasons == {"x/link_in.png": O.DUPLICATE, "x/link_out.png": O.NOT_A_FILE,
+                       "x/fifo": O.NOT_A_FILE}
 
 
 def test_zip_symlink_members_are_accounted(tmp_path, rng):
@@ -215,8 +219,8 @@ def test_zip_symlink_members_are_accounted(tmp_path, rng):
             info = zipfile.ZipInfo(name)
             info.external_attr = (0o120777 << 16)
             z.writestr(info, target)
-    got = dict(T.iter_archive(str(path)))
-    assert got[f"{path}!in.png"] == a and got[f"{path}!out.png"].reason == T.NOT_A_FILE
+    got = dict(A.iter_archive(str(path)))
+    assert got[f"{path}!in.png"] == a and got[f"{path}!out.png"].reason == O.NOT_A_FILE
 
 
 # ------------------------------------------------------------------ (g) mirror counts
@@ -257,10 +261,10 @@ def test_help_describes_every_flag_with_default_and_example(capsys):
 
 def test_pool_and_single_process_write_the_same_records(tmp_path, monkeypatch):
     src = _faces(tmp_path / "in", 24)
-    cfg = T.IngestConfig(resolution=16, mirror=True)
-    s1 = local_runner.ingest(src, str(tmp_path / "one"), cfg, runner="local", workers=1)
-    monkeypatch.setattr(local_runner, "POOL_MIN_FILES", 2)
-    s2 = local_runner.ingest(src, str(tmp_path / "two"), cfg, runner="local", workers=2)
+    cfg = O.IngestConfig(resolution=16, mirror=True)
+    s1 = R.ingest(src, str(tmp_path / "one"), cfg, runner="local", workers=1)
+    monkeypatch.setattr(PR, "POOL_MIN_FILES", 2)
+    s2 = R.ingest(src, str(tmp_path / "two"), cfg, runner="local", workers=2)
     assert s2["tfrecord_files"]["train"]["files"] > 1       # really ran in chunks
 
     def records(uri):
@@ -278,10 +282,10 @@ def test_two_pool_ingests_of_the_same_input_are_byte_identical(tmp_path, monkeyp
     reads the files in name order, so a second ingest must give the same example order (a study
     rerun on a fresh ingest trained on a permuted order before)."""
     src = _faces(tmp_path / "in", 60)
-    cfg = T.IngestConfig(resolution=16)
-    monkeypatch.setattr(local_runner, "POOL_MIN_FILES", 2)
-    local_runner.ingest(src, str(tmp_path / "a"), cfg, runner="local", workers=2)
-    local_runner.ingest(src, str(tmp_path / "b"), cfg, runner="local", workers=2)
+    cfg = O.IngestConfig(resolution=16)
+    monkeypatch.setattr(PR, "POOL_MIN_FILES", 2)
+    R.ingest(src, str(tmp_path / "a"), cfg, runner="local", workers=2)
+    R.ingest(src, str(tmp_path / "b"), cfg, runner="local", workers=2)
     a, b = _tree_digest(tmp_path / "a"), _tree_digest(tmp_path / "b")
     shards = [k for k in a if "data_tfrecord" in k]
     assert len(shards) >= 8                              # 2 workers x 4 chunks x 2 splits

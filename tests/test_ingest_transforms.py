@@ -1,4 +1,4 @@
-"""Unit tests of the ingestion transforms (components/image_example_gen/transforms.py).
+"""Unit tests of the ingestion transforms (facegan/ingest/: options, listing, archives, image_ops, labels).
 
 No Beam run, no TFX: every bad file, format and mode is synthesized here in memory/tmp_path.
 Expected values are derived independently (hand-computed pixels, numpy 2x2 means, PIL on the
@@ -16,7 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegan.components.image_example_gen import transforms as T
+from facegan.ingest import options as O
+from facegan.ingest import listing as L
+from facegan.ingest import archives as A
+from facegan.ingest import image_ops as IM
+from facegan.ingest import labels as LB
 from facegan import schema
 
 
@@ -33,30 +37,30 @@ def rgb_image(rng, h=48, w=48):
 def cfg(**kw):
     kw.setdefault("resolution", 32)
     kw.setdefault("min_side", 8)
-    return T.IngestConfig(**kw)
+    return O.IngestConfig(**kw)
 
 
 def reason_of(data, **kw):
-    with pytest.raises(T.Rejected) as e:
-        T.process_bytes(data, cfg(**kw))
+    with pytest.raises(O.Rejected) as e:
+        IM.process_bytes(data, cfg(**kw))
     return e.value.reason
 
 
 # ------------------------------------------------------------------ rejection reasons
 
 def test_zero_byte():
-    assert reason_of(b"") == T.ZERO_BYTE
+    assert reason_of(b"") == O.ZERO_BYTE
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP", "GIF", "PPM", "WEBP"])
 def test_truncated_each_format(rng, fmt):
     data = enc(Image.fromarray(rgb_image(rng, 64, 64)), fmt)
-    assert reason_of(data[: len(data) // 2]) == T.TRUNCATED
+    assert reason_of(data[: len(data) // 2]) == O.TRUNCATED
 
 
 def test_not_an_image():
-    assert reason_of(b"name,age\nalice,3\n") == T.NOT_AN_IMAGE
-    assert reason_of(b"GIF89a" + bytes(20)) == T.NOT_AN_IMAGE
+    assert reason_of(b"name,age\nalice,3\n") == O.NOT_AN_IMAGE
+    assert reason_of(b"GIF89a" + bytes(20)) == O.NOT_AN_IMAGE
 
 
 def test_unreadable_corrupt_png_stream(rng):
@@ -64,23 +68,23 @@ def test_unreadable_corrupt_png_stream(rng):
     i = data.find(b"IDAT")
     broken = bytes(data[: i + 14]) + bytes(200) + bytes(data[i + 214:])   # same length, zeros
     assert len(broken) == len(data)
-    assert reason_of(broken) == T.UNREADABLE
+    assert reason_of(broken) == O.UNREADABLE
 
 
 def test_unreadable_recognised_header_that_fails():
-    assert reason_of(b"BM" + bytes(100)) == T.UNREADABLE
+    assert reason_of(b"BM" + bytes(100)) == O.UNREADABLE
 
 
 def test_too_small_is_configurable(rng):
     data = enc(Image.fromarray(rgb_image(rng, 20, 30)), "PNG")
-    assert reason_of(data, min_side=21) == T.TOO_SMALL
-    assert T.process_bytes(data, cfg(min_side=20)).image.shape == (32, 32, 3)
+    assert reason_of(data, min_side=21) == O.TOO_SMALL
+    assert IM.process_bytes(data, cfg(min_side=20)).image.shape == (32, 32, 3)
 
 
 def test_oversized_configurable_max_pixels(rng):
     data = enc(Image.fromarray(rgb_image(rng, 50, 40)), "PNG")
-    assert reason_of(data, max_pixels=50 * 40 - 1) == T.OVERSIZED
-    T.process_bytes(data, cfg(max_pixels=50 * 40))
+    assert reason_of(data, max_pixels=50 * 40 - 1) == O.OVERSIZED
+    IM.process_bytes(data, cfg(max_pixels=50 * 40))
 
 
 def _png_chunk(kind, payload):
@@ -92,7 +96,7 @@ def test_oversized_decompression_bomb_header_not_decoded():
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
     png = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
            + _png_chunk(b"IDAT", zlib.compress(b"\0" * 100)) + _png_chunk(b"IEND", b""))
-    assert reason_of(png) == T.OVERSIZED
+    assert reason_of(png) == O.OVERSIZED
 
 
 # ------------------------------------------------------------------ formats and modes
@@ -101,7 +105,7 @@ def test_oversized_decompression_bomb_header_not_decoded():
                                     ("WEBP", {"lossless": True}), ("TIFF", {})])
 def test_lossless_formats_round_trip_exactly(rng, fmt, kw):
     arr = rgb_image(rng, 32, 32)
-    p = T.process_bytes(enc(Image.fromarray(arr), fmt, **kw), cfg(resolution=32))
+    p = IM.process_bytes(enc(Image.fromarray(arr), fmt, **kw), cfg(resolution=32))
     np.testing.assert_array_equal(p.image, arr)   # 32x32 -> 32: no crop, no resample
     assert (p.orig_height, p.orig_width) == (32, 32)
 
@@ -109,13 +113,13 @@ def test_lossless_formats_round_trip_exactly(rng, fmt, kw):
 def test_jpeg_decodes_close(rng):
     arr = np.zeros((32, 32, 3), np.uint8)
     arr[:, :16] = (200, 30, 40)
-    p = T.process_bytes(enc(Image.fromarray(arr), "JPEG", quality=95), cfg())
+    p = IM.process_bytes(enc(Image.fromarray(arr), "JPEG", quality=95), cfg())
     assert np.abs(p.image[4:28, 2:12].astype(int) - (200, 30, 40)).max() < 12
 
 
 def test_pgm_greyscale():
     g = (np.arange(32 * 32).reshape(32, 32) % 256).astype(np.uint8)
-    p = T.process_bytes(enc(Image.fromarray(g, "L"), "PPM"), cfg())   # PIL writes P5 (PGM) for L
+    p = IM.process_bytes(enc(Image.fromarray(g, "L"), "PPM"), cfg())   # PIL writes P5 (PGM) for L
     assert enc(Image.fromarray(g, "L"), "PPM")[:2] == b"P5"
     np.testing.assert_array_equal(p.image, np.stack([g] * 3, -1))
 
@@ -125,7 +129,7 @@ def test_gif_takes_first_frame():
     blue = Image.new("RGB", (32, 32), (0, 0, 255))
     data = enc(red, "GIF", save_all=True, append_images=[blue])
     assert Image.open(io.BytesIO(data)).n_frames == 2
-    p = T.process_bytes(data, cfg())
+    p = IM.process_bytes(data, cfg())
     assert tuple(p.image[16, 16]) == (255, 0, 0)
 
 
@@ -133,7 +137,7 @@ BG = (10, 20, 30)
 
 
 def test_modes_l_la_rgba_composite_on_background():
-    conv = lambda im: np.asarray(T.to_rgb(im, BG))  # noqa: E731
+    conv = lambda im: np.asarray(IM.to_rgb(im, BG))  # noqa: E731
     assert tuple(conv(Image.new("L", (2, 2), 77))[0, 0]) == (77, 77, 77)
     assert tuple(conv(Image.new("LA", (2, 2), (77, 0)))[0, 0]) == BG           # transparent
     assert tuple(conv(Image.new("LA", (2, 2), (77, 255)))[0, 0]) == (77, 77, 77)
@@ -147,21 +151,21 @@ def test_modes_l_la_rgba_composite_on_background():
 def test_mode_p_with_and_without_transparency():
     p = Image.new("P", (2, 2), 1)
     p.putpalette([0, 0, 0, 255, 128, 0] + [0] * 762)
-    assert tuple(np.asarray(T.to_rgb(p, BG))[0, 0]) == (255, 128, 0)
+    assert tuple(np.asarray(IM.to_rgb(p, BG))[0, 0]) == (255, 128, 0)
     p.info["transparency"] = 1
-    assert tuple(np.asarray(T.to_rgb(p, BG))[0, 0]) == BG
+    assert tuple(np.asarray(IM.to_rgb(p, BG))[0, 0]) == BG
     # and through a real PNG file with a tRNS chunk
     data = enc(p, "PNG", transparency=1)
-    img = T.process_bytes(data, cfg(resolution=8, min_side=1, background=BG)).image
+    img = IM.process_bytes(data, cfg(resolution=8, min_side=1, background=BG)).image
     assert tuple(img[0, 0]) == BG
 
 
 def test_mode_cmyk_jpeg_and_raw():
-    assert tuple(np.asarray(T.to_rgb(Image.new("CMYK", (2, 2), (0, 0, 0, 0))))[0, 0]) == (255, 255, 255)
-    assert tuple(np.asarray(T.to_rgb(Image.new("CMYK", (2, 2), (0, 0, 0, 255))))[0, 0]) == (0, 0, 0)
+    assert tuple(np.asarray(IM.to_rgb(Image.new("CMYK", (2, 2), (0, 0, 0, 0))))[0, 0]) == (255, 255, 255)
+    assert tuple(np.asarray(IM.to_rgb(Image.new("CMYK", (2, 2), (0, 0, 0, 255))))[0, 0]) == (0, 0, 0)
     data = enc(Image.new("CMYK", (32, 32), (0, 255, 255, 0)), "JPEG", quality=95)   # red
     assert Image.open(io.BytesIO(data)).mode == "CMYK"
-    px = T.process_bytes(data, cfg()).image[16, 16].astype(int)
+    px = IM.process_bytes(data, cfg()).image[16, 16].astype(int)
     assert px[0] > 230 and px[1] < 25 and px[2] < 25
 
 
@@ -169,12 +173,12 @@ def test_mode_16bit_greyscale_scaled_not_clipped():
     a = np.array([[0, 257 * 100], [65535, 257 * 200]], np.uint16)
     im = Image.fromarray(a)
     assert im.mode == "I;16"
-    out = np.asarray(T.to_rgb(im))[..., 0]
+    out = np.asarray(IM.to_rgb(im))[..., 0]
     np.testing.assert_array_equal(out, [[0, 100], [255, 200]])
     # a 16-bit PNG file, end to end
     big = np.full((16, 16), 257 * 40, np.uint16)
     data = enc(Image.fromarray(big), "PNG")
-    assert T.process_bytes(data, cfg(resolution=16, min_side=1)).image.max() == 40
+    assert IM.process_bytes(data, cfg(resolution=16, min_side=1)).image.max() == 40
 
 
 def test_exif_orientation_applied():
@@ -184,7 +188,7 @@ def test_exif_orientation_applied():
     exif = Image.Exif()
     exif[0x0112] = 6                                  # display = rotate 90 degrees clockwise
     data = enc(im, "JPEG", quality=95, exif=exif.tobytes())
-    rgb, (h, w) = T.decode(data)
+    rgb, (h, w) = IM.decode(data)
     assert (h, w) == (60, 40)                         # now portrait
     a = np.asarray(rgb).astype(int)
     assert a[10, 20, 0] > 200 and a[50, 20, 0] < 50   # the left half became the top half
@@ -193,34 +197,34 @@ def test_exif_orientation_applied():
 # ------------------------------------------------------------------ crop and resize
 
 def test_crop_boxes():
-    assert T.crop_box(100, 60, "center") == (20, 0, 80, 60)
-    assert T.crop_box(60, 100, "center") == (0, 20, 60, 80)
+    assert IM.crop_box(100, 60, "center") == (20, 0, 80, 60)
+    assert IM.crop_box(60, 100, "center") == (0, 20, 60, 80)
     # celeba: rows 10..99 of 109 in the half-size set, rows 20..198 of 218 in the original
-    assert T.crop_box(89, 109, "celeba") == (0, 10, 89, 99)
-    assert T.crop_box(178, 218, "celeba") == (0, 20, 178, 198)
-    l, t, r, b = T.crop_box(178, 250, "celeba")      # taller frame: anchored to the face box
+    assert IM.crop_box(89, 109, "celeba") == (0, 10, 89, 99)
+    assert IM.crop_box(178, 218, "celeba") == (0, 20, 178, 198)
+    l, t, r, b = IM.crop_box(178, 250, "celeba")      # taller frame: anchored to the face box
     assert (r - l, b - t) == (178, 178) and t == round(250 * 109 / 218 - 89)
-    assert T.crop_box(100, 60, "none") == (0, -20, 100, 80)
-    with pytest.raises(T.IngestError, match="crop"):
-        T.crop_box(10, 10, "face")
+    assert IM.crop_box(100, 60, "none") == (0, -20, 100, 80)
+    with pytest.raises(O.IngestError, match="crop"):
+        IM.crop_box(10, 10, "face")
 
 
 def test_center_crop_pixels_exact_when_no_resample(rng):
     arr = rgb_image(rng, 40, 32)          # 32 wide, 40 high -> rows 4..36
-    p = T.process_bytes(enc(Image.fromarray(arr), "PNG"), cfg(resolution=32))
+    p = IM.process_bytes(enc(Image.fromarray(arr), "PNG"), cfg(resolution=32))
     np.testing.assert_array_equal(p.image, arr[4:36])
 
 
 def test_celeba_crop_on_89x109(rng):
     arr = rgb_image(rng, 109, 89)
-    img = T.square_crop_resize(Image.fromarray(arr), 32, "celeba", "box")
+    img = IM.square_crop_resize(Image.fromarray(arr), 32, "celeba", "box")
     ref = np.asarray(Image.fromarray(arr[10:99]).resize((32, 32), Image.BOX))
     np.testing.assert_array_equal(img, ref)
 
 
 def test_none_pads_with_background():
     red = Image.new("RGB", (64, 32), (255, 0, 0))
-    img = T.square_crop_resize(red, 16, "none", "box", background=(0, 0, 255))
+    img = IM.square_crop_resize(red, 16, "none", "box", background=(0, 0, 255))
     assert img.shape == (16, 16, 3)
     assert tuple(img[0, 8]) == (0, 0, 255) and tuple(img[15, 8]) == (0, 0, 255)   # pad rows
     assert tuple(img[8, 0]) == (255, 0, 0) and tuple(img[8, 15]) == (255, 0, 0)   # image
@@ -228,7 +232,7 @@ def test_none_pads_with_background():
 
 def test_box_filter_is_a_2x2_mean(rng):
     arr = rgb_image(rng, 64, 64)
-    img = T.square_crop_resize(Image.fromarray(arr), 32, "center", "box")
+    img = IM.square_crop_resize(Image.fromarray(arr), 32, "center", "box")
     mean = arr.astype(np.float64).reshape(32, 2, 32, 2, 3).mean((1, 3))
     assert np.abs(img.astype(np.float64) - mean).max() <= 1.0
 
@@ -238,15 +242,15 @@ def test_lanczos_antialiases_a_nyquist_pattern():
     # to grey, a point sampler (nearest) keeps one phase of the stripes.
     stripes = np.zeros((64, 64, 3), np.uint8)
     stripes[:, ::2] = 255
-    lz = T.square_crop_resize(Image.fromarray(stripes), 16, "center", "lanczos").astype(int)
-    nn = T.square_crop_resize(Image.fromarray(stripes), 16, "center", "nearest").astype(int)
+    lz = IM.square_crop_resize(Image.fromarray(stripes), 16, "center", "lanczos").astype(int)
+    nn = IM.square_crop_resize(Image.fromarray(stripes), 16, "center", "nearest").astype(int)
     assert np.abs(lz[4:12, 4:12] - 127.5).max() < 20
     assert nn.std() == 0 and nn.mean() in (0, 255)
 
 
 def test_box_downsample_chain_matches_numpy_pyramid(rng):
     img = rgb_image(rng, 16, 16)
-    chain = T.box_downsample_chain(img, (4, 8))
+    chain = IM.box_downsample_chain(img, (4, 8))
     f = img.astype(np.float64)
     m8 = f.reshape(8, 2, 8, 2, 3).mean((1, 3))
     m4 = m8.reshape(4, 2, 4, 2, 3).mean((1, 3))
@@ -257,14 +261,14 @@ def test_box_downsample_chain_matches_numpy_pyramid(rng):
 
 def test_process_bytes_extra_resolutions_and_mirror(rng):
     data = enc(Image.fromarray(rgb_image(rng, 64, 64)), "PNG")
-    p = T.process_bytes(data, cfg(resolution=32, extra_resolutions="4,16,8"))
+    p = IM.process_bytes(data, cfg(resolution=32, extra_resolutions="4,16,8"))
     assert sorted(p.extra) == [4, 8, 16] and p.extra[4].shape == (4, 4, 3)
-    m = T.mirror(p)
+    m = IM.mirror(p)
     np.testing.assert_array_equal(m.image, p.image[:, ::-1])
     for r in p.extra:
         np.testing.assert_array_equal(m.extra[r], p.extra[r][:, ::-1])
     # flipping commutes with the box pyramid: pyramid of the mirror == mirror of the pyramid
-    for r, a in T.box_downsample_chain(m.image, (4, 8, 16)).items():
+    for r, a in IM.box_downsample_chain(m.image, (4, 8, 16)).items():
         np.testing.assert_array_equal(a, m.extra[r])
 
 
@@ -272,8 +276,8 @@ def test_process_bytes_extra_resolutions_and_mirror(rng):
 
 @pytest.mark.parametrize("bad", [0, 4, 48, 2048, "64x", 64.5])
 def test_bad_resolution_names_field(bad):
-    with pytest.raises(T.IngestError, match="resolution"):
-        T.IngestConfig(resolution=bad)
+    with pytest.raises(O.IngestError, match="resolution"):
+        O.IngestConfig(resolution=bad)
 
 
 @pytest.mark.parametrize("kw,field", [({"crop": "face"}, "crop"), ({"filter": "cubic"}, "filter"),
@@ -284,26 +288,26 @@ def test_bad_resolution_names_field(bad):
                                       ({"min_side": 0}, "min_side"),
                                       ({"background": "1,2"}, "background")])
 def test_bad_config_names_field(kw, field):
-    with pytest.raises(T.IngestError, match=field):
-        T.IngestConfig(resolution=64, **kw)
+    with pytest.raises(O.IngestError, match=field):
+        O.IngestConfig(resolution=64, **kw)
 
 
 def test_extra_resolutions_parse():
-    assert T.IngestConfig(resolution=64, extra_resolutions="32, 4,8,64").extra_resolutions == (4, 8, 32)
-    assert T.IngestConfig(resolution=64, extra_resolutions=[16]).extra_resolutions == (16,)
+    assert O.IngestConfig(resolution=64, extra_resolutions="32, 4,8,64").extra_resolutions == (4, 8, 32)
+    assert O.IngestConfig(resolution=64, extra_resolutions=[16]).extra_resolutions == (16,)
 
 
 # ------------------------------------------------------------------ splits
 
 def test_split_deterministic_and_proportional(rng):
-    shas = [T.sha256_hex(rng.bytes(16)) for _ in range(4000)]
-    a = [T.assign_split(s, 0.2) for s in shas]
-    assert a == [T.assign_split(s, 0.2) for s in shas]
+    shas = [IM.sha256_hex(rng.bytes(16)) for _ in range(4000)]
+    a = [IM.assign_split(s, 0.2) for s in shas]
+    assert a == [IM.assign_split(s, 0.2) for s in shas]
     frac = a.count(schema.EVAL_SPLIT) / len(a)
     assert 0.17 < frac < 0.23
-    assert {T.assign_split(s, 0.0) for s in shas} == {schema.TRAIN_SPLIT}
+    assert {IM.assign_split(s, 0.0) for s in shas} == {schema.TRAIN_SPLIT}
     # monotone: raising the fraction only moves images train -> eval, never back
-    b = [T.assign_split(s, 0.3) for s in shas]
+    b = [IM.assign_split(s, 0.3) for s in shas]
     assert all(y == schema.EVAL_SPLIT for x, y in zip(a, b) if x == schema.EVAL_SPLIT)
 
 
@@ -313,7 +317,7 @@ def test_encode_example_parses_as_tf_example(rng):
     example_pb2 = pytest.importorskip("tensorflow.core.example.example_pb2")
     feats = {"image": b"\x89PNG..", "height": 32, "neg": -3, "score": 0.5, "source": "a/b.jpg",
              "attr/multi": [1, 0, 1], "attr/hair_color": "black"}
-    ex = example_pb2.Example.FromString(T.encode_example(feats))
+    ex = example_pb2.Example.FromString(IM.encode_example(feats))
     f = ex.features.feature
     assert f["image"].bytes_list.value == [b"\x89PNG.."]
     assert f["height"].int64_list.value == [32] and f["neg"].int64_list.value == [-3]
@@ -322,13 +326,13 @@ def test_encode_example_parses_as_tf_example(rng):
     assert f["attr/multi"].int64_list.value == [1, 0, 1]
     assert f["attr/hair_color"].bytes_list.value == [b"black"]
     # byte-identical to TF's own serialization (sorted map keys are deterministic there too)
-    assert ex.SerializeToString(deterministic=True) == T.encode_example(feats)
+    assert ex.SerializeToString(deterministic=True) == IM.encode_example(feats)
 
 
 def test_example_features_schema(rng):
     data = enc(Image.fromarray(rgb_image(rng, 40, 48)), "PNG")
-    p = T.process_bytes(data, cfg(resolution=16, extra_resolutions="8"))
-    f = T.example_features(p, "x.zip!a.png", "ab" * 32, True, {"smile": 1})
+    p = IM.process_bytes(data, cfg(resolution=16, extra_resolutions="8"))
+    f = IM.example_features(p, "x.zip!a.png", "ab" * 32, True, {"smile": 1})
     assert f[schema.HEIGHT] == 16 and f[schema.WIDTH] == 16
     assert (f[schema.ORIG_HEIGHT], f[schema.ORIG_WIDTH]) == (40, 48)
     assert f[schema.MIRRORED] == 1 and f[schema.attr_key("smile")] == 1
@@ -340,7 +344,7 @@ def test_example_features_schema(rng):
 def test_channel_sums():
     img = np.zeros((2, 2, 3), np.uint8)
     img[0, 0] = (4, 8, 12)
-    s, q, n = T.channel_sums(img)
+    s, q, n = IM.channel_sums(img)
     np.testing.assert_array_equal(s, [4, 8, 12])
     np.testing.assert_array_equal(q, [16, 64, 144])
     assert n == 4
@@ -349,13 +353,13 @@ def test_channel_sums():
 # ------------------------------------------------------------------ inputs and archives
 
 def test_enumerate_missing_and_empty(tmp_path):
-    with pytest.raises(T.IngestError, match="does not exist") as e:
-        T.enumerate_inputs(str(tmp_path / "nope"))
+    with pytest.raises(O.IngestError, match="does not exist") as e:
+        L.enumerate_inputs(str(tmp_path / "nope"))
     assert "nope" in str(e.value)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / ".DS_Store").write_bytes(b"x")
-    with pytest.raises(T.IngestError, match="empty directory"):
-        T.enumerate_inputs(str(tmp_path / "empty"))
+    with pytest.raises(O.IngestError, match="empty directory"):
+        L.enumerate_inputs(str(tmp_path / "empty"))
 
 
 def test_enumerate_tree_sorted_with_skip(tmp_path):
@@ -363,10 +367,10 @@ def test_enumerate_tree_sorted_with_skip(tmp_path):
         f = tmp_path / p
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"x")
-    got = T.enumerate_inputs(str(tmp_path), skip=[str(tmp_path / "labels.txt")])
+    got = L.enumerate_inputs(str(tmp_path), skip=[str(tmp_path / "labels.txt")])
     rel = [g[len(str(tmp_path)) + 1:] for g in got]
     assert rel == ["a/1.png", "a/z.txt", "b/2.jpg", "c.zip"]
-    assert T.enumerate_inputs(str(tmp_path / "a" / "1.png")) == [str(tmp_path / "a" / "1.png")]
+    assert L.enumerate_inputs(str(tmp_path / "a" / "1.png")) == [str(tmp_path / "a" / "1.png")]
 
 
 @pytest.mark.parametrize("suffix", [".zip", ".tar", ".tar.gz", ".tgz"])
@@ -386,17 +390,17 @@ def test_archives_members_named_with_bang(tmp_path, rng, suffix):
                 info = tarfile.TarInfo(n)
                 info.size = len(d)
                 t.addfile(info, io.BytesIO(d))
-    assert T.is_archive(path)
-    got = dict(T.iter_archive(path))
+    assert L.is_archive(path)
+    got = dict(A.iter_archive(path))
     assert got == {f"{path}!{n}": d for n, d in members.items()}
 
 
 def test_broken_archive_is_unreadable(tmp_path):
     p = tmp_path / "bad.zip"
     p.write_bytes(b"PK\x03\x04 this is not a zip")
-    with pytest.raises(T.Rejected) as e:
-        list(T.iter_archive(str(p)))
-    assert e.value.reason == T.UNREADABLE
+    with pytest.raises(O.Rejected) as e:
+        list(A.iter_archive(str(p)))
+    assert e.value.reason == O.UNREADABLE
 
 
 # ------------------------------------------------------------------ labels
@@ -412,11 +416,11 @@ CELEBA_TXT = """3
 def test_celeba_table(tmp_path):
     p = tmp_path / "list_attr_celeba.txt"
     p.write_text(CELEBA_TXT)
-    names, table = T.parse_celeba_attrs(str(p))
+    names, table = LB.parse_celeba_attrs(str(p))
     assert names == ["5_o_clock_shadow", "arched_eyebrows", "smiling", "male"]
     assert table["000001.jpg"] == {"5_o_clock_shadow": 0, "arched_eyebrows": 1, "smiling": 1, "male": 0}
     assert table["000003.jpg"]["male"] == 1 and table["000003.jpg"]["smiling"] == 0
-    lt = T.load_labels(str(p))
+    lt = LB.load_labels(str(p))
     assert lt.kind == "celeba" and len(lt) == 3
     assert lt.lookup("/data/img/000002.jpg")["smiling"] == 1
     assert lt.lookup("faces.zip!img/000002.png")["smiling"] == 1   # by stem, inside an archive
@@ -426,7 +430,7 @@ def test_celeba_table(tmp_path):
 def test_celeba_csv_variant(tmp_path):
     p = tmp_path / "list_attr_celeba.csv"
     p.write_text("image_id,Smiling,Male\n000001.jpg,1,-1\n000002.jpg,-1,1\n")
-    names, table = T.parse_celeba_attrs(str(p))
+    names, table = LB.parse_celeba_attrs(str(p))
     assert names == ["smiling", "male"] and table["000002.jpg"] == {"smiling": 0, "male": 1}
 
 
@@ -438,8 +442,8 @@ def test_celeba_csv_variant(tmp_path):
 def test_celeba_table_errors_name_file_and_line(tmp_path, text, msg):
     p = tmp_path / "attrs.txt"
     p.write_text(text)
-    with pytest.raises(T.IngestError, match=msg) as e:
-        T.parse_celeba_attrs(str(p))
+    with pytest.raises(O.IngestError, match=msg) as e:
+        LB.parse_celeba_attrs(str(p))
     assert "attrs.txt" in str(e.value)
 
 
@@ -454,7 +458,7 @@ def test_json_directory_curto_zarza_style(tmp_path):
     (d / "0001.json").write_text(json.dumps(CURTO))
     other = dict(CURTO, Age=31.5, Glasses=False)
     (d / "0002.json").write_text(json.dumps(other))
-    lt = T.load_labels(str(d))
+    lt = LB.load_labels(str(d))
     a = lt.lookup("/x/0001.jpg")
     assert a == {"gender": "Female", "age": 25.0, "ethnicity": "Asian", "hair_color": "Black",
                  "hair_style": "Long", "eyes_color": "Brown", "facial_hair": 0, "glasses": 1,
@@ -467,17 +471,17 @@ def test_json_directory_curto_zarza_style(tmp_path):
 def test_json_single_file_forms(tmp_path):
     p = tmp_path / "attrs.json"
     p.write_text(json.dumps([{"file": "a.jpg", "Smile": True, "facial hair": {"beard": False}}]))
-    assert T.load_labels(str(p)).lookup("a.jpg") == {"smile": 1, "facial_hair_beard": 0}
+    assert LB.load_labels(str(p)).lookup("a.jpg") == {"smile": 1, "facial_hair_beard": 0}
     p.write_text(json.dumps({"a.jpg": {"Smile": False}}))
-    assert T.load_labels(str(p)).lookup("dir/a.jpg") == {"smile": 0}
+    assert LB.load_labels(str(p)).lookup("dir/a.jpg") == {"smile": 0}
     p.write_text(json.dumps([{"Smile": True}]))
-    with pytest.raises(T.IngestError, match="record 0"):
-        T.load_labels(str(p))
+    with pytest.raises(O.IngestError, match="record 0"):
+        LB.load_labels(str(p))
 
 
 def test_labels_missing_path():
-    with pytest.raises(T.IngestError, match="does not exist"):
-        T.load_labels("/no/such/labels.txt")
+    with pytest.raises(O.IngestError, match="does not exist"):
+        LB.load_labels("/no/such/labels.txt")
 
 
 def test_max_pixels_is_the_one_limit(rng, monkeypatch):
@@ -485,19 +489,19 @@ def test_max_pixels_is_the_one_limit(rng, monkeypatch):
     max_pixels must raise that limit (simulated with a small PIL limit: 64x64 > 2 * 1000)."""
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     data = enc(Image.fromarray(rgb_image(rng, 64, 64)), "PNG")
-    p = T.process_bytes(data, cfg(max_pixels=10_000))
+    p = IM.process_bytes(data, cfg(max_pixels=10_000))
     assert p.image.shape == (32, 32, 3)
-    assert reason_of(data, max_pixels=4000) == T.OVERSIZED      # ours still applies
+    assert reason_of(data, max_pixels=4000) == O.OVERSIZED      # ours still applies
     assert Image.MAX_IMAGE_PIXELS >= 10_000
 
 
 def test_input_fingerprint_changes_with_names_sizes_mtimes(tmp_path):
     (tmp_path / "a.png").write_bytes(b"x" * 10)
     (tmp_path / "b.png").write_bytes(b"y" * 20)
-    fp = T.input_fingerprint(str(tmp_path))
-    assert fp == T.input_fingerprint(str(tmp_path)) and fp.startswith("files:2,bytes:30,")
+    fp = L.input_fingerprint(str(tmp_path))
+    assert fp == L.input_fingerprint(str(tmp_path)) and fp.startswith("files:2,bytes:30,")
     os.utime(tmp_path / "a.png", ns=(1, 10**18))
-    fp2 = T.input_fingerprint(str(tmp_path))
+    fp2 = L.input_fingerprint(str(tmp_path))
     assert fp2 != fp
     (tmp_path / "b.png").rename(tmp_path / "c.png")
-    assert T.input_fingerprint(str(tmp_path)) not in (fp, fp2)
+    assert L.input_fingerprint(str(tmp_path)) not in (fp, fp2)

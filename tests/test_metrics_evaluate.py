@@ -216,7 +216,7 @@ def test_swd_real_side_held_for_the_run_gives_the_uncached_numbers(monkeypatch, 
 
 def test_examples_split_key_tracks_file_content(tmp_path):
     import shutil
-    from facegan.examples_io import write_synthetic_examples
+    from tests.examples_testlib import write_synthetic_examples
     from facegan.metrics.cache import examples_split_key
     a = write_synthetic_examples(str(tmp_path / "a"), n_train=2, n_eval=3, resolution=16, seed=0)
     c = write_synthetic_examples(str(tmp_path / "c"), n_train=2, n_eval=3, resolution=16, seed=1)

@@ -23,9 +23,10 @@ tf = pytest.importorskip("tensorflow")
 
 from facegan.generator import CONDITIONAL, IMAGE_TO_IMAGE, load_generator  # noqa: E402
 from facegan.generator import export_generator as export_kind  # noqa: E402
+from facegan.serving import rest_api, serve_cli  # noqa: E402
 from facegan.serving import server as server_lib  # noqa: E402
-from facegan.serving.manager import ModelManager, ModelSpec  # noqa: E402
-from facegan.serving.testing import tiny_conditional_generator, tiny_generator, tiny_translator  # noqa: E402
+from facegan.serving.manager import ModelManager, ModelSpec, ServingError  # noqa: E402
+from tests.serving_testlib import tiny_conditional_generator, tiny_generator, tiny_translator  # noqa: E402
 
 Z_DIM, RES, MAX_BATCH = 8, 16, 32
 ATTRS = ["Smiling", "Male", "Eyeglasses"]
@@ -51,7 +52,7 @@ def _corrupt(folder):
 def _states(manager, name="faces"):
     try:
         return {v: (st.state, bool(st.error)) for v, st in manager.status(name).items()}
-    except server_lib.ServingError:
+    except ServingError:
         return {}
 
 
@@ -133,10 +134,10 @@ def busy_port():
 
 def _serve_main(argv, capsys):
     parser = argparse.ArgumentParser()
-    server_lib.add_arguments(parser)
+    serve_cli.add_arguments(parser)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        rc = server_lib.main(parser.parse_args(argv))
+        rc = serve_cli.main(parser.parse_args(argv))
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
@@ -170,10 +171,10 @@ def test_rest_json_is_checked_as_whole_arrays(monkeypatch):
     images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)).tolist()
     z = np.random.default_rng(1).standard_normal((16, Z_DIM)).tolist()
     with monkeypatch.context() as mp:
-        mp.setattr(server_lib, "_check_json_types", per_value)
-        u8 = server_lib._from_json(images, _spec([None, 32, 32, 3], tf.uint8), "images", may_hold_booleans=False)
-        f32 = server_lib._from_json(z, _spec([None, Z_DIM], tf.float32), "z", may_hold_booleans=False)
-        i64 = server_lib._from_json(2 ** 62, _spec([], tf.int64), "seed", may_hold_booleans=False)
+        mp.setattr(rest_api, "_check_json_types", per_value)
+        u8 = rest_api._from_json(images, _spec([None, 32, 32, 3], tf.uint8), "images", may_hold_booleans=False)
+        f32 = rest_api._from_json(z, _spec([None, Z_DIM], tf.float32), "z", may_hold_booleans=False)
+        i64 = rest_api._from_json(2 ** 62, _spec([], tf.int64), "seed", may_hold_booleans=False)
     np.testing.assert_array_equal(u8, np.asarray(images, np.uint8))
     assert u8.dtype == np.uint8 and f32.dtype == np.float32 and i64 == 2 ** 62
     np.testing.assert_array_equal(f32, np.asarray(z, np.float32))
@@ -184,8 +185,8 @@ def test_rest_json_is_checked_as_whole_arrays(monkeypatch):
                                    ([2 ** 70], tf.int64, "outside int64's range"),
                                    (["0.5"], tf.float32, '"0.5" (string) cannot be converted'),
                                    ([[1, 2], [3]], tf.float32, "cannot be converted to float32")]:
-        with pytest.raises(server_lib.ServingError, match=re.escape(fragment)):
-            server_lib._from_json(value, _spec(None, dtype), "x", may_hold_booleans=b"true" in json.dumps(value).encode())
+        with pytest.raises(ServingError, match=re.escape(fragment)):
+            rest_api._from_json(value, _spec(None, dtype), "x", may_hold_booleans=b"true" in json.dumps(value).encode())
 
 
 # -- 12: style_mix's crossover bound --------------------------------------------------------------

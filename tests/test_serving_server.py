@@ -30,7 +30,7 @@ from facegan.serving.manager import ModelSpec  # noqa: E402
 from facegan.serving.server import Server  # noqa: E402
 from facegan.generator import CONDITIONAL, IMAGE_TO_IMAGE, load_generator  # noqa: E402
 from facegan.generator import export_generator as export_kind  # noqa: E402
-from facegan.serving.testing import tiny_conditional_generator, tiny_generator, tiny_translator  # noqa: E402
+from tests.serving_testlib import tiny_conditional_generator, tiny_generator, tiny_translator  # noqa: E402
 from facegan.trainer.export import export_generator  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -331,7 +331,7 @@ def test_model_config_file_policies(tmp_path, versions, direct):
                version_labels {{ key: "stable" value: 1 }} }}
       config {{ name: "pinned" base_path: "{base}" model_version_policy {{ specific {{ versions: 1 }} }} }}
     }}""")
-    from facegan.serving.server import specs_from_args
+    from facegan.serving.serve_cli import specs_from_args
     args = argparse.Namespace(model_config_file=str(config), model_base_path=None, model_name=None)
     with Server(specs_from_args(args), port=0, host="127.0.0.1", poll_wait_s=0) as srv, \
             GrpcClient(f"127.0.0.1:{srv.port}", timeout=60) as c:

@@ -1,4 +1,4 @@
-"""The quality study (facegan/study.py, bench/quality.py): aggregation, verdicts, plots, rerun
+"""The quality study (bench/quality.py, bench/quality_study/): aggregation, verdicts, plots, rerun
 comparison (unit), and the whole command on synthetic examples with a tiny budget (e2e)."""
 import json
 import os
@@ -8,15 +8,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegan import study as S
+from facegan.jsonable import write_json_atomic
+from bench.quality_study import aggregate as AG, command as CMD, common as CM, matrix as MX
+from bench.quality_study import plots as PL, protocol as PT, records as RC, report as RP
 
 
 # -- unit: pure functions ----------------------------------------------------------------------
 def test_mean_spread_covers_every_seed():
-    assert S.mean_spread([2.0]) == (2.0, 0.0)
-    m, sp = S.mean_spread([10.0, 14.0, 11.0])
+    assert AG.mean_spread([2.0]) == (2.0, 0.0)
+    m, sp = AG.mean_spread([10.0, 14.0, 11.0])
     assert m == pytest.approx(35 / 3) and sp == 2.0       # (14 - 10) / 2
-    m, sp = S.mean_spread([10.0, 14.0])                   # two seeds: mean ± spread spans both
+    m, sp = AG.mean_spread([10.0, 14.0])                   # two seeds: mean ± spread spans both
     assert (m - sp, m + sp) == (10.0, 14.0)
 
 
@@ -25,67 +27,67 @@ def _row(vals, n):
 
 
 def test_judge_directions_and_spread():
-    claim = S.Claim("lens helps", "base", "swd")
+    claim = MX.Claim("lens helps", "base", "swd")
     base = _row({"swd": (60.0, 1.0)}, 2)
-    assert S.judge(claim, _row({"swd": (50.0, 1.0)}, 2), base, 128)[1] == "in direction, at 128 kimg"
-    assert S.judge(claim, _row({"swd": (70.0, 1.0)}, 2), base, 128)[1] == "not reproduced, at 128 kimg"
+    assert AG.judge(claim, _row({"swd": (50.0, 1.0)}, 2), base, 128)[1] == "in direction, at 128 kimg"
+    assert AG.judge(claim, _row({"swd": (70.0, 1.0)}, 2), base, 128)[1] == "not reproduced, at 128 kimg"
     # a gap of 1.5 within the spreads 1 + 1: inconclusive
-    assert S.judge(claim, _row({"swd": (58.5, 1.0)}, 2), base, 128)[1] == "inconclusive, at 128 kimg"
+    assert AG.judge(claim, _row({"swd": (58.5, 1.0)}, 2), base, 128)[1] == "inconclusive, at 128 kimg"
     # face detection: higher is better (registry direction)
-    fd = S.Claim("x", "base", "face_detection")
-    assert S.judge(fd, _row({"face_detection": (0.5, 0.0)}, 1), _row({"face_detection": (0.4, 0.0)}, 1),
+    fd = MX.Claim("x", "base", "face_detection")
+    assert AG.judge(fd, _row({"face_detection": (0.5, 0.0)}, 1), _row({"face_detection": (0.4, 0.0)}, 1),
                    64)[1].startswith("in direction, at 64 kimg (one seed")
-    assert S.judge(fd, _row({}, 1), _row({"face_detection": (0.4, 0.0)}, 1), 64)[0] == "not measured"
+    assert AG.judge(fd, _row({}, 1), _row({"face_detection": (0.4, 0.0)}, 1), 64)[0] == "not measured"
 
 
 def test_compare_rerun_uses_reported_spread():
     crow = {"row": "r", "per_seed": {"1": {"values": {"swd": 50.0, "ms_ssim": 0.3}}},
             "metrics": {"swd": {"mean": 52.0, "spread": 2.0, "n": 2}, "ms_ssim": {"mean": 0.3, "spread": 0.01, "n": 2}}}
-    out = {c["metric"]: c for c in S.compare_rerun(crow, 1, {"swd": 51.9, "ms_ssim": 0.32})}
+    out = {c["metric"]: c for c in RP.compare_rerun(crow, 1, {"swd": 51.9, "ms_ssim": 0.32})}
     assert out["swd"]["within"] and not out["ms_ssim"]["within"]
     assert out["ms_ssim"]["tolerance"] == 0.01
-    with pytest.raises(S.StudyError, match="seed 2"):
-        S.compare_rerun(crow, 2, {})
+    with pytest.raises(CM.StudyError, match="seed 2"):
+        RP.compare_rerun(crow, 2, {})
 
 
 def test_progressive_schedule_reaches_the_final_resolution_within_budget():
-    sched = S.progressive_schedule({"resolution": 32, "start_resolution": 4}, 128_000)
+    sched = MX.progressive_schedule({"resolution": 32, "start_resolution": 4}, 128_000)
     phases = 2 * 3 + 1                     # stable 4; (fade + stable) at 8, 16, 32
     assert sched["network.fade_images"] == sched["network.stable_images"] == 128_000 // phases
     assert phases * sched["network.fade_images"] <= 128_000
 
 
 def test_default_matrix_resolves_and_names_its_baselines():
-    rows, common = S.load_matrix(None)
+    rows, common = MX.load_matrix(None)
     names = {r.name for r in rows}
     assert all(r.claim.baseline in names for r in rows if r.claim)
-    ok, skipped = S.available_rows(rows)
+    ok, skipped = MX.available_rows(rows)
     for r in ok:
-        cfg = S.resolve_config(r, common, 1, 128_000)
+        cfg = MX.resolve_config(r, common, 1, 128_000)
         assert (cfg.network.resolution, cfg.optim.batch_size, cfg.run.seed) == (32, 64, 1)
     assert set(skipped) <= {"stylegan2_small", "stylegan2_small_ada", "conditional"}
 
 
 def test_bad_flags_are_refused_in_one_line(tmp_path):
-    with pytest.raises(S.StudyError, match="unknown row"):
-        S.select_rows(S.DEFAULT_ROWS, "dcgan,nope")
-    with pytest.raises(S.StudyError, match="--seeds"):
-        S.parse_seeds("1,x")
+    with pytest.raises(CM.StudyError, match="unknown row"):
+        MX.select_rows(MX.DEFAULT_ROWS, "dcgan,nope")
+    with pytest.raises(CM.StudyError, match="--seeds"):
+        MX.parse_seeds("1,x")
     bad = tmp_path / "m.json"
     bad.write_text(json.dumps({"rows": [{"name": "a", "preset": "smoke", "overrides": {"optim.nope": 1}}]}))
-    rows, common = S.load_matrix(str(bad))
-    with pytest.raises(S.StudyError, match="row 'a'.*optim.nope"):
-        S.resolve_config(rows[0], common, 1, 1000)
+    rows, common = MX.load_matrix(str(bad))
+    with pytest.raises(CM.StudyError, match="row 'a'.*optim.nope"):
+        MX.resolve_config(rows[0], common, 1, 1000)
 
 
 def test_line_plot_draws_each_series(tmp_path):
-    path = S.line_plot({"a": [(0, 1.0), (8, 3.0), (16, 2.0)], "b": [(0, 2.0), (16, 0.5)]},
+    path = PL.line_plot({"a": [(0, 1.0), (8, 3.0), (16, 2.0)], "b": [(0, 2.0), (16, 0.5)]},
                        str(tmp_path / "p.png"), "t", "kimg", hline=("real", 1.5))
     px = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
     colours = {tuple(c) for c in px}
-    assert S.PALETTE[0] in colours and S.PALETTE[1] in colours
+    assert PL.PALETTE[0] in colours and PL.PALETTE[1] in colours
     # the lines cover more than the legend swatches (20x3 px each) and the markers
-    assert (px == S.PALETTE[0]).all(axis=1).sum() > 200
+    assert (px == PL.PALETTE[0]).all(axis=1).sum() > 200
 
 
 def test_report_only_reads_existing_trainer_run_directories(tmp_path):
@@ -100,14 +102,14 @@ def test_report_only_reads_existing_trainer_run_directories(tmp_path):
              "headline": {"swd": swd, "ms_ssim": ms}, "scalars": {"ms_ssim2k_pairs/real": 0.25},
              "protocols": protos, "cache": {"swd": "hit (memory)"}}
             for s, n, swd, ms in ((125, 8000, 245.0, 0.9), (250, 16000, 120.5, 0.4))]
-    (rd / S.RECORDS_FILE).write_text("".join(json.dumps(r) + "\n" for r in recs))
-    S.write_json_atomic(str(rd / S.DONE_FILE), {"images_shown": 16000, "seconds": 60.0})
+    (rd / CM.RECORDS_FILE).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    write_json_atomic(str(rd / CM.DONE_FILE), {"images_shown": 16000, "seconds": 60.0})
     matrix = tmp_path / "matrix.json"
     matrix.write_text(json.dumps({"rows": [{"name": "base", "preset": "smoke"}]}))
     args, argv = _args(matrix=matrix, work_dir=work, out=out, seeds="1", budget_kimg=16, eval_every_kimg=8,
                        metrics="swd,ms_ssim", report_only=True)
-    assert S.main(args, argv, log=lambda s: None) == 0
-    row = S.parse_markdown_table((out / "quality.md").read_text())[0]
+    assert CMD.main(args, argv, log=lambda s: None) == 0
+    row = RP.parse_markdown_table((out / "quality.md").read_text())[0]
     assert (row["row"], row["kimg"], row["SWD ↓"], row["MS-SSIM"], row["MS-SSIM real pairs"]) == \
         ("base", "16", "120.5", "0.4", "0.25")
     committed = json.loads((out / "quality.json").read_text())
@@ -118,8 +120,8 @@ def test_report_only_reads_existing_trainer_run_directories(tmp_path):
 
 # -- e2e: the command on synthetic examples ----------------------------------------------------
 def _args(**kw):
-    p = S.argparse.ArgumentParser()
-    S.add_arguments(p)
+    p = CMD.argparse.ArgumentParser()
+    CMD.add_arguments(p)
     argv = []
     for k, v in kw.items():
         argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
@@ -128,7 +130,7 @@ def _args(**kw):
 
 @pytest.mark.e2e
 def test_study_tiny_run_table_plots_resume_and_rerun(tmp_path):
-    from facegan.examples_io import write_synthetic_examples
+    from tests.examples_testlib import write_synthetic_examples
     data = write_synthetic_examples(str(tmp_path / "examples"), n_train=48, n_eval=24, resolution=32)
     matrix = tmp_path / "matrix.json"
     matrix.write_text(json.dumps({"rows": [
@@ -142,18 +144,18 @@ def test_study_tiny_run_table_plots_resume_and_rerun(tmp_path):
                   metrics="swd,ms_ssim,face_detection")
     lines = []
     args, argv = _args(**common)
-    assert S.main(args, argv, log=lines.append) == 0
+    assert CMD.main(args, argv, log=lines.append) == 0
 
-    table = {r["row"]: r for r in S.parse_markdown_table((out / "quality.md").read_text())}
+    table = {r["row"]: r for r in RP.parse_markdown_table((out / "quality.md").read_text())}
     assert set(table) == {"base", "smooth", "prog"}
     for name in ("base", "smooth", "prog"):
-        recs = S.read_records(str(work / name / "seed1" / S.RECORDS_FILE))
+        recs = RC.read_records(str(work / name / "seed1" / CM.RECORDS_FILE))
         assert [r["images_shown"] for r in recs] == [32, 64]       # two evaluations, at 32 and 64 images
         # every row, progressive too, is scored by the trainer with the study's protocol at 32x32
         assert all(r["scored_resolution"] == 32 and r["protocols"]["swd8"]["n"] == 8 for r in recs)
         cfg = json.loads((work / name / "seed1" / "config.json").read_text())
         assert cfg["eval"]["every_images"] == 32 and cfg["eval"]["metrics"] == "swd,ms_ssim,face_detection"
-        final = S.record_values(recs[-1])
+        final = RC.record_values(recs[-1])
         assert set(final) == {"swd", "ms_ssim", "ms_ssim_real", "face_detection", "face_detection_real"}
         for key, header in (("swd", "SWD ↓"), ("ms_ssim", "MS-SSIM"), ("ms_ssim_real", "MS-SSIM real pairs"),
                             ("face_detection", "faces ↑")):
@@ -162,45 +164,45 @@ def test_study_tiny_run_table_plots_resume_and_rerun(tmp_path):
         assert (out / "quality" / f"grid_{name}.png").exists()
     assert "at 0.064 kimg" in table["smooth"]["note"]
     # the progressive row's first evaluation is at a lower stage, shown upsampled to 32x32
-    prog = S.read_records(str(work / "prog" / "seed1" / S.RECORDS_FILE))
+    prog = RC.read_records(str(work / "prog" / "seed1" / CM.RECORDS_FILE))
     assert prog[0]["resolution"] < 32 and prog[-1]["resolution"] == 32
     for metric in ("swd", "ms_ssim", "face_detection"):
         img = np.asarray(Image.open(out / "quality" / f"{metric}.png").convert("RGB"))
         assert img.shape[0] > 100 and len(np.unique(img.reshape(-1, 3), axis=0)) > 4
-        assert (img.reshape(-1, 3) == S.PALETTE[0]).all(axis=1).sum() > 50   # the first row's line
+        assert (img.reshape(-1, 3) == PL.PALETTE[0]).all(axis=1).sum() > 50   # the first row's line
     committed = json.loads((out / "quality.json").read_text())
     assert committed["meta"]["budget_kimg"] == 0.064 and committed["meta"]["machine"]["cpu_model"]
 
     # resume: both rows finished -> skipped, nothing retrained or re-evaluated
-    before = {p: p.read_bytes() for p in work.glob("*/seed1/" + S.RECORDS_FILE)}
+    before = {p: p.read_bytes() for p in work.glob("*/seed1/" + CM.RECORDS_FILE)}
     lines.clear()
     args, argv = _args(**common)
-    assert S.main(args, argv, log=lines.append) == 0
+    assert CMD.main(args, argv, log=lines.append) == 0
     assert sum("skipped" in ln for ln in lines) == 3, lines
-    assert {p: p.read_bytes() for p in work.glob("*/seed1/" + S.RECORDS_FILE)} == before
+    assert {p: p.read_bytes() for p in work.glob("*/seed1/" + CM.RECORDS_FILE)} == before
 
     # a changed protocol on finished runs is refused, naming the field
     args, argv = _args(**dict(common, eval_images=6))
-    assert S.main(args, argv, log=lines.append) == 2
+    assert CMD.main(args, argv, log=lines.append) == 2
 
     # rerun one row with the same seed: reproduces the committed numbers
     args, argv = _args(**{k: v for k, v in common.items() if k != "seeds"}, rerun_row="base", seed=1)
-    assert S.main(args, argv, log=lines.append) == 0
+    assert CMD.main(args, argv, log=lines.append) == 0
 
 
 def test_conditional_row_trains_a_conditional_dcgan_against_its_unconditional_twin():
     """Issue 11: the conditional row is the dcgan preset made conditional (not skipped), compared on
     SWD with the `dcgan` row; conditional runs add attribute_control to their records."""
-    rows, common = S.load_matrix(None)
+    rows, common = MX.load_matrix(None)
     row = next(r for r in rows if r.name == "conditional")
-    ok, skipped = S.available_rows([row])
+    ok, skipped = MX.available_rows([row])
     assert ok == [row] and not skipped
-    cfg, twin = (S.resolve_config(r, common, 1, 128_000) for r in (row, next(r for r in rows if r.name == "dcgan")))
+    cfg, twin = (MX.resolve_config(r, common, 1, 128_000) for r in (row, next(r for r in rows if r.name == "dcgan")))
     assert (cfg.network.architecture, cfg.condition.attributes) == ("cdcgan", "male,smiling")
     assert row.claim.baseline == "dcgan" and row.claim.metric == "swd"
     # same budget and training settings as the twin apart from conditioning
     assert (cfg.optim, cfg.run.steps, cfg.network.resolution) == (twin.optim, twin.run.steps, twin.network.resolution)
-    assert ("attribute_control", "attribute control ↑") in S.COLUMNS
+    assert ("attribute_control", "attribute control ↑") in RP.COLUMNS
 
 
 def test_run_differences_ignores_config_fields_added_since_at_their_defaults():
@@ -210,12 +212,12 @@ def test_run_differences_ignores_config_fields_added_since_at_their_defaults():
     stored = {"config": {"optim": {"lr": 2e-4}}, "protocol": {"metrics": ["swd", "ms_ssim"]}}
     current = {"config": {"optim": {"lr": 2e-4}, "data": {"synthetic": "", "synthetic_ratio": 0.0}},
                "protocol": {"metrics": ("swd", "ms_ssim")}}            # a tuple in memory, a list on disk
-    assert S.run_differences(stored, current, defaults) == []
+    assert PT.run_differences(stored, current, defaults) == []
     moved = {**current, "config": {**current["config"], "data": {"synthetic": "", "synthetic_ratio": 0.5}}}
-    assert S.run_differences(stored, moved, defaults) == ["config.data"]   # a section the old run lacks
+    assert PT.run_differences(stored, moved, defaults) == ["config.data"]   # a section the old run lacks
     changed = {**current, "config": {**current["config"], "optim": {"lr": 1e-4}}}
-    assert S.run_differences(stored, changed, defaults) == ["config.optim.lr"]
-    assert S.run_differences(stored, {**current, "protocol": {"metrics": ["swd"]}}, defaults) == ["protocol.metrics"]
+    assert PT.run_differences(stored, changed, defaults) == ["config.optim.lr"]
+    assert PT.run_differences(stored, {**current, "protocol": {"metrics": ["swd"]}}, defaults) == ["protocol.metrics"]
 
 
 def test_one_seed_rows_are_judged_against_the_pooled_seed_spread():
@@ -223,40 +225,40 @@ def test_one_seed_rows_are_judged_against_the_pooled_seed_spread():
     for both rows: a gap within 2x that spread is inconclusive."""
     summary = [dict(_row({"swd": (60.0, 3.0)}, 2), row="dcgan"), dict(_row({"swd": (40.0, 1.0)}, 2), row="b"),
                dict(_row({"swd": (55.0, 0.0)}, 1), row="c")]
-    pooled = S.pooled_spreads(summary)
+    pooled = AG.pooled_spreads(summary)
     assert pooled == {"swd": 3.0}                          # max over the two-seed rows, not the one-seed row
-    claim = S.Claim("x", "dcgan", "swd")
+    claim = MX.Claim("x", "dcgan", "swd")
     one = _row({"swd": (55.0, 0.0)}, 1)                     # gap 5 <= 2 * 3
-    assert S.judge(claim, one, summary[0], 128, pooled)[1] == "inconclusive, at 128 kimg (one seed; pooled seed spread 3)"
+    assert AG.judge(claim, one, summary[0], 128, pooled)[1] == "inconclusive, at 128 kimg (one seed; pooled seed spread 3)"
     far = _row({"swd": (50.0, 0.0)}, 1)                     # gap 10 > 6
-    assert S.judge(claim, far, summary[0], 128, pooled)[1] == "in direction, at 128 kimg (one seed; pooled seed spread 3)"
+    assert AG.judge(claim, far, summary[0], 128, pooled)[1] == "in direction, at 128 kimg (one seed; pooled seed spread 3)"
     # the rerun of a one-seed row is held to the same pooled spread
     committed = {"row": "c", "per_seed": {"1": {"values": {"swd": 55.0}}}, "metrics": {"swd": {"spread": 0.0, "n": 1}}}
-    assert S.compare_rerun(committed, 1, {"swd": 57.5}, pooled)[0]["within"]
-    assert not S.compare_rerun(committed, 1, {"swd": 58.5}, pooled)[0]["within"]
-    assert S.compare_rerun(committed, 1, {"swd": 55.5})[0]["tolerance"] == pytest.approx(0.55)   # no pool: 1%
+    assert RP.compare_rerun(committed, 1, {"swd": 57.5}, pooled)[0]["within"]
+    assert not RP.compare_rerun(committed, 1, {"swd": 58.5}, pooled)[0]["within"]
+    assert RP.compare_rerun(committed, 1, {"swd": 55.5})[0]["tolerance"] == pytest.approx(0.55)   # no pool: 1%
 
 
 def test_late_swing_is_half_the_last_change_and_makes_close_gaps_inconclusive():
     """A run whose metric still moves between its last two evaluations cannot decide a claim by a
     gap smaller than the two rows' swings, whatever the seed spread says."""
     curve = [(32, {"swd": 154.0}), (64, {"swd": 131.0}), (96, {"swd": 138.0}), (128, {"swd": 166.0})]
-    assert S.late_swing(curve, "swd") == 14.0                  # |166 - 138| / 2
-    assert S.late_swing(curve[:1], "swd") is None and S.late_swing(curve, "ms_ssim") is None
-    claim = S.Claim("x", "base", "swd")
+    assert AG.late_swing(curve, "swd") == 14.0                  # |166 - 138| / 2
+    assert AG.late_swing(curve[:1], "swd") is None and AG.late_swing(curve, "ms_ssim") is None
+    claim = MX.Claim("x", "base", "swd")
     base = _row({"swd": (166.0, 0.0)}, 1)
     base["metrics"]["swd"]["late_swing"] = 14.0
     row = _row({"swd": (152.0, 0.0)}, 1)
     row["metrics"]["swd"]["late_swing"] = 1.0
     pooled = {"swd": 1.0}                                      # the seed yardstick alone: 14 > 2, in direction
-    measured, note = S.judge(claim, row, base, 128, pooled)
+    measured, note = AG.judge(claim, row, base, 128, pooled)
     assert measured.endswith("within the late-run swing")
     assert note == "inconclusive, at 128 kimg (the two runs' last evaluations still move by ±1 and ±14)"
     row["metrics"]["swd"]["mean"] = 100.0                      # gap 66 > 15: decided by the seed rule again
-    assert S.judge(claim, row, base, 128, pooled)[1] == "in direction, at 128 kimg (one seed; pooled seed spread 1)"
+    assert AG.judge(claim, row, base, 128, pooled)[1] == "in direction, at 128 kimg (one seed; pooled seed spread 1)"
     del base["metrics"]["swd"]["late_swing"]                   # no swing known: the seed rule alone
     row["metrics"]["swd"]["mean"] = 152.0
-    assert S.judge(claim, row, base, 128, pooled)[1].startswith("in direction")
+    assert AG.judge(claim, row, base, 128, pooled)[1].startswith("in direction")
 
 
 def test_loss_gap_reads_the_runs_tensorboard_events(tmp_path):
@@ -272,18 +274,18 @@ def test_loss_gap_reads_the_runs_tensorboard_events(tmp_path):
             tf.summary.scalar("loss/d", b, step=step)
     writer.close()
     # last quarter of 8 steps = steps 6, 7: |2.5 - 0.5| = 2, |2.0 - 1.0| = 1 -> 1.5
-    assert S.loss_gap(str(tmp_path / "logs")) == pytest.approx(1.5)
-    assert S.loss_gap(str(tmp_path / "missing")) is None
+    assert AG.loss_gap(str(tmp_path / "logs")) == pytest.approx(1.5)
+    assert AG.loss_gap(str(tmp_path / "missing")) is None
 
 
 def test_grid_of_a_conditional_run_uses_the_evaluators_attribute_requests(tmp_path):
     """The study's sample grid of a conditional row (the study once crashed there: the grid sampled
     without attributes) is the evaluated stream: the same latents and attribute requests."""
     pytest.importorskip("tensorflow")
-    from facegan.examples_io import write_synthetic_examples
+    from tests.examples_testlib import write_synthetic_examples
     from facegan.generator.ops import sample_latents
     from facegan.metrics.attributes import requested_attributes
-    from facegan.study_runner import grid_images
+    from bench.quality_study.runner import grid_images
     from facegan.trainer import train_lib
     from facegan.trainer.config import get_preset
     data = write_synthetic_examples(str(tmp_path / "ex"), n_train=16, n_eval=8, attributes=("male", "smiling"))
@@ -297,7 +299,7 @@ def test_grid_of_a_conditional_run_uses_the_evaluators_attribute_requests(tmp_pa
 
 
 def test_report_command_names_no_folder_of_the_machine_that_ran_it():
-    from facegan.study import portable_command, rerun_command
+    from bench.quality_study.command import portable_command, rerun_command
     cmd = ("python bench/quality.py --budget-kimg 128 --cache-dir /work/study_cache --work-dir=/home/u/runs "
            "--data ../ffhq32 --out docs --rows dcgan --seeds 1")
     got = portable_command(cmd)
@@ -309,22 +311,22 @@ def test_report_command_names_no_folder_of_the_machine_that_ran_it():
 def test_a_row_that_is_not_faces_cannot_be_in_direction_on_swd_alone():
     """The ProGAN rows' grids were noise (face rate 0.07 against the reals' 0.92) yet a better SWD
     than another noise row made "in direction": the verdict is gated on the face rate too."""
-    claim = S.Claim("residual blocks help", "base", "swd")
+    claim = MX.Claim("residual blocks help", "base", "swd")
     faces = lambda rate: {"face_detection": (rate, 0.0), "face_detection_real": (0.92, 0.0)}  # noqa: E731
     base = dict(_row({"swd": (160.0, 1.0), **faces(0.07)}, 2), row="base")
     noise = dict(_row({"swd": (120.0, 1.0), **faces(0.10)}, 2), row="r")
-    measured, note = S.judge(claim, noise, base, 128)
+    measured, note = AG.judge(claim, noise, base, 128)
     assert measured.endswith("better") and note.startswith("inconclusive") and "not faces (r 0.1, base 0.07" in note
     good = dict(_row({"swd": (30.0, 1.0), **faces(0.85)}, 2), row="r")
-    assert "not faces (base 0.07" in S.judge(claim, good, base, 128)[1]     # a noise baseline gates too
+    assert "not faces (base 0.07" in AG.judge(claim, good, base, 128)[1]     # a noise baseline gates too
     good_base = dict(_row({"swd": (40.0, 1.0), **faces(0.80)}, 2), row="base")
-    assert S.judge(claim, good, good_base, 128)[1] == "in direction, at 128 kimg"
+    assert AG.judge(claim, good, good_base, 128)[1] == "in direction, at 128 kimg"
     # worse on SWD stays "not reproduced"; the reals' rate comes from the summary when a row lacks it
-    assert S.judge(claim, dict(_row({"swd": (50.0, 1.0), **faces(0.1)}, 2), row="r"), good_base, 128)[1] \
+    assert AG.judge(claim, dict(_row({"swd": (50.0, 1.0), **faces(0.1)}, 2), row="r"), good_base, 128)[1] \
         == "not reproduced, at 128 kimg"
     bare = dict(_row({"swd": (30.0, 1.0), "face_detection": (0.4, 0.0)}, 2), row="r")
-    assert S.judge(claim, bare, good_base, 128, real_faces=0.92)[1].startswith("inconclusive")   # 0.4/0.92 < 0.5
-    assert S.judge(claim, bare, good_base, 128, real_faces=0.7)[1] == "in direction, at 128 kimg"  # 0.57
+    assert AG.judge(claim, bare, good_base, 128, real_faces=0.92)[1].startswith("inconclusive")   # 0.4/0.92 < 0.5
+    assert AG.judge(claim, bare, good_base, 128, real_faces=0.7)[1] == "in direction, at 128 kimg"  # 0.57
 
 
 def _write_run(rd, swd_curve, faces=0.9, commit="abc1234"):
@@ -334,8 +336,8 @@ def _write_run(rd, swd_curve, faces=0.9, commit="abc1234"):
     recs = [{"step": i, "images_shown": n, "resolution": 32, "headline": {"swd": v, "face_detection": faces},
              "scalars": {"face_detection2k/real/detected_fraction": 0.92}, "protocols": protos}
             for i, (n, v) in enumerate(swd_curve)]
-    (rd / S.RECORDS_FILE).write_text("".join(json.dumps(r) + "\n" for r in recs))
-    S.write_json_atomic(str(rd / S.DONE_FILE), {"images_shown": swd_curve[-1][0], "seconds": 60.0, "commit": commit})
+    (rd / CM.RECORDS_FILE).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    write_json_atomic(str(rd / CM.DONE_FILE), {"images_shown": swd_curve[-1][0], "seconds": 60.0, "commit": commit})
 
 
 def test_report_merges_a_committed_quality_json_with_new_runs(tmp_path):
@@ -352,13 +354,13 @@ def test_report_merges_a_committed_quality_json_with_new_runs(tmp_path):
     _write_run(work / "old" / "trick" / "seed1", [(8000, 80.0), (16000, 70.0)], faces=0.1)
     common = dict(matrix=matrix, seeds="1,2", budget_kimg=16, eval_every_kimg=8, metrics="swd,face_detection",
                   report_only=True)
-    assert S.main(*_args(work_dir=work / "old", out=old_out, **common), log=lambda s: None) == 0
+    assert CMD.main(*_args(work_dir=work / "old", out=old_out, **common), log=lambda s: None) == 0
     committed = json.loads((old_out / "quality.json").read_text())
     assert committed["rows"][1]["n"] == 1
     # new code: trick seeds 1 and 2 rerun (faces now), base not rerun
     _write_run(work / "new" / "trick" / "seed1", [(8000, 44.0), (16000, 40.0)], commit="def5678")
     _write_run(work / "new" / "trick" / "seed2", [(8000, 45.0), (16000, 42.0)], commit="def5678")
-    assert S.main(*_args(work_dir=work / "new", out=out, merge_committed=old_out / "quality.json", **common),
+    assert CMD.main(*_args(work_dir=work / "new", out=out, merge_committed=old_out / "quality.json", **common),
                   log=lambda s: None) == 0
     merged = {r["row"]: r for r in json.loads((out / "quality.json").read_text())["rows"]}
     old = {r["row"]: r for r in committed["rows"]}
@@ -371,7 +373,7 @@ def test_report_merges_a_committed_quality_json_with_new_runs(tmp_path):
     md = (out / "quality.md").read_text()
     assert "- trick seed 1: run at commit def5678" in md and "- base seed 1: committed quality.json" in md
     # --drop-committed: a row whose committed runs predate a fix shows only new runs
-    assert S.main(*_args(work_dir=work / "new", out=out, merge_committed=old_out / "quality.json",
+    assert CMD.main(*_args(work_dir=work / "new", out=out, merge_committed=old_out / "quality.json",
                          drop_committed="base", **common), log=lambda s: None) == 0
     dropped = {r["row"]: r for r in json.loads((out / "quality.json").read_text())["rows"]}
     assert dropped["base"]["n"] == 0 and "verdict" not in dropped["trick"]
@@ -379,37 +381,37 @@ def test_report_merges_a_committed_quality_json_with_new_runs(tmp_path):
     # a committed file of another budget or protocol is refused in one line
     args, argv = _args(work_dir=work / "new", out=out, merge_committed=old_out / "quality.json",
                        **dict(common, budget_kimg=32))
-    with pytest.raises(S.StudyError, match="pass --budget-kimg 16"):
-        S._main(args, argv, lambda s: None)
-    assert S.rerun_command("python bench/quality.py --report-only --merge-committed docs/q.json --rows a",
+    with pytest.raises(CM.StudyError, match="pass --budget-kimg 16"):
+        CMD._main(args, argv, lambda s: None)
+    assert CMD.rerun_command("python bench/quality.py --report-only --merge-committed docs/q.json --rows a",
                            "dcgan", 1) == "python bench/quality.py --rerun-row dcgan --seed 1"
 
 
 def test_progan_rows_honour_the_presets_batch_sizes_and_ema_rows_use_the_ramped_horizon():
-    rows = {r.name: r for r in S.DEFAULT_ROWS}
-    common = dict(S.COMMON)
+    rows = {r.name: r for r in MX.DEFAULT_ROWS}
+    common = dict(MX.COMMON)
     for name in ("progan", "progan_residual", "progan_repel_stats"):
-        cfg = S.resolve_config(rows[name], common, 1, 128_000)
+        cfg = MX.resolve_config(rows[name], common, 1, 128_000)
         assert cfg.network.batch_sizes == {"4": 64, "8": 64, "16": 64, "32": 32}, name
         assert (cfg.tricks.ema_kimg, cfg.tricks.ema_rampup, cfg.network.output_activation) == (10.0, 0.05, "linear")
-    ema = S.resolve_config(rows["dcgan_ema"], common, 1, 128_000).tricks
+    ema = MX.resolve_config(rows["dcgan_ema"], common, 1, 128_000).tricks
     assert (ema.ema_kimg, ema.ema_rampup, ema.ema_decay) == (10.0, 0.05, 0.0)
     # the StyleGAN2 rows keep their per-step decay (comparable with committed seed-1 numbers)
-    assert S.resolve_config(rows["stylegan2_small_ada"], common, 2, 128_000).tricks.ema_decay == 0.99778
+    assert MX.resolve_config(rows["stylegan2_small_ada"], common, 2, 128_000).tricks.ema_decay == 0.99778
 
 
 def test_report_keeps_a_hand_written_preface_and_writes_no_machine_paths(tmp_path):
-    assert S.portable_command("python bench/quality.py --cache-dir /x/c --work-dir=/x/w --rows a --data /d") == \
+    assert CMD.portable_command("python bench/quality.py --cache-dir /x/c --work-dir=/x/w --rows a --data /d") == \
         "python bench/quality.py --cache-dir CACHE_DIR --work-dir=WORK_DIR --rows a --data EXAMPLES"
     work, out = tmp_path / "runs", tmp_path / "docs"
     _write_run(work / "base" / "seed1", [(8000, 90.0), (16000, 60.0)])
     out.mkdir()
-    (out / "quality.md").write_text("# Quality study\n\n**Status: hand-written.**\n\n" + S.GENERATED_MARK + "\nold table\n")
+    (out / "quality.md").write_text("# Quality study\n\n**Status: hand-written.**\n\n" + RP.GENERATED_MARK + "\nold table\n")
     matrix = tmp_path / "matrix.json"
     matrix.write_text(json.dumps({"rows": [{"name": "base", "preset": "smoke"}]}))
     args, argv = _args(matrix=matrix, work_dir=work, out=out, seeds="1", budget_kimg=16, eval_every_kimg=8,
                        metrics="swd,face_detection", report_only=True)
-    assert S.main(args, argv, log=lambda s: None) == 0
+    assert CMD.main(args, argv, log=lambda s: None) == 0
     md = (out / "quality.md").read_text()
-    assert md.startswith("# Quality study\n\n**Status: hand-written.**\n\n" + S.GENERATED_MARK)
+    assert md.startswith("# Quality study\n\n**Status: hand-written.**\n\n" + RP.GENERATED_MARK)
     assert "old table" not in md and md.count("# Quality study") == 1 and str(work) not in md

@@ -17,9 +17,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from facegan import examples_io
 from facegan.trainer.config import ConfigError, get_preset
 from train_testlib import checkpoint_weights
+from tests.examples_testlib import write_synthetic_examples
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny smoke_stylegan2: every regularizer and ADA update every step; ADA starts at p = 0.5 and
@@ -32,7 +32,7 @@ TINY = {"network.resolution": 16, "network.z_dim": 16, "network.w_dim": 16, "net
 
 @pytest.fixture(scope="module")
 def synth16(tmp_path_factory):
-    return examples_io.write_synthetic_examples(str(tmp_path_factory.mktemp("synth16") / "examples"),
+    return write_synthetic_examples(str(tmp_path_factory.mktemp("synth16") / "examples"),
                                                 n_train=16, n_eval=2, resolution=16)
 
 
@@ -129,7 +129,7 @@ REPLICA_SCRIPT = textwrap.dedent("""
 @pytest.mark.e2e
 def test_one_vs_two_replicas_same_update(tmp_path):
     # 8x8 (two synthesis blocks): tracing the R1/path-length tapes per replica is the cost
-    synth8 = examples_io.write_synthetic_examples(str(tmp_path / "synth8"), n_train=16, n_eval=2, resolution=8)
+    synth8 = write_synthetic_examples(str(tmp_path / "synth8"), n_train=16, n_eval=2, resolution=8)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2")
     over = dict(TINY, **{"network.resolution": 8})
     proc = subprocess.run([sys.executable, "-c", REPLICA_SCRIPT, synth8, str(tmp_path / "out"), json.dumps(over)],

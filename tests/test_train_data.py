@@ -7,12 +7,13 @@ import pytest
 
 from facegan import examples_io, schema
 from facegan.trainer import data as data_lib
+from tests.examples_testlib import write_synthetic_examples
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     uri = str(tmp_path_factory.mktemp("ex") / "examples")
-    return examples_io.write_synthetic_examples(uri, n_train=10, n_eval=2, resolution=16, extra_resolutions=(4, 8))
+    return write_synthetic_examples(uri, n_train=10, n_eval=2, resolution=16, extra_resolutions=(4, 8))
 
 
 def _take(ds, n):
@@ -37,7 +38,7 @@ def test_stored_lower_resolution_used_else_resized(synth, tmp_path):
     got8 = _take(data_lib.train_dataset(files, 8, 10, shuffle_buffer=1), 1)
     np.testing.assert_allclose(got8, stored8 / 127.5 - 1, atol=1e-6)
     # no image_8 stored: area-resize of the 16x16 image == 2x2 mean
-    plain = examples_io.write_synthetic_examples(str(tmp_path / "plain"), n_train=4, n_eval=1, resolution=16)
+    plain = write_synthetic_examples(str(tmp_path / "plain"), n_train=4, n_eval=1, resolution=16)
     files = data_lib.resolve_files(plain)
     full = np.concatenate(list(examples_io.iterate_images(plain, "train"))).astype(np.float32) / 127.5 - 1
     expect = full.reshape(4, 8, 2, 8, 2, 3).mean(axis=(2, 4))

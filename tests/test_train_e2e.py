@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from facegan import examples_io
+from tests.examples_testlib import write_synthetic_examples
 
 
 @pytest.mark.e2e
@@ -17,7 +17,7 @@ def test_tfx_trainer_runs_run_fn_in_local_dag_runner(tmp_path):
     from tfx import v1 as tfx
     from tfx.types import standard_artifacts
 
-    examples = examples_io.write_synthetic_examples(str(tmp_path / "examples"), n_train=32, n_eval=8,
+    examples = write_synthetic_examples(str(tmp_path / "examples"), n_train=32, n_eval=8,
                                                     resolution=32)
     importer = tfx.dsl.Importer(source_uri=examples, artifact_type=standard_artifacts.Examples,
                                 properties={"split_names": '["train", "eval"]'}).with_id("import_examples")

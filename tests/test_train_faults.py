@@ -16,9 +16,9 @@ import shutil
 import numpy as np
 import pytest
 
-from facegan import examples_io
 from facegan.trainer.config import get_preset
 from train_testlib import TINY, checkpoint_weights
+from tests.examples_testlib import write_synthetic_examples
 
 STEPS = 6
 OVERRIDES = dict(TINY, **{"run.keep_checkpoints": 3, "run.image_every": 100})
@@ -26,7 +26,7 @@ OVERRIDES = dict(TINY, **{"run.keep_checkpoints": 3, "run.image_every": 100})
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return examples_io.write_synthetic_examples(str(tmp_path_factory.mktemp("synth") / "examples"),
+    return write_synthetic_examples(str(tmp_path_factory.mktemp("synth") / "examples"),
                                                 n_train=32, n_eval=4, resolution=32)
 
 

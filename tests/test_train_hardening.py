@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from facegan import examples_io
 from facegan.trainer.config import ConfigError, get_preset
+from tests.examples_testlib import write_synthetic_examples
 
 # The progan preset made tiny without touching its batch-size table (the user sets no table).
 TINY_PROGAN = {"network.resolution": 32, "network.filters": 8, "network.max_filters": 8, "network.z_dim": 8,
@@ -17,7 +17,7 @@ TINY_PROGAN = {"network.resolution": 32, "network.filters": 8, "network.max_filt
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return examples_io.write_synthetic_examples(str(tmp_path_factory.mktemp("synth") / "examples"),
+    return write_synthetic_examples(str(tmp_path_factory.mktemp("synth") / "examples"),
                                                 n_train=24, n_eval=4, resolution=32, extra_resolutions=(4, 8, 16))
 
 

@@ -17,8 +17,8 @@ import time
 import numpy as np
 import pytest
 
-from facegan import examples_io
 from train_testlib import checkpoint_weights
+from tests.examples_testlib import write_synthetic_examples
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.e2e
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return examples_io.write_synthetic_examples(str(tmp_path_factory.mktemp("synth") / "examples"),
+    return write_synthetic_examples(str(tmp_path_factory.mktemp("synth") / "examples"),
                                                 n_train=24, n_eval=4, resolution=32, extra_resolutions=(4, 8, 16))
 
 

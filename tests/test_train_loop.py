@@ -16,10 +16,10 @@ import types
 import numpy as np
 import pytest
 
-from facegan import examples_io
 from facegan.images import decode_png
 from train_testlib import (checkpoint_weights, replica_progan, run_replica_script, tiny_overrides,
                            write_face_examples)
+from tests.examples_testlib import write_synthetic_examples
 from facegan.trainer.config import ema_enabled, Config, ConfigError, get_preset, preset_names
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +33,7 @@ def faces(ffhq_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     """Synthetic blobs with the layout of `faces` (24 train images at 32x32 + stored 8 and 16)."""
-    return examples_io.write_synthetic_examples(str(tmp_path_factory.mktemp("synth") / "examples"),
+    return write_synthetic_examples(str(tmp_path_factory.mktemp("synth") / "examples"),
                                                 n_train=24, n_eval=4, resolution=32, extra_resolutions=(8, 16),
                                                 attributes=("male", "smiling"))   # smoke_conditional
 
@@ -281,7 +281,7 @@ REPLICA_BODY = textwrap.dedent("""
 
 
 def test_one_vs_two_replicas_same_update(tmp_path):
-    uri = examples_io.write_synthetic_examples(str(tmp_path / "ex8"), n_train=16, n_eval=2, resolution=8)
+    uri = write_synthetic_examples(str(tmp_path / "ex8"), n_train=16, n_eval=2, resolution=8)
     out = run_replica_script(REPLICA_BODY, replica_progan(8), uri, str(tmp_path / "out"))
     assert out["replicas"] == [1, 2]
     assert out["max_weight_change"] > 1e-4          # the step did move the weights (Adam ~ lr)

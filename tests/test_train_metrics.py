@@ -21,6 +21,7 @@ import pytest
 from facegan import examples_io
 from facegan.trainer.config import ConfigError, get_preset
 from train_testlib import replica_progan, run_replica_script
+from tests.examples_testlib import write_synthetic_examples
 
 EVERY = 16
 OVERRIDES = {"optim.batch_size": 8, "network.filters": 8, "network.z_dim": 16,
@@ -33,7 +34,7 @@ OVERRIDES = {"optim.batch_size": 8, "network.filters": 8, "network.z_dim": 16,
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return examples_io.write_synthetic_examples(str(tmp_path_factory.mktemp("synth") / "examples"),
+    return write_synthetic_examples(str(tmp_path_factory.mktemp("synth") / "examples"),
                                                 n_train=64, n_eval=64, resolution=32)
 
 
@@ -213,7 +214,7 @@ REPLICA_BODY = textwrap.dedent("""
 @pytest.mark.e2e
 def test_eval_under_two_replicas(tmp_path):
     """The evaluation runs outside the replica step: with 2 replicas it scores what 1 does."""
-    uri = examples_io.write_synthetic_examples(str(tmp_path / "ex16"), n_train=16, n_eval=32, resolution=16)
+    uri = write_synthetic_examples(str(tmp_path / "ex16"), n_train=16, n_eval=32, resolution=16)
     out = run_replica_script(REPLICA_BODY, replica_progan(
         16, **{"eval.every_images": 8, "eval.metrics": "swd,ms_ssim", "eval.num_images": 16,
                "eval.memorization": 0, "eval.best_metric": "swd"}), uri, str(tmp_path / "out"))
@@ -232,7 +233,7 @@ def test_progressive_stage_is_scored_upsampled_to_the_target(tmp_path):
     the stage is scored as it is exported, upsampled (nearest) to the target resolution, against
     reals at the target; the record names both resolutions."""
     from facegan.trainer import periodic_eval, train_lib
-    data = examples_io.write_synthetic_examples(str(tmp_path / "examples"), n_train=32, n_eval=32,
+    data = write_synthetic_examples(str(tmp_path / "examples"), n_train=32, n_eval=32,
                                                 resolution=16)
     cfg = get_preset("smoke_progan", {"eval.every_images": 16, "eval.metrics": "swd",
                                       "eval.num_images": 16, "eval.batch_size": 16,

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from facegan import examples_io
 from facegan.trainer import runs
 from train_testlib import TINY
+from tests.examples_testlib import write_synthetic_examples
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = {k: v for k, v in TINY.items() if k != "network.resolution"}
@@ -24,7 +24,7 @@ EVAL = {"eval.every_images": 16, "eval.metrics": "swd", "eval.num_images": 16, "
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return examples_io.write_synthetic_examples(str(tmp_path_factory.mktemp("synth") / "examples"),
+    return write_synthetic_examples(str(tmp_path_factory.mktemp("synth") / "examples"),
                                                 n_train=32, n_eval=16, resolution=32)
 
 

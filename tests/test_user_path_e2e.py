@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from facegan import examples_io
+from tests.examples_testlib import write_synthetic_examples
 
 pytestmark = pytest.mark.e2e
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,7 +40,7 @@ def test_train_export_serve_sample(tmp_path, monkeypatch, capsys):
     from facegan.generator import load_generator
     from facegan.images import decode_png, make_grid
     monkeypatch.chdir(tmp_path)
-    examples_io.write_synthetic_examples(str(tmp_path / "examples"), n_train=32, n_eval=8, resolution=32)
+    write_synthetic_examples(str(tmp_path / "examples"), n_train=32, n_eval=8, resolution=32)
     train = _facegan(capsys, "train", "--preset", "smoke", "--data", "examples", "--steps", "4",
                      "--serving-dir", "serving/faces", "--set", "optim.batch_size=8")
     summary = json.loads(train.out)

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
+from facegan.examples_io import scan_attributes  # noqa: F401  (the trainer's name for it)
 from facegan import examples_io, schema
 from facegan.generator.ops import from_uint8, to_uint8   # the one conversion, shared with the SavedModel graph
 
@@ -402,62 +403,3 @@ def _parse_labels(labels: Dict):
     return parse
 
 
-def scan_attributes(files: Sequence[str], names: Sequence[str], rule: str = "refuse") -> Dict:
-    """Check the Examples carry the attributes to condition on; one pass over the serialized
-    records (images are not decoded).
-
-    Returns {"names", "kinds" (feature kind per name), "rule", "total", "usable" (records with every
-    attribute), "unlabelled", "positive_rate" {name: fraction of labelled records with value >= 0.5},
-    "cells" {joint label cell (`label_cell`): labelled records in it}}.
-    Raises ValueError naming: attributes no record carries (and the ones they do carry); string
-    attributes; values outside [0, 1] (with the source); unlabelled records under rule "refuse"
-    (how many and the first source, and the `condition.unlabelled` setting that skips them).
-    """
-    names = list(names)
-    kinds: Dict[str, str] = {}
-    carried, total, usable, first_missing = set(), 0, 0, None
-    positives = {n: 0 for n in names}
-    cells: Dict[int, int] = {}
-    raw = tf.data.TFRecordDataset(list(files), compression_type=_compression(files[0]))
-    for rec in raw.as_numpy_iterator():
-        feats = tf.train.Example.FromString(rec).features.feature
-        total += 1
-        carried.update(k[len(schema.ATTR_PREFIX):] for k in feats if k.startswith(schema.ATTR_PREFIX))
-        values = {}
-        for n in names:
-            f = feats.get(schema.attr_key(n))
-            kind = f.WhichOneof("kind") if f is not None else None
-            if kind is None or not getattr(f, kind).value:
-                continue
-            if kind == "bytes_list":
-                raise ValueError(f"condition.attributes: attr/{n} holds strings in {files[0]}; conditioning "
-                                 "needs 0/1 (or [0, 1]) numbers")
-            if kinds.setdefault(n, kind) != kind:
-                raise ValueError(f"condition.attributes: attr/{n} is {kinds[n]} in some records and {kind} in others")
-            v = float(getattr(f, kind).value[0])
-            if not 0.0 <= v <= 1.0:
-                source = feats[schema.SOURCE].bytes_list.value[0].decode() if schema.SOURCE in feats else "?"
-                raise ValueError(f"condition.attributes: attr/{n} = {v} for {source}; values must be in [0, 1]")
-            values[n] = v
-        if len(values) == len(names):
-            usable += 1
-            for n, v in values.items():
-                positives[n] += v >= 0.5
-            cell = sum(1 << a for a, n in enumerate(names) if values[n] >= 0.5)
-            cells[cell] = cells.get(cell, 0) + 1
-        elif first_missing is None:
-            first_missing = feats[schema.SOURCE].bytes_list.value[0].decode() if schema.SOURCE in feats else "?"
-    unknown = [n for n in names if n not in carried]
-    if unknown:
-        have = ", ".join(sorted(carried)) or "no attr/* features (ingest with --labels)"
-        raise ValueError(f"condition.attributes: {', '.join(unknown)} not in the Examples ({files[0]}...); "
-                         f"they carry: {have}")
-    if usable < total and rule != "skip":
-        raise ValueError(f"condition.attributes: {total - usable} of {total} Examples lack one of "
-                         f"{', '.join(names)} (first: {first_missing}); set condition.unlabelled=skip to "
-                         "train on the labelled ones")
-    if usable == 0:
-        raise ValueError(f"condition.attributes: no Example carries all of {', '.join(names)}")
-    return {"names": names, "kinds": kinds, "rule": rule, "total": total, "usable": usable,
-            "unlabelled": total - usable, "positive_rate": {n: positives[n] / usable for n in names},
-            "cells": cells}

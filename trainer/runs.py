@@ -49,6 +49,7 @@ import re
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
+from facegan.jsonable import write_json_atomic
 from facegan import examples_io, schema
 from facegan.trainer.config import without_other_models_defaults
 
@@ -118,14 +119,6 @@ def data_identity(data: Optional[str], synthetic: bool = False) -> str:
 def _read_json(path: str):
     with open(path) as f:
         return json.load(f)
-
-
-def write_json_atomic(path: str, obj) -> None:
-    """Write by rename, with a per-process temp name (multi-worker starts may race)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 # -- identity and the default folder --------------------------------------------------------------

@@ -52,9 +52,10 @@ import numpy as np
 import tensorflow as tf
 
 from facegan import machine, schema
+from facegan.jsonable import write_json_atomic
 from facegan.images import make_grid, save_grid
 from facegan.progress import Progress
-from facegan.trainer import conditioning
+from facegan import conditioning
 from facegan.trainer import data as data_lib
 from facegan.trainer import registry
 from facegan.trainer.config import Config, ema_enabled, validate
@@ -276,13 +277,6 @@ def set_precision(policy: str):
     if policy == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
         raise ValueError("run.mixed_precision 'mixed_float16' needs a GPU; use 'mixed_bfloat16' on CPU")
     tf.keras.mixed_precision.set_global_policy(policy)
-
-
-def write_json_atomic(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(json.dumps(obj, indent=2, sort_keys=True))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 # -- the loop --------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from tfx.types import component_spec, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from facegan.components.image_example_gen import driver, executor
-from facegan.components.image_example_gen import transforms as T
+from facegan.ingest import options as O
 
 
 
@@ -69,10 +69,10 @@ class ImageExampleGen(base_beam_component.BaseBeamComponent):
       max_rejected_fraction: fail when more than this share of files is rejected, in [0, 1].
       labels: optional path: CelebA `list_attr_celeba.txt` (-> int64 0/1 `attr/<name>`), or a
         JSON file / directory of per-image JSON files (Curto & Zarza style attributes).
-      filter: resize filter (lanczos default; see transforms.py for why).
+      filter: resize filter (lanczos default; see facegan/ingest/image_ops.py for why).
       max_pixels: decompression-bomb guard; larger images are rejected as `oversized`.
       background: "R,G,B" that alpha is composited on and `crop="none"` pads with.
-      paired: image-to-image pairs (issue 12): a paired.py transform spec, e.g. "lowres:factor=4",
+      paired: image-to-image pairs: a facegan/ingest/paired.py transform spec, e.g. "lowres:factor=4",
         "grayscale", "edges:threshold=32", "masked"; each example then also stores the input
         derived from its face (`input_image`, `pair/transform`, `pair/params`, `pair/seed`), and
         the summary and the artifact's `paired` property name the spec. "" / None: no pairs.
@@ -86,18 +86,18 @@ class ImageExampleGen(base_beam_component.BaseBeamComponent):
     def __init__(self, input_base: str, resolution: int, crop: str = "center",
                  mirror: bool = False,
                  extra_resolutions: Union[str, Sequence[int], None] = "",
-                 eval_fraction: float = T.DEFAULT_EVAL_FRACTION,
-                 min_side: int = T.DEFAULT_MIN_SIDE,
-                 max_rejected_fraction: float = T.DEFAULT_MAX_REJECTED_FRACTION,
+                 eval_fraction: float = O.DEFAULT_EVAL_FRACTION,
+                 min_side: int = O.DEFAULT_MIN_SIDE,
+                 max_rejected_fraction: float = O.DEFAULT_MAX_REJECTED_FRACTION,
                  labels: Optional[str] = None,
-                 filter: str = T.DEFAULT_FILTER,  # noqa: A002 - the documented parameter name
-                 max_pixels: int = T.DEFAULT_MAX_PIXELS,
+                 filter: str = O.DEFAULT_FILTER,  # noqa: A002 - the documented parameter name
+                 max_pixels: int = O.DEFAULT_MAX_PIXELS,
                  background: Union[str, Sequence[int]] = "255,255,255",
                  paired: Optional[str] = None, paired_seed: int = 0):
         if not input_base:
             raise ValueError("ImageExampleGen: input_base must be a non-empty path")
         # Validate now (pipeline construction), not minutes later in the executor.
-        cfg = T.IngestConfig(resolution=resolution, crop=crop, filter=filter, mirror=mirror,
+        cfg = O.IngestConfig(resolution=resolution, crop=crop, filter=filter, mirror=mirror,
                              extra_resolutions=extra_resolutions or (), eval_fraction=eval_fraction,
                              min_side=min_side, max_pixels=max_pixels, background=background,
                              labels=labels, max_rejected_fraction=max_rejected_fraction,

@@ -1,7 +1,7 @@
 """ImageExampleGen's driver: fingerprints the input before the cache is looked up.
 
 Like TFX's FileBasedDriver for its own file-based ExampleGens, it adds `input_fingerprint`
-(transforms.input_fingerprint: every file's path, size and mtime) to the execution properties
+(facegan.ingest.listing.input_fingerprint: every file's path, size and mtime) to the execution properties
 before the launcher computes the cache key, so a changed folder re-runs ingestion and an
 unchanged one hits the TFX cache. Works on both TFX orchestration paths (IR-based `run`, and
 the legacy `resolve_exec_properties`).
@@ -16,7 +16,7 @@ from tfx.orchestration import data_types_utils
 from tfx.proto.orchestration import driver_output_pb2
 from tfx.types.standard_component_specs import EXAMPLES_KEY
 
-from facegan.components.image_example_gen import transforms as T
+from facegan.ingest import listing as L
 
 FINGERPRINT_KEY = "input_fingerprint"
 
@@ -28,7 +28,7 @@ class ImageExampleGenDriver(base_driver.BaseDriver, ir_base_driver.BaseDriver):
 
     def resolve_exec_properties(self, exec_properties: Dict[str, Any], pipeline_info,
                                 component_info) -> Dict[str, Any]:
-        exec_properties[FINGERPRINT_KEY] = T.input_fingerprint(
+        exec_properties[FINGERPRINT_KEY] = L.input_fingerprint(
             exec_properties["input_base"], exec_properties.get("labels") or None)
         return exec_properties
 

@@ -159,7 +159,7 @@ def build_facegan(cfg, alpha=None) -> Networks:
 
 # Conditional variants: the attributes come from cfg.condition (trainer/conditioning.py).
 def _build_conditional(spec: ConvSpec, cfg) -> Networks:
-    from facegan.trainer.conditioning import attribute_names
+    from facegan.conditioning import attribute_names
     return _build(spec, cfg, num_attributes=len(attribute_names(cfg)))
 
 

@@ -290,5 +290,5 @@ def build_progan(cfg, alpha=None, num_attributes: int = 0) -> Networks:
 
 def build_cprogan(cfg, alpha=None) -> Networks:
     """Conditional ProGAN: the attributes of cfg.condition (see the module docstring)."""
-    from facegan.trainer.conditioning import attribute_names
+    from facegan.conditioning import attribute_names
     return build_progan(cfg, alpha, num_attributes=len(attribute_names(cfg)))

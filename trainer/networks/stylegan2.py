@@ -446,7 +446,7 @@ def style_config(cfg, style_mode: str = "modulated") -> StyleGANConfig:
     """The StyleGANConfig of a trainer Config: its registered settings (`cfg.network`, a
     StyleGANSettings) as they are, plus the style mode and the attributes of cfg.condition for a
     conditional architecture."""
-    from facegan.trainer.conditioning import attribute_names
+    from facegan.conditioning import attribute_names
     return StyleGANConfig(**dataclasses.asdict(cfg.network), style_mode=style_mode,
                           num_attributes=len(attribute_names(cfg)), discriminator=cfg.condition.discriminator)
 

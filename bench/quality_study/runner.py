@@ -1,4 +1,4 @@
-"""Training for the quality study (facegan/study.py); TensorFlow is imported here.
+"""Training for the quality study (command.py); TensorFlow is imported here.
 
 `run_one` trains one (row, seed) to the budget in segments that end at the evaluation points
 (one `train_lib.Trainer`, built once; each segment is `Trainer.run()` to a later step, which
@@ -14,9 +14,14 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from facegan import study as S
 from facegan.images import save_grid
+from facegan.jsonable import write_json_atomic
 from facegan.trainer.periodic_eval import generated_batches
+
+from .common import DONE_FILE, GRID_FILE, RECORDS_FILE, REPO, StudyError
+from .protocol import fingerprint, run_differences
+from .records import read_records, record_values, run_dir_for
+from .aggregate import _read_json, fmt
 
 GRID_SAMPLES, GRID_COLS = 64, 8
 
@@ -30,7 +35,7 @@ class StudyClock:
         self.jobs = len(jobs)
         self.todo = 0
         for r, s in jobs:
-            recs = S.read_records(os.path.join(S.run_dir_for(work_dir, r.name, s), S.RECORDS_FILE))
+            recs = read_records(os.path.join(run_dir_for(work_dir, r.name, s), RECORDS_FILE))
             shown = max([int(x["images_shown"]) for x in recs], default=0)
             self.todo += max(0, self.budget - shown)
         self.done = 0
@@ -50,7 +55,7 @@ class StudyClock:
         return f"ETA {_hms(left)} ({el / (self.done / 1000):.1f} s/kimg)"
 
     def report(self, row: str, seed: int, shown: int, values: Dict[str, float]):
-        vals = ", ".join(f"{k} {S.fmt(v)}" for k, v in sorted(values.items()))
+        vals = ", ".join(f"{k} {fmt(v)}" for k, v in sorted(values.items()))
         self.log(f"study [{self.index}/{self.jobs}] {row} seed {seed}: {shown / 1000:g}/{self.budget / 1000:g} kimg"
                  f"  {vals}  | session {self.done / 1000:.1f}/{self.todo / 1000:.1f} kimg, "
                  f"elapsed {_hms(time.monotonic() - self.start)}, {self.eta()}")
@@ -95,22 +100,22 @@ def run_one(row, seed: int, cfg, protocol, data: str, budget: int, run_dir: str,
     """Train + evaluate one (row, seed) to `budget` images (resuming; skipping when finished)."""
     from facegan.trainer import train_lib
     clock.next_job()
-    fp, covers = S.fingerprint(cfg.to_dict(), protocol)
-    started = S._read_json(os.path.join(run_dir, "study_run.json"))
+    fp, covers = fingerprint(cfg.to_dict(), protocol)
+    started = _read_json(os.path.join(run_dir, "study_run.json"))
     if started is not None and started.get("fingerprint") != fp:
         from facegan.trainer.config import Config
-        diff = S.run_differences(started.get("covers", {}), covers, Config().to_dict())
+        diff = run_differences(started.get("covers", {}), covers, Config().to_dict())
         if diff or "covers" not in started:
-            raise S.StudyError(f"row {row.name} seed {seed}: {run_dir} holds a run with a different config or "
+            raise StudyError(f"row {row.name} seed {seed}: {run_dir} holds a run with a different config or "
                                f"protocol ({', '.join(diff) or 'fingerprint'}); use another --work-dir or delete it")
         fp = started["fingerprint"]   # the same run, made before config fields that sit at their defaults
-    done = S._read_json(os.path.join(run_dir, S.DONE_FILE))
+    done = _read_json(os.path.join(run_dir, DONE_FILE))
     if done is not None and int(done["images_shown"]) >= budget:
         log(f"study [{clock.index}/{clock.jobs}] {row.name} seed {seed}: finished earlier "
             f"({done['images_shown'] / 1000:g} kimg), skipped")
         return done
     os.makedirs(run_dir, exist_ok=True)
-    S.write_json_atomic(os.path.join(run_dir, "study_run.json"), {"fingerprint": fp, "covers": covers,
+    write_json_atomic(os.path.join(run_dir, "study_run.json"), {"fingerprint": fp, "covers": covers,
                                                                   "row": row.name, "seed": seed})
     t0 = time.monotonic()
     trainer = train_lib.Trainer(cfg, data, run_dir, progress=False)
@@ -120,20 +125,20 @@ def run_one(row, seed: int, cfg, protocol, data: str, budget: int, run_dir: str,
         train_to(trainer, min(budget, (before // every + 1) * every))
         rec = _last(run_dir)
         clock.add(trainer.images_shown - before)
-        clock.report(row.name, seed, trainer.images_shown, S.record_values(rec) if rec else {})
+        clock.report(row.name, seed, trainer.images_shown, record_values(rec) if rec else {})
     last = _last(run_dir)
     if last is None or int(last["images_shown"]) != trainer.images_shown:   # lost to a kill after the last save
         trainer.run()   # the trainer redoes an evaluation lost to a kill on start
         last = _last(run_dir)
     if last is None or int(last["images_shown"]) != trainer.images_shown:
-        raise S.StudyError(f"row {row.name} seed {seed}: no evaluation at the end of the budget in "
-                           f"{os.path.join(run_dir, S.RECORDS_FILE)}")
-    save_grid(grid_images(trainer, protocol.seed), os.path.join(run_dir, S.GRID_FILE), cols=GRID_COLS)
+        raise StudyError(f"row {row.name} seed {seed}: no evaluation at the end of the budget in "
+                           f"{os.path.join(run_dir, RECORDS_FILE)}")
+    save_grid(grid_images(trainer, protocol.seed), os.path.join(run_dir, GRID_FILE), cols=GRID_COLS)
     seconds = time.monotonic() - t0 + (done or {}).get("seconds", 0)
     marker = {"row": row.name, "seed": seed, "fingerprint": fp, "images_shown": trainer.images_shown,
-              "step": trainer.step, "budget_images": budget, "final": S.record_values(last),
+              "step": trainer.step, "budget_images": budget, "final": record_values(last),
               "seconds": round(seconds, 1), "backend": "trainer", "commit": COMMIT}
-    S.write_json_atomic(os.path.join(run_dir, S.DONE_FILE), marker)
+    write_json_atomic(os.path.join(run_dir, DONE_FILE), marker)
     return marker
 
 
@@ -142,9 +147,9 @@ def git_commit() -> Optional[str]:
     the report says which code trained each run."""
     import subprocess
     try:
-        sha = subprocess.run(["git", "-C", S.REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+        sha = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", S.REPO, "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -152,7 +157,7 @@ def git_commit() -> Optional[str]:
 
 
 def _last(run_dir: str) -> Optional[dict]:
-    recs = S.read_records(os.path.join(run_dir, S.RECORDS_FILE))
+    recs = read_records(os.path.join(run_dir, RECORDS_FILE))
     return max(recs, key=lambda r: int(r["images_shown"])) if recs else None
 
 

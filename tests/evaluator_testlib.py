@@ -1,7 +1,7 @@
 """Tiny hand-built generators for evaluator tests, exported through trainer/export.py.
 
 - `blob`: z -> a smooth coloured Gaussian blob on a grey background, the same family of images
-  `facegan.examples_io.write_synthetic_examples` writes; a "good" generator for that data.
+  `tests/examples_testlib.write_synthetic_examples` writes; a "good" generator for that data.
 - `constant`: the same image for every z; the degenerate generator a blessing must refuse.
 
 Both are real Keras models exported as real generator SavedModels (same signatures the trainer

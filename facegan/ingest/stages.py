@@ -9,7 +9,7 @@
                                     rejection report, grid; check_summary
 
 beam_pipeline.py wraps these in DoFns (any Beam runner: Dataflow, Flink, Spark, DirectRunner);
-local_runner.py runs them in this process or a fork pool (no Beam import: ~3-11 s saved).
+pool_runner.py runs them in this process or a fork pool (no Beam import: ~3-11 s saved).
 Both write the same records, rejection report and summary counts for the same input.
 
 Paths may be local or any Beam filesystem URI (`gs://...`); Beam is imported only for the latter.
@@ -25,9 +25,14 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from facegan import examples_io, schema
-from facegan.components.image_example_gen import transforms as T
+from facegan.ingest import options as O
+from facegan.ingest import listing as L
+from facegan.ingest import archives as A
+from facegan.ingest import image_ops as IM
+from facegan.ingest import paired as P
+from facegan.ingest import labels as LB
 
-IngestError = T.IngestError
+IngestError = O.IngestError
 HASHED, REJECTED, DUPLICATE, COUNTS, STATS, SAMPLE, SHARDS = (
     "hashed", "rejected", "duplicate", "counts", "stats", "sample", "shards")
 TFRECORD_PREFIX = "data_tfrecord"
@@ -171,16 +176,16 @@ def read_and_hash(unit: str, counts: collections.Counter) -> Iterator[Tuple[str,
     """unit path -> (HASHED, (sha256, (source, inline bytes or None))) per file / archive member,
     or (REJECTED, record). Plain files travel as paths (re-read after the shuffle, from the page
     cache); archive members as bytes (re-reading would mean decompressing the archive again)."""
-    if T.is_archive(unit):
+    if L.is_archive(unit):
         try:
-            for source, data in T.iter_archive(unit):
+            for source, data in A.iter_archive(unit):
                 counts["files_seen"] += 1
-                if isinstance(data, T.Rejected):
+                if isinstance(data, O.Rejected):
                     counts["rejected/" + data.reason] += 1
                     yield REJECTED, _rejection(source, data.reason, data.detail)
                 else:
-                    yield HASHED, (T.sha256_hex(data), (source, data))
-        except T.Rejected as r:
+                    yield HASHED, (IM.sha256_hex(data), (source, data))
+        except O.Rejected as r:
             # a broken archive counts as one file seen (plus any members read before it broke)
             counts["files_seen"] += 1
             counts["rejected/" + r.reason] += 1
@@ -188,12 +193,12 @@ def read_and_hash(unit: str, counts: collections.Counter) -> Iterator[Tuple[str,
         return
     counts["files_seen"] += 1
     try:
-        data = T.read_bytes(unit)
+        data = L.read_bytes(unit)
     except OSError as e:
-        counts["rejected/" + T.UNREADABLE] += 1
-        yield REJECTED, _rejection(unit, T.UNREADABLE, f"{type(e).__name__}: {e}")
+        counts["rejected/" + O.UNREADABLE] += 1
+        yield REJECTED, _rejection(unit, O.UNREADABLE, f"{type(e).__name__}: {e}")
         return
-    yield HASHED, (T.sha256_hex(data), (unit, None))
+    yield HASHED, (IM.sha256_hex(data), (unit, None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,9 +212,9 @@ class GroupProcessor:
     original rejects the whole group.
     """
 
-    def __init__(self, cfg: T.IngestConfig):
+    def __init__(self, cfg: O.IngestConfig):
         self.cfg = cfg
-        self.labels = T.load_labels(cfg.labels)
+        self.labels = LB.load_labels(cfg.labels)
         self.start()
 
     def start(self):
@@ -223,35 +228,35 @@ class GroupProcessor:
         try:
             if data is None:
                 try:
-                    data = T.read_bytes(source)
+                    data = L.read_bytes(source)
                 except OSError as e:
-                    raise T.Rejected(T.UNREADABLE, f"{type(e).__name__}: {e}") from e
-            p = T.process_bytes(data, self.cfg)
-        except T.Rejected as r:
+                    raise O.Rejected(O.UNREADABLE, f"{type(e).__name__}: {e}") from e
+            p = IM.process_bytes(data, self.cfg)
+        except O.Rejected as r:
             for k, (src, _) in enumerate(items):
                 detail = r.detail if k == 0 else f"same bytes as {source}: {r.detail}"
                 yield REJECTED, _rejection(src, r.reason, detail)
             self.counts["rejected/" + r.reason] += len(items)
             return
-        split = T.assign_split(sha, self.cfg.eval_fraction)
+        split = IM.assign_split(sha, self.cfg.eval_fraction)
         attrs = self.labels.lookup(source) if self.labels is not None else None
         if self.labels is not None and attrs is None:
             self.counts["unlabeled"] += 1
         count_attributes(self.counts, attrs)
-        feats = T.example_features(p, source, sha, False, attrs)
-        write(split, T.encode_example(feats))
+        feats = IM.example_features(p, source, sha, False, attrs)
+        write(split, IM.encode_example(feats))
         self.counts["examples_written"] += 1
         self.counts[f"originals/{split}"] += 1
         self.counts[f"examples/{split}"] += 1
         if self.cfg.mirror:
-            write(split, T.encode_example(T.example_features(T.mirror(p), source, sha, True, attrs)))
+            write(split, IM.encode_example(IM.example_features(IM.mirror(p), source, sha, True, attrs)))
             self.counts["mirrored"] += 1
             self.counts[f"examples/{split}"] += 1
         for src, _ in items[1:]:
-            yield DUPLICATE, _rejection(src, T.DUPLICATE, f"same sha256 as {source}")
+            yield DUPLICATE, _rejection(src, O.DUPLICATE, f"same sha256 as {source}")
         if len(items) > 1:
             self.counts["duplicates"] += len(items) - 1
-        s, q, n = T.channel_sums(p.image)
+        s, q, n = IM.channel_sums(p.image)
         self.stats = [self.stats[0] + s, self.stats[1] + q, self.stats[2] + n]
         # grid candidates: smallest keys win; bits 64..127 of the hash (the split uses 0..63).
         # PNG bytes, not pixels: cheap to keep, decoded only for the few in the grid.
@@ -310,7 +315,7 @@ def smallest_sample(entries, k: int) -> List[Tuple[int, bytes]]:
     return heapq.nsmallest(k, ((-neg, png) for neg, png in entries), key=lambda kv: kv[0])
 
 
-# -- attribute statistics (issue 11) --------------------------------------------------------------
+# -- attribute statistics (conditional training's labels) --------------------------------------------------------------
 def count_attributes(counts, attrs: Optional[Dict]) -> None:
     """Per original image: counters attr_labelled/<name>, attr_binary/<name> (value 0 or 1) and
     attr_positive/<name> (value 1), combined like every other counter."""
@@ -335,10 +340,10 @@ def attribute_summary(counts: Dict[str, int]) -> Dict[str, Dict]:
     return out
 
 
-def make_summary(counts: Dict[str, int], stats: Dict, cfg: T.IngestConfig, input_base: str,
-                 n_units: int, listing: Optional[T.InputListing] = None) -> Dict:
+def make_summary(counts: Dict[str, int], stats: Dict, cfg: O.IngestConfig, input_base: str,
+                 n_units: int, listing: Optional[L.InputListing] = None) -> Dict:
     """The ingest_summary.json content from the combined counters."""
-    reasons = {r: int(counts.get("rejected/" + r, 0)) for r in T.REJECTION_REASONS}
+    reasons = {r: int(counts.get("rejected/" + r, 0)) for r in O.REJECTION_REASONS}
     seen = int(counts.get("files_seen", 0))
     written = int(counts.get("examples_written", 0))
     mirrored = int(counts.get("mirrored", 0))
@@ -373,7 +378,7 @@ def make_summary(counts: Dict[str, int], stats: Dict, cfg: T.IngestConfig, input
                        for r in sorted(set(cfg.extra_resolutions) | {cfg.resolution})},
         "crop": cfg.crop,
         "filter": cfg.filter,
-        "paired": T.P.summary(cfg.paired, cfg.paired_seed),
+        "paired": P.summary(cfg.paired, cfg.paired_seed),
         "config": cfg.to_json(),
     }
 
@@ -420,7 +425,7 @@ def finalize_shards(output_uri: str, tmp_dir: str, shards) -> Dict[str, Dict]:
     return out
 
 
-def write_reports(output_uri: str, tmp_dir: str, cfg: T.IngestConfig, input_base: str,
+def write_reports(output_uri: str, tmp_dir: str, cfg: O.IngestConfig, input_base: str,
                   n_units: int, counts: Dict, stats: Dict, rejections: Sequence[Dict],
                   sample: Sequence[Tuple[int, bytes]], shards, listing=None) -> Dict:
     """Finalize (once, after all work): shards into place, summary, rejection report, grid."""
@@ -453,7 +458,7 @@ def read_summary(output_uri: str) -> Dict:
         return json.load(f)
 
 
-def check_summary(summary: Dict, cfg: T.IngestConfig) -> None:
+def check_summary(summary: Dict, cfg: O.IngestConfig) -> None:
     """Raise IngestError when nothing survived, the invariant fails, or too much was rejected."""
     s = summary
     for split, f in s.get("tfrecord_files", {}).items():
@@ -475,8 +480,8 @@ def check_summary(summary: Dict, cfg: T.IngestConfig) -> None:
                           field="max_rejected_fraction")
 
 
-def prepare(input_base: str, cfg: T.IngestConfig) -> T.InputListing:
+def prepare(input_base: str, cfg: O.IngestConfig) -> L.InputListing:
     """Fail-fast checks before any work: input exists and is non-empty, labels parse."""
     if cfg.labels:
-        T.load_labels(cfg.labels)   # raises IngestError naming the file/line
-    return T.list_inputs(input_base, skip=[cfg.labels] if cfg.labels else [])
+        LB.load_labels(cfg.labels)   # raises IngestError naming the file/line
+    return L.list_inputs(input_base, skip=[cfg.labels] if cfg.labels else [])

@@ -1,4 +1,4 @@
-"""The ImageExampleGen Beam pipeline: files -> tf.Examples in Split-train/ and Split-eval/.
+"""The ingestion Beam pipeline (ImageExampleGen's, `facegan ingest --beam-args`): files -> tf.Examples in Split-train/ and Split-eval/.
 
 Shape (two fused stages around one small shuffle):
 
@@ -21,11 +21,12 @@ temp dir, never listed, and are deleted with it.
 
 Plain files travel the shuffle as paths and are re-read after it (page cache), so the runner
 process moves only small records; archive members travel as bytes (re-reading a tar.gz member
-would mean decompressing the archive again). All per-file work is in transforms.py and every stage is a plain function in stages.py: the
-DoFns here only route its outputs, so the local runner (local_runner.py) writes the same records.
+would mean decompressing the archive again). All per-file work is in image_ops.py (and
+archives.py, labels.py) and every stage is a plain function in stages.py: the DoFns here only
+route its outputs, so the local runner (pool_runner.py) writes the same records.
 
 `run_beam` runs this pipeline (Beam args unchanged: DirectRunner multi-processing, Dataflow,
-Flink, Spark); `local_runner.ingest` is the entry the TFX executor and `facegan ingest` use (it
+Flink, Spark); `runner.ingest` is the entry the TFX executor and `facegan ingest` use (it
 validates, stages the output, picks the runner and checks the summary).
 """
 import collections
@@ -39,11 +40,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from facegan.components.image_example_gen import stages as S
-from facegan.components.image_example_gen import transforms as T
+from facegan.ingest import stages as S
+from facegan.ingest import options as O
+from facegan.ingest import listing as L
 
 log = logging.getLogger(__name__)
-IngestError = T.IngestError
+IngestError = O.IngestError
 HASHED, REJECTED, DUPLICATE, COUNTS, STATS, SAMPLE, SHARDS = (
     S.HASHED, S.REJECTED, S.DUPLICATE, S.COUNTS, S.STATS, S.SAMPLE, S.SHARDS)
 TFRECORD_PREFIX, TMP_DIR = S.TFRECORD_PREFIX, S.TMP_DIR
@@ -88,7 +90,7 @@ class ProcessGroupFn(beam.DoFn):
     """(sha256, [(source, bytes|None)...]) -> records in this bundle's temp shard per split,
     plus report side outputs (stages.GroupProcessor)."""
 
-    def __init__(self, cfg: T.IngestConfig, tmp_dir: str, progress_dir: Optional[str] = None):
+    def __init__(self, cfg: O.IngestConfig, tmp_dir: str, progress_dir: Optional[str] = None):
         self.cfg, self.tmp_dir, self.progress_dir = cfg, tmp_dir, progress_dir
 
     def setup(self):
@@ -139,9 +141,9 @@ def _finalize(_, output_uri, tmp_dir, cfg, input_base, n_units, listing, counts,
                            rejections, S.smallest_sample(sample, cfg.grid_size), shards, listing)
 
 
-def build_pipeline(p: beam.Pipeline, units: Sequence[str], output_uri: str, cfg: T.IngestConfig,
+def build_pipeline(p: beam.Pipeline, units: Sequence[str], output_uri: str, cfg: O.IngestConfig,
                    input_base: str = "", progress_dir: Optional[str] = None,
-                   listing: Optional[T.InputListing] = None):
+                   listing: Optional[L.InputListing] = None):
     """Add the ingestion transforms to `p`: read `units`, write the Examples layout at `output_uri`."""
     import uuid
     hashed = (p | "ListInputs" >> beam.Create(list(units))
@@ -238,7 +240,7 @@ def run_in_thread(target, poll=None) -> None:
         raise err[0]
 
 
-def run_beam(listing: T.InputListing, stage_path: str, cfg: T.IngestConfig, input_base: str,
+def run_beam(listing: L.InputListing, stage_path: str, cfg: O.IngestConfig, input_base: str,
              beam_args: Optional[List[str]] = None, pipeline: Optional[beam.Pipeline] = None,
              progress_dir: Optional[str] = None, poll=None) -> None:
     """Build and run the pipeline into `stage_path` (Beam args passed to PipelineOptions as given)."""
@@ -247,13 +249,3 @@ def run_beam(listing: T.InputListing, stage_path: str, cfg: T.IngestConfig, inpu
     build_pipeline(p, listing.units, stage_path, cfg, input_base=input_base,
                    progress_dir=progress_dir, listing=listing)
     run_in_thread(lambda: p.run().wait_until_finish(), poll)
-
-
-def run_ingest(input_base: str, output_uri: str, cfg: T.IngestConfig,
-               beam_args: Optional[List[str]] = None, pipeline: Optional[beam.Pipeline] = None,
-               on_progress=None, in_place: bool = False) -> Dict:
-    """`local_runner.ingest` on this Beam pipeline (always Beam, whatever the input size)."""
-    from facegan.components.image_example_gen import local_runner
-    return local_runner.ingest(input_base, output_uri, cfg, beam_args=beam_args or [],
-                               pipeline=pipeline, on_progress=on_progress, in_place=in_place,
-                               runner="beam")

@@ -28,8 +28,8 @@ import uuid
 from typing import Optional
 
 from facegan import diskspace, examples_io, schema
-from facegan.components.image_example_gen import stages as S
-from facegan.components.image_example_gen.transforms import IngestError
+from facegan.ingest import stages as S
+from facegan.ingest.options import IngestError
 
 STAGING_TAG = ".ingest-"
 OLD_TAG = ".replaced-"

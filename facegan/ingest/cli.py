@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 
-from facegan.components.image_example_gen import transforms as T
+from facegan.ingest import options as O
 
 DEFAULT_BEAM_ARGS = f"--direct_running_mode=multi_processing --direct_num_workers={os.cpu_count() or 1}"
 
@@ -60,26 +60,26 @@ def add_arguments(parser):
                         help="output folder (Examples layout); replaced only if the run succeeds")
     parser.add_argument("--resolution", type=int, required=True,
                         help="side of the stored square images, a power of two in [8, 1024]")
-    parser.add_argument("--crop", default="center", choices=T.CROPS,
+    parser.add_argument("--crop", default="center", choices=O.CROPS,
                         help="center: largest centred square; celeba: the square on the face of "
                              "an aligned CelebA frame; none: pad to a square with --background")
-    parser.add_argument("--filter", default=T.DEFAULT_FILTER, choices=T.FILTERS,
+    parser.add_argument("--filter", default=O.DEFAULT_FILTER, choices=O.FILTERS,
                         help="resize filter (lanczos: antialiased, what FID tools expect)")
     parser.add_argument("--mirror", action="store_true",
                         help="also store a mirrored copy of every image (same split)")
     parser.add_argument("--extra-resolutions", default="",
                         help="comma list of lower resolutions to store too (2x2 box averages, "
                              "for progressive growing), e.g. 4,8,16,32")
-    parser.add_argument("--eval-fraction", type=float, default=T.DEFAULT_EVAL_FRACTION,
+    parser.add_argument("--eval-fraction", type=float, default=O.DEFAULT_EVAL_FRACTION,
                         help="share of images in the eval split, in [0, 1); chosen by content "
                              "hash, so deterministic")
-    parser.add_argument("--min-side", type=int, default=T.DEFAULT_MIN_SIDE,
+    parser.add_argument("--min-side", type=int, default=O.DEFAULT_MIN_SIDE,
                         help="reject images whose shorter side is below this (too_small)")
-    parser.add_argument("--max-pixels", type=int, default=T.DEFAULT_MAX_PIXELS,
+    parser.add_argument("--max-pixels", type=int, default=O.DEFAULT_MAX_PIXELS,
                         help="reject images with more pixels than this (oversized); the one "
                              "decompression-bomb limit (PIL's own is raised to match)")
     parser.add_argument("--max-rejected-fraction", type=float,
-                        default=T.DEFAULT_MAX_REJECTED_FRACTION,
+                        default=O.DEFAULT_MAX_REJECTED_FRACTION,
                         help="fail (keeping any previous output) when more than this share of "
                              "the files is rejected, in [0, 1]")
     parser.add_argument("--background", default="255,255,255",
@@ -220,14 +220,14 @@ def _on_sigterm(signum, frame):
 
 def main(args) -> int:
     try:
-        cfg = T.IngestConfig(
-            resolution=args.resolution, crop=args.crop, filter=args.filter, mirror=args.mirror,
-            extra_resolutions=args.extra_resolutions, eval_fraction=args.eval_fraction,
-            min_side=args.min_side, max_pixels=args.max_pixels, background=args.background,
-            labels=args.labels, max_rejected_fraction=args.max_rejected_fraction,
-            paired=args.paired, paired_seed=args.paired_seed)
-    except T.IngestError as e:
-        print(f"facegan ingest: error: {T.for_flags(e, FLAGS)}", file=sys.stderr)
+        cfg = O.IngestConfig(
+                             resolution=args.resolution, crop=args.crop, filter=args.filter, mirror=args.mirror,
+                             extra_resolutions=args.extra_resolutions, eval_fraction=args.eval_fraction,
+                             min_side=args.min_side, max_pixels=args.max_pixels, background=args.background,
+                             labels=args.labels, max_rejected_fraction=args.max_rejected_fraction,
+                             paired=args.paired, paired_seed=args.paired_seed)
+    except O.IngestError as e:
+        print(f"facegan ingest: error: {O.for_flags(e, FLAGS)}", file=sys.stderr)
         return 2
     if not args.verbose:
         _quiet_third_party()
@@ -238,18 +238,18 @@ def main(args) -> int:
     import contextlib
     quiet = contextlib.nullcontext() if args.verbose else _WorkerStderrToFile()
     try:
-        from facegan.components.image_example_gen import local_runner
+        from facegan.ingest import runner as R
         beam_args = None if args.beam_args is None else shlex.split(args.beam_args)
         if args.runner == "beam" and beam_args is None:
             beam_args = shlex.split(DEFAULT_BEAM_ARGS)
         with quiet:
-            summary = local_runner.ingest(args.input, args.output, cfg, beam_args=beam_args,
-                                          on_progress=progress, runner=args.runner)
+            summary = R.ingest(args.input, args.output, cfg, beam_args=beam_args,
+                               on_progress=progress, runner=args.runner)
             if progress is not None:
                 progress.close()
-    except T.IngestError as e:
+    except O.IngestError as e:
         kept = f" (the previous output in {args.output} is unchanged)" if previous else ""
-        print(f"facegan ingest: error: {T.for_flags(e, FLAGS)}{kept}", file=sys.stderr)
+        print(f"facegan ingest: error: {O.for_flags(e, FLAGS)}{kept}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Terminated) as e:
         name, code = ("SIGTERM", 143) if isinstance(e, Terminated) else ("SIGINT", 130)

@@ -1,4 +1,4 @@
-"""Paired data for image-to-image training, derived at ingestion (issue 12): pure functions.
+"""Paired data for image-to-image training, derived at ingestion (pix2pix/CycleGAN-style tasks): pure functions.
 
 No paired face set is needed: each ingested face (the *target*) gets an *input* image made from it
 by one named, documented transform. pix2pix then learns input -> face.
