@@ -213,6 +213,8 @@ class LossFamily:
     g_params: Tuple[Tuple[str, str], ...] = ()
     d_params: Tuple[Tuple[str, str], ...] = ()
     kind: str = "unconditional"
+    # "module:Class": the loss object that owns the family's training phases (trainer/gan_base.py)
+    step: str = "facegan.trainer.adversarial:AdversarialLoss"
 
     @staticmethod
     def _fn(path: str) -> Callable:
@@ -257,11 +259,12 @@ register_loss(LossFamily("lsgan", "lsgan_generator_loss", "lsgan_discriminator_l
 register_loss(LossFamily("wgan_gp", "wgan_gp_generator_loss", "wgan_gp_discriminator_loss", "critic_lens_loss",
                          "Gulrajani et al. 2017: Wasserstein + gradient penalty (+ drift, Karras et al.)",
                          needs_gradient_penalty=True, supports_label_smoothing=False,
-                         refuses_batchnorm_critic=True, d_params=(("drift", "drift"),)))
+                         refuses_batchnorm_critic=True, d_params=(("drift", "drift"),),
+                         step="facegan.trainer.adversarial:WGANGPLoss"))
 register_loss(LossFamily("wgan", "wgan_generator_loss", "wgan_discriminator_loss", "critic_lens_loss",
                          "Arjovsky et al. 2017: Wasserstein with weight clipping (RMSProp)",
                          supports_label_smoothing=False, refuses_batchnorm_critic=True,
-                         clips_weights=True, optimizer="rmsprop"))
+                         clips_weights=True, optimizer="rmsprop", step="facegan.trainer.adversarial:WGANClipLoss"))
 register_loss(LossFamily("hinge", "hinge_generator_loss", "hinge_discriminator_loss", "critic_lens_loss",
                          "Lim & Ye 2017 / Miyato et al. 2018: hinge", supports_label_smoothing=False))
 register_loss(LossFamily("facegan", "facegan_generator_loss", "facegan_discriminator_loss",
@@ -269,18 +272,21 @@ register_loss(LossFamily("facegan", "facegan_generator_loss", "facegan_discrimin
                          "Li et al. (FaceGANs) eq. 1-2: -log sig(D(x)) - log sig(1 - D(G(z)))"))
 register_loss(LossFamily("nsgan_r1", "ns_generator_loss", "ns_discriminator_loss", "softplus_lens_loss",
                          "StyleGAN2: non-saturating logistic + lazy R1 (every 16) + lazy path length (every 4)",
-                         supports_label_smoothing=False, refuses_batchnorm_critic=True, lazy_r1=True))
+                         supports_label_smoothing=False, refuses_batchnorm_critic=True, lazy_r1=True,
+                         step="facegan.trainer.stylegan_losses:StyleGAN2Loss"))
 # Image-to-image families take patch logits (trainer/image_to_image_losses.py). The lens is refused for
 # image-to-image architectures at config time; their lens entries name the matching z-family's term.
 _I2I = "facegan.trainer.image_to_image_losses:"
 register_loss(LossFamily("pix2pix", _I2I + "patch_ns_generator_loss", _I2I + "patch_ns_discriminator_loss",
                          "softplus_lens_loss",
                          "Isola et al. 2017: patch cross-entropy cGAN (D halved) + loss.l1_weight * L1",
-                         supports_label_smoothing=False, kind="image_to_image"))
+                         supports_label_smoothing=False, kind="image_to_image",
+                         step="facegan.trainer.image_to_image:Pix2PixLoss"))
 register_loss(LossFamily("cyclegan", _I2I + "patch_lsgan_generator_loss", _I2I + "patch_lsgan_discriminator_loss",
                          "lsgan_lens_loss",
                          "Zhu et al. 2017: patch LSGAN (D halved) + cycle + identity (loss.cycle_weight, "
-                         "loss.identity_weight)", supports_label_smoothing=False, kind="image_to_image"))
+                         "loss.identity_weight)", supports_label_smoothing=False, kind="image_to_image",
+                         step="facegan.trainer.image_to_image:CycleGANLoss"))
 
 
 def describe() -> str:

@@ -328,7 +328,7 @@ class Trainer:
             self.files = data_lib.resolve_files(data)
             self.data_info = data_lib.inspect_files(self.files)
             self._num_records = None
-        # issue 11: a conditional config reads (images, attributes); checked before any step
+        # a conditional config reads (images, attributes); checked before any step
         self.attribute_names = conditioning.attribute_names(cfg)
         self.labels = None
         if self.attribute_names and not synthetic:
@@ -371,7 +371,7 @@ class Trainer:
         """The networks, the architecture's keras.Model, the random-key generator and the
         checkpoint over all of them (the same objects for training and for `from_checkpoint`)."""
         # The key generator lives outside the strategy scope: it is used in cross-replica context
-        # once per step and its key is broadcast to the replicas (see trainer/gan.py).
+        # once per step and its key is broadcast to the replicas (see trainer/replica.py).
         self.rng = tf.random.Generator.from_seed(cfg.run.seed)
         with self.strategy.scope():
             self.networks = build_networks(cfg)
@@ -528,13 +528,13 @@ class Trainer:
         return self._iterator
 
     def _step_fn(self):
-        # phase: which lazy regularizers run this step (StyleGAN2; a Python value, one trace each)
-        phase = self.gan.lazy_phase(self.step)
-        key = (self.gan.resolution, self.gan.global_batch_size, phase)
+        # the loss's phases due at this step (e.g. StyleGAN2's lazy Dreg/Greg): a Python value,
+        # one trace per distinct set (no tf.cond around an optimizer step)
+        phases = self.gan.due_phases(self.step)
+        key = (self.gan.resolution, self.gan.global_batch_size, phases)
         if key not in self._step_fns:
             gan, strategy, rng = self.gan, self.strategy, self.rng
-            # models without lazy regularizers (image-to-image) keep the plain train_step(data)
-            step_fn = functools.partial(gan.train_step, phase=phase) if any(phase) else gan.train_step
+            step_fn = functools.partial(gan.train_step, phases=phases)
             replica_fn = tf.function(step_fn, jit_compile=True) if self.cfg.run.xla else step_fn
 
             # autograph off: train_step has no tensor-dependent Python control flow, and
@@ -758,7 +758,7 @@ def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] 
         log.info("progressive run at stage %dx%d (alpha %.3f): exporting it upsampled to %dx%d",
                  result.resolution, result.resolution, result.stage_alpha or 1.0, target, target)
     if kind == "conditional" and registry.architecture(result.cfg.network.architecture).w_space:
-        from facegan.trainer.networks.stylegan2 import conditional_model   # cstylegan2 (issue 11)
+        from facegan.trainer.networks.stylegan2 import conditional_model   # cstylegan2
         generator = conditional_model(generator)
     return export_generator(generator, export_dir, cfg=result.cfg, metadata=metadata)
 
