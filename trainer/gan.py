@@ -27,7 +27,7 @@ from facegan.trainer.augment import PIPELINES, AdaptiveAugment, sign_stats
 from facegan.trainer.config import Config
 from facegan.trainer.data import from_network
 from facegan.trainer.gan_base import GANBase, StepState, ema_pairs, first_replica_var
-from facegan.trainer.optimizers import make_optimizer, optimizer_name, unique_variables  # noqa: F401
+from facegan.trainer.optimizers import make_optimizer
 from facegan.trainer.regularizers import instance_noise_std
 
 _Z_G = keys.Z_G     # the generator step's latents (tests rebuild G's input from it)

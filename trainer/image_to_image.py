@@ -15,7 +15,6 @@ depend on the replica layout, unlike the z-based GAN's stateless draws).
 """
 from __future__ import annotations
 
-from typing import Dict
 
 import tensorflow as tf
 

@@ -597,6 +597,39 @@ class Trainer:
         flags = tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]).numpy()
         return [v.name for v, ok in zip(variables, flags) if not ok]
 
+    def _recover_from_nan(self, step: int, bad, metrics: Dict[str, float], recoveries: int) -> int:
+        """Non-finite values at `step`: restore the last good checkpoint and multiply the learning
+        rates by `run.nan_lr_factor`; after `run.max_nan_recoveries`, raise TrainingDiverged."""
+        cfg = self.cfg
+        recoveries += 1
+        if recoveries > cfg.run.max_nan_recoveries:
+            raise TrainingDiverged(
+                f"training diverged at step {step}: {', '.join(f'{k}={metrics[k]}' for k in bad)} "
+                f"after {cfg.run.max_nan_recoveries} recoveries (each restored the last checkpoint "
+                f"and multiplied the learning rate by {cfg.run.nan_lr_factor}); "
+                f"lower optim.*_learning_rate or check the data")
+        latest = self.manager.latest_checkpoint
+        log.warning("non-finite %s at step %d; restoring %s, lr x%s (recovery %d/%d)",
+                    bad, step, latest, cfg.run.nan_lr_factor, recoveries, cfg.run.max_nan_recoveries)
+        self._restore(latest)
+        self.gan.lr_scale.assign(float(self.gan.lr_scale.numpy()) * cfg.run.nan_lr_factor)
+        self.gan.nan_recoveries.assign(recoveries)
+        self.gan.apply_lr_scale()
+        with self.writer.as_default(step=self.step):
+            tf.summary.scalar("nan/recoveries", float(recoveries))
+        return recoveries
+
+    def _log_step(self, step: int, metrics: Dict[str, float], t_last: float, img_last: int, step_last: int):
+        """Write the step's metrics and the throughput since the last log; returns the new marks."""
+        now = time.monotonic()
+        shown = self.images_shown
+        dt = max(now - t_last, 1e-9)
+        ips = (shown - img_last) / dt
+        perf = {"perf/images_per_s": ips, "perf/s_per_kimg": 1000.0 / ips if ips > 0 else 0.0,
+                "perf/steps_per_s": (step - step_last) / dt}
+        self.write_scalars(step, metrics, perf)
+        return now, shown, step
+
     # -- main loop ---------------------------------------------------------------------------
     def run(self) -> TrainResult:
         cfg = self.cfg
@@ -632,37 +665,15 @@ class Trainer:
                 bad = [f"weight {name}" for name in self._nonfinite_weights()]
                 metrics.update({k: float("nan") for k in bad})
             if bad:
-                recoveries += 1
-                if recoveries > cfg.run.max_nan_recoveries:
-                    raise TrainingDiverged(
-                        f"training diverged at step {step}: {', '.join(f'{k}={metrics[k]}' for k in bad)} "
-                        f"after {cfg.run.max_nan_recoveries} recoveries (each restored the last checkpoint "
-                        f"and multiplied the learning rate by {cfg.run.nan_lr_factor}); "
-                        f"lower optim.*_learning_rate or check the data")
-                latest = self.manager.latest_checkpoint
-                log.warning("non-finite %s at step %d; restoring %s, lr x%s (recovery %d/%d)",
-                            bad, step, latest, cfg.run.nan_lr_factor, recoveries, cfg.run.max_nan_recoveries)
-                self._restore(latest)
-                self.gan.lr_scale.assign(float(self.gan.lr_scale.numpy()) * cfg.run.nan_lr_factor)
-                self.gan.nan_recoveries.assign(recoveries)
-                self.gan.apply_lr_scale()
+                recoveries = self._recover_from_nan(step, bad, metrics, recoveries)
                 step = self.step
-                with self.writer.as_default(step=step):
-                    tf.summary.scalar("nan/recoveries", float(recoveries))
                 t_last, img_last, step_last = time.monotonic(), self.images_shown, step
                 continue
             if progress is not None:
                 progress.label = f"train {name} step {step}/{total}"
                 progress.update(max(0, self.images_shown - shown_at_start - progress.done))
             if step % cfg.run.log_every == 0 or step == total:
-                now = time.monotonic()
-                shown = self.images_shown
-                dt = max(now - t_last, 1e-9)
-                ips = (shown - img_last) / dt
-                perf = {"perf/images_per_s": ips, "perf/s_per_kimg": 1000.0 / ips if ips > 0 else 0.0,
-                        "perf/steps_per_s": (step - step_last) / dt}
-                self.write_scalars(step, metrics, perf)
-                t_last, img_last, step_last = now, shown, step
+                t_last, img_last, step_last = self._log_step(step, metrics, t_last, img_last, step_last)
             if step % cfg.run.image_every == 0 or step == total:
                 self.write_images(step)
             if save_now:
