@@ -39,8 +39,9 @@ def ema_pairs(ema_generator, generator) -> List[Tuple[tf.Variable, tf.Variable]]
 class GANBase(tf.keras.Model):
     """State (step, images shown, lr scale, NaN recoveries), G/D optimizers over every stage's
     variables, the generator EMA, checkpoint items, and `train_step` over the loss's phases.
-    Subclasses set `self.family_loss` (an object with `phases`, `lazy_intervals`, `checkpoint_items`)
-    and implement `all_stage_models`, `begin_step`, `end_step`, `ema_stage_pairs`."""
+    Subclasses set `self.family_loss` (the loss object: `phases`, `lazy_intervals`, `build()`,
+    `checkpoint_items()`, `after_step(state)`) and implement `all_stage_models`, `begin_step`,
+    `end_step`, `ema_stage_pairs`."""
 
     input_kind = "images"   # what the loop feeds: "images", or (image-to-image) "pairs" / "domains"
     decays_lr = False       # True: the loop calls apply_lr_scale before every step (a schedule)

@@ -198,7 +198,9 @@ class LossFamily:
     `lens_loss(lensed_real_logits, fake_logits=None, **d_params) -> [N]` (the lens' adversarial
     term, Sajjadi et al. 2018). `g_params` / `d_params`: (keyword, LossConfig field) pairs.
     `kind`: the generator kind it trains ("unconditional" covers z-based conditional ones too;
-    "image_to_image" families take patch logits [N, P, P, 1])."""
+    "image_to_image" families take patch logits [N, P, P, 1]).
+    `step`: "module:Class", the loss object owning the family's training phases (Dmain, Dreg,
+    Gmain, Greg, ... with their intervals; trainer/adversarial.py, trainer/gan_base.py)."""
     name: str
     generator_loss: str
     discriminator_loss: str
