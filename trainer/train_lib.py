@@ -324,19 +324,7 @@ class Trainer:
         self.synthetic = synthetic
         self.show_progress = progress
         self.on_step = on_step
-        if not synthetic:
-            self.files = data_lib.resolve_files(data)
-            self.data_info = data_lib.inspect_files(self.files)
-            self._num_records = None
-        # a conditional config reads (images, attributes); checked before any step
-        self.attribute_names = conditioning.attribute_names(cfg)
-        self.labels = None
-        if self.attribute_names and not synthetic:
-            self.labels = data_lib.scan_attributes(self.files, self.attribute_names, cfg.condition.unlabelled)
-            if self.labels["unlabelled"]:
-                log.warning("condition.unlabelled=skip: %d of %d Examples lack one of %s and are left out",
-                            self.labels["unlabelled"], self.labels["total"], ", ".join(self.attribute_names))
-        self.synthetic_source = self._synthetic_source(cfg) if not synthetic else None
+        self._read_data(cfg, data, synthetic)
         tf.keras.utils.set_random_seed(cfg.run.seed)
         set_precision(cfg.run.mixed_precision)
         self._build_model(cfg)
@@ -366,6 +354,23 @@ class Trainer:
             from facegan.trainer.periodic_eval import PeriodicEval
             self.evaluator = PeriodicEval(self)
             self.evaluator.restore(self.step if self.resumed_from else None)
+
+    def _read_data(self, cfg: Config, data, synthetic: bool) -> None:
+        """The training files, their format and (conditional configs) attribute labels, checked
+        before any step; the `data.synthetic` source."""
+        if not synthetic:
+            self.files = data_lib.resolve_files(data)
+            self.data_info = data_lib.inspect_files(self.files)
+            self._num_records = None
+        # a conditional config reads (images, attributes); checked before any step
+        self.attribute_names = conditioning.attribute_names(cfg)
+        self.labels = None
+        if self.attribute_names and not synthetic:
+            self.labels = data_lib.scan_attributes(self.files, self.attribute_names, cfg.condition.unlabelled)
+            if self.labels["unlabelled"]:
+                log.warning("condition.unlabelled=skip: %d of %d Examples lack one of %s and are left out",
+                            self.labels["unlabelled"], self.labels["total"], ", ".join(self.attribute_names))
+        self.synthetic_source = self._synthetic_source(cfg) if not synthetic else None
 
     def _build_model(self, cfg: Config) -> None:
         """The networks, the architecture's keras.Model, the random-key generator and the
