@@ -60,8 +60,9 @@ def family(tmp_path, monkeypatch):
 def test_a_new_loss_family_with_its_own_regulariser_trains_through_the_loop(family, tmp_path):
     from facegan.trainer import train_lib
     from facegan.trainer.config import get_preset
-    cfg = get_preset("smoke", {"loss.family": NAME, "network.resolution": 16, "optim.batch_size": 4,
-                               "tricks.ema_decay": 0.0, "run.log_every": 1})
+    cfg = get_preset("smoke", {"loss.family": NAME, "network.resolution": 16, "network.filters": 4,
+                               "optim.batch_size": 4, "tricks.ema_decay": 0.0, "run.log_every": 1,
+                               "run.image_every": 100})
     seen = {}
 
     def on_step(trainer, step, metrics):
