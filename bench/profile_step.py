@@ -269,7 +269,7 @@ def phase_flops(cfg, run_dir, phases) -> dict:
     spec = (tf.TensorSpec([n, RES, RES, 3], tf.float32), tf.TensorSpec([2], tf.int64))
     out = {}
     for phase in phases:
-        fn = (lambda data, p=phase: trainer.gan.train_step(data, phase=p))
+        fn = (lambda data, p=phase: trainer.gan.train_step(data, phases=phase_names(trainer.gan, p)))
         graph = tf.function(fn, autograph=False).get_concrete_function(spec).graph
         by_type = {}
         for op in graph.get_operations():
@@ -278,6 +278,19 @@ def phase_flops(cfg, run_dir, phases) -> dict:
                 by_type[op.type] = by_type.get(op.type, 0) + f
         out[phase] = {"total": sum(by_type.values()), "by_op": by_type, "images": n}
     return out
+
+
+def lazy_phase(gan, step: int):
+    """(R1 due, path length due) at `step`: the loss's Dreg / Greg phases (trainer/gan_base.py)."""
+    due = gan.due_phases(step)
+    return "Dreg" in due, "Greg" in due
+
+
+def phase_names(gan, phase):
+    """The phase names of a (R1, path length) pair: every every-step phase plus the lazy ones."""
+    r1, pl = phase
+    return [p.name for p in gan.family_loss.phases
+            if p.interval == 1 or (p.name == "Dreg" and r1) or (p.name == "Greg" and pl)]
 
 
 def window_flops(gan_phase, flops_by_phase, start: int, steps: int) -> dict:
@@ -319,8 +332,8 @@ def profile_row(cfg, data, run_dir, warmup, steps, profile_steps, flops, rates, 
     trainer.run()
     step_s = (marks["t1"] - marks["t0"]) / steps
     images = (marks["i1"] - marks["i0"]) / steps
-    fl = window_flops(trainer.gan.lazy_phase, flops, t_start, steps)
-    fl_prof = window_flops(trainer.gan.lazy_phase, flops, t_end, profile_steps)
+    fl = window_flops(lambda s: lazy_phase(trainer.gan, s), flops, t_start, steps)
+    fl_prof = window_flops(lambda s: lazy_phase(trainer.gan, s), flops, t_end, profile_steps)
     conv_flops = sum(v for k, v in fl["by_op"].items() if k in bench_train.CONV_OPS)
     gflops = fl["total"] / step_s / 1e9
     dtype = "bfloat16" if policy == "mixed_bfloat16" else "float32"
@@ -337,7 +350,7 @@ def profile_row(cfg, data, run_dir, warmup, steps, profile_steps, flops, rates, 
            "fraction_of_conv_rate_per_cpu_second": round(fl["total"] / cpu_s / 1e9 / cpu_rates[dtype]["conv_gflop_per_cpu_s"], 3),
            "profiled_step_s": round((marks["p1"] - marks["p0"]) / profile_steps, 4),
            "profile_steps": profile_steps, "load_avg_1m_at_end": round(os.getloadavg()[0], 2)}
-    if any(trainer.gan.lazy_phase(s) != (False, False) for s in range(t_start, p_end)):
+    if any(lazy_phase(trainer.gan, s) != (False, False) for s in range(t_start, p_end)):
         row["timed_window"] = bench_train.lazy_window(cfg.loss, warmup, steps)
         row["step_gflop_by_phase"] = {f"r1={p[0]},path_length={p[1]}": round(f["total"] / 1e9, 3)
                                       for p, f in flops.items()}

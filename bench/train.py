@@ -239,7 +239,7 @@ def bench_plain(cfg, data, warmup, steps):
 
 def lazy_window(loss, warmup: int, steps: int) -> dict:
     """The lazy regularization steps inside the timed window [warmup, warmup + steps): R1 runs on
-    step % r1_interval == 0 and path length on step % pl_interval == 0 (GAN.lazy_phase), so a
+    step % r1_interval == 0 and path length on step % pl_interval == 0 (the loss's Dreg / Greg phase intervals), so a
     window of a multiple of lcm(r1_interval, pl_interval) steps holds them in training's proportion."""
     window = range(warmup, warmup + steps)
     return {"steps": steps, "r1_steps": sum(i % loss.r1_interval == 0 for i in window),

@@ -15,7 +15,7 @@ gather-based resampling to the input pixels):
   the luma axis by U(-pi, pi)), saturation (off-luma component x 2^N(0, 1));
   cutout: a square of half the image side at a uniform centre set to mid-gray.
 Deviations: bilinear resampling (NVlabs uses a 12-tap wavelet upsampling before resampling);
-no fractional translation; outputs are clipped to the input's value range (issue 10: augmented
+no fractional translation; outputs are clipped to the input's value range (the spec: augmented
 images stay in range), which zeroes the gradient only where a pixel is clipped.
 
 Randomness: only from an explicit stateless `seed` ([2] int); per-example parameters are drawn

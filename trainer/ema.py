@@ -22,7 +22,7 @@ what a ProGAN block whose schedule is squeezed into a short budget showed after 
 (noise grids in the EMA, faces in the raw generator). A horizon in images with a ramp-up cannot
 show the init, whatever the schedule or the budget.
 
-This module is TensorFlow-free (the formulas and the metadata); trainer/gan.py applies them.
+This module is TensorFlow-free (the formulas and the metadata); trainer/gan_base.py applies them.
 """
 from __future__ import annotations
 

@@ -1,27 +1,28 @@
 """Image-to-image models trained by the one training loop (trainer/train_lib.py).
 
-`Pix2Pix` is trainer/gan.py's GAN with its own `train_step`: it inherits the state (checkpoint
-items, optimizers, counters, EMA, NaN check, learning-rate scale), the distribution rules
-(per-example losses over the GLOBAL batch, gradients all-reduced by hand, metrics reduced in one
-collective) and the export hook; only the step differs. The registry names it as the
-architecture's `model`, and the loop feeds it paired batches: float32 [B, R, R, 6], the input's
-three channels then the target's (trainer/data.py, `input_key`).
+`ImageToImage` is the small GAN base (trainer/gan_base.py: state, optimizers, EMA, the phase
+runner) with a translator's networks and nothing of the latent GAN (no z, lens, W space,
+augmentation or progressive stages). The registry names `Pix2Pix` / `CycleGAN` as the
+architecture's `model` and the family's loss object (`Pix2PixLoss`, `CycleGANLoss`) as its `step`;
+the loop feeds paired batches: float32 [B, R, R, 6], the input's three channels then the
+target's (trainer/data.py, `input_key`), or for CycleGAN an image of each domain.
 
-One step (Isola et al. 2017, sec. 3.3: "alternate between one gradient descent step on D, then one
-step on G"): D on (x, y) vs (x, G(x)) with its loss halved, then G on the non-saturating cGAN loss
-plus loss.l1_weight (lambda = 100) times L1(y, G(x)); losses from trainer/image_to_image_losses.py.
-Dropout in G is the only noise (Keras dropout: its random draws depend on the replica layout,
-unlike the z-based GAN's stateless draws).
+pix2pix (Isola et al. 2017, sec. 3.3: "alternate between one gradient descent step on D, then one
+step on G"): Dmain on (x, y) vs (x, G(x)) with its loss halved, then Gmain on the non-saturating
+cGAN loss plus loss.l1_weight (lambda = 100) times L1(y, G(x)); losses from
+trainer/image_to_image_losses.py. Dropout in G is the only noise (Keras dropout: its random draws
+depend on the replica layout, unlike the z-based GAN's stateless draws).
 """
 from __future__ import annotations
 
-from typing import Dict
 
 import tensorflow as tf
 
+from facegan.trainer import registry, replica
 from facegan.trainer.data import from_network, to_network
-from facegan.trainer.gan import GAN
+from facegan.trainer.gan_base import GANBase, ema_pairs
 from facegan.trainer.image_to_image_losses import cycle_loss, identity_loss, l1_per_example
+from facegan.trainer.phases import Phase, StepState
 
 PAIR_CHANNELS = 6       # input RGB then target RGB
 
@@ -32,54 +33,106 @@ def split_pair(batch):
     return x[..., :3], x[..., 3:]
 
 
-def finish_step(gan: GAN, sums: Dict[str, tf.Tensor]):
-    """The end of every image-to-image step: EMA, counters (one image shown per example), the
-    learning rates, one all-reduce of the metrics (GAN._reduce)."""
-    gan._update_ema()
-    gan.step.assign_add(1)
-    gan.images_shown.assign_add(gan.global_batch_size)
-    shared = {"lr/g": tf.cast(gan.g_optimizer.learning_rate, tf.float32),
-              "lr/d": tf.cast(gan.d_optimizer.learning_rate, tf.float32)}
-    return gan._reduce(sums, shared)
-
-
-class Pix2Pix(GAN):
-    """pix2pix: conditional PatchGAN + L1 (see the module docstring)."""
+class ImageToImage(GANBase):
+    """A translator G (and its D) on the GAN base; the loss object comes from the family."""
 
     input_kind = "pairs"
+
+    def __init__(self, cfg, networks, ema_networks=None, lens=None, *, global_batch_size: int):
+        super().__init__(cfg, global_batch_size=global_batch_size)
+        if lens is not None:
+            raise ValueError(f"{cfg.network.architecture} has no lens (a z-based GAN trick)")
+        self.nets, self.ema_nets = networks, ema_networks
+        self.resolution = int(cfg.network.resolution)
+        self.family_loss = registry.import_by_name(registry.loss_family(cfg.loss.family).step)(self)
+        self.set_stage(self.resolution, self.global_batch_size)
+
+    def all_stage_models(self):
+        return [self.nets.generator], [self.nets.discriminator]
+
+    def set_stage(self, resolution, global_batch_size):
+        self.G, self.D = self.nets.generator, self.nets.discriminator
+        self.G_ema = self.ema_nets.generator if self.ema_nets is not None else None
+        self.global_batch_size = int(global_batch_size)
+        self._ema_pairs = ema_pairs(self.G_ema, self.G) if self.G_ema is not None else []
+
+    def ema_stage_pairs(self):
+        return list(self._ema_pairs)
+
+    def checkpoint_items(self):
+        items = dict(super().checkpoint_items(), **self.nets.checkpoint_items())
+        if self.ema_nets is not None:
+            items["generator_ema"] = self.ema_nets.generator
+        return items
+
+    @property
+    def sampling_generator(self) -> tf.keras.Model:
+        return self.G_ema if self.G_ema is not None else self.G
 
     def call(self, images, training=False):
         return self.G(images, training=training)
 
-    def train_step(self, data):
-        batch = data[0] if isinstance(data, (tuple, list)) else data
+    def begin_step(self, data) -> StepState:
+        batch, key = self.split_key(data)
         x, y = split_pair(batch)
-        n_rep = tf.distribute.get_replica_context().num_replicas_in_sync
-        sums: Dict[str, tf.Tensor] = {}
+        return StepState(key, x=x, y=y)
 
-        def d_logits(inp, out):
-            return tf.cast(self.D(tf.concat([inp, out], -1), training=True)["logits"], tf.float32)
+    def end_step(self, state: StepState):
+        """EMA, counters (one image shown per example), the learning rates, one all-reduce."""
+        self._update_ema()
+        return self.finish(state, self.global_batch_size)
 
+
+class Pix2PixLoss:
+    """pix2pix's loss object: Dmain, then Gmain (see the module docstring)."""
+
+    lazy_intervals = {"g": 0, "d": 0}
+
+    def __init__(self, model):
+        self.m = model
+        self.g_loss_fn, self.d_loss_fn = registry.loss_family(model.cfg.loss.family).bind(model.cfg.loss)
+        self.phases = [Phase("Dmain", self.d_main), Phase("Gmain", self.g_main)]
+
+    def build(self):
+        pass
+
+    def checkpoint_items(self):
+        return {}
+
+    def after_step(self, state):
+        pass
+
+    def d_logits(self, inp, out):
+        return tf.cast(self.m.D(tf.concat([inp, out], -1), training=True)["logits"], tf.float32)
+
+    def d_main(self, s: StepState):
+        m, x = self.m, s.x
         with tf.GradientTape() as tape:
-            fake = tf.stop_gradient(tf.cast(self.G(x, training=True), tf.float32))
-            real_logits, fake_logits = d_logits(x, y), d_logits(x, fake)
-            d_loss = self._avg(self.d_loss_fn(real_logits, fake_logits))
-        sums["grad_norm/d"] = self._apply(self.d_optimizer, tape, d_loss, self.D.trainable_variables) / n_rep
-        sums["loss/d"] = d_loss
-        sums["d/real_logit"] = self._avg(tf.reduce_mean(tf.reshape(real_logits, [tf.shape(x)[0], -1]), 1))
-        sums["d/fake_logit"] = self._avg(tf.reduce_mean(tf.reshape(fake_logits, [tf.shape(x)[0], -1]), 1))
+            fake = tf.stop_gradient(tf.cast(m.G(x, training=True), tf.float32))
+            real_logits, fake_logits = self.d_logits(x, s.y), self.d_logits(x, fake)
+            d_loss = m.avg(self.d_loss_fn(real_logits, fake_logits))
+        n_rep = replica.num_replicas()
+        s.sums["grad_norm/d"] = replica.apply(m.d_optimizer, tape, d_loss, m.D.trainable_variables) / n_rep
+        s.sums["loss/d"] = d_loss
+        s.sums["d/real_logit"] = m.avg(tf.reduce_mean(tf.reshape(real_logits, [tf.shape(x)[0], -1]), 1))
+        s.sums["d/fake_logit"] = m.avg(tf.reduce_mean(tf.reshape(fake_logits, [tf.shape(x)[0], -1]), 1))
 
+    def g_main(self, s: StepState):
+        m, x = self.m, s.x
         with tf.GradientTape() as tape:
-            fake = tf.cast(self.G(x, training=True), tf.float32)
-            g_adv = self._avg(self.g_loss_fn(d_logits(x, fake)))
-            l1 = self._avg(l1_per_example(y, fake))
-            g_loss = g_adv + float(self.cfg.loss.l1_weight) * l1
-        sums["grad_norm/g"] = self._apply(self.g_optimizer, tape, g_loss, self.G.trainable_variables) / n_rep
-        sums["loss/g"] = g_loss
-        sums["loss/g_adv"] = g_adv
-        sums["loss/l1"] = l1
+            fake = tf.cast(m.G(x, training=True), tf.float32)
+            g_adv = m.avg(self.g_loss_fn(self.d_logits(x, fake)))
+            l1 = m.avg(l1_per_example(s.y, fake))
+            g_loss = g_adv + float(m.cfg.loss.l1_weight) * l1
+        n_rep = replica.num_replicas()
+        s.sums["grad_norm/g"] = replica.apply(m.g_optimizer, tape, g_loss, m.G.trainable_variables) / n_rep
+        s.sums["loss/g"] = g_loss
+        s.sums["loss/g_adv"] = g_adv
+        s.sums["loss/l1"] = l1
 
-        return finish_step(self, sums)
+
+class Pix2Pix(ImageToImage):
+    """pix2pix: conditional PatchGAN + L1 (see the module docstring)."""
 
     def translate(self, images, ema=True):
         """uint8 outputs for float [-1, 1] inputs [N, R, R, 3] (deterministic: training=False)."""
@@ -152,14 +205,9 @@ def linear_decay(step, total: int, start_fraction: float) -> float:
     return max(0.0, 1.0 - (step - start) / max(total - start, 1e-9))
 
 
-class CycleGAN(GAN):
-    """CycleGAN (Zhu et al. 2017) on the one loop: batches [B, R, R, 6] = (image of A, image of B).
-
-    One step, as the authors' code: G (A -> B) and F (B -> A) together on the LSGAN terms of D_B(G(a))
-    and D_A(F(b)) + cycle_weight * (|F(G(a)) - a| + |G(F(b)) - b|) + identity_weight * cycle_weight *
-    (|G(b) - b| + |F(a) - a|); then D_B on b vs a pooled G(a) and D_A on a vs a pooled F(b), halved.
-    One Adam for both generators and one for both discriminators (their itertools.chain).
-    """
+class CycleGAN(ImageToImage):
+    """CycleGAN (Zhu et al. 2017) on the one loop: batches [B, R, R, 6] = (image of A, image of B),
+    G (A -> B), F (B -> A), D_B (`D`), D_A, and a history pool of fakes for each D."""
 
     input_kind = "domains"
     directions = ("a_to_b", "b_to_a")
@@ -178,14 +226,7 @@ class CycleGAN(GAN):
         self.F, self.D_A = self.nets.generator_ba, self.nets.discriminator_a
         self.F_ema = self.ema_nets.generator_ba if self.ema_nets is not None else None
         if self.F_ema is not None:
-            from facegan.trainer.gan import _ema_pairs
-            self._ema_pairs = self._ema_pairs + _ema_pairs(self.F_ema, self.F)
-
-    def copy_to_ema(self):
-        super().copy_to_ema()
-        if self.ema_nets is not None:
-            for e, v in zip(self.ema_nets.generator_ba.weights, self.nets.generator_ba.weights):
-                e.assign(v)
+            self._ema_pairs = self._ema_pairs + ema_pairs(self.F_ema, self.F)
 
     def checkpoint_items(self):
         items = dict(super().checkpoint_items(), pool_b=self.pool_b, pool_a=self.pool_a)
@@ -200,55 +241,12 @@ class CycleGAN(GAN):
     def decays_lr(self) -> bool:
         return self.cfg.optim.lr_decay_start < 1.0
 
-    def train_step(self, data):
-        batch, key = (data if isinstance(data, (tuple, list)) else
-                      (data, tf.stack([tf.constant(self.seed, tf.int64), tf.identity(self.step)])))
+    def begin_step(self, data) -> StepState:
+        batch, key = self.split_key(data)
         a, b = split_pair(batch)
-        key = tf.cast(key, tf.int64)
-        n_rep = tf.distribute.get_replica_context().num_replicas_in_sync
-        lam = float(self.cfg.loss.cycle_weight)
-        lam_id = float(self.cfg.loss.identity_weight) * lam
-        sums: Dict[str, tf.Tensor] = {}
+        return StepState(key, a=a, b=b)
 
-        def logits(d, x):
-            return tf.cast(d(x, training=True)["logits"], tf.float32)
-
-        g_vars = self.g_variables
-        with tf.GradientTape() as tape:
-            fake_b = tf.cast(self.G(a, training=True), tf.float32)
-            fake_a = tf.cast(self.F(b, training=True), tf.float32)
-            rec_a = tf.cast(self.F(fake_b, training=True), tf.float32)
-            rec_b = tf.cast(self.G(fake_a, training=True), tf.float32)
-            g_adv = self._avg(self.g_loss_fn(logits(self.D, fake_b)) + self.g_loss_fn(logits(self.D_A, fake_a)))
-            cycle = self._avg(cycle_loss(a, rec_a, b, rec_b))
-            g_loss = g_adv + lam * cycle
-            if lam_id > 0:
-                idt = self._avg(identity_loss(a, tf.cast(self.F(a, training=True), tf.float32),
-                                              b, tf.cast(self.G(b, training=True), tf.float32)))
-                g_loss += lam_id * idt
-                sums["loss/identity"] = idt
-        sums["grad_norm/g"] = self._apply(self.g_optimizer, tape, g_loss, g_vars) / n_rep
-        sums.update({"loss/g": g_loss, "loss/g_adv": g_adv, "loss/cycle": cycle})
-
-        # the pools' draws: from the step key, one per image of the GLOBAL batch (see HistoryPool)
-        n_global = int(a.shape[0]) * n_rep
-        u = tf.random.stateless_uniform([2, n_global], seed=tf.random.experimental.stateless_fold_in(key, 600))
-        idx = tf.random.stateless_uniform([2, n_global], seed=tf.random.experimental.stateless_fold_in(key, 601),
-                                          maxval=max(1, self.pool_b.size), dtype=tf.int64) if self.pool_b.size else None
-        pooled_b = self._pooled(self.pool_b, fake_b, u[0], idx[0] if idx is not None else None)
-        pooled_a = self._pooled(self.pool_a, fake_a, u[1], idx[1] if idx is not None else None)
-        d_vars = self.d_variables
-        with tf.GradientTape() as tape:
-            d_b = self._avg(self.d_loss_fn(logits(self.D, b), logits(self.D, tf.stop_gradient(pooled_b))))
-            d_a = self._avg(self.d_loss_fn(logits(self.D_A, a), logits(self.D_A, tf.stop_gradient(pooled_a))))
-            d_loss = d_a + d_b
-        sums["grad_norm/d"] = self._apply(self.d_optimizer, tape, d_loss, d_vars) / n_rep
-        sums.update({"loss/d": d_loss, "loss/d_a": d_a, "loss/d_b": d_b})
-
-        return finish_step(self, sums)
-
-    @staticmethod
-    def _pooled(pool: HistoryPool, fakes, uniform, index):
+    def pooled(self, pool: HistoryPool, fakes, uniform, index):
         """This replica's images of the pool's answer to the whole global batch (HistoryPool)."""
         if pool.size == 0:
             return fakes
@@ -276,3 +274,56 @@ class CycleGAN(GAN):
         """Both directions, named (the contract's CycleGAN export)."""
         return {"a_to_b": self.G if self.G_ema is None else self.G_ema,
                 "b_to_a": self.F if self.F_ema is None else self.F_ema}
+
+
+class CycleGANLoss(Pix2PixLoss):
+    """CycleGAN's loss object, as the authors' code orders a step: Gmain (G and F together on the
+    LSGAN terms of D_B(G(a)) and D_A(F(b)) + cycle_weight * (|F(G(a)) - a| + |G(F(b)) - b|) +
+    identity_weight * cycle_weight * (|G(b) - b| + |F(a) - a|)), then Dmain (D_B on b vs a pooled
+    G(a) and D_A on a vs a pooled F(b), halved). One Adam for both generators and one for both
+    discriminators (their itertools.chain)."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.phases = [Phase("Gmain", self.g_main), Phase("Dmain", self.d_main)]
+
+    @staticmethod
+    def logits(d, x):
+        return tf.cast(d(x, training=True)["logits"], tf.float32)
+
+    def g_main(self, s: StepState):
+        m, a, b = self.m, s.a, s.b
+        lam = float(m.cfg.loss.cycle_weight)
+        lam_id = float(m.cfg.loss.identity_weight) * lam
+        with tf.GradientTape() as tape:
+            s.fake_b = fake_b = tf.cast(m.G(a, training=True), tf.float32)
+            s.fake_a = fake_a = tf.cast(m.F(b, training=True), tf.float32)
+            rec_a = tf.cast(m.F(fake_b, training=True), tf.float32)
+            rec_b = tf.cast(m.G(fake_a, training=True), tf.float32)
+            g_adv = m.avg(self.g_loss_fn(self.logits(m.D, fake_b)) + self.g_loss_fn(self.logits(m.D_A, fake_a)))
+            cycle = m.avg(cycle_loss(a, rec_a, b, rec_b))
+            g_loss = g_adv + lam * cycle
+            if lam_id > 0:
+                idt = m.avg(identity_loss(a, tf.cast(m.F(a, training=True), tf.float32),
+                                          b, tf.cast(m.G(b, training=True), tf.float32)))
+                g_loss += lam_id * idt
+                s.sums["loss/identity"] = idt
+        s.sums["grad_norm/g"] = replica.apply(m.g_optimizer, tape, g_loss, m.g_variables) / replica.num_replicas()
+        s.sums.update({"loss/g": g_loss, "loss/g_adv": g_adv, "loss/cycle": cycle})
+
+    def d_main(self, s: StepState):
+        m, a, b = self.m, s.a, s.b
+        # the pools' draws: from the step key, one per image of the GLOBAL batch (see HistoryPool)
+        n_global = int(a.shape[0]) * replica.num_replicas()
+        fold = tf.random.experimental.stateless_fold_in
+        u = tf.random.stateless_uniform([2, n_global], seed=fold(s.key, 600))
+        idx = tf.random.stateless_uniform([2, n_global], seed=fold(s.key, 601), maxval=max(1, m.pool_b.size),
+                                          dtype=tf.int64) if m.pool_b.size else None
+        pooled_b = m.pooled(m.pool_b, s.fake_b, u[0], idx[0] if idx is not None else None)
+        pooled_a = m.pooled(m.pool_a, s.fake_a, u[1], idx[1] if idx is not None else None)
+        with tf.GradientTape() as tape:
+            d_b = m.avg(self.d_loss_fn(self.logits(m.D, b), self.logits(m.D, tf.stop_gradient(pooled_b))))
+            d_a = m.avg(self.d_loss_fn(self.logits(m.D_A, a), self.logits(m.D_A, tf.stop_gradient(pooled_a))))
+            d_loss = d_a + d_b
+        s.sums["grad_norm/d"] = replica.apply(m.d_optimizer, tape, d_loss, m.d_variables) / replica.num_replicas()
+        s.sums.update({"loss/d": d_loss, "loss/d_a": d_a, "loss/d_b": d_b})

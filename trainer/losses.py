@@ -171,7 +171,7 @@ def facegan_discriminator_loss(real_logits, fake_logits, real_label_smoothing: f
 
         L_D = mean[-log sigmoid(D(x)) - log sigmoid(1 - D(G(z)))]
 
-    (issue 14 quoting the paper: "the paper applies the sigmoid to D(x), D(G(z)) and to
+    (the paper's setting as quoted in the spec: "the paper applies the sigmoid to D(x), D(G(z)) and to
     (1 - D(G(z))) with D's raw outputs"). Per example: softplus(-D(x)) + softplus(D(G(z)) - 1);
     at logits (0, 0) that is log 2 + softplus(-1) = 1.0064 (NS-GAN: 2 log 2 = 1.3863).
 

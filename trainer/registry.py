@@ -225,7 +225,9 @@ class LossFamily:
     `kind`: the generator kind it trains ("unconditional" covers z-based conditional ones too;
     "image_to_image" families take patch logits [N, P, P, 1]).
     `settings`: the `settings.LossConfig` subclass `cfg.loss` is when this family is chosen (the
-    fields `g_params` / `d_params` name live there); the base when it has no parameters."""
+    fields `g_params` / `d_params` name live there); the base when it has no parameters.
+    `step`: "module:Class", the loss object owning the family's training phases (Dmain, Dreg,
+    Gmain, Greg, ... with their intervals; trainer/adversarial.py, trainer/gan_base.py)."""
     name: str
     generator_loss: str
     discriminator_loss: str
@@ -240,6 +242,8 @@ class LossFamily:
     g_params: Tuple[Tuple[str, str], ...] = ()
     d_params: Tuple[Tuple[str, str], ...] = ()
     kind: str = "unconditional"
+    # "module:Class": the loss object that owns the family's training phases (trainer/gan_base.py)
+    step: str = "facegan.trainer.adversarial:AdversarialLoss"
     settings: type = S.LossConfig
 
     def __post_init__(self):
@@ -293,11 +297,13 @@ register_loss(LossFamily("lsgan", "lsgan_generator_loss", "lsgan_discriminator_l
 register_loss(LossFamily("wgan_gp", "wgan_gp_generator_loss", "wgan_gp_discriminator_loss", "critic_lens_loss",
                          "Gulrajani et al. 2017: Wasserstein + gradient penalty (+ drift, Karras et al.)",
                          needs_gradient_penalty=True, supports_label_smoothing=False,
-                         refuses_batchnorm_critic=True, d_params=(("drift", "drift"),), settings=S.WGANGPSettings))
+                         refuses_batchnorm_critic=True, d_params=(("drift", "drift"),), settings=S.WGANGPSettings,
+                         step="facegan.trainer.adversarial:WGANGPLoss"))
 register_loss(LossFamily("wgan", "wgan_generator_loss", "wgan_discriminator_loss", "critic_lens_loss",
                          "Arjovsky et al. 2017: Wasserstein with weight clipping (RMSProp)",
                          supports_label_smoothing=False, refuses_batchnorm_critic=True,
-                         clips_weights=True, optimizer="rmsprop", settings=S.WGANSettings))
+                         clips_weights=True, optimizer="rmsprop", settings=S.WGANSettings,
+                         step="facegan.trainer.adversarial:WGANClipLoss"))
 register_loss(LossFamily("hinge", "hinge_generator_loss", "hinge_discriminator_loss", "critic_lens_loss",
                          "Lim & Ye 2017 / Miyato et al. 2018: hinge", supports_label_smoothing=False))
 register_loss(LossFamily("facegan", "facegan_generator_loss", "facegan_discriminator_loss",
@@ -306,19 +312,20 @@ register_loss(LossFamily("facegan", "facegan_generator_loss", "facegan_discrimin
 register_loss(LossFamily("nsgan_r1", "ns_generator_loss", "ns_discriminator_loss", "softplus_lens_loss",
                          "StyleGAN2: non-saturating logistic + lazy R1 (every 16) + lazy path length (every 4)",
                          supports_label_smoothing=False, refuses_batchnorm_critic=True, lazy_r1=True,
-                         settings=S.NSGANR1Settings))
+                         settings=S.NSGANR1Settings, step="facegan.trainer.stylegan_losses:StyleGAN2Loss"))
 # Image-to-image families take patch logits (trainer/image_to_image_losses.py). The lens is refused for
 # image-to-image architectures at config time; their lens entries name the matching z-family's term.
 _I2I = "facegan.trainer.image_to_image_losses:"
 register_loss(LossFamily("pix2pix", _I2I + "patch_ns_generator_loss", _I2I + "patch_ns_discriminator_loss",
                          "softplus_lens_loss",
                          "Isola et al. 2017: patch cross-entropy cGAN (D halved) + loss.l1_weight * L1",
-                         supports_label_smoothing=False, kind="image_to_image", settings=S.Pix2PixLossSettings))
+                         supports_label_smoothing=False, kind="image_to_image", settings=S.Pix2PixLossSettings,
+                         step="facegan.trainer.image_to_image:Pix2PixLoss"))
 register_loss(LossFamily("cyclegan", _I2I + "patch_lsgan_generator_loss", _I2I + "patch_lsgan_discriminator_loss",
                          "lsgan_lens_loss",
                          "Zhu et al. 2017: patch LSGAN (D halved) + cycle + identity (loss.cycle_weight, "
                          "loss.identity_weight)", supports_label_smoothing=False, kind="image_to_image",
-                         settings=S.CycleGANLossSettings))
+                         settings=S.CycleGANLossSettings, step="facegan.trainer.image_to_image:CycleGANLoss"))
 
 
 def describe() -> str:

@@ -4,7 +4,7 @@
   G: softplus(-D(G(z))). That is the project's `ns` family; `ns_logistic_*` below delegate to
   `trainer.losses` (one implementation).
 * R1 (Mescheder et al. 2018): (gamma / 2) ||grad_x D(x)||^2 on reals. Lazy regularization
-  (StyleGAN2 §3.1, issue 10: "lazy regularization every 16 minibatches"): evaluated once every
+  (StyleGAN2 §3.1: lazy regularization every 16 minibatches): evaluated once every
   `interval` minibatches and multiplied by `interval` so its expected strength is unchanged.
 * Path-length regularization (StyleGAN2 §3.2, Eq. 4): E_{w,y}(||J_w^T y||_2 - a)^2, y ~ N(0, I)
   images scaled by 1/sqrt(H W), a the running mean of the lengths (NVlabs: a <- lerp(a,
@@ -12,7 +12,8 @@
   num_ws copies of w: sqrt(mean_layers sum_wdim g^2), as NVlabs' code does).
   The running mean is state: `path_length_penalty` returns the new value and the caller assigns
   it (`PathLengthMean` holds the checkpointed variable).
-* `lazy_optimizer_params`: lazy regularization also rescales Adam (StyleGAN2 Appendix B: "c =
+* `StyleGAN2Loss`: the `nsgan_r1` family's loss object (phases Dmain, Dreg, Gmain, Greg as data).
+* `lazy_optimizer_params` (trainer/optimizers.py): lazy regularization also rescales Adam (StyleGAN2 Appendix B: "c =
   interval / (interval + 1); lr' = c lr, beta' = beta^c").
 """
 from __future__ import annotations
@@ -21,7 +22,11 @@ from typing import Callable, Tuple
 
 import tensorflow as tf
 
+from facegan.trainer import keys, replica
 from facegan.trainer import losses as _losses
+from facegan.trainer.adversarial import AdversarialLoss
+from facegan.trainer.phases import Phase
+from facegan.trainer.optimizers import lazy_optimizer_params  # noqa: F401  (re-exported: StyleGAN2's Adam rescaling)
 
 
 def ns_logistic_discriminator_loss(real_logits, fake_logits):
@@ -102,11 +107,62 @@ class PathLengthMean(tf.Module):
                                  aggregation=tf.VariableAggregation.MEAN)
 
 
-def lazy_optimizer_params(lr: float, beta_1: float, beta_2: float, interval: int) -> Tuple[float, float, float]:
-    """Adam settings under lazy regularization every `interval` steps (StyleGAN2 App. B):
-    c = interval / (interval + 1); (c lr, beta_1^c, beta_2^c). interval 0/None: unchanged."""
-    if not interval:
-        return lr, beta_1, beta_2
-    _check_interval(interval, "lazy_optimizer_params")
-    c = interval / (interval + 1.0)
-    return lr * c, beta_1 ** c, beta_2 ** c
+class StyleGAN2Loss(AdversarialLoss):
+    """StyleGAN2's loss object (`nsgan_r1`, NVlabs' StyleGAN2Loss): the non-saturating logistic
+    Dmain / Gmain, plus lazy R1 on the (augmented) reals as its own D optimizer step (Dreg, every
+    `loss.r1_interval` minibatches) and lazy path length as its own G step (Greg, every
+    `loss.pl_interval`, W-space generators with `loss.pl_weight` > 0), with Adam rescaled for
+    each lazy phase (`lazy_optimizer_params`)."""
+
+    def __init__(self, gan):
+        super().__init__(gan)
+        lo = gan.cfg.loss
+        self.use_pl = gan.w_space and lo.pl_weight > 0
+        self.pl_mean = PathLengthMean() if self.use_pl else None
+        self.lazy_intervals = {"g": lo.pl_interval if self.use_pl else 0, "d": lo.r1_interval}
+
+    @property
+    def phases(self):
+        lo, main = self.gan.cfg.loss, super().phases
+        reg = [Phase("Dreg", self.d_reg, lo.r1_interval)]
+        if self.use_pl:
+            reg.append(Phase("Greg", self.g_reg, lo.pl_interval))
+        return main[:1] + reg[:1] + main[1:2] + reg[1:] + main[2:]
+
+    def checkpoint_items(self):
+        items = super().checkpoint_items()
+        if self.pl_mean is not None:
+            items["path_length_mean"] = self.pl_mean
+        return items
+
+    def d_reg(self, s):
+        """Dreg: lazy R1 on D's last (augmented) real input."""
+        gan, lo = self.gan, self.gan.cfg.loss
+        with tf.GradientTape() as tape:
+            r1 = gan.avg(r1_penalty(lambda x: gan.disc_out(x, s.a)["logits"], s.x_in, lo.r1_gamma, lo.r1_interval))
+        replica.apply(gan.d_optimizer, tape, r1, gan.D.trainable_variables)
+        s.sums["loss/r1"] = r1
+
+    def g_reg(self, s):
+        """Greg: lazy path length on batch / pl_batch_shrink examples as its own G optimizer step;
+        the running mean uses the global mean length (all-reduced) and is then assigned."""
+        gan, lo, G, key = self.gan, self.gan.cfg.loss, self.gan.G, s.key
+        n_pl = gan.global_batch_size // lo.pl_batch_shrink
+        rows = replica.rows(n_pl)
+        fold = tf.random.experimental.stateless_fold_in
+        z = replica.global_slice(key, keys.Z_PL, [gan.cfg.network.z_dim], n_pl)
+        z2 = replica.global_slice(key, keys.Z_PL + keys.W_MIX_Z, [gan.cfg.network.z_dim], n_pl)
+        a = s.labels[-1]
+        with tf.GradientTape() as tape:
+            cross = G.mixing_crossover(fold(key, keys.Z_PL + keys.W_MIX_CUT), tf.shape(z)[0], rows=rows)
+            a = None if a is None else a[:tf.shape(z)[0]]   # conditional: the batch's first labels
+            ws = G.mix(G.map(z, attributes=a), G.map(z2, attributes=a), cross)
+            penalty, new_mean, _ = path_length_penalty(
+                lambda w: G.synthesis(w, noise_seed=fold(key, keys.Z_PL + keys.W_NOISE), rows=rows), ws,
+                self.pl_mean.value, fold(key, keys.PL_NOISE), lo.pl_decay, lo.pl_weight, lo.pl_interval,
+                rows=rows, mean_fn=lambda x: replica.global_mean(x, n_pl))
+            pl = tf.nn.compute_average_loss(penalty, global_batch_size=n_pl)
+        replica.apply(gan.g_optimizer, tape, pl, G.trainable_variables)
+        self.pl_mean.value.assign(new_mean)
+        s.sums["loss/pl"] = pl
+        s.shared["pl/mean"] = new_mean

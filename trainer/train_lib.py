@@ -318,19 +318,7 @@ class Trainer:
         self.synthetic = synthetic
         self.show_progress = progress
         self.on_step = on_step
-        if not synthetic:
-            self.files = data_lib.resolve_files(data)
-            self.data_info = data_lib.inspect_files(self.files)
-            self._num_records = None
-        # issue 11: a conditional config reads (images, attributes); checked before any step
-        self.attribute_names = conditioning.attribute_names(cfg)
-        self.labels = None
-        if self.attribute_names and not synthetic:
-            self.labels = data_lib.scan_attributes(self.files, self.attribute_names, cfg.condition.unlabelled)
-            if self.labels["unlabelled"]:
-                log.warning("condition.unlabelled=skip: %d of %d Examples lack one of %s and are left out",
-                            self.labels["unlabelled"], self.labels["total"], ", ".join(self.attribute_names))
-        self.synthetic_source = self._synthetic_source(cfg) if not synthetic else None
+        self._read_data(cfg, data, synthetic)
         tf.keras.utils.set_random_seed(cfg.run.seed)
         set_precision(cfg.run.mixed_precision)
         self._build_model(cfg)
@@ -366,11 +354,28 @@ class Trainer:
                 classifier_steps=cfg.condition.classifier_steps)
             self.evaluator.restore(self.step if self.resumed_from else None)
 
+    def _read_data(self, cfg: Config, data, synthetic: bool) -> None:
+        """The training files, their format and (conditional configs) attribute labels, checked
+        before any step; the `data.synthetic` source."""
+        if not synthetic:
+            self.files = data_lib.resolve_files(data)
+            self.data_info = data_lib.inspect_files(self.files)
+            self._num_records = None
+        # a conditional config reads (images, attributes); checked before any step
+        self.attribute_names = conditioning.attribute_names(cfg)
+        self.labels = None
+        if self.attribute_names and not synthetic:
+            self.labels = data_lib.scan_attributes(self.files, self.attribute_names, cfg.condition.unlabelled)
+            if self.labels["unlabelled"]:
+                log.warning("condition.unlabelled=skip: %d of %d Examples lack one of %s and are left out",
+                            self.labels["unlabelled"], self.labels["total"], ", ".join(self.attribute_names))
+        self.synthetic_source = self._synthetic_source(cfg) if not synthetic else None
+
     def _build_model(self, cfg: Config) -> None:
         """The networks, the architecture's keras.Model, the random-key generator and the
         checkpoint over all of them (the same objects for training and for `from_checkpoint`)."""
         # The key generator lives outside the strategy scope: it is used in cross-replica context
-        # once per step and its key is broadcast to the replicas (see trainer/gan.py).
+        # once per step and its key is broadcast to the replicas (see trainer/replica.py).
         self.rng = tf.random.Generator.from_seed(cfg.run.seed)
         with self.strategy.scope():
             self.networks = build_networks(cfg)
@@ -527,13 +532,13 @@ class Trainer:
         return self._iterator
 
     def _step_fn(self):
-        # phase: which lazy regularizers run this step (StyleGAN2; a Python value, one trace each)
-        phase = self.gan.lazy_phase(self.step)
-        key = (self.gan.resolution, self.gan.global_batch_size, phase)
+        # the loss's phases due at this step (e.g. StyleGAN2's lazy Dreg/Greg): a Python value,
+        # one trace per distinct set (no tf.cond around an optimizer step)
+        phases = self.gan.due_phases(self.step)
+        key = (self.gan.resolution, self.gan.global_batch_size, phases)
         if key not in self._step_fns:
             gan, strategy, rng = self.gan, self.strategy, self.rng
-            # models without lazy regularizers (image-to-image) keep the plain train_step(data)
-            step_fn = functools.partial(gan.train_step, phase=phase) if any(phase) else gan.train_step
+            step_fn = functools.partial(gan.train_step, phases=phases)
             replica_fn = tf.function(step_fn, jit_compile=True) if self.cfg.run.xla else step_fn
 
             # autograph off: train_step has no tensor-dependent Python control flow, and
@@ -596,6 +601,39 @@ class Trainer:
         flags = tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]).numpy()
         return [v.name for v, ok in zip(variables, flags) if not ok]
 
+    def _recover_from_nan(self, step: int, bad, metrics: Dict[str, float], recoveries: int) -> int:
+        """Non-finite values at `step`: restore the last good checkpoint and multiply the learning
+        rates by `run.nan_lr_factor`; after `run.max_nan_recoveries`, raise TrainingDiverged."""
+        cfg = self.cfg
+        recoveries += 1
+        if recoveries > cfg.run.max_nan_recoveries:
+            raise TrainingDiverged(
+                f"training diverged at step {step}: {', '.join(f'{k}={metrics[k]}' for k in bad)} "
+                f"after {cfg.run.max_nan_recoveries} recoveries (each restored the last checkpoint "
+                f"and multiplied the learning rate by {cfg.run.nan_lr_factor}); "
+                f"lower optim.*_learning_rate or check the data")
+        latest = self.manager.latest_checkpoint
+        log.warning("non-finite %s at step %d; restoring %s, lr x%s (recovery %d/%d)",
+                    bad, step, latest, cfg.run.nan_lr_factor, recoveries, cfg.run.max_nan_recoveries)
+        self._restore(latest)
+        self.gan.lr_scale.assign(float(self.gan.lr_scale.numpy()) * cfg.run.nan_lr_factor)
+        self.gan.nan_recoveries.assign(recoveries)
+        self.gan.apply_lr_scale()
+        with self.writer.as_default(step=self.step):
+            tf.summary.scalar("nan/recoveries", float(recoveries))
+        return recoveries
+
+    def _log_step(self, step: int, metrics: Dict[str, float], t_last: float, img_last: int, step_last: int):
+        """Write the step's metrics and the throughput since the last log; returns the new marks."""
+        now = time.monotonic()
+        shown = self.images_shown
+        dt = max(now - t_last, 1e-9)
+        ips = (shown - img_last) / dt
+        perf = {"perf/images_per_s": ips, "perf/s_per_kimg": 1000.0 / ips if ips > 0 else 0.0,
+                "perf/steps_per_s": (step - step_last) / dt}
+        self.write_scalars(step, metrics, perf)
+        return now, shown, step
+
     # -- main loop ---------------------------------------------------------------------------
     def run(self) -> TrainResult:
         cfg = self.cfg
@@ -631,37 +669,15 @@ class Trainer:
                 bad = [f"weight {name}" for name in self._nonfinite_weights()]
                 metrics.update({k: float("nan") for k in bad})
             if bad:
-                recoveries += 1
-                if recoveries > cfg.run.max_nan_recoveries:
-                    raise TrainingDiverged(
-                        f"training diverged at step {step}: {', '.join(f'{k}={metrics[k]}' for k in bad)} "
-                        f"after {cfg.run.max_nan_recoveries} recoveries (each restored the last checkpoint "
-                        f"and multiplied the learning rate by {cfg.run.nan_lr_factor}); "
-                        f"lower optim.*_learning_rate or check the data")
-                latest = self.manager.latest_checkpoint
-                log.warning("non-finite %s at step %d; restoring %s, lr x%s (recovery %d/%d)",
-                            bad, step, latest, cfg.run.nan_lr_factor, recoveries, cfg.run.max_nan_recoveries)
-                self._restore(latest)
-                self.gan.lr_scale.assign(float(self.gan.lr_scale.numpy()) * cfg.run.nan_lr_factor)
-                self.gan.nan_recoveries.assign(recoveries)
-                self.gan.apply_lr_scale()
+                recoveries = self._recover_from_nan(step, bad, metrics, recoveries)
                 step = self.step
-                with self.writer.as_default(step=step):
-                    tf.summary.scalar("nan/recoveries", float(recoveries))
                 t_last, img_last, step_last = time.monotonic(), self.images_shown, step
                 continue
             if progress is not None:
                 progress.label = f"train {name} step {step}/{total}"
                 progress.update(max(0, self.images_shown - shown_at_start - progress.done))
             if step % cfg.run.log_every == 0 or step == total:
-                now = time.monotonic()
-                shown = self.images_shown
-                dt = max(now - t_last, 1e-9)
-                ips = (shown - img_last) / dt
-                perf = {"perf/images_per_s": ips, "perf/s_per_kimg": 1000.0 / ips if ips > 0 else 0.0,
-                        "perf/steps_per_s": (step - step_last) / dt}
-                self.write_scalars(step, metrics, perf)
-                t_last, img_last, step_last = now, shown, step
+                t_last, img_last, step_last = self._log_step(step, metrics, t_last, img_last, step_last)
             if step % cfg.run.image_every == 0 or step == total:
                 self.write_images(step)
             if save_now:
@@ -757,7 +773,7 @@ def export(result: TrainResult, export_dir: str, extra_metadata: Optional[dict] 
         log.info("progressive run at stage %dx%d (alpha %.3f): exporting it upsampled to %dx%d",
                  result.resolution, result.resolution, result.stage_alpha or 1.0, target, target)
     if kind == "conditional" and registry.architecture(result.cfg.network.architecture).w_space:
-        from facegan.trainer.networks.stylegan2 import conditional_model   # cstylegan2 (issue 11)
+        from facegan.trainer.networks.stylegan2 import conditional_model   # cstylegan2
         generator = conditional_model(generator)
     return export_generator(generator, export_dir, cfg=result.cfg, metadata=metadata)
 
