@@ -1,4 +1,4 @@
-"""README tables generated from the code, so they cannot drift (tests/test_readme.py compares).
+"""README tables generated from the code, so they cannot drift (tests/docs/test_readme.py compares).
 
     python -m facegan.docs_tables presets      # the README's presets table (markdown)
 

@@ -25,7 +25,7 @@ on an AMD EPYC (2 shared cores; ~100 images/s):
 | FFHQ 256                | 0.929 | 0.001         | 0.241           |
 (face_size_mean on real faces: 0.58 CelebA, 0.65 FFHQ; detections_per_image 0.94 / 0.95.)
 and on scikit-image's bundled LFW subset (25x25 crops, upscaled): 82 of 100 faces, 4 of 100
-non-faces (tests/test_metrics_evaluate.py uses it, so the test needs no data).
+non-faces (tests/metrics/test_evaluate.py uses it, so the test needs no data).
 
 Limits: a frontal-face detector from 2009-era features: profiles, tilted heads and strong
 occlusion are missed (real sets score ~0.9, not 1); heavy blur still leaves a face-shaped blob

@@ -55,3 +55,20 @@ def pytest_sessionfinish(session, exitstatus):
         print("\nERROR: a unit test imported TFX (30 s per import); move it to an e2e test "
               "or keep TFX imports out of the module it tests.", file=sys.stderr)
         session.exitstatus = 1
+
+
+E2E_DIR = REPO / "tests" / "e2e"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """End-to-end tests live in tests/e2e/ and are marked `e2e` here; a test marked e2e anywhere
+    else is refused, so `-m e2e` and the folder never disagree."""
+    misplaced = []
+    for item in items:
+        if E2E_DIR in pathlib.Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+        elif item.get_closest_marker("e2e"):
+            misplaced.append(item.nodeid)
+    if misplaced:
+        raise pytest.UsageError("e2e tests outside tests/e2e/: " + ", ".join(misplaced))
