@@ -228,6 +228,10 @@ class CycleGAN(ImageToImage):
         if self.F_ema is not None:
             self._ema_pairs = self._ema_pairs + ema_pairs(self.F_ema, self.F)
 
+    def ema_trainable(self) -> set:
+        """Both directions' trainable weights are averaged (F's were only copied before)."""
+        return super().ema_trainable() | {v.ref() for v in self.F.trainable_weights}
+
     def checkpoint_items(self):
         items = dict(super().checkpoint_items(), pool_b=self.pool_b, pool_a=self.pool_a)
         if self.ema_nets is not None:

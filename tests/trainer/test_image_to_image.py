@@ -519,3 +519,35 @@ def test_history_pool_is_global_one_vs_two_replicas(tmp_path):
     assert out["replicas"] == [1, 2] and out["counts"] == [3, 3]     # 4 steps x 2 fakes: full, swapping
     assert out["filled"] > 0.0
     assert out["max_pool_diff"] < 1e-4
+
+
+def test_cyclegan_ema_averages_both_directions(tmp_path):
+    """With an EMA, F (B -> A) is averaged like G: after one step of decay 0.5 each EMA weight is
+    halfway between its start and the trained weight (a copy would equal the trained weight)."""
+    from facegan.trainer import config, train_lib
+    ex = [examples_io.make_example(_face(k), sha256=str(k), attrs={"eyeglasses": int(k % 2)}) for k in range(4)]
+    for split in (schema.TRAIN_SPLIT, schema.EVAL_SPLIT):
+        examples_io.write_examples(os.path.join(examples_io.split_dir(str(tmp_path / "ex"), split), "d.gz"), ex)
+    cfg = config.get_preset("smoke_cyclegan", {"run.steps": 1, "run.checkpoint_every": 100, "run.image_every": 100,
+                                               "network.resnet_blocks": 1, "network.filters": 4,
+                                               "tricks.ema_decay": 0.5})
+    start = {}
+    import facegan.trainer.image_to_image as i2i
+    orig = i2i.CycleGAN.copy_to_ema
+
+    def remember(self):
+        orig(self)
+        for name in ("G", "F"):
+            start[name] = [w.numpy().copy() for w in getattr(self, name).trainable_weights]
+    i2i.CycleGAN.copy_to_ema = remember
+    try:
+        res = train_lib.train(cfg, str(tmp_path / "ex"), str(tmp_path / "run"), progress=False)
+    finally:
+        i2i.CycleGAN.copy_to_ema = orig
+    for name, ema in (("G", res.gan.G_ema), ("F", res.gan.F_ema)):
+        net = getattr(res.gan, name)
+        moved = 0
+        for w0, w, e in zip(start[name], net.trainable_weights, ema.trainable_weights):
+            np.testing.assert_allclose(e.numpy(), w.numpy() + 0.5 * (w0 - w.numpy()), rtol=1e-5, atol=1e-6)
+            moved += float(np.abs(w.numpy() - w0).sum())
+        assert moved > 0, name
