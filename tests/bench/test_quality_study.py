@@ -10,6 +10,7 @@ from PIL import Image
 
 from facegan.jsonable import write_json_atomic
 from bench.quality_study import aggregate as AG, command as CMD, common as CM, matrix as MX
+from tests.testlib.study import study_args as _args
 from bench.quality_study import plots as PL, protocol as PT, records as RC, report as RP
 
 
@@ -116,16 +117,6 @@ def test_report_only_reads_existing_trainer_run_directories(tmp_path):
     assert committed["rows"][0]["per_seed"]["1"]["num_real"] == {"swd": 947, "ms_ssim": 947}
     assert [x for x, _ in committed["curves"]["base"]["1"]] == [8000, 16000]
     assert committed["rows"][0]["metrics"]["swd"]["late_swing"] == pytest.approx((245.0 - 120.5) / 2)
-
-
-# -- e2e: the command on synthetic examples ----------------------------------------------------
-def _args(**kw):
-    p = CMD.argparse.ArgumentParser()
-    CMD.add_arguments(p)
-    argv = []
-    for k, v in kw.items():
-        argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
-    return p.parse_args(argv), argv
 
 
 def test_conditional_row_trains_a_conditional_dcgan_against_its_unconditional_twin():

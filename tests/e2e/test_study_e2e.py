@@ -9,18 +9,8 @@ from PIL import Image
 
 from facegan.jsonable import write_json_atomic
 from bench.quality_study import aggregate as AG, command as CMD, common as CM, matrix as MX
+from tests.testlib.study import study_args as _args
 from bench.quality_study import plots as PL, protocol as PT, records as RC, report as RP
-
-
-
-# -- e2e: the command on synthetic examples ----------------------------------------------------
-def _args(**kw):
-    p = CMD.argparse.ArgumentParser()
-    CMD.add_arguments(p)
-    argv = []
-    for k, v in kw.items():
-        argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
-    return p.parse_args(argv), argv
 
 
 @pytest.mark.e2e
