@@ -65,6 +65,8 @@ Metadata (assets/facegan_metadata.json): kind, contract_version, resolution, cha
 signatures (shapes as text) and per kind z_dim / latent_distribution / truncation, attributes /
 attribute_range, input_resolution / directions / default_direction; then whatever the caller adds
 (architecture, preset, steps, config, metrics ...; trainer/export.py adds the training config).
+Every export also serves that JSON from the input-less `facegan_metadata` signature (output
+`metadata` string [1]), so a network client (`facegan ui`) reads preset, steps and metrics.
 """
 from __future__ import annotations
 
@@ -81,6 +83,8 @@ SIGNATURE_GENERATE = schema.SIGNATURE_GENERATE
 SIGNATURE_SAMPLE = schema.SIGNATURE_SAMPLE
 SIGNATURE_TRANSLATE = "translate"
 SIGNATURE_ATTRIBUTE_NAMES = "attribute_names"   # conditional: () -> attribute_names str [A]
+# every kind: () -> metadata str [1], the metadata asset's JSON (TF Serving's API cannot read assets)
+SIGNATURE_METADATA = "facegan_metadata"
 METADATA_ASSET = schema.METADATA_ASSET
 
 DEFAULT_MAX_BATCH = 256           # per-request image bound baked into the graph and the metadata

@@ -36,7 +36,7 @@ from facegan.generator.ops import sample_latents
 
 SIGNATURE_EDIT = "edit"
 SIGNATURE_EDIT_SAMPLE = "edit_sample"
-SIGNATURE_METADATA = "facegan_metadata"
+SIGNATURE_METADATA = contract.SIGNATURE_METADATA
 
 
 class _EditModule(tf.Module):

@@ -3,7 +3,7 @@
 One `tf.Module` per kind wraps the Keras model(s) with the contract's graph: latents, truncation,
 request bounds and input checks (tf.debugging.Assert, so TF Serving refuses bad requests too),
 uint8 outputs, PNG. `export_generator` picks the module by kind (registry `MODULES`), probes the
-model's shapes, writes the signatures and the metadata asset.
+model's shapes, writes the signatures and the metadata asset (also served by `facegan_metadata`).
 """
 from __future__ import annotations
 
@@ -439,6 +439,18 @@ def build_metadata(module: _Module, signatures: Mapping[str, Any], metadata: Opt
     return meta
 
 
+def metadata_signature_text() -> Dict[str, Any]:
+    """The `facegan_metadata` signature as the metadata's `signatures` entry describes it."""
+    return {"inputs": {}, "outputs": {"metadata": "string [1]"}}
+
+
+def metadata_function(text: str):
+    """The input-less `facegan_metadata` signature: the metadata JSON `text` as string [1] (not a
+    scalar: a lone string scalar output trips some REST front ends)."""
+    value = tf.constant(text)
+    return tf.function(lambda: {"metadata": value[None]}, input_signature=[])
+
+
 def export_generator(model, export_dir: str, *, kind: str = contract.UNCONDITIONAL, metadata: Optional[dict] = None,
                      max_batch: int = contract.DEFAULT_MAX_BATCH, validate=None, **kind_args) -> str:
     """Write `model` as a facegan generator SavedModel of `kind`; returns export_dir.
@@ -463,13 +475,17 @@ def export_generator(model, export_dir: str, *, kind: str = contract.UNCONDITION
     signatures = module.signatures()
     module.trace_hidden()
     meta = build_metadata(module, signatures, metadata)
+    meta["signatures"][contract.SIGNATURE_METADATA] = metadata_signature_text()
     if validate is not None:
         validate(meta)
+    text = json.dumps(meta, indent=2, sort_keys=True, default=str)
+    module.facegan_metadata = metadata_function(text)
+    signatures[contract.SIGNATURE_METADATA] = module.facegan_metadata.get_concrete_function()
     tmp = tempfile.mkdtemp(prefix="facegan_meta_")
     try:
         meta_path = os.path.join(tmp, contract.METADATA_ASSET)
         with open(meta_path, "w") as f:
-            json.dump(meta, f, indent=2, sort_keys=True, default=str)
+            f.write(text)
         module.metadata_asset = tf.saved_model.Asset(meta_path)  # copied into assets/
         tf.saved_model.save(module, export_dir, signatures=signatures)
     finally:

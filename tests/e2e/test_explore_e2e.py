@@ -81,10 +81,11 @@ def test_edit_signatures(dcgan_export, edit_version):
 
 def test_edit_refusals_over_rest(dcgan_export, edit_version):
     import os
+    from facegan.generator import read_metadata
     from facegan.serving.manager import ModelSpec
     from facegan.serving.server import Server
     base = os.path.dirname(edit_version[0])
-    srv = Server([ModelSpec("faces", base)], port=0, host="127.0.0.1", rest_api_port=0, poll_wait_s=0).start()
+    srv = Server([ModelSpec("faces", base, policy="all")], port=0, host="127.0.0.1", rest_api_port=0, poll_wait_s=0).start()
     try:
         url = f"http://127.0.0.1:{srv.rest_api_port}/v1/models/faces:predict"
 
@@ -100,6 +101,13 @@ def test_edit_refusals_over_rest(dcgan_export, edit_version):
         assert code == 200 and np.asarray(body["outputs"]["images"]).shape == (2, 16, 16, 3)
         code, body = post(dict(ok, attribute=["bald"]))
         assert code == 400 and "unknown attribute" in body["error"]
+        # The ordinary export (version 1) serves its metadata too: preset, steps, metrics for the page.
+        body = json.dumps({"signature_name": "facegan_metadata", "inputs": {}}).encode()
+        with urllib.request.urlopen(urllib.request.Request(url.replace("/faces:", "/faces/versions/1:"), body),
+                                    timeout=60) as r:
+            out = json.loads(r.read())["outputs"]
+        served = json.loads((out["metadata"] if isinstance(out, dict) else out)[0])
+        assert served == read_metadata(dcgan_export) and served["preset"] == "smoke" and "steps" in served
     finally:
         srv.stop()
 

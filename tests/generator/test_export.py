@@ -81,6 +81,20 @@ def test_metadata_asset(exported):
     assert meta["generator_weights"] == "ema" and meta["ema_decay"] == 0.999   # smoke trains an EMA
 
 
+def test_every_export_serves_its_metadata(exported, conditional, image_to_image):
+    """An ordinary export (every kind) serves the metadata asset's JSON from `facegan_metadata`."""
+    for path in (exported[1], conditional[1].export_dir, image_to_image[1].export_dir):
+        loaded = tf.saved_model.load(path)
+        assert contract.SIGNATURE_METADATA in loaded.signatures, path
+        out = loaded.signatures[contract.SIGNATURE_METADATA]()["metadata"].numpy()
+        assert out.shape == (1,)
+        served = json.loads(out[0])
+        assert served == read_metadata(path)
+        assert served["signatures"][contract.SIGNATURE_METADATA] == {"inputs": {}, "outputs": {"metadata": "string [1]"}}
+    served = json.loads(tf.saved_model.load(exported[1]).signatures["facegan_metadata"]()["metadata"].numpy()[0])
+    assert (served["preset"], served["steps"], served["metrics"]) == ("smoke", 123, {"fid": 42.5})
+
+
 def test_serving_default_matches_keras_model(exported, loaded):
     gen, g = exported[0], loaded
     assert (g.z_dim, g.resolution) == (Z_DIM, RES)
