@@ -17,8 +17,9 @@ one page serves every kind of the generator contract (facegan/generator/__init__
 - `translate_<direction>` (image-to-image exports): an upload, its centre square resized to the
   model's input size (read from the graph's own size check), and the translation beside it;
 - the model's status and version, the signatures with their inputs and outputs, and the export's
-  metadata when the model has the input-less `facegan_metadata` signature (versions written by
-  `facegan directions` have it; TF Serving's API has no access to the metadata asset otherwise).
+  metadata (preset, steps, metrics at export, ...) from the input-less `facegan_metadata` signature,
+  which every export has (TF Serving's API has no access to the metadata asset; exports made
+  before that signature existed show a note instead).
 
 Images are drawn from the signatures' uint8 `images` output (not their `png` strings: the real
 TF Serving writes non-`_bytes` string outputs as raw bytes inside JSON strings), as PNG data URLs.
