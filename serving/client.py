@@ -24,6 +24,13 @@ NAME` writes a grid whose rows are `--num` latents of the seed (fixed along a ro
 columns step NAME from the low to the high end of the range (`--sweep-steps`), the other
 attributes as `--attr` sets them.
 
+Versions written by `facegan directions` (an `edit_sample` signature; their `attribute_names` are
+directions, not a conditional generator's inputs): `--attr NAME=STRENGTH,...` calls `edit_sample`,
+moving the seed's latents along the named directions by those strengths (unnamed ones 0, so
+`--attr` with all zeros gives the plain grid). `--attr-sweep`, `--interpolate`, `--style-mix` and
+`--out-dir` with `--attr` on such a version are refused in one line; without `--attr` it samples
+like its source.
+
 Grids use the `sample` signature (the server draws z from the seed with a stateless RNG, so a
 seed names the same images on every server and client). TF Serving with `--enable_batching`
 refuses `sample` (its inputs are scalars); the client then draws the same latents itself
@@ -305,6 +312,9 @@ class GrpcClient:
         response.metadata["signature_def"].Unpack(sig_map)
         return sig_map.signature_def
 
+    def signature_names(self, model: str, version: Optional[int] = None) -> List[str]:
+        return list(self.signature_defs(model, version))
+
     def z_dim(self, model: str, version: Optional[int] = None) -> int:
         z = self.signature_defs(model, version)["serving_default"].inputs["z"]
         return int(z.tensor_shape.dim[-1].size)
@@ -396,6 +406,9 @@ class RestClient:
                   version: Optional[int] = None) -> np.ndarray:
         out = self.predict(model, _translate_signature(direction), {"images": np.asarray(images, np.uint8)}, version)
         return np.asarray(out, dtype=np.uint8)
+
+    def signature_names(self, model: str, version: Optional[int] = None) -> List[str]:
+        return list(self._request(self._url(model, version, "/metadata"))["metadata"]["signature_def"]["signature_def"])
 
     def z_dim(self, model: str, version: Optional[int] = None) -> int:
         meta = self._request(self._url(model, version, "/metadata"))
@@ -495,8 +508,12 @@ def main(args) -> int:
         return 2
     client = GrpcClient(args.server, args.timeout) if args.server else RestClient(args.rest, args.timeout)
     try:
-        attributes, sweep = _attribute_request(client, args)
-        if args.style_mix:
+        strengths = _edit_request(client, args)
+        attributes, sweep = (None, None) if strengths is not None else _attribute_request(client, args)
+        if strengths is not None:
+            images = edit_sample(client, args.model, args.num, args.seed, strengths, args.truncation, args.version)
+            cols = args.cols
+        elif args.style_mix:
             seed_a, seed_b = _parse_ints(args.style_mix, "--style-mix", 2)
             rows = style_mix_rows(client, args.model, seed_a, seed_b, args.num,
                                   _parse_ints(args.crossover, "--crossover"), args.truncation, args.version,
@@ -551,6 +568,41 @@ def main(args) -> int:
     print(f"wrote {args.out}: {kind} {images.shape[1]}x{images.shape[2]} from {args.model} "
           f"(seed {args.style_mix or args.seed}, truncation {args.truncation}{cutoff})")
     return 0
+
+
+def _edit_request(client, args) -> Optional[Dict[str, float]]:
+    """{direction: strength} when --attr names directions of a `facegan directions` version (it has
+    `edit_sample`), else None (a conditional model, or no --attr)."""
+    if not args.attr and not args.attr_sweep:
+        return None
+    if "edit_sample" not in client.signature_names(args.model, args.version):
+        return None
+    if args.attr_sweep or args.interpolate or args.style_mix or args.out_dir:
+        raise ValueError(f"--attr on {args.model}, a directions (edit) version: only a seed's grid moves along "
+                         "directions (edit_sample); not with --attr-sweep, --interpolate, --style-mix or --out-dir")
+    from facegan.conditioning import normalize_name, parse_assignments   # TensorFlow-free
+    names = {normalize_name(n): n for n in client.attribute_names(args.model, args.version)}
+    values = parse_assignments(args.attr)          # keys normalized ("Smiling" = "smiling")
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"--attr: unknown direction(s) {', '.join(unknown)}; {args.model} (a directions version) "
+                         f"edits {', '.join(names.values())}")
+    return {names[k]: v for k, v in values.items()}   # the model's own spelling
+
+
+def edit_sample(client, model: str, num: int, seed: int, strengths: Dict[str, float], truncation: float = 1.0,
+                version: Optional[int] = None) -> np.ndarray:
+    """uint8 [num, R, R, 3]: the seed's latents moved along named directions by their strengths
+    (a `facegan directions` version's `edit_sample` signature)."""
+    names, values = list(strengths), [float(v) for v in strengths.values()]
+    if isinstance(client, GrpcClient):
+        inputs = {"num": np.int32(num), "seed": np.int64(seed), "truncation": np.float32(truncation),
+                  "attribute": np.asarray([n.encode() for n in names], dtype=object),
+                  "strength": np.asarray(values, np.float32)}
+        return client.predict(model, "edit_sample", inputs, version, output_filter=("images",))["images"]
+    inputs = {"num": int(num), "seed": int(seed), "truncation": float(truncation), "attribute": names,
+              "strength": values}
+    return np.asarray(client.predict(model, "edit_sample", inputs, version)["images"], dtype=np.uint8)
 
 
 def _attribute_request(client, args):

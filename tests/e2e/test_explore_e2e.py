@@ -79,37 +79,81 @@ def test_edit_signatures(dcgan_export, edit_version):
             edit_sample(attribute, strength)
 
 
-def test_edit_refusals_over_rest(dcgan_export, edit_version):
+@pytest.fixture(scope="module")
+def served(edit_version):
+    """`facegan serve` over the base holding the export (1) and its edit version (2), both served."""
     import os
-    from facegan.generator import read_metadata
     from facegan.serving.manager import ModelSpec
     from facegan.serving.server import Server
     base = os.path.dirname(edit_version[0])
-    srv = Server([ModelSpec("faces", base, policy="all")], port=0, host="127.0.0.1", rest_api_port=0, poll_wait_s=0).start()
-    try:
-        url = f"http://127.0.0.1:{srv.rest_api_port}/v1/models/faces:predict"
+    srv = Server([ModelSpec("faces", base, policy="all")], port=0, host="127.0.0.1", rest_api_port=0,
+                 poll_wait_s=0).start()
+    yield srv
+    srv.stop()
 
-        def post(inputs):
-            body = json.dumps({"signature_name": "edit_sample", "inputs": inputs}).encode()
-            try:
-                with urllib.request.urlopen(urllib.request.Request(url, body), timeout=60) as r:
-                    return r.status, json.loads(r.read())
-            except urllib.error.HTTPError as e:
-                return e.code, json.loads(e.read())
-        ok = {"num": 2, "seed": 1, "attribute": ["male"], "strength": [1.5], "truncation": 1.0}
-        code, body = post(ok)
-        assert code == 200 and np.asarray(body["outputs"]["images"]).shape == (2, 16, 16, 3)
-        code, body = post(dict(ok, attribute=["bald"]))
-        assert code == 400 and "unknown attribute" in body["error"]
-        # The ordinary export (version 1) serves its metadata too: preset, steps, metrics for the page.
-        body = json.dumps({"signature_name": "facegan_metadata", "inputs": {}}).encode()
-        with urllib.request.urlopen(urllib.request.Request(url.replace("/faces:", "/faces/versions/1:"), body),
-                                    timeout=60) as r:
-            out = json.loads(r.read())["outputs"]
-        served = json.loads((out["metadata"] if isinstance(out, dict) else out)[0])
-        assert served == read_metadata(dcgan_export) and served["preset"] == "smoke" and "steps" in served
-    finally:
-        srv.stop()
+
+def test_edit_refusals_over_rest(dcgan_export, edit_version, served):
+    from facegan.generator import read_metadata
+    url = f"http://127.0.0.1:{served.rest_api_port}/v1/models/faces:predict"
+
+    def post(inputs):
+        body = json.dumps({"signature_name": "edit_sample", "inputs": inputs}).encode()
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, body), timeout=60) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+    ok = {"num": 2, "seed": 1, "attribute": ["male"], "strength": [1.5], "truncation": 1.0}
+    code, body = post(ok)
+    assert code == 200 and np.asarray(body["outputs"]["images"]).shape == (2, 16, 16, 3)
+    code, body = post(dict(ok, attribute=["bald"]))
+    assert code == 400 and "unknown attribute" in body["error"]
+    # The ordinary export (version 1) serves its metadata too: preset, steps, metrics for the page.
+    body = json.dumps({"signature_name": "facegan_metadata", "inputs": {}}).encode()
+    with urllib.request.urlopen(urllib.request.Request(url.replace("/faces:", "/faces/versions/1:"), body),
+                                timeout=60) as r:
+        out = json.loads(r.read())["outputs"]
+    meta = json.loads((out["metadata"] if isinstance(out, dict) else out)[0])
+    assert meta == read_metadata(dcgan_export) and meta["preset"] == "smoke" and "steps" in meta
+
+
+def _sample_cli(argv):
+    import argparse
+    from facegan.serving import client
+    p = argparse.ArgumentParser()
+    client.add_arguments(p)
+    return client.main(p.parse_args(argv))
+
+
+def test_sample_attr_on_an_edit_version_uses_edit_sample(dcgan_export, edit_version, served, tmp_path, capsys):
+    """`facegan sample --attr` on a directions version moves the seed's latents along the named
+    directions (edit_sample), over gRPC and REST; plain sample works; bad requests get one line."""
+    from facegan.generator import load_generator
+    from facegan.images import decode_png
+    from facegan.serving.client import GrpcClient, RestClient, edit_sample
+    gen = load_generator(edit_version[0])
+    s = tf.constant
+    want = gen.signatures["edit_sample"](num=s(3, tf.int32), seed=s(2, tf.int64), attribute=s(["male"]),
+                                         strength=s([1.5]), truncation=s(0.9))["images"].numpy()
+    assert np.abs(want.astype(int) - gen.sample(3, 2, 0.9)).max() > 0          # the edit moves the images
+    with GrpcClient(f"127.0.0.1:{served.port}", 60) as grpc_client:
+        got_grpc = edit_sample(grpc_client, "faces", 3, 2, {"male": 1.5}, 0.9)
+    got_rest = edit_sample(RestClient(f"127.0.0.1:{served.rest_api_port}", 60), "faces", 3, 2, {"male": 1.5}, 0.9)
+    np.testing.assert_array_equal(got_grpc, want)
+    np.testing.assert_array_equal(got_rest, want)
+    for where in (["--server", f"127.0.0.1:{served.port}"], ["--rest", f"127.0.0.1:{served.rest_api_port}"]):
+        out = tmp_path / "grid.png"
+        assert _sample_cli([*where, "--model", "faces", "--attr", "Male=1.5", "--num", "3", "--seed", "2",
+                            "--psi", "0.9", "--cols", "3", "--out", str(out)]) == 0
+        grid = decode_png(out.read_bytes())
+        assert grid.shape[1] >= 3 * 16
+        capsys.readouterr()
+        assert _sample_cli([*where, "--model", "faces", "--num", "2", "--seed", "2", "--out", str(out)]) == 0
+        for bad, fragment in ((["--attr", "bald=1"], "unknown direction(s) bald"),
+                              (["--attr-sweep", "male"], "directions (edit) version")):
+            assert _sample_cli([*where, "--model", "faces", *bad, "--out", str(out)]) == 2
+            err = capsys.readouterr().err.strip()
+            assert fragment in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
 
 
 def _target(gen, z):
