@@ -180,11 +180,86 @@ def test_project_z_moves_toward_the_target(dcgan_export, tmp_path):
     (tmp_path / "face.png").write_bytes(encode_png(np.repeat(np.repeat(target, 2, 0), 2, 1)))
     import argparse
     args = argparse.Namespace(model=dcgan_export, image=str(tmp_path / "face.png"), out=str(tmp_path / "out"),
-                              steps=5, space=None, crop="center", lr=None, ssim_weight=0.5)
+                              steps=5, space=None, crop="center", lr=None, ssim_weight=0.5, discriminator=None,
+                              discriminator_weight=0.1, lpips_weights=None, lpips_weight=1.0)
     assert P.main(args) == 0
     report = json.loads((tmp_path / "out" / "projection.json").read_text())
     assert report["space"] == "z" and np.load(tmp_path / "out" / "latent.npy").shape == (8,)
     assert set(report["scores"]) >= {"psnr", "ssim", "ms_ssim"}
+
+
+def _run_folder(root, cfg, seed=3):
+    """A training run folder as `facegan train` leaves it (config.json, checkpoints/ckpt-N holding
+    the GAN's networks by their checkpoint keys), with a D of known weights."""
+    import os
+    from facegan.trainer.networks import build_networks
+    tf.keras.utils.set_random_seed(seed)
+    nets = build_networks(cfg)
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, "config.json"), "w") as f:
+        json.dump(cfg.to_dict(), f)
+    ckpt = tf.train.Checkpoint(generator=nets.generator, discriminator=nets.discriminator,
+                               step=tf.Variable(7, dtype=tf.int64))
+    path = tf.train.CheckpointManager(ckpt, os.path.join(root, "checkpoints"), max_to_keep=2).save()
+    return nets.discriminator, path
+
+
+def test_project_discriminator_and_lpips_terms(dcgan_export, tmp_path):
+    """D's features from a run folder (named, or found from the export's metadata) and LPIPS from
+    a weights file: restored as saved, each term changes the loss and the optimum, and a wrong
+    folder is one line naming it."""
+    from facegan import project as P
+    from facegan.generator import read_metadata
+    from facegan.trainer.config import Config
+    from tests.testlib.explore import write_lpips_npz
+    net, gen = P.rebuild_generator(dcgan_export)
+    meta = read_metadata(dcgan_export)
+    cfg = Config.from_dict(meta["config"])
+    d, ckpt = _run_folder(str(tmp_path / "run"), cfg)
+    term = P.load_discriminator(str(tmp_path / "run"), meta, 0.5)
+    assert term.info["checkpoint"] == ckpt and term.info["layers"]
+    assert [x.split()[1] for x in term.info["layers"]] == ["8x8", "4x4"]     # the 16 px D's two conv blocks
+    x = tf.constant(np.random.default_rng(1).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32))
+    layers = P.discriminator_feature_layers(d)
+    want = tf.keras.Model(d.inputs, [layer.output for layer in layers])(x, training=False)
+    for got, w in zip(term.features(x), want):                            # the saved D's weights
+        np.testing.assert_allclose(got.numpy(), w.numpy(), rtol=1e-5, atol=1e-6)
+    auto = P.load_discriminator("auto", dict(meta, checkpoint={"run_dir": str(tmp_path / "run"), "path": ckpt}), 0.5)
+    assert auto.info["checkpoint"] == ckpt
+    lpips = P.load_lpips(write_lpips_npz(tmp_path / "lpips.npz"), 1.0)
+
+    target = _target(gen, np.random.default_rng(4).standard_normal(8))
+    z0 = 0.1 * np.random.default_rng(6).standard_normal(8)
+    y = tf.constant(_target(gen, z0)[None].astype(np.float32) / 127.5 - 1)
+    xt = tf.constant(target[None].astype(np.float32) / 127.5 - 1)
+    plain, _ = P.projection_loss(y, xt, ssim_weight=0.5, structural="ssim")
+    latents = {}
+    for name, terms in (("plain", []), ("discriminator", [term]), ("lpips", [lpips])):
+        if terms:
+            loss, parts = P.projection_loss(y, xt, ssim_weight=0.5, structural="ssim", terms=terms,
+                                            target_features=[terms[0].features(xt)])
+            assert float(parts[name][0]) > 0 and float(loss[0]) > float(plain[0]), name
+        res = P.project(net, gen, target, space="z", steps=20, lr=0.05, ssim_weight=0.5, log_every=10,
+                        progress=lambda s: None, z_init=z0, terms=terms)
+        assert (name == "plain") == (name not in res["history"][-1]), res["history"][-1]
+        latents[name] = res["latent"]
+    assert np.abs(latents["discriminator"] - latents["plain"]).max() > 1e-4
+    assert np.abs(latents["lpips"] - latents["plain"]).max() > 1e-4
+
+    bad = cfg.to_dict()
+    bad["network"]["resolution"] = 32
+    import os
+    os.makedirs(tmp_path / "other")
+    (tmp_path / "other" / "config.json").write_text(json.dumps(bad))
+    for folder, fragment in ((tmp_path / "other", "network.resolution is 32, the export's 16"),
+                             (tmp_path / "missing", "no such run folder")):
+        with pytest.raises(ValueError) as e:
+            P.load_discriminator(str(folder), meta, 0.5)
+        assert str(e.value).startswith(f"--discriminator {folder}: ") and fragment in str(e.value), str(e.value)
+    bad["network"]["resolution"] = 16
+    (tmp_path / "other" / "config.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="no checkpoint in"):
+        P.load_discriminator(str(tmp_path / "other"), meta, 0.5)
 
 
 def test_project_stylegan2_w_and_wplus(tmp_path_factory):
