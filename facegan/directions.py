@@ -25,8 +25,19 @@ there:
    strengths (they should move little), and how far the image moves (mean absolute pixel change
    from strength 0, in [0, 1] of the pixel range).
 
-The boundary is fitted in z, the space every generator of the contract serves (for StyleGAN2,
-InterFaceGAN reports that W separates attributes better; the contract's signatures take z).
+Conditional manipulation (InterFaceGAN §2.2, "Conditional Manipulation"): `--orthogonal-to
+male` replaces every other attribute's normal n1 by its projection orthogonal to the condition's
+normal n2, "n1 - (n1^T n2) n2" (renormalised), so moving along it leaves the condition's
+boundary distance unchanged (several conditions: the projection onto the orthogonal complement of
+their span, the same formula for one). A condition not in `--attributes` is labelled and fitted
+too, but not served.
+
+Spaces (`--space`): `z` (default; every latent generator) fits the boundary on the sampled z and
+the edit moves z. `w` (StyleGAN2, as InterFaceGAN's StyleGAN experiments): z is mapped to w by
+the generator's mapping network (rebuilt from the export's config and weights, checked against
+the export as `facegan project` does), the boundary is fitted on w, and the `edit` signature
+maps its z to w, moves w along the normals and applies truncation about w_avg as `generate`
+does: w' = w_avg + psi (w + sum_k s_k n_k - w_avg) on the layers below the export's cutoff.
 """
 from __future__ import annotations
 
@@ -35,7 +46,7 @@ import json
 import os
 import sys
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -71,6 +82,49 @@ def boundary_accuracy(w, b, x, y) -> float:
     return float(np.mean(((np.asarray(x) @ w + b) > 0) == (np.asarray(y) >= 0.5)))
 
 
+def orthogonalize(normal: np.ndarray, conditions: Sequence[np.ndarray]) -> np.ndarray:
+    """InterFaceGAN's conditional manipulation: the unit normal `normal` with its component along
+    the conditions' normals removed, "n1 - (n1^T n2) n2" for one unit n2 (several: the projection
+    onto the orthogonal complement of their span), renormalised. ValueError when nothing is left
+    (the direction lies in the conditions' span)."""
+    n = np.asarray(normal, np.float64)
+    if len(conditions):
+        q, _ = np.linalg.qr(np.asarray(conditions, np.float64).T)      # orthonormal basis of the span
+        n = n - q @ (q.T @ n)
+    norm = np.linalg.norm(n)
+    if norm < 1e-6:
+        raise ValueError("the direction is parallel to its condition(s): nothing is left after removing them")
+    return n / norm
+
+
+def fit_directions(latents: np.ndarray, labels: np.ndarray, names: Sequence[str], n_fit: int, l2: float,
+                   conditions: Sequence[str] = (), label_names: Optional[Sequence[str]] = None):
+    """Fit one boundary per labelled attribute on latents[:n_fit] (labels [N, L] in `label_names`
+    order, default `names`), score it on the rest, and return (unit normals [len(names), D] of
+    `names`, each orthogonalised against the `conditions` except a condition itself; fit figures
+    by label name; the raw unit normals by label name). ValueError when an attribute reads the
+    same on every fitted latent."""
+    label_names = list(label_names or names)
+    raw, fit = {}, {}
+    for a, name in enumerate(label_names):
+        y = labels[:, a]
+        if y[:n_fit].min() == y[:n_fit].max():
+            raise ValueError(f"the classifier reads '{name}' the same on every generated image "
+                             f"(rate {y.mean():.3f}); no boundary to fit")
+        w, b = fit_logistic(latents[:n_fit], y[:n_fit], l2=l2)
+        rate = float(y[n_fit:].mean())
+        fit[name] = {"heldout_accuracy": boundary_accuracy(w, b, latents[n_fit:], y[n_fit:]),
+                     "heldout_majority": max(rate, 1 - rate),
+                     "train_accuracy": boundary_accuracy(w, b, latents[:n_fit], y[:n_fit]),
+                     "positive_rate": float(y.mean())}
+        raw[name] = w / np.linalg.norm(w)
+    served = []
+    for name in names:
+        others = [raw[c] for c in conditions if c != name]
+        served.append(orthogonalize(raw[name], others) if others else raw[name])
+    return np.asarray(served), fit, raw
+
+
 # -- helpers --------------------------------------------------------------------------------------------
 def _classify(classifier, images: np.ndarray, resolution: int) -> np.ndarray:
     """Classifier logits [N, A]; images resized (area) to the classifier's resolution if they differ."""
@@ -93,8 +147,11 @@ def _edit_images(model, z, names, strengths, truncation, max_batch):
 
 
 def measure_control(model, classifier, resolution: int, names: Sequence[str], z: np.ndarray, strength: float,
-                    truncation: float, max_batch: int) -> Dict:
-    """Per attribute: classifier rates at -s, 0, +s (its own and the others'), pixel movement."""
+                    truncation: float, max_batch: int, watched: Optional[Sequence[str]] = None) -> Dict:
+    """Per attribute: classifier rates at -s, 0, +s (its own and the others'), pixel movement.
+    watched: the classifier's outputs in order, `names` first (default `names`); the other rates
+    cover all of them (a condition of --orthogonal-to too)."""
+    watched = list(watched or names)
     zero = [0.0] * len(names)
     base = _edit_images(model, z, list(names), zero, truncation, max_batch)
     base_pred = _classify(classifier, base, resolution) > 0
@@ -108,10 +165,10 @@ def measure_control(model, classifier, resolution: int, names: Sequence[str], z:
             pred = _classify(classifier, images, resolution) > 0
             key = f"{s:+g}"
             rates[key] = float(pred[:, a].mean())
-            others[key] = {o: float(pred[:, j].mean()) for j, o in enumerate(names) if j != a}
+            others[key] = {o: float(pred[:, j].mean()) for j, o in enumerate(watched) if j != a}
             moved[key] = float(np.mean(np.abs(images.astype(np.int16) - base)) / 255.0)
         rates["0"] = float(base_pred[:, a].mean())
-        others["0"] = {o: float(base_pred[:, j].mean()) for j, o in enumerate(names) if j != a}
+        others["0"] = {o: float(base_pred[:, j].mean()) for j, o in enumerate(watched) if j != a}
         result[name] = {"rate": {k: rates[k] for k in (f"{-strength:+g}", "0", f"{strength:+g}")},
                         "other_rates": {k: others[k] for k in (f"{-strength:+g}", "0", f"{strength:+g}")},
                         "pixel_change": moved}
@@ -148,6 +205,11 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--cache-dir", default=None, help="cache of the attribute classifier (reused across runs)")
     parser.add_argument("--out", default=None, help="the new version's directory (default: <base>/<newest + 1>)")
     parser.add_argument("--report", default=None, help="write the fit and control figures as JSON here")
+    parser.add_argument("--orthogonal-to", "--condition", dest="orthogonal_to", default="", metavar="NAME[,NAME]",
+                        help="conditional manipulation: remove these attributes' normals from every other "
+                             "direction (n1 - (n1.n2) n2), so an edit leaves them be")
+    parser.add_argument("--space", choices=("z", "w"), default="z",
+                        help="fit and edit in z (any latent generator) or in W (StyleGAN2: z mapped to w)")
 
 
 def main(args) -> int:
@@ -167,6 +229,13 @@ def main(args) -> int:
         problems.append(f"--control-num {args.control_num}: must be >= 1")
     if not os.path.isdir(args.data):
         problems.append(f"--data {args.data}: no such Examples directory")
+    conditions = [n.strip() for n in str(getattr(args, "orthogonal_to", "") or "").split(",") if n.strip()]
+    if len(set(conditions)) != len(conditions):
+        problems.append(f"--orthogonal-to {args.orthogonal_to!r}: give distinct comma-separated names")
+    elif conditions and set(names) <= set(conditions):
+        problems.append(f"--orthogonal-to {args.orthogonal_to!r}: every attribute is a condition; nothing to "
+                        "orthogonalise")
+    space = getattr(args, "space", "z") or "z"
     try:
         source = _version_dir(args.model)
     except (ValueError, OSError) as e:
@@ -195,17 +264,31 @@ def main(args) -> int:
         print(f"facegan directions: --model {source} is a {gen.kind} generator; directions edit the latent of "
               "an unconditional one (conditional models take their attributes as an input)", file=sys.stderr)
         return 2
-    print(f"attribute classifier on {args.data} ({', '.join(names)}) ...", flush=True)
+    net = None
+    if space == "w":
+        if gen.metadata.get("truncation") != "w_space":
+            print(f"facegan directions: --space w: --model {source} ({gen.metadata.get('architecture', '?')}) has "
+                  "no W space; use --space z", file=sys.stderr)
+            return 2
+        from facegan.project import rebuild_generator
+        try:
+            net, _ = rebuild_generator(source)
+        except (ValueError, OSError, KeyError) as e:
+            print(f"facegan directions: --space w: {e}", file=sys.stderr)
+            return 2
+    labelled = names + [c for c in conditions if c not in names]
+    print(f"attribute classifier on {args.data} ({', '.join(labelled)}) ...", flush=True)
     kwargs = {"steps": args.classifier_steps} if args.classifier_steps else {}
     try:
-        classifier, creport = attr_lib.train_classifier(args.data, names, cache_dir=args.cache_dir, seed=0,
+        classifier, creport = attr_lib.train_classifier(args.data, labelled, cache_dir=args.cache_dir, seed=0,
                                                         progress=True, **kwargs)
     except (ValueError, FileNotFoundError) as e:
         print(f"facegan directions: --data {args.data}: {e}", file=sys.stderr)
         return 2
     resolution = int(creport["resolution"])
     print("classifier accuracy on the real eval split: " + ", ".join(
-        f"{n} {creport['accuracy'][n]:.3f} (majority {creport['majority_baseline'][n]:.3f})" for n in names), flush=True)
+        f"{n} {creport['accuracy'][n]:.3f} (majority {creport['majority_baseline'][n]:.3f})" for n in labelled),
+        flush=True)
 
     z = sample_latents(int(args.seed), 0, int(args.num), gen.z_dim).numpy()
     logits = []
@@ -214,38 +297,38 @@ def main(args) -> int:
         print(f"labelled {min(i + gen.max_batch, len(z))}/{len(z)} generated images", end="\r", flush=True)
     print()
     labels = (np.concatenate(logits) > 0).astype(np.float64)
+    # W: the untruncated w of each z (truncation is affine in w, so the boundary's normal is the same).
+    latents = z if net is None else np.concatenate([net.map(tf.constant(z[i:i + 256])).numpy()
+                                                    for i in range(0, len(z), 256)]).astype(np.float64)
     n_fit = int(round(len(z) * (1 - args.heldout)))
-    directions, fit = [], {}
-    for a, name in enumerate(names):
-        y = labels[:, a]
-        w, b = fit_logistic(z[:n_fit], y[:n_fit], l2=args.l2)
-        rate = float(y[n_fit:].mean())
-        fit[name] = {"heldout_accuracy": boundary_accuracy(w, b, z[n_fit:], y[n_fit:]),
-                     "heldout_majority": max(rate, 1 - rate), "train_accuracy": boundary_accuracy(w, b, z[:n_fit], y[:n_fit]),
-                     "positive_rate": float(y.mean())}
-        if y[:n_fit].min() == y[:n_fit].max():
-            print(f"facegan directions: the classifier reads '{name}' the same on every generated image "
-                  f"(rate {y.mean():.3f}); no boundary to fit", file=sys.stderr)
-            return 1
-        directions.append(w / np.linalg.norm(w))
+    try:
+        directions, fit, raw = fit_directions(latents, labels, names, n_fit, args.l2, conditions, labelled)
+    except ValueError as e:
+        print(f"facegan directions: {e}", file=sys.stderr)
+        return 1
+    for name in labelled:
         f = fit[name]
         print(f"{name}: boundary accuracy on {len(z) - n_fit} held-out latents {f['heldout_accuracy']:.3f} "
               f"(majority {f['heldout_majority']:.3f}; generated positive rate {f['positive_rate']:.3f})", flush=True)
+    raw_cos = {f"{a}/{b}": float(raw[a] @ raw[b]) for i, a in enumerate(labelled) for b in labelled[i + 1:]}
     cos = np.asarray(directions) @ np.asarray(directions).T
-    protocol = {"method": "logistic regression (L2, IRLS, numpy)", "space": "z", "num": int(args.num),
+    protocol = {"method": "logistic regression (L2, IRLS, numpy)", "space": space, "num": int(args.num),
                 "heldout": float(args.heldout), "seed": int(args.seed), "truncation": float(args.truncation),
-                "l2": float(args.l2), "classifier": creport["protocol"]}
-    export_edit_version(source, out, names, np.asarray(directions),
-                        extra_metadata={"directions": {"fit": fit, "protocol": protocol,
-                                                       "cosine": {f"{names[i]}/{names[j]}": float(cos[i, j])
-                                                                  for i in range(len(names))
-                                                                  for j in range(i + 1, len(names))}}})
+                "l2": float(args.l2), "classifier": creport["protocol"], "orthogonal_to": conditions}
+    export_edit_version(source, out, names, np.asarray(directions), space=space, net=net,
+                        extra_metadata={"directions": {
+                            "fit": fit, "protocol": protocol,
+                            "cosine": {f"{names[i]}/{names[j]}": float(cos[i, j])
+                                       for i in range(len(names)) for j in range(i + 1, len(names))},
+                            "cosine_before_conditioning": raw_cos,
+                            "cosine_to_conditions": {f"{n}/{c}": float(directions[i] @ raw[c])
+                                                     for i, n in enumerate(names) for c in conditions}}})
     print(f"wrote {out} (the source's signatures + edit, edit_sample, attribute_names, facegan_metadata)", flush=True)
 
     edited = tf.saved_model.load(out)
     zc = sample_latents(int(args.seed) + 1, 0, int(args.control_num), gen.z_dim).numpy()
     control = measure_control(edited, classifier, resolution, names, zc, float(args.strength), args.truncation,
-                              gen.max_batch)
+                              gen.max_batch, watched=labelled)
     for name in names:
         r = control[name]["rate"]
         print(f"{name}: classifier rate at strength " + ", ".join(f"{k}: {v:.3f}" for k, v in r.items())

@@ -12,9 +12,14 @@ and adds:
 | `facegan_metadata` | none                                                                     | `metadata` str [1] (the metadata asset's JSON) |
 
 An edit moves each latent along the unit normals of the attributes' linear boundaries
-(InterFaceGAN, Shen et al. 2020, eq. 2: "x_edit = G(z + alpha n)"): z' = z + sum_k strength_k
-n_{attribute_k}, then the model's own `generate` (so truncation and its checks are the source's:
-psi scales z for DCGAN-family models, psi acts in W for StyleGAN2). `edit_sample` takes z from
+(InterFaceGAN, Shen et al. 2020, eq. 2: "x_edit = G(z + alpha n)"). In z (space "z"): z' = z +
+sum_k strength_k n_{attribute_k}, then the model's own `generate` (so truncation and its checks
+are the source's: psi scales z for DCGAN-family models, psi acts in W for StyleGAN2). In W (space
+"w", StyleGAN2; the normals are [A, w_dim]): w = mapping(z), w' = w + sum_k strength_k n_k, then
+truncation about w_avg as `generate` applies it (w_avg + psi (w' - w_avg) on the layers below the
+export's cutoff) and the synthesis network. The W edit needs the Keras generator (`net`, rebuilt
+by facegan.project.rebuild_generator), whose weights the version then holds a second time beside
+the source's (the source's signatures keep their own). `edit_sample` takes z from
 the seed's stream (`sample_latents`), so strength 0 is exactly `sample`. Refused in the graph
 (INVALID_ARGUMENT on any server): an attribute not in `attribute_names`, `attribute` and
 `strength` of different lengths, a NaN or Inf strength; the source's checks still apply (N,
@@ -32,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from facegan import generator as contract
-from facegan.generator.ops import sample_latents
+from facegan.generator.ops import sample_latents, to_uint8
 
 SIGNATURE_EDIT = "edit"
 SIGNATURE_EDIT_SAMPLE = "edit_sample"
@@ -40,9 +45,12 @@ SIGNATURE_METADATA = contract.SIGNATURE_METADATA
 
 
 class _EditModule(tf.Module):
-    def __init__(self, base, names: Sequence[str], directions: np.ndarray, z_dim: int, metadata_json: str):
+    def __init__(self, base, names: Sequence[str], directions: np.ndarray, z_dim: int, metadata_json: str,
+                 net=None, max_batch: int = 0, truncation_cutoff: int = 0):
         super().__init__(name="facegan_generator")
         self.base = base                          # the loaded source: its variables and functions
+        self.net = net                            # W edits: the Keras StyleGAN2 generator (mapping, synthesis)
+        self.max_batch, self.truncation_cutoff = int(max_batch), int(truncation_cutoff)
         self.names_list = [str(n) for n in names]
         self.names = tf.constant(self.names_list, tf.string)
         self.directions = tf.constant(np.asarray(directions, np.float32))   # [A, Z] unit normals
@@ -77,7 +85,19 @@ class _EditModule(tf.Module):
             return tf.linalg.matvec(self.directions, coef, transpose_a=True)                           # [Z]
 
     def _edit(self, z, attribute, strength, truncation):
-        return {"images": self.base.generate(z + self._offset(attribute, strength)[None], truncation)["images"]}
+        if self.net is None:
+            return {"images": self.base.generate(z + self._offset(attribute, strength)[None], truncation)["images"]}
+        # W: the source's request checks (same messages), then move w and truncate about w_avg.
+        n = tf.shape(z)[0]
+        checks = [tf.debugging.Assert(tf.logical_and(truncation > 0.0, truncation <= 1.0),
+                                      ["truncation must be in (0, 1]"]),
+                  tf.debugging.Assert(tf.logical_and(n >= 1, n <= self.max_batch),
+                                      [f"z's batch size N must be between 1 and {self.max_batch} images per request"]),
+                  tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(z)), ["z must be finite (it holds NaN or Inf)"])]
+        with tf.control_dependencies(checks):
+            w = self.net.map(tf.identity(z)) + self._offset(attribute, strength)[None]
+        cutoff = None if self.truncation_cutoff == 0 else self.truncation_cutoff
+        return {"images": to_uint8(self.net.synthesis(self.net.truncate(w, truncation, cutoff)))}
 
     def _edit_sample(self, num, seed, attribute, strength, truncation):
         ok = tf.debugging.Assert(num >= 1, ["num must be >= 1"])
@@ -96,10 +116,11 @@ def next_version_dir(model_dir: str) -> str:
 
 
 def export_edit_version(source_dir: str, export_dir: str, names: Sequence[str], directions,
-                        extra_metadata: Optional[dict] = None) -> str:
+                        extra_metadata: Optional[dict] = None, space: str = "z", net=None) -> str:
     """Write `source_dir`'s model plus the edit signatures (module docstring) to `export_dir`.
 
-    names: attribute names, one per row of directions [A, Z] (each row is normalised to unit length)."""
+    names: attribute names, one per row of directions [A, Z] (space "z") or [A, w_dim] (space "w",
+    with `net` the source's Keras StyleGAN2 generator); each row is normalised to unit length."""
     from facegan.generator.load import read_metadata
     meta = read_metadata(source_dir)
     kind = meta.get("kind", contract.UNCONDITIONAL)
@@ -110,9 +131,14 @@ def export_edit_version(source_dir: str, export_dir: str, names: Sequence[str], 
     if not names or len(set(names)) != len(names):
         raise ValueError(f"attribute names must be non-empty and distinct, got {names}")
     z_dim = int(meta["z_dim"])
+    if space not in ("z", "w"):
+        raise ValueError(f"space must be z or w, got {space!r}")
+    if space == "w" and (net is None or meta.get("truncation") != contract.TRUNCATION_W):
+        raise ValueError(f"{source_dir}: W edits need a W-space (StyleGAN2) generator and its Keras network (net=)")
+    dim = z_dim if space == "z" else int(net.w_avg.shape[0])
     d = np.asarray(directions, np.float64)
-    if d.shape != (len(names), z_dim) or not np.all(np.isfinite(d)):
-        raise ValueError(f"directions must be finite [{len(names)}, {z_dim}], got {d.shape}")
+    if d.shape != (len(names), dim) or not np.all(np.isfinite(d)):
+        raise ValueError(f"directions must be finite [{len(names)}, {dim}] (space {space}), got {d.shape}")
     norms = np.linalg.norm(d, axis=1, keepdims=True)
     if np.any(norms == 0):
         raise ValueError("a direction is all zeros")
@@ -123,7 +149,7 @@ def export_edit_version(source_dir: str, export_dir: str, names: Sequence[str], 
     base = tf.saved_model.load(source_dir)
     signatures = dict(base.signatures)
     meta = dict(meta, **(extra_metadata or {}))
-    meta["edit"] = dict(meta.get("edit") or {}, attributes=names, space="z", source=os.path.basename(
+    meta["edit"] = dict(meta.get("edit") or {}, attributes=names, space=space, source=os.path.basename(
         os.path.abspath(source_dir.rstrip("/"))))
     sig_text = dict(meta.get("signatures") or {})
     sig_text.update({
@@ -137,7 +163,9 @@ def export_edit_version(source_dir: str, export_dir: str, names: Sequence[str], 
         SIGNATURE_METADATA: {"inputs": {}, "outputs": {"metadata": "string [1]"}}})
     meta["signatures"] = sig_text
     text = json.dumps(meta, indent=2, sort_keys=True, default=str)
-    module = _EditModule(base, names, d, z_dim, text)
+    module = _EditModule(base, names, d, z_dim, text, net=net if space == "w" else None,
+                         max_batch=int(meta.get("max_batch") or contract.DEFAULT_MAX_BATCH),
+                         truncation_cutoff=int(meta.get("truncation_cutoff") or 0))
     signatures.update({SIGNATURE_EDIT: module.edit.get_concrete_function(),
                        SIGNATURE_EDIT_SAMPLE: module.edit_sample.get_concrete_function(),
                        contract.SIGNATURE_ATTRIBUTE_NAMES: module.attribute_names.get_concrete_function(),

@@ -262,21 +262,64 @@ def test_project_discriminator_and_lpips_terms(dcgan_export, tmp_path):
         P.load_discriminator(str(tmp_path / "other"), meta, 0.5)
 
 
-def test_project_stylegan2_w_and_wplus(tmp_path_factory):
-    from facegan import project as P
+@pytest.fixture(scope="module")
+def stylegan_export(tmp_path_factory):
     from facegan.trainer.config import get_preset
     from facegan.trainer.export import export_generator
     from facegan.trainer.networks import build_networks
-    cfg = get_preset("smoke_stylegan2", {"network.resolution": 8, "network.z_dim": 8, "network.w_dim": 8,
+    cfg = get_preset("smoke_stylegan2", {"network.resolution": 8, "network.z_dim": 8, "network.w_dim": 6,
                                          "network.channel_base": 16, "network.channel_max": 8,
-                                         "network.mapping_layers": 1})
-    path = export_generator(build_networks(cfg).generator, str(tmp_path_factory.mktemp("sg") / "1"), cfg=cfg,
-                            max_batch=16)
+                                         "network.mapping_layers": 1, "tricks.truncation_cutoff": 2})
+    tf.keras.utils.set_random_seed(2)
+    g = build_networks(cfg).generator
+    g(tf.random.normal([64, 8]), training=True)          # a w_avg away from 0, so truncation moves w
+    return export_generator(g, str(tmp_path_factory.mktemp("sg") / "1"), cfg=cfg, max_batch=16)
+
+
+def test_edit_in_w_moves_w_with_truncation_about_w_avg(stylegan_export):
+    """`--space w`: the edit maps z to w, moves w along the normals and truncates about w_avg on
+    the layers below the export's cutoff, as `generate` does; strength 0 is the source's image."""
+    from facegan import project as P
+    from facegan.generator import load_generator
+    from facegan.generator.edit import export_edit_version, next_version_dir
+    net, src = P.rebuild_generator(stylegan_export)
+    assert np.abs(net.w_avg.numpy()).max() > 0
+    normals = np.random.default_rng(3).standard_normal((2, 6))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    with pytest.raises(ValueError, match=r"directions must be finite \[2, 6\] \(space w\)"):
+        export_edit_version(stylegan_export, next_version_dir(stylegan_export), NAMES, np.ones((2, 8)),
+                            space="w", net=net)
+    out = export_edit_version(stylegan_export, next_version_dir(stylegan_export), NAMES, normals, space="w", net=net)
+    gen = load_generator(out)
+    assert gen.metadata["edit"]["space"] == "w"
+    s = tf.constant
+    z = np.random.default_rng(8).standard_normal((3, 8)).astype(np.float32)
+
+    def edit(strength, psi=0.6):
+        return gen.signatures["edit"](z=s(z), attribute=s(NAMES), strength=s(strength, tf.float32),
+                                      truncation=s(psi))["images"].numpy()
+
+    assert np.abs(edit([0.0, 0.0]).astype(int) - src.generate(z, 0.6)).max() <= 1
+    from facegan.generator import to_uint8
+    w = (net.map(tf.constant(z)).numpy() + 2.0 * normals[0] - 1.5 * normals[1]).astype(np.float32)
+    want = to_uint8(net.synthesis(net.truncate(tf.constant(w), 0.6, 2))).numpy()
+    got = edit([2.0, -1.5])
+    assert np.abs(got.astype(int) - want).max() <= 1
+    assert np.abs(got.astype(int) - src.generate(z, 0.6)).max() > 0                 # the edit moves the image
+    untruncated = to_uint8(net.synthesis(net.truncate(tf.constant(w), 1.0))).numpy()
+    assert np.abs(got.astype(int) - untruncated).max() > 1                           # psi applied after the move
+    with pytest.raises(tf.errors.InvalidArgumentError, match="truncation must be in"):
+        edit([1.0, 0.0], psi=0.0)
+
+
+def test_project_stylegan2_w_and_wplus(stylegan_export):
+    from facegan import project as P
+    path = stylegan_export
     net, gen = P.rebuild_generator(path)
     target = _target(gen, np.random.default_rng(5).standard_normal(8))
     start = P.scores(target, P.project(net, gen, target, space="w", steps=1, lr=1e-9, ssim_weight=0.5,
                                        progress=lambda s: None)["reconstruction"])
-    for space, shape in (("w", (8,)), ("wplus", (net.num_ws, 8))):
+    for space, shape in (("w", (6,)), ("wplus", (net.num_ws, 6))):
         res = P.project(net, gen, target, space=space, steps=60, lr=0.1, ssim_weight=0.5, progress=lambda s: None)
         assert res["latent"].shape == shape
         assert P.scores(target, res["reconstruction"])["psnr"] > start["psnr"] + 1.0, space
