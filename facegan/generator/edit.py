@@ -49,8 +49,19 @@ class _EditModule(tf.Module):
                  net=None, max_batch: int = 0, truncation_cutoff: int = 0):
         super().__init__(name="facegan_generator")
         self.base = base                          # the loaded source: its variables and functions
-        self.net = net                            # W edits: the Keras StyleGAN2 generator (mapping, synthesis)
         self.max_batch, self.truncation_cutoff = int(max_batch), int(truncation_cutoff)
+        self._w_edit = None
+        if net is not None:
+            # W edits run the Keras StyleGAN2 generator's mapping and synthesis. Only its variables
+            # are tracked (the traced functions capture them); tracking the Keras model itself would
+            # make the saver serialise every Keras call variant (slow to save and to load).
+            self.w_variables = list(net.variables)
+            cutoff = None if self.truncation_cutoff == 0 else self.truncation_cutoff
+
+            def w_edit(z, offset, truncation):
+                w = net.map(z) + offset[None]
+                return to_uint8(net.synthesis(net.truncate(w, truncation, cutoff)))
+            self._w_edit = w_edit
         self.names_list = [str(n) for n in names]
         self.names = tf.constant(self.names_list, tf.string)
         self.directions = tf.constant(np.asarray(directions, np.float32))   # [A, Z] unit normals
@@ -85,7 +96,7 @@ class _EditModule(tf.Module):
             return tf.linalg.matvec(self.directions, coef, transpose_a=True)                           # [Z]
 
     def _edit(self, z, attribute, strength, truncation):
-        if self.net is None:
+        if self._w_edit is None:
             return {"images": self.base.generate(z + self._offset(attribute, strength)[None], truncation)["images"]}
         # W: the source's request checks (same messages), then move w and truncate about w_avg.
         n = tf.shape(z)[0]
@@ -95,9 +106,8 @@ class _EditModule(tf.Module):
                                       [f"z's batch size N must be between 1 and {self.max_batch} images per request"]),
                   tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(z)), ["z must be finite (it holds NaN or Inf)"])]
         with tf.control_dependencies(checks):
-            w = self.net.map(tf.identity(z)) + self._offset(attribute, strength)[None]
-        cutoff = None if self.truncation_cutoff == 0 else self.truncation_cutoff
-        return {"images": to_uint8(self.net.synthesis(self.net.truncate(w, truncation, cutoff)))}
+            z = tf.identity(z)
+        return {"images": self._w_edit(z, self._offset(attribute, strength), truncation)}
 
     def _edit_sample(self, num, seed, attribute, strength, truncation):
         ok = tf.debugging.Assert(num >= 1, ["num must be >= 1"])

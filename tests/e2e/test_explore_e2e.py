@@ -276,13 +276,18 @@ def stylegan_export(tmp_path_factory):
     return export_generator(g, str(tmp_path_factory.mktemp("sg") / "1"), cfg=cfg, max_batch=16)
 
 
-def test_edit_in_w_moves_w_with_truncation_about_w_avg(stylegan_export):
+@pytest.fixture(scope="module")
+def stylegan_rebuilt(stylegan_export):
+    from facegan import project as P
+    return P.rebuild_generator(stylegan_export)
+
+
+def test_edit_in_w_moves_w_with_truncation_about_w_avg(stylegan_export, stylegan_rebuilt):
     """`--space w`: the edit maps z to w, moves w along the normals and truncates about w_avg on
     the layers below the export's cutoff, as `generate` does; strength 0 is the source's image."""
-    from facegan import project as P
     from facegan.generator import load_generator
     from facegan.generator.edit import export_edit_version, next_version_dir
-    net, src = P.rebuild_generator(stylegan_export)
+    net, src = stylegan_rebuilt
     assert np.abs(net.w_avg.numpy()).max() > 0
     normals = np.random.default_rng(3).standard_normal((2, 6))
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
@@ -312,10 +317,9 @@ def test_edit_in_w_moves_w_with_truncation_about_w_avg(stylegan_export):
         edit([1.0, 0.0], psi=0.0)
 
 
-def test_project_stylegan2_w_and_wplus(stylegan_export):
+def test_project_stylegan2_w_and_wplus(stylegan_rebuilt):
     from facegan import project as P
-    path = stylegan_export
-    net, gen = P.rebuild_generator(path)
+    net, gen = stylegan_rebuilt
     target = _target(gen, np.random.default_rng(5).standard_normal(8))
     start = P.scores(target, P.project(net, gen, target, space="w", steps=1, lr=1e-9, ssim_weight=0.5,
                                        progress=lambda s: None)["reconstruction"])
