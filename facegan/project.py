@@ -496,15 +496,21 @@ def main(args) -> int:
     if not os.path.isfile(os.path.join(args.model, "saved_model.pb")):
         print(f"facegan project: --model {args.model}: not a SavedModel version directory", file=sys.stderr)
         return 2
+    from facegan.generator import read_metadata
+    try:
+        meta = read_metadata(args.model)
+    except (ValueError, OSError) as e:
+        print(f"facegan project: --model {args.model}: {e}", file=sys.stderr)
+        return 2
+    try:            # the loss's files first: a wrong one is refused before the generator is rebuilt
+        terms = loss_terms(args, meta)
+    except ValueError as e:
+        print(f"facegan project: {e}", file=sys.stderr)
+        return 2
     try:
         net, gen = rebuild_generator(args.model)
     except (ValueError, OSError, KeyError) as e:
         print(f"facegan project: --model {args.model}: {e}", file=sys.stderr)
-        return 2
-    try:
-        terms = loss_terms(args, gen.metadata)
-    except ValueError as e:
-        print(f"facegan project: {e}", file=sys.stderr)
         return 2
     from facegan.ingest.options import Rejected
     try:

@@ -106,3 +106,22 @@ def test_loss_flags_refused_in_one_line(tmp_path):
     args.discriminator = str(tmp_path / "nowhere")
     with pytest.raises(ValueError, match=f"--discriminator {tmp_path / 'nowhere'}: no such run folder"):
         P.loss_terms(args, {})
+
+
+def test_project_cli_refuses_a_bad_loss_file_in_one_line(tmp_path, capsys):
+    """A wrong --lpips-weights / --discriminator is refused, naming it, before the generator is rebuilt."""
+    import json
+    model = tmp_path / "model"
+    (model / "assets").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"")            # never read: the loss's files come first
+    (model / "assets" / "facegan_metadata.json").write_text(json.dumps({"kind": "unconditional", "config": {}}))
+    (tmp_path / "face.png").write_bytes(b"x")
+    args = argparse.Namespace(model=str(model), image=str(tmp_path / "face.png"), out=str(tmp_path / "o"), steps=5,
+                              space=None, crop="center", lr=None, ssim_weight=0.5, discriminator=None,
+                              discriminator_weight=0.1, lpips_weights=str(tmp_path / "lpips.npz"), lpips_weight=1.0)
+    for change, fragment in (({}, f"--lpips-weights {tmp_path / 'lpips.npz'}: no such file"),
+                             ({"lpips_weights": None, "discriminator": "auto"},
+                              "--discriminator auto: the export's metadata records no run folder")):
+        assert P.main(argparse.Namespace(**{**vars(args), **change})) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and fragment in err[0] and err[0].startswith("facegan project: "), err
