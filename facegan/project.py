@@ -235,8 +235,10 @@ def load_discriminator(run_dir: str, export_meta: dict, weight: float) -> Featur
         out = model(images, training=False)
         return list(out) if isinstance(out, (list, tuple)) else [out]
     return FeatureTerm("discriminator", weight, features, reduce="mean",
+                       # D's layer index and type (Keras' automatic names change from process to process)
                        info={"run_dir": os.path.abspath(run_dir), "checkpoint": ckpt,
-                             "layers": [f"{layer.name} {layer.output.shape[1]}x{layer.output.shape[2]}"
+                             "layers": [f"{d.layers.index(layer)}:{type(layer).__name__} "
+                                        f"{layer.output.shape[1]}x{layer.output.shape[2]}x{layer.output.shape[3]}"
                                         for layer in layers]})
 
 
