@@ -2,7 +2,10 @@
 (row "instances" or columnar "inputs" JSON), `GET /v1/models/<name>[...]` (status) and
 `GET .../metadata`.
 
-REST JSON is converted as whole arrays (serving/jsoncodec.py); bodies above the server's
+REST JSON is converted as whole arrays (serving/jsoncodec.py: a large integer array, e.g. an image
+batch, is read from the text straight into numpy, and the garbage collector is held off while a
+body is parsed); a request with the `Facegan-Server-Timing` header gets a `Server-Timing` header
+with the ms of each phase (read, parse, convert, run, encode), the body unchanged. Bodies above the server's
 `--rest_api_max_body_bytes` get 413 from their Content-Length before being read, chunked bodies
 are read to their end (the connection stays usable), other transfer codings get 501. gRPC status
 codes map to HTTP ones as TF Serving's do."""
