@@ -366,7 +366,8 @@ class RestClient:
 
     def predict(self, model: str, signature: str, inputs: Dict[str, object], version: Optional[int] = None,
                 convert=None):
-        """The answer's "outputs" (JSON values; `convert(outputs)` instead when given)."""
+        """The answer's "outputs" (JSON values; a large integer array, e.g. images, as an int64
+        numpy array: jsoncodec.loads), or `convert(outputs)` when given."""
         # numpy inputs are written from their buffers (jsoncodec), not value by value
         return self._request(self._url(model, version, ":predict"),
                              {"signature_name": signature, "inputs": dict(inputs)},
