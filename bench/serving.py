@@ -13,7 +13,13 @@ avx512_bf16 / amx flags, the load average and this process's priority (the machi
 `rest` (REST vs gRPC, same server, same run, alternating rounds): `translate` of 16 uint8 images
 through pix2pix U-Nets (the pix2pix preset's widths, random weights) at 32 and 128 px, and
 `sample` num = 16 from the 64 px DCGAN; per case p50/p95 of one client's sequential requests and
-requests/s of `--clients` concurrent clients, and their REST / gRPC ratios (goal: <= 2).
+requests/s of `--clients` concurrent clients, and their REST / gRPC ratios (goal: <= 2). A third
+side, `rest_before`, is REST through the earlier JSON path (every value a Python object, the
+garbage collector free to run; a second server and client, same rounds), so before/after are
+ratios of one run. Per case also: CPU ms per request of the server process and of the clients'
+process under concurrency, and `phases_ms`, where one REST request's time goes (client encode,
+the server's read/parse/convert/run/encode from its Server-Timing header, transfer, client
+receive and decode).
 
 `batching` (`--clients` concurrent clients, a server with and one without `--enable_batching
 --batching_parameters_file serving/configs/batching.config`, alternating rounds): requests/s and
@@ -149,11 +155,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(config: str, *extra: str, rest: bool = False):
+# The REST JSON path as it was before integer arrays were read from the text and the collector
+# was held off while parsing (the `rest_before` side of the rest section, same run): every JSON
+# value a Python object, collections free to run.
+_LISTS_JSON = """
+import contextlib, sys
+from facegan.serving import jsoncodec
+jsoncodec.loads = lambda data, arrays=False: jsoncodec._loads(data)
+jsoncodec.gc_paused = contextlib.nullcontext
+from facegan.cli import main
+sys.exit(main())
+"""
+
+
+def start_server(config: str, *extra: str, rest: bool = False, lists_json: bool = False):
     """`facegan serve` in a subprocess: (process, gRPC port) or, with rest=True, (process, gRPC
-    port, REST port)."""
+    port, REST port). lists_json: REST JSON parsed the earlier way (_LISTS_JSON)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.Popen([sys.executable, "-m", "facegan.cli", "serve", "--model_config_file", config,
+    entry = ["-c", _LISTS_JSON] if lists_json else ["-m", "facegan.cli"]
+    proc = subprocess.Popen([sys.executable, *entry, "serve", "--model_config_file", config,
                              "--port", "0", "--host", "127.0.0.1", "--file_system_poll_wait_seconds", "0",
                              "--workers", "16", *(["--rest_api_port", str(_free_port())] if rest else []), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -184,14 +204,28 @@ def write_config(tmp: str, names) -> str:
     return config
 
 
-def timed_rounds(calls: dict, rounds: int, clients: int, requests: int) -> dict:
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_rounds(calls: dict, rounds: int, clients: int, requests: int, server_pids: dict = None) -> dict:
     """Alternating rounds over the named calls (A B, B A, ...): each round `clients` threads make
-    `requests` calls each. Returns per name: p50/p95 ms, requests/s, errors."""
+    `requests` calls each. Returns per name: p50/p95 ms, requests/s, errors; with `server_pids`
+    (name -> pid of the server it calls) also the CPU ms per request of that server process and
+    of this (the clients') process: on a shared machine the CPU a request costs moves less than
+    its wall time."""
     names = list(calls)
     runs = {n: [] for n in names}
+    cpu = {n: [0.0, 0.0] for n in names}
     for r in range(rounds):
         for n in (names if r % 2 == 0 else names[::-1]):
+            pid = (server_pids or {}).get(n)
+            s0, c0 = (process_cpu_s(pid) if pid else 0.0), time.process_time()
             runs[n].append(run_clients(calls[n], clients, requests))
+            cpu[n][0] += (process_cpu_s(pid) - s0) if pid else 0.0
+            cpu[n][1] += time.process_time() - c0
     out = {}
     for n in names:
         lat = [x for run in runs[n] for x in run["latencies"]]
@@ -200,6 +234,9 @@ def timed_rounds(calls: dict, rounds: int, clients: int, requests: int) -> dict:
         out[n] = {"requests": len(lat), "errors": sum(run["errors"] for run in runs[n]), "p50_ms": p50,
                   "p95_ms": p95, "requests_per_s": round(len(lat) / wall, 3) if wall else None,
                   "first_error": next((run["first_error"] for run in runs[n] if run["first_error"]), None)}
+        if server_pids and n in server_pids and lat:
+            out[n]["server_cpu_ms_per_request"] = round(cpu[n][0] / len(lat) * 1e3, 1)
+            out[n]["client_cpu_ms_per_request"] = round(cpu[n][1] / len(lat) * 1e3, 1)
     return out
 
 
@@ -207,8 +244,63 @@ def _ratio(a, b):
     return round(a / b, 3) if a and b else None
 
 
+def _lists_rest_client(target: str, timeout: float):
+    """A RestClient that reads answers the earlier way (every value a Python object, then
+    np.asarray; the collector free to run), for the `rest_before` side."""
+    from facegan.serving import jsoncodec
+    from facegan.serving.client import RestClient
+
+    class ListsRestClient(RestClient):
+        def _request(self, url, body=None, convert=None):
+            import urllib.request
+            req = urllib.request.Request(url, data=jsoncodec.dumps(body) if body is not None else None,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                parsed = jsoncodec._loads(r.read())
+            return convert(parsed) if convert is not None else parsed
+
+    return ListsRestClient(target, timeout=timeout)
+
+
+def rest_phases(url: str, body: dict, requests: int, lists_json: bool = False) -> dict:
+    """Median ms per phase of `requests` sequential REST requests: the client's (encode the body,
+    wait for the answer's headers, receive its body, decode it to arrays) and the server's, from
+    the Server-Timing header it sends when asked (read, parse, convert, run, encode).
+    `transfer_and_other` = wait - the server's phases (HTTP, connection, threads, queueing)."""
+    import urllib.request
+
+    from facegan.serving import jsoncodec
+    from facegan.serving.rest_api import PHASES, TIMING_REQUEST_HEADER
+    rows = []
+    for _ in range(requests):
+        t0 = time.perf_counter()
+        data = jsoncodec.dumps(body)
+        t1 = time.perf_counter()
+        req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json",
+                                                              TIMING_REQUEST_HEADER: "1"})
+        with urllib.request.urlopen(req, timeout=900) as r:
+            t2 = time.perf_counter()
+            raw = r.read()
+            timing = r.headers.get("Server-Timing", "")
+        t3 = time.perf_counter()
+        if lists_json:
+            out = jsoncodec._loads(raw)["outputs"]
+            np.asarray(out["images"] if isinstance(out, dict) else out, np.uint8)
+        else:
+            with jsoncodec.gc_paused():
+                out = jsoncodec.loads(raw, arrays=True)["outputs"]
+                np.asarray(out["images"] if isinstance(out, dict) else out, np.uint8)
+        t4 = time.perf_counter()
+        server = {k: float(v) for k, v in (p.split(";dur=") for p in timing.split(", ") if ";dur=" in p)}
+        rows.append({"client_encode": (t1 - t0) * 1e3, **{f"server_{k}": server.get(k, 0.0) for k in PHASES},
+                     "transfer_and_other": (t2 - t1) * 1e3 - sum(server.values()),
+                     "client_receive": (t3 - t2) * 1e3, "client_decode": (t4 - t3) * 1e3,
+                     "total": (t4 - t0) * 1e3, "response_bytes": len(raw), "request_bytes": len(data)})
+    return {k: round(float(np.median([r[k] for r in rows])), 2) for k in rows[0]}
+
+
 def rest_section(tmp: str, args) -> dict:
-    """REST vs gRPC on one server (module docstring)."""
+    """REST vs gRPC on one server, and REST the earlier way on a second one (module docstring)."""
     from facegan.generator import IMAGE_TO_IMAGE, export_generator
     from facegan.serving.client import GrpcClient, RestClient
     from facegan.trainer.export import export_generator as export_latent
@@ -223,10 +315,13 @@ def rest_section(tmp: str, args) -> dict:
         generator, cfg, _ = bench_generator(z_dim=100, resolution=64)
         export_latent(generator, os.path.join(tmp, "bench64", "1"), cfg=cfg, metadata={"steps": 0})
     names.append("bench64")
-    proc, port, rest_port = start_server(write_config(tmp, names), rest=True)
+    config = write_config(tmp, names)
+    proc, port, rest_port = start_server(config, rest=True)
+    before = start_server(config, rest=True, lists_json=True)
     try:
         grpc_clients = [GrpcClient(f"127.0.0.1:{port}", timeout=900) for _ in range(args.clients)]
         rest = RestClient(f"127.0.0.1:{rest_port}", timeout=900)
+        rest_before = _lists_rest_client(f"127.0.0.1:{before[2]}", timeout=900)
         rng = np.random.default_rng(0)
         images = {r: rng.integers(0, 256, (16, r, r, 3), dtype=np.uint8) for r in (32, 128)}
         local, lock, ids = threading.local(), threading.Lock(), iter(range(10 ** 6))
@@ -237,33 +332,56 @@ def rest_section(tmp: str, args) -> dict:
                     local.c = grpc_clients[next(ids) % len(grpc_clients)]
             return local.c
 
+        def both(client, model, method, *a, **kw):
+            return lambda s: getattr(client() if callable(client) else client, method)(model, *a, **kw)
+
+        # name: (model, method, args, kwargs, REST body for the phase breakdown, weight). The cheap
+        # cases (~0.1 s a request) get `weight` x the rounds and requests: on a shared machine
+        # single requests swing 2x with its load, so few of them make a noisy median.
         cases = {
-            "translate_16x32px": (lambda s: grpc().translate("p2p32", images[32]),
-                                  lambda s: rest.translate("p2p32", images[32])),
-            "translate_16x128px": (lambda s: grpc().translate("p2p128", images[128]),
-                                   lambda s: rest.translate("p2p128", images[128])),
-            "sample_num16_64px": (lambda s: grpc().sample("bench64", 16, s, latents="server"),
-                                  lambda s: rest.sample("bench64", 16, s, latents="server")),
+            "translate_16x32px": ("p2p32", "translate", (images[32],), {},
+                                  {"signature_name": "translate", "inputs": {"images": images[32]}}, 3),
+            "translate_16x128px": ("p2p128", "translate", (images[128],), {},
+                                   {"signature_name": "translate", "inputs": {"images": images[128]}}, 1),
+            "sample_num16_64px": ("bench64", "sample", (16, 3), {"latents": "server"},
+                                  {"signature_name": "sample", "inputs": {"num": 16, "seed": 3, "truncation": 1.0}}, 3),
         }
         rows = {}
-        for case, (g, r) in cases.items():
-            same = np.array_equal(g(3), r(3))   # also the warm-up of both paths
-            n_seq = max(1, int(round(2 * args.requests_scale)))
-            seq = timed_rounds({"grpc": g, "rest": r}, ROUNDS, 1, n_seq)
-            conc = timed_rounds({"grpc": g, "rest": r}, SIZING_ROUNDS, args.clients,
-                                max(1, int(round(args.requests_scale))))
+        pids = {"grpc": proc.pid, "rest": proc.pid, "rest_before": before[0].pid}
+        for case, (model, method, a, kw, body, weight) in cases.items():
+            calls = {"grpc": both(grpc, model, method, *a, **kw), "rest": both(rest, model, method, *a, **kw),
+                     "rest_before": both(rest_before, model, method, *a, **kw)}
+            first = {k: f(3) for k, f in calls.items()}   # also the warm-up of every path
+            same = all(np.array_equal(first["grpc"], v) for v in first.values())
+            n_seq = max(1, int(round(2 * weight * args.requests_scale)))
+            seq = timed_rounds(calls, ROUNDS * (2 if weight > 1 else 1), 1, n_seq)
+            conc = timed_rounds(calls, SIZING_ROUNDS * (2 if weight > 1 else 1), args.clients,
+                                max(1, int(round(weight * args.requests_scale))), server_pids=pids)
+            n_phase = max(1, int(round(3 * weight * args.requests_scale)))
+            phases = {"rest": rest_phases(f"http://127.0.0.1:{rest_port}/v1/models/{model}:predict", body, n_phase),
+                      "rest_before": rest_phases(f"http://127.0.0.1:{before[2]}/v1/models/{model}:predict", body,
+                                                 n_phase, lists_json=True)}
             rows[case] = {"pixel_equal": bool(same), "sequential": seq, f"clients_{args.clients}": conc,
                           "rest_over_grpc_p50": _ratio(seq["rest"]["p50_ms"], seq["grpc"]["p50_ms"]),
                           "rest_over_grpc_throughput": _ratio(conc["grpc"]["requests_per_s"],
-                                                              conc["rest"]["requests_per_s"])}
+                                                              conc["rest"]["requests_per_s"]),
+                          "before_rest_over_grpc_p50": _ratio(seq["rest_before"]["p50_ms"], seq["grpc"]["p50_ms"]),
+                          "before_rest_over_grpc_throughput": _ratio(conc["grpc"]["requests_per_s"],
+                                                                     conc["rest_before"]["requests_per_s"]),
+                          "phases_ms": phases}
             print(f"rest: {case}: {json.dumps(rows[case])}", file=sys.stderr, flush=True)
         for c in grpc_clients:
             c.close()
     finally:
         stop_server(proc)
+        stop_server(before[0])
     worst = max(max(v["rest_over_grpc_p50"] or 0, v["rest_over_grpc_throughput"] or 0) for v in rows.values())
     return {"cases": rows, "goal": "REST within 2x of gRPC (REST p50 / gRPC p50 and gRPC req/s / REST req/s)",
             "worst_ratio": worst, "goal_met": bool(worst <= 2.0),
+            "sides": {"grpc": "gRPC, the server below", "rest": "REST, the same server: integer arrays read from "
+                      "the JSON text, collector held off while parsing (server and client)",
+                      "rest_before": "REST, a second server and client with the earlier JSON path: every "
+                      "value a Python object, the collector free to run"},
             "models": {"translate": "pix2pix U-Net (filters 64, max_filters 512), random weights",
                        "sample": "dcgan preset 64 px, z_dim 100, random weights"}}
 

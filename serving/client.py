@@ -328,6 +328,15 @@ class GrpcClient:
         return [(int(s.version), names(s.state), s.status.error_message) for s in response.model_version_status]
 
 
+def _same(x):
+    return x
+
+
+def _uint8_images(out) -> np.ndarray:
+    """A REST answer's images (the "images" output, or the only output) as a uint8 array."""
+    return np.asarray(out["images"] if isinstance(out, dict) else out, dtype=np.uint8)
+
+
 class RestClient:
     """TF Serving REST client (`/v1/models/<name>[/versions/<v>]:predict`), JSON columnar format."""
 
@@ -338,7 +347,9 @@ class RestClient:
     def _url(self, model: str, version: Optional[int], suffix: str = "") -> str:
         return f"{self.base}/v1/models/{model}" + (f"/versions/{int(version)}" if version is not None else "") + suffix
 
-    def _request(self, url: str, body: Optional[dict] = None) -> dict:
+    def _request(self, url: str, body: Optional[dict] = None, convert=None):
+        """The parsed JSON answer; `convert(parsed)` instead when given (run before the parsed lists
+        are dropped, with the garbage collector held off: jsoncodec.gc_paused)."""
         from facegan.serving import jsoncodec
         data = jsoncodec.dumps(body) if body is not None else None
         req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -354,18 +365,23 @@ class RestClient:
             raise ClientError(f"HTTP {e.code}", text) from None
         except urllib.error.URLError as e:
             raise ClientError("UNAVAILABLE", f"{url}: {e.reason}") from None
-        try:
-            return jsoncodec.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            # Real TF Serving writes non-`_bytes` string outputs (our `png`) as raw bytes inside JSON
-            # strings; surrogateescape keeps such a body parseable (we read `images` only).
-            return json.loads(raw.decode("utf-8", "surrogateescape"))
+        with jsoncodec.gc_paused():
+            try:
+                parsed = jsoncodec.loads(raw, arrays=True)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                # Real TF Serving writes non-`_bytes` string outputs (our `png`) as raw bytes inside JSON
+                # strings; surrogateescape keeps such a body parseable (we read `images` only).
+                parsed = json.loads(raw.decode("utf-8", "surrogateescape"))
+            return convert(parsed) if convert is not None else parsed
 
-    def predict(self, model: str, signature: str, inputs: Dict[str, object], version: Optional[int] = None) -> dict:
+    def predict(self, model: str, signature: str, inputs: Dict[str, object], version: Optional[int] = None,
+                convert=None):
+        """The answer's "outputs" (JSON values; a large integer array, e.g. images, as an int64
+        numpy array: jsoncodec.loads), or `convert(outputs)` when given."""
         # numpy inputs are written from their buffers (jsoncodec), not value by value
-        out = self._request(self._url(model, version, ":predict"),
-                            {"signature_name": signature, "inputs": dict(inputs)})
-        return out["outputs"]
+        return self._request(self._url(model, version, ":predict"),
+                             {"signature_name": signature, "inputs": dict(inputs)},
+                             convert=lambda out: (convert or _same)(out["outputs"]))
 
     def sample(self, model: str, num: int, seed: int, truncation: float = 1.0, version: Optional[int] = None,
                latents: str = "auto", attributes=None, truncation_cutoff: Optional[int] = None):
@@ -375,8 +391,7 @@ class RestClient:
         if latents == "server" or (latents == "auto" and (model, version) not in self._no_server_sampling):
             try:
                 signature, inputs = _sample_request(num, seed, truncation, truncation_cutoff, attributes, None)
-                out = self.predict(model, signature, inputs, version)
-                return np.asarray(out["images"], dtype=np.uint8)
+                return self.predict(model, signature, inputs, version, convert=_uint8_images)
             except ClientError as e:
                 if latents == "server" or not (e.code == "HTTP 400" and "at least one dimension" in e.message):
                     raise
@@ -395,17 +410,15 @@ class RestClient:
                   version: Optional[int] = None, truncation_cutoff: Optional[int] = None) -> np.ndarray:
         """As GrpcClient.style_mix, over REST."""
         signature, inputs = _style_mix_request(seed_a, seed_b, num, crossover, truncation, truncation_cutoff, None)
-        out = self.predict(model, signature, inputs, version)
-        return np.asarray(out["images"], dtype=np.uint8)
+        return self.predict(model, signature, inputs, version, convert=_uint8_images)
 
     def generate(self, model: str, z: np.ndarray, version: Optional[int] = None, attributes=None) -> np.ndarray:
-        out = self.predict(model, "serving_default", _z_inputs(z, attributes), version)
-        return np.asarray(out["images"] if isinstance(out, dict) else out, dtype=np.uint8)
+        return self.predict(model, "serving_default", _z_inputs(z, attributes), version, convert=_uint8_images)
 
     def translate(self, model: str, images: np.ndarray, direction: Optional[str] = None,
                   version: Optional[int] = None) -> np.ndarray:
-        out = self.predict(model, _translate_signature(direction), {"images": np.asarray(images, np.uint8)}, version)
-        return np.asarray(out, dtype=np.uint8)
+        return self.predict(model, _translate_signature(direction), {"images": np.asarray(images, np.uint8)}, version,
+                            convert=_uint8_images)
 
     def signature_names(self, model: str, version: Optional[int] = None) -> List[str]:
         return list(self._request(self._url(model, version, "/metadata"))["metadata"]["signature_def"]["signature_def"])

@@ -2,7 +2,10 @@
 (row "instances" or columnar "inputs" JSON), `GET /v1/models/<name>[...]` (status) and
 `GET .../metadata`.
 
-REST JSON is converted as whole arrays (serving/jsoncodec.py); bodies above the server's
+REST JSON is converted as whole arrays (serving/jsoncodec.py: a large integer array, e.g. an image
+batch, is read from the text straight into numpy, and the garbage collector is held off while a
+body is parsed); a request with the `Facegan-Server-Timing` header gets a `Server-Timing` header
+with the ms of each phase (read, parse, convert, run, encode), the body unchanged. Bodies above the server's
 `--rest_api_max_body_bytes` get 413 from their Content-Length before being read, chunked bodies
 are read to their end (the connection stays usable), other transfer codings get 501. gRPC status
 codes map to HTTP ones as TF Serving's do."""
@@ -95,11 +98,14 @@ def _from_json(value, spec, alias: str = "", may_hold_booleans: bool = True) -> 
             return base64.b64decode(v["b64"])
         return v.encode("utf-8") if isinstance(v, str) else v
     if spec.dtype.name == "string":
+        value = value.tolist() if isinstance(value, np.ndarray) else value
         return np.vectorize(dec, otypes=[object])(np.asarray(value, dtype=object))
     if not may_hold_booleans or spec.dtype.is_bool:
         arr = jsoncodec.numeric_array(value, spec.dtype.as_numpy_dtype)
         if arr is not None:
             return arr
+    if isinstance(value, np.ndarray):   # read from the text as integers (jsoncodec.loads): as the parser's lists
+        value = value.tolist()
     _check_json_types(value, spec.dtype, alias)
     try:
         return np.asarray(value, dtype=spec.dtype.as_numpy_dtype)
@@ -122,10 +128,38 @@ def _early_batch_check(servable, specs, raw: dict):
     60 MB body of latents would otherwise be turned into arrays first)."""
     for k, v in raw.items():
         spec = specs.get(k)
-        if (spec is not None and isinstance(v, list) and (spec.shape.rank or 0) >= 2 and spec.shape[0] is None
+        if (spec is not None and isinstance(v, (list, np.ndarray)) and (spec.shape.rank or 0) >= 2
+                and spec.shape[0] is None
                 and len(v) > servable.max_batch):
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"input {k!r}: batch size {len(v)} is outside [1, {servable.max_batch}]")
+
+
+# A request carrying this header (any value) gets a `Server-Timing` header (W3C Server Timing) on
+# its predict answer: ms spent per phase of the request in the server. Without it the answer is
+# unchanged (TF Serving's headers and body).
+TIMING_REQUEST_HEADER = "Facegan-Server-Timing"
+PHASES = ("read", "parse", "convert", "run", "encode")
+
+
+class _Timing:
+    """Phase durations of one REST predict request: read (the body off the socket), parse (JSON
+    text to Python values), convert (to the signature's arrays, with the type checks), run (the
+    model), encode (the answer's JSON). Writing the answer comes after the headers, so it is not
+    in them (a client sees it as its own receive time)."""
+
+    def __init__(self, wanted):
+        self.wanted = wanted is not None
+        self.last = time.perf_counter()
+        self.ms = {}
+
+    def mark(self, phase: str):
+        now = time.perf_counter()
+        self.ms[phase] = (now - self.last) * 1e3
+        self.last = now
+
+    def header(self) -> str:
+        return ", ".join(f"{k};dur={v:.2f}" for k, v in self.ms.items())
 
 
 # How long a refused request's unread body is still read and dropped before the connection closes,
@@ -148,6 +182,10 @@ def make_rest_handler(manager: ModelManager, run, max_body_bytes: int = DEFAULT_
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            timing = getattr(self, "_timing", None)
+            if timing is not None and timing.wanted:
+                timing.mark("encode")
+                self.send_header("Server-Timing", timing.header())
             if close:
                 self.send_header("Connection", "close")
                 self.close_connection = True
@@ -267,49 +305,27 @@ def make_rest_handler(manager: ModelManager, run, max_body_bytes: int = DEFAULT_
                 self._send(500, {"error": f"{type(e).__name__}: {e}"})
 
         def do_POST(self):
+            timing = _Timing(self.headers.get(TIMING_REQUEST_HEADER))
+            self._timing = timing
             try:
                 body_bytes = self._read_body()   # first: an unread body would be parsed as the next request
+                timing.mark("read")
                 name, version, label, verb = self._route()
                 if verb != ":predict":
                     raise ServingError(grpc.StatusCode.NOT_FOUND, f"unknown POST path {self.path}")
-                try:
-                    body = jsoncodec.loads(body_bytes or b"{}")
-                except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed JSON body: {e}") from None
-                if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
-                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                       'JSON body must be an object with exactly one of "instances" or "inputs"')
-                servable = manager.get(name, version, label)
-                signature = body.get("signature_name") or "serving_default"
-                if signature not in servable.input_specs:
-                    servable.check(signature, {})   # raises FAILED_PRECONDITION with the names
-                specs = servable.input_specs[signature]
-                if "inputs" in body:
-                    raw = body["inputs"]
-                    if not isinstance(raw, dict):
-                        if len(specs) != 1:
-                            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                               f'"inputs" must name the signature inputs {sorted(specs)}')
-                        raw = {next(iter(specs)): raw}
-                else:
-                    inst = body["instances"]
-                    if not isinstance(inst, list) or not inst:
-                        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, '"instances" must be a non-empty list')
-                    if all(isinstance(i, dict) for i in inst) and not (len(specs) == 1 and "b64" in inst[0]):
-                        keys = set(inst[0])
-                        if any(set(i) != keys for i in inst):
-                            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "every instance must have the same keys")
-                        raw = {k: [i[k] for i in inst] for k in keys}
-                    elif len(specs) == 1:
-                        raw = {next(iter(specs)): inst}
-                    else:
-                        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                           f"instances must be objects naming the inputs {sorted(specs)}")
-                _early_batch_check(servable, specs, raw)
-                bools = jsoncodec.may_hold_booleans(body_bytes)
-                inputs = {k: _from_json(v, specs[k], k, bools) if k in specs else np.asarray(v) for k, v in raw.items()}
+                with jsoncodec.gc_paused():
+                    try:
+                        body = jsoncodec.loads(body_bytes or b"{}", arrays=True)
+                    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed JSON body: {e}") from None
+                    timing.mark("parse")
+                    servable, signature, inputs = self._inputs(body, body_bytes, name, version, label)
+                    columnar = "inputs" in body
+                    del body, body_bytes   # the parsed lists: freed before the model runs
+                timing.mark("convert")
                 outputs = run(servable, signature, inputs, ())
-                if "inputs" in body:
+                timing.mark("run")
+                if columnar:
                     payload = {k: _json_value(v) for k, v in outputs.items()}
                     return self._send(200, {"outputs": payload if len(payload) > 1 else next(iter(payload.values()))})
                 if len(outputs) == 1:
@@ -325,5 +341,43 @@ def make_rest_handler(manager: ModelManager, run, max_body_bytes: int = DEFAULT_
             except Exception as e:  # noqa: BLE001 - never kill the handler thread silently
                 log.exception("REST request failed")
                 self._send(500, {"error": f"{type(e).__name__}: {e}"}, close=True)
+            finally:
+                self._timing = None
+
+        def _inputs(self, body, body_bytes: bytes, name: str, version, label: str):
+            """(servable, signature, inputs as arrays) of a parsed predict body."""
+            if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   'JSON body must be an object with exactly one of "instances" or "inputs"')
+            servable = manager.get(name, version, label)
+            signature = body.get("signature_name") or "serving_default"
+            if signature not in servable.input_specs:
+                servable.check(signature, {})   # raises FAILED_PRECONDITION with the names
+            specs = servable.input_specs[signature]
+            if "inputs" in body:
+                raw = body["inputs"]
+                if not isinstance(raw, dict):
+                    if len(specs) != 1:
+                        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                           f'"inputs" must name the signature inputs {sorted(specs)}')
+                    raw = {next(iter(specs)): raw}
+            else:
+                inst = body["instances"]     # a list, or one integer array (jsoncodec.loads)
+                if not isinstance(inst, (list, np.ndarray)) or not len(inst):
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, '"instances" must be a non-empty list')
+                if all(isinstance(i, dict) for i in inst) and not (len(specs) == 1 and "b64" in inst[0]):
+                    keys = set(inst[0])
+                    if any(set(i) != keys for i in inst):
+                        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "every instance must have the same keys")
+                    raw = {k: [i[k] for i in inst] for k in keys}
+                elif len(specs) == 1:
+                    raw = {next(iter(specs)): inst}
+                else:
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       f"instances must be objects naming the inputs {sorted(specs)}")
+            _early_batch_check(servable, specs, raw)
+            bools = jsoncodec.may_hold_booleans(body_bytes)
+            inputs = {k: _from_json(v, specs[k], k, bools) if k in specs else np.asarray(v) for k, v in raw.items()}
+            return servable, signature, inputs
 
     return Handler

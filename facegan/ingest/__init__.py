@@ -10,6 +10,7 @@
 - runner.py: `ingest`, the one entry (validate, stage, pick a runner, check, swap).
 - pool_runner.py: the Beam-free runner (this process or a fork pool).
 - beam_pipeline.py: the same stages as a Beam pipeline (Dataflow, Flink, Spark, DirectRunner).
+- watchdog.py: the worker processes a Beam run starts die with `facegan ingest`, even on kill -9.
 - output.py: the output staged beside the old one and swapped in on success.
 - cli.py: `facegan ingest`.
 No Beam, TFX or TensorFlow at import time (Beam only in beam_pipeline.py and for remote paths).

@@ -248,4 +248,6 @@ def run_beam(listing: L.InputListing, stage_path: str, cfg: O.IngestConfig, inpu
     p = pipeline if pipeline is not None else beam.Pipeline(options=PipelineOptions(beam_args or []))
     build_pipeline(p, listing.units, stage_path, cfg, input_base=input_base,
                    progress_dir=progress_dir, listing=listing)
-    run_in_thread(lambda: p.run().wait_until_finish(), poll)
+    from facegan.ingest.watchdog import watch_descendants
+    with watch_descendants():   # Beam's own worker processes die with this one, even on kill -9
+        run_in_thread(lambda: p.run().wait_until_finish(), poll)

@@ -100,6 +100,62 @@ def test_kill_9_leaves_no_worker_and_the_next_run_sweeps_its_files(tmp_path):
     assert _hidden(out) == []
 
 
+def _descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for t in (os.listdir(f"/proc/{p}/task") if os.path.isdir(f"/proc/{p}/task") else []):
+            try:
+                kids = [int(c) for c in open(f"/proc/{p}/task/{t}/children").read().split()]
+            except OSError:
+                kids = []
+            out += [k for k in kids if k not in out]
+            todo += kids
+    return out
+
+
+def _cmdline(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@pytest.mark.e2e
+def test_kill_9_of_a_beam_run_leaves_no_beam_worker(tmp_path):
+    """`facegan ingest --beam-args` on the multi-processing DirectRunner, killed with -9 while its
+    workers process: Beam's own worker processes (and their `sh -c` parents) are gone within a
+    second or two, not left to finish their bundles into a staging folder nobody will swap in."""
+    src = _faces(tmp_path / "in", 300, side=128)
+    out = str(tmp_path / "out")
+    cmd = [sys.executable, "-m", "facegan.cli", "ingest", "--input", src, "--output", out, "--resolution", "64",
+           "--runner", "beam", "--beam-args", "--direct_running_mode=multi_processing --direct_num_workers=2"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        workers = []
+        while time.time() < deadline:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            workers = [p for p in _descendants(proc.pid) if "sdk_worker_main" in _cmdline(p)]
+            if len(workers) >= 2 and glob.glob(os.path.join(tmp_path, ".out.ingest-*", "**", "*.gz"),
+                                               recursive=True):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the Beam workers never started processing")
+        workers = [p for p in _descendants(proc.pid) if "watchdog" not in _cmdline(p)]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    deadline = time.time() + 2.0
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    survivors = [w for w in workers if _alive(w)]
+    for w in survivors:
+        os.kill(w, signal.SIGKILL)
+    assert survivors == [], "Beam workers outlived the killed `facegan ingest` by more than 2 s"
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("runner", ["local", "beam"])
 def test_real_full_tmpfs(tmp_path, runner):

@@ -132,6 +132,39 @@ def test_rest_images_round_trip_at_array_speed(served):
 
 
 @pytestmark_e2e
+def test_rest_images_are_read_as_arrays_and_server_timing_is_asked_for(served, monkeypatch):
+    """A large image batch is read from the JSON text as one array by the server and by the client
+    (jsoncodec), with the same pixels; a request that asks for Server-Timing gets the phases and
+    the same answer; one that does not gets TF Serving's headers only."""
+    from facegan.serving import jsoncodec
+    from facegan.serving.client import RestClient
+    srv, direct = served
+    read_as_array = []
+    real = jsoncodec._integer_array
+    monkeypatch.setattr(jsoncodec, "_integer_array", lambda text: read_as_array.append(real(text)) or read_as_array[-1])
+    x = np.random.default_rng(7).integers(0, 256, (16, RES, RES, 3), dtype=np.uint8)
+    want = direct["i2i"].translate(x, "b_to_a")
+    rest = RestClient(f"127.0.0.1:{srv.rest_api_port}", timeout=60)
+    np.testing.assert_array_equal(rest.translate("i2i", x, "b_to_a"), want)
+    assert [type(a) for a in read_as_array] == [np.ndarray, np.ndarray]     # the request, the answer
+    body = json.dumps({"signature_name": "translate_b_to_a", "inputs": {"images": x.tolist()}}).encode()
+    answers = {}
+    for timing in (False, True):
+        head = (b"POST /v1/models/i2i:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + (rest_api.TIMING_REQUEST_HEADER.encode() + b": 1\r\n" if timing else b"")
+                + b"Content-Length: %d\r\n\r\n" % len(body))
+        [(status, out, headers)] = _raw_http(srv.rest_api_port, head + body)
+        assert status == 200
+        answers[timing] = (out, headers)
+    assert answers[False][0] == answers[True][0]
+    np.testing.assert_array_equal(np.asarray(answers[True][0]["outputs"], np.uint8), want)
+    assert "server-timing" not in answers[False][1]
+    phases = dict(p.split(";dur=") for p in answers[True][1]["server-timing"].split(", "))
+    assert list(phases) == list(rest_api.PHASES) and all(float(v) >= 0 for v in phases.values())
+    assert float(phases["run"]) > 0
+
+
+@pytestmark_e2e
 def test_signatures_declare_real_shapes_and_the_asset_agrees(served):
     """GetModelMetadata (over gRPC) and assets/facegan_metadata.json list the same signatures,
     inputs, outputs, dtypes and shapes, for every kind."""
