@@ -165,10 +165,17 @@ def committed_seed(committed: Optional[Dict[str, Any]], row: str, seed: int):
     if entry is None:
         return None
     curve = [(int(x), dict(v)) for x, v in (committed.get("curves", {}).get(row, {}).get(str(seed)) or [])]
-    source = f"committed quality.json ({committed.get('meta', {}).get('date', 'undated')})"
-    if entry.get("source"):
-        source += f": {entry['source']}"
-    return dict(entry, source=source), curve
+    return dict(entry, source=committed_source(committed, entry.get("source"))), curve
+
+
+def committed_source(committed: Dict[str, Any], source: Optional[str]) -> str:
+    """Where a copied entry came from: the committed file it was first copied from and the run behind
+    it. An entry merged again keeps that first origin instead of naming every merge in between."""
+    marker = "committed quality.json"
+    if source and marker in source:
+        return source[source.rindex(marker):]
+    here = f"{marker} ({committed.get('meta', {}).get('date', 'undated')})"
+    return f"{here}: {source}" if source else here
 
 
 def summarize(rows: Sequence[Row], work_dir: str, seeds: Sequence[int],

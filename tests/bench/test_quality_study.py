@@ -344,3 +344,17 @@ def test_report_keeps_a_hand_written_preface_and_writes_no_machine_paths(tmp_pat
     md = (out / "quality.md").read_text()
     assert md.startswith("# Quality study\n\n**Status: hand-written.**\n\n" + RP.GENERATED_MARK)
     assert "old table" not in md and md.count("# Quality study") == 1 and str(work) not in md
+
+
+def test_a_committed_entry_merged_again_names_its_first_origin_once():
+    """Merging a merged quality.json keeps where an entry first came from (the committed file and
+    its run), not one "committed quality.json (date):" per merge in between."""
+    from bench.quality_study.aggregate import committed_source
+    first = {"meta": {"date": "2026-11-30 16:30 UTC"}}
+    second = {"meta": {"date": "2026-12-07 08:57 UTC"}}
+    once = committed_source(first, "run at commit 79cc1a0")
+    assert once == "committed quality.json (2026-11-30 16:30 UTC): run at commit 79cc1a0"
+    assert committed_source(second, once) == once
+    assert committed_source(second, None) == "committed quality.json (2026-12-07 08:57 UTC)"
+    chained = "committed quality.json (2026-12-07 08:57 UTC): committed quality.json (2026-11-30 16:30 UTC)"
+    assert committed_source(second, chained) == "committed quality.json (2026-11-30 16:30 UTC)"
