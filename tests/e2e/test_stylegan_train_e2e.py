@@ -11,7 +11,23 @@ import pytest
 from facegan.trainer.config import ConfigError, get_preset
 from tests.testlib.train import checkpoint_weights
 from tests.testlib.examples import write_synthetic_examples
-from tests.testlib.stylegan_train import REPO, TINY, exported, straight, synth16
+from tests.testlib.stylegan_train import REPO, TINY, synth16  # noqa: F401  (fixture)
+
+
+@pytest.fixture(scope="module")
+def exported(synth16, tmp_path_factory):  # noqa: F811
+    """The tiny StyleGAN2 of tests/testlib/stylegan_train.py exported before any training step.
+    Serving hands psi, the cutoff and the mixing seeds to the SavedModel whatever its weights
+    (after the unit tests' 2 steps w_avg is ~0 too: an EMA with beta 0.995 from zeros), so
+    training, which traces the R1 / path-length step, adds nothing here; the test checks that each
+    request parameter changes the images, so the pixel equalities can fail."""
+    from facegan.generator import load_generator
+    from facegan.trainer import train_lib
+    res = train_lib.train(get_preset("smoke_stylegan2", TINY), synth16,
+                          str(tmp_path_factory.mktemp("untrained")), steps=0, progress=False)
+    assert res.steps == 0
+    path = train_lib.export(res, str(tmp_path_factory.mktemp("export") / "1"))
+    return path, load_generator(path)
 
 
 
@@ -67,6 +83,11 @@ def test_served_psi_and_style_mix_pixel_equal(exported, tmp_path):
     from facegan.serving.manager import ModelSpec
     from facegan.serving.server import Server
     path, gen = exported
+    # every request parameter below changes the images (else the equalities could not fail)
+    assert not np.array_equal(gen.sample(4, 5, 0.7), gen.sample(4, 5, 1.0))
+    assert not np.array_equal(gen.sample(4, 5, 0.7, truncation_cutoff=2), gen.sample(4, 5, 0.7))
+    assert not np.array_equal(gen.style_mix(1, 2, 3, 2, 0.7), gen.sample(3, 1, 0.7))
+    assert not np.array_equal(gen.style_mix(1, 2, 3, 2, 0.7, truncation_cutoff=3), gen.style_mix(1, 2, 3, 2, 0.7))
     base = tmp_path / "sg"
     base.mkdir()
     shutil.copytree(path, base / "1")

@@ -291,8 +291,19 @@ def test_ms_ssim_compile_prints_no_native_noise_when_quiet(tmp_path):
               "import numpy as np\nfrom facegan.metrics.ms_ssim import ms_ssim\n"
               "a = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)\n"
               "print(float(ms_ssim(a, a).mean()))\n")
-    runs = {mode: subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True,
-                                 timeout=300, cwd=tmp_path) for mode in ("quiet", "verbose")}
+    # both processes at once: their TensorFlow start-ups overlap
+    procs = {mode: subprocess.Popen([sys.executable, "-c", script, mode], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, cwd=tmp_path) for mode in ("quiet", "verbose")}
+    runs = {}
+    try:
+        for mode, p in procs.items():
+            out, err = p.communicate(timeout=300)
+            runs[mode] = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
     for mode, run in runs.items():
         assert run.returncode == 0, run.stderr
         assert abs(float(run.stdout.strip().splitlines()[-1]) - 1.0) < 1e-5   # identical pairs: 1

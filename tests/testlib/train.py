@@ -15,9 +15,10 @@ TINY = {"optim.batch_size": 8, "network.resolution": 32, "network.filters": 8, "
 TINY_ARCH = {"progan": {"network.resolution": 16, "network.start_resolution": 8, "network.filters": 8,
                         "network.max_filters": 16, "network.fade_images": 8, "network.stable_images": 8,
                         "network.batch_sizes": {}},
-             # stylegan2 presets made identical and tiny (one shared smoke run for all three)
-             "stylegan2": {"network.w_dim": 16, "network.mapping_layers": 2, "network.channel_base": 128,
-                           "network.channel_max": 16, "network.mbstd_group_size": 4, "loss.r1_gamma": 0.05,
+             # stylegan2 presets made identical and tiny (one shared smoke run for all three); 16x16:
+             # its lazy R1 / path-length steps are traced apart, each costing per synthesis block
+             "stylegan2": {"network.resolution": 16, "network.w_dim": 16, "network.mapping_layers": 2,
+                           "network.channel_base": 128, "network.channel_max": 16, "network.mbstd_group_size": 4, "loss.r1_gamma": 0.05,
                            "tricks.ema_decay": 0.99, "tricks.augment.speed_images": 1000}}
 TINY_LENS = {"tricks.lens.blocks": 2, "tricks.lens.filters": 8, "tricks.lens.anneal_steps": 10}
 

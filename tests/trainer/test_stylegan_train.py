@@ -64,12 +64,29 @@ def test_training_state_and_metrics(straight):
     assert float(gan.d_optimizer.beta_1) == pytest.approx(0.0) and float(gan.d_optimizer.beta_2) == pytest.approx(0.99 ** 0.5)
 
 
-def test_resume_restores_ada_w_avg_and_path_length_mean(straight, synth16, tmp_path):
+def test_resume_restores_ada_w_avg_and_path_length_mean(straight, synth16, tmp_path, caplog):
+    import logging
+    import shutil
+    import tensorflow as tf
     from facegan.trainer import train_lib
     cfg = get_preset("smoke_stylegan2", TINY)
+    # The run as it stood after step 1: the straight run's ckpt-1 (every step saves; a 1-step run
+    # saves the same checkpoint at its end), copied into a new run folder, is resumed to step 2 in
+    # a new Trainer. (Training that step in its own Trainer would trace the step once more;
+    # stopping a process and restarting it is tests/e2e/test_train_hardening_e2e.py's.)
+    src, dst = os.path.join(straight.run_dir, "checkpoints"), tmp_path / "split" / "checkpoints"
+    dst.mkdir(parents=True)
+    kept = [f for f in os.listdir(src) if f.startswith(("ckpt-0.", "ckpt-1."))]
+    assert any(f.startswith("ckpt-1.") for f in kept), os.listdir(src)
+    for f in kept:
+        shutil.copy(os.path.join(src, f), dst / f)
+    tf.compat.v1.train.update_checkpoint_state(str(dst), str(dst / "ckpt-1"),
+                                               all_model_checkpoint_paths=[str(dst / "ckpt-0"), str(dst / "ckpt-1")])
     run = str(tmp_path / "split")
-    train_lib.train(cfg, synth16, run, steps=1, progress=False)
-    resumed = train_lib.train(cfg, synth16, run, steps=2, progress=False)
+    with caplog.at_level(logging.INFO, logger="facegan.train"):
+        resumed = train_lib.train(cfg, synth16, run, steps=2, progress=False)
+    assert any(r.getMessage().startswith("resumed from") and r.getMessage().endswith("ckpt-1 at step 1")
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
     assert resumed.steps == 2
     a, b = checkpoint_weights(straight.checkpoint, ""), checkpoint_weights(resumed.checkpoint, "")
     assert a.keys() == b.keys()

@@ -1,7 +1,7 @@
 """The training loop (trainer/gan.py, data.py, train_lib.py, run_fn.py, cli.py).
 
-Every preset is run for a few steps at 32x32 (progan grows 8 -> 16) on tiny real faces (skipped
-without the shared data); everything else runs on synthetic Examples (`write_synthetic_examples`)
+Every preset is run for a few steps at 32x32 (progan grows 8 -> 16; stylegan2 at 16x16) on tiny
+real faces (skipped without the shared data); everything else runs on synthetic Examples (`write_synthetic_examples`)
 so a fresh clone runs it: resume equivalence, NaN recovery, one vs two replicas (subprocess with
 two logical CPUs), TensorBoard output read back with TensorBoard's own event reader, the TFX
 run_fn (duck-typed fn_args) and the CLI.
@@ -113,7 +113,7 @@ def check_preset_run(cfg, res):
 
     # image grid of 16 fixed latents (4x4, 2px padding) at the trained resolution
     r = res.resolution
-    assert r == (16 if cfg.network.architecture == "progan" else 32)
+    assert r == (16 if cfg.network.architecture in ("progan", "stylegan2") else 32)    # TINY_ARCH
     grid = decode_png(open(os.path.join(res.run_dir, "samples", "step_0000003.png"), "rb").read())
     assert grid.shape == (4 * (r + 2) + 2, 4 * (r + 2) + 2, 3)
     assert grid.std() > 0
