@@ -27,21 +27,15 @@ from facegan.ingest import output
 from facegan.ingest import stages as S
 from facegan.ingest import options as O
 from facegan.ingest import image_ops as IM
+from facegan.ingest.watchdog import descendants
 from tests.testlib.ingest_faults import _faces, _hidden, _run
+from tests.testlib.procs import cmdline, reap
 
 
 
 def _children(pid):
     return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()] \
         if os.path.exists(f"/proc/{pid}/task/{pid}/children") else []
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"    # a zombie is dead
-    except OSError:
-        return False
 
 
 def _can_mount_tmpfs() -> bool:
@@ -87,38 +81,11 @@ def test_kill_9_leaves_no_worker_and_the_next_run_sweeps_its_files(tmp_path):
     assert any(os.path.basename(p).startswith("facegan-ingest-progress-") for p in mine), mine
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    deadline = time.time() + 5
-    while time.time() < deadline and any(_alive(w) for w in workers):
-        time.sleep(0.1)
-    survivors = [w for w in workers if _alive(w)]
-    for w in survivors:
-        os.kill(w, signal.SIGKILL)
-    assert survivors == [], "ingest workers outlived their driver"
+    assert reap(workers, 5.0) == [], "ingest workers outlived their driver"
     # a later (quiet) run removes what the killed one left in the temp folder and beside --output
     assert _run(["--input", _faces(tmp_path / "small", 3), "--output", out, "--resolution", "16"]) == 0
     assert [p for p in mine if os.path.exists(p)] == []
     assert _hidden(out) == []
-
-
-def _descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for t in (os.listdir(f"/proc/{p}/task") if os.path.isdir(f"/proc/{p}/task") else []):
-            try:
-                kids = [int(c) for c in open(f"/proc/{p}/task/{t}/children").read().split()]
-            except OSError:
-                kids = []
-            out += [k for k in kids if k not in out]
-            todo += kids
-    return out
-
-
-def _cmdline(pid):
-    try:
-        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 @pytest.mark.e2e
@@ -136,24 +103,18 @@ def test_kill_9_of_a_beam_run_leaves_no_beam_worker(tmp_path):
         workers = []
         while time.time() < deadline:
             assert proc.poll() is None, "the run ended before it could be killed"
-            workers = [p for p in _descendants(proc.pid) if "sdk_worker_main" in _cmdline(p)]
+            workers = [p for p in descendants(proc.pid) if "sdk_worker_main" in cmdline(p)]
             if len(workers) >= 2 and glob.glob(os.path.join(tmp_path, ".out.ingest-*", "**", "*.gz"),
                                                recursive=True):
                 break
             time.sleep(0.05)
         else:
             pytest.fail("the Beam workers never started processing")
-        workers = [p for p in _descendants(proc.pid) if "watchdog" not in _cmdline(p)]
+        workers = [p for p in descendants(proc.pid) if "watchdog" not in cmdline(p)]
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    deadline = time.time() + 2.0
-    while time.time() < deadline and any(_alive(w) for w in workers):
-        time.sleep(0.05)
-    survivors = [w for w in workers if _alive(w)]
-    for w in survivors:
-        os.kill(w, signal.SIGKILL)
-    assert survivors == [], "Beam workers outlived the killed `facegan ingest` by more than 2 s"
+    assert reap(workers, 2.0) == [], "Beam workers outlived the killed `facegan ingest` by more than 2 s"
 
 
 @pytest.mark.e2e

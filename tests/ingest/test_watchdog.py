@@ -10,6 +10,9 @@ import time
 
 import pytest
 
+from facegan.ingest.watchdog import descendants
+from tests.testlib.procs import alive, cmdline, survivors
+
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux /proc only")
 
 # A stand-in driver: one child before the run, one started during it (like Beam's workers, which
@@ -31,33 +34,6 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
-def _cmdline(pid):
-    try:
-        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _tree(pid):
-    from facegan.ingest.watchdog import descendants
-    return descendants(pid)
-
-
-def _gone_within(pids, seconds):
-    deadline = time.time() + seconds
-    while time.time() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.05)
-    return [p for p in pids if _alive(p)]
-
-
 def _driver(mode):
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, mode], stdout=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -76,29 +52,29 @@ def _cleanup(proc, pids):
 
 def test_kill_9_of_the_driver_kills_what_the_run_started_and_only_that():
     proc, old, new = _driver("die")
-    started = _tree(new) + [new]                     # `sh -c` and the python under it
-    everything = _tree(proc.pid)
-    dog = [p for p in everything if "facegan.ingest.watchdog" in _cmdline(p)]
+    started = descendants(new) + [new]                     # `sh -c` and the python under it
+    everything = descendants(proc.pid)
+    dog = [p for p in everything if "facegan.ingest.watchdog" in cmdline(p)]
     try:
-        assert len(dog) == 1 and all(_alive(p) for p in started + [old])
+        assert len(dog) == 1 and all(alive(p) for p in started + [old])
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        assert _gone_within(started, 3.0) == []
-        assert _alive(old)                             # there before the run: not the run's
-        assert _gone_within(dog, 3.0) == []            # and the watchdog is done too
+        assert survivors(started, 3.0) == []
+        assert alive(old)                             # there before the run: not the run's
+        assert survivors(dog, 3.0) == []            # and the watchdog is done too
     finally:
         _cleanup(proc, everything + started + [old])
 
 
 def test_a_driver_that_leaves_the_run_keeps_its_processes():
     proc, old, new = _driver("leave")
-    started = _tree(new) + [new]
+    started = descendants(new) + [new]
     try:
         assert proc.stdout.readline().strip() == "left"
-        assert [p for p in _tree(proc.pid) if "facegan.ingest.watchdog" in _cmdline(p)] == []   # it exited
+        assert [p for p in descendants(proc.pid) if "facegan.ingest.watchdog" in cmdline(p)] == []   # it exited
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         time.sleep(1.0)
-        assert all(_alive(p) for p in started + [old])   # "done" was said: nothing is killed
+        assert all(alive(p) for p in started + [old])   # "done" was said: nothing is killed
     finally:
         _cleanup(proc, started + [old])
