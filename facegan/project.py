@@ -56,6 +56,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+# Wang et al. 2003's 5 scale weights and 11-px window, as the MS-SSIM metric uses them.
+from facegan.metrics.ms_ssim import FILTER_SIZE as MS_SSIM_FILTER, WEIGHTS as MS_SSIM_WEIGHTS
+
 EXAMPLES = """example:
   facegan project --model models/faces/1 --image face.jpg --out proj --steps 300
   facegan project --model models/stylegan/3 --image face.jpg --space wplus --crop celeba --out proj_wplus
@@ -106,8 +109,6 @@ def rebuild_generator(export_dir: str):
 
 
 # -- the loss's terms -----------------------------------------------------------------------------------
-MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)   # Wang et al. 2003, 5 scales
-MS_SSIM_FILTER = 11
 
 
 def structural_term(resolution: int) -> str:
