@@ -328,10 +328,6 @@ class GrpcClient:
         return [(int(s.version), names(s.state), s.status.error_message) for s in response.model_version_status]
 
 
-def _same(x):
-    return x
-
-
 def _uint8_images(out) -> np.ndarray:
     """A REST answer's images (the "images" output, or the only output) as a uint8 array."""
     return np.asarray(out["images"] if isinstance(out, dict) else out, dtype=np.uint8)
@@ -381,7 +377,7 @@ class RestClient:
         # numpy inputs are written from their buffers (jsoncodec), not value by value
         return self._request(self._url(model, version, ":predict"),
                              {"signature_name": signature, "inputs": dict(inputs)},
-                             convert=lambda out: (convert or _same)(out["outputs"]))
+                             convert=lambda out: convert(out["outputs"]) if convert else out["outputs"])
 
     def sample(self, model: str, num: int, seed: int, truncation: float = 1.0, version: Optional[int] = None,
                latents: str = "auto", attributes=None, truncation_cutoff: Optional[int] = None):
