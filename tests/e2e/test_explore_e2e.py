@@ -3,7 +3,7 @@
 The edit version keeps every source signature; `edit` is the source's `generate` at z + sum s_k n_k
 (checked against a direct call), strength 0 of `edit_sample` is `sample`, and bad edits (unknown
 name, NaN strength, lengths that differ) are refused by the graph, also over the REST API. The
-projector rebuilds the exported generator (pixel-equal to the export, checked inside) and moves the
+projector rebuilds the exported generator (the same images as the export, PSNR >= 40 dB, checked inside) and moves the
 latent toward the target: the reconstruction is closer than the start. Also: an ordinary export
 serves its metadata over REST; `facegan sample --attr` on an edit version calls `edit_sample`; a W
 edit (StyleGAN2) moves w and truncates about w_avg; the projection's discriminator (from a run
