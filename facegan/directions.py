@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -146,6 +147,28 @@ def _edit_images(model, z, names, strengths, truncation, max_batch):
     return np.concatenate(out)
 
 
+def strength_grid(model, names: Sequence[str], z: np.ndarray, strengths: Sequence[float], truncation: float,
+                  max_batch: int) -> np.ndarray:
+    """[len(names) * len(z) * len(strengths), R, R, 3] uint8, row-major: for each attribute, each
+    latent is a row and each strength a column (that attribute alone moved, the others at 0)."""
+    tiles = []
+    for k, name in enumerate(names):
+        per_strength = []
+        for s in strengths:
+            moved = [0.0] * len(names)
+            moved[k] = float(s)
+            per_strength.append(_edit_images(model, z, list(names), moved, truncation, max_batch))
+        for i in range(len(z)):
+            tiles.extend(p[i] for p in per_strength)
+    return np.stack(tiles)
+
+
+def grid_strengths(strength: float) -> List[float]:
+    """The grid's columns: -s to +s in steps of 1 (s rounded up to a whole step), 0 in the middle."""
+    n = int(math.ceil(float(strength) - 1e-9))
+    return [float(v) for v in range(-n, n + 1)]
+
+
 def measure_control(model, classifier, resolution: int, names: Sequence[str], z: np.ndarray, strength: float,
                     truncation: float, max_batch: int, watched: Optional[Sequence[str]] = None) -> Dict:
     """Per attribute: classifier rates at -s, 0, +s (its own and the others'), pixel movement.
@@ -210,6 +233,11 @@ def add_arguments(parser: argparse.ArgumentParser):
                              "direction (n1 - (n1.n2) n2), so an edit leaves them be")
     parser.add_argument("--space", choices=("z", "w"), default="z",
                         help="fit and edit in z (any latent generator) or in W (StyleGAN2: z mapped to w)")
+    parser.add_argument("--grid", default=None, metavar="PNG",
+                        help="also write a strength grid through the new `edit` signature: per attribute "
+                             "--grid-rows latents of --grid-seed (rows) at strength -s..+s in steps of 1 (columns)")
+    parser.add_argument("--grid-rows", type=int, default=4, help="latents per attribute in --grid")
+    parser.add_argument("--grid-seed", type=int, default=7, help="latent seed of --grid")
 
 
 def main(args) -> int:
@@ -227,6 +255,8 @@ def main(args) -> int:
         problems.append(f"--strength {args.strength}: must be a positive number")
     if args.control_num < 1:
         problems.append(f"--control-num {args.control_num}: must be >= 1")
+    if getattr(args, "grid", None) and getattr(args, "grid_rows", 1) < 1:
+        problems.append(f"--grid-rows {args.grid_rows}: must be >= 1")
     if not os.path.isdir(args.data):
         problems.append(f"--data {args.data}: no such Examples directory")
     conditions = [n.strip() for n in str(getattr(args, "orthogonal_to", "") or "").split(",") if n.strip()]
@@ -339,6 +369,16 @@ def main(args) -> int:
                                    "strength": float(args.strength), "truncation": float(args.truncation)},
               "protocol": protocol, "classifier_accuracy": creport["accuracy"],
               "classifier_majority_baseline": creport["majority_baseline"], "seconds": round(time.time() - t0, 1)}
+    if getattr(args, "grid", None):
+        from facegan.images import save_grid
+        columns = grid_strengths(args.strength)
+        zg = sample_latents(int(args.grid_seed), 0, int(args.grid_rows), gen.z_dim).numpy()
+        save_grid(strength_grid(edited, names, zg, columns, args.truncation, gen.max_batch), args.grid,
+                  cols=len(columns))
+        print(f"grid: {args.grid} (rows: {args.grid_rows} latents of seed {args.grid_seed} per attribute, "
+              f"{', '.join(names)}; columns: strength {columns[0]:g} to {columns[-1]:+g})", flush=True)
+        report["grid"] = {"seed": int(args.grid_seed), "rows_per_attribute": int(args.grid_rows),
+                          "strengths": columns}
     if args.report:
         with open(args.report, "w") as f:
             json.dump(report, f, indent=2, sort_keys=True)

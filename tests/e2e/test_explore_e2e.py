@@ -159,6 +159,26 @@ def test_sample_attr_on_an_edit_version_uses_edit_sample(dcgan_export, edit_vers
             assert fragment in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
 
 
+def test_strength_grid_moves_one_attribute_per_row(dcgan_export, edit_version):
+    """`facegan directions --grid`: tile (attribute k, latent i, strength s) is the source's image at
+    z_i + s n_k (the other attributes at 0), rows latents, columns strengths."""
+    from facegan import directions as D
+    from facegan.generator import load_generator, sample_latents
+    out, normals = edit_version
+    src, edited = load_generator(dcgan_export), tf.saved_model.load(out)
+    z = sample_latents(7, 0, 2, 8).numpy()
+    strengths = [-2.0, 0.0, 1.0]
+    tiles = D.strength_grid(edited, NAMES, z, strengths, 0.8, 16)
+    assert tiles.shape == (len(NAMES) * 2 * 3, 16, 16, 3)
+    for k in range(len(NAMES)):
+        for i in range(2):
+            for j, s in enumerate(strengths):
+                want = src.generate((z[i] + s * normals[k])[None].astype(np.float32), 0.8)[0]
+                got = tiles[(k * 2 + i) * 3 + j]
+                assert np.abs(got.astype(int) - want).max() <= 1, (k, i, s)
+    assert np.abs(tiles[0].astype(int) - tiles[2]).max() > 0      # the strength moves the image
+
+
 def _target(gen, z):
     return gen.generate(np.asarray(z, np.float32)[None], 1.0)[0]
 

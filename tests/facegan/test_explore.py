@@ -25,7 +25,8 @@ def test_logistic_boundary_recovers_a_known_hyperplane():
 def _directions_args(tmp_path, **kw):
     base = dict(model=str(tmp_path / "missing"), data=str(tmp_path), attributes="smiling,male", num=100,
                 heldout=0.2, seed=0, truncation=1.0, strength=3.0, control_num=10, l2=1e-2, classifier_steps=None,
-                cache_dir=None, out=None, report=None, orthogonal_to="", space="z")
+                cache_dir=None, out=None, report=None, orthogonal_to="", space="z", grid=None, grid_rows=4,
+                grid_seed=7)
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -33,11 +34,18 @@ def _directions_args(tmp_path, **kw):
 @pytest.mark.parametrize("field,value,fragment", [
     ("attributes", "smiling,smiling", "--attributes"), ("num", 5, "--num 5"), ("heldout", 1.0, "--heldout"),
     ("truncation", 0.0, "--truncation"), ("strength", float("nan"), "--strength"), ("control_num", 0, "--control-num"),
-    ("data", "/nonexistent/examples", "--data /nonexistent/examples")])
+    ("data", "/nonexistent/examples", "--data /nonexistent/examples"), ("grid_rows", 0, "--grid-rows 0")])
 def test_directions_refuses_bad_flags_in_one_line(tmp_path, capsys, field, value, fragment):
-    assert D.main(_directions_args(tmp_path, **{field: value})) == 2
+    extra = {"grid": str(tmp_path / "grid.png")} if field == "grid_rows" else {}
+    assert D.main(_directions_args(tmp_path, **{field: value}, **extra)) == 2
     err = capsys.readouterr().err
     assert fragment in err and "Traceback" not in err
+
+
+def test_grid_columns_run_from_minus_to_plus_strength_in_whole_steps():
+    assert D.grid_strengths(3.0) == [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
+    assert D.grid_strengths(2.5) == [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
+    assert D.grid_strengths(1.0) == [-1.0, 0.0, 1.0]
 
 
 def test_directions_refuses_a_model_that_is_no_savedmodel(tmp_path, capsys):
