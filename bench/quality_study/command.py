@@ -108,7 +108,7 @@ def rerun_command(command: str, row: str, seed: int) -> str:
 # Path flags of the study whose values name one machine's folders when absolute (or above the
 # repository): the report prints a placeholder instead, so docs/ cites no machine's paths.
 PATH_PLACEHOLDERS = {"--cache-dir": "CACHE_DIR", "--work-dir": "WORK_DIR", "--data": "EXAMPLES",
-                     "--out": "OUT_DIR", "--matrix": "MATRIX_JSON"}
+                     "--out": "OUT_DIR", "--matrix": "MATRIX_JSON", "--merge-committed": "QUALITY_JSON"}
 
 
 def portable_command(command: str) -> str:
@@ -200,15 +200,17 @@ def _main(args, argv, log) -> int:
             skipped.setdefault(name, "committed runs predate a fix to this row; rerun not finished yet")
     summary = summarize(rows, work_dir, seeds, committed)
     grids = {}
+    committed_seeds = {c.get("row"): {int(s) for s in c.get("per_seed", {})} for c in (committed or {}).get("rows", [])}
     for r in summary:
-        for s in seeds:
+        old_grid = os.path.join(args.out, "quality", f"grid_{r['row']}.png")
+        for s in seeds:     # the first seed that has a grid: a run's own, or the committed one's
             g = os.path.join(run_dir_for(work_dir, r["row"], s), GRID_FILE)
             if r["n"] and os.path.exists(g):
                 grids[r["row"]] = g
                 break
-        old_grid = os.path.join(args.out, "quality", f"grid_{r['row']}.png")
-        if committed and r["n"] and r["row"] not in grids and os.path.exists(old_grid):
-            grids[r["row"]] = old_grid     # a merged row keeps its committed grid
+            if r["n"] and s in committed_seeds.get(r["row"], ()) and os.path.exists(old_grid):
+                grids[r["row"]] = old_grid     # a merged row keeps its committed (earlier seed's) grid
+                break
     seconds = sum((_read_json(os.path.join(run_dir_for(work_dir, r.name, s), DONE_FILE)) or {}).get("seconds", 0)
                   for r in rows for s in seeds)
     data_label = data or args.data or os.path.join(cache_dir, f"celeba{args.resolution}")

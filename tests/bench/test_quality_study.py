@@ -316,6 +316,31 @@ def test_report_merges_a_committed_quality_json_with_new_runs(tmp_path):
                            "dcgan", 1) == "python bench/quality.py --rerun-row dcgan --seed 1"
 
 
+def test_a_merged_row_shows_its_first_seeds_grid(tmp_path):
+    """Seed 1 committed, seed 2 finished here: the Samples grid stays the committed seed 1's (the
+    report says "each row's first seed"); a row with seed 1 finished here shows that run's grid."""
+    work, out = tmp_path / "runs", tmp_path / "docs"
+    matrix = tmp_path / "matrix.json"
+    matrix.write_text(json.dumps({"rows": [{"name": "a", "preset": "smoke"}, {"name": "b", "preset": "smoke"}]}))
+    common = dict(matrix=matrix, budget_kimg=16, eval_every_kimg=8, metrics="swd,face_detection", report_only=True)
+    for row in ("a", "b"):
+        _write_run(work / "old" / row / "seed1", [(8000, 90.0), (16000, 60.0)])
+        Image.new("RGB", (4, 4), (10, 0, 0)).save(work / "old" / row / "seed1" / CM.GRID_FILE)
+    assert CMD.main(*_args(work_dir=work / "old", out=out, seeds="1", **common), log=lambda s: None) == 0
+    _write_run(work / "new" / "a" / "seed2", [(8000, 80.0), (16000, 50.0)])
+    Image.new("RGB", (4, 4), (0, 20, 0)).save(work / "new" / "a" / "seed2" / CM.GRID_FILE)
+    _write_run(work / "new" / "b" / "seed1", [(8000, 80.0), (16000, 50.0)])
+    Image.new("RGB", (4, 4), (0, 0, 30)).save(work / "new" / "b" / "seed1" / CM.GRID_FILE)
+    committed = tmp_path / "committed.json"
+    committed.write_text((out / "quality.json").read_text())
+    assert CMD.main(*_args(work_dir=work / "new", out=out, seeds="1,2", merge_committed=committed, **common),
+                    log=lambda s: None) == 0
+    merged = {r["row"]: r for r in json.loads((out / "quality.json").read_text())["rows"]}
+    assert merged["a"]["n"] == 2
+    assert np.asarray(Image.open(out / "quality" / "grid_a.png"))[0, 0].tolist() == [10, 0, 0]
+    assert np.asarray(Image.open(out / "quality" / "grid_b.png"))[0, 0].tolist() == [0, 0, 30]
+
+
 def test_progan_rows_honour_the_presets_batch_sizes_and_ema_rows_use_the_ramped_horizon():
     rows = {r.name: r for r in MX.DEFAULT_ROWS}
     common = dict(MX.COMMON)
@@ -332,6 +357,8 @@ def test_progan_rows_honour_the_presets_batch_sizes_and_ema_rows_use_the_ramped_
 def test_report_keeps_a_hand_written_preface_and_writes_no_machine_paths(tmp_path):
     assert CMD.portable_command("python bench/quality.py --cache-dir /x/c --work-dir=/x/w --rows a --data /d") == \
         "python bench/quality.py --cache-dir CACHE_DIR --work-dir=WORK_DIR --rows a --data EXAMPLES"
+    assert CMD.portable_command("python bench/quality.py --report-only --merge-committed /x/docs/quality.json") == \
+        "python bench/quality.py --report-only --merge-committed QUALITY_JSON"
     work, out = tmp_path / "runs", tmp_path / "docs"
     _write_run(work / "base" / "seed1", [(8000, 90.0), (16000, 60.0)])
     out.mkdir()
