@@ -115,8 +115,15 @@ def run_one(row, seed: int, cfg, protocol, data: str, budget: int, run_dir: str,
             f"({done['images_shown'] / 1000:g} kimg), skipped")
         return done
     os.makedirs(run_dir, exist_ok=True)
-    write_json_atomic(os.path.join(run_dir, "study_run.json"), {"fingerprint": fp, "covers": covers,
-                                                                  "row": row.name, "seed": seed})
+    # Wall seconds spent on this run before: a finished run being extended, or a run killed after
+    # an evaluation (study_run.json keeps the total at each one; time after the last is lost).
+    before_s = float((done if done is not None else started or {}).get("seconds", 0) or 0)
+    started_json = {"fingerprint": fp, "covers": covers, "row": row.name, "seed": seed}
+
+    def note_seconds(total):
+        write_json_atomic(os.path.join(run_dir, "study_run.json"), {**started_json, "seconds": round(total, 1)})
+
+    note_seconds(before_s)
     t0 = time.monotonic()
     trainer = train_lib.Trainer(cfg, data, run_dir, progress=False)
     every = protocol.every_images
@@ -126,6 +133,7 @@ def run_one(row, seed: int, cfg, protocol, data: str, budget: int, run_dir: str,
         rec = _last(run_dir)
         clock.add(trainer.images_shown - before)
         clock.report(row.name, seed, trainer.images_shown, record_values(rec) if rec else {})
+        note_seconds(before_s + time.monotonic() - t0)
     last = _last(run_dir)
     if last is None or int(last["images_shown"]) != trainer.images_shown:   # lost to a kill after the last save
         trainer.run()   # the trainer redoes an evaluation lost to a kill on start
@@ -134,7 +142,7 @@ def run_one(row, seed: int, cfg, protocol, data: str, budget: int, run_dir: str,
         raise StudyError(f"row {row.name} seed {seed}: no evaluation at the end of the budget in "
                            f"{os.path.join(run_dir, RECORDS_FILE)}")
     save_grid(grid_images(trainer, protocol.seed), os.path.join(run_dir, GRID_FILE), cols=GRID_COLS)
-    seconds = time.monotonic() - t0 + (done or {}).get("seconds", 0)
+    seconds = before_s + time.monotonic() - t0
     marker = {"row": row.name, "seed": seed, "fingerprint": fp, "images_shown": trainer.images_shown,
               "step": trainer.step, "budget_images": budget, "final": record_values(last),
               "seconds": round(seconds, 1), "backend": "trainer", "commit": COMMIT}

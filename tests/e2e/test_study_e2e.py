@@ -66,6 +66,16 @@ def test_study_tiny_run_table_plots_resume_and_rerun(tmp_path):
     assert sum("skipped" in ln for ln in lines) == 3, lines
     assert {p: p.read_bytes() for p in work.glob("*/seed1/" + CM.RECORDS_FILE)} == before
 
+    # killed after its last evaluation (no done marker yet): the resumed run's wall time adds the
+    # seconds study_run.json recorded at that evaluation, instead of counting only the new session
+    run_json = work / "base" / "seed1" / "study_run.json"
+    assert json.loads(run_json.read_text())["seconds"] > 0
+    (work / "base" / "seed1" / CM.DONE_FILE).unlink()
+    write_json_atomic(str(run_json), dict(json.loads(run_json.read_text()), seconds=5000.0))
+    args, argv = _args(**common)
+    assert CMD.main(args, argv, log=lines.append) == 0
+    assert 5000.0 <= json.loads((work / "base" / "seed1" / CM.DONE_FILE).read_text())["seconds"] < 5000.0 + 600
+
     # a changed protocol on finished runs is refused, naming the field
     args, argv = _args(**dict(common, eval_images=6))
     assert CMD.main(args, argv, log=lines.append) == 2
