@@ -152,7 +152,7 @@ def strength_grid(model, names: Sequence[str], z: np.ndarray, strengths: Sequenc
     """[len(names) * len(z) * len(strengths), R, R, 3] uint8, row-major: for each attribute, each
     latent is a row and each strength a column (that attribute alone moved, the others at 0)."""
     tiles = []
-    for k, name in enumerate(names):
+    for k in range(len(names)):
         per_strength = []
         for s in strengths:
             moved = [0.0] * len(names)

@@ -113,10 +113,10 @@ def same_image(a: np.ndarray, b: np.ndarray, *, min_psnr: float = 40.0) -> bool:
     of a mixed_bfloat16 run computes in bf16 (and the saved graph fuses kernels differently): on a
     StyleGAN2 trained 80 kimg in bf16, 16 latents differ by 0.61 levels on average and 12 at most
     (about 49 dB), where other weights give a different image (tens of levels, below 30 dB)."""
+    from facegan.metrics.paired import psnr
     if np.shape(a) != np.shape(b):
         return False
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return mse == 0.0 or 10.0 * math.log10(255.0 ** 2 / mse) >= min_psnr
+    return float(psnr(np.asarray(a)[None], np.asarray(b)[None])[0]) >= min_psnr   # the batch as one image
 
 
 # -- the loss's terms -----------------------------------------------------------------------------------
@@ -444,7 +444,7 @@ def scores(target: np.ndarray, recon: np.ndarray) -> Dict[str, float]:
     out = {"psnr": float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse),
            "ssim": float(tf.image.ssim(a, b, 255, filter_size=min(11, target.shape[0]))[0])}
     # tf's MS-SSIM needs side > (filter_size - 1) * 2^(scales - 1): keep the scales that fit.
-    weights = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+    weights = MS_SSIM_WEIGHTS
     size = min(11, target.shape[0] // 4)
     scales = max(1, min(5, int(math.log2(target.shape[0] / max(1, size - 1))) + 1 if size > 1 else 1))
     while scales > 1 and target.shape[0] <= (size - 1) * 2 ** (scales - 1):
