@@ -139,10 +139,10 @@ def write_report(summary: List[Dict[str, Any]], out_dir: str, meta: Dict[str, An
             old = f.read()
         if GENERATED_MARK in old:
             preface = old[:old.index(GENERATED_MARK)]
-    if preface:
-        body = preface.strip("\n")
-        body = body[len(L[0]):].strip("\n") if body.startswith(L[0]) else body
-        L = [L[0], "", body, "", GENERATED_MARK, ""] + L[2:]
+    if preface:   # the preface's own "# " title line, if any, replaces the generic one
+        first, _, rest = preface.strip("\n").partition("\n")
+        title, body = (first, rest.strip("\n")) if first.startswith("# ") else (L[0], preface.strip("\n"))
+        L = [title, "", body, "", GENERATED_MARK, ""] + L[2:]
     with open(md, "w") as f:
         f.write("\n".join(L))
     write_json_atomic(os.path.join(out_dir, "quality.json"),

@@ -371,6 +371,12 @@ def test_report_keeps_a_hand_written_preface_and_writes_no_machine_paths(tmp_pat
     md = (out / "quality.md").read_text()
     assert md.startswith("# Quality study\n\n**Status: hand-written.**\n\n" + RP.GENERATED_MARK)
     assert "old table" not in md and md.count("# Quality study") == 1 and str(work) not in md
+    # a preface with its own title keeps it whole (it was once cut to "# Quality study\n\n at 64x64")
+    (out / "quality.md").write_text(md.replace("# Quality study\n", "# Quality study at 64x64: which preset\n", 1))
+    assert CMD.main(args, argv, log=lambda s: None) == 0
+    md = (out / "quality.md").read_text()
+    assert md.startswith("# Quality study at 64x64: which preset\n\n**Status: hand-written.**\n\n" + RP.GENERATED_MARK)
+    assert md.count("# Quality study") == 1
 
 
 def test_a_committed_entry_merged_again_names_its_first_origin_once():
