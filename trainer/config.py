@@ -128,7 +128,7 @@ class TricksConfig:
     # Generator EMA (Karras et al. 2018). Off unless a preset's paper uses it (ProGAN); the
     # export metadata says which weights were exported ("generator_weights": "ema" | "raw").
     # Two ways to set its horizon (trainer/ema.py):
-    # - ema_decay: a per-step decay beta (PGGAN's G_smoothing; the StyleGAN2 presets' 0.99778);
+    # - ema_decay: a per-step decay beta (PGGAN's G_smoothing; the smoke presets' 0.999);
     # - ema_kimg: a half-life in thousands of images shown, StyleGAN's
     #   beta = 0.5 ** (images per step / (ema_kimg * 1000)), with the optional ramp-up of
     #   stylegan2-ada (training_loop.py): ema_nimg = min(ema_nimg, cur_nimg * ema_rampup), where
@@ -632,22 +632,25 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                           optim=dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta1=0.5)),
     # StyleGAN2-ADA's `paper256` setting (Karras et al. 2020b, train.py cfg_specs; 256x256 FFHQ):
     # batch 64, mbstd group 8, fmaps 0.5 (channel_base 16384), lr 0.0025, Adam (0, 0.99), R1 gamma
-    # 1, EMA half-life 20 kimg (0.5 ** (64 / 20000) = 0.99778), 8 mapping layers, ADA target 0.6.
+    # 1, EMA half-life 20 kimg (`ema=20, ramp=None`; 0.99778 per step at batch 64), 8 mapping
+    # layers, ADA target 0.6. The horizon is in images, so another batch size keeps it.
     # Set network.resolution to the resolution of your Examples.
     "stylegan2": _preset(network=dict(architecture="stylegan2", resolution=256, z_dim=512, w_dim=512,
                                       mapping_layers=8, channel_base=16384, channel_max=512, mbstd_group_size=8),
                          loss=dict(family="nsgan_r1", r1_gamma=1.0),
-                         tricks=dict(ema_decay=0.99778, augment=dict(mode="ada", target=0.6)),
+                         tricks=dict(ema_kimg=20.0, augment=dict(mode="ada", target=0.6)),
                          optim=dict(batch_size=64, g_learning_rate=0.0025, d_learning_rate=0.0025,
                                     beta1=0.0, beta2=0.99)),
     # StyleGAN2-ADA's `auto` setting at 64x64 (train.py: batch 32, mbstd 4, lr 0.0025, gamma
-    # 0.0002 R^2 / batch = 0.0256, EMA 10 kimg, 2 mapping layers) with CPU-practical widths
+    # 0.0002 R^2 / batch = 0.0256, EMA 10 kimg with ramp-up 0.05, 2 mapping layers; the ramp
+    # keeps a short run's EMA off its random init: a per-step 0.99778 at batch 64 left 11% of
+    # the init in G_ema after 64 kimg, issue 20) with CPU-practical widths
     # (channel_base 4096, channel_max 128: 128 channels up to 32x32, 64 at 64x64; z = w = 256).
     "stylegan2_small": _preset(network=dict(architecture="stylegan2", resolution=64, z_dim=256, w_dim=256,
                                             mapping_layers=2, channel_base=4096, channel_max=128,
                                             mbstd_group_size=4),
                                loss=dict(family="nsgan_r1", r1_gamma=0.0256),
-                               tricks=dict(ema_decay=0.99778, augment=dict(mode="ada", target=0.6)),
+                               tricks=dict(ema_kimg=10.0, ema_rampup=0.05, augment=dict(mode="ada", target=0.6)),
                                optim=dict(batch_size=32, g_learning_rate=0.0025, d_learning_rate=0.0025,
                                           beta1=0.0, beta2=0.99)),
     # Isola et al. 2017 (pix2pix): U-Net + 70x70 PatchGAN (at 256 px), cGAN + 100 * L1, Adam 2e-4

@@ -2,7 +2,7 @@
 
 Two settings (`tricks.*`, trainer/config.py):
 - `ema_decay` = beta per generator step: G_ema <- G + beta (G_ema - G) (Karras et al. 2018, sec.
-  A.1; PGGAN's `G_smoothing = 0.999`; the StyleGAN2 presets' 0.99778).
+  A.1; PGGAN's `G_smoothing = 0.999`; the study's pinned StyleGAN2 rows' 0.99778).
 - `ema_kimg` = the half-life in thousands of images shown, as StyleGAN does
   (stylegan2-ada training_loop.py):
 

@@ -39,7 +39,7 @@ import shutil
 import sys
 from typing import Any, Dict, Optional, Sequence
 
-from .common import DONE_FILE, GRID_FILE, RECORDS_FILE, StudyError
+from .common import DONE_FILE, GRID_FILE, GRID_RAW_FILE, RECORDS_FILE, StudyError
 from .matrix import available_rows, load_matrix, parse_seeds, resolve_config, select_rows
 from .protocol import Protocol, default_metrics, trainer_eval_overrides
 from .records import read_records, record_values, run_dir_for
@@ -205,11 +205,13 @@ def _main(args, argv, log) -> int:
         old_grid = os.path.join(args.out, "quality", f"grid_{r['row']}.png")
         for s in seeds:     # the first seed that has a grid: a run's own, or the committed one's
             g = os.path.join(run_dir_for(work_dir, r["row"], s), GRID_FILE)
-            if r["n"] and os.path.exists(g):
+            if not (r["n"] and os.path.exists(g)):
+                g = old_grid if r["n"] and s in committed_seeds.get(r["row"], ()) else ""
+            if g and os.path.exists(g):   # a merged row keeps its committed (earlier seed's) grid
                 grids[r["row"]] = g
-                break
-            if r["n"] and s in committed_seeds.get(r["row"], ()) and os.path.exists(old_grid):
-                grids[r["row"]] = old_grid     # a merged row keeps its committed (earlier seed's) grid
+                raw = os.path.join(os.path.dirname(g), GRID_RAW_FILE if g != old_grid else f"grid_{r['row']}_raw.png")
+                if os.path.exists(raw):
+                    grids[f"{r['row']}_raw"] = raw
                 break
     seconds = sum((_read_json(os.path.join(run_dir_for(work_dir, r.name, s), DONE_FILE)) or {}).get("seconds", 0)
                   for r in rows for s in seeds)

@@ -79,7 +79,8 @@ def run_differences(stored: Dict[str, Any], current: Dict[str, Any], config_defa
 
     defaults = {"config": json.loads(json.dumps(config_defaults))}
     return [name for name in diff_fields(stored, current)
-            if not (get(stored, name) is _MISSING and get(current, name) == get(defaults, name))]
+            if name != "config.notes"     # what an override replaced, said in words: not a setting
+            and not (get(stored, name) is _MISSING and get(current, name) == get(defaults, name))]
 
 
 _MISSING = object()

@@ -18,7 +18,7 @@ from facegan.images import save_grid
 from facegan.jsonable import write_json_atomic
 from facegan.trainer.periodic_eval import generated_batches
 
-from .common import DONE_FILE, GRID_FILE, RECORDS_FILE, REPO, StudyError
+from .common import DONE_FILE, GRID_FILE, GRID_RAW_FILE, RECORDS_FILE, REPO, StudyError
 from .protocol import fingerprint, run_differences
 from .records import read_records, record_values, run_dir_for
 from .aggregate import _read_json, fmt
@@ -86,11 +86,12 @@ def train_to(trainer, target_images: int) -> None:
         trainer.run()
 
 
-def grid_images(trainer, seed: int, num: int = GRID_SAMPLES) -> np.ndarray:
+def grid_images(trainer, seed: int, num: int = GRID_SAMPLES, ema: bool = True) -> np.ndarray:
     """The first `num` images of the evaluated stream (the evaluator's latents, and for a
-    conditional run its per-image attribute requests), from the trainer's current weights."""
+    conditional run its per-image attribute requests), from the trainer's current weights
+    (the EMA generator where there is one, else / with ema=False the raw one)."""
     n_attr = len([a for a in trainer.cfg.condition.attributes.split(",") if a.strip()])
-    sample = generated_batches(lambda z, y=None: trainer.gan.sample(z, ema=True, attributes=y),
+    sample = generated_batches(lambda z, y=None: trainer.gan.sample(z, ema=ema, attributes=y),
                                trainer.cfg.network.z_dim, seed, num, n_attr)
     return np.concatenate(list(sample(num)))
 
@@ -141,13 +142,21 @@ def run_one(row, seed: int, cfg, protocol, data: str, budget: int, run_dir: str,
     if last is None or int(last["images_shown"]) != trainer.images_shown:
         raise StudyError(f"row {row.name} seed {seed}: no evaluation at the end of the budget in "
                            f"{os.path.join(run_dir, RECORDS_FILE)}")
-    save_grid(grid_images(trainer, protocol.seed), os.path.join(run_dir, GRID_FILE), cols=GRID_COLS)
+    save_grids(trainer, protocol.seed, run_dir, last)
     seconds = before_s + time.monotonic() - t0
     marker = {"row": row.name, "seed": seed, "fingerprint": fp, "images_shown": trainer.images_shown,
               "step": trainer.step, "budget_images": budget, "final": record_values(last),
               "seconds": round(seconds, 1), "backend": "trainer", "commit": COMMIT}
     write_json_atomic(os.path.join(run_dir, DONE_FILE), marker)
     return marker
+
+
+def save_grids(trainer, seed: int, run_dir: str, last: dict) -> None:
+    """grid.png from the exported (EMA) weights; also grid_raw.png from the raw G when the last
+    evaluation says the EMA was still warming up (its scores are then `raw_headline`, issue 20)."""
+    save_grid(grid_images(trainer, seed), os.path.join(run_dir, GRID_FILE), cols=GRID_COLS)
+    if (last.get("ema") or {}).get("warming_up"):
+        save_grid(grid_images(trainer, seed, ema=False), os.path.join(run_dir, GRID_RAW_FILE), cols=GRID_COLS)
 
 
 def git_commit() -> Optional[str]:

@@ -147,6 +147,9 @@ def test_run_differences_ignores_config_fields_added_since_at_their_defaults():
     changed = {**current, "config": {**current["config"], "optim": {"lr": 1e-4}}}
     assert PT.run_differences(stored, changed, defaults) == ["config.optim.lr"]
     assert PT.run_differences(stored, {**current, "protocol": {"metrics": ["swd"]}}, defaults) == ["protocol.metrics"]
+    # the same settings reached by a pinning override that leaves a note (issue 20's StyleGAN2 rows)
+    noted = {**current, "config": {**current["config"], "notes": ["tricks.ema_decay replaces ..."]}}
+    assert PT.run_differences({**stored, "config": {**stored["config"], "notes": []}}, noted, defaults) == []
 
 
 def test_one_seed_rows_are_judged_against_the_pooled_seed_spread():
@@ -225,6 +228,21 @@ def test_grid_of_a_conditional_run_uses_the_evaluators_attribute_requests(tmp_pa
     z = sample_latents(3, 0, 6, cfg.network.z_dim)
     y = requested_attributes(3, 0, 6, 2)
     np.testing.assert_array_equal(imgs, np.asarray(trainer.gan.sample(z, ema=True, attributes=y)))
+
+
+def test_raw_grid_only_when_the_last_evaluation_says_the_ema_was_warming_up(tmp_path):
+    """A run that ends with its EMA warming up (scored on `raw_headline` too) also leaves the raw
+    G's grid; otherwise only the EMA's (issue 20: a per-step EMA showed 11% of its init)."""
+    from bench.quality_study.runner import save_grids
+    # a fake trainer: the EMA generator draws 200s, the raw one 50s (the grid code only samples)
+    gan = types.SimpleNamespace(sample=lambda z, ema, attributes=None: np.full((len(z), 4, 4, 3), 200 if ema else 50, np.uint8))
+    trainer = types.SimpleNamespace(gan=gan, cfg=types.SimpleNamespace(condition=types.SimpleNamespace(attributes=""),
+                                                                       network=types.SimpleNamespace(z_dim=2)))
+    save_grids(trainer, 0, str(tmp_path), {"ema": {"weights": "ema", "warming_up": False}})
+    assert os.listdir(tmp_path) == [CM.GRID_FILE]
+    save_grids(trainer, 0, str(tmp_path), {"ema": {"weights": "ema", "warming_up": True}})
+    ema, raw = (np.asarray(Image.open(tmp_path / f)) for f in (CM.GRID_FILE, CM.GRID_RAW_FILE))
+    assert ema.min() == 200 and raw.min() == 50 and ema.shape == raw.shape   # (the padding is white)
 
 
 def test_report_command_names_no_folder_of_the_machine_that_ran_it():
@@ -326,7 +344,12 @@ def test_a_merged_row_shows_its_first_seeds_grid(tmp_path):
     for row in ("a", "b"):
         _write_run(work / "old" / row / "seed1", [(8000, 90.0), (16000, 60.0)])
         Image.new("RGB", (4, 4), (10, 0, 0)).save(work / "old" / row / "seed1" / CM.GRID_FILE)
+    # row a's run ended with its EMA warming up: its raw G's grid is shown beside the EMA's
+    Image.new("RGB", (4, 4), (11, 0, 0)).save(work / "old" / "a" / "seed1" / CM.GRID_RAW_FILE)
     assert CMD.main(*_args(work_dir=work / "old", out=out, seeds="1", **common), log=lambda s: None) == 0
+    md = (out / "quality.md").read_text()
+    assert "![a_raw](quality/grid_a_raw.png)" in md and "**a, raw G (its EMA was still warming up" in md
+    assert "grid_b_raw" not in md
     _write_run(work / "new" / "a" / "seed2", [(8000, 80.0), (16000, 50.0)])
     Image.new("RGB", (4, 4), (0, 20, 0)).save(work / "new" / "a" / "seed2" / CM.GRID_FILE)
     _write_run(work / "new" / "b" / "seed1", [(8000, 80.0), (16000, 50.0)])
@@ -339,6 +362,9 @@ def test_a_merged_row_shows_its_first_seeds_grid(tmp_path):
     assert merged["a"]["n"] == 2
     assert np.asarray(Image.open(out / "quality" / "grid_a.png"))[0, 0].tolist() == [10, 0, 0]
     assert np.asarray(Image.open(out / "quality" / "grid_b.png"))[0, 0].tolist() == [0, 0, 30]
+    # the committed raw grid stays with its committed grid
+    assert np.asarray(Image.open(out / "quality" / "grid_a_raw.png"))[0, 0].tolist() == [11, 0, 0]
+    assert "![a_raw](quality/grid_a_raw.png)" in (out / "quality.md").read_text()
 
 
 def test_progan_rows_honour_the_presets_batch_sizes_and_ema_rows_use_the_ramped_horizon():
@@ -350,8 +376,10 @@ def test_progan_rows_honour_the_presets_batch_sizes_and_ema_rows_use_the_ramped_
         assert (cfg.tricks.ema_kimg, cfg.tricks.ema_rampup, cfg.network.output_activation) == (10.0, 0.05, "linear")
     ema = MX.resolve_config(rows["dcgan_ema"], common, 1, 128_000).tricks
     assert (ema.ema_kimg, ema.ema_rampup, ema.ema_decay) == (10.0, 0.05, 0.0)
-    # the StyleGAN2 rows keep their per-step decay (comparable with committed seed-1 numbers)
-    assert MX.resolve_config(rows["stylegan2_small_ada"], common, 2, 128_000).tricks.ema_decay == 0.99778
+    # the StyleGAN2 rows pin the per-step decay they were trained with (the preset moved to kimg)
+    for name in ("stylegan2_small_ada", "stylegan2_small"):
+        sg2 = MX.resolve_config(rows[name], common, 2, 128_000).tricks
+        assert (sg2.ema_decay, sg2.ema_kimg, sg2.ema_rampup) == (0.99778, 0.0, 0.0), name
 
 
 def test_report_keeps_a_hand_written_preface_and_writes_no_machine_paths(tmp_path):

@@ -48,7 +48,7 @@ def run_preset(preset, data, root):
     the run (the paper presets evaluate every 50k images, the smoke ones never)."""
     from facegan.trainer import train_lib
     cfg = get_preset(preset, tiny_overrides(preset, **{"run.steps": 3}))
-    d = dict(cfg.to_dict(), preset="")
+    d = dict(cfg.to_dict(), preset="", notes=[])    # notes name the preset (an override replaced its EMA)
     batches = [cfg.optim.batch_size, *[int(b) for b in getattr(cfg.network, "batch_sizes", {}).values()]]
     if cfg.eval.every_images == 0 or cfg.eval.every_images > 3 * max(batches) * cfg.tricks.d_steps:
         d.pop("eval")
