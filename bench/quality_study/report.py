@@ -120,7 +120,7 @@ def write_report(summary: List[Dict[str, Any]], out_dir: str, meta: Dict[str, An
         L += ["## Samples", "", f"64 samples of each row's first seed at the end of the budget (the "
               f"exported weights; latent stream seed {meta['protocol']['seed']}).", ""]
         for name in grids:
-            label = f"{name[:-4]}, raw G (its EMA was still warming up: these weights gave `raw_headline`)" \
+            label = f"{name[:-4]}, raw G (not the exported EMA: the EMA was still warming up at the end)" \
                 if name.endswith("_raw") else name
             L += [f"**{label}**", "", f"![{name}](quality/grid_{name}.png)", ""]
     m = meta["machine"]

@@ -348,7 +348,7 @@ def test_a_merged_row_shows_its_first_seeds_grid(tmp_path):
     Image.new("RGB", (4, 4), (11, 0, 0)).save(work / "old" / "a" / "seed1" / CM.GRID_RAW_FILE)
     assert CMD.main(*_args(work_dir=work / "old", out=out, seeds="1", **common), log=lambda s: None) == 0
     md = (out / "quality.md").read_text()
-    assert "![a_raw](quality/grid_a_raw.png)" in md and "**a, raw G (its EMA was still warming up" in md
+    assert "![a_raw](quality/grid_a_raw.png)" in md and "**a, raw G (not the exported EMA: the EMA was still warming up" in md
     assert "grid_b_raw" not in md
     _write_run(work / "new" / "a" / "seed2", [(8000, 80.0), (16000, 50.0)])
     Image.new("RGB", (4, 4), (0, 20, 0)).save(work / "new" / "a" / "seed2" / CM.GRID_FILE)
