@@ -62,6 +62,11 @@ DEFAULT_ROWS: Tuple[Row, ...] = (
         group="progan", claim=Claim("Columbia report: residual blocks within each resolution help", "progan")),
     Row("progan_repel_stats", "progan", {**_PROGAN, "tricks.repelling": 0.1, "network.mbstd_extra_stats": True},
         group="progan", claim=Claim(_REPORT, "progan")),
+    # PGGAN's G ends in a linear toRGB (networks.py G_paper); tanh was this repository's earlier
+    # output and stays an option (network.output_activation); this row measures it (issue 20).
+    Row("progan_tanh", "progan", {**_PROGAN, "network.output_activation": "tanh"}, group="progan",
+        claim=Claim("this repository's earlier tanh output vs PGGAN's linear toRGB (Karras et al. 2018)",
+                    "progan")),
     Row("dcgan_fm", "dcgan", {"tricks.feature_matching": 1.0}, group="tricks",
         claim=Claim("Salimans et al.: feature matching stabilizes training", "dcgan")),
     Row("dcgan_mbd", "dcgan", {"tricks.minibatch_discrimination": True}, group="tricks",
