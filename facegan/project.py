@@ -437,11 +437,13 @@ def loss_description(ssim_weight: float, structural: str, terms: Sequence[Featur
 
 
 def scores(target: np.ndarray, recon: np.ndarray) -> Dict[str, float]:
-    """PSNR (dB), SSIM and MS-SSIM of uint8 images (MS-SSIM with as many scales as the size allows)."""
+    """PSNR (dB; metrics/paired.py's, capped at PSNR_CAP for identical images so the report stays
+    JSON), SSIM and MS-SSIM of uint8 images (MS-SSIM with as many scales as the size allows)."""
     import tensorflow as tf
+
+    from facegan.metrics.paired import psnr
     a, b = tf.constant(target[None]), tf.constant(recon[None])
-    mse = float(np.mean((target.astype(np.float64) - recon) ** 2))
-    out = {"psnr": float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse),
+    out = {"psnr": float(psnr(recon[None], target[None])[0]),
            "ssim": float(tf.image.ssim(a, b, 255, filter_size=min(11, target.shape[0]))[0])}
     # tf's MS-SSIM needs side > (filter_size - 1) * 2^(scales - 1): keep the scales that fit.
     weights = MS_SSIM_WEIGHTS

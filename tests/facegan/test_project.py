@@ -141,3 +141,17 @@ def test_same_image_takes_bf16_arithmetic_and_refuses_other_images():
     assert not P.same_image(a, rng.integers(0, 256, a.shape))      # other weights: another image
     assert not P.same_image(a, np.clip(a + 10, 0, 255))             # 10 levels everywhere: ~28 dB
     assert not P.same_image(a, a[:8])
+
+
+def test_reconstruction_scores_psnr_by_hand_and_identical_images_stay_json():
+    import json
+    import math
+
+    from facegan.metrics.paired import PSNR_CAP
+    target = np.zeros((32, 32, 3), np.uint8)
+    # every pixel off by 5 levels: MSE 25, PSNR = 10 log10(255^2 / 25)
+    s = P.scores(target, target + 5)
+    assert s["psnr"] == pytest.approx(10 * math.log10(255.0 ** 2 / 25))
+    same = P.scores(target + 7, target + 7)
+    assert same["psnr"] == PSNR_CAP and same["ssim"] == pytest.approx(1.0)
+    json.dumps(same, allow_nan=False)     # projection.json is strict JSON (no Infinity)
