@@ -9,6 +9,7 @@ STAMP := $(VENV)/.facegan-installed
 DATA ?=
 OUT ?= demo_out
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test test-unit test-e2e lock bench clean
 
@@ -37,12 +38,17 @@ demo: $(STAMP)
 	$(VENV)/bin/facegan demo --out $(OUT) $(if $(DATA),--data $(DATA),)
 
 # Unit tests (no TFX import; enforced by tests/conftest.py) then end-to-end tests.
+# The unit tests run on TEST_WORKERS processes (pytest-xdist); `--dist loadfile` keeps each file on
+# one worker, so a file's module-level caches (e.g. test_train_loop.py's shared preset runs) hold.
+# The end-to-end tests stay in one process (servers, TFX pipelines, Beam).
+UNIT := -m "not e2e" -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest $(UNIT) $(PYTEST_ARGS)
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
-	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest $(UNIT) $(PYTEST_ARGS)
 
 test-e2e: $(STAMP)
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)

@@ -66,7 +66,8 @@ DEFAULT_ROWS: Tuple[Row, ...] = (
     # output and stays an option (network.output_activation); this row measures it (issue 20).
     Row("progan_tanh", "progan", {**_PROGAN, "network.output_activation": "tanh"}, group="progan",
         claim=Claim("this repository's earlier tanh output vs PGGAN's linear toRGB (Karras et al. 2018)",
-                    "progan")),
+                    "progan"),
+        more_claims=(Claim("tanh output vs PGGAN's linear toRGB: the face rate", "progan", "face_detection"),)),
     Row("dcgan_fm", "dcgan", {"tricks.feature_matching": 1.0}, group="tricks",
         claim=Claim("Salimans et al.: feature matching stabilizes training", "dcgan")),
     Row("dcgan_mbd", "dcgan", {"tricks.minibatch_discrimination": True}, group="tricks",
