@@ -40,6 +40,13 @@ def _digest(root):
     return out
 
 
+def _default_signals():
+    """The child starts with SIGINT at its default: a test runner started in the background by a
+    non-interactive shell inherits SIGINT ignored, and Python then keeps it ignored (the ingest
+    would not see the signal this test sends, as a user's terminal would deliver it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _ingest(inp, out, *extra):
     return [sys.executable, "-m", "facegan.cli", "ingest", "--input", inp, "--output", out,
             "--resolution", "16", *extra]
@@ -56,6 +63,7 @@ def test_interrupt_cleans_up(tmp_path, big_input, sig, code, runner):
     subprocess.run(_ingest(str(small), out, "--quiet"), check=True, capture_output=True)
     before = _digest(out)
     proc = subprocess.Popen(_ingest(big_input, out, "--runner", runner), start_new_session=True,
+                            preexec_fn=_default_signals,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     # wait until shards are being written into the staging folder
