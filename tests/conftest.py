@@ -61,6 +61,9 @@ def _unit_tests_do_not_import_tfx(request):
 
 
 E2E_DIR = REPO / "tests" / "e2e"
+# Unit-test files by their measured time, longest first (pytest --durations; the three are ~55%
+# of the unit suite).
+HEAVY_FILES = ("test_train_loop.py", "test_image_to_image.py", "test_user_path.py")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -80,7 +83,3 @@ def pytest_collection_modifyitems(config, items):
     heavy = {name: i for i, name in enumerate(HEAVY_FILES)}
     items.sort(key=lambda item: heavy.get(pathlib.Path(str(item.fspath)).name, len(heavy)))
 
-
-# Unit-test files by their measured time, longest first (pytest --durations; the three are ~55%
-# of the unit suite).
-HEAVY_FILES = ("test_train_loop.py", "test_image_to_image.py", "test_user_path.py")
